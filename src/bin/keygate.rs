@@ -1,0 +1,45 @@
+//! `keygate`: the companion CLI (native only).
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    use clap::{Parser, Subcommand};
+    use keygate::cli;
+
+    #[derive(Parser)]
+    #[command(name = "keygate", version, about = "keygate: OAuth2/OIDC access-token authorization for Envoy and Istio")]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Verify a token natively with the filter's own code and explain the result.
+        CheckToken(cli::check_token::Args),
+        /// Fetch and check an OIDC discovery document; print the key-manager entry.
+        Discover(cli::discover::Args),
+        /// Turn a declaration (keygate.yaml) into plugin config, Envoy bootstrap and Istio manifests.
+        Generate(cli::generate::Args),
+        /// Print what a consumer needs to get a token and call the subscribed APIs.
+        Instructions(cli::instructions::Args),
+    }
+
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
+            let _ = err.print();
+            std::process::exit(if err.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let code = match cli.command {
+        Command::CheckToken(args) => cli::check_token::run(args),
+        Command::Discover(args) => cli::discover::run(args),
+        Command::Generate(args) => cli::generate::run(args),
+        Command::Instructions(args) => cli::instructions::run(args),
+    };
+    std::process::exit(code);
+}
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}

@@ -1,0 +1,231 @@
+//! Plugin configuration: the JSON the CLI writes and the filter reads in `on_configure`.
+//!
+//! The serde structs below are the wire contract between `keygate generate` and the filter.
+//! Validation and compilation into indexed, typed structures live beside them.
+
+use serde::{Deserialize, Serialize};
+
+/// Top level of the filter's `configuration` (JSON).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The environment this gateway serves (`production`, `sandbox`, ...).
+    pub environment: String,
+    #[serde(default)]
+    pub key_managers: Vec<KeyManagerConfig>,
+    #[serde(default)]
+    pub apis: Vec<ApiConfig>,
+    #[serde(default)]
+    pub applications: Vec<ApplicationConfig>,
+    #[serde(default)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyManagerConfig {
+    pub name: String,
+    /// Exact `iss` value. For Entra multi-tenant discovery it may hold the literal `{tenantid}`
+    /// placeholder; the tenant then comes from the token's `tid` and must be in `tenants`.
+    pub issuer: String,
+    pub jwks: JwksSource,
+    /// Environments where this key manager is trusted; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
+    /// Accepted audiences; empty means the audience is not checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    /// Where client id, scopes and groups are in this key manager's tokens.
+    #[serde(default)]
+    pub claims: ClaimMapping,
+    /// Allowed tenants when `issuer` is a `{tenantid}` template (Entra ID multi-tenant).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
+    /// Accepted signing algorithms; empty means every asymmetric algorithm keygate supports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub algorithms: Vec<String>,
+}
+
+/// How the filter reaches the JWKS: through an Envoy cluster, with `dispatch_http_call`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksSource {
+    /// The JWKS URL as published by the key manager (informational, used in logs).
+    pub uri: String,
+    /// Envoy cluster that routes to the JWKS host (`outbound|443||host` under Istio).
+    pub cluster: String,
+    /// `:authority` of the fetch.
+    pub authority: String,
+    /// `:path` of the fetch.
+    pub path: String,
+}
+
+/// Claim names (dotted paths allowed, e.g. `realm_access.roles`), tried in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimMapping {
+    #[serde(default = "default_client_id_claims")]
+    pub client_id: Vec<String>,
+    #[serde(default = "default_scope_claims")]
+    pub scopes: Vec<String>,
+    #[serde(default = "default_group_claims")]
+    pub groups: Vec<String>,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        ClaimMapping {
+            client_id: default_client_id_claims(),
+            scopes: default_scope_claims(),
+            groups: default_group_claims(),
+        }
+    }
+}
+
+fn default_client_id_claims() -> Vec<String> {
+    ["client_id", "azp", "appid", "cid"].map(String::from).to_vec()
+}
+fn default_scope_claims() -> Vec<String> {
+    ["scope", "scp"].map(String::from).to_vec()
+}
+fn default_group_claims() -> Vec<String> {
+    ["groups"].map(String::from).to_vec()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    pub base_path: String,
+    #[serde(default)]
+    pub resources: Vec<ResourceConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// HTTP method, or `*` / `ANY` for every method.
+    pub method: String,
+    /// Path template relative to the API base path: `/pets`, `/pets/{id}`, `/files/*`.
+    pub path: String,
+    /// The token needs at least one of these scopes (empty: no scope needed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// The token needs at least one of these groups (empty: no group needed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// No token needed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationConfig {
+    pub name: String,
+    #[serde(default)]
+    pub state: ApplicationState,
+    #[serde(default)]
+    pub client_ids: Vec<ClientIdConfig>,
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplicationState {
+    #[default]
+    Active,
+    Blocked,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIdConfig {
+    pub key_manager: String,
+    pub client_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionConfig {
+    /// API name.
+    pub api: String,
+    #[serde(default)]
+    pub state: SubscriptionState,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionState {
+    #[default]
+    Active,
+    Blocked,
+    ProductionOnlyBlocked,
+}
+
+/// Tunables, each with a safe default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Clock skew allowed for `exp`/`nbf`/`iat`, seconds.
+    pub leeway_seconds: u64,
+    /// What to do with a path that matches no API: `deny` (404) or `pass`.
+    pub unknown_api: UnknownApi,
+    /// Prefix of the identity headers added upstream (always stripped from requests).
+    pub header_prefix: String,
+    /// Remove `Authorization` before forwarding.
+    pub strip_authorization: bool,
+    /// `realm` in `WWW-Authenticate`.
+    pub realm: String,
+    /// JWKS fetch timeout, milliseconds.
+    pub jwks_fetch_timeout_ms: u64,
+    /// Largest JWKS body accepted, bytes.
+    pub jwks_max_bytes: usize,
+    /// Refresh interval bounds (seconds) applied to `Cache-Control: max-age`.
+    pub jwks_min_refresh_seconds: u64,
+    pub jwks_max_refresh_seconds: u64,
+    /// Refresh interval when the response has no `max-age`.
+    pub jwks_default_refresh_seconds: u64,
+    /// At most one unknown-`kid` refetch per key manager per this many seconds.
+    pub jwks_unknown_kid_refetch_seconds: u64,
+    /// Keep serving the last good keys this long after refreshes start failing.
+    pub jwks_stale_seconds: u64,
+    /// First retry delay after a failed fetch (doubles up to `jwks_retry_max_seconds`).
+    pub jwks_retry_initial_seconds: u64,
+    pub jwks_retry_max_seconds: u64,
+    /// How long a request may wait for keys before it is answered 503.
+    pub request_wait_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            leeway_seconds: 60,
+            unknown_api: UnknownApi::Deny,
+            header_prefix: "x-keygate-".to_string(),
+            strip_authorization: false,
+            realm: "keygate".to_string(),
+            jwks_fetch_timeout_ms: 5_000,
+            jwks_max_bytes: 512 * 1024,
+            jwks_min_refresh_seconds: 300,
+            jwks_max_refresh_seconds: 86_400,
+            jwks_default_refresh_seconds: 600,
+            jwks_unknown_kid_refetch_seconds: 10,
+            jwks_stale_seconds: 3_600,
+            jwks_retry_initial_seconds: 1,
+            jwks_retry_max_seconds: 60,
+            request_wait_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownApi {
+    #[default]
+    Deny,
+    Pass,
+}

@@ -1,0 +1,1 @@
+//! Compact JWS parsing, algorithms, JWK/JWKS and signature verification (RFC 7515/7517/7518).

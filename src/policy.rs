@@ -1,0 +1,1 @@
+//! The authorization decision: compiled policy (APIs, applications, subscriptions, environments).

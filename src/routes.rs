@@ -1,0 +1,1 @@
+//! API base path + method + path template matching on the normalized request path.
