@@ -217,6 +217,26 @@ mod tests {
         }
     }
 
+    /// A worker's view of the store in a tick where every worker read before any wrote: the
+    /// first read returns the snapshot taken at the start of the tick, later reads the truth.
+    struct Racing<'a> {
+        store: &'a Store,
+        snapshot: RefCell<Option<Option<(Vec<u8>, u32)>>>,
+    }
+
+    impl SharedSlot for Racing<'_> {
+        fn read(&self) -> Option<(Vec<u8>, u32)> {
+            match self.snapshot.borrow_mut().take() {
+                Some(snapshot) => snapshot,
+                None => self.store.read(),
+            }
+        }
+
+        fn write(&self, bytes: &[u8], expect: Expect) -> Result<(), SlotError> {
+            self.store.write(bytes, expect)
+        }
+    }
+
     /// A store whose writes fail as if shared data were unavailable.
     struct Broken;
 
@@ -306,13 +326,19 @@ mod tests {
             }
         }
 
-        /// Every worker's tick at the same instant, in rotating order, as threads would race.
+        /// Every worker's tick at the same instant, in rotating order, as threads would race:
+        /// all of them read the record before any of them writes.
         fn tick(&mut self, now: u64) {
             self.deliver(now);
+            let snapshot = self.store.read();
             let n = self.workers.len();
             for k in 0..n {
                 let worker = (k + (now / 7) as usize) % n;
-                if let Some(reason) = self.workers[worker].poll_shared(&self.store, now, parse) {
+                let slot = Racing {
+                    store: &self.store,
+                    snapshot: RefCell::new(Some(snapshot.clone())),
+                };
+                if let Some(reason) = self.workers[worker].poll_shared(&slot, now, parse) {
                     self.dispatch(worker, reason, now);
                 }
             }
@@ -414,15 +440,21 @@ mod tests {
         // 60 s of requests with unknown kids on every worker, 20 per second per worker.
         for now in (1_000..61_000).step_by(50) {
             sim.tick(now);
-            let worker = (now / 50) as usize % 4;
-            let action = sim.workers[worker].unknown_kid_shared(&sim.store, now, parse);
-            match action {
-                UnknownKidAction::Fetch => {
-                    actions[0] += 1;
-                    sim.dispatch(worker, FetchReason::UnknownKid, now);
+            // Every worker sees an unknown kid at the same instant, all reading before any writes.
+            let snapshot = sim.store.read();
+            for worker in 0..4 {
+                let slot = Racing {
+                    store: &sim.store,
+                    snapshot: RefCell::new(Some(snapshot.clone())),
+                };
+                match sim.workers[worker].unknown_kid_shared(&slot, now, parse) {
+                    UnknownKidAction::Fetch => {
+                        actions[0] += 1;
+                        sim.dispatch(worker, FetchReason::UnknownKid, now);
+                    }
+                    UnknownKidAction::Wait => actions[1] += 1,
+                    UnknownKidAction::Decide => actions[2] += 1,
                 }
-                UnknownKidAction::Wait => actions[1] += 1,
-                UnknownKidAction::Decide => actions[2] += 1,
             }
         }
         let refetches = sim
