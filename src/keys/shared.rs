@@ -221,8 +221,11 @@ mod tests {
     /// first read returns the snapshot taken at the start of the tick, later reads the truth.
     struct Racing<'a> {
         store: &'a Store,
-        snapshot: RefCell<Option<Option<(Vec<u8>, u32)>>>,
+        snapshot: RefCell<Option<Entry>>,
     }
+
+    /// What a read returns: bytes and CAS, or nothing.
+    type Entry = Option<(Vec<u8>, u32)>;
 
     impl SharedSlot for Racing<'_> {
         fn read(&self) -> Option<(Vec<u8>, u32)> {
