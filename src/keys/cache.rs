@@ -152,12 +152,7 @@ impl<K> KeyCache<K> {
         if !(200..300).contains(&status) {
             return Err(FetchError::Status { status });
         }
-        if body.len() > self.timing.max_bytes {
-            return Err(FetchError::TooLarge {
-                bytes: body.len(),
-                max_bytes: self.timing.max_bytes,
-            });
-        }
+        self.check_size(body.len())?;
         let keys = parse(body)?;
         Ok(Fetched {
             keys: Arc::new(keys),
@@ -198,6 +193,35 @@ impl<K> KeyCache<K> {
         let outcome = self.check_response(status, headers, body, parse);
         self.apply(now_ms, &outcome);
         outcome.map(|_| ())
+    }
+
+    /// Refuse a body by its announced size, before copying it out of the host (a 10 MB answer
+    /// need not enter the VM to be refused).
+    pub fn check_size(&self, body_size: usize) -> Result<(), FetchError> {
+        if body_size > self.timing.max_bytes {
+            return Err(FetchError::TooLarge {
+                bytes: body_size,
+                max_bytes: self.timing.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// The error for a fetch that ended without any response (the host reports no headers):
+    /// a timeout when this worker's fetch has run for the fetch timeout, else a failed
+    /// connection (refused, reset).
+    pub fn no_answer_error(&self, now_ms: u64) -> FetchError {
+        let started = self
+            .record
+            .lease
+            .filter(|lease| lease.owner == self.me)
+            .map(|lease| lease.started_at_ms);
+        match started {
+            Some(at) if now_ms.saturating_sub(at) >= self.timing.fetch_timeout_ms => {
+                FetchError::Timeout
+            }
+            _ => FetchError::Unreachable,
+        }
     }
 
     /// The fetch this worker dispatched failed without an answer (timeout, reset, refused).
@@ -531,6 +555,41 @@ mod tests {
         assert!(c.fetch_in_flight(2_999));
         assert!(!c.fetch_in_flight(3_000));
         assert_eq!(c.poll(3_000), Some(FetchReason::Startup));
+    }
+
+    #[test]
+    fn no_answer_is_a_timeout_only_after_the_fetch_timeout() {
+        let mut c = cache();
+        assert_eq!(c.no_answer_error(0), FetchError::Unreachable);
+        c.poll(1_000);
+        assert_eq!(c.no_answer_error(1_005), FetchError::Unreachable);
+        assert_eq!(c.no_answer_error(2_999), FetchError::Unreachable);
+        assert_eq!(c.no_answer_error(3_000), FetchError::Timeout);
+        // Another worker's lease says nothing about this worker's fetch.
+        let mut other: KeyCache<Kids> = KeyCache::new(&settings(), 2);
+        assert_eq!(other.sync(c.record().clone(), parse), Ok(false));
+        assert_eq!(other.no_answer_error(3_000), FetchError::Unreachable);
+    }
+
+    #[test]
+    fn size_is_checked_before_parsing() {
+        let c = cache();
+        assert_eq!(c.check_size(64), Ok(()));
+        assert_eq!(
+            c.check_size(10 * 1024 * 1024),
+            Err(FetchError::TooLarge {
+                bytes: 10 * 1024 * 1024,
+                max_bytes: 64
+            })
+        );
+        let mut parsed = false;
+        let big = vec![b'a'; 65];
+        let result = c.check_response(200, &[], &big, |_| {
+            parsed = true;
+            Ok(Kids(vec![]))
+        });
+        assert!(result.is_err());
+        assert!(!parsed, "an oversized body never reaches the parser");
     }
 
     #[test]

@@ -45,9 +45,20 @@ pub trait SharedSlot {
     fn write(&self, bytes: &[u8], expect: Expect) -> Result<(), SlotError>;
 }
 
-/// Shared-data key for a key manager's record.
-pub fn slot_key(key_manager: &str) -> String {
-    format!("keygate.jwks.{key_manager}")
+/// Shared-data key for a key manager's record. The JWKS URI is part of it (hashed), so after a
+/// reconfiguration that points a key manager elsewhere no worker adopts keys from the old place.
+pub fn slot_key(key_manager: &str, jwks_uri: &str) -> String {
+    format!(
+        "keygate.jwks.{key_manager}.{:016x}",
+        fnv1a(jwks_uri.as_bytes())
+    )
+}
+
+/// FNV-1a, 64 bit: a stable, dependency-free hash (not for security, only to tell URIs apart).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl<K> KeyCache<K> {
@@ -553,7 +564,14 @@ mod tests {
     }
 
     #[test]
-    fn slot_key_names_the_key_manager() {
-        assert_eq!(slot_key("asgardeo"), "keygate.jwks.asgardeo");
+    fn slot_key_names_the_key_manager_and_its_source() {
+        let a = slot_key("asgardeo", "https://a.example/jwks");
+        assert!(a.starts_with("keygate.jwks.asgardeo."));
+        assert_eq!(a, slot_key("asgardeo", "https://a.example/jwks"));
+        assert_ne!(a, slot_key("asgardeo", "https://b.example/jwks"));
+        assert_ne!(a, slot_key("okta", "https://a.example/jwks"));
+        // FNV-1a test vectors.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }
