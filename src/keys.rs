@@ -25,8 +25,9 @@
 //!
 //! # Many workers: one fetch per refresh
 //! Envoy runs one VM per worker thread; each has its own `KeyCache`, but the [`Record`] lives in
-//! proxy-wasm shared data under [`slot_key`] (key manager name + hash of the JWKS URI), read and written through [`SharedSlot`] (the shell
-//! implements it over `get_shared_data`/`set_shared_data`). Shared data gives compare-and-swap:
+//! proxy-wasm shared data under [`slot_key`] (key manager name + hash of the JWKS URI), read and
+//! written through [`SharedSlot`] (the shell implements it over `get_shared_data` /
+//! `set_shared_data`). Shared data gives compare-and-swap:
 //! a read returns the bytes and a CAS value, and a write with that value fails if anyone wrote
 //! in between. The protocol, all in the `*_shared` methods:
 //!
@@ -47,8 +48,20 @@
 //!    callback delays the next fetch by at most that much.
 //!
 //! Requests waiting in other workers learn of the result on their next tick (`sync_shared`, then
-//! `fetch_in_flight(now)` is false). Without shared data (writes fail with [`SlotError::Host`]) each
-//! worker fetches for itself: more fetches, same correctness.
+//! `fetch_in_flight(now)` is false). Without shared data (writes fail with [`SlotError::Host`])
+//! each worker fetches for itself: more fetches, same correctness.
+//!
+//! # Shell sketch
+//! ```text
+//! tick:      cache.sync_shared(slot, parse); if let Some(r) = cache.poll_shared(slot, now, parse)
+//!            { dispatch_http_call(timeout = timing().fetch_timeout_ms) or on_failure_shared(
+//!            DispatchFailed) }; resume waiting requests when !fetch_in_flight(now)
+//! request:   keys(now) has the kid → verify; else match unknown_kid_shared(slot, now, parse)
+//!            { Fetch → dispatch + pause, Wait → pause, Decide → verify with keys(now) or 503 }
+//! response:  no headers → on_failure_shared(no_answer_error(now)); else check_size(body_size),
+//!            then on_response_shared(status, headers, body, parse)
+//! 503:       require_keys(now) → KeysError::KeyManagerUnavailable { retry_after_seconds, .. }
+//! ```
 
 mod cache;
 mod error;

@@ -72,7 +72,8 @@ fn answer(mut stream: TcpStream) -> io::Result<()> {
     let closes = text.contains("\r\nconnection: close\r\n");
     let response = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: max-age=60\r\n\
-         connection: keep-alive\r\nx-asked-to-close: {closes}\r\ncontent-length: {}\r\n\r\n{UPSTREAM_BODY}",
+         connection: keep-alive\r\nx-asked-to-close: {closes}\r\n\
+         content-length: {}\r\n\r\n{UPSTREAM_BODY}",
         UPSTREAM_BODY.len()
     );
     stream.write_all(response.as_bytes())?;

@@ -184,7 +184,8 @@ pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
         _ => "Fault",
     };
     let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
