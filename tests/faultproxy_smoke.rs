@@ -35,9 +35,7 @@ impl Upstream {
             while !stop2.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        if answer(stream).is_ok() {
-                            served2.fetch_add(1, Ordering::SeqCst);
-                        }
+                        let _ = answer(stream, &served2);
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
@@ -56,7 +54,8 @@ impl Upstream {
     }
 }
 
-fn answer(mut stream: TcpStream) -> io::Result<()> {
+/// Counts the request before answering, so a client that got the answer sees the count.
+fn answer(mut stream: TcpStream, served: &AtomicUsize) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut head = Vec::new();
@@ -70,6 +69,7 @@ fn answer(mut stream: TcpStream) -> io::Result<()> {
     let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
     // The proxy must ask the upstream to close, so relaying until EOF terminates.
     let closes = text.contains("\r\nconnection: close\r\n");
+    served.fetch_add(1, Ordering::SeqCst);
     let response = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: max-age=60\r\n\
          connection: keep-alive\r\nx-asked-to-close: {closes}\r\n\
