@@ -2,6 +2,7 @@
 //! failures, lease) plus the key set parsed from it. `K` is whatever the parser builds (the
 //! shell passes `jose`'s key set); the cache never looks inside it.
 
+use std::fmt;
 use std::sync::Arc;
 
 use super::error::{BodyProblem, FetchError, KeysError};
@@ -63,7 +64,6 @@ pub struct CacheStatus {
 
 /// A validated fetch result, ready to be applied (possibly more than once, when a shared-data
 /// write loses a compare-and-swap and is redone on a newer record).
-#[derive(Debug)]
 pub struct Fetched<K> {
     keys: Arc<K>,
     body: Arc<[u8]>,
@@ -81,7 +81,6 @@ impl<K> Clone for Fetched<K> {
 }
 
 /// One key manager's JWKS cache in one worker. All times are milliseconds since the Unix epoch.
-#[derive(Debug)]
 pub struct KeyCache<K> {
     timing: Timing,
     /// This worker's id, unique among the VMs that share the record.
@@ -90,6 +89,27 @@ pub struct KeyCache<K> {
     /// Keys parsed from `record.jwks`, with the body they were parsed from. Invariant: when set,
     /// the body equals `record.jwks` (kept by `apply` and `sync`).
     keys: Option<(Arc<[u8]>, Arc<K>)>,
+}
+
+// Debug by hand: sizes and timing only, never key material or a whole JWKS.
+impl<K> fmt::Debug for Fetched<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetched")
+            .field("body_bytes", &self.body.len())
+            .field("interval_ms", &self.interval_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> fmt::Debug for KeyCache<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("me", &self.me)
+            .field("timing", &self.timing)
+            .field("record", &self.record)
+            .field("has_keys", &self.keys.is_some())
+            .finish()
+    }
 }
 
 impl<K> KeyCache<K> {

@@ -4,6 +4,7 @@
 //! The transitions here are pure functions of the record, the worker id and `now`; `KeyCache`
 //! adds the parsed keys on top, and `shared` moves the record through compare-and-swap.
 
+use std::fmt;
 use std::sync::Arc;
 
 use super::error::FetchError;
@@ -62,7 +63,7 @@ pub struct Lease {
 }
 
 /// Everything known about one key manager's JWKS, shared by all workers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Record {
     /// Number of good key sets published so far; 0 means never fetched. Workers re-parse `jwks`
     /// only when this moves.
@@ -81,6 +82,24 @@ pub struct Record {
     pub(crate) unknown_kid_at_ms: Option<u64>,
     /// The last good JWKS body, exactly as received.
     pub(crate) jwks: Arc<[u8]>,
+}
+
+/// Debug shows the body's size only: a whole JWKS never goes to a log.
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("version", &self.version)
+            .field("fetched_at_ms", &self.fetched_at_ms)
+            .field("refresh_at_ms", &self.refresh_at_ms)
+            .field("stale_until_ms", &self.stale_until_ms)
+            .field("next_attempt_at_ms", &self.next_attempt_at_ms)
+            .field("failures", &self.failures)
+            .field("last_error", &self.last_error)
+            .field("lease", &self.lease)
+            .field("unknown_kid_at_ms", &self.unknown_kid_at_ms)
+            .field("jwks_bytes", &self.jwks.len())
+            .finish()
+    }
 }
 
 /// The record's bytes start with this, so a record of another format is never misread.
@@ -341,6 +360,21 @@ mod tests {
         r.record_success(1_200, Arc::from(&b"k"[..]), 300_000, &t);
         assert_eq!(r.due(301_199), None);
         assert_eq!(r.due(301_200), Some(FetchReason::Refresh));
+    }
+
+    #[test]
+    fn debug_never_shows_the_body() {
+        let t = timing();
+        let mut r = Record::default();
+        r.record_success(
+            0,
+            Arc::from(&b"{\"keys\":[{\"n\":\"SECRETISH\"}]}"[..]),
+            1,
+            &t,
+        );
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("SECRETISH"));
+        assert!(shown.contains("jwks_bytes: 28"), "{shown}");
     }
 
     #[test]
