@@ -8,9 +8,11 @@
 
 pub mod claims;
 pub mod config;
+pub mod identity;
 pub mod jose;
 pub mod keys;
 pub mod mapping;
+pub mod path;
 pub mod policy;
 pub mod response;
 pub mod routes;

@@ -1,0 +1,1 @@
+//! Identity of an authorized caller: forwarded headers and access-log metadata.
