@@ -9,6 +9,7 @@
 pub mod claims;
 pub mod config;
 pub mod identity;
+pub mod issuer;
 pub mod jose;
 pub mod keys;
 pub mod mapping;

@@ -7,7 +7,8 @@
 //!   `{name}` matches exactly one non-empty segment, a final `/*` matches zero or more segments.
 //! - Among the templates that match the path and accept the method, the most specific wins: more
 //!   literal segments first, then more `{param}` segments, then a template without `/*` over one with
-//!   it, then, left to right, a literal over a parameter over the wildcard; then declaration order.
+//!   it, then, left to right, a literal over a parameter over the wildcard; then a named method over
+//!   `*`/`ANY`; then declaration order.
 //! - A trailing slash is significant: `/pets/` is matched only by a `/*` template (or, at the API
 //!   root, by `/`). It never falls back to `/pets`, so it cannot reach a wider rule by accident.
 
@@ -249,8 +250,13 @@ impl Router {
                     template,
                 });
             }
-            // Stable sort: equal specificity keeps declaration order.
-            resources.sort_by_cached_key(|r| std::cmp::Reverse(r.template.specificity()));
+            // Stable sort: at equal specificity a named method beats `*`, then declaration order.
+            resources.sort_by_cached_key(|r| {
+                (
+                    std::cmp::Reverse(r.template.specificity()),
+                    r.method == MethodMatch::Any,
+                )
+            });
             compiled.push(ApiRoutes {
                 api: api_index,
                 base,
@@ -459,6 +465,13 @@ mod tests {
             find(&r, "GET", "/api/nothing"),
             RouteOutcome::ResourceNotFound { api: 0 }
         );
+    }
+
+    #[test]
+    fn a_named_method_beats_any_on_the_same_template() {
+        let r = router(&[("/api", &[("ANY", "/pets"), ("GET", "/pets")])]);
+        assert_eq!(find(&r, "GET", "/api/pets"), hit(0, 1));
+        assert_eq!(find(&r, "PUT", "/api/pets"), hit(0, 0));
     }
 
     #[test]
