@@ -31,6 +31,9 @@ pub enum PathProblem {
     DotSegment,
     /// `//` (an empty segment before the end).
     EmptySegment,
+    /// Only a different letter case separates the path from a more specific API or resource
+    /// (`/pets/v1/ADMIN` beside `/admin`): a case-insensitive upstream would serve the latter.
+    CaseVariant,
 }
 
 impl PathProblem {
@@ -46,6 +49,7 @@ impl PathProblem {
             PathProblem::BadEncodedByte => "bad_encoded_byte",
             PathProblem::DotSegment => "dot_segment",
             PathProblem::EmptySegment => "empty_segment",
+            PathProblem::CaseVariant => "case_variant",
         }
     }
 
@@ -65,6 +69,9 @@ impl PathProblem {
             }
             PathProblem::DotSegment => "the path contains a '.' or '..' segment",
             PathProblem::EmptySegment => "the path contains an empty segment ('//')",
+            PathProblem::CaseVariant => {
+                "the path differs only in letter case from a more specific resource"
+            }
         }
     }
 }

@@ -275,6 +275,7 @@ impl Policy {
             RouteOutcome::MethodNotAllowed { allow, .. } => {
                 Route::Denied(Denial::MethodNotAllowed { allow })
             }
+            RouteOutcome::Refused(problem) => Route::Denied(Denial::PathNotCanonical { problem }),
         }
     }
 

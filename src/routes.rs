@@ -9,10 +9,13 @@
 //!   literal segments first, then more `{param}` segments, then a template without `/*` over one with
 //!   it, then, left to right, a literal over a parameter over the wildcard; then a named method over
 //!   `*`/`ANY`; then declaration order.
+//! - Case tricks are refused: if matching with ASCII case folded would pick a longer base path or a
+//!   more specific resource than exact matching does, the path is refused (`case_variant`), because
+//!   a case-insensitive upstream would serve that other resource.
 //! - A trailing slash is significant: `/pets/` is matched only by a `/*` template (or, at the API
 //!   root, by `/`). It never falls back to `/pets`, so it cannot reach a wider rule by accident.
 
-use crate::path::CanonicalPath;
+use crate::path::{CanonicalPath, PathProblem};
 
 /// One segment of a compiled template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +84,9 @@ impl PathTemplate {
         Ok(PathTemplate { segments, wildcard })
     }
 
-    /// Does the template match these (API-relative) segments?
-    fn matches(&self, segments: &[String], trailing_slash: bool) -> bool {
+    /// Does the template match these (API-relative) segments? `fold` compares literals ignoring
+    /// ASCII case.
+    fn matches(&self, segments: &[String], trailing_slash: bool, fold: bool) -> bool {
         if self.wildcard {
             if segments.len() < self.segments.len() {
                 return false;
@@ -100,7 +104,7 @@ impl PathTemplate {
             .iter()
             .zip(segments)
             .all(|(want, got)| match want {
-                Segment::Literal(text) => text == got,
+                Segment::Literal(text) => same(text, got, fold),
                 Segment::Param => !got.is_empty(),
             })
     }
@@ -129,6 +133,23 @@ impl PathTemplate {
             positions,
         }
     }
+}
+
+fn same(a: &str, b: &str, fold: bool) -> bool {
+    if fold {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
+/// Does `base` prefix `segments`? Returns the rest.
+fn strip_base<'s>(segments: &'s [String], base: &[String], fold: bool) -> Option<&'s [String]> {
+    let (head, rest) = segments.split_at_checked(base.len())?;
+    head.iter()
+        .zip(base)
+        .all(|(got, want)| same(want, got, fold))
+        .then_some(rest)
 }
 
 /// Check a literal segment of a template or base path. Only characters that a request path can
@@ -198,15 +219,26 @@ impl MethodMatch {
 /// What the router found. Indices refer to the configuration's `apis` and their `resources`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteOutcome {
-    Matched { api: usize, resource: usize },
+    Matched {
+        api: usize,
+        resource: usize,
+    },
     NoApi,
-    ResourceNotFound { api: usize },
-    MethodNotAllowed { api: usize, allow: Vec<String> },
+    ResourceNotFound {
+        api: usize,
+    },
+    MethodNotAllowed {
+        api: usize,
+        allow: Vec<String>,
+    },
+    /// The path is refused before any API is chosen.
+    Refused(PathProblem),
 }
 
 #[derive(Debug, Clone)]
 struct ResourceRoute {
     resource: usize,
+    rank: Specificity,
     method: MethodMatch,
     template: PathTemplate,
 }
@@ -246,6 +278,7 @@ impl Router {
                     PathTemplate::parse(template).map_err(|e| (api_index, Some(resource), e))?;
                 resources.push(ResourceRoute {
                     resource,
+                    rank: template.specificity(),
                     method,
                     template,
                 });
@@ -253,7 +286,7 @@ impl Router {
             // Stable sort: at equal specificity a named method beats `*`, then declaration order.
             resources.sort_by_cached_key(|r| {
                 (
-                    std::cmp::Reverse(r.template.specificity()),
+                    std::cmp::Reverse(r.rank.clone()),
                     r.method == MethodMatch::Any,
                 )
             });
@@ -269,15 +302,38 @@ impl Router {
 
     /// Find the API, then the resource, for a method and a canonical path.
     pub fn find(&self, method: &str, path: &CanonicalPath) -> RouteOutcome {
-        let Some((api, rest)) = self.apis.iter().find_map(|a| {
-            let rest = path.segments.strip_prefix(a.base.as_slice())?;
-            Some((a, rest))
-        }) else {
+        let segments = path.segments.as_slice();
+        let base_len = |fold: bool| {
+            self.apis
+                .iter()
+                .find(|a| strip_base(segments, &a.base, fold).is_some())
+                .map(|a| a.base.len())
+        };
+        // A longer base path matches only once case is folded (`None` sorts below every length).
+        if base_len(true) > base_len(false) {
+            return RouteOutcome::Refused(PathProblem::CaseVariant);
+        }
+        let Some((api, rest)) = self
+            .apis
+            .iter()
+            .find_map(|a| Some((a, strip_base(segments, &a.base, false)?)))
+        else {
             return RouteOutcome::NoApi;
         };
+        // The same for resources, by any method: a more specific template that matches only once
+        // case is folded means exact matching would fall to a wider rule.
+        let best = |fold: bool| {
+            api.resources
+                .iter()
+                .find(|r| r.template.matches(rest, path.trailing_slash, fold))
+                .map(|r| &r.rank)
+        };
+        if best(true) > best(false) {
+            return RouteOutcome::Refused(PathProblem::CaseVariant);
+        }
         let mut allow: Vec<String> = Vec::new();
         for route in &api.resources {
-            if !route.template.matches(rest, path.trailing_slash) {
+            if !route.template.matches(rest, path.trailing_slash, false) {
                 continue;
             }
             if route.method.accepts(method) {
@@ -383,7 +439,10 @@ mod tests {
         assert_eq!(find(&r, "GET", "/other"), hit(2, 0));
         let r = router(&[("/pets/v1", &[("GET", "/*")])]);
         assert_eq!(find(&r, "GET", "/pets/v10"), RouteOutcome::NoApi);
-        assert_eq!(find(&r, "GET", "/PETS/v1"), RouteOutcome::NoApi);
+        assert_eq!(
+            find(&r, "GET", "/PETS/v1"),
+            RouteOutcome::Refused(PathProblem::CaseVariant)
+        );
         assert_eq!(find(&r, "GET", "/pets"), RouteOutcome::NoApi);
     }
 
@@ -485,6 +544,36 @@ mod tests {
         let r = router(&[("/api", &[("GET", "/admin"), ("GET", "/{page}")])]);
         // `%61dmin` is `admin` to a decoding upstream, so it must hit the `/admin` rule.
         assert_eq!(find(&r, "GET", "/api/%61dmin"), hit(0, 0));
-        assert_eq!(find(&r, "GET", "/api/Admin"), hit(0, 1));
+        assert_eq!(find(&r, "GET", "/api/other"), hit(0, 1));
+    }
+
+    #[test]
+    fn case_tricks_are_refused() {
+        let r = router(&[
+            ("/", &[("GET", "/*")]),
+            (
+                "/api",
+                &[("GET", "/admin"), ("GET", "/{page}"), ("GET", "/Files/*")],
+            ),
+        ]);
+        let refused = RouteOutcome::Refused(PathProblem::CaseVariant);
+        // Would fall from the /api API to the root API.
+        assert_eq!(find(&r, "GET", "/API/admin"), refused);
+        // Would fall from /admin to the {page} parameter.
+        assert_eq!(find(&r, "GET", "/api/Admin"), refused);
+        assert_eq!(find(&r, "GET", "/api/%41dmin"), refused);
+        // Also when the method is not accepted: a 405 must not hide the trick either.
+        assert_eq!(find(&r, "POST", "/api/ADMIN"), refused);
+        assert_eq!(find(&r, "GET", "/api/files/x"), refused);
+        // Case differences that do not change the choice are fine.
+        assert_eq!(find(&r, "GET", "/api/Other"), hit(1, 1));
+        assert_eq!(find(&r, "GET", "/api/Files/x"), hit(1, 2));
+        assert_eq!(find(&r, "GET", "/Elsewhere"), hit(0, 0));
+        // Templates that differ only in case are each reachable by their exact spelling.
+        let r = router(&[("/api", &[("GET", "/Admin"), ("GET", "/admin")])]);
+        assert_eq!(find(&r, "GET", "/api/admin"), hit(0, 1));
+        assert_eq!(find(&r, "GET", "/api/Admin"), hit(0, 0));
+        let r = router(&[("/Pets", &[("GET", "/")]), ("/pets", &[("GET", "/")])]);
+        assert_eq!(find(&r, "GET", "/pets"), hit(1, 0));
     }
 }
