@@ -405,3 +405,70 @@ fn invalid(code: &'static str, description: &str) -> Denial {
         description: description.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(environment: &str) -> Policy {
+        let km = |name: &str, envs: &[&str]| {
+            json!({"name": name, "issuer": "https://idp", "environments": envs,
+                   "jwks": {"uri": "u", "cluster": "c", "authority": "a", "path": "/k"}})
+        };
+        let cfg = json!({
+            "environment": environment,
+            "key_managers": [km("prod-idp", &["production"]), km("sandbox-idp", &["sandbox"])],
+            "apis": [{"name": "a", "base_path": "/a", "resources": [{"method": "GET", "path": "/x"}]}],
+            "applications": [{"name": "app",
+                "client_ids": [{"key_manager": "sandbox-idp", "client_id": "c"}],
+                "subscriptions": [{"api": "a"}]}]
+        });
+        Policy::from_json(cfg.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn one_issuer_resolves_to_the_key_manager_enabled_here() {
+        let none = Map::new();
+        let prod = policy("production").key_manager_for(Some("https://idp"), &none);
+        assert_eq!(prod.unwrap().index, 0);
+        let sandbox = policy("sandbox").key_manager_for(Some("https://idp"), &none);
+        assert_eq!(sandbox.unwrap().index, 1);
+        let staging = policy("staging").key_manager_for(Some("https://idp"), &none);
+        assert_eq!(staging.unwrap_err().code(), "key_manager_not_enabled");
+    }
+
+    #[test]
+    fn client_ids_belong_to_their_key_manager() {
+        let p = policy("sandbox");
+        let Route::Protected(found) = p.route("GET", "/a/x") else {
+            panic!("expected protected");
+        };
+        let claims = json!({"client_id": "c"}).as_object().unwrap().clone();
+        assert_eq!(p.authorize(&found, 1, &claims).unwrap().application, "app");
+        let err = p.authorize(&found, 0, &claims).unwrap_err();
+        assert_eq!(err.code(), "application_not_found");
+    }
+
+    #[test]
+    fn indices_from_elsewhere_fail_closed() {
+        let p = policy("sandbox");
+        let claims = json!({"client_id": "c"}).as_object().unwrap().clone();
+        let stray = RouteMatch {
+            api: 5,
+            resource: 0,
+        };
+        assert_eq!(
+            p.authorize(&stray, 1, &claims).unwrap_err().code(),
+            "resource_not_found"
+        );
+        let found = RouteMatch {
+            api: 0,
+            resource: 0,
+        };
+        assert_eq!(
+            p.authorize(&found, 9, &claims).unwrap_err().code(),
+            "issuer_unknown"
+        );
+    }
+}
