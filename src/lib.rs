@@ -8,9 +8,12 @@
 
 pub mod claims;
 pub mod config;
+pub mod identity;
+pub mod issuer;
 pub mod jose;
 pub mod keys;
 pub mod mapping;
+pub mod path;
 pub mod policy;
 pub mod response;
 pub mod routes;

@@ -1,1 +1,176 @@
 //! Claim mapping: where a key manager puts the client id, scopes and groups in its tokens.
+//!
+//! A configured claim name is first looked up as a top-level key (so namespaced claims such as
+//! `https://acme.example/roles` work), then, if absent, as a dotted path into nested objects
+//! (`realm_access.roles`, `resource_access.app.roles`).
+
+use serde_json::{Map, Value};
+
+use crate::config::ClaimMapping;
+
+/// A claim mapping checked at config load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    client_id: Vec<String>,
+    scopes: Vec<String>,
+    groups: Vec<String>,
+}
+
+impl Mapping {
+    pub fn new(config: &ClaimMapping) -> Mapping {
+        Mapping {
+            client_id: config.client_id.clone(),
+            scopes: config.scopes.clone(),
+            groups: config.groups.clone(),
+        }
+    }
+
+    /// The first configured claim present as a non-empty string.
+    pub fn client_id<'c>(&self, claims: &'c Map<String, Value>) -> Option<&'c str> {
+        self.client_id
+            .iter()
+            .filter_map(|name| lookup(claims, name)?.as_str())
+            .find(|value| !value.is_empty())
+    }
+
+    /// The union, in order and without repeats, of every configured scope claim: a string is split
+    /// on spaces (`scope`, Entra `scp`), an array contributes its strings (Okta `scp`, `roles`).
+    pub fn scopes(&self, claims: &Map<String, Value>) -> Vec<String> {
+        collect(claims, &self.scopes, true)
+    }
+
+    /// The union of every configured group claim: an array of strings or a single string.
+    pub fn groups(&self, claims: &Map<String, Value>) -> Vec<String> {
+        collect(claims, &self.groups, false)
+    }
+}
+
+/// Check a configured claim name: non-empty, and if dotted, no empty parts.
+pub fn check_claim_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("a claim name must not be empty");
+    }
+    if name.split('.').any(str::is_empty) {
+        return Err("a dotted claim path must not have empty parts");
+    }
+    Ok(())
+}
+
+/// The value of a claim: the exact key, else a dotted path.
+pub fn lookup<'c>(claims: &'c Map<String, Value>, name: &str) -> Option<&'c Value> {
+    if let Some(value) = claims.get(name) {
+        return Some(value);
+    }
+    if !name.contains('.') {
+        return None;
+    }
+    let mut parts = name.split('.');
+    let mut current = claims.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_object()?.get(part)?;
+    }
+    Some(current)
+}
+
+fn collect(claims: &Map<String, Value>, names: &[String], split_strings: bool) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |item: &str| {
+        if !item.is_empty() && !out.iter().any(|seen| seen == item) {
+            out.push(item.to_string());
+        }
+    };
+    for name in names {
+        match lookup(claims, name) {
+            Some(Value::String(text)) if split_strings => text.split(' ').for_each(&mut push),
+            Some(Value::String(text)) => push(text),
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).for_each(&mut push),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn mapping(client_id: &[&str], scopes: &[&str], groups: &[&str]) -> Mapping {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect();
+        Mapping::new(&ClaimMapping {
+            client_id: s(client_id),
+            scopes: s(scopes),
+            groups: s(groups),
+        })
+    }
+
+    #[test]
+    fn client_id_is_first_present_string() {
+        let m = Mapping::new(&ClaimMapping::default());
+        assert_eq!(
+            m.client_id(&claims(json!({"azp": "b", "cid": "c"}))),
+            Some("b")
+        );
+        assert_eq!(
+            m.client_id(&claims(json!({"client_id": "a", "azp": "b"}))),
+            Some("a")
+        );
+        // Non-strings and empty strings are skipped, not stringified.
+        assert_eq!(
+            m.client_id(&claims(json!({"client_id": 5, "azp": "", "appid": "x"}))),
+            Some("x")
+        );
+        assert_eq!(m.client_id(&claims(json!({"sub": "u"}))), None);
+    }
+
+    #[test]
+    fn scopes_from_string_and_array() {
+        let m = mapping(&[], &["scope", "scp", "roles"], &[]);
+        let c = claims(json!({"scope": "a b  a", "scp": ["c", 1, "b"], "roles": "d e"}));
+        assert_eq!(m.scopes(&c), vec!["a", "b", "c", "d", "e"]);
+        assert!(m.scopes(&claims(json!({"scope": 3}))).is_empty());
+    }
+
+    #[test]
+    fn groups_from_nested_paths() {
+        let m = mapping(
+            &[],
+            &[],
+            &["groups", "realm_access.roles", "resource_access.app.roles"],
+        );
+        let c = claims(json!({
+            "groups": "admins",
+            "realm_access": {"roles": ["r1", "r2"]},
+            "resource_access": {"app": {"roles": ["a1"]}, "other": {"roles": ["x"]}}
+        }));
+        assert_eq!(m.groups(&c), vec!["admins", "r1", "r2", "a1"]);
+        // A group string is one group, never split.
+        let c = claims(json!({"groups": "a b"}));
+        assert_eq!(m.groups(&c), vec!["a b"]);
+    }
+
+    #[test]
+    fn namespaced_claim_names_are_exact_keys_first() {
+        let m = mapping(&[], &[], &["https://acme.example/roles"]);
+        let c = claims(json!({"https://acme.example/roles": ["x"]}));
+        assert_eq!(m.groups(&c), vec!["x"]);
+        assert_eq!(lookup(&c, "https://acme"), None);
+        assert_eq!(lookup(&claims(json!({"a": 1})), "a.b"), None);
+        assert_eq!(
+            lookup(&claims(json!({"a": {"b": 2}})), "a.b"),
+            Some(&json!(2))
+        );
+    }
+
+    #[test]
+    fn claim_names_are_checked() {
+        assert!(check_claim_name("realm_access.roles").is_ok());
+        assert!(check_claim_name("").is_err());
+        assert!(check_claim_name("a..b").is_err());
+        assert!(check_claim_name(".a").is_err());
+    }
+}

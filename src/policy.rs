@@ -1,1 +1,474 @@
-//! The authorization decision: compiled policy (APIs, applications, subscriptions, environments).
+//! The authorization decision: the configuration compiled once into indexed structures, and the
+//! steps the shell calls in order (ARCHITECTURE.md §3):
+//! [`Policy::route`] → (bearer token) → [`Policy::key_manager_for`] → (keys, signature, time,
+//! audience: the jose layer) → [`Policy::authorize`].
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use crate::config::{
+    ConfigError, ConfigProblem, JwksSource, PluginConfig, Settings, SubscriptionState, UnknownApi,
+};
+use crate::identity::Identity;
+use crate::issuer::{IssuerFit, IssuerPattern};
+use crate::mapping::Mapping;
+use crate::path::CanonicalPath;
+use crate::response::Denial;
+use crate::routes::{ApiSpec, RouteOutcome, Router};
+
+/// The environment in which `production_only_blocked` subscriptions are blocked.
+pub const PRODUCTION: &str = "production";
+
+/// A trusted key manager.
+#[derive(Debug, Clone)]
+pub struct KeyManager {
+    pub name: String,
+    /// As configured; may hold `{tenantid}`.
+    pub issuer: String,
+    pub jwks: JwksSource,
+    /// Accepted `aud` values; empty: not checked.
+    pub audiences: Vec<String>,
+    /// Accepted `alg` values; empty: every supported asymmetric algorithm.
+    pub algorithms: Vec<String>,
+    /// Trusted in this gateway's environment.
+    pub enabled_here: bool,
+    pub mapping: Mapping,
+    pattern: IssuerPattern,
+    /// Client id → application index.
+    clients: HashMap<String, usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub name: String,
+    pub version: String,
+    pub base_path: String,
+    pub resources: Vec<Resource>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub method: String,
+    pub path: String,
+    pub scopes: Vec<String>,
+    pub groups: Vec<String>,
+    pub public: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Application {
+    name: String,
+    blocked: bool,
+    /// API index → subscription state.
+    subscriptions: HashMap<usize, SubscriptionState>,
+}
+
+/// A matched resource. Indices into the [`Policy`] that produced it; use it only with that policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub api: usize,
+    pub resource: usize,
+}
+
+/// The first decision, before any token is looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A `public: true` resource: forward without a token (identity headers still stripped).
+    Public(RouteMatch),
+    /// A resource that needs a token.
+    Protected(RouteMatch),
+    /// No API at this path and `settings.unknown_api` is `pass`.
+    PassThrough,
+    Denied(Denial),
+}
+
+/// The key manager that will verify a token, and the exact `iss` the token must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyManagerMatch {
+    pub index: usize,
+    pub issuer: String,
+}
+
+/// The compiled configuration.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    environment: String,
+    settings: Settings,
+    key_managers: Vec<KeyManager>,
+    apis: Vec<Api>,
+    applications: Vec<Application>,
+    router: Router,
+}
+
+impl Policy {
+    /// Parse, validate and compile the plugin configuration (what `on_configure` calls).
+    pub fn from_json(bytes: &[u8]) -> Result<Policy, ConfigError> {
+        Policy::compile(PluginConfig::from_json(bytes)?)
+    }
+
+    /// Validate and compile a configuration.
+    pub fn compile(cfg: PluginConfig) -> Result<Policy, ConfigError> {
+        cfg.validate()?;
+        let specs: Vec<ApiSpec> = cfg
+            .apis
+            .iter()
+            .map(|api| ApiSpec {
+                base_path: &api.base_path,
+                resources: api
+                    .resources
+                    .iter()
+                    .map(|r| (r.method.as_str(), r.path.as_str()))
+                    .collect(),
+            })
+            .collect();
+        // Validation already compiled every template; this only fails if the two disagree.
+        let router = Router::new(&specs).map_err(|(api, resource, reason)| {
+            let (path, value) = match resource {
+                Some(r) => (
+                    format!("apis[{api}].resources[{r}].path"),
+                    cfg.apis
+                        .get(api)
+                        .and_then(|a| a.resources.get(r))
+                        .map(|r| r.path.clone()),
+                ),
+                None => (
+                    format!("apis[{api}].base_path"),
+                    cfg.apis.get(api).map(|a| a.base_path.clone()),
+                ),
+            };
+            ConfigError::new(
+                path,
+                ConfigProblem::Invalid {
+                    value: value.unwrap_or_default(),
+                    reason,
+                },
+            )
+        })?;
+        drop(specs);
+
+        let api_index: HashMap<&str, usize> = cfg
+            .apis
+            .iter()
+            .enumerate()
+            .map(|(i, api)| (api.name.as_str(), i))
+            .collect();
+        let km_index: HashMap<&str, usize> = cfg
+            .key_managers
+            .iter()
+            .enumerate()
+            .map(|(i, km)| (km.name.as_str(), i))
+            .collect();
+
+        let mut clients: Vec<HashMap<String, usize>> = vec![HashMap::new(); cfg.key_managers.len()];
+        let mut applications = Vec::with_capacity(cfg.applications.len());
+        for (app_i, app) in cfg.applications.iter().enumerate() {
+            for id in &app.client_ids {
+                if let Some(map) = km_index
+                    .get(id.key_manager.as_str())
+                    .and_then(|&k| clients.get_mut(k))
+                {
+                    map.insert(id.client_id.clone(), app_i);
+                }
+            }
+            let subscriptions = app
+                .subscriptions
+                .iter()
+                .filter_map(|s| Some((*api_index.get(s.api.as_str())?, s.state)))
+                .collect();
+            applications.push(Application {
+                name: app.name.clone(),
+                blocked: app.state == crate::config::ApplicationState::Blocked,
+                subscriptions,
+            });
+        }
+
+        let environment = cfg.environment;
+        let key_managers = cfg
+            .key_managers
+            .into_iter()
+            .zip(clients)
+            .map(|(km, clients)| KeyManager {
+                enabled_here: km.environments.is_empty() || km.environments.contains(&environment),
+                pattern: IssuerPattern::new(&km.issuer, &km.tenants),
+                mapping: Mapping::new(&km.claims),
+                name: km.name,
+                issuer: km.issuer,
+                jwks: km.jwks,
+                audiences: km.audiences,
+                algorithms: km.algorithms,
+                clients,
+            })
+            .collect();
+        let apis = cfg
+            .apis
+            .into_iter()
+            .map(|api| Api {
+                name: api.name,
+                version: api.version,
+                base_path: api.base_path,
+                resources: api
+                    .resources
+                    .into_iter()
+                    .map(|r| Resource {
+                        method: r.method,
+                        path: r.path,
+                        scopes: r.scopes,
+                        groups: r.groups,
+                        public: r.public,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Policy {
+            environment,
+            settings: cfg.settings,
+            key_managers,
+            apis,
+            applications,
+            router,
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+
+    pub fn key_managers(&self) -> &[KeyManager] {
+        &self.key_managers
+    }
+
+    pub fn apis(&self) -> &[Api] {
+        &self.apis
+    }
+
+    /// The API and resource of a match (`None` only for a match from another policy).
+    pub fn resource(&self, route: &RouteMatch) -> Option<(&Api, &Resource)> {
+        let api = self.apis.get(route.api)?;
+        Some((api, api.resources.get(route.resource)?))
+    }
+
+    /// Step 1: path hygiene, then API, then resource and method.
+    pub fn route(&self, method: &str, path: &str) -> Route {
+        let path = match CanonicalPath::parse(path) {
+            Ok(path) => path,
+            Err(problem) => return Route::Denied(Denial::PathNotCanonical { problem }),
+        };
+        match self.router.find(method, &path) {
+            RouteOutcome::Matched { api, resource } => {
+                let found = RouteMatch { api, resource };
+                match self.resource(&found) {
+                    Some((_, r)) if r.public => Route::Public(found),
+                    Some(_) => Route::Protected(found),
+                    None => Route::Denied(Denial::ResourceNotFound),
+                }
+            }
+            RouteOutcome::NoApi => match self.settings.unknown_api {
+                UnknownApi::Deny => Route::Denied(Denial::NoApi),
+                UnknownApi::Pass => Route::PassThrough,
+            },
+            RouteOutcome::ResourceNotFound { .. } => Route::Denied(Denial::ResourceNotFound),
+            RouteOutcome::MethodNotAllowed { allow, .. } => {
+                Route::Denied(Denial::MethodNotAllowed { allow })
+            }
+            RouteOutcome::Refused(problem) => Route::Denied(Denial::PathNotCanonical { problem }),
+        }
+    }
+
+    /// Step 3: the key manager for the token's `iss` (read before verification; the returned exact
+    /// issuer is then checked by the verifier). A key manager trusted here wins over one that is not.
+    pub fn key_manager_for(
+        &self,
+        issuer: Option<&str>,
+        unverified: &Map<String, Value>,
+    ) -> Result<KeyManagerMatch, Denial> {
+        let Some(iss) = issuer else {
+            return Err(invalid("issuer_missing", "the token has no iss claim"));
+        };
+        let mut not_enabled = false;
+        let mut tenant_refused = false;
+        for (index, km) in self.key_managers.iter().enumerate() {
+            match km.pattern.fit(iss, unverified) {
+                IssuerFit::Matches(issuer) if km.enabled_here => {
+                    return Ok(KeyManagerMatch { index, issuer });
+                }
+                IssuerFit::Matches(_) => not_enabled = true,
+                IssuerFit::TenantNotAllowed => tenant_refused |= km.enabled_here,
+                IssuerFit::NoMatch => {}
+            }
+        }
+        Err(if not_enabled {
+            invalid(
+                "key_manager_not_enabled",
+                "the token's key manager is not trusted in this environment",
+            )
+        } else if tenant_refused {
+            invalid(
+                "tenant_not_allowed",
+                "the token's tenant is not allowed by this gateway",
+            )
+        } else {
+            invalid(
+                "issuer_unknown",
+                "the token's issuer is not a key manager of this gateway",
+            )
+        })
+    }
+
+    /// Steps 6–8 on verified claims: application, subscription, scopes, groups → identity.
+    pub fn authorize(
+        &self,
+        route: &RouteMatch,
+        km: usize,
+        claims: &Map<String, Value>,
+    ) -> Result<Identity, Denial> {
+        let key_manager = self
+            .key_managers
+            .get(km)
+            .ok_or_else(|| invalid("issuer_unknown", "the token's key manager is unknown"))?;
+        let (api, resource) = self.resource(route).ok_or(Denial::ResourceNotFound)?;
+        // A verified token without a client id cannot be tied to an application: the token, not the
+        // caller's rights, is unusable here, so this is a 401.
+        let client_id = key_manager.mapping.client_id(claims).ok_or_else(|| {
+            invalid(
+                "client_id_missing",
+                "the token has no client id claim this key manager is configured with",
+            )
+        })?;
+        let application = key_manager
+            .clients
+            .get(client_id)
+            .and_then(|&i| self.applications.get(i))
+            .ok_or_else(|| Denial::ApplicationNotFound {
+                key_manager: key_manager.name.clone(),
+                client_id: client_id.to_string(),
+            })?;
+        if application.blocked {
+            return Err(Denial::ApplicationBlocked {
+                application: application.name.clone(),
+            });
+        }
+        let blocked = match application.subscriptions.get(&route.api) {
+            None => {
+                return Err(Denial::NotSubscribed {
+                    application: application.name.clone(),
+                    api: api.name.clone(),
+                })
+            }
+            Some(SubscriptionState::Active) => false,
+            Some(SubscriptionState::Blocked) => true,
+            Some(SubscriptionState::ProductionOnlyBlocked) => self.environment == PRODUCTION,
+        };
+        if blocked {
+            return Err(Denial::SubscriptionBlocked {
+                application: application.name.clone(),
+                api: api.name.clone(),
+            });
+        }
+        let scopes = key_manager.mapping.scopes(claims);
+        if !resource.scopes.is_empty() && !resource.scopes.iter().any(|s| scopes.contains(s)) {
+            return Err(Denial::InsufficientScope {
+                required: resource.scopes.clone(),
+            });
+        }
+        if !resource.groups.is_empty() {
+            let groups = key_manager.mapping.groups(claims);
+            if !resource.groups.iter().any(|g| groups.contains(g)) {
+                return Err(Denial::InsufficientGroup {
+                    required: resource.groups.clone(),
+                });
+            }
+        }
+        Ok(Identity {
+            application: application.name.clone(),
+            client_id: client_id.to_string(),
+            subject: claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            key_manager: key_manager.name.clone(),
+            scopes,
+            api: api.name.clone(),
+            api_version: api.version.clone(),
+            resource: format!("{} {}", resource.method, resource.path),
+        })
+    }
+}
+
+fn invalid(code: &'static str, description: &str) -> Denial {
+    Denial::InvalidToken {
+        code,
+        description: description.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(environment: &str) -> Policy {
+        let km = |name: &str, envs: &[&str]| {
+            json!({"name": name, "issuer": "https://idp", "environments": envs,
+                   "jwks": {"uri": "u", "cluster": "c", "authority": "a", "path": "/k"}})
+        };
+        let cfg = json!({
+            "environment": environment,
+            "key_managers": [km("prod-idp", &["production"]), km("sandbox-idp", &["sandbox"])],
+            "apis": [{"name": "a", "base_path": "/a", "resources": [{"method": "GET", "path": "/x"}]}],
+            "applications": [{"name": "app",
+                "client_ids": [{"key_manager": "sandbox-idp", "client_id": "c"}],
+                "subscriptions": [{"api": "a"}]}]
+        });
+        Policy::from_json(cfg.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn one_issuer_resolves_to_the_key_manager_enabled_here() {
+        let none = Map::new();
+        let prod = policy("production").key_manager_for(Some("https://idp"), &none);
+        assert_eq!(prod.unwrap().index, 0);
+        let sandbox = policy("sandbox").key_manager_for(Some("https://idp"), &none);
+        assert_eq!(sandbox.unwrap().index, 1);
+        let staging = policy("staging").key_manager_for(Some("https://idp"), &none);
+        assert_eq!(staging.unwrap_err().code(), "key_manager_not_enabled");
+    }
+
+    #[test]
+    fn client_ids_belong_to_their_key_manager() {
+        let p = policy("sandbox");
+        let Route::Protected(found) = p.route("GET", "/a/x") else {
+            panic!("expected protected");
+        };
+        let claims = json!({"client_id": "c"}).as_object().unwrap().clone();
+        assert_eq!(p.authorize(&found, 1, &claims).unwrap().application, "app");
+        let err = p.authorize(&found, 0, &claims).unwrap_err();
+        assert_eq!(err.code(), "application_not_found");
+    }
+
+    #[test]
+    fn indices_from_elsewhere_fail_closed() {
+        let p = policy("sandbox");
+        let claims = json!({"client_id": "c"}).as_object().unwrap().clone();
+        let stray = RouteMatch {
+            api: 5,
+            resource: 0,
+        };
+        assert_eq!(
+            p.authorize(&stray, 1, &claims).unwrap_err().code(),
+            "resource_not_found"
+        );
+        let found = RouteMatch {
+            api: 0,
+            resource: 0,
+        };
+        assert_eq!(
+            p.authorize(&found, 9, &claims).unwrap_err().code(),
+            "issuer_unknown"
+        );
+    }
+}

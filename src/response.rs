@@ -1,1 +1,581 @@
-//! Denials mapped to the wire: RFC 6750 `WWW-Authenticate` plus a small JSON body.
+//! Denials and the one place that maps them to the wire: status, RFC 6750 `WWW-Authenticate`,
+//! a small JSON body `{"error", "error_description", "code"}`. No token ever reaches a reply.
+
+use crate::path::PathProblem;
+
+/// What is wrong with an `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizationProblem {
+    /// The header is present but blank.
+    Empty,
+    /// `Bearer` with nothing after it.
+    NoToken,
+    /// The credentials are not one token68 (spaces, commas from joined headers, other bytes).
+    NotToken68,
+}
+
+impl AuthorizationProblem {
+    fn describe(&self) -> &'static str {
+        match self {
+            AuthorizationProblem::Empty => "the Authorization header is empty",
+            AuthorizationProblem::NoToken => "the Bearer scheme carries no token",
+            AuthorizationProblem::NotToken68 => {
+                "the bearer token has characters outside the token68 syntax"
+            }
+        }
+    }
+}
+
+/// Why a request is not forwarded. Each variant has a stable `code()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// No `Authorization` header (RFC 6750 §3.1: no error attribute).
+    MissingToken,
+    /// An `Authorization` header with another scheme (`Basic`, ...): no bearer credentials, so it is
+    /// answered like a missing token, with its own code.
+    UnsupportedScheme,
+    MalformedAuthorization {
+        problem: AuthorizationProblem,
+    },
+    /// The token failed a check; `code` names the check (`token_expired`, `issuer_unknown`, ...).
+    InvalidToken {
+        code: &'static str,
+        description: String,
+    },
+    /// No usable key for the key manager and it cannot be reached (fail closed).
+    KeyManagerUnavailable {
+        retry_after: u64,
+    },
+    NoApi,
+    ResourceNotFound,
+    MethodNotAllowed {
+        allow: Vec<String>,
+    },
+    PathNotCanonical {
+        problem: PathProblem,
+    },
+    ApplicationNotFound {
+        key_manager: String,
+        client_id: String,
+    },
+    ApplicationBlocked {
+        application: String,
+    },
+    NotSubscribed {
+        application: String,
+        api: String,
+    },
+    SubscriptionBlocked {
+        application: String,
+        api: String,
+    },
+    InsufficientScope {
+        required: Vec<String>,
+    },
+    InsufficientGroup {
+        required: Vec<String>,
+    },
+}
+
+impl Denial {
+    /// Stable snake_case reason, used in the reply body, logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::MissingToken => "missing_token",
+            Denial::UnsupportedScheme => "unsupported_scheme",
+            Denial::MalformedAuthorization { .. } => "malformed_authorization",
+            Denial::InvalidToken { code, .. } => code,
+            Denial::KeyManagerUnavailable { .. } => "key_manager_unavailable",
+            Denial::NoApi => "no_api",
+            Denial::ResourceNotFound => "resource_not_found",
+            Denial::MethodNotAllowed { .. } => "method_not_allowed",
+            Denial::PathNotCanonical { .. } => "path_not_canonical",
+            Denial::ApplicationNotFound { .. } => "application_not_found",
+            Denial::ApplicationBlocked { .. } => "application_blocked",
+            Denial::NotSubscribed { .. } => "not_subscribed",
+            Denial::SubscriptionBlocked { .. } => "subscription_blocked",
+            Denial::InsufficientScope { .. } => "insufficient_scope",
+            Denial::InsufficientGroup { .. } => "insufficient_group",
+        }
+    }
+
+    pub fn status(&self) -> u32 {
+        match self {
+            Denial::MalformedAuthorization { .. } | Denial::PathNotCanonical { .. } => 400,
+            Denial::MissingToken | Denial::UnsupportedScheme | Denial::InvalidToken { .. } => 401,
+            Denial::ApplicationNotFound { .. }
+            | Denial::ApplicationBlocked { .. }
+            | Denial::NotSubscribed { .. }
+            | Denial::SubscriptionBlocked { .. }
+            | Denial::InsufficientScope { .. }
+            | Denial::InsufficientGroup { .. } => 403,
+            Denial::NoApi | Denial::ResourceNotFound => 404,
+            Denial::MethodNotAllowed { .. } => 405,
+            Denial::KeyManagerUnavailable { .. } => 503,
+        }
+    }
+
+    /// The RFC 6750 / OAuth 2.0 error code, where the reply carries one.
+    ///
+    /// Every 403 says `insufficient_scope` ("the request requires higher privileges than provided by
+    /// the access token"); the `code` in the body tells which privilege is missing.
+    fn oauth_error(&self) -> Option<&'static str> {
+        match self {
+            Denial::MissingToken | Denial::UnsupportedScheme => None,
+            Denial::MalformedAuthorization { .. } | Denial::PathNotCanonical { .. } => {
+                Some("invalid_request")
+            }
+            Denial::InvalidToken { .. } => Some("invalid_token"),
+            Denial::KeyManagerUnavailable { .. } => Some("temporarily_unavailable"),
+            Denial::NoApi | Denial::ResourceNotFound | Denial::MethodNotAllowed { .. } => None,
+            Denial::ApplicationNotFound { .. }
+            | Denial::ApplicationBlocked { .. }
+            | Denial::NotSubscribed { .. }
+            | Denial::SubscriptionBlocked { .. }
+            | Denial::InsufficientScope { .. }
+            | Denial::InsufficientGroup { .. } => Some("insufficient_scope"),
+        }
+    }
+
+    /// The body's `error`: the OAuth error, else a name for the status.
+    fn body_error(&self) -> &'static str {
+        match (self.oauth_error(), self.status()) {
+            (Some(error), _) => error,
+            (None, 401) => "unauthorized",
+            (None, 405) => "method_not_allowed",
+            (None, _) => "not_found",
+        }
+    }
+
+    /// A sentence for the client developer. Never contains the token.
+    pub fn description(&self) -> String {
+        match self {
+            Denial::MissingToken => "a bearer access token is required".to_string(),
+            Denial::UnsupportedScheme => {
+                "the Authorization header must use the Bearer scheme".to_string()
+            }
+            Denial::MalformedAuthorization { problem } => problem.describe().to_string(),
+            Denial::InvalidToken { description, .. } => description.clone(),
+            Denial::KeyManagerUnavailable { .. } => {
+                "the key manager's signing keys are unavailable; retry later".to_string()
+            }
+            Denial::NoApi => "no API is served at this path".to_string(),
+            Denial::ResourceNotFound => "the API has no resource at this path".to_string(),
+            Denial::MethodNotAllowed { .. } => {
+                "the resource does not accept this method".to_string()
+            }
+            Denial::PathNotCanonical { problem } => problem.describe().to_string(),
+            Denial::ApplicationNotFound {
+                key_manager,
+                client_id,
+            } => format!(
+                "client id \"{client_id}\" of key manager \"{key_manager}\" belongs to no application"
+            ),
+            Denial::ApplicationBlocked { application } => {
+                format!("application \"{application}\" is blocked")
+            }
+            Denial::NotSubscribed { application, api } => {
+                format!("application \"{application}\" is not subscribed to API \"{api}\"")
+            }
+            Denial::SubscriptionBlocked { application, api } => format!(
+                "the subscription of application \"{application}\" to API \"{api}\" is blocked"
+            ),
+            Denial::InsufficientScope { required } => {
+                format!("the token needs one of the scopes: {}", required.join(" "))
+            }
+            Denial::InsufficientGroup { required } => {
+                format!("the token needs one of the groups: {}", required.join(", "))
+            }
+        }
+    }
+}
+
+/// The bearer token of an `Authorization` header value.
+///
+/// Missing → [`Denial::MissingToken`]; another scheme (`Basic ...`) → [`Denial::UnsupportedScheme`]
+/// (RFC 6750 §3.1: the request has no bearer credentials, 401 without an error code); blank, `Bearer`
+/// alone, or credentials that are not one token68 → 400 [`Denial::MalformedAuthorization`].
+/// The scheme is case-insensitive; one or more spaces may separate it from the token.
+pub fn bearer_token(authorization: Option<&str>) -> Result<&str, Denial> {
+    let value = authorization
+        .ok_or(Denial::MissingToken)?
+        .trim_matches([' ', '\t']);
+    if value.is_empty() {
+        return Err(Denial::MalformedAuthorization {
+            problem: AuthorizationProblem::Empty,
+        });
+    }
+    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Denial::UnsupportedScheme);
+    }
+    let token = credentials.trim_start_matches(' ');
+    if token.is_empty() {
+        return Err(Denial::MalformedAuthorization {
+            problem: AuthorizationProblem::NoToken,
+        });
+    }
+    if !is_token68(token) {
+        return Err(Denial::MalformedAuthorization {
+            problem: AuthorizationProblem::NotToken68,
+        });
+    }
+    Ok(token)
+}
+
+/// RFC 7235 token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_token68(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// A local reply for the shell to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// Map a denial to status, headers and body.
+pub fn reply(denial: &Denial, realm: &str) -> Reply {
+    let status = denial.status();
+    let description = denial.description();
+    let mut headers = Vec::new();
+    if matches!(status, 400 | 401 | 403) && !matches!(denial, Denial::PathNotCanonical { .. }) {
+        headers.push((
+            "www-authenticate".to_string(),
+            www_authenticate(denial, realm, &description),
+        ));
+    }
+    match denial {
+        Denial::MethodNotAllowed { allow } => {
+            headers.push(("allow".to_string(), allow.join(", ")));
+        }
+        Denial::KeyManagerUnavailable { retry_after } => {
+            headers.push(("retry-after".to_string(), retry_after.to_string()));
+        }
+        _ => {}
+    }
+    headers.push(("content-type".to_string(), "application/json".to_string()));
+    headers.push(("cache-control".to_string(), "no-store".to_string()));
+    let body = serde_json::json!({
+        "error": denial.body_error(),
+        "error_description": description,
+        "code": denial.code(),
+    })
+    .to_string();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// `Bearer realm="…"[, error="…", error_description="…"][, scope="…"]`.
+fn www_authenticate(denial: &Denial, realm: &str, description: &str) -> String {
+    let mut value = format!("Bearer realm=\"{}\"", quoted(realm));
+    if let Some(error) = denial.oauth_error() {
+        value.push_str(&format!(
+            ", error=\"{error}\", error_description=\"{}\"",
+            description_chars(description)
+        ));
+    }
+    if let Denial::InsufficientScope { required } = denial {
+        let scopes: Vec<String> = required.iter().map(|s| scope_chars(s)).collect();
+        value.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
+    }
+    value
+}
+
+/// Quoted-string content: `"` and `\` escaped, anything not visible ASCII or space replaced.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out
+}
+
+/// RFC 6750 `error_description` allows %x20-21 / %x23-5B / %x5D-7E: no `"`, no `\`.
+fn description_chars(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+/// RFC 6749 scope-token: %x21 / %x23-5B / %x5D-7E.
+fn scope_chars(scope: &str) -> String {
+    scope
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | ' ' => '?',
+            '!'..='~' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn header<'a>(r: &'a Reply, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn bearer_token_table() {
+        let ok = [
+            ("Bearer abc.def.ghi", "abc.def.ghi"),
+            ("bearer abc", "abc"),
+            ("BEARER   abc", "abc"),
+            ("Bearer a-b_c~d+e/f==", "a-b_c~d+e/f=="),
+            (" Bearer abc ", "abc"),
+        ];
+        for (header, token) in ok {
+            assert_eq!(bearer_token(Some(header)), Ok(token), "{header:?}");
+        }
+        assert_eq!(bearer_token(None), Err(Denial::MissingToken));
+        assert_eq!(
+            bearer_token(Some("Basic dXNlcjpwYXNz")),
+            Err(Denial::UnsupportedScheme)
+        );
+        assert_eq!(
+            bearer_token(Some("Bearerabc")),
+            Err(Denial::UnsupportedScheme)
+        );
+        let malformed = [
+            ("", AuthorizationProblem::Empty),
+            ("   ", AuthorizationProblem::Empty),
+            ("Bearer", AuthorizationProblem::NoToken),
+            ("Bearer    ", AuthorizationProblem::NoToken),
+            ("Bearer a b", AuthorizationProblem::NotToken68),
+            ("Bearer a,Bearer b", AuthorizationProblem::NotToken68),
+            ("Bearer a\"b", AuthorizationProblem::NotToken68),
+            ("Bearer ===", AuthorizationProblem::NotToken68),
+            ("Bearer a=b", AuthorizationProblem::NotToken68),
+            ("Bearer \tabc", AuthorizationProblem::NotToken68),
+        ];
+        for (header, problem) in malformed {
+            assert_eq!(
+                bearer_token(Some(header)),
+                Err(Denial::MalformedAuthorization { problem }),
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_token_has_no_error_attribute() {
+        for denial in [Denial::MissingToken, Denial::UnsupportedScheme] {
+            let r = reply(&denial, "keygate");
+            assert_eq!(r.status, 401);
+            assert_eq!(
+                header(&r, "www-authenticate"),
+                Some("Bearer realm=\"keygate\"")
+            );
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(body["error"], "unauthorized");
+            assert_eq!(body["code"], denial.code());
+        }
+    }
+
+    #[test]
+    fn invalid_token_reply() {
+        let d = Denial::InvalidToken {
+            code: "token_expired",
+            description: "the token \"expired\"\r\nx: y \\".to_string(),
+        };
+        let r = reply(&d, "api");
+        assert_eq!(r.status, 401);
+        let www = header(&r, "www-authenticate").unwrap();
+        assert_eq!(
+            www,
+            "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"the token 'expired'??x: y /\""
+        );
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"], "invalid_token");
+        assert_eq!(body["code"], "token_expired");
+        assert_eq!(header(&r, "content-type"), Some("application/json"));
+    }
+
+    #[test]
+    fn scope_reply_lists_required_scopes() {
+        let d = Denial::InsufficientScope {
+            required: vec!["pets:read".into(), "pets:admin".into()],
+        };
+        let r = reply(&d, "keygate");
+        assert_eq!(r.status, 403);
+        let www = header(&r, "www-authenticate").unwrap();
+        assert!(www.starts_with("Bearer realm=\"keygate\", error=\"insufficient_scope\""));
+        assert!(www.ends_with(", scope=\"pets:read pets:admin\""), "{www}");
+    }
+
+    #[test]
+    fn realm_is_escaped() {
+        let r = reply(&Denial::MissingToken, "a\"b\\c\nd");
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some("Bearer realm=\"a\\\"b\\\\c?d\"")
+        );
+    }
+
+    #[test]
+    fn status_code_and_headers_of_every_denial() {
+        use AuthorizationProblem::*;
+        let s = |x: &str| x.to_string();
+        let table: Vec<(Denial, u32, &str, Option<&str>)> = vec![
+            (Denial::MissingToken, 401, "missing_token", None),
+            (Denial::UnsupportedScheme, 401, "unsupported_scheme", None),
+            (
+                Denial::MalformedAuthorization { problem: NoToken },
+                400,
+                "malformed_authorization",
+                Some("invalid_request"),
+            ),
+            (
+                Denial::InvalidToken {
+                    code: "issuer_unknown",
+                    description: s("x"),
+                },
+                401,
+                "issuer_unknown",
+                Some("invalid_token"),
+            ),
+            (
+                Denial::KeyManagerUnavailable { retry_after: 7 },
+                503,
+                "key_manager_unavailable",
+                None,
+            ),
+            (Denial::NoApi, 404, "no_api", None),
+            (Denial::ResourceNotFound, 404, "resource_not_found", None),
+            (
+                Denial::MethodNotAllowed {
+                    allow: vec![s("GET"), s("POST")],
+                },
+                405,
+                "method_not_allowed",
+                None,
+            ),
+            (
+                Denial::PathNotCanonical {
+                    problem: PathProblem::DotSegment,
+                },
+                400,
+                "path_not_canonical",
+                None,
+            ),
+            (
+                Denial::ApplicationNotFound {
+                    key_manager: s("km"),
+                    client_id: s("c"),
+                },
+                403,
+                "application_not_found",
+                Some("insufficient_scope"),
+            ),
+            (
+                Denial::ApplicationBlocked {
+                    application: s("a"),
+                },
+                403,
+                "application_blocked",
+                Some("insufficient_scope"),
+            ),
+            (
+                Denial::NotSubscribed {
+                    application: s("a"),
+                    api: s("p"),
+                },
+                403,
+                "not_subscribed",
+                Some("insufficient_scope"),
+            ),
+            (
+                Denial::SubscriptionBlocked {
+                    application: s("a"),
+                    api: s("p"),
+                },
+                403,
+                "subscription_blocked",
+                Some("insufficient_scope"),
+            ),
+            (
+                Denial::InsufficientScope {
+                    required: vec![s("a")],
+                },
+                403,
+                "insufficient_scope",
+                Some("insufficient_scope"),
+            ),
+            (
+                Denial::InsufficientGroup {
+                    required: vec![s("g")],
+                },
+                403,
+                "insufficient_group",
+                Some("insufficient_scope"),
+            ),
+        ];
+        for (denial, status, code, error) in table {
+            let r = reply(&denial, "keygate");
+            assert_eq!(r.status, status, "{denial:?}");
+            assert_eq!(denial.code(), code);
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(body["code"], code);
+            assert!(body["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()));
+            let www = header(&r, "www-authenticate");
+            match error {
+                Some(e) => {
+                    assert!(
+                        www.unwrap().contains(&format!("error=\"{e}\"")),
+                        "{denial:?}"
+                    );
+                    assert_eq!(body["error"], e);
+                }
+                None => assert!(!www.is_some_and(|w| w.contains("error=")), "{denial:?}"),
+            }
+            // WWW-Authenticate exactly on token-related 400/401/403.
+            let expect_www = matches!(status, 401 | 403)
+                || matches!(denial, Denial::MalformedAuthorization { .. });
+            assert_eq!(www.is_some(), expect_www, "{denial:?}");
+            assert_eq!(header(&r, "content-type"), Some("application/json"));
+            assert_eq!(header(&r, "allow").is_some(), status == 405);
+            assert_eq!(header(&r, "retry-after").is_some(), status == 503);
+        }
+        let r = reply(
+            &Denial::MethodNotAllowed {
+                allow: vec![s("GET"), s("POST")],
+            },
+            "k",
+        );
+        assert_eq!(header(&r, "allow"), Some("GET, POST"));
+        let r = reply(&Denial::KeyManagerUnavailable { retry_after: 7 }, "k");
+        assert_eq!(header(&r, "retry-after"), Some("7"));
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"], "temporarily_unavailable");
+    }
+}

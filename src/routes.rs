@@ -1,1 +1,579 @@
-//! API base path + method + path template matching on the normalized request path.
+//! API base path + method + path template matching on the canonical request path.
+//!
+//! Rules (README.authz.md repeats them for operators):
+//! - The API is the one whose base path is the longest segment-wise prefix of the path
+//!   (`/pets/v1` matches `/pets/v1` and `/pets/v1/x`, never `/pets/v10`). Matching is case-sensitive.
+//! - Within the API, a template matches the rest of the path: literal segments match themselves,
+//!   `{name}` matches exactly one non-empty segment, a final `/*` matches zero or more segments.
+//! - Among the templates that match the path and accept the method, the most specific wins: more
+//!   literal segments first, then more `{param}` segments, then a template without `/*` over one with
+//!   it, then, left to right, a literal over a parameter over the wildcard; then a named method over
+//!   `*`/`ANY`; then declaration order.
+//! - Case tricks are refused: if matching with ASCII case folded would pick a longer base path or a
+//!   more specific resource than exact matching does, the path is refused (`case_variant`), because
+//!   a case-insensitive upstream would serve that other resource.
+//! - A trailing slash is significant: `/pets/` is matched only by a `/*` template (or, at the API
+//!   root, by `/`). It never falls back to `/pets`, so it cannot reach a wider rule by accident.
+
+use crate::path::{CanonicalPath, PathProblem};
+
+/// One segment of a compiled template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param,
+}
+
+/// A compiled resource path template such as `/pets/{id}` or `/files/*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    segments: Vec<Segment>,
+    wildcard: bool,
+}
+
+/// Orders templates by specificity; greater is more specific.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Specificity {
+    literals: usize,
+    params: usize,
+    exact: bool,
+    positions: Vec<u8>,
+}
+
+impl PathTemplate {
+    /// Compile a template; the error says what is wrong with it.
+    pub fn parse(template: &str) -> Result<PathTemplate, &'static str> {
+        let body = template
+            .strip_prefix('/')
+            .ok_or("a path template must start with '/'")?;
+        let mut segments = Vec::new();
+        let mut wildcard = false;
+        let mut names: Vec<&str> = Vec::new();
+        if body.is_empty() {
+            return Ok(PathTemplate { segments, wildcard });
+        }
+        let mut parts = body.split('/').peekable();
+        while let Some(part) = parts.next() {
+            let last = parts.peek().is_none();
+            if part == "*" {
+                if !last {
+                    return Err("'*' is only allowed as the last segment");
+                }
+                wildcard = true;
+            } else if let Some(inner) = part.strip_prefix('{') {
+                let name = inner
+                    .strip_suffix('}')
+                    .ok_or("a parameter must be a whole segment such as {id}")?;
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err("a parameter name must be letters, digits, '_' or '-'");
+                }
+                if names.contains(&name) {
+                    return Err("a parameter name is used twice");
+                }
+                names.push(name);
+                segments.push(Segment::Param);
+            } else {
+                literal_segment(part)?;
+                segments.push(Segment::Literal(part.to_string()));
+            }
+        }
+        Ok(PathTemplate { segments, wildcard })
+    }
+
+    /// Does the template match these (API-relative) segments? `fold` compares literals ignoring
+    /// ASCII case.
+    fn matches(&self, segments: &[String], trailing_slash: bool, fold: bool) -> bool {
+        if self.wildcard {
+            if segments.len() < self.segments.len() {
+                return false;
+            }
+        } else {
+            if segments.len() != self.segments.len() {
+                return false;
+            }
+            // A trailing slash only matches the API root (`/`) or a wildcard.
+            if trailing_slash && !self.segments.is_empty() {
+                return false;
+            }
+        }
+        self.segments
+            .iter()
+            .zip(segments)
+            .all(|(want, got)| match want {
+                Segment::Literal(text) => same(text, got, fold),
+                Segment::Param => !got.is_empty(),
+            })
+    }
+
+    fn specificity(&self) -> Specificity {
+        let literals = self
+            .segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Literal(_)))
+            .count();
+        let mut positions: Vec<u8> = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(_) => 2,
+                Segment::Param => 1,
+            })
+            .collect();
+        if self.wildcard {
+            positions.push(0);
+        }
+        Specificity {
+            literals,
+            params: self.segments.len() - literals,
+            exact: !self.wildcard,
+            positions,
+        }
+    }
+}
+
+fn same(a: &str, b: &str, fold: bool) -> bool {
+    if fold {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
+/// Does `base` prefix `segments`? Returns the rest.
+fn strip_base<'s>(segments: &'s [String], base: &[String], fold: bool) -> Option<&'s [String]> {
+    let (head, rest) = segments.split_at_checked(base.len())?;
+    head.iter()
+        .zip(base)
+        .all(|(got, want)| same(want, got, fold))
+        .then_some(rest)
+}
+
+/// Check a literal segment of a template or base path. Only characters that a request path can
+/// carry unescaped (and that the path hygiene does not refuse) are allowed, so a literal can match.
+pub fn literal_segment(part: &str) -> Result<(), &'static str> {
+    if part.is_empty() {
+        return Err("empty segment ('//' or a trailing '/')");
+    }
+    if part == "." || part == ".." {
+        return Err("'.' and '..' segments are not allowed");
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()+,=:@".contains(&b);
+    if !part.bytes().all(allowed) {
+        return Err("a literal segment may hold only letters, digits and -._~!$&'()+,=:@");
+    }
+    Ok(())
+}
+
+/// Compile an API base path into its segments. `/` is the empty list.
+pub fn parse_base_path(base_path: &str) -> Result<Vec<String>, &'static str> {
+    let body = base_path
+        .strip_prefix('/')
+        .ok_or("a base path must start with '/'")?;
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    if body.ends_with('/') {
+        return Err("a base path must not end with '/'");
+    }
+    body.split('/')
+        .map(|part| literal_segment(part).map(|()| part.to_string()))
+        .collect()
+}
+
+/// Which methods a resource accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MethodMatch {
+    Any,
+    Exact(String),
+}
+
+impl MethodMatch {
+    /// `*` or `ANY` is every method; otherwise an upper-case HTTP method token.
+    pub fn parse(method: &str) -> Result<MethodMatch, &'static str> {
+        if method == "*" || method == "ANY" {
+            return Ok(MethodMatch::Any);
+        }
+        if method.is_empty() || method.len() > 32 {
+            return Err("a method must be 1 to 32 characters");
+        }
+        let tchar =
+            |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if !method.bytes().all(tchar) {
+            return Err("a method is an upper-case HTTP token such as GET, or '*' / 'ANY'");
+        }
+        Ok(MethodMatch::Exact(method.to_string()))
+    }
+
+    fn accepts(&self, method: &str) -> bool {
+        match self {
+            MethodMatch::Any => true,
+            MethodMatch::Exact(m) => m == method,
+        }
+    }
+}
+
+/// What the router found. Indices refer to the configuration's `apis` and their `resources`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteOutcome {
+    Matched {
+        api: usize,
+        resource: usize,
+    },
+    NoApi,
+    ResourceNotFound {
+        api: usize,
+    },
+    MethodNotAllowed {
+        api: usize,
+        allow: Vec<String>,
+    },
+    /// The path is refused before any API is chosen.
+    Refused(PathProblem),
+}
+
+#[derive(Debug, Clone)]
+struct ResourceRoute {
+    resource: usize,
+    rank: Specificity,
+    method: MethodMatch,
+    template: PathTemplate,
+}
+
+#[derive(Debug, Clone)]
+struct ApiRoutes {
+    api: usize,
+    base: Vec<String>,
+    /// Most specific first, so the first match wins.
+    resources: Vec<ResourceRoute>,
+}
+
+/// The compiled matcher for every API.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    /// Longest base path first, so the first prefix match wins.
+    apis: Vec<ApiRoutes>,
+}
+
+/// Input to [`Router::new`]: one API's base path and its resources' (method, template).
+pub struct ApiSpec<'a> {
+    pub base_path: &'a str,
+    pub resources: Vec<(&'a str, &'a str)>,
+}
+
+impl Router {
+    /// Build the matcher; errors carry (api index, resource index or None, reason).
+    pub fn new(apis: &[ApiSpec<'_>]) -> Result<Router, (usize, Option<usize>, &'static str)> {
+        let mut compiled = Vec::with_capacity(apis.len());
+        for (api_index, spec) in apis.iter().enumerate() {
+            let base = parse_base_path(spec.base_path).map_err(|e| (api_index, None, e))?;
+            let mut resources = Vec::with_capacity(spec.resources.len());
+            for (resource, (method, template)) in spec.resources.iter().enumerate() {
+                let method =
+                    MethodMatch::parse(method).map_err(|e| (api_index, Some(resource), e))?;
+                let template =
+                    PathTemplate::parse(template).map_err(|e| (api_index, Some(resource), e))?;
+                resources.push(ResourceRoute {
+                    resource,
+                    rank: template.specificity(),
+                    method,
+                    template,
+                });
+            }
+            // Stable sort: at equal specificity a named method beats `*`, then declaration order.
+            resources.sort_by_cached_key(|r| {
+                (
+                    std::cmp::Reverse(r.rank.clone()),
+                    r.method == MethodMatch::Any,
+                )
+            });
+            compiled.push(ApiRoutes {
+                api: api_index,
+                base,
+                resources,
+            });
+        }
+        compiled.sort_by_key(|a| std::cmp::Reverse(a.base.len()));
+        Ok(Router { apis: compiled })
+    }
+
+    /// Find the API, then the resource, for a method and a canonical path.
+    pub fn find(&self, method: &str, path: &CanonicalPath) -> RouteOutcome {
+        let segments = path.segments.as_slice();
+        let base_len = |fold: bool| {
+            self.apis
+                .iter()
+                .find(|a| strip_base(segments, &a.base, fold).is_some())
+                .map(|a| a.base.len())
+        };
+        // A longer base path matches only once case is folded (`None` sorts below every length).
+        if base_len(true) > base_len(false) {
+            return RouteOutcome::Refused(PathProblem::CaseVariant);
+        }
+        let Some((api, rest)) = self
+            .apis
+            .iter()
+            .find_map(|a| Some((a, strip_base(segments, &a.base, false)?)))
+        else {
+            return RouteOutcome::NoApi;
+        };
+        // The same for resources, by any method: a more specific template that matches only once
+        // case is folded means exact matching would fall to a wider rule.
+        let best = |fold: bool| {
+            api.resources
+                .iter()
+                .find(|r| r.template.matches(rest, path.trailing_slash, fold))
+                .map(|r| &r.rank)
+        };
+        if best(true) > best(false) {
+            return RouteOutcome::Refused(PathProblem::CaseVariant);
+        }
+        let mut allow: Vec<String> = Vec::new();
+        for route in &api.resources {
+            if !route.template.matches(rest, path.trailing_slash, false) {
+                continue;
+            }
+            if route.method.accepts(method) {
+                return RouteOutcome::Matched {
+                    api: api.api,
+                    resource: route.resource,
+                };
+            }
+            if let MethodMatch::Exact(m) = &route.method {
+                if !allow.contains(m) {
+                    allow.push(m.clone());
+                }
+            }
+        }
+        if allow.is_empty() {
+            RouteOutcome::ResourceNotFound { api: api.api }
+        } else {
+            allow.sort();
+            RouteOutcome::MethodNotAllowed {
+                api: api.api,
+                allow,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(apis: &[(&str, &[(&str, &str)])]) -> Router {
+        let specs: Vec<ApiSpec> = apis
+            .iter()
+            .map(|(base, res)| ApiSpec {
+                base_path: base,
+                resources: res.to_vec(),
+            })
+            .collect();
+        Router::new(&specs).unwrap()
+    }
+
+    fn find(r: &Router, method: &str, path: &str) -> RouteOutcome {
+        r.find(method, &CanonicalPath::parse(path).unwrap())
+    }
+
+    fn hit(api: usize, resource: usize) -> RouteOutcome {
+        RouteOutcome::Matched { api, resource }
+    }
+
+    #[test]
+    fn templates_parse_or_say_why() {
+        for good in [
+            "/",
+            "/pets",
+            "/pets/{id}",
+            "/files/*",
+            "/*",
+            "/a/{x}/b/{y}",
+            "/v1:search",
+        ] {
+            assert!(PathTemplate::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "pets", "/pets/", "//pets", "/a/*/b", "/{id", "/{}", "/{a}/{a}", "/a b", "/a%2F",
+            "/a/../b", "/x{id}", "/a?b", "/a;b", "/a#", "/*.txt",
+        ] {
+            assert!(PathTemplate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn base_paths() {
+        assert_eq!(parse_base_path("/"), Ok(vec![]));
+        assert_eq!(
+            parse_base_path("/pets/v1"),
+            Ok(vec!["pets".into(), "v1".into()])
+        );
+        assert!(parse_base_path("/pets/").is_err());
+        assert!(parse_base_path("pets").is_err());
+        assert!(parse_base_path("/a//b").is_err());
+    }
+
+    #[test]
+    fn methods() {
+        assert_eq!(MethodMatch::parse("*"), Ok(MethodMatch::Any));
+        assert_eq!(MethodMatch::parse("ANY"), Ok(MethodMatch::Any));
+        assert!(MethodMatch::parse("GET").is_ok());
+        assert!(MethodMatch::parse("get").is_err());
+        assert!(MethodMatch::parse("").is_err());
+        assert!(MethodMatch::parse("G T").is_err());
+    }
+
+    #[test]
+    fn longest_base_path_on_segment_boundary() {
+        let r = router(&[
+            ("/pets", &[("GET", "/*")]),
+            ("/pets/v1", &[("GET", "/*")]),
+            ("/", &[("GET", "/*")]),
+        ]);
+        assert_eq!(find(&r, "GET", "/pets/v1/x"), hit(1, 0));
+        assert_eq!(find(&r, "GET", "/pets/v1"), hit(1, 0));
+        assert_eq!(find(&r, "GET", "/pets/v10"), hit(0, 0));
+        assert_eq!(find(&r, "GET", "/other"), hit(2, 0));
+        let r = router(&[("/pets/v1", &[("GET", "/*")])]);
+        assert_eq!(find(&r, "GET", "/pets/v10"), RouteOutcome::NoApi);
+        assert_eq!(
+            find(&r, "GET", "/PETS/v1"),
+            RouteOutcome::Refused(PathProblem::CaseVariant)
+        );
+        assert_eq!(find(&r, "GET", "/pets"), RouteOutcome::NoApi);
+    }
+
+    #[test]
+    fn most_specific_template_wins() {
+        let r = router(&[(
+            "/api",
+            &[
+                ("GET", "/*"),
+                ("GET", "/pets/*"),
+                ("GET", "/pets/{id}"),
+                ("GET", "/pets/mine"),
+                ("GET", "/pets"),
+                ("GET", "/a/{x}/c"),
+                ("GET", "/a/b/*"),
+            ],
+        )]);
+        assert_eq!(find(&r, "GET", "/api/pets/mine"), hit(0, 3));
+        assert_eq!(find(&r, "GET", "/api/pets/7"), hit(0, 2));
+        assert_eq!(find(&r, "GET", "/api/pets/7/toys"), hit(0, 1));
+        assert_eq!(find(&r, "GET", "/api/pets"), hit(0, 4));
+        assert_eq!(find(&r, "GET", "/api/pets/"), hit(0, 1));
+        assert_eq!(find(&r, "GET", "/api/zoo"), hit(0, 0));
+        assert_eq!(find(&r, "GET", "/api"), hit(0, 0));
+        // Equal literal counts: more params wins over a wildcard.
+        assert_eq!(find(&r, "GET", "/api/a/b/c"), hit(0, 5));
+    }
+
+    #[test]
+    fn ties_break_left_to_right_then_declaration_order() {
+        let r = router(&[("/", &[("GET", "/{x}/b"), ("GET", "/a/{y}")])]);
+        assert_eq!(find(&r, "GET", "/a/b"), hit(0, 1));
+        let r = router(&[("/", &[("GET", "/{x}"), ("GET", "/{y}")])]);
+        assert_eq!(find(&r, "GET", "/a"), hit(0, 0));
+    }
+
+    #[test]
+    fn trailing_slash_is_significant() {
+        let r = router(&[(
+            "/api",
+            &[("GET", "/"), ("GET", "/pets"), ("GET", "/pets/{id}")],
+        )]);
+        assert_eq!(find(&r, "GET", "/api/"), hit(0, 0));
+        assert_eq!(find(&r, "GET", "/api"), hit(0, 0));
+        assert_eq!(find(&r, "GET", "/api/pets"), hit(0, 1));
+        assert_eq!(
+            find(&r, "GET", "/api/pets/"),
+            RouteOutcome::ResourceNotFound { api: 0 }
+        );
+        assert_eq!(find(&r, "GET", "/api/pets/1"), hit(0, 2));
+    }
+
+    #[test]
+    fn methods_and_allow() {
+        let r = router(&[(
+            "/api",
+            &[
+                ("GET", "/pets"),
+                ("POST", "/pets"),
+                ("GET", "/pets/{id}"),
+                ("*", "/any"),
+            ],
+        )]);
+        assert_eq!(find(&r, "POST", "/api/pets"), hit(0, 1));
+        assert_eq!(
+            find(&r, "DELETE", "/api/pets"),
+            RouteOutcome::MethodNotAllowed {
+                api: 0,
+                allow: vec!["GET".into(), "POST".into()]
+            }
+        );
+        // Methods are case-sensitive.
+        assert!(matches!(
+            find(&r, "get", "/api/pets"),
+            RouteOutcome::MethodNotAllowed { .. }
+        ));
+        assert_eq!(find(&r, "PATCH", "/api/any"), hit(0, 3));
+        assert_eq!(
+            find(&r, "GET", "/api/nothing"),
+            RouteOutcome::ResourceNotFound { api: 0 }
+        );
+    }
+
+    #[test]
+    fn a_named_method_beats_any_on_the_same_template() {
+        let r = router(&[("/api", &[("ANY", "/pets"), ("GET", "/pets")])]);
+        assert_eq!(find(&r, "GET", "/api/pets"), hit(0, 1));
+        assert_eq!(find(&r, "PUT", "/api/pets"), hit(0, 0));
+    }
+
+    #[test]
+    fn a_wildcard_for_the_method_beats_a_405() {
+        let r = router(&[("/api", &[("GET", "/pets/{id}"), ("ANY", "/pets/*")])]);
+        assert_eq!(find(&r, "DELETE", "/api/pets/1"), hit(0, 1));
+    }
+
+    #[test]
+    fn params_match_decoded_segments() {
+        let r = router(&[("/api", &[("GET", "/admin"), ("GET", "/{page}")])]);
+        // `%61dmin` is `admin` to a decoding upstream, so it must hit the `/admin` rule.
+        assert_eq!(find(&r, "GET", "/api/%61dmin"), hit(0, 0));
+        assert_eq!(find(&r, "GET", "/api/other"), hit(0, 1));
+    }
+
+    #[test]
+    fn case_tricks_are_refused() {
+        let r = router(&[
+            ("/", &[("GET", "/*")]),
+            (
+                "/api",
+                &[("GET", "/admin"), ("GET", "/{page}"), ("GET", "/Files/*")],
+            ),
+        ]);
+        let refused = RouteOutcome::Refused(PathProblem::CaseVariant);
+        // Would fall from the /api API to the root API.
+        assert_eq!(find(&r, "GET", "/API/admin"), refused);
+        // Would fall from /admin to the {page} parameter.
+        assert_eq!(find(&r, "GET", "/api/Admin"), refused);
+        assert_eq!(find(&r, "GET", "/api/%41dmin"), refused);
+        // Also when the method is not accepted: a 405 must not hide the trick either.
+        assert_eq!(find(&r, "POST", "/api/ADMIN"), refused);
+        assert_eq!(find(&r, "GET", "/api/files/x"), refused);
+        // Case differences that do not change the choice are fine.
+        assert_eq!(find(&r, "GET", "/api/Other"), hit(1, 1));
+        assert_eq!(find(&r, "GET", "/api/Files/x"), hit(1, 2));
+        assert_eq!(find(&r, "GET", "/Elsewhere"), hit(0, 0));
+        // Templates that differ only in case are each reachable by their exact spelling.
+        let r = router(&[("/api", &[("GET", "/Admin"), ("GET", "/admin")])]);
+        assert_eq!(find(&r, "GET", "/api/admin"), hit(0, 1));
+        assert_eq!(find(&r, "GET", "/api/Admin"), hit(0, 0));
+        let r = router(&[("/Pets", &[("GET", "/")]), ("/pets", &[("GET", "/")])]);
+        assert_eq!(find(&r, "GET", "/pets"), hit(1, 0));
+    }
+}

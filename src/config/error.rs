@@ -1,0 +1,210 @@
+//! Configuration errors: the field path plus what is wrong there.
+
+use std::fmt;
+
+/// A configuration problem at a field path such as `applications[0].client_ids[1].client_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub problem: ConfigProblem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigProblem {
+    /// JSON syntax or type error, as serde reports it.
+    Syntax {
+        message: String,
+        line: usize,
+        column: usize,
+    },
+    /// A required field is absent or empty.
+    Missing,
+    /// A field serde does not know.
+    UnknownField {
+        field: String,
+    },
+    /// A value with the wrong shape; `reason` says which rule it breaks.
+    Invalid {
+        value: String,
+        reason: &'static str,
+    },
+    UnknownKeyManager {
+        name: String,
+    },
+    UnknownApi {
+        name: String,
+    },
+    DuplicateName {
+        name: String,
+        first: String,
+    },
+    DuplicateClientId {
+        client_id: String,
+        key_manager: String,
+        application: String,
+    },
+    DuplicateBasePath {
+        base_path: String,
+        api: String,
+    },
+    DuplicateResource {
+        resource: String,
+        first: String,
+    },
+    DuplicateIssuer {
+        issuer: String,
+        key_manager: String,
+    },
+    DuplicateSubscription {
+        api: String,
+    },
+    UnsupportedAlgorithm {
+        algorithm: String,
+    },
+    OutOfRange {
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    PublicWithRequirements,
+    TenantsWithoutTemplate,
+    TemplateWithoutTenants,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, problem: ConfigProblem) -> ConfigError {
+        ConfigError {
+            path: path.into(),
+            problem,
+        }
+    }
+
+    /// Stable snake_case code of the problem.
+    pub fn code(&self) -> &'static str {
+        match &self.problem {
+            ConfigProblem::Syntax { .. } => "syntax",
+            ConfigProblem::Missing => "missing",
+            ConfigProblem::UnknownField { .. } => "unknown_field",
+            ConfigProblem::Invalid { .. } => "invalid",
+            ConfigProblem::UnknownKeyManager { .. } => "unknown_key_manager",
+            ConfigProblem::UnknownApi { .. } => "unknown_api",
+            ConfigProblem::DuplicateName { .. } => "duplicate_name",
+            ConfigProblem::DuplicateClientId { .. } => "duplicate_client_id",
+            ConfigProblem::DuplicateBasePath { .. } => "duplicate_base_path",
+            ConfigProblem::DuplicateResource { .. } => "duplicate_resource",
+            ConfigProblem::DuplicateIssuer { .. } => "duplicate_issuer",
+            ConfigProblem::DuplicateSubscription { .. } => "duplicate_subscription",
+            ConfigProblem::UnsupportedAlgorithm { .. } => "unsupported_algorithm",
+            ConfigProblem::OutOfRange { .. } => "out_of_range",
+            ConfigProblem::PublicWithRequirements => "public_with_requirements",
+            ConfigProblem::TenantsWithoutTemplate => "tenants_without_template",
+            ConfigProblem::TemplateWithoutTenants => "template_without_tenants",
+        }
+    }
+
+    /// Turn a serde error at `path` into a config error. A missing or unknown field is moved into
+    /// the path (`key_managers[1].issuer: missing`) instead of being left in the message.
+    pub(crate) fn from_serde(path: String, error: &serde_json::Error) -> ConfigError {
+        let full = error.to_string();
+        let location = format!(" at line {} column {}", error.line(), error.column());
+        let message = full.strip_suffix(&location).unwrap_or(&full);
+        let join = |field: &str| {
+            if path == "." {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            }
+        };
+        if let Some(field) = backticked(message, "missing field `") {
+            return ConfigError::new(join(field), ConfigProblem::Missing);
+        }
+        if let Some(field) = backticked(message, "unknown field `") {
+            // serde_path_to_error already ends the path with the unknown key.
+            let at_field = path.rsplit('.').next() == Some(field);
+            return ConfigError::new(
+                if at_field { path.clone() } else { join(field) },
+                ConfigProblem::UnknownField {
+                    field: field.to_string(),
+                },
+            );
+        }
+        ConfigError::new(
+            path,
+            ConfigProblem::Syntax {
+                message: message.to_string(),
+                line: error.line(),
+                column: error.column(),
+            },
+        )
+    }
+}
+
+/// The text between `lead` and the next backtick, when `message` starts with `lead`.
+fn backticked<'m>(message: &'m str, lead: &str) -> Option<&'m str> {
+    let rest = message.strip_prefix(lead)?;
+    rest.split_once('`').map(|(field, _)| field)
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.path)?;
+        match &self.problem {
+            ConfigProblem::Syntax {
+                message,
+                line,
+                column,
+            } => write!(f, "{message} (line {line}, column {column})"),
+            ConfigProblem::Missing => f.write_str("missing"),
+            ConfigProblem::UnknownField { field } => write!(f, "unknown field \"{field}\""),
+            ConfigProblem::Invalid { value, reason } => write!(f, "{value:?}: {reason}"),
+            ConfigProblem::UnknownKeyManager { name } => write!(f, "unknown key manager {name:?}"),
+            ConfigProblem::UnknownApi { name } => write!(f, "unknown API {name:?}"),
+            ConfigProblem::DuplicateName { name, first } => {
+                write!(f, "name {name:?} is already used at {first}")
+            }
+            ConfigProblem::DuplicateClientId {
+                client_id,
+                key_manager,
+                application,
+            } => write!(
+                f,
+                "client id {client_id:?} of key manager {key_manager:?} is already used by application {application:?}"
+            ),
+            ConfigProblem::DuplicateBasePath { base_path, api } => {
+                write!(f, "base path {base_path:?} is already used by API {api:?}")
+            }
+            ConfigProblem::DuplicateResource { resource, first } => {
+                write!(f, "{resource} is the same resource as {first}")
+            }
+            ConfigProblem::DuplicateIssuer {
+                issuer,
+                key_manager,
+            } => write!(
+                f,
+                "issuer {issuer:?} is already used by key manager {key_manager:?} in an overlapping environment"
+            ),
+            ConfigProblem::DuplicateSubscription { api } => {
+                write!(f, "API {api:?} is subscribed twice")
+            }
+            ConfigProblem::UnsupportedAlgorithm { algorithm } => write!(
+                f,
+                "algorithm {algorithm:?} is not supported (one of {})",
+                super::SUPPORTED_ALGORITHMS.join(", ")
+            ),
+            ConfigProblem::OutOfRange { value, min, max } => {
+                write!(f, "{value} is outside {min}..={max}")
+            }
+            ConfigProblem::PublicWithRequirements => {
+                f.write_str("a public resource cannot require scopes or groups")
+            }
+            ConfigProblem::TenantsWithoutTemplate => {
+                f.write_str("tenants are set but the issuer has no {tenantid} placeholder")
+            }
+            ConfigProblem::TemplateWithoutTenants => f.write_str(
+                "the issuer has a {tenantid} placeholder but no tenants are allowed",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

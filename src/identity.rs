@@ -1,0 +1,175 @@
+//! Identity of an authorized caller: the headers forwarded upstream and the access-log metadata.
+//!
+//! Every header keygate adds starts with the configured prefix, and the shell removes every incoming
+//! header with that prefix first, so a client can never forge one.
+
+use serde_json::{json, Value};
+
+/// Who called, established from a verified token and the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub application: String,
+    pub client_id: String,
+    /// The token's `sub`, when it is a string.
+    pub subject: Option<String>,
+    pub key_manager: String,
+    /// Every scope the token carries (not only the ones the resource asked for).
+    pub scopes: Vec<String>,
+    pub api: String,
+    pub api_version: String,
+    /// The matched resource, `METHOD template` as configured (e.g. `GET /pets/{id}`).
+    pub resource: String,
+}
+
+/// The header suffixes keygate adds, after the prefix.
+const SUFFIXES: [&str; 6] = [
+    "application",
+    "client-id",
+    "subject",
+    "key-manager",
+    "scopes",
+    "api",
+];
+
+/// The exact names of the identity headers for a prefix (all lower case).
+pub fn identity_header_names(prefix: &str) -> Vec<String> {
+    SUFFIXES
+        .iter()
+        .map(|suffix| format!("{}{suffix}", prefix.to_ascii_lowercase()))
+        .collect()
+}
+
+/// Whether an incoming header must be removed: it starts with the identity prefix (ASCII
+/// case-insensitive). Stripping by prefix also covers headers a later version may add.
+pub fn is_identity_header(prefix: &str, name: &str) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+}
+
+impl Identity {
+    /// The headers to add upstream, `(name, value)`; values are made safe for a header line.
+    /// The subject header is left out when the token has no `sub`.
+    pub fn headers(&self, prefix: &str) -> Vec<(String, String)> {
+        let prefix = prefix.to_ascii_lowercase();
+        let mut headers = vec![
+            (
+                format!("{prefix}application"),
+                header_value(&self.application),
+            ),
+            (format!("{prefix}client-id"), header_value(&self.client_id)),
+        ];
+        if let Some(subject) = &self.subject {
+            headers.push((format!("{prefix}subject"), header_value(subject)));
+        }
+        headers.push((
+            format!("{prefix}key-manager"),
+            header_value(&self.key_manager),
+        ));
+        headers.push((
+            format!("{prefix}scopes"),
+            header_value(&self.scopes.join(" ")),
+        ));
+        headers.push((format!("{prefix}api"), header_value(&self.api)));
+        headers
+    }
+
+    /// Dynamic metadata for access logs (`keygate` namespace in the shell).
+    pub fn metadata(&self) -> Value {
+        json!({
+            "application": self.application,
+            "client_id": self.client_id,
+            "subject": self.subject,
+            "key_manager": self.key_manager,
+            "scopes": self.scopes,
+            "api": self.api,
+            "api_version": self.api_version,
+            "resource": self.resource,
+        })
+    }
+}
+
+/// Percent-encode control bytes (so no CR/LF/NUL reaches a header line) and `%` itself (so two
+/// different claim values never produce the same header value). Other text is kept.
+fn header_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_control() || c == '%' {
+            out.push_str(&format!("%{:02X}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> Identity {
+        Identity {
+            application: "shop".into(),
+            client_id: "c1".into(),
+            subject: Some("alice\r\nx-keygate-application: admin".into()),
+            key_manager: "km".into(),
+            scopes: vec!["a".into(), "b".into()],
+            api: "pets".into(),
+            api_version: "v1".into(),
+            resource: "GET /pets".into(),
+        }
+    }
+
+    #[test]
+    fn headers_are_prefixed_and_sanitized() {
+        let h = identity().headers("X-Keygate-");
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("x-keygate-application"), Some("shop"));
+        assert_eq!(get("x-keygate-client-id"), Some("c1"));
+        assert_eq!(
+            get("x-keygate-subject"),
+            Some("alice%0D%0Ax-keygate-application: admin")
+        );
+        assert_eq!(get("x-keygate-key-manager"), Some("km"));
+        assert_eq!(get("x-keygate-scopes"), Some("a b"));
+        assert_eq!(get("x-keygate-api"), Some("pets"));
+        assert_eq!(h.len(), 6);
+        for (name, value) in &h {
+            assert!(identity_header_names("x-keygate-").contains(name));
+            assert!(!value.chars().any(|c| c.is_ascii_control()));
+        }
+    }
+
+    #[test]
+    fn no_subject_no_header() {
+        let mut id = identity();
+        id.subject = None;
+        assert!(!id.headers("x-k-").iter().any(|(k, _)| k == "x-k-subject"));
+        assert_eq!(id.metadata()["subject"], Value::Null);
+    }
+
+    #[test]
+    fn percent_is_encoded_so_values_stay_distinct() {
+        assert_eq!(header_value("a%0Ab"), "a%250Ab");
+        assert_eq!(header_value("a\nb"), "a%0Ab");
+        assert_eq!(header_value("café"), "café");
+    }
+
+    #[test]
+    fn prefix_test_is_case_insensitive() {
+        assert!(is_identity_header("x-keygate-", "X-KeyGate-Application"));
+        assert!(is_identity_header("x-keygate-", "x-keygate-anything"));
+        assert!(!is_identity_header("x-keygate-", "x-keygat"));
+        assert!(!is_identity_header("x-keygate-", "authorization"));
+        // A multi-byte character at the cut must not panic.
+        assert!(!is_identity_header("x-keygate-", "x-keygat\u{e9}-a"));
+    }
+
+    #[test]
+    fn metadata_has_every_field() {
+        let m = identity().metadata();
+        assert_eq!(m["application"], "shop");
+        assert_eq!(m["scopes"], json!(["a", "b"]));
+        assert_eq!(m["resource"], "GET /pets");
+        assert_eq!(m["api_version"], "v1");
+    }
+}

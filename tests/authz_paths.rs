@@ -1,0 +1,131 @@
+//! Path tricks against a protected resource (`GET /pets/v1/admin`, scope `admin`) that sits beside
+//! public ones (`/pets/v1/health`, `/pets/v1/{page}`). No trick may reach a public resource or
+//! another API; each is either refused, not found, or lands on the protected resource itself.
+
+// Helpers outside #[test] functions are test code too (clippy.toml only covers #[test] bodies).
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+use keygate::path::PathProblem;
+use keygate::policy::{Policy, Route};
+use keygate::response::{reply, Denial};
+
+const FIXTURE: &str = include_str!("authz_fixture.json");
+
+#[derive(Debug, PartialEq)]
+enum Want {
+    Admin,
+    Health,
+    Refused(PathProblem),
+    NotFound,
+    NoApi,
+}
+
+fn classify(policy: &Policy, route: Route) -> Want {
+    match route {
+        Route::Protected(m) => {
+            let (_, resource) = policy.resource(&m).unwrap();
+            assert_eq!(
+                resource.path, "/admin",
+                "reached another protected resource"
+            );
+            Want::Admin
+        }
+        Route::Public(m) => {
+            let (_, resource) = policy.resource(&m).unwrap();
+            assert_eq!(
+                resource.path, "/health",
+                "reached the public {{page}} resource"
+            );
+            Want::Health
+        }
+        Route::Denied(Denial::PathNotCanonical { problem }) => Want::Refused(problem),
+        Route::Denied(Denial::ResourceNotFound) => Want::NotFound,
+        Route::Denied(Denial::NoApi) => Want::NoApi,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn path_trick_table() {
+    use PathProblem::*;
+    use Want::*;
+    let policy = Policy::from_json(FIXTURE.as_bytes()).unwrap();
+    let table = [
+        // Baselines.
+        ("/pets/v1/admin", Admin),
+        ("/pets/v1/health", Health),
+        // Query strings are cut off, never interpreted.
+        ("/pets/v1/admin?debug=1", Admin),
+        ("/pets/v1/health?/../admin", Health),
+        ("/pets/v1/admin?x=%2F", Admin),
+        // Percent-encoding: unreserved escapes are decoded (the upstream will do the same).
+        ("/pets/v1/%61dmin", Admin),
+        ("/pets/v1/%61%64%6D%69%6E", Admin),
+        ("/pets/v1/admin%2F", Refused(EncodedDelimiter)),
+        ("/pets/v1/admin%2f", Refused(EncodedDelimiter)),
+        ("/pets/v1/health%2F..%2Fadmin", Refused(EncodedDelimiter)),
+        (
+            "/pets/v1/health%2f%2e%2e%2fadmin",
+            Refused(EncodedDelimiter),
+        ),
+        ("/pets/v1/%2e%2e/v1/admin", Refused(EncodedDelimiter)),
+        ("/pets/v1/admin%5C", Refused(EncodedDelimiter)),
+        ("/pets/v1/admin%5c", Refused(EncodedDelimiter)),
+        ("/pets/v1/admin%252F", Refused(EncodedDelimiter)),
+        ("/pets/v1/admin%00", Refused(EncodedDelimiter)),
+        ("/pets/v1/admin%0d%0a", Refused(BadEncodedByte)),
+        ("/pets/v1/admin%", Refused(BadEscape)),
+        // Dot segments and empty segments.
+        ("/pets/v1/health/../admin", Refused(DotSegment)),
+        ("/pets/v1/./admin", Refused(DotSegment)),
+        ("/pets/v1/admin/.", Refused(DotSegment)),
+        ("/pets/v1//admin", Refused(EmptySegment)),
+        ("//pets/v1/admin", Refused(EmptySegment)),
+        ("/pets//v1/admin", Refused(EmptySegment)),
+        // Case: a case-insensitive upstream would serve /admin, so the variant is refused.
+        ("/pets/v1/ADMIN", Refused(CaseVariant)),
+        ("/pets/v1/Admin", Refused(CaseVariant)),
+        ("/pets/v1/%41dmin", Refused(CaseVariant)),
+        ("/PETS/v1/admin", Refused(CaseVariant)),
+        ("/pets/V1/health", Refused(CaseVariant)),
+        // Fragments, backslashes, path parameters, raw bytes.
+        ("/pets/v1/admin#x", Refused(Fragment)),
+        ("/pets/v1/health#/../admin", Refused(Fragment)),
+        ("/pets/v1\\admin", Refused(Backslash)),
+        ("/pets/v1/health\\..\\admin", Refused(Backslash)),
+        ("/pets/v1/admin;jsessionid=1", Refused(PathParameter)),
+        ("/pets/v1/health/..;/admin", Refused(PathParameter)),
+        ("/pets/v1/adm in", Refused(BadByte)),
+        ("/pets/v1/admin\u{0}", Refused(BadByte)),
+        ("/pets/v1/\u{430}dmin", Refused(BadByte)),
+        ("pets/v1/admin", Refused(NotAbsolute)),
+        ("http://h/pets/v1/admin", Refused(NotAbsolute)),
+        // Trailing slash: significant, never the public {page}.
+        ("/pets/v1/admin/", NotFound),
+        ("/pets/v1/health/", NotFound),
+        // Base path on a segment boundary.
+        ("/pets/v10/admin", NoApi),
+        ("/pets/v1admin", NoApi),
+    ];
+    let mut failures = Vec::new();
+    for (path, want) in table {
+        let got = classify(&policy, policy.route("GET", path));
+        if got != want {
+            failures.push(format!("{path:?}: want {want:?}, got {got:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn refused_paths_answer_400_invalid_request() {
+    let policy = Policy::from_json(FIXTURE.as_bytes()).unwrap();
+    let Route::Denied(d) = policy.route("GET", "/pets/v1/health/../admin") else {
+        panic!("expected a denial");
+    };
+    let r = reply(&d, "keygate");
+    assert_eq!(r.status, 400);
+    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert_eq!(body["code"], "path_not_canonical");
+}
