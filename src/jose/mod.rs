@@ -1,1 +1,21 @@
-//! Compact JWS parsing, algorithms, JWK/JWKS and signature verification (RFC 7515/7517/7518).
+//! Compact JWS parsing, algorithms, JWK/JWKS and signature verification (RFC 7515/7517/7518,
+//! RFC 8037). Pure Rust, no host calls: the same code runs in the filter and in `check-token`.
+//!
+//! Flow: [`UntrustedToken::parse`] (strict syntax) → pick the key manager by
+//! [`UntrustedToken::issuer`] → [`verify`] with its [`KeySet`] and a [`Validation`].
+
+pub mod alg;
+pub mod b64;
+pub mod backends;
+pub mod error;
+pub mod json;
+pub mod jwk;
+pub mod token;
+pub mod verify;
+
+pub use crate::claims::Validation;
+pub use alg::{Alg, AlgRefusal, KeyKind};
+pub use error::{safe_label, Claim, KeyConflict, KeysError, Malformation, TokenError, TokenPart};
+pub use jwk::{Jwk, KeyMaterial, KeySet, SkipReason, SkippedKey};
+pub use token::UntrustedToken;
+pub use verify::{verify, VerifiedToken};

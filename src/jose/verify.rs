@@ -1,0 +1,145 @@
+//! The verification decision: algorithm policy, key selection, signature, then claims.
+//!
+//! Order: the alg and signature shape are checked first (free), then the key is chosen, the
+//! signature verified, and only then are claims judged, so a claim reason (`token_expired`,
+//! `issuer_mismatch`, ...) is only ever reported for a token that is genuine.
+
+use serde_json::{Map, Value};
+
+use super::alg::{Alg, AlgRefusal};
+use super::backends::{self, SigCheck};
+use super::error::{safe_label, KeyConflict, TokenError};
+use super::jwk::{Jwk, KeyMaterial, KeySet};
+use super::token::UntrustedToken;
+use crate::claims::{self, Validation};
+
+/// A token whose signature and registered claims were checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedToken {
+    pub claims: Map<String, Value>,
+    pub kid: Option<String>,
+    pub alg: String,
+}
+
+/// Verifies `token` against `keys` and `validation` at time `now` (seconds since the epoch).
+pub fn verify(
+    token: &UntrustedToken,
+    keys: &KeySet,
+    validation: &Validation,
+    now: f64,
+) -> Result<VerifiedToken, TokenError> {
+    let alg = allowed_alg(token.alg(), validation)?;
+    let signature = token.signature();
+    if let Some(expected) = alg.signature_len() {
+        if signature.len() != expected {
+            return Err(TokenError::SignatureMalformed {
+                alg: alg.name(),
+                expected,
+                actual: signature.len(),
+            });
+        }
+    }
+
+    let candidates = candidate_keys(token.kid(), keys, alg)?;
+    let message = token.signing_input();
+    let mut wrong_length = None;
+    for key in candidates {
+        match backends::check(alg, &key.material, message, signature) {
+            SigCheck::Valid => {
+                claims::check(token.claims(), validation, now)?;
+                return Ok(VerifiedToken {
+                    claims: token.claims().clone(),
+                    kid: token.kid().map(str::to_owned),
+                    alg: alg.name().to_owned(),
+                });
+            }
+            SigCheck::Malformed { expected } => wrong_length = Some(expected),
+            SigCheck::Invalid | SigCheck::WrongKey => {}
+        }
+    }
+    Err(match wrong_length {
+        // Only an RSA modulus can make the length wrong here; name it when it is the only issue.
+        Some(expected) => TokenError::SignatureMalformed {
+            alg: alg.name(),
+            expected,
+            actual: signature.len(),
+        },
+        None => TokenError::SignatureInvalid { alg: alg.name() },
+    })
+}
+
+/// Maps the header `alg` to a supported algorithm that the validation allows.
+fn allowed_alg(name: &str, validation: &Validation) -> Result<Alg, TokenError> {
+    let alg = Alg::from_name(name).map_err(|refusal| match refusal {
+        AlgRefusal::None => TokenError::AlgNotAllowed {
+            alg: safe_label(name),
+        },
+        AlgRefusal::Unsupported => TokenError::UnsupportedAlg {
+            alg: safe_label(name),
+        },
+    })?;
+    if !validation.allows_alg(alg.name()) {
+        return Err(TokenError::AlgNotAllowed {
+            alg: safe_label(name),
+        });
+    }
+    Ok(alg)
+}
+
+/// The keys that may verify this token, by the rules of RFC 7515 §4.1.4 and RFC 7517 §4:
+/// a `kid` selects the keys with that `kid`; without one every key that fits the alg is tried.
+/// HMAC secrets shorter than the hash output are never used (RFC 7518 §3.2).
+fn candidate_keys<'k>(
+    kid: Option<&str>,
+    keys: &'k KeySet,
+    alg: Alg,
+) -> Result<Vec<&'k Jwk>, TokenError> {
+    let mut conflict: Option<KeyConflict> = None;
+    let mut fitting = Vec::new();
+    let mut selected_any = false;
+    for key in keys.keys() {
+        if kid.is_some() && key.kid.as_deref() != kid {
+            continue;
+        }
+        selected_any = true;
+        match key.permits(alg) {
+            Ok(()) => fitting.push(key),
+            Err(why) => {
+                conflict.get_or_insert(why);
+            }
+        }
+    }
+    if let Some(kid) = kid {
+        if !selected_any {
+            return Err(if keys.skipped_kid(kid) {
+                TokenError::KeyUnusable {
+                    kid: safe_label(kid),
+                }
+            } else {
+                TokenError::UnknownKid {
+                    kid: safe_label(kid),
+                }
+            });
+        }
+        if fitting.is_empty() {
+            return Err(TokenError::KeyConflict {
+                kid: safe_label(kid),
+                alg: alg.name(),
+                conflict: conflict.unwrap_or(KeyConflict::KeyType),
+            });
+        }
+    } else if fitting.is_empty() {
+        return Err(TokenError::NoMatchingKey { alg: alg.name() });
+    }
+
+    if let Some(min) = alg.min_secret_len() {
+        fitting.retain(|key| match &key.material {
+            KeyMaterial::Oct(secret) => secret.len() >= min,
+            _ => false,
+        });
+        if fitting.is_empty() {
+            return Err(TokenError::KeyTooWeak { alg: alg.name() });
+        }
+    }
+    Ok(fitting)
+}
