@@ -8,6 +8,7 @@
 
 pub mod claims;
 pub mod config;
+pub mod decide;
 pub mod identity;
 pub mod issuer;
 pub mod jose;

@@ -4,7 +4,11 @@
 //! request through the core's decision steps; `host` wraps the raw host calls so that a host error
 //! becomes a value instead of a panic inside the SDK's convenience methods.
 
+mod gateway;
 mod host;
+mod http;
+mod keystore;
+mod metrics;
 mod root;
 
 use proxy_wasm::traits::RootContext;
