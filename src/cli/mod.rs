@@ -1,6 +1,12 @@
 //! The native companion command `keygate`: `check-token`, `discover`, `generate`, `instructions`.
 
 pub mod check_token;
+pub mod declaration;
 pub mod discover;
 pub mod generate;
+pub mod http;
 pub mod instructions;
+pub mod oidc;
+pub mod presets;
+pub mod url;
+pub mod validate;
