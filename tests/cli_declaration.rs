@@ -1,5 +1,12 @@
 //! Declaration errors: each names the field and the line it is on.
 #![cfg(not(target_arch = "wasm32"))]
+// Test helpers outside #[test] fns: failing loudly is their job.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod cli_support;
 

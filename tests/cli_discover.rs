@@ -1,5 +1,12 @@
 //! `keygate discover` against discovery documents shaped like real providers', served on loopback.
 #![cfg(not(target_arch = "wasm32"))]
+// Test helpers outside #[test] fns: failing loudly is their job.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod cli_support;
 

@@ -1,6 +1,13 @@
 //! `keygate generate` end to end: discovery on loopback, then every output checked by the tool
 //! that consumes it (the filter's config type, real Envoy, Istio's CRD schemas, compose paths).
 #![cfg(not(target_arch = "wasm32"))]
+// Test helpers outside #[test] fns: failing loudly is their job.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod cli_support;
 

@@ -1,6 +1,13 @@
 //! Helpers shared by the CLI tests: a tiny HTTP server on 127.0.0.1 serving canned documents,
 //! fixture loading with the server's base URL templated in, temp dirs and tool paths.
 #![allow(dead_code)]
+// Test harness code: failing loudly is its job.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
