@@ -21,7 +21,11 @@ pub fn container_address(declared: &SocketAddr) -> SocketAddr {
 }
 
 pub fn compose_file(wasm_host_path: &str, listen: &SocketAddr, admin: &SocketAddr) -> Value {
-    let publish = |addr: &SocketAddr| format!("{}:{}:{}", addr.ip(), addr.port(), addr.port());
+    // Compose wants IPv6 host addresses in brackets: `[::1]:8080:8080`.
+    let publish = |addr: &SocketAddr| match addr {
+        SocketAddr::V4(v4) => format!("{}:{}:{}", v4.ip(), v4.port(), v4.port()),
+        SocketAddr::V6(v6) => format!("[{}]:{}:{}", v6.ip(), v6.port(), v6.port()),
+    };
     json!({
         "services": {
             "envoy": {
@@ -36,4 +40,20 @@ pub fn compose_file(wasm_host_path: &str, listen: &SocketAddr, admin: &SocketAdd
             },
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_publish_on_the_declared_host_address() {
+        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let admin: SocketAddr = "[::1]:9901".parse().unwrap();
+        let file = compose_file("/x/keygate.wasm", &listen, &admin);
+        let ports = &file["services"]["envoy"]["ports"];
+        assert_eq!(ports[0], "127.0.0.1:8080:8080");
+        assert_eq!(ports[1], "[::1]:9901:9901");
+        assert_eq!(container_address(&admin).to_string(), "0.0.0.0:9901");
+    }
 }
