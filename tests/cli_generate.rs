@@ -296,7 +296,8 @@ fn envoy_validates_the_bootstrap_and_its_container_variant() {
 
 #[test]
 fn envoy_refuses_a_broken_bootstrap() {
-    // Guards the test above: validation really checks the file.
+    // Guards the test above: validation really checks the file, and it runs the filter's
+    // on_configure on the embedded plugin config.
     let envoy = require_envoy();
     let g = generate(&["--wasm", &wasm_arg()]);
     let broken = g.out.join("broken.yaml");
@@ -307,6 +308,20 @@ fn envoy_refuses_a_broken_bootstrap() {
     .unwrap();
     let (ok, _) = envoy_validate(&envoy, &broken);
     assert!(!ok);
+
+    let mut bootstrap = yaml(&g.out.join("envoy.yaml"));
+    let pointer = "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0/typed_config/config/configuration/value";
+    let value = bootstrap.pointer_mut(pointer).unwrap();
+    let mut config: Value = serde_json::from_str(value.as_str().unwrap()).unwrap();
+    config["surprise"] = Value::from(true);
+    *value = Value::from(config.to_string());
+    let bad_config = g.out.join("bad-config.yaml");
+    std::fs::write(&bad_config, serde_saphyr::to_string(&bootstrap).unwrap()).unwrap();
+    let (ok, log) = envoy_validate(&envoy, &bad_config);
+    assert!(
+        !ok,
+        "the filter accepted an unknown plugin-config field:\n{log}"
+    );
 }
 
 /// `../shared/istio` beside the project (the checkout layout); from a nested worktree the first
