@@ -231,9 +231,18 @@ pub fn parse(text: &str) -> Result<Declaration, Vec<DeclarationError>> {
     }
 }
 
-/// The parser's message, without the source snippet it may append.
+/// The parser's message without the source snippet it may append and without its own
+/// `error: line L column C:` prefix (the location is reported separately).
 fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_string()
+    let line = message.lines().next().unwrap_or(message).trim();
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    match line
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((location, detail)) if location.contains("column") => detail.to_string(),
+        _ => line.to_string(),
+    }
 }
 
 /// Cross-field checks on a parsed declaration.
@@ -552,6 +561,15 @@ mod tests {
         assert!(check_base_path("/pets/v1/").is_err());
         assert!(check_base_path("/pets/{v}").is_err());
         assert!(check_base_path("/pets/*").is_err());
+    }
+
+    #[test]
+    fn parser_messages_lose_their_location_prefix() {
+        assert_eq!(
+            first_line("error: line 3 column 5: unknown field `x`\n  |\n3 | x: 1"),
+            "unknown field `x`"
+        );
+        assert_eq!(first_line("missing field `a`"), "missing field `a`");
     }
 
     #[test]
