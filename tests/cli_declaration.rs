@@ -11,7 +11,7 @@
 mod cli_support;
 
 use cli_support::*;
-use keygate::cli::validate::{parse, DeclarationError};
+use keygate::cli::validate::{parse, parse_with, DeclarationError};
 
 /// A valid declaration; tests break one thing at a time. Line numbers matter below.
 const BASE: &str = "\
@@ -195,6 +195,21 @@ fn unknown_provider_and_bad_values() {
             && err.to_string().contains("https"),
         "{err}"
     );
+}
+
+#[test]
+fn allow_http_lifts_the_https_rule_for_well_known_urls() {
+    let text = BASE.replace(
+        "https://other.example.com/.well-known/openid-configuration",
+        "http://other.example.com/.well-known/openid-configuration",
+    );
+    assert!(parse(&text).is_err());
+    assert!(parse_with(&text, true).is_ok());
+    let per_key_manager = text.replace(
+        "    well_known_url: http://other.example.com",
+        "    allow_http: true\n    well_known_url: http://other.example.com",
+    );
+    assert!(parse(&per_key_manager).is_ok());
 }
 
 #[test]

@@ -113,8 +113,8 @@ pub fn load(input: &Path, allow_http: bool) -> Result<Loaded, GenerateError> {
         path: input.to_path_buf(),
         detail: err.to_string(),
     })?;
-    let declaration =
-        validate::parse(&text).map_err(|errors| GenerateError::Declaration { errors })?;
+    let declaration = validate::parse_with(&text, allow_http)
+        .map_err(|errors| GenerateError::Declaration { errors })?;
     let mut discovered = Vec::new();
     for (i, km) in declaration.key_managers.iter().enumerate() {
         let allow = allow_http || km.allow_http;

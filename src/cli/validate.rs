@@ -211,6 +211,11 @@ impl fmt::Display for ValueProblem {
 
 /// Parses and checks a declaration. All problems found are returned, in source order.
 pub fn parse(text: &str) -> Result<Declaration, Vec<DeclarationError>> {
+    parse_with(text, false)
+}
+
+/// `parse`, with `--allow-http` applied to every key manager's URLs.
+pub fn parse_with(text: &str, allow_http: bool) -> Result<Declaration, Vec<DeclarationError>> {
     let declaration: Declaration = serde_saphyr::from_str(text).map_err(|err| {
         let (line, column) = err
             .location()
@@ -222,7 +227,7 @@ pub fn parse(text: &str) -> Result<Declaration, Vec<DeclarationError>> {
             detail: first_line(&err.to_string()),
         }]
     })?;
-    let mut errors = check(&declaration);
+    let mut errors = check(&declaration, allow_http);
     if errors.is_empty() {
         Ok(declaration)
     } else {
@@ -246,7 +251,7 @@ fn first_line(message: &str) -> String {
 }
 
 /// Cross-field checks on a parsed declaration.
-pub fn check(decl: &Declaration) -> Vec<DeclarationError> {
+pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
     let mut errors = Vec::new();
     let gateway = &decl.gateway;
     non_empty(&mut errors, "gateway.environment", &gateway.environment);
@@ -266,7 +271,8 @@ pub fn check(decl: &Declaration) -> Vec<DeclarationError> {
         let at = format!("key_managers[{i}]");
         key_managers.add(&mut errors, &format!("{at}.name"), &km.name);
         if km.discovery.is_none() {
-            if let Err(error) = oidc::check_well_known_url(&km.well_known_url.value, km.allow_http)
+            if let Err(error) =
+                oidc::check_well_known_url(&km.well_known_url.value, allow_http || km.allow_http)
             {
                 errors.push(invalid(
                     &format!("{at}.well_known_url"),
