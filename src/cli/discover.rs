@@ -65,7 +65,10 @@ struct Entry<'a> {
 }
 
 /// Renders the key-manager entry (a one-item YAML list) with the notes as comments.
-pub fn render_entry(well_known_url: &str, checked: &CheckedDiscovery) -> Result<String, String> {
+pub fn render_entry(
+    well_known_url: &str,
+    checked: &CheckedDiscovery,
+) -> Result<String, serde_saphyr::SerializeError> {
     let preset = Preset::suggest(
         &checked.issuer,
         &checked.document.jwks_uri.clone().unwrap_or_default(),
@@ -79,7 +82,7 @@ pub fn render_entry(well_known_url: &str, checked: &CheckedDiscovery) -> Result<
         tenants: templated.then(Vec::new),
         discovery: &checked.document,
     };
-    let body = serde_saphyr::to_string(&[entry]).map_err(|err| err.to_string())?;
+    let body = serde_saphyr::to_string(&[entry])?;
     let mut out = format!("# suggested preset: {}\n", preset.name());
     for note in &checked.notes {
         out.push_str(&format!("# note: {note}\n"));
