@@ -1,10 +1,135 @@
-//! `keygate discover`.
+//! `keygate discover URL`: fetch an OIDC discovery document, apply the rules of `oidc.rs`, and print
+//! the key-manager entry for `keygate.yaml` (YAML, so it pastes under `key_managers:`).
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::cli::http::{self, FetchError};
+use crate::cli::oidc::{self, CheckedDiscovery, DiscoveryDocument, DiscoveryError};
+use crate::cli::presets::Preset;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The well-known URL: `<issuer>/.well-known/openid-configuration`.
+    pub url: String,
+    /// Accept plain http for non-loopback hosts (loopback is always accepted).
+    #[arg(long)]
+    pub allow_http: bool,
+}
+
+/// Why a key manager could not be resolved.
+#[derive(Debug)]
+pub enum ResolveError {
+    /// The network or the body (exit 2).
+    Fetch(FetchError),
+    /// A rule refused the URL or the document (exit 1).
+    Refused(DiscoveryError),
+}
+
+impl ResolveError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ResolveError::Fetch(err) => err.code(),
+            ResolveError::Refused(err) => err.code(),
+        }
+    }
+}
+
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResolveError::Fetch(err) => err.fmt(f),
+            ResolveError::Refused(err) => err.fmt(f),
+        }
+    }
+}
+
+/// Checks the URL, fetches the document and checks it.
+pub fn resolve(well_known_url: &str, allow_http: bool) -> Result<CheckedDiscovery, ResolveError> {
+    oidc::check_well_known_url(well_known_url, allow_http).map_err(ResolveError::Refused)?;
+    let document: DiscoveryDocument =
+        http::get_json(well_known_url).map_err(ResolveError::Fetch)?;
+    oidc::check_document(well_known_url, document, allow_http).map_err(ResolveError::Refused)
+}
+
+/// The entry printed by `discover`: the declaration's key-manager fields.
+#[derive(Debug, Serialize)]
+struct Entry<'a> {
+    name: String,
+    well_known_url: &'a str,
+    provider: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenants: Option<Vec<String>>,
+    discovery: &'a DiscoveryDocument,
+}
+
+/// Renders the key-manager entry (a one-item YAML list) with the notes as comments.
+pub fn render_entry(
+    well_known_url: &str,
+    checked: &CheckedDiscovery,
+) -> Result<String, serde_saphyr::SerializeError> {
+    let preset = Preset::suggest(
+        &checked.issuer,
+        &checked.document.jwks_uri.clone().unwrap_or_default(),
+    );
+    let templated = checked.notes.contains(&oidc::IssuerNote::TenantTemplate);
+    let entry = Entry {
+        name: suggest_name(preset, checked),
+        well_known_url,
+        provider: preset.name(),
+        // An empty allow-list makes the operator decide which tenants to trust.
+        tenants: templated.then(Vec::new),
+        discovery: &checked.document,
+    };
+    let body = serde_saphyr::to_string(&[entry])?;
+    let mut out = format!("# suggested preset: {}\n", preset.name());
+    for note in &checked.notes {
+        out.push_str(&format!("# note: {note}\n"));
+    }
+    out.push_str(
+        "# keep `discovery:` to pin this document, or delete it to fetch at generate time\n",
+    );
+    out.push_str(&body);
+    Ok(out)
+}
+
+fn suggest_name(preset: Preset, checked: &CheckedDiscovery) -> String {
+    if preset != Preset::Generic {
+        return preset.name().to_string();
+    }
+    checked
+        .jwks_uri
+        .host
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
 
 /// Runs the subcommand and returns the process exit code.
-pub fn run(_args: Args) -> i32 {
-    eprintln!("keygate: discover is not available yet");
-    2
+pub fn run(args: Args) -> i32 {
+    let checked = match resolve(&args.url, args.allow_http) {
+        Ok(checked) => checked,
+        Err(ResolveError::Refused(err)) => {
+            eprintln!(
+                "keygate: discovery document refused ({}): {err}",
+                err.code()
+            );
+            return 1;
+        }
+        Err(ResolveError::Fetch(err)) => {
+            eprintln!("keygate: {err}");
+            return 2;
+        }
+    };
+    match render_entry(&args.url, &checked) {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(err) => {
+            eprintln!("keygate: cannot render the entry: {err}");
+            2
+        }
+    }
 }

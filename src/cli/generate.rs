@@ -1,10 +1,353 @@
-//! `keygate generate`.
+//! `keygate generate`: declaration → plugin config, Envoy bootstrap, Istio manifests and a
+//! docker-compose file. `--check` stops after validation and discovery.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::cli::compose;
+use crate::cli::declaration::{
+    line_of, Declaration, DEFAULT_ADMIN, DEFAULT_CA_FILE, DEFAULT_LISTEN,
+};
+use crate::cli::discover::{self, ResolveError};
+use crate::cli::envoy::{self, EnvoyOptions};
+use crate::cli::istio;
+use crate::cli::oidc::{self, CheckedDiscovery};
+use crate::cli::plugin::{self, ClusterNaming};
+use crate::cli::validate::{self, DeclarationError};
+use crate::config::PluginConfig;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The declaration (YAML or JSON).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output directory (created if missing); required unless --check.
+    #[arg(long, required_unless_present = "check")]
+    pub out: Option<PathBuf>,
+    /// The filter module for envoy.yaml and docker-compose.yaml (default: the project's
+    /// target/wasm32-wasip1/release/keygate.wasm).
+    #[arg(long)]
+    pub wasm: Option<PathBuf>,
+    /// Where Istio sidecars load the module from (default: istio.wasm_url of the declaration,
+    /// else file:///opt/keygate/keygate.wasm).
+    #[arg(long)]
+    pub wasm_url: Option<String>,
+    /// Validate and resolve discovery, write nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Accept plain http discovery/JWKS URLs on non-loopback hosts.
+    #[arg(long)]
+    pub allow_http: bool,
+}
+
+/// A declaration whose key managers all passed discovery, in declaration order.
+#[derive(Debug)]
+pub struct Loaded {
+    pub declaration: Declaration,
+    pub discovered: Vec<CheckedDiscovery>,
+}
+
+#[derive(Debug)]
+pub enum GenerateError {
+    Io {
+        path: PathBuf,
+        detail: String,
+    },
+    Declaration {
+        errors: Vec<DeclarationError>,
+    },
+    KeyManager {
+        field: String,
+        line: u64,
+        error: ResolveError,
+    },
+    Render {
+        what: &'static str,
+        detail: String,
+    },
+}
+
+impl GenerateError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            GenerateError::Io { .. } => "io",
+            GenerateError::Declaration { .. } => "invalid_declaration",
+            GenerateError::KeyManager { error, .. } => error.code(),
+            GenerateError::Render { .. } => "render",
+        }
+    }
+
+    /// 1 for a refused declaration or discovery document, 2 for I/O and network.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            GenerateError::Declaration { .. } => 1,
+            GenerateError::KeyManager {
+                error: ResolveError::Refused(_),
+                ..
+            } => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl fmt::Display for GenerateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GenerateError::Io { path, detail } => write!(f, "{}: {detail}", path.display()),
+            GenerateError::Declaration { errors } => {
+                let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                f.write_str(&lines.join("\n"))
+            }
+            GenerateError::KeyManager { field, line, error } => {
+                write!(f, "line {line}: {field}: {error}")
+            }
+            GenerateError::Render { what, detail } => write!(f, "cannot render {what}: {detail}"),
+        }
+    }
+}
+
+/// Reads, validates and resolves a declaration (fetching well-known URLs without `discovery:`).
+pub fn load(input: &Path, allow_http: bool) -> Result<Loaded, GenerateError> {
+    let text = std::fs::read_to_string(input).map_err(|err| GenerateError::Io {
+        path: input.to_path_buf(),
+        detail: err.to_string(),
+    })?;
+    let declaration = validate::parse_with(&text, allow_http)
+        .map_err(|errors| GenerateError::Declaration { errors })?;
+    let mut discovered = Vec::new();
+    for (i, km) in declaration.key_managers.iter().enumerate() {
+        let allow = allow_http || km.allow_http;
+        let url = &km.well_known_url;
+        let (field, result) = match &km.discovery {
+            Some(document) => (
+                format!("key_managers[{i}].discovery"),
+                oidc::check_document(&url.value, document.clone(), allow)
+                    .map_err(ResolveError::Refused),
+            ),
+            None => (
+                format!("key_managers[{i}].well_known_url"),
+                discover::resolve(&url.value, allow),
+            ),
+        };
+        let checked = result.map_err(|error| GenerateError::KeyManager {
+            field,
+            line: line_of(url),
+            error,
+        })?;
+        discovered.push(checked);
+    }
+    Ok(Loaded {
+        declaration,
+        discovered,
+    })
+}
+
+/// Everything `generate` writes, as (relative path, contents).
+pub fn render(
+    loaded: &Loaded,
+    wasm_path: &str,
+    wasm_url: &str,
+) -> Result<Vec<(String, String)>, GenerateError> {
+    let decl = &loaded.declaration;
+    let plugin = plugin::plugin_config(decl, &loaded.discovered, ClusterNaming::Envoy);
+    let istio_plugin = plugin::plugin_config(decl, &loaded.discovered, ClusterNaming::Istio);
+    let listen = address(
+        decl.gateway.listen.as_ref().map(|l| l.value.as_str()),
+        DEFAULT_LISTEN,
+    )?;
+    let admin = address(
+        decl.gateway.admin.as_ref().map(|l| l.value.as_str()),
+        DEFAULT_ADMIN,
+    )?;
+    let local = EnvoyOptions {
+        wasm_path: wasm_path.to_string(),
+        listen,
+        admin,
+        ca_file: decl
+            .gateway
+            .ca_file
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CA_FILE.to_string()),
+        loopback_alias: None,
+        upstream_timeout_seconds: decl.gateway.upstream_timeout_seconds,
+    };
+    let container = EnvoyOptions {
+        wasm_path: compose::CONTAINER_WASM.to_string(),
+        listen: compose::container_address(&listen),
+        admin: compose::container_address(&admin),
+        loopback_alias: Some(compose::HOST_ALIAS.to_string()),
+        ..local.clone()
+    };
+
+    let json_err = |what: &'static str| {
+        move |err: serde_json::Error| GenerateError::Render {
+            what,
+            detail: err.to_string(),
+        }
+    };
+    let mut files = vec![(
+        "plugin-config.json".to_string(),
+        serde_json::to_string_pretty(&plugin).map_err(json_err("plugin-config.json"))? + "\n",
+    )];
+    let envoy_local = envoy::bootstrap(decl, &plugin, &local).map_err(json_err("envoy.yaml"))?;
+    files.push(("envoy.yaml".into(), yaml("envoy.yaml", &envoy_local)?));
+    let envoy_container =
+        envoy::bootstrap(decl, &plugin, &container).map_err(json_err("compose/envoy.yaml"))?;
+    files.push((
+        compose::COMPOSE_ENVOY_YAML.into(),
+        yaml("compose/envoy.yaml", &envoy_container)?,
+    ));
+    files.push((
+        "docker-compose.yaml".into(),
+        yaml(
+            "docker-compose.yaml",
+            &compose::compose_file(wasm_path, &listen, &admin),
+        )?,
+    ));
+    for manifest in istio::manifests(decl, &istio_plugin, wasm_url) {
+        files.push((
+            format!("istio/{}", manifest.file),
+            yaml("istio manifest", &manifest.resource)?,
+        ));
+    }
+    Ok(files)
+}
+
+fn yaml(what: &'static str, value: &serde_json::Value) -> Result<String, GenerateError> {
+    let body = serde_saphyr::to_string(value).map_err(|err| GenerateError::Render {
+        what,
+        detail: err.to_string(),
+    })?;
+    Ok(format!(
+        "# Generated by keygate generate; edit keygate.yaml and regenerate instead.\n{body}"
+    ))
+}
+
+fn address(value: Option<&str>, default: &str) -> Result<SocketAddr, GenerateError> {
+    value
+        .unwrap_or(default)
+        .parse()
+        .map_err(|err: std::net::AddrParseError| GenerateError::Render {
+            what: "gateway address",
+            detail: err.to_string(),
+        })
+}
+
+/// The module path: `--wasm`, else the release build next to this binary's target directory, else
+/// the one of the source tree this binary was built from; always absolute.
+pub fn default_wasm_path() -> PathBuf {
+    let relative = Path::new("wasm32-wasip1")
+        .join("release")
+        .join("keygate.wasm");
+    // target/<profile>/keygate → target/wasm32-wasip1/release/keygate.wasm
+    if let Some(target) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(Path::parent).map(Path::to_path_buf))
+    {
+        let candidate = target.join(&relative);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join(relative)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
 
 /// Runs the subcommand and returns the process exit code.
-pub fn run(_args: Args) -> i32 {
-    eprintln!("keygate: generate is not available yet");
-    2
+pub fn run(args: Args) -> i32 {
+    match run_inner(&args) {
+        Ok(()) => 0,
+        Err(err) => {
+            match &err {
+                GenerateError::Declaration { errors } => {
+                    for error in errors {
+                        eprintln!("{}:{error}", args.input.display());
+                    }
+                    eprintln!(
+                        "keygate: {} error(s) in {}",
+                        errors.len(),
+                        args.input.display()
+                    );
+                }
+                _ => eprintln!("keygate: {}: {err}", args.input.display()),
+            }
+            err.exit_code()
+        }
+    }
+}
+
+fn run_inner(args: &Args) -> Result<(), GenerateError> {
+    let loaded = load(&args.input, args.allow_http)?;
+    let wasm = absolute(&args.wasm.clone().unwrap_or_else(default_wasm_path));
+    let wasm_url = args
+        .wasm_url
+        .clone()
+        .or_else(|| loaded.declaration.istio.wasm_url.clone())
+        .unwrap_or_else(|| istio::DEFAULT_WASM_URL.to_string());
+    let files = render(&loaded, &wasm.to_string_lossy(), &wasm_url)?;
+    // Rendering round-trips the plugin config through its own type, so a bug here fails --check.
+    if let Some((_, text)) = files.first() {
+        serde_json::from_str::<PluginConfig>(text).map_err(|err| GenerateError::Render {
+            what: "plugin-config.json",
+            detail: err.to_string(),
+        })?;
+    }
+    let decl = &loaded.declaration;
+    if args.check {
+        println!(
+            "keygate: {} is valid: {} key manager(s), {} API(s), {} application(s)",
+            args.input.display(),
+            decl.key_managers.len(),
+            decl.apis.len(),
+            decl.applications.len()
+        );
+        return Ok(());
+    }
+    let Some(out) = &args.out else {
+        return Err(GenerateError::Io {
+            path: PathBuf::from("--out"),
+            detail: "an output directory is required".into(),
+        });
+    };
+    for (relative, contents) in &files {
+        let path = out.join(relative);
+        let io = |err: std::io::Error| GenerateError::Io {
+            path: path.clone(),
+            detail: err.to_string(),
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&path, contents).map_err(io)?;
+    }
+    println!("keygate: wrote {} files to {}", files.len(), out.display());
+    for (relative, _) in &files {
+        println!("  {relative}");
+    }
+    for (km, found) in decl.key_managers.iter().zip(&loaded.discovered) {
+        println!(
+            "  key manager {}: issuer {}, JWKS {}",
+            km.name.value, found.issuer, found.jwks_uri
+        );
+        for note in &found.notes {
+            println!("    note: {note}");
+        }
+    }
+    if !wasm.is_file() {
+        println!(
+            "  warning: {} does not exist yet (build it with `make wasm`)",
+            wasm.display()
+        );
+    }
+    println!(
+        "  run: envoy -c {}",
+        absolute(&out.join("envoy.yaml")).display()
+    );
+    Ok(())
 }

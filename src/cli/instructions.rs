@@ -1,10 +1,222 @@
-//! `keygate instructions`.
+//! `keygate instructions --input keygate.yaml APPLICATION`: what a consumer needs once its client
+//! ids are registered: per client id, the token endpoint and ready-to-run `curl` commands, then a
+//! call to a subscribed API with the token.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::cli::declaration::{ApiDecl, DEFAULT_LISTEN};
+use crate::cli::generate::{self, GenerateError, Loaded};
+use crate::config::SubscriptionState;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The declaration (YAML or JSON).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Application name.
+    pub application: String,
+    /// Accept plain http discovery URLs on non-loopback hosts.
+    #[arg(long)]
+    pub allow_http: bool,
+}
+
+/// Quotes a value for a POSIX shell.
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// The scopes a client needs: every scope of every resource of the APIs it is actively
+/// subscribed to (a resource needs one of its scopes, so asking for all covers every resource).
+pub fn needed_scopes(loaded: &Loaded, application: &str) -> BTreeSet<String> {
+    subscribed_apis(loaded, application)
+        .flat_map(|api| api.resources.iter().flat_map(|r| r.scopes.iter().cloned()))
+        .collect()
+}
+
+fn subscribed_apis<'a>(
+    loaded: &'a Loaded,
+    application: &'a str,
+) -> impl Iterator<Item = &'a ApiDecl> + 'a {
+    let decl = &loaded.declaration;
+    decl.applications
+        .iter()
+        .filter(move |app| app.name.value == application)
+        .flat_map(|app| app.subscriptions.iter())
+        .filter(|sub| sub.state != SubscriptionState::Blocked)
+        .filter_map(move |sub| decl.apis.iter().find(|api| api.name.value == sub.api.value))
+}
+
+/// Renders the instructions, or `None` when the application is not declared.
+pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
+    let decl = &loaded.declaration;
+    let app = decl
+        .applications
+        .iter()
+        .find(|a| a.name.value == application)?;
+    let scopes: Vec<String> = needed_scopes(loaded, application).into_iter().collect();
+    let scope = scopes.join(" ");
+    let listen = decl
+        .gateway
+        .listen
+        .as_ref()
+        .map(|l| l.value.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Application {application} (environment {})",
+        decl.gateway.environment.value
+    );
+    if app.client_ids.is_empty() {
+        let _ = writeln!(
+            out,
+            "# It has no client ids yet: add one under client_ids in the declaration."
+        );
+    }
+    for client in &app.client_ids {
+        let found = decl
+            .key_managers
+            .iter()
+            .position(|km| km.name.value == client.key_manager.value)
+            .and_then(|i| loaded.discovered.get(i));
+        let Some(found) = found else { continue };
+        let client_id = &client.client_id.value;
+        let _ = writeln!(
+            out,
+            "\n## Client id {client_id} at key manager {}",
+            client.key_manager.value
+        );
+        let Some(token_endpoint) = &found.document.token_endpoint else {
+            let _ = writeln!(
+                out,
+                "# The discovery document has no token_endpoint: ask the key manager's admin."
+            );
+            continue;
+        };
+        let _ = writeln!(out, "# Token endpoint: {token_endpoint}");
+        let scope_arg = if scope.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " \\\n  --data-urlencode {}",
+                shell_quote(&format!("scope={scope}"))
+            )
+        };
+        let _ = writeln!(
+            out,
+            "\n# Client credentials (the application acts for itself):"
+        );
+        let _ = writeln!(
+            out,
+            "export CLIENT_SECRET='<client secret of {client_id}>'\n\
+             TOKEN=$(curl -sS -X POST {} \\\n  -u {}\"$CLIENT_SECRET\" \\\n  -d grant_type=client_credentials{scope_arg} \\\n  | sed -E 's/.*\"access_token\" *: *\"([^\"]+)\".*/\\1/')",
+            shell_quote(token_endpoint),
+            shell_quote(&format!("{client_id}:")),
+        );
+        let _ = writeln!(
+            out,
+            "\n# Password grant (a user signs in; only if the key manager allows it):"
+        );
+        let _ = writeln!(
+            out,
+            "TOKEN=$(curl -sS -X POST {} \\\n  -u {}\"$CLIENT_SECRET\" \\\n  -d grant_type=password \\\n  --data-urlencode 'username=<user>' \\\n  --data-urlencode 'password=<password>'{scope_arg} \\\n  | sed -E 's/.*\"access_token\" *: *\"([^\"]+)\".*/\\1/')",
+            shell_quote(token_endpoint),
+            shell_quote(&format!("{client_id}:")),
+        );
+    }
+    let call = subscribed_apis(loaded, application)
+        .find_map(|api| api.resources.iter().find(|r| !r.public).map(|r| (api, r)));
+    match call {
+        Some((api, resource)) => {
+            let path = example_path(&api.base_path.value, &resource.path.value);
+            let method = resource.method.value.to_ascii_uppercase();
+            let method = if method == "*" || method == "ANY" {
+                "GET".to_string()
+            } else {
+                method
+            };
+            let _ = writeln!(out, "\n# Call API {} with the token:", api.name.value);
+            let _ = writeln!(
+                out,
+                "curl -sS -X {method} {} \\\n  -H \"Authorization: Bearer $TOKEN\"",
+                shell_quote(&format!("http://{listen}{path}"))
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "\n# No active subscription to an API with protected resources."
+            );
+        }
+    }
+    Some(out)
+}
+
+/// A concrete path for a template: `{id}` → `1`, `*` → `example`.
+fn example_path(base: &str, template: &str) -> String {
+    let filled: Vec<String> = template
+        .split('/')
+        .map(|segment| {
+            if segment.starts_with('{') {
+                "1".to_string()
+            } else if segment == "*" {
+                "example".to_string()
+            } else {
+                segment.to_string()
+            }
+        })
+        .collect();
+    let base = base.trim_end_matches('/');
+    format!("{base}{}", filled.join("/"))
+}
 
 /// Runs the subcommand and returns the process exit code.
-pub fn run(_args: Args) -> i32 {
-    eprintln!("keygate: instructions is not available yet");
-    2
+pub fn run(args: Args) -> i32 {
+    let loaded = match generate::load(&args.input, args.allow_http) {
+        Ok(loaded) => loaded,
+        Err(GenerateError::Declaration { errors }) => {
+            for error in &errors {
+                eprintln!("{}:{error}", args.input.display());
+            }
+            return 1;
+        }
+        Err(err) => {
+            eprintln!("keygate: {}: {err}", args.input.display());
+            return err.exit_code();
+        }
+    };
+    match render(&loaded, &args.application) {
+        Some(text) => {
+            print!("{text}");
+            0
+        }
+        None => {
+            eprintln!(
+                "keygate: no application `{}` in {}",
+                args.application,
+                args.input.display()
+            );
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn example_paths() {
+        assert_eq!(example_path("/pets/v1", "/pets/{id}"), "/pets/v1/pets/1");
+        assert_eq!(example_path("/files", "/*"), "/files/example");
+        assert_eq!(example_path("/", "/health"), "/health");
+    }
 }

@@ -1,6 +1,16 @@
 //! The native companion command `keygate`: `check-token`, `discover`, `generate`, `instructions`.
 
 pub mod check_token;
+pub mod compose;
+pub mod declaration;
 pub mod discover;
+pub mod envoy;
 pub mod generate;
+pub mod http;
 pub mod instructions;
+pub mod istio;
+pub mod oidc;
+pub mod plugin;
+pub mod presets;
+pub mod url;
+pub mod validate;

@@ -1,0 +1,189 @@
+//! The operator's declaration (`keygate.yaml`, YAML or JSON): the model `generate` and
+//! `instructions` read. Unknown fields are refused; names the cross-checks refer to carry their
+//! source line (`Spanned`) so every error can say where to look.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::cli::oidc::DiscoveryDocument;
+use crate::config::{ApplicationState, Settings, SubscriptionState};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+pub const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A string with the line it came from.
+pub type Located = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Declaration {
+    pub gateway: Gateway,
+    #[serde(default)]
+    pub key_managers: Vec<KeyManagerDecl>,
+    #[serde(default)]
+    pub apis: Vec<ApiDecl>,
+    #[serde(default)]
+    pub applications: Vec<ApplicationDecl>,
+    /// The filter's tunables (`Settings` of the plugin config); every field optional.
+    #[serde(default)]
+    pub settings: Settings,
+    #[serde(default)]
+    pub istio: IstioDecl,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    pub environment: Located,
+    /// Listener address `host:port`.
+    #[serde(default)]
+    pub listen: Option<Located>,
+    /// Envoy admin address `host:port`.
+    #[serde(default)]
+    pub admin: Option<Located>,
+    /// CA bundle Envoy uses to verify https key managers and upstreams.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Route timeout towards upstreams, seconds.
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout_seconds: u64,
+}
+
+fn default_upstream_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IstioDecl {
+    /// Namespace of the generated resources (omitted: the namespace `kubectl apply` uses).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// `spec.selector.matchLabels` of the WasmPlugin (omitted: every workload of the namespace).
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+    /// Where the sidecars load the module from.
+    #[serde(default)]
+    pub wasm_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyManagerDecl {
+    pub name: Located,
+    pub well_known_url: Located,
+    /// Environments that trust this key manager; empty: all.
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// Accepted `aud` values; empty: not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Claim-mapping preset; omitted: `generic`.
+    #[serde(default)]
+    pub provider: Option<Located>,
+    /// Per-field overrides of the preset.
+    #[serde(default)]
+    pub claims: ClaimsDecl,
+    /// Allowed tenants for a `{tenantid}` issuer.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// Accepted signing algorithms; empty: every asymmetric algorithm keygate supports.
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    /// The discovery document inline, used instead of fetching `well_known_url`.
+    #[serde(default)]
+    pub discovery: Option<DiscoveryDocument>,
+    /// Accept plain http for this key manager's non-loopback URLs.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+/// Claim names: a single name or a list tried in order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ClaimNames {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl ClaimNames {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            ClaimNames::One(name) => vec![name],
+            ClaimNames::Many(names) => names,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsDecl {
+    #[serde(default)]
+    pub client_id: Option<ClaimNames>,
+    #[serde(default)]
+    pub scopes: Option<ClaimNames>,
+    #[serde(default)]
+    pub groups: Option<ClaimNames>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiDecl {
+    pub name: Located,
+    #[serde(default)]
+    pub version: String,
+    pub base_path: Located,
+    /// Where allowed requests go (`http(s)://host[:port]`); omitted: Envoy answers 502.
+    #[serde(default)]
+    pub upstream: Option<Located>,
+    #[serde(default)]
+    pub resources: Vec<ResourceDecl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceDecl {
+    pub method: Located,
+    pub path: Located,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub public: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationDecl {
+    pub name: Located,
+    #[serde(default)]
+    pub state: ApplicationState,
+    #[serde(default)]
+    pub client_ids: Vec<ClientIdDecl>,
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionDecl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIdDecl {
+    pub key_manager: Located,
+    pub client_id: Located,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionDecl {
+    pub api: Located,
+    #[serde(default)]
+    pub state: SubscriptionState,
+}
+
+/// The line of a located value (1-based; 0 when unknown).
+pub fn line_of<T>(value: &Spanned<T>) -> u64 {
+    value.referenced.line()
+}

@@ -1,0 +1,171 @@
+//! Declaration + resolved discovery documents → the filter's `PluginConfig`.
+
+use crate::cli::declaration::{ClaimsDecl, Declaration, KeyManagerDecl};
+use crate::cli::oidc::CheckedDiscovery;
+use crate::cli::presets::Preset;
+use crate::cli::url::HttpUrl;
+use crate::config::{
+    ApiConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, JwksSource, KeyManagerConfig,
+    PluginConfig, ResourceConfig, SubscriptionConfig,
+};
+
+/// How the JWKS cluster of a host is named: differs between a plain Envoy bootstrap and Istio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterNaming {
+    /// `keygate_jwks_<host>_<port>`, the clusters `envoy.yaml` defines.
+    Envoy,
+    /// `outbound|<port>||<host>`, the clusters Istio derives from a ServiceEntry.
+    Istio,
+}
+
+impl ClusterNaming {
+    pub fn jwks_cluster(self, url: &HttpUrl) -> String {
+        match self {
+            ClusterNaming::Envoy => format!("keygate_jwks_{}_{}", sanitize(&url.host), url.port),
+            ClusterNaming::Istio => format!("outbound|{}||{}", url.port, url.host),
+        }
+    }
+}
+
+/// Cluster-name-safe form of a host: letters, digits and `_`.
+pub fn sanitize(host: &str) -> String {
+    host.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// Builds the plugin config. `resolved` holds one checked discovery per key manager, in order.
+pub fn plugin_config(
+    decl: &Declaration,
+    resolved: &[CheckedDiscovery],
+    naming: ClusterNaming,
+) -> PluginConfig {
+    PluginConfig {
+        environment: decl.gateway.environment.value.clone(),
+        key_managers: decl
+            .key_managers
+            .iter()
+            .zip(resolved)
+            .map(|(km, found)| key_manager(km, found, naming))
+            .collect(),
+        apis: decl
+            .apis
+            .iter()
+            .map(|api| ApiConfig {
+                name: api.name.value.clone(),
+                version: api.version.clone(),
+                base_path: api.base_path.value.clone(),
+                resources: api
+                    .resources
+                    .iter()
+                    .map(|r| ResourceConfig {
+                        method: r.method.value.to_ascii_uppercase(),
+                        path: r.path.value.clone(),
+                        scopes: r.scopes.clone(),
+                        groups: r.groups.clone(),
+                        public: r.public,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        applications: decl
+            .applications
+            .iter()
+            .map(|app| ApplicationConfig {
+                name: app.name.value.clone(),
+                state: app.state,
+                client_ids: app
+                    .client_ids
+                    .iter()
+                    .map(|c| ClientIdConfig {
+                        key_manager: c.key_manager.value.clone(),
+                        client_id: c.client_id.value.clone(),
+                    })
+                    .collect(),
+                subscriptions: app
+                    .subscriptions
+                    .iter()
+                    .map(|s| SubscriptionConfig {
+                        api: s.api.value.clone(),
+                        state: s.state,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        settings: decl.settings.clone(),
+    }
+}
+
+fn key_manager(
+    km: &KeyManagerDecl,
+    found: &CheckedDiscovery,
+    naming: ClusterNaming,
+) -> KeyManagerConfig {
+    let preset = km
+        .provider
+        .as_ref()
+        .and_then(|p| Preset::from_name(&p.value))
+        .unwrap_or(Preset::Generic);
+    KeyManagerConfig {
+        name: km.name.value.clone(),
+        issuer: found.issuer.clone(),
+        jwks: JwksSource {
+            uri: found.jwks_uri.to_string(),
+            cluster: naming.jwks_cluster(&found.jwks_uri),
+            authority: found.jwks_uri.authority(),
+            path: found.jwks_uri.path_and_query.clone(),
+        },
+        environments: km.environments.clone(),
+        audiences: km.audiences.clone(),
+        claims: claim_mapping(preset, &km.claims),
+        tenants: km.tenants.clone(),
+        algorithms: km.algorithms.clone(),
+    }
+}
+
+/// The preset's mapping with each field the declaration sets replaced.
+pub fn claim_mapping(preset: Preset, overrides: &ClaimsDecl) -> ClaimMapping {
+    let mut mapping = preset.claims();
+    if let Some(names) = overrides.client_id.clone() {
+        mapping.client_id = names.into_vec();
+    }
+    if let Some(names) = overrides.scopes.clone() {
+        mapping.scopes = names.into_vec();
+    }
+    if let Some(names) = overrides.groups.clone() {
+        mapping.groups = names.into_vec();
+    }
+    mapping
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::declaration::ClaimNames;
+
+    #[test]
+    fn cluster_names() {
+        let url = HttpUrl::parse("https://login.example.com/keys").unwrap();
+        assert_eq!(
+            ClusterNaming::Envoy.jwks_cluster(&url),
+            "keygate_jwks_login_example_com_443"
+        );
+        assert_eq!(
+            ClusterNaming::Istio.jwks_cluster(&url),
+            "outbound|443||login.example.com"
+        );
+    }
+
+    #[test]
+    fn overrides_replace_only_their_field() {
+        let overrides = ClaimsDecl {
+            client_id: None,
+            scopes: Some(ClaimNames::One("permissions".into())),
+            groups: Some(ClaimNames::Many(vec!["a".into(), "b.c".into()])),
+        };
+        let mapping = claim_mapping(Preset::Okta, &overrides);
+        assert_eq!(mapping.client_id, ["cid"]);
+        assert_eq!(mapping.scopes, ["permissions"]);
+        assert_eq!(mapping.groups, ["a", "b.c"]);
+    }
+}

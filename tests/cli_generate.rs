@@ -1,0 +1,627 @@
+//! `keygate generate` end to end: discovery on loopback, then every output checked by the tool
+//! that consumes it (the filter's config type, real Envoy, Istio's CRD schemas, compose paths).
+#![cfg(not(target_arch = "wasm32"))]
+// Test helpers outside #[test] fns: failing loudly is their job.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod cli_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cli_support::*;
+use keygate::config::{PluginConfig, UnknownApi};
+use serde_json::Value;
+
+const TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+/// The sample declaration: Keycloak fetched from the loopback server, Asgardeo and Entra
+/// (multi-tenant) given inline.
+fn declaration(keycloak_url: &str) -> String {
+    format!(
+        "\
+gateway:
+  environment: production
+  listen: 127.0.0.1:18080
+  admin: 127.0.0.1:19901
+settings:
+  leeway_seconds: 30
+  unknown_api: pass
+istio:
+  namespace: shop
+  selector: {{app: pets}}
+key_managers:
+  - name: keycloak
+    well_known_url: {keycloak_url}
+    provider: keycloak
+    audiences: [pets-api]
+    claims: {{groups: [resource_access.pets.roles]}}
+  - name: asgardeo
+    well_known_url: https://api.asgardeo.io/t/acme/oauth2/token/.well-known/openid-configuration
+    provider: asgardeo
+    environments: [production]
+    discovery:
+      issuer: https://api.asgardeo.io/t/acme/oauth2/token
+      jwks_uri: https://api.asgardeo.io/t/acme/oauth2/jwks
+      token_endpoint: https://api.asgardeo.io/t/acme/oauth2/token
+  - name: entra
+    well_known_url: https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration
+    provider: entra-v2
+    tenants: [{TENANT}]
+    discovery:
+      issuer: https://login.microsoftonline.com/{{tenantid}}/v2.0
+      jwks_uri: https://login.microsoftonline.com/common/discovery/v2.0/keys
+      token_endpoint: https://login.microsoftonline.com/common/oauth2/v2.0/token
+apis:
+  - name: pets
+    version: v1
+    base_path: /pets/v1
+    upstream: http://127.0.0.1:3000
+    resources:
+      - {{method: GET,  path: /pets,        scopes: [pets:read]}}
+      - {{method: GET,  path: \"/pets/{{id}}\", scopes: [pets:read]}}
+      - {{method: POST, path: /pets,        scopes: [pets:write], groups: [pet-admins]}}
+      - {{method: GET,  path: /health,      public: true}}
+  - name: pets-admin
+    base_path: /pets/v1/admin
+    upstream: https://admin.internal.example:8443
+    resources:
+      - {{method: \"*\", path: /*, scopes: [pets:admin]}}
+applications:
+  - name: mobile-shop
+    client_ids:
+      - {{key_manager: keycloak, client_id: shop-app}}
+      - {{key_manager: asgardeo, client_id: 9b2f0c1e}}
+    subscriptions:
+      - {{api: pets}}
+      - {{api: pets-admin, state: blocked}}
+"
+    )
+}
+
+struct Generated {
+    out: PathBuf,
+    keycloak_base: String,
+    _server: Server,
+}
+
+fn generate(extra: &[&str]) -> Generated {
+    let (server, url) = serve_fixture("keycloak", "/realms/shop");
+    let dir = temp_dir("gen");
+    std::fs::write(dir.join("keygate.yaml"), declaration(&url)).unwrap();
+    let out = dir.join("out");
+    let mut args = vec!["generate", "--input", "keygate.yaml", "--out", "out"];
+    args.extend_from_slice(extra);
+    // Run from the declaration's directory with relative paths: outputs must still be absolute.
+    let result = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(&args)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(result.status.code(), Some(0), "stderr: {}", stderr(&result));
+    Generated {
+        out,
+        keycloak_base: server.base.clone(),
+        _server: server,
+    }
+}
+
+fn plugin(out: &Path) -> PluginConfig {
+    serde_json::from_str(&read(&out.join("plugin-config.json"))).unwrap()
+}
+
+fn wasm_arg() -> String {
+    wasm_path().to_string_lossy().into_owned()
+}
+
+#[test]
+fn plugin_config_is_a_plugin_config_with_resolved_key_managers() {
+    let g = generate(&["--wasm", &wasm_arg()]);
+    let config = plugin(&g.out);
+    assert_eq!(config.environment, "production");
+    assert_eq!(config.settings.leeway_seconds, 30);
+    assert_eq!(config.settings.unknown_api, UnknownApi::Pass);
+    // Settings not given keep their defaults.
+    assert_eq!(config.settings.header_prefix, "x-keygate-");
+
+    let kc = &config.key_managers[0];
+    assert_eq!(kc.issuer, format!("{}/realms/shop", g.keycloak_base));
+    let port = g.keycloak_base.rsplit(':').next().unwrap();
+    assert_eq!(kc.jwks.cluster, format!("keygate_jwks_127_0_0_1_{port}"));
+    assert_eq!(kc.jwks.authority, format!("127.0.0.1:{port}"));
+    assert_eq!(kc.jwks.path, "/realms/shop/protocol/openid-connect/certs");
+    assert_eq!(kc.audiences, ["pets-api"]);
+    assert_eq!(kc.claims.client_id, ["client_id", "azp"], "keycloak preset");
+    assert_eq!(
+        kc.claims.groups,
+        ["resource_access.pets.roles"],
+        "override wins"
+    );
+
+    let asg = &config.key_managers[1];
+    assert_eq!(asg.jwks.cluster, "keygate_jwks_api_asgardeo_io_443");
+    assert_eq!(asg.jwks.authority, "api.asgardeo.io");
+    assert_eq!(asg.environments, ["production"]);
+
+    let entra = &config.key_managers[2];
+    assert_eq!(
+        entra.issuer,
+        "https://login.microsoftonline.com/{tenantid}/v2.0"
+    );
+    assert_eq!(entra.tenants, [TENANT]);
+    assert_eq!(entra.claims.client_id, ["azp"]);
+
+    assert_eq!(config.apis[1].resources[0].method, "*");
+    assert_eq!(config.applications[0].client_ids.len(), 2);
+}
+
+#[test]
+fn envoy_bootstrap_has_the_expected_shape() {
+    let g = generate(&["--wasm", &wasm_arg()]);
+    let envoy = yaml(&g.out.join("envoy.yaml"));
+    let config = plugin(&g.out);
+    let listener = &envoy["static_resources"]["listeners"][0];
+    assert_eq!(listener["address"]["socket_address"]["port_value"], 18080);
+    assert_eq!(
+        envoy["admin"]["address"]["socket_address"]["port_value"],
+        19901
+    );
+    let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(hcm["normalize_path"], true);
+    assert_eq!(hcm["merge_slashes"], true);
+    assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST");
+
+    let filters = hcm["http_filters"].as_array().unwrap();
+    assert_eq!(filters[0]["name"], "envoy.filters.http.wasm");
+    assert_eq!(filters[1]["name"], "envoy.filters.http.router");
+    let wasm = &filters[0]["typed_config"]["config"];
+    assert_eq!(wasm["root_id"], "keygate");
+    assert_eq!(wasm["fail_open"], false);
+    assert_eq!(wasm["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
+    assert_eq!(
+        wasm["vm_config"]["code"]["local"]["filename"],
+        wasm_arg().as_str()
+    );
+    let embedded: PluginConfig =
+        serde_json::from_str(wasm["configuration"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        embedded, config,
+        "envoy.yaml embeds exactly plugin-config.json"
+    );
+
+    // Longest base path first; the catch-all last.
+    let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        .as_array()
+        .unwrap();
+    let matches: Vec<&Value> = routes.iter().map(|r| &r["match"]).collect();
+    assert_eq!(matches[0]["path_separated_prefix"], "/pets/v1/admin");
+    assert_eq!(matches[1]["path_separated_prefix"], "/pets/v1");
+    assert_eq!(matches[2]["prefix"], "/");
+    assert_eq!(routes[2]["direct_response"]["status"], 404);
+
+    // Every JWKS cluster the filter dispatches to exists; https ones verify the server name.
+    let clusters = envoy["static_resources"]["clusters"].as_array().unwrap();
+    let by_name = |name: &str| {
+        clusters
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no cluster {name}"))
+    };
+    for km in &config.key_managers {
+        by_name(&km.jwks.cluster);
+    }
+    let asg = by_name("keygate_jwks_api_asgardeo_io_443");
+    assert_eq!(asg["type"], "STRICT_DNS");
+    let tls = &asg["transport_socket"]["typed_config"];
+    assert_eq!(tls["sni"], "api.asgardeo.io");
+    assert_eq!(
+        tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"][0]
+            ["matcher"]["exact"],
+        "api.asgardeo.io"
+    );
+    let kc = by_name(&config.key_managers[0].jwks.cluster);
+    assert_eq!(kc["type"], "STATIC");
+    assert!(
+        kc.get("transport_socket").is_none(),
+        "plain http on loopback"
+    );
+    // Microsoft's host is shared by nothing else here, one cluster for it.
+    assert_eq!(
+        clusters
+            .iter()
+            .filter(|c| c["name"].as_str().unwrap().contains("microsoftonline"))
+            .count(),
+        1
+    );
+    // Upstreams: one per host.
+    by_name("keygate_upstream_127_0_0_1_3000");
+    let admin = by_name("keygate_upstream_admin_internal_example_8443");
+    assert_eq!(
+        admin["transport_socket"]["typed_config"]["sni"],
+        "admin.internal.example"
+    );
+}
+
+fn require_envoy() -> PathBuf {
+    let envoy = envoy_path();
+    assert!(
+        envoy.is_file(),
+        "Envoy not found at {} (set KEYGATE_ENVOY or run `make`)",
+        envoy.display()
+    );
+    let wasm = wasm_path();
+    assert!(
+        wasm.is_file(),
+        "filter not built at {} (run `make wasm` or set KEYGATE_WASM)",
+        wasm.display()
+    );
+    envoy
+}
+
+fn envoy_validate(envoy: &Path, config: &Path) -> (bool, String) {
+    let out = Command::new(envoy)
+        .args(["--mode", "validate", "--log-level", "warn", "-c"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    (out.status.success(), text)
+}
+
+#[test]
+fn envoy_validates_the_bootstrap_and_its_container_variant() {
+    let envoy = require_envoy();
+    let g = generate(&["--wasm", &wasm_arg()]);
+    let (ok, log) = envoy_validate(&envoy, &g.out.join("envoy.yaml"));
+    assert!(ok, "envoy --mode validate failed:\n{log}");
+    assert!(log.contains("OK"), "{log}");
+
+    // The container variant points at the in-container module path; swap in the real file.
+    let compose_yaml = read(&g.out.join("compose/envoy.yaml"));
+    assert!(compose_yaml.contains("/etc/keygate/keygate.wasm"));
+    let local_copy = g.out.join("compose-validate.yaml");
+    std::fs::write(
+        &local_copy,
+        compose_yaml.replace("/etc/keygate/keygate.wasm", &wasm_arg()),
+    )
+    .unwrap();
+    let (ok, log) = envoy_validate(&envoy, &local_copy);
+    assert!(ok, "container bootstrap failed validation:\n{log}");
+}
+
+#[test]
+fn envoy_refuses_a_broken_bootstrap() {
+    // Guards the test above: validation really checks the file, and it runs the filter's
+    // on_configure on the embedded plugin config.
+    let envoy = require_envoy();
+    let g = generate(&["--wasm", &wasm_arg()]);
+    let broken = g.out.join("broken.yaml");
+    std::fs::write(
+        &broken,
+        read(&g.out.join("envoy.yaml")).replace("REJECT_REQUEST", "REJECT_SOMETIMES"),
+    )
+    .unwrap();
+    let (ok, _) = envoy_validate(&envoy, &broken);
+    assert!(!ok);
+
+    let mut bootstrap = yaml(&g.out.join("envoy.yaml"));
+    let pointer = "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0/typed_config/config/configuration/value";
+    let value = bootstrap.pointer_mut(pointer).unwrap();
+    let mut config: Value = serde_json::from_str(value.as_str().unwrap()).unwrap();
+    config["surprise"] = Value::from(true);
+    *value = Value::from(config.to_string());
+    let bad_config = g.out.join("bad-config.yaml");
+    std::fs::write(&bad_config, serde_saphyr::to_string(&bootstrap).unwrap()).unwrap();
+    let (ok, log) = envoy_validate(&envoy, &bad_config);
+    assert!(
+        !ok,
+        "the filter accepted an unknown plugin-config field:\n{log}"
+    );
+}
+
+/// `../shared/istio` beside the project (the checkout layout); from a nested worktree the first
+/// ancestor that has `shared/istio`.
+fn istio_crd_dir() -> PathBuf {
+    let root = project_root();
+    root.ancestors()
+        .skip(1)
+        .map(|dir| dir.join("shared/istio"))
+        .find(|dir| dir.is_dir())
+        .unwrap_or_else(|| panic!("no shared/istio beside {} or its parents", root.display()))
+}
+
+/// The OpenAPI schema of `kind`/`version` from the CRD file, made strict: unknown fields fail
+/// (Kubernetes would silently prune them, hiding typos).
+fn crd_schema(file: &str, version: &str) -> Value {
+    let path = istio_crd_dir().join(file);
+    let crd: Value = serde_saphyr::from_str(&read(&path)).unwrap();
+    let versions = crd["spec"]["versions"].as_array().unwrap();
+    let entry = versions
+        .iter()
+        .find(|v| v["name"] == version)
+        .unwrap_or_else(|| panic!("{file} has no {version}"));
+    let mut schema = entry["schema"]["openAPIV3Schema"].clone();
+    // Kubernetes adds the object envelope to every CRD schema implicitly.
+    let properties = schema["properties"].as_object_mut().unwrap();
+    properties.insert("apiVersion".into(), serde_json::json!({"type": "string"}));
+    properties.insert("kind".into(), serde_json::json!({"type": "string"}));
+    properties.insert("metadata".into(), serde_json::json!({"type": "object"}));
+    strictify(&mut schema);
+    schema
+}
+
+fn strictify(node: &mut Value) {
+    match node {
+        Value::Object(map) => {
+            let preserve =
+                map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+            map.retain(|k, _| !k.starts_with("x-kubernetes-"));
+            if map.contains_key("properties")
+                && !map.contains_key("additionalProperties")
+                && !preserve
+            {
+                map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            for value in map.values_mut() {
+                strictify(value);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(strictify),
+        _ => {}
+    }
+}
+
+fn schema_errors(resource: &Value) -> Vec<String> {
+    let (group_version, kind) = (
+        resource["apiVersion"].as_str().unwrap(),
+        resource["kind"].as_str().unwrap(),
+    );
+    let version = group_version.rsplit('/').next().unwrap();
+    let file = match kind {
+        "WasmPlugin" => "wasmplugin.crd.yaml",
+        "ServiceEntry" => "serviceentry.crd.yaml",
+        "DestinationRule" => "destinationrule.crd.yaml",
+        other => panic!("unexpected kind {other}"),
+    };
+    let schema = crd_schema(file, version);
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .build(&schema)
+        .unwrap();
+    validator
+        .iter_errors(resource)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn istio_manifests_validate_against_the_crd_schemas() {
+    let g = generate(&[
+        "--wasm",
+        &wasm_arg(),
+        "--wasm-url",
+        "oci://registry.example/keygate:1",
+    ]);
+    let dir = g.out.join("istio");
+    let mut kinds = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let resource = yaml(&path);
+        let errors = schema_errors(&resource);
+        assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+        kinds.push(resource["kind"].as_str().unwrap().to_string());
+    }
+    kinds.sort();
+    // JWKS hosts: loopback (http: no DestinationRule), asgardeo, microsoft (https).
+    assert_eq!(
+        kinds,
+        [
+            "DestinationRule",
+            "DestinationRule",
+            "ServiceEntry",
+            "ServiceEntry",
+            "ServiceEntry",
+            "WasmPlugin"
+        ]
+    );
+
+    let plugin = yaml(&dir.join("wasmplugin.yaml"));
+    let spec = &plugin["spec"];
+    assert_eq!(spec["url"], "oci://registry.example/keygate:1");
+    assert_eq!(spec["phase"], "AUTHN");
+    assert_eq!(spec["selector"]["matchLabels"]["app"], "pets");
+    assert_eq!(plugin["metadata"]["namespace"], "shop");
+    let config: PluginConfig = serde_json::from_value(spec["pluginConfig"].clone()).unwrap();
+    assert_eq!(
+        config.key_managers[1].jwks.cluster,
+        "outbound|443||api.asgardeo.io"
+    );
+    assert_eq!(config.key_managers[1].jwks.authority, "api.asgardeo.io");
+
+    let se = yaml(&dir.join("serviceentry-keygate-jwks-api-asgardeo-io-443.yaml"));
+    assert_eq!(se["spec"]["hosts"][0], "api.asgardeo.io");
+    assert_eq!(se["spec"]["ports"][0]["number"], 443);
+    let dr = yaml(&dir.join("destinationrule-keygate-jwks-api-asgardeo-io-443.yaml"));
+    assert_eq!(
+        dr["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"]["mode"],
+        "SIMPLE"
+    );
+    assert_eq!(
+        dr["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"]["sni"],
+        "api.asgardeo.io"
+    );
+}
+
+#[test]
+fn the_schema_check_catches_mistakes() {
+    let g = generate(&["--wasm", &wasm_arg()]);
+    let mut plugin = yaml(&g.out.join("istio/wasmplugin.yaml"));
+    plugin["spec"]["phase"] = Value::from("BEFORE_EVERYTHING");
+    assert!(!schema_errors(&plugin).is_empty());
+    let mut plugin = yaml(&g.out.join("istio/wasmplugin.yaml"));
+    plugin["spec"]["plugin_config"] = Value::from("typo");
+    assert!(!schema_errors(&plugin).is_empty());
+}
+
+#[test]
+fn docker_compose_agrees_with_the_bootstraps() {
+    let g = generate(&["--wasm", &wasm_arg()]);
+    let compose = yaml(&g.out.join("docker-compose.yaml"));
+    let service = &compose["services"]["envoy"];
+    assert!(service["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("envoyproxy/envoy:"));
+    let container_envoy = yaml(&g.out.join("compose/envoy.yaml"));
+    let host_envoy = yaml(&g.out.join("envoy.yaml"));
+
+    // Volumes: host path → container path.
+    let volumes: Vec<(String, String)> = service["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let parts: Vec<&str> = v.as_str().unwrap().split(':').collect();
+            (parts[0].to_string(), parts[1].to_string())
+        })
+        .collect();
+    let command: Vec<&str> = service["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let config_in_container = command[command.iter().position(|c| *c == "-c").unwrap() + 1];
+    let config_volume = volumes
+        .iter()
+        .find(|(_, to)| to == config_in_container)
+        .expect("envoy.yaml mounted");
+    assert!(
+        g.out.join(&config_volume.0).is_file(),
+        "{} exists next to docker-compose.yaml",
+        config_volume.0
+    );
+
+    let wasm_filter = |envoy: &Value| {
+        envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            ["http_filters"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let wasm_volume = volumes
+        .iter()
+        .find(|(_, to)| *to == wasm_filter(&container_envoy))
+        .expect("wasm mounted");
+    assert_eq!(
+        wasm_volume.0,
+        wasm_filter(&host_envoy),
+        "the same module as the host bootstrap"
+    );
+
+    // Ports: host side is the declared address, container side what the container Envoy binds.
+    let port_of = |envoy: &Value, pointer: &str| envoy.pointer(pointer).unwrap().as_u64().unwrap();
+    let listen = "/static_resources/listeners/0/address/socket_address/port_value";
+    let admin = "/admin/address/socket_address/port_value";
+    let ports: Vec<String> = service["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    for pointer in [listen, admin] {
+        let want = format!(
+            "127.0.0.1:{}:{}",
+            port_of(&host_envoy, pointer),
+            port_of(&container_envoy, pointer)
+        );
+        assert!(ports.contains(&want), "{want} in {ports:?}");
+    }
+    assert_eq!(
+        container_envoy
+            .pointer("/static_resources/listeners/0/address/socket_address/address")
+            .unwrap(),
+        "0.0.0.0"
+    );
+    // Loopback services of the declaration are the Docker host from inside the container.
+    let clusters = container_envoy["static_resources"]["clusters"].to_string();
+    assert!(clusters.contains("host.docker.internal"));
+    assert!(!clusters.contains("\"127.0.0.1\""));
+}
+
+#[test]
+fn check_validates_without_writing() {
+    let (_server, url) = serve_fixture("keycloak", "/realms/shop");
+    let dir = temp_dir("check");
+    let input = dir.join("keygate.yaml");
+    std::fs::write(&input, declaration(&url)).unwrap();
+    let out_dir = dir.join("out");
+    let out = keygate(&[
+        "generate",
+        "--check",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("is valid"));
+    assert!(!out_dir.exists());
+}
+
+#[test]
+fn default_wasm_path_is_absolute_and_points_at_the_release_build() {
+    let g = generate(&[]);
+    let envoy = yaml(&g.out.join("envoy.yaml"));
+    let filename = envoy
+        .pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0/typed_config/config/vm_config/code/local/filename")
+        .unwrap();
+    let path = PathBuf::from(filename.as_str().unwrap());
+    assert!(path.is_absolute());
+    assert!(
+        path.ends_with("wasm32-wasip1/release/keygate.wasm"),
+        "{}",
+        path.display()
+    );
+}
+
+#[test]
+fn refused_discovery_stops_generation_with_the_key_manager_line() {
+    // Served under realm `other` while the document says `shop`.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = Server::start_with(
+        listener,
+        vec![(
+            format!("/realms/other{WELL_KNOWN}"),
+            200,
+            fixture("keycloak", &base),
+        )],
+    );
+    let dir = temp_dir("refused");
+    let input = dir.join("keygate.yaml");
+    std::fs::write(
+        &input,
+        declaration(&format!("{}/realms/other{WELL_KNOWN}", server.base)),
+    )
+    .unwrap();
+    let out = keygate(&[
+        "generate",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        dir.join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 13: key_managers[0].well_known_url") && err.contains("issuer"),
+        "{err}"
+    );
+    assert!(!dir.join("out").exists());
+}

@@ -1,0 +1,141 @@
+//! `keygate instructions`: token endpoint, ready-to-run curl commands, and the API call.
+#![cfg(not(target_arch = "wasm32"))]
+// Test helpers outside #[test] fns: failing loudly is their job.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod cli_support;
+
+use std::process::Command;
+
+use cli_support::*;
+
+fn declaration(keycloak_url: &str) -> String {
+    format!(
+        "\
+gateway:
+  environment: production
+  listen: 127.0.0.1:18080
+key_managers:
+  - name: keycloak
+    well_known_url: {keycloak_url}
+    provider: keycloak
+apis:
+  - name: pets
+    base_path: /pets/v1
+    resources:
+      - {{method: GET,  path: /health, public: true}}
+      - {{method: GET,  path: \"/pets/{{id}}\", scopes: [pets:read]}}
+      - {{method: POST, path: /pets, scopes: [pets:write, pets:admin]}}
+  - name: orders
+    base_path: /orders
+    resources:
+      - {{method: GET, path: /orders, scopes: [orders:read]}}
+applications:
+  - name: shop
+    client_ids:
+      - {{key_manager: keycloak, client_id: shop-app}}
+    subscriptions:
+      - {{api: pets}}
+      - {{api: orders, state: blocked}}
+  - name: empty
+"
+    )
+}
+
+/// A Keycloak-shaped key manager whose token endpoint hands out a fixed token.
+fn key_manager() -> (Server, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = Server::start_with(
+        listener,
+        vec![
+            (format!("/realms/shop{WELL_KNOWN}"), 200, fixture("keycloak", &base)),
+            (
+                "/realms/shop/protocol/openid-connect/token".into(),
+                200,
+                "{\"access_token\":\"eyJ.test.token\",\"token_type\":\"Bearer\",\"expires_in\":300}".into(),
+            ),
+        ],
+    );
+    let url = format!("{}/realms/shop{WELL_KNOWN}", server.base);
+    (server, url)
+}
+
+fn instructions(app: &str) -> (std::process::Output, Server) {
+    let (server, url) = key_manager();
+    let dir = temp_dir("instr");
+    let input = dir.join("keygate.yaml");
+    std::fs::write(&input, declaration(&url)).unwrap();
+    let out = keygate(&["instructions", "--input", input.to_str().unwrap(), app]);
+    (out, server)
+}
+
+#[test]
+fn prints_token_endpoint_grants_scopes_and_the_call() {
+    let (out, server) = instructions("shop");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let token_endpoint = format!("{}/realms/shop/protocol/openid-connect/token", server.base);
+    assert!(
+        text.contains(&format!("Token endpoint: {token_endpoint}")),
+        "{text}"
+    );
+    assert!(text.contains("Client id shop-app at key manager keycloak"));
+    assert!(text.contains("grant_type=client_credentials"));
+    assert!(text.contains("grant_type=password"));
+    // Union of the scopes of the active subscription only (orders is blocked), sorted.
+    assert!(
+        text.contains("'scope=pets:admin pets:read pets:write'"),
+        "{text}"
+    );
+    assert!(!text.contains("orders:read"));
+    // The call goes to the first protected resource, template filled in.
+    assert!(
+        text.contains("curl -sS -X GET 'http://127.0.0.1:18080/pets/v1/pets/1'"),
+        "{text}"
+    );
+    assert!(text.contains("Authorization: Bearer $TOKEN"));
+}
+
+#[test]
+fn the_client_credentials_commands_really_fetch_a_token() {
+    let (out, _server) = instructions("shop");
+    let text = stdout(&out);
+    // Run the client-credentials block as printed, then show what TOKEN holds.
+    let block: String = text
+        .split("# Client credentials")
+        .nth(1)
+        .unwrap()
+        .split("\n# Password grant")
+        .next()
+        .unwrap()
+        .lines()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let script = format!("set -e\n{block}\nprintf '%s' \"$TOKEN\"\n");
+    let run = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(run.status.success(), "{script}\n{}", stderr(&run));
+    assert_eq!(stdout(&run), "eyJ.test.token");
+}
+
+#[test]
+fn an_application_without_client_ids_or_subscriptions_says_so() {
+    let (out, _server) = instructions("empty");
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.contains("no client ids yet"), "{text}");
+    assert!(text.contains("No active subscription"), "{text}");
+}
+
+#[test]
+fn unknown_application_exits_1() {
+    let (out, _server) = instructions("nobody");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no application `nobody`"));
+}
