@@ -7,6 +7,7 @@
 //! refetch, with `after_refetch` set so an unknown `kid` becomes a final answer.
 
 use crate::claims::Validation;
+use crate::config::SUPPORTED_ALGORITHMS;
 use crate::identity::Identity;
 use crate::jose::{verify, KeySet, TokenError, UntrustedToken};
 use crate::policy::{Policy, Route, RouteMatch};
@@ -77,7 +78,13 @@ pub fn begin(policy: &Policy, request: &Request<'_>) -> Result<Pending, Outcome>
         audiences: manager.audiences.clone(),
         leeway_seconds: policy.settings().leeway_seconds,
         require_exp: true,
-        algorithms: manager.algorithms.clone(),
+        // A key manager's JWKS is public, so the filter never accepts HMAC from it: with no
+        // explicit list, every asymmetric algorithm keygate supports.
+        algorithms: if manager.algorithms.is_empty() {
+            SUPPORTED_ALGORITHMS.iter().map(|a| a.to_string()).collect()
+        } else {
+            manager.algorithms.clone()
+        },
     };
     Ok(Pending {
         route,

@@ -15,7 +15,7 @@ use crate::routes::{parse_base_path, MethodMatch, PathTemplate};
 /// Signing algorithms a key manager may list in `algorithms` (asymmetric only: never `none`,
 /// never HMAC, whose "key" would be public).
 pub const SUPPORTED_ALGORITHMS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "EdDSA",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 ];
 
 /// The placeholder of an Entra ID multi-tenant issuer.
