@@ -5,7 +5,12 @@
 #![allow(dead_code, unused_imports)]
 // Test-only code: failing loudly with a message is how a harness reports a broken setup, and
 // clippy.toml's test exemptions do not reach helper modules outside `#[test]` functions.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod echo;
 pub mod envoy;
