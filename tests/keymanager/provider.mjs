@@ -1,0 +1,117 @@
+// oidc-provider configuration for the demo key manager: JWT access tokens (RFC 9068) for one
+// resource server, client_credentials for application tokens and a password grant for user tokens.
+import { randomBytes } from 'node:crypto';
+import { Provider, errors } from 'oidc-provider';
+
+const PASSWORD_GRANT = 'password';
+
+// The resource server every token is issued for: `aud` is its identifier and the token is a JWT
+// signed RS256 by the current signing key.
+function resourceServerInfo(data, keys) {
+  return {
+    scope: data.scopes.join(' '),
+    audience: data.resource,
+    accessTokenFormat: 'jwt',
+    accessTokenTTL: data.access_token_ttl_seconds,
+    jwt: { sign: { alg: 'RS256', kid: keys.signer } },
+  };
+}
+
+function clientMetadata(client) {
+  return {
+    client_id: client.client_id,
+    client_secret: client.client_secret,
+    scope: client.scope,
+    grant_types: ['client_credentials', PASSWORD_GRANT],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: client.token_endpoint_auth_method ?? 'client_secret_basic',
+  };
+}
+
+function findUser(data, username, password) {
+  const user = data.users.find((u) => u.username === username);
+  // Demo data only: a plain comparison is fine, the passwords are published in README.md.
+  return user && user.password === password ? user : undefined;
+}
+
+// Resource Owner Password Credentials (RFC 6749 §4.3): the seed product's user-token flow.
+// oidc-provider has no built-in handler for it, so this issues an AccessToken for the user itself.
+function passwordGrant(data, keys) {
+  return async function passwordGrantHandler(ctx) {
+    const { params, client } = ctx.oidc;
+    const user = findUser(data, params.username, params.password);
+    if (!user) {
+      throw new errors.InvalidGrant('invalid username or password');
+    }
+
+    const resource = params.resource ?? data.resource;
+    if (resource !== data.resource) {
+      throw new errors.InvalidTarget();
+    }
+
+    const requested = (params.scope ?? '').split(' ').filter(Boolean);
+    const allowed = new Set((client.scope ?? '').split(' '));
+    const unknown = requested.filter((s) => !allowed.has(s));
+    if (unknown.length > 0) {
+      throw new errors.InvalidScope('requested scope is not allowed for this client', unknown.join(' '));
+    }
+    const resourceScopes = new Set(data.scopes);
+    const scope = requested.filter((s) => resourceScopes.has(s)).join(' ') || undefined;
+
+    const { AccessToken, ResourceServer } = ctx.oidc.provider;
+    const token = new AccessToken({ accountId: user.username, client, scope, gty: PASSWORD_GRANT });
+    token.resourceServer = new ResourceServer(resource, resourceServerInfo(data, keys));
+    const accessToken = await token.save();
+
+    ctx.body = {
+      access_token: accessToken,
+      token_type: token.tokenType,
+      expires_in: token.expiration,
+      ...(scope ? { scope } : undefined),
+    };
+  };
+}
+
+export function buildProvider(issuer, data, keys, cookieKeys) {
+  const provider = new Provider(issuer, {
+    clients: data.clients.map(clientMetadata),
+    jwks: keys.privateJwks(),
+    scopes: ['openid', ...data.scopes],
+    claims: { openid: ['sub'] },
+    cookies: { keys: cookieKeys },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: false },
+      revocation: { enabled: false },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => data.resource,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (ctx, indicator) => {
+          if (indicator !== data.resource) {
+            throw new errors.InvalidTarget();
+          }
+          return resourceServerInfo(data, keys);
+        },
+      },
+    },
+    // `groups` goes into user tokens only: application tokens (client_credentials) have no user.
+    extraTokenClaims: (ctx, token) => {
+      if (token.kind !== 'AccessToken' || !token.accountId) return undefined;
+      const user = data.users.find((u) => u.username === token.accountId);
+      return { groups: user ? [...user.groups] : [] };
+    },
+    findAccount: (ctx, sub) => {
+      const user = data.users.find((u) => u.username === sub);
+      return user ? { accountId: sub, claims: () => ({ sub }) } : undefined;
+    },
+  });
+  provider.registerGrantType(PASSWORD_GRANT, passwordGrant(data, keys), ['username', 'password', 'scope', 'resource']);
+  return provider;
+}
+
+export function newCookieKeys() {
+  return [randomBytes(32).toString('base64url')];
+}
