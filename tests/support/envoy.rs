@@ -29,6 +29,11 @@ impl Envoy {
     /// `--use-dynamic-base-id` gives every instance its own shared-memory base id, so Envoys of
     /// tests running in parallel never collide. Log level: `KEYGATE_ENVOY_LOG_LEVEL` (default info).
     pub fn start(config_path: &Path) -> Envoy {
+        Envoy::start_with_workers(config_path, 1)
+    }
+
+    /// As [`Envoy::start`] with `workers` worker threads (one wasm VM each).
+    pub fn start_with_workers(config_path: &Path, workers: u32) -> Envoy {
         let bin = envoy_bin();
         let tmp = TempDir::new("envoy");
         let log_path = tmp.join("envoy.log");
@@ -44,7 +49,7 @@ impl Envoy {
             .arg("--admin-address-path")
             .arg(&admin_file)
             .arg("--concurrency")
-            .arg("1")
+            .arg(workers.to_string())
             .arg("-l")
             .arg(&level)
             .stdin(Stdio::null())

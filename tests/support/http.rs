@@ -89,9 +89,37 @@ pub fn try_http(
     stream.write_all(body)?;
     stream.flush()?;
 
+    // Read until the response is complete rather than until EOF: after a local reply Envoy may
+    // hold the connection open for its delayed-close timeout (1 s).
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if response_complete(&raw) {
+            break;
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
     parse_response(&raw)
+}
+
+/// True when `raw` holds a whole response whose length is known (content-length or last chunk).
+fn response_complete(raw: &[u8]) -> bool {
+    let Some(end) = find(raw, b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = &raw[end + 4..];
+    if head.contains("transfer-encoding: chunked") {
+        return find(body, b"0\r\n\r\n").is_some();
+    }
+    head.lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|len| body.len() >= len)
 }
 
 fn invalid(msg: &str) -> io::Error {

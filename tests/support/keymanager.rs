@@ -33,6 +33,16 @@ impl KeyManager {
 
     /// Starts on `port` (0: any free port), e.g. to bring a stopped key manager back on its port.
     pub fn start_on(port: u16) -> KeyManager {
+        KeyManager::start_with(port, None)
+    }
+
+    /// Starts with its signing keys persisted in `keys_file` (created when missing), so test code
+    /// can sign crafted tokens with the key manager's own private keys, and a restart keeps them.
+    pub fn start_with_keys(port: u16, keys_file: &std::path::Path) -> KeyManager {
+        KeyManager::start_with(port, Some(keys_file))
+    }
+
+    fn start_with(port: u16, keys_file: Option<&std::path::Path>) -> KeyManager {
         let root = project_root();
         let dir = root.join("tests/keymanager");
         assert!(
@@ -44,10 +54,15 @@ impl KeyManager {
         let log_path = tmp.join("keymanager.log");
         let log = File::create(&log_path).expect("create key manager log");
         let started = Instant::now();
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .arg("server.mjs")
             .arg("--port")
-            .arg(port.to_string())
+            .arg(port.to_string());
+        if let Some(file) = keys_file {
+            command.arg("--keys").arg(file);
+        }
+        let mut child = command
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
