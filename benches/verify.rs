@@ -4,7 +4,12 @@
 //! compact string and verifies signature and claims against a JWKS holding one key of every type.
 
 // Bench code: a broken fixture should stop the run loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -32,7 +37,11 @@ fn parse_and_verify(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
     for (alg, key, kid) in ALG_KEYS {
-        let token = token(&json!({"alg": alg, "kid": kid, "typ": "at+jwt"}), &claims(), key);
+        let token = token(
+            &json!({"alg": alg, "kid": kid, "typ": "at+jwt"}),
+            &claims(),
+            key,
+        );
         group.bench_function(alg, |b| {
             b.iter(|| {
                 let parsed = UntrustedToken::parse(black_box(&token)).unwrap();
