@@ -1,6 +1,7 @@
 //! Published examples: RFC 7515 Appendix A.1 (HS256), A.2 (RS256), A.3 (ES256) and
 //! RFC 8037 Appendix A.4 (Ed25519). Their `exp` is 1300819380 (March 2011), so they are judged
-//! at an earlier time; a later time must report them expired.
+//! at an earlier time; a later time must report them expired. Also tokens signed by Python's
+//! `cryptography`, an implementation independent of the crates keygate verifies with.
 // Test code: panicking on a broken fixture is the point.
 #![allow(
     clippy::unwrap_used,
@@ -8,6 +9,8 @@
     clippy::indexing_slicing,
     clippy::panic
 )]
+
+mod common;
 
 use keygate::claims::Validation;
 use keygate::jose::backends::{self, SigCheck};
@@ -110,4 +113,24 @@ fn rfc8037_ed25519_example_signature_verifies() {
         backends::check(Alg::EdDsa, &key.material, &tampered, &sig),
         SigCheck::Invalid
     );
+}
+
+#[test]
+fn tokens_signed_by_an_independent_implementation_verify() {
+    // tests/vectors/interop.json: signed with Python `cryptography` (gen_interop.py) using the
+    // same test keys, one token per algorithm.
+    let tokens: Value = serde_json::from_str(include_str!("vectors/interop.json")).unwrap();
+    let keys = KeySet::from_json(&common::jwks(&common::all_keys())).unwrap();
+    let validation = Validation {
+        issuer: Some("https://idp.example".into()),
+        audiences: vec!["api://pets".into()],
+        ..Validation::default()
+    };
+    for alg in Alg::ALL {
+        let text = tokens[alg.name()].as_str().unwrap();
+        let token = UntrustedToken::parse(text).unwrap();
+        let verified = verify(&token, &keys, &validation, common::NOW)
+            .unwrap_or_else(|e| panic!("{}: {e}", alg.name()));
+        assert_eq!(verified.claims["sub"], format!("py-{}", alg.name()));
+    }
 }

@@ -129,9 +129,10 @@ pub enum TokenError {
     },
     /// The header has a `crit` member; keygate implements no JWS extensions.
     CritUnsupported,
-    /// `none` (any spelling) or an algorithm outside the configured list.
+    /// `none` (any spelling) or an algorithm outside the configured list (`alg` as
+    /// [`safe_label`] renders it).
     AlgNotAllowed { alg: String },
-    /// An algorithm name keygate does not implement (Ed448 included).
+    /// An algorithm name keygate does not implement (`alg` as [`safe_label`] renders it).
     UnsupportedAlg { alg: String },
     /// The signature cannot be a signature of this algorithm (length, DER instead of raw r||s).
     SignatureMalformed {
@@ -305,5 +306,88 @@ pub fn safe_label(raw: &str) -> String {
         format!("\"{raw}\"")
     } else {
         format!("(unprintable, {} bytes)", raw.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_snake_case() {
+        let token_errors = [
+            TokenError::TooLarge {
+                part: TokenPart::Whole,
+                limit: 1,
+            },
+            TokenError::Malformed {
+                part: TokenPart::Header,
+                problem: Malformation::Base64,
+            },
+            TokenError::CritUnsupported,
+            TokenError::AlgNotAllowed {
+                alg: "\"none\"".into(),
+            },
+            TokenError::UnsupportedAlg {
+                alg: "\"x\"".into(),
+            },
+            TokenError::SignatureMalformed {
+                alg: "ES256",
+                expected: 64,
+                actual: 70,
+            },
+            TokenError::UnknownKid {
+                kid: "\"k\"".into(),
+            },
+            TokenError::KeyUnusable {
+                kid: "\"k\"".into(),
+            },
+            TokenError::KeyConflict {
+                kid: "\"k\"".into(),
+                alg: "HS256",
+                conflict: KeyConflict::KeyType,
+            },
+            TokenError::NoMatchingKey { alg: "HS256" },
+            TokenError::KeyTooWeak { alg: "HS256" },
+            TokenError::SignatureInvalid { alg: "RS256" },
+            TokenError::InvalidClaim { claim: Claim::Exp },
+            TokenError::MissingExp,
+            TokenError::Expired,
+            TokenError::NotYetValid,
+            TokenError::IssuerMismatch { missing: true },
+            TokenError::AudienceMismatch { missing: false },
+        ];
+        let keys_errors = [
+            KeysError::TooLarge { limit: 1 },
+            KeysError::NotJson {
+                problem: Malformation::NotJson,
+            },
+            KeysError::NoKeys,
+            KeysError::NoUsableKey { skipped: 2 },
+        ];
+        let mut codes: Vec<&str> = token_errors.iter().map(TokenError::code).collect();
+        codes.extend(keys_errors.iter().map(KeysError::code));
+        for code in &codes {
+            assert!(
+                code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{code}"
+            );
+        }
+        let count = codes.len();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), count);
+        for err in &token_errors {
+            assert!(!err.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn labels_are_safe() {
+        assert_eq!(safe_label("RS256"), "\"RS256\"");
+        assert_eq!(safe_label("a\nb"), "(unprintable, 3 bytes)");
+        assert_eq!(safe_label("\"quoted\""), "(unprintable, 8 bytes)");
+        assert_eq!(safe_label(&"k".repeat(65)), "(unprintable, 65 bytes)");
+        assert_eq!(safe_label(""), "(unprintable, 0 bytes)");
     }
 }
