@@ -265,6 +265,16 @@ fn real_tokens_are_authorized_and_every_refusal_is_explained() {
     );
     expect(&delete, 405, "method_not_allowed");
 
+    // The decision reaches the access log (filter state written by the filter).
+    assert!(
+        stack.envoy.wait_for_log(
+            r#""keygate_code":"insufficient_group""#,
+            std::time::Duration::from_secs(10)
+        ),
+        "access log lacks the decision code:\n{}",
+        stack.envoy.log()
+    );
+
     // The filter's counters are in Envoy's stats.
     assert!(stack.envoy.stat("wasmcustom.keygate_allowed").unwrap_or(0) >= 5);
     assert!(stack.envoy.stat("wasmcustom.keygate_denied").unwrap_or(0) >= 10);

@@ -117,7 +117,7 @@ pub fn bootstrap(
                 "application": format!("%REQ({prefix}application)%"),
                 "client_id": format!("%REQ({prefix}client-id)%"),
                 "key_manager": format!("%REQ({prefix}key-manager)%"),
-                "keygate": "%DYNAMIC_METADATA(keygate)%",
+                "keygate_code": "%FILTER_STATE(wasm.keygate.code:PLAIN)%",
             }},
         },
     }]);

@@ -144,6 +144,7 @@ impl Gateway {
                 host::set_filter_state("keygate.application", &identity.application);
                 host::set_filter_state("keygate.client_id", &identity.client_id);
                 host::set_filter_state("keygate.key_manager", &identity.key_manager);
+                host::set_filter_state("keygate.code", "allowed");
                 self.metrics.allowed();
                 true
             }
@@ -156,6 +157,7 @@ impl Gateway {
                     denial.description()
                 );
                 self.metrics.denied(denial.code());
+                host::set_filter_state("keygate.code", denial.code());
                 host::send_reply(answer.status, &answer.headers, answer.body.as_bytes());
                 false
             }
