@@ -243,3 +243,51 @@ fn envoy_proxies_to_the_echo_upstream() {
     assert_eq!(envoy.stat("cluster.echo.upstream_rq_200"), Some(2));
     assert_eq!(envoy.stat("http.smoke.downstream_rq_2xx"), Some(2));
 }
+
+#[test]
+fn echo_upstream_reports_and_records_requests() {
+    let echo = EchoUpstream::start();
+    let reply = http(
+        echo.port(),
+        "GET",
+        "/a/b?c=d",
+        &[("x-one", "1"), ("X-Dup", "a"), ("x-dup", "b")],
+    );
+    assert_eq!(reply.status, 200);
+    let body = reply.json();
+    assert_eq!(body["method"], "GET");
+    assert_eq!(body["path"], "/a/b?c=d");
+    assert_eq!(body["headers"]["x-one"], "1");
+    assert_eq!(
+        body["headers"]["x-dup"], "a, b",
+        "repeated headers are all visible"
+    );
+    let seen = echo.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("X-ONE"), Some("1"));
+}
+
+#[test]
+fn http_client_reads_chunked_and_sized_bodies() {
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n4\r\nWiki\r\n6;ext=1\r\npedia!\r\n0\r\n\r\n";
+    let r = support::http::parse_response(chunked).expect("chunked response parses");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "Wikipedia!");
+    assert_eq!(r.header("x-a"), Some("1"));
+
+    let sized = b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\nwww-authenticate: Bearer realm=\"k\"\r\n\r\nokEXTRA";
+    let r = support::http::parse_response(sized).expect("sized response parses");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body, "ok");
+    assert_eq!(r.header("WWW-Authenticate"), Some("Bearer realm=\"k\""));
+
+    assert!(
+        support::http::parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nshort")
+            .is_err()
+    );
+    assert!(support::http::parse_response(b"garbage").is_err());
+    assert_eq!(
+        support::http::form_encode(&[("scope", "pets:read pets:write"), ("a&b", "=")]),
+        "scope=pets%3Aread+pets%3Awrite&a%26b=%3D"
+    );
+}
