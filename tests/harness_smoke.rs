@@ -150,15 +150,6 @@ fn key_manager_rotates_and_retires_keys() {
     assert_eq!(kid_of(&last), new_kid);
 }
 
-#[test]
-fn stopped_key_manager_refuses_connections() {
-    let mut km = KeyManager::start();
-    let port = km.port();
-    km.stop();
-    assert!(!km.is_running());
-    assert!(try_http(port, "GET", "/jwks", &[], b"").is_err());
-}
-
 /// A minimal bootstrap: listener on `listen_port` routes everything to the echo upstream.
 fn static_bootstrap(listen_port: u16, upstream_port: u16) -> String {
     format!(
@@ -290,4 +281,27 @@ fn http_client_reads_chunked_and_sized_bodies() {
         support::http::form_encode(&[("scope", "pets:read pets:write"), ("a&b", "=")]),
         "scope=pets%3Aread+pets%3Awrite&a%26b=%3D"
     );
+}
+
+#[test]
+fn key_manager_restarts_on_its_port_with_its_keys() {
+    let mut km = KeyManager::start();
+    let issuer = km.issuer().to_string();
+    let kids = km.jwks_kids();
+    km.stop();
+    assert!(try_http(km.port(), "GET", "/jwks", &[], b"").is_err());
+    km.restart();
+    assert_eq!(km.issuer(), issuer);
+    assert_eq!(km.jwks_kids(), kids, "same keys after a restart");
+    let token = km.token_client_credentials("shop-app", "shop-app-secret", "");
+    assert!(kids.contains(&kid_of(&token)));
+}
+
+#[test]
+fn keygate_cli_runs() {
+    let run = keygate(&["--version"], b"");
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.starts_with("keygate "), "{run:?}");
+    let usage = keygate(&["no-such-command"], b"");
+    assert_eq!(usage.code, Some(2), "{usage:?}");
 }

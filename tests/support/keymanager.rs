@@ -1,6 +1,6 @@
 //! The demo key manager (tests/keymanager/server.mjs, npm oidc-provider) as a child process.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,45 +31,11 @@ impl KeyManager {
         KeyManager::start_on(0)
     }
 
-    /// Starts on `port` (0: any free port), e.g. to bring a stopped key manager back on its port.
+    /// Starts on `port` (0: any free port).
     pub fn start_on(port: u16) -> KeyManager {
-        let root = project_root();
-        let dir = root.join("tests/keymanager");
-        assert!(
-            dir.join("node_modules/oidc-provider").is_dir(),
-            "{}/node_modules is missing: run `make deps` (npm ci in tests/keymanager)",
-            dir.display()
-        );
         let tmp = TempDir::new("keymanager");
-        let log_path = tmp.join("keymanager.log");
-        let log = File::create(&log_path).expect("create key manager log");
         let started = Instant::now();
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .arg("--port")
-            .arg(port.to_string())
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start node (is Node.js 20+ installed? `make deps`): {e}")
-            });
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut process = ProcessGuard::new("keymanager", child, Some(log_path));
-        let issuer = match wait_for_line(stdout, "KEYMANAGER READY", READY_DEADLINE) {
-            Ok(issuer) => issuer,
-            Err(e) => {
-                process.stop();
-                panic!("key manager did not start: {e}\n{}", process.log_tail(40));
-            }
-        };
-        let port = issuer
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or_else(|| panic!("no port in issuer {issuer}"));
+        let (process, issuer, port) = spawn(port, &tmp);
         KeyManager {
             process,
             issuer,
@@ -77,6 +43,20 @@ impl KeyManager {
             _dir: tmp,
             startup: started.elapsed(),
         }
+    }
+
+    /// Stops the key manager if it runs and starts it again on the same port with the same
+    /// signing keys (they are kept in its temp dir), as a key manager coming back after an outage.
+    pub fn restart(&mut self) {
+        self.process.stop();
+        let started = Instant::now();
+        let (process, issuer, _) = spawn(self.port, &self._dir);
+        assert_eq!(
+            issuer, self.issuer,
+            "restarted key manager has another issuer"
+        );
+        self.process = process;
+        self.startup = started.elapsed();
     }
 
     /// `http://127.0.0.1:<port>`: the `iss` of every token it issues.
@@ -226,4 +206,51 @@ fn access_token(reply: Response) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("token reply without access_token: {}", reply.body))
         .to_string()
+}
+
+/// Spawns `node server.mjs` on `port` with its keys in `tmp`, waits for READY, and returns the
+/// guarded process, the issuer and the port it listens on.
+fn spawn(port: u16, tmp: &TempDir) -> (ProcessGuard, String, u16) {
+    let dir = project_root().join("tests/keymanager");
+    assert!(
+        dir.join("node_modules/oidc-provider").is_dir(),
+        "{}/node_modules is missing: run `make deps` (npm ci in tests/keymanager)",
+        dir.display()
+    );
+    let log_path = tmp.join("keymanager.log");
+    // Appends, so a restart keeps the earlier run's lines.
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .expect("open key manager log");
+    let mut child = Command::new("node")
+        .arg("server.mjs")
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--keys")
+        .arg(tmp.join("keys.json"))
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start node (is Node.js 20+ installed? `make deps`): {e}")
+        });
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut process = ProcessGuard::new("keymanager", child, Some(log_path));
+    let issuer = match wait_for_line(stdout, "KEYMANAGER READY", READY_DEADLINE) {
+        Ok(issuer) => issuer,
+        Err(e) => {
+            process.stop();
+            panic!("key manager did not start: {e}\n{}", process.log_tail(40));
+        }
+    };
+    let port = issuer
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no port in issuer {issuer}"));
+    (process, issuer, port)
 }
