@@ -293,6 +293,13 @@ fn key_manager_restarts_on_its_port_with_its_keys() {
     km.restart();
     assert_eq!(km.issuer(), issuer);
     assert_eq!(km.jwks_kids(), kids, "same keys after a restart");
+    let signer = km.signer_private_jwk();
+    assert_eq!(signer["kid"], km.keys()["signer"]);
+    assert_eq!(signer["kty"], "RSA");
+    assert!(
+        signer["d"].as_str().is_some_and(|d| !d.is_empty()),
+        "private part present"
+    );
     let token = km.token_client_credentials("shop-app", "shop-app-secret", "");
     assert!(kids.contains(&kid_of(&token)));
 }

@@ -169,6 +169,27 @@ impl KeyManager {
             .unwrap_or_else(|| panic!("retire reply has no count: {reply}"))
     }
 
+    /// The key manager's private key state, `{"signer": kid, "keys": [private JWKs]}`, read from
+    /// its key file: lets a test sign crafted tokens (expired, wrong issuer, ...) with a real key
+    /// the JWKS publishes. Test use only; never print it.
+    pub fn signing_keys(&self) -> serde_json::Value {
+        let path = self._dir.join("keys.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        serde_json::from_str(&text).expect("key file is JSON")
+    }
+
+    /// The private JWK of the current signer (RSA, RS256).
+    pub fn signer_private_jwk(&self) -> serde_json::Value {
+        let state = self.signing_keys();
+        let signer = state["signer"].as_str().expect("signer kid").to_string();
+        state["keys"]
+            .as_array()
+            .and_then(|keys| keys.iter().find(|k| k["kid"] == signer.as_str()))
+            .cloned()
+            .expect("signer key in key file")
+    }
+
     /// Kills the key manager (e.g. to test an unreachable JWKS); `port()` stays valid.
     pub fn stop(&mut self) {
         self.process.stop();
