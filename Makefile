@@ -67,8 +67,9 @@ wrk:
 	@if command -v wrk >/dev/null; then \
 	  echo "deps: wrk present"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null \
-	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 \
+	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
+	    || echo "deps: could not install wrk (optional, for load tests)"; \
 	else \
 	  echo "deps: wrk not installed (optional, for load tests): sudo apt-get install wrk"; \
 	fi

@@ -150,15 +150,6 @@ fn key_manager_rotates_and_retires_keys() {
     assert_eq!(kid_of(&last), new_kid);
 }
 
-#[test]
-fn stopped_key_manager_refuses_connections() {
-    let mut km = KeyManager::start();
-    let port = km.port();
-    km.stop();
-    assert!(!km.is_running());
-    assert!(try_http(port, "GET", "/jwks", &[], b"").is_err());
-}
-
 /// A minimal bootstrap: listener on `listen_port` routes everything to the echo upstream.
 fn static_bootstrap(listen_port: u16, upstream_port: u16) -> String {
     format!(
@@ -242,4 +233,82 @@ fn envoy_proxies_to_the_echo_upstream() {
 
     assert_eq!(envoy.stat("cluster.echo.upstream_rq_200"), Some(2));
     assert_eq!(envoy.stat("http.smoke.downstream_rq_2xx"), Some(2));
+}
+
+#[test]
+fn echo_upstream_reports_and_records_requests() {
+    let echo = EchoUpstream::start();
+    let reply = http(
+        echo.port(),
+        "GET",
+        "/a/b?c=d",
+        &[("x-one", "1"), ("X-Dup", "a"), ("x-dup", "b")],
+    );
+    assert_eq!(reply.status, 200);
+    let body = reply.json();
+    assert_eq!(body["method"], "GET");
+    assert_eq!(body["path"], "/a/b?c=d");
+    assert_eq!(body["headers"]["x-one"], "1");
+    assert_eq!(
+        body["headers"]["x-dup"], "a, b",
+        "repeated headers are all visible"
+    );
+    let seen = echo.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("X-ONE"), Some("1"));
+}
+
+#[test]
+fn http_client_reads_chunked_and_sized_bodies() {
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n4\r\nWiki\r\n6;ext=1\r\npedia!\r\n0\r\n\r\n";
+    let r = support::http::parse_response(chunked).expect("chunked response parses");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "Wikipedia!");
+    assert_eq!(r.header("x-a"), Some("1"));
+
+    let sized = b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\nwww-authenticate: Bearer realm=\"k\"\r\n\r\nokEXTRA";
+    let r = support::http::parse_response(sized).expect("sized response parses");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body, "ok");
+    assert_eq!(r.header("WWW-Authenticate"), Some("Bearer realm=\"k\""));
+
+    assert!(
+        support::http::parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nshort")
+            .is_err()
+    );
+    assert!(support::http::parse_response(b"garbage").is_err());
+    assert_eq!(
+        support::http::form_encode(&[("scope", "pets:read pets:write"), ("a&b", "=")]),
+        "scope=pets%3Aread+pets%3Awrite&a%26b=%3D"
+    );
+}
+
+#[test]
+fn key_manager_restarts_on_its_port_with_its_keys() {
+    let mut km = KeyManager::start();
+    let issuer = km.issuer().to_string();
+    let kids = km.jwks_kids();
+    km.stop();
+    assert!(try_http(km.port(), "GET", "/jwks", &[], b"").is_err());
+    km.restart();
+    assert_eq!(km.issuer(), issuer);
+    assert_eq!(km.jwks_kids(), kids, "same keys after a restart");
+    let signer = km.signer_private_jwk();
+    assert_eq!(signer["kid"], km.keys()["signer"]);
+    assert_eq!(signer["kty"], "RSA");
+    assert!(
+        signer["d"].as_str().is_some_and(|d| !d.is_empty()),
+        "private part present"
+    );
+    let token = km.token_client_credentials("shop-app", "shop-app-secret", "");
+    assert!(kids.contains(&kid_of(&token)));
+}
+
+#[test]
+fn keygate_cli_runs() {
+    let run = keygate(&["--version"], b"");
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.starts_with("keygate "), "{run:?}");
+    let usage = keygate(&["no-such-command"], b"");
+    assert_eq!(usage.code, Some(2), "{usage:?}");
 }

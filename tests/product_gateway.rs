@@ -326,8 +326,7 @@ fn path_tricks_never_widen_access() {
 #[test]
 fn key_manager_unreachable_before_the_first_fetch_is_503_never_forwarded() {
     let dir = TempDir::new("down");
-    let keys_file = dir.join("km-keys.json");
-    let mut km = KeyManager::start_with_keys(0, &keys_file);
+    let mut km = KeyManager::start();
     let token = km.token_client_credentials("shop-app", "shop-app-secret", "pets:read");
     km.stop();
     let stack = Stack::start_with(
@@ -336,8 +335,7 @@ fn key_manager_unreachable_before_the_first_fetch_is_503_never_forwarded() {
             ..Options::default()
         },
         km,
-        keys_file,
-        dir,
+                dir,
     );
     let response = stack.get("/pets/v1/pets", Some(&token));
     expect(&response, 503, "key_manager_unavailable");

@@ -52,7 +52,6 @@ pub struct Stack {
     pub echo: EchoUpstream,
     pub km: KeyManager,
     pub port: u16,
-    pub keys_file: PathBuf,
     pub dir: TempDir,
 }
 
@@ -156,13 +155,12 @@ pub fn generate(dir: &Path, declaration: &str) -> PathBuf {
 impl Stack {
     pub fn start(options: Options) -> Stack {
         let dir = TempDir::new("stack");
-        let keys_file = dir.join("km-keys.json");
-        let km = KeyManager::start_with_keys(0, &keys_file);
-        Stack::start_with(options, km, keys_file, dir)
+        let km = KeyManager::start();
+        Stack::start_with(options, km, dir)
     }
 
     /// A stack around a key manager started by the caller (it may be stopped already).
-    pub fn start_with(options: Options, km: KeyManager, keys_file: PathBuf, dir: TempDir) -> Stack {
+    pub fn start_with(options: Options, km: KeyManager, dir: TempDir) -> Stack {
         let echo = EchoUpstream::start();
         let (listen, admin) = (free_port(), free_port());
         let jwks_port = options.jwks_port.unwrap_or(km.port());
@@ -175,7 +173,6 @@ impl Stack {
             echo,
             km,
             port: listen,
-            keys_file,
             dir,
         }
     }
@@ -196,9 +193,7 @@ impl Stack {
 
     /// The key manager's EC P-256 private key (kid, signing key).
     pub fn km_ec_key(&self) -> (String, SigningKey) {
-        let state: Value =
-            serde_json::from_str(&std::fs::read_to_string(&self.keys_file).expect("keys file"))
-                .expect("keys file JSON");
+        let state = self.km.signing_keys();
         let key = state["keys"]
             .as_array()
             .expect("keys array")

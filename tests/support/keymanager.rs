@@ -1,6 +1,6 @@
 //! The demo key manager (tests/keymanager/server.mjs, npm oidc-provider) as a child process.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,60 +31,11 @@ impl KeyManager {
         KeyManager::start_on(0)
     }
 
-    /// Starts on `port` (0: any free port), e.g. to bring a stopped key manager back on its port.
+    /// Starts on `port` (0: any free port).
     pub fn start_on(port: u16) -> KeyManager {
-        KeyManager::start_with(port, None)
-    }
-
-    /// Starts with its signing keys persisted in `keys_file` (created when missing), so test code
-    /// can sign crafted tokens with the key manager's own private keys, and a restart keeps them.
-    pub fn start_with_keys(port: u16, keys_file: &std::path::Path) -> KeyManager {
-        KeyManager::start_with(port, Some(keys_file))
-    }
-
-    fn start_with(port: u16, keys_file: Option<&std::path::Path>) -> KeyManager {
-        let root = project_root();
-        let dir = root.join("tests/keymanager");
-        assert!(
-            dir.join("node_modules/oidc-provider").is_dir(),
-            "{}/node_modules is missing: run `make deps` (npm ci in tests/keymanager)",
-            dir.display()
-        );
         let tmp = TempDir::new("keymanager");
-        let log_path = tmp.join("keymanager.log");
-        let log = File::create(&log_path).expect("create key manager log");
         let started = Instant::now();
-        let mut command = Command::new("node");
-        command
-            .arg("server.mjs")
-            .arg("--port")
-            .arg(port.to_string());
-        if let Some(file) = keys_file {
-            command.arg("--keys").arg(file);
-        }
-        let mut child = command
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start node (is Node.js 20+ installed? `make deps`): {e}")
-            });
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut process = ProcessGuard::new("keymanager", child, Some(log_path));
-        let issuer = match wait_for_line(stdout, "KEYMANAGER READY", READY_DEADLINE) {
-            Ok(issuer) => issuer,
-            Err(e) => {
-                process.stop();
-                panic!("key manager did not start: {e}\n{}", process.log_tail(40));
-            }
-        };
-        let port = issuer
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or_else(|| panic!("no port in issuer {issuer}"));
+        let (process, issuer, port) = spawn(port, &tmp);
         KeyManager {
             process,
             issuer,
@@ -92,6 +43,20 @@ impl KeyManager {
             _dir: tmp,
             startup: started.elapsed(),
         }
+    }
+
+    /// Stops the key manager if it runs and starts it again on the same port with the same
+    /// signing keys (they are kept in its temp dir), as a key manager coming back after an outage.
+    pub fn restart(&mut self) {
+        self.process.stop();
+        let started = Instant::now();
+        let (process, issuer, _) = spawn(self.port, &self._dir);
+        assert_eq!(
+            issuer, self.issuer,
+            "restarted key manager has another issuer"
+        );
+        self.process = process;
+        self.startup = started.elapsed();
     }
 
     /// `http://127.0.0.1:<port>`: the `iss` of every token it issues.
@@ -204,6 +169,27 @@ impl KeyManager {
             .unwrap_or_else(|| panic!("retire reply has no count: {reply}"))
     }
 
+    /// The key manager's private key state, `{"signer": kid, "keys": [private JWKs]}`, read from
+    /// its key file: lets a test sign crafted tokens (expired, wrong issuer, ...) with a real key
+    /// the JWKS publishes. Test use only; never print it.
+    pub fn signing_keys(&self) -> serde_json::Value {
+        let path = self._dir.join("keys.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        serde_json::from_str(&text).expect("key file is JSON")
+    }
+
+    /// The private JWK of the current signer (RSA, RS256).
+    pub fn signer_private_jwk(&self) -> serde_json::Value {
+        let state = self.signing_keys();
+        let signer = state["signer"].as_str().expect("signer kid").to_string();
+        state["keys"]
+            .as_array()
+            .and_then(|keys| keys.iter().find(|k| k["kid"] == signer.as_str()))
+            .cloned()
+            .expect("signer key in key file")
+    }
+
     /// Kills the key manager (e.g. to test an unreachable JWKS); `port()` stays valid.
     pub fn stop(&mut self) {
         self.process.stop();
@@ -241,4 +227,51 @@ fn access_token(reply: Response) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("token reply without access_token: {}", reply.body))
         .to_string()
+}
+
+/// Spawns `node server.mjs` on `port` with its keys in `tmp`, waits for READY, and returns the
+/// guarded process, the issuer and the port it listens on.
+fn spawn(port: u16, tmp: &TempDir) -> (ProcessGuard, String, u16) {
+    let dir = project_root().join("tests/keymanager");
+    assert!(
+        dir.join("node_modules/oidc-provider").is_dir(),
+        "{}/node_modules is missing: run `make deps` (npm ci in tests/keymanager)",
+        dir.display()
+    );
+    let log_path = tmp.join("keymanager.log");
+    // Appends, so a restart keeps the earlier run's lines.
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .expect("open key manager log");
+    let mut child = Command::new("node")
+        .arg("server.mjs")
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--keys")
+        .arg(tmp.join("keys.json"))
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start node (is Node.js 20+ installed? `make deps`): {e}")
+        });
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut process = ProcessGuard::new("keymanager", child, Some(log_path));
+    let issuer = match wait_for_line(stdout, "KEYMANAGER READY", READY_DEADLINE) {
+        Ok(issuer) => issuer,
+        Err(e) => {
+            process.stop();
+            panic!("key manager did not start: {e}\n{}", process.log_tail(40));
+        }
+    };
+    let port = issuer
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no port in issuer {issuer}"));
+    (process, issuer, port)
 }

@@ -12,6 +12,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod cli;
 pub mod echo;
 pub mod envoy;
 pub mod http;
@@ -21,6 +22,7 @@ pub mod paths;
 pub mod process;
 pub mod tempdir;
 
+pub use cli::{keygate, CliRun};
 pub use echo::{EchoUpstream, EchoedRequest};
 pub use envoy::Envoy;
 pub use http::{http, http_with_body, try_http, Response};

@@ -1,5 +1,5 @@
-//! A per-test scratch directory under `target/test-tmp/`. Removed on drop when the test passed;
-//! kept when it panicked so the logs and configs inside can be read afterwards.
+//! A per-test scratch directory under cargo's `CARGO_TARGET_TMPDIR` (`target/tmp/`). Removed on
+//! drop when the test passed; kept when it panicked so the logs and configs inside can be read.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,9 +26,11 @@ impl TempDir {
                 }
             })
             .collect();
-        let path = project_root()
-            .join("target/test-tmp")
-            .join(format!("{safe}-{}-{n}", std::process::id()));
+        // Cargo gives integration tests a scratch dir inside the target dir it actually uses.
+        let base = option_env!("CARGO_TARGET_TMPDIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| project_root().join("target/tmp"));
+        let path = base.join(format!("{safe}-{}-{n}", std::process::id()));
         // A leftover from an earlier run with the same pid would mix logs: start empty.
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path)
