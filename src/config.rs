@@ -117,7 +117,9 @@ impl Default for ClaimMapping {
 }
 
 fn default_client_id_claims() -> Vec<String> {
-    ["client_id", "azp", "appid", "cid"].map(String::from).to_vec()
+    ["client_id", "azp", "appid", "cid"]
+        .map(String::from)
+        .to_vec()
 }
 fn default_scope_claims() -> Vec<String> {
     ["scope", "scp"].map(String::from).to_vec()

@@ -6,7 +6,11 @@ fn main() {
     use keygate::cli;
 
     #[derive(Parser)]
-    #[command(name = "keygate", version, about = "keygate: OAuth2/OIDC access-token authorization for Envoy and Istio")]
+    #[command(
+        name = "keygate",
+        version,
+        about = "keygate: OAuth2/OIDC access-token authorization for Envoy and Istio"
+    )]
     struct Cli {
         #[command(subcommand)]
         command: Command,
