@@ -335,7 +335,7 @@ fn key_manager_unreachable_before_the_first_fetch_is_503_never_forwarded() {
             ..Options::default()
         },
         km,
-                dir,
+        dir,
     );
     let response = stack.get("/pets/v1/pets", Some(&token));
     expect(&response, 503, "key_manager_unavailable");
