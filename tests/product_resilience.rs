@@ -45,8 +45,7 @@ fn settings(pairs: &[(&str, u64)]) -> String {
 /// already meets it) and the stack.
 fn rig(pairs: &[(&str, u64)], workers: u32, mode: Mode) -> Rig {
     let dir = TempDir::new("resilience");
-    let keys_file = dir.join("km-keys.json");
-    let km = KeyManager::start_with_keys(0, &keys_file);
+    let km = KeyManager::start();
     let proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], km.port())))
         .expect("start the fault proxy");
     proxy.set_mode(mode);
@@ -56,7 +55,7 @@ fn rig(pairs: &[(&str, u64)], workers: u32, mode: Mode) -> Rig {
         settings: settings(pairs),
         ..Options::default()
     };
-    let stack = Stack::start_with(options, km, keys_file, dir);
+    let stack = Stack::start_with(options, km, dir);
     Rig { stack, proxy }
 }
 
@@ -114,7 +113,11 @@ fn wait_for_keys(rig: &Rig, token: &str) {
     let ok = poll(Duration::from_secs(15), Duration::from_millis(100), || {
         (get(rig.stack.port, token).status == 200).then_some(())
     });
-    assert!(ok.is_some(), "keys never loaded:\n{}", rig.stack.envoy.log());
+    assert!(
+        ok.is_some(),
+        "keys never loaded:\n{}",
+        rig.stack.envoy.log()
+    );
 }
 
 /// Waits until the proxy has seen more than `count` fetches; returns when it did.
@@ -172,7 +175,12 @@ fn down_at_start_is_503_then_recovers_within_the_retry_interval() {
     for _ in 0..4 {
         let response = get(stack.port, &token);
         tried += 1;
-        expect(&response, 503, "key_manager_unavailable", "key manager down");
+        expect(
+            &response,
+            503,
+            "key_manager_unavailable",
+            "key manager down",
+        );
         let seconds = retry_after(&response);
         assert!(
             (1..=RETRY_MAX + 2).contains(&seconds),
@@ -189,7 +197,11 @@ fn down_at_start_is_503_then_recovers_within_the_retry_interval() {
     assert!(attempts_while_down >= 1, "no fetch was even tried");
 
     // Up again, and no request: only the timer's retry can load the keys.
-    assert_eq!(rig.proxy.fetch_count(), 0, "refused connections are no requests");
+    assert_eq!(
+        rig.proxy.fetch_count(),
+        0,
+        "refused connections are no requests"
+    );
     let up = Instant::now();
     rig.proxy.set_mode(Mode::Pass);
     let fetched = wait_for_fetch_after(&rig.proxy, 0, Duration::from_secs(RETRY_MAX + 5));
@@ -218,4 +230,332 @@ fn down_at_start_is_503_then_recovers_within_the_retry_interval() {
         secs(recovery)
     );
     assert_eq!(stack.echo.request_count(), 1, "only the final 200 went up");
+}
+
+/// What a request sent under a fault is, and the one answer it must get.
+#[derive(Clone, Copy)]
+enum Probe {
+    /// A real token of the key manager: 200, forwarded.
+    Good,
+    /// Its payload changed: 401 `signature_invalid`.
+    Tampered,
+    /// A stranger's key under a random kid: 401 `unknown_kid` (after a rate-limited refetch).
+    UnknownKid,
+    /// A stranger's key under the key manager's own kid: 401 `signature_invalid`.
+    Forged,
+}
+
+/// Requests sent and forwarded under faults, across every phase.
+#[derive(Default)]
+struct Tally {
+    tried: usize,
+    bad: usize,
+    good: usize,
+}
+
+/// Issue 7: with good keys loaded, every kind of failed refresh (500, hang past the timeout,
+/// garbage JSON, no keys, 10 MB) keeps the old keys: real tokens keep passing, bad tokens keep
+/// failing, and nothing bad is ever forwarded (the upstream count grows by the good ones only).
+#[test]
+fn failed_refreshes_keep_old_keys_and_never_forward_a_bad_token() {
+    const TIMEOUT_MS: u64 = 500;
+    let rig = rig(
+        &[
+            ("jwks_min_refresh_seconds", 1),
+            ("jwks_max_refresh_seconds", 1),
+            ("jwks_default_refresh_seconds", 1),
+            ("jwks_fetch_timeout_ms", TIMEOUT_MS),
+            ("jwks_retry_initial_seconds", 1),
+            ("jwks_retry_max_seconds", 1),
+            ("jwks_unknown_kid_refetch_seconds", 1),
+            ("jwks_stale_seconds", 120),
+            ("request_wait_ms", 3_000),
+        ],
+        1,
+        Mode::Pass,
+    );
+    let stack = &rig.stack;
+    let good = stack.token("shop-app", "pets:read");
+    wait_for_keys(&rig, &good);
+    let bad_sig = tampered(&good);
+    let stranger = stranger_key();
+    let (km_kid, _) = stack.km_ec_key();
+    let forged = sign_es256(&stranger, &km_kid, &stack.claims("shop-app", "pets:read"));
+
+    let ten_mb = {
+        let mut body = br#"{"keys":[],"padding":""#.to_vec();
+        body.resize(10 * 1024 * 1024 - 2, b'x');
+        body.extend_from_slice(b"\"}");
+        body
+    };
+    let faults: [(&str, Mode); 5] = [
+        ("500", Mode::Status(500)),
+        ("slow", Mode::Delay(Duration::from_millis(TIMEOUT_MS * 3))),
+        ("garbage", Mode::Body(b"{\"keys\": [ not json".to_vec())),
+        ("no keys", Mode::Body(br#"{"keys":[]}"#.to_vec())),
+        ("10 MB", Mode::Body(ten_mb)),
+    ];
+    let probes = [
+        Probe::Good,
+        Probe::Tampered,
+        Probe::UnknownKid,
+        Probe::Forged,
+    ];
+    let mut tally = Tally::default();
+    let mut report = Vec::new();
+    let forwarded_before = stack.echo.request_count();
+    for (name, mode) in faults {
+        let fetches_before = rig.proxy.fetch_count();
+        let failures_before = stack
+            .envoy
+            .stat("wasmcustom.keygate_jwks_fetch_failures")
+            .unwrap_or(0);
+        rig.proxy.set_mode(mode);
+        let phase = Instant::now();
+        let mut round = 0;
+        // Long enough for two refresh attempts at least (refresh 1 s, retry 1 s).
+        while phase.elapsed() < Duration::from_millis(2_500) {
+            let probe = probes[round % probes.len()];
+            round += 1;
+            let (token, status, expected) = match probe {
+                Probe::Good => (good.clone(), 200, ""),
+                Probe::Tampered => (bad_sig.clone(), 401, "signature_invalid"),
+                Probe::UnknownKid => (unknown_kid_token(stack, &stranger), 401, "unknown_kid"),
+                Probe::Forged => (forged.clone(), 401, "signature_invalid"),
+            };
+            let response = get(stack.port, &token);
+            tally.tried += 1;
+            if status == 200 {
+                tally.good += 1;
+                assert_eq!(
+                    response.status, 200,
+                    "{name}: a real token was refused: {}",
+                    response.body
+                );
+            } else {
+                tally.bad += 1;
+                expect(&response, status, expected, name);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let fetches = rig.proxy.fetch_count() - fetches_before;
+        let failures = stack
+            .envoy
+            .stat("wasmcustom.keygate_jwks_fetch_failures")
+            .unwrap_or(0)
+            - failures_before;
+        report.push(format!("{name}: {fetches} fetches, {failures} failed"));
+        assert!(
+            fetches >= 2,
+            "{name}: only {fetches} fetches reached the proxy"
+        );
+        assert!(
+            failures >= 1,
+            "{name}: no failed fetch counted by the filter"
+        );
+    }
+    let forwarded = stack.echo.request_count() - forwarded_before;
+    println!(
+        "faults: {} requests tried ({} good, {} bad), {forwarded} forwarded, 0 wrongly; {}",
+        tally.tried,
+        tally.good,
+        tally.bad,
+        report.join("; ")
+    );
+    assert_eq!(
+        forwarded, tally.good,
+        "a refused request reached the upstream"
+    );
+    assert!(tally.bad >= 40, "too few bad requests tried: {}", tally.bad);
+
+    // The key manager answers again: the next refresh succeeds and real tokens still pass.
+    rig.proxy.set_mode(Mode::Pass);
+    let count = rig.proxy.fetch_count();
+    wait_for_fetch_after(&rig.proxy, count, Duration::from_secs(5));
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(stack.port, &good).status, 200);
+    expect(
+        &get(stack.port, &bad_sig),
+        401,
+        "signature_invalid",
+        "after recovery",
+    );
+}
+
+/// Issue 7: the key manager rotates its signing key and a token of the new key passes on its
+/// first request (one unknown-kid refetch, no scheduled refresh in between); then it retires the
+/// old keys, which keep verifying until the next successful refresh and are refused after it.
+#[test]
+fn rotation_is_picked_up_on_first_use_and_retired_keys_stop_after_refresh() {
+    const REFRESH: u64 = 4;
+    let rig = rig(
+        &[
+            ("jwks_min_refresh_seconds", REFRESH),
+            ("jwks_max_refresh_seconds", REFRESH),
+            ("jwks_default_refresh_seconds", REFRESH),
+            ("jwks_unknown_kid_refetch_seconds", 1),
+            ("jwks_fetch_timeout_ms", 1_000),
+        ],
+        1,
+        Mode::Pass,
+    );
+    let stack = &rig.stack;
+    let old = stack.token("shop-app", "pets:read");
+    wait_for_keys(&rig, &old);
+    let (ec_kid, ec_key) = stack.km_ec_key();
+    let old_ec = sign_es256(&ec_key, &ec_kid, &stack.claims("shop-app", "pets:read"));
+    assert_eq!(get(stack.port, &old_ec).status, 200);
+
+    // Start right after a scheduled refresh, so the next one is a whole interval away.
+    let refreshed = wait_for_fetch_after(
+        &rig.proxy,
+        rig.proxy.fetch_count(),
+        Duration::from_secs(REFRESH + 3),
+    );
+    thread::sleep(Duration::from_millis(200));
+    let new_kid = stack.km.rotate();
+    let new = stack.token("shop-app", "pets:read");
+    assert_eq!(support::decode_jwt_header(&new)["kid"], json!(new_kid));
+    let before = rig.proxy.fetch_count();
+    let sent = Instant::now();
+    let first = get(stack.port, &new);
+    let first_latency = sent.elapsed();
+    let since_refresh = refreshed.elapsed();
+    assert_eq!(first.status, 200, "new key refused: {}", first.body);
+    assert_eq!(
+        rig.proxy.fetch_count(),
+        before + 1,
+        "the first request of the new key causes exactly one fetch"
+    );
+    assert!(
+        since_refresh < Duration::from_secs(REFRESH),
+        "a scheduled refresh may have fetched it ({:.2} s since the last)",
+        secs(since_refresh)
+    );
+    assert_eq!(get(stack.port, &old).status, 200, "old keys stay published");
+
+    // Retire every key but the new signer: cached old keys still verify until the refresh...
+    let retired = Instant::now();
+    assert_eq!(stack.km.retire(), 3, "two old RSA keys and the EC key");
+    assert_eq!(get(stack.port, &old).status, 200, "before the next refresh");
+    // ... and are refused after it.
+    let forwarded = stack.echo.request_count();
+    let mut allowed_while_cached = 0;
+    let refused = poll(
+        Duration::from_secs(REFRESH + 3),
+        Duration::from_millis(100),
+        || {
+            let response = get(stack.port, &old);
+            if response.status == 200 {
+                allowed_while_cached += 1;
+                return None;
+            }
+            Some(response)
+        },
+    )
+    .expect("the retired key still verifies");
+    let refused_after = retired.elapsed();
+    expect(&refused, 401, "unknown_kid", "retired RSA key");
+    expect(
+        &get(stack.port, &old_ec),
+        401,
+        "unknown_kid",
+        "retired EC key",
+    );
+    assert_eq!(get(stack.port, &new).status, 200, "the signer stays");
+    assert_eq!(
+        stack.echo.request_count(),
+        forwarded + allowed_while_cached + 1,
+        "a retired-key request was forwarded after the refresh"
+    );
+    println!(
+        "rotation: new key accepted on first request in {:.0} ms (1 fetch); retired key refused \
+         {:.2} s after retire (refresh every {REFRESH} s)",
+        first_latency.as_secs_f64() * 1_000.0,
+        secs(refused_after)
+    );
+    assert!(
+        refused_after <= Duration::from_millis(REFRESH * 1_000 + 1_500),
+        "retired key verified for {:.2} s",
+        secs(refused_after)
+    );
+}
+
+/// Issue 7: a flood of tokens with random unknown kids causes at most the rate-limited number of
+/// fetches: with `jwks_unknown_kid_refetch_seconds` = N, at most ceil(duration / N) + 1.
+#[test]
+fn unknown_kid_flood_is_rate_limited() {
+    const N: u64 = 1;
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 50;
+    const SPACING: Duration = Duration::from_millis(60);
+    let rig = rig(
+        &[
+            ("jwks_min_refresh_seconds", 300),
+            ("jwks_default_refresh_seconds", 300),
+            ("jwks_unknown_kid_refetch_seconds", N),
+            ("jwks_fetch_timeout_ms", 1_000),
+        ],
+        1,
+        Mode::Pass,
+    );
+    let stack = &rig.stack;
+    let good = stack.token("shop-app", "pets:read");
+    wait_for_keys(&rig, &good);
+    let stranger = stranger_key();
+    let tokens: Vec<Vec<String>> = (0..THREADS)
+        .map(|_| {
+            (0..PER_THREAD)
+                .map(|_| unknown_kid_token(stack, &stranger))
+                .collect()
+        })
+        .collect();
+    let forwarded = stack.echo.request_count();
+    let before = rig.proxy.fetch_count();
+    let port = stack.port;
+    let start = Instant::now();
+    let answers: Vec<Vec<Response>> = thread::scope(|scope| {
+        let handles: Vec<_> = tokens
+            .iter()
+            .map(|batch| {
+                scope.spawn(move || {
+                    batch
+                        .iter()
+                        .enumerate()
+                        .map(|(i, token)| {
+                            let at = start + SPACING * i as u32;
+                            thread::sleep(at.saturating_duration_since(Instant::now()));
+                            get(port, token)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let duration = start.elapsed();
+    let fetches = rig.proxy.fetch_count() - before;
+    let sent: usize = answers.iter().map(Vec::len).sum();
+    for response in answers.iter().flatten() {
+        expect(response, 401, "unknown_kid", "flood");
+    }
+    let allowed = (duration.as_secs_f64() / N as f64).ceil() as usize + 1;
+    println!(
+        "flood: {sent} unknown-kid requests over {:.2} s caused {fetches} fetches \
+         (bound ceil(duration/{N})+1 = {allowed})",
+        secs(duration),
+    );
+    assert_eq!(sent, THREADS * PER_THREAD);
+    assert_eq!(
+        stack.echo.request_count(),
+        forwarded,
+        "a flood request was forwarded"
+    );
+    assert!(fetches >= 1, "the flood never refetched");
+    assert!(
+        fetches <= allowed,
+        "{fetches} fetches, at most {allowed} allowed"
+    );
+    // Real tokens were never held up by the flood.
+    assert_eq!(get(stack.port, &good).status, 200);
 }
