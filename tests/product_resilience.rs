@@ -559,3 +559,217 @@ fn unknown_kid_flood_is_rate_limited() {
     // Real tokens were never held up by the flood.
     assert_eq!(get(stack.port, &good).status, 200);
 }
+
+/// Issue 7: Envoy runs one VM per worker; with 4 workers the key manager still sees about one
+/// fetch per refresh (the record in shared data elects one fetcher), and every worker that takes
+/// connections serves them with the shared keys.
+#[test]
+fn four_workers_fetch_about_once_per_refresh() {
+    const WORKERS: u32 = 4;
+    const REFRESH: u64 = 1;
+    const WINDOW: Duration = Duration::from_secs(6);
+    const THREADS: usize = 8;
+    let rig = rig(
+        &[
+            ("jwks_min_refresh_seconds", REFRESH),
+            ("jwks_max_refresh_seconds", REFRESH),
+            ("jwks_default_refresh_seconds", REFRESH),
+            ("jwks_fetch_timeout_ms", 1_000),
+        ],
+        WORKERS,
+        Mode::Pass,
+    );
+    let stack = &rig.stack;
+    let good = stack.token("shop-app", "pets:read");
+    wait_for_keys(&rig, &good);
+    let workers_before = worker_connections(stack);
+    let forwarded = stack.echo.request_count();
+    let fetches_before = rig.proxy.fetch_count();
+    let stat_before = stack
+        .envoy
+        .stat("wasmcustom.keygate_jwks_fetches")
+        .unwrap_or(0);
+    let start = Instant::now();
+    let port = stack.port;
+    // Concurrent clients, a new connection per request, for the whole window: connections spread
+    // over the workers, and each worker must keep serving while refreshes happen.
+    let statuses: Vec<u16> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let good = &good;
+                scope.spawn(move || {
+                    let mut statuses = Vec::new();
+                    while start.elapsed() < WINDOW {
+                        statuses.push(get(port, good).status);
+                        thread::sleep(Duration::from_millis(40));
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let window = start.elapsed();
+    let fetches = rig.proxy.fetch_count() - fetches_before;
+    let stat = stack
+        .envoy
+        .stat("wasmcustom.keygate_jwks_fetches")
+        .unwrap_or(0)
+        - stat_before;
+    let workers: Vec<u64> = worker_connections(stack)
+        .iter()
+        .zip(workers_before.iter().chain(std::iter::repeat(&0)))
+        .map(|(after, before)| after - before)
+        .collect();
+    let refreshes = window.as_secs_f64() / REFRESH as f64;
+    let per_refresh = fetches as f64 / refreshes;
+    println!(
+        "{WORKERS} workers: {fetches} fetches at the proxy ({stat} by the filter) over {:.2} s with \
+         refresh {REFRESH} s = {per_refresh:.2} fetches per refresh; {} requests, connections \
+         per worker {workers:?}",
+        secs(window),
+        statuses.len()
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "a real token was refused with {WORKERS} workers: {statuses:?}"
+    );
+    assert_eq!(stack.echo.request_count() - forwarded, statuses.len());
+    assert_eq!(
+        workers.len(),
+        WORKERS as usize,
+        "per-worker stats: {workers:?}"
+    );
+    assert!(
+        workers.iter().filter(|n| **n > 0).count() >= 2,
+        "connections reached fewer than 2 workers: {workers:?}"
+    );
+    assert!(
+        per_refresh <= 1.5,
+        "{per_refresh:.2} fetches per refresh: workers fetch on their own"
+    );
+    assert!(per_refresh >= 0.5, "refreshes stalled: {per_refresh:.2}");
+    assert_eq!(stat as usize, fetches, "filter and proxy disagree");
+}
+
+/// Connections accepted by each worker of the gateway's listener, by worker index
+/// (`listener.<address>.worker_<n>.downstream_cx_total`).
+fn worker_connections(stack: &Stack) -> Vec<u64> {
+    let suffix = ".downstream_cx_total";
+    let listener = format!("listener.127.0.0.1_{}.worker_", stack.port);
+    let mut by_worker: Vec<(usize, u64)> = stack
+        .envoy
+        .stats()
+        .iter()
+        .filter_map(|(name, value)| {
+            let worker = name.strip_prefix(&listener)?.strip_suffix(suffix)?;
+            Some((worker.parse().ok()?, value.parse().ok()?))
+        })
+        .collect();
+    by_worker.sort_unstable();
+    by_worker.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Issue 7: stale-if-error is bounded. With the key manager down, the last good keys are served
+/// for `jwks_stale_seconds` past their refresh time, then requests get 503
+/// `key_manager_unavailable` with `Retry-After` (never forwarded); once it is back, 200 again.
+#[test]
+fn stale_keys_expire_after_the_bound_then_recover() {
+    const REFRESH: u64 = 1;
+    const STALE: u64 = 2;
+    let rig = rig(
+        &[
+            ("jwks_min_refresh_seconds", REFRESH),
+            ("jwks_max_refresh_seconds", REFRESH),
+            ("jwks_default_refresh_seconds", REFRESH),
+            ("jwks_stale_seconds", STALE),
+            ("jwks_fetch_timeout_ms", 500),
+            ("jwks_retry_initial_seconds", 1),
+            ("jwks_retry_max_seconds", 1),
+            ("jwks_unknown_kid_refetch_seconds", 1),
+            ("request_wait_ms", 1_000),
+        ],
+        1,
+        Mode::Pass,
+    );
+    let stack = &rig.stack;
+    let good = stack.token("shop-app", "pets:read");
+    wait_for_keys(&rig, &good);
+
+    let down = Instant::now();
+    rig.proxy.set_mode(Mode::Down);
+    let forwarded = stack.echo.request_count();
+    let mut served_stale = 0;
+    let unavailable = poll(
+        Duration::from_secs(REFRESH + STALE + 4),
+        Duration::from_millis(100),
+        || {
+            let response = get(stack.port, &good);
+            if response.status == 200 {
+                served_stale += 1;
+                return None;
+            }
+            Some(response)
+        },
+    )
+    .expect("stale keys were served past the bound");
+    let expired_after = down.elapsed();
+    expect(
+        &unavailable,
+        503,
+        "key_manager_unavailable",
+        "stale beyond the bound",
+    );
+    let seconds = retry_after(&unavailable);
+    assert!((1..=3).contains(&seconds), "Retry-After {seconds}");
+    assert_eq!(
+        stack.echo.request_count() - forwarded,
+        served_stale,
+        "only the 200s were forwarded"
+    );
+    let tried_unavailable = 5;
+    for _ in 0..tried_unavailable {
+        expect(
+            &get(stack.port, &good),
+            503,
+            "key_manager_unavailable",
+            "still down",
+        );
+    }
+    assert_eq!(
+        stack.echo.request_count() - forwarded,
+        served_stale,
+        "a 503 request was forwarded"
+    );
+    let dropped = rig.proxy.dropped_count();
+
+    let up = Instant::now();
+    rig.proxy.set_mode(Mode::Pass);
+    let back = poll(Duration::from_secs(5), Duration::from_millis(50), || {
+        (get(stack.port, &good).status == 200).then(Instant::now)
+    })
+    .expect("no 200 after the key manager came back");
+    println!(
+        "stale bound: refresh {REFRESH} s + stale {STALE} s; down -> {served_stale} requests \
+         served stale, 503 after {:.2} s ({dropped} fetches dropped); back up -> 200 after {:.2} s",
+        secs(expired_after),
+        secs(back - up)
+    );
+    assert!(served_stale >= 1, "no request was served from stale keys");
+    // Keys fetched at most one refresh (plus a tick) before `down` expire REFRESH + STALE after
+    // that fetch.
+    assert!(
+        expired_after >= Duration::from_millis((REFRESH + STALE) * 1_000 - 1_500),
+        "keys dropped early, after {:.2} s",
+        secs(expired_after)
+    );
+    assert!(
+        expired_after <= Duration::from_millis((REFRESH + STALE) * 1_000 + 1_500),
+        "keys served {:.2} s after the key manager went down",
+        secs(expired_after)
+    );
+    assert!(dropped >= 1, "no fetch reached the proxy while down");
+}
