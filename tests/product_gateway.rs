@@ -347,3 +347,40 @@ fn base64_url(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
+
+#[test]
+fn discover_then_generate_from_the_well_known_url_authorizes_a_real_token() {
+    let km = KeyManager::start();
+    // `keygate discover` checks the live discovery document and prints the entry it would import.
+    let discovered = std::process::Command::new(support::keygate_bin())
+        .arg("discover")
+        .arg(km.well_known_url())
+        .output()
+        .expect("run keygate discover");
+    let printed = String::from_utf8_lossy(&discovered.stdout);
+    assert!(
+        discovered.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&discovered.stderr)
+    );
+    assert!(printed.contains(km.issuer()), "{printed}");
+    assert!(printed.contains("jwks_uri"), "{printed}");
+
+    // generate resolves the well-known URL itself (no inline discovery), then Envoy runs it.
+    let stack = Stack::start_with(
+        Options {
+            fetch_discovery: true,
+            ..Options::default()
+        },
+        km,
+        TempDir::new("discover"),
+    );
+    let plugin: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(stack.dir.join("out/plugin-config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(plugin["key_managers"][0]["issuer"], stack.km.issuer());
+    let token = stack.token("shop-app", "pets:read");
+    let response = stack.get("/pets/v1/pets", Some(&token));
+    assert_eq!(response.status, 200, "{}", response.body);
+}

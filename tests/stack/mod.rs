@@ -33,6 +33,9 @@ pub struct Options {
     pub environment: String,
     /// Environments the key manager is enabled for (empty: all).
     pub km_environments: Vec<String>,
+    /// Let `keygate generate` fetch the discovery document from the well-known URL instead of
+    /// carrying it inline (then the JWKS comes from the key manager itself).
+    pub fetch_discovery: bool,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             settings: String::new(),
             environment: "production".to_string(),
             km_environments: Vec::new(),
+            fetch_discovery: false,
         }
     }
 }
@@ -72,6 +76,13 @@ pub fn declaration(
             options.km_environments.join(", ")
         )
     };
+    let discovery = if options.fetch_discovery {
+        String::new()
+    } else {
+        format!(
+            "    discovery:\n      issuer: {issuer}\n      jwks_uri: {jwks_uri}\n      token_endpoint: {issuer}/token\n"
+        )
+    };
     let settings = if options.settings.is_empty() {
         String::new()
     } else {
@@ -86,11 +97,7 @@ pub fn declaration(
   - name: demo
     well_known_url: {issuer}/.well-known/openid-configuration
     audiences: [{AUDIENCE}]
-{environments}    discovery:
-      issuer: {issuer}
-      jwks_uri: {jwks_uri}
-      token_endpoint: {issuer}/token
-apis:
+{environments}{discovery}apis:
   - name: pets
     version: v1
     base_path: /pets/v1
