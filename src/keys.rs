@@ -58,17 +58,20 @@
 //!            DispatchFailed) }; resume waiting requests when !fetch_in_flight(now)
 //! request:   keys(now) has the kid → verify; else match unknown_kid_shared(slot, now, parse)
 //!            { Fetch → dispatch + pause, Wait → pause, Decide → verify with keys(now) or 503 }
-//! response:  no headers → on_failure_shared(no_answer_error(now)); else check_size(body_size),
+//! response:  no headers, or made_by_proxy(status, headers) (Envoy's own 503/504 for a lost
+//!            answer) → on_failure_shared(no_answer_error(now)); else check_size(body_size),
 //!            then on_response_shared(status, headers, body, parse)
 //! 503:       require_keys(now) → KeysError::KeyManagerUnavailable { retry_after_seconds, .. }
 //! ```
 
+mod answer;
 mod cache;
 mod error;
 mod record;
 mod shared;
 mod timing;
 
+pub use answer::made_by_proxy;
 pub use cache::{CacheState, CacheStatus, Fetched, KeyCache, UnknownKidAction};
 pub use error::{BodyProblem, FetchError, KeysError};
 pub use record::{FetchReason, Lease, Record};

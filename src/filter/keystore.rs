@@ -11,7 +11,8 @@ use std::sync::Arc;
 use crate::config::Settings;
 use crate::jose::KeySet;
 use crate::keys::{
-    slot_key, BodyProblem, Expect, FetchError, KeyCache, SharedSlot, SlotError, UnknownKidAction,
+    made_by_proxy, slot_key, BodyProblem, Expect, FetchError, KeyCache, SharedSlot, SlotError,
+    UnknownKidAction,
 };
 use crate::policy::KeyManager;
 
@@ -179,6 +180,12 @@ impl KeyStore {
             .find(|(name, _)| name == ":status")
             .and_then(|(_, value)| value.parse::<u32>().ok())
             .unwrap_or(0);
+        if made_by_proxy(status, headers) {
+            // Envoy answered the call itself: the key manager timed out or was unreachable.
+            let error = self.cache.no_answer_error(now_ms);
+            self.fetch_failed(now, error);
+            return false;
+        }
         let body = body.unwrap_or_default();
         match self
             .cache
