@@ -9,6 +9,8 @@ const SECOND_MS: u64 = 1_000;
 const FLOOR_MS: u64 = 100;
 /// Time a lease outlives the fetch timeout before others treat the fetch as lost.
 const LEASE_GRACE_MS: u64 = 1_000;
+/// Largest slack when telling a timeout from a failed connection (see `timeout_slack_ms`).
+const TIMEOUT_SLACK_MS: u64 = 50;
 
 /// Sanitized timing and size limits of one key manager's cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,12 @@ impl Timing {
     /// How long a fetch may hold the lease: past this, others assume its answer is lost.
     pub fn lease_ms(&self) -> u64 {
         self.fetch_timeout_ms.saturating_add(LEASE_GRACE_MS)
+    }
+
+    /// How much earlier than `fetch_timeout_ms` a fetch that ended without an answer still
+    /// counts as timed out: a tenth of the timeout, at most 50 ms (timer and clock granularity).
+    pub fn timeout_slack_ms(&self) -> u64 {
+        (self.fetch_timeout_ms / 10).min(TIMEOUT_SLACK_MS)
     }
 
     /// Delay before retry number `failures` (1 = first retry): doubles, capped at the maximum.
@@ -161,6 +169,21 @@ mod tests {
             vec![1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]
         );
         assert_eq!(t.backoff_ms(u32::MAX), 60_000);
+    }
+
+    #[test]
+    fn timeout_slack_is_a_tenth_up_to_50_ms() {
+        let with = |ms: u64| {
+            Timing::from_settings(&Settings {
+                jwks_fetch_timeout_ms: ms,
+                ..Settings::default()
+            })
+            .timeout_slack_ms()
+        };
+        assert_eq!(with(100), 10);
+        assert_eq!(with(300), 30);
+        assert_eq!(with(500), 50);
+        assert_eq!(with(5_000), 50);
     }
 
     #[test]
