@@ -195,6 +195,11 @@ fn down_at_start_is_503_then_recovers_within_the_retry_interval() {
         .stat("wasmcustom.keygate_jwks_fetches")
         .unwrap_or(0);
     assert!(attempts_while_down >= 1, "no fetch was even tried");
+    assert!(
+        stack.envoy.log().contains("not fetched: jwks_unreachable"),
+        "a refused connection is reported as unreachable:\n{}",
+        stack.envoy.log()
+    );
 
     // Up again, and no request: only the timer's retry can load the keys.
     assert_eq!(
@@ -288,12 +293,25 @@ fn failed_refreshes_keep_old_keys_and_never_forward_a_bad_token() {
         body.extend_from_slice(b"\"}");
         body
     };
-    let faults: [(&str, Mode); 5] = [
-        ("500", Mode::Status(500)),
-        ("slow", Mode::Delay(Duration::from_millis(TIMEOUT_MS * 3))),
-        ("garbage", Mode::Body(b"{\"keys\": [ not json".to_vec())),
-        ("no keys", Mode::Body(br#"{"keys":[]}"#.to_vec())),
-        ("10 MB", Mode::Body(ten_mb)),
+    // Each fault with the error code the filter logs when it refuses that answer.
+    let faults: [(&str, Mode, &str); 5] = [
+        ("500", Mode::Status(500), "jwks_http_status"),
+        (
+            "slow",
+            Mode::Delay(Duration::from_millis(TIMEOUT_MS * 3)),
+            "jwks_timeout",
+        ),
+        (
+            "garbage",
+            Mode::Body(b"{\"keys\": [ not json".to_vec()),
+            "jwks_malformed",
+        ),
+        (
+            "no keys",
+            Mode::Body(br#"{"keys":[]}"#.to_vec()),
+            "jwks_no_usable_key",
+        ),
+        ("10 MB", Mode::Body(ten_mb), "jwks_too_large"),
     ];
     let probes = [
         Probe::Good,
@@ -304,7 +322,9 @@ fn failed_refreshes_keep_old_keys_and_never_forward_a_bad_token() {
     let mut tally = Tally::default();
     let mut report = Vec::new();
     let forwarded_before = stack.echo.request_count();
-    for (name, mode) in faults {
+    let mut previous = "";
+    for (name, mode, error) in faults {
+        let log_before = stack.envoy.log().len();
         let fetches_before = rig.proxy.fetch_count();
         let failures_before = stack
             .envoy
@@ -344,7 +364,21 @@ fn failed_refreshes_keep_old_keys_and_never_forward_a_bad_token() {
             .stat("wasmcustom.keygate_jwks_fetch_failures")
             .unwrap_or(0)
             - failures_before;
-        report.push(format!("{name}: {fetches} fetches, {failures} failed"));
+        let log = stack.envoy.log();
+        let phase_log = log.get(log_before..).unwrap_or_default();
+        let logged = phase_log.matches(error).count();
+        let codes = fetch_error_codes(phase_log);
+        report.push(format!(
+            "{name}: {fetches} fetches, {failures} failed, logged {codes:?}"
+        ));
+        assert!(logged >= 1, "{name}: no fetch refused with {error}");
+        // Each failure is reported for what it was; a fetch in flight when the fault changed
+        // may end with the previous phase's error.
+        assert!(
+            codes.keys().all(|code| code == error || code == previous),
+            "{name}: refused as {codes:?}, expected {error}"
+        );
+        previous = error;
         assert!(
             fetches >= 2,
             "{name}: only {fetches} fetches reached the proxy"
@@ -482,10 +516,12 @@ fn rotation_is_picked_up_on_first_use_and_retired_keys_stop_after_refresh() {
 }
 
 /// Issue 7: a flood of tokens with random unknown kids causes at most the rate-limited number of
-/// fetches: with `jwks_unknown_kid_refetch_seconds` = N, at most ceil(duration / N) + 1.
+/// fetches: with `jwks_unknown_kid_refetch_seconds` = N, at most ceil(duration / N) + 1. Four
+/// workers take the flood's connections, so the limit must hold across VMs, not per VM.
 #[test]
 fn unknown_kid_flood_is_rate_limited() {
     const N: u64 = 1;
+    const WORKERS: u32 = 4;
     const THREADS: usize = 4;
     const PER_THREAD: usize = 50;
     const SPACING: Duration = Duration::from_millis(60);
@@ -496,12 +532,13 @@ fn unknown_kid_flood_is_rate_limited() {
             ("jwks_unknown_kid_refetch_seconds", N),
             ("jwks_fetch_timeout_ms", 1_000),
         ],
-        1,
+        WORKERS,
         Mode::Pass,
     );
     let stack = &rig.stack;
     let good = stack.token("shop-app", "pets:read");
     wait_for_keys(&rig, &good);
+    let workers_before = worker_connections(stack);
     let stranger = stranger_key();
     let tokens: Vec<Vec<String>> = (0..THREADS)
         .map(|_| {
@@ -536,14 +573,24 @@ fn unknown_kid_flood_is_rate_limited() {
     let duration = start.elapsed();
     let fetches = rig.proxy.fetch_count() - before;
     let sent: usize = answers.iter().map(Vec::len).sum();
+    let busy_workers = worker_connections(stack)
+        .iter()
+        .zip(workers_before.iter())
+        .filter(|(after, before)| after > before)
+        .count();
     for response in answers.iter().flatten() {
         expect(response, 401, "unknown_kid", "flood");
     }
     let allowed = (duration.as_secs_f64() / N as f64).ceil() as usize + 1;
     println!(
         "flood: {sent} unknown-kid requests over {:.2} s caused {fetches} fetches \
-         (bound ceil(duration/{N})+1 = {allowed})",
+         (bound ceil(duration/{N})+1 = {allowed}); {busy_workers} of {WORKERS} workers took \
+         flood connections",
         secs(duration),
+    );
+    assert!(
+        busy_workers >= 2,
+        "the flood reached {busy_workers} worker(s)"
     );
     assert_eq!(sent, THREADS * PER_THREAD);
     assert_eq!(
@@ -558,6 +605,21 @@ fn unknown_kid_flood_is_rate_limited() {
     );
     // Real tokens were never held up by the flood.
     assert_eq!(get(stack.port, &good).status, 200);
+}
+
+/// The JWKS error codes the filter logged, with how often (`not fetched: X`, `refused: X`).
+fn fetch_error_codes(log: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut codes = std::collections::BTreeMap::new();
+    for line in log.lines() {
+        let code = line
+            .split_once("not fetched: ")
+            .or_else(|| line.split_once("refused: "))
+            .map(|(_, rest)| rest.split_whitespace().next().unwrap_or_default());
+        if let Some(code) = code {
+            *codes.entry(code.to_string()).or_insert(0) += 1;
+        }
+    }
+    codes
 }
 
 /// Issue 7: Envoy runs one VM per worker; with 4 workers the key manager still sees about one
@@ -582,6 +644,8 @@ fn four_workers_fetch_about_once_per_refresh() {
     let stack = &rig.stack;
     let good = stack.token("shop-app", "pets:read");
     wait_for_keys(&rig, &good);
+    let startup_fetches = rig.proxy.fetch_count();
+    println!("{WORKERS} workers: {startup_fetches} fetches until the first 200");
     let workers_before = worker_connections(stack);
     let forwarded = stack.echo.request_count();
     let fetches_before = rig.proxy.fetch_count();
@@ -745,6 +809,10 @@ fn stale_keys_expire_after_the_bound_then_recover() {
         "a 503 request was forwarded"
     );
     let dropped = rig.proxy.dropped_count();
+    assert!(
+        stack.envoy.log().contains("not fetched: jwks_unreachable"),
+        "a reset connection is reported as unreachable"
+    );
 
     let up = Instant::now();
     rig.proxy.set_mode(Mode::Pass);
