@@ -172,15 +172,10 @@ fn down_at_start_is_503_then_recovers_within_the_retry_interval() {
     let token = stack.token("shop-app", "pets:read");
 
     let mut tried = 0;
-    for _ in 0..4 {
+    let mut unavailable = |what: &str| {
         let response = get(stack.port, &token);
         tried += 1;
-        expect(
-            &response,
-            503,
-            "key_manager_unavailable",
-            "key manager down",
-        );
+        expect(&response, 503, "key_manager_unavailable", what);
         let seconds = retry_after(&response);
         assert!(
             (1..=RETRY_MAX + 2).contains(&seconds),
@@ -188,7 +183,25 @@ fn down_at_start_is_503_then_recovers_within_the_retry_interval() {
             RETRY_MAX + 2
         );
         thread::sleep(Duration::from_millis(300));
+    };
+    // Nothing listens: connections are refused.
+    for _ in 0..4 {
+        unavailable("connection refused");
     }
+    assert_eq!(
+        rig.proxy.fetch_count(),
+        0,
+        "refused connections are no requests"
+    );
+    // Something listens but closes every connection without an answer.
+    rig.proxy.set_mode(Mode::Down);
+    for _ in 0..5 {
+        unavailable("connection reset");
+    }
+    assert!(
+        rig.proxy.dropped_count() >= 1,
+        "no fetch reached the proxy while it dropped connections"
+    );
     assert_eq!(stack.echo.request_count(), 0, "a 503 request was forwarded");
     let attempts_while_down = stack
         .envoy
@@ -202,14 +215,10 @@ fn down_at_start_is_503_then_recovers_within_the_retry_interval() {
     );
 
     // Up again, and no request: only the timer's retry can load the keys.
-    assert_eq!(
-        rig.proxy.fetch_count(),
-        0,
-        "refused connections are no requests"
-    );
+    let dropped = rig.proxy.fetch_count();
     let up = Instant::now();
     rig.proxy.set_mode(Mode::Pass);
-    let fetched = wait_for_fetch_after(&rig.proxy, 0, Duration::from_secs(RETRY_MAX + 5));
+    let fetched = wait_for_fetch_after(&rig.proxy, dropped, Duration::from_secs(RETRY_MAX + 5));
     let fetch_after = fetched - up;
     let served = poll(Duration::from_secs(5), Duration::from_millis(50), || {
         let response = get(stack.port, &token);
@@ -219,8 +228,9 @@ fn down_at_start_is_503_then_recovers_within_the_retry_interval() {
     .unwrap_or_else(|| panic!("no 200 after the key manager came back"));
     let recovery = served - up;
     println!(
-        "down at start: {tried} requests, {attempts_while_down} fetch attempts while down; \
-         back up -> first fetch after {:.2} s, first 200 after {:.2} s",
+        "down at start: {tried} requests, {attempts_while_down} fetch attempts while down \
+         ({dropped} reached the proxy); back up -> first fetch after {:.2} s, first 200 after \
+         {:.2} s",
         secs(fetch_after),
         secs(recovery)
     );
