@@ -727,6 +727,32 @@ fn four_workers_fetch_about_once_per_refresh() {
     );
     assert!(per_refresh >= 0.5, "refreshes stalled: {per_refresh:.2}");
     assert_eq!(stat as usize, fetches, "filter and proxy disagree");
+
+    // Rotation with every worker asked at once: the first requests of the new key, spread over
+    // the workers, all pass, and the key manager sees one refetch (plus at most one refresh).
+    let new_kid = stack.km.rotate();
+    let new = stack.token("shop-app", "pets:read");
+    assert_eq!(support::decode_jwt_header(&new)["kid"], json!(new_kid));
+    let before = rig.proxy.fetch_count();
+    let first: Vec<u16> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let new = &new;
+                scope.spawn(move || get(port, new).status)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let rotation_fetches = rig.proxy.fetch_count() - before;
+    println!(
+        "{WORKERS} workers: {THREADS} concurrent first requests of a rotated key -> {first:?}, \
+         {rotation_fetches} fetch(es)"
+    );
+    assert!(first.iter().all(|s| *s == 200), "{first:?}");
+    assert!(
+        (1..=2).contains(&rotation_fetches),
+        "{rotation_fetches} fetches for one rotation"
+    );
 }
 
 /// Connections accepted by each worker of the gateway's listener, by worker index
