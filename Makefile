@@ -29,7 +29,7 @@ help:
 	@echo "make wasm   - build $(WASM:$(ROOT)/%=%)"
 	@echo "make cli    - build $(CLI:$(ROOT)/%=%)"
 	@echo "make lint   - rustfmt check, clippy native and wasm"
-	@echo "make bench  - cargo bench"
+	@echo "make bench  - verification per algorithm (criterion), then load through Envoy (wrk)"
 	@echo "make clean  - remove build output (distclean also removes .venv and node_modules)"
 
 deps: rust-target envoy npm wrk
@@ -89,8 +89,10 @@ lint: rust-target
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
 
-bench:
-	$(CARGO) bench
+# Native microbenchmarks of verification per algorithm, then a bounded load run through Envoy.
+bench: deps wasm cli
+	$(CARGO) bench --bench verify
+	$(ROOT)/envoy/bench.sh
 
 run: deps wasm cli
 	$(ROOT)/envoy/demo.sh

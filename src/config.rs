@@ -234,6 +234,9 @@ pub struct Settings {
     pub jwks_retry_max_seconds: u64,
     /// How long a request may wait for keys before it is answered 503.
     pub request_wait_ms: u64,
+    /// Verified tokens remembered per worker (0 disables): a repeated token skips the signature
+    /// check while the key set is unchanged; time, issuer and audience are checked every time.
+    pub token_cache_entries: usize,
 }
 
 impl Default for Settings {
@@ -254,6 +257,7 @@ impl Default for Settings {
             jwks_retry_initial_seconds: 1,
             jwks_retry_max_seconds: 60,
             request_wait_ms: 5_000,
+            token_cache_entries: 1_024,
         }
     }
 }

@@ -6,7 +6,10 @@
 //! two the shell may park the request while it fetches a JWKS; `finish` may be called again after a
 //! refetch, with `after_refetch` set so an unknown `kid` becomes a final answer.
 
-use crate::claims::Validation;
+use serde_json::{Map, Value};
+
+use crate::cache::VerifiedTokens;
+use crate::claims::{check, Validation};
 use crate::config::SUPPORTED_ALGORITHMS;
 use crate::identity::Identity;
 use crate::jose::{verify, KeySet, TokenError, UntrustedToken};
@@ -94,13 +97,23 @@ pub fn begin(policy: &Policy, request: &Request<'_>) -> Result<Pending, Outcome>
     })
 }
 
+/// A key manager's key set and its generation (changes whenever another set is adopted).
+#[derive(Debug, Clone, Copy)]
+pub struct Keys<'a> {
+    pub set: &'a KeySet,
+    pub generation: u64,
+}
+
 /// Second phase: signature and claims with the key manager's keys, then the application checks.
+/// A token verified before under the same key set skips the signature check (`cache`); its
+/// claims are checked again against `now` every time.
 pub fn finish(
     policy: &Policy,
     pending: Box<Pending>,
-    keys: Option<&KeySet>,
+    keys: Option<Keys<'_>>,
     now: f64,
     after_refetch: bool,
+    cache: &mut VerifiedTokens,
 ) -> Outcome {
     let Some(keys) = keys else {
         return Outcome::NeedKeys {
@@ -108,18 +121,32 @@ pub fn finish(
             unknown_kid: false,
         };
     };
-    match verify(&pending.token, keys, &pending.validation, now) {
+    let token = pending.token.as_str();
+    let km = pending.key_manager;
+    if let Some(claims) = cache.get(token, km, keys.generation) {
+        return match check(claims, &pending.validation, now) {
+            Ok(()) => authorized(policy, &pending, claims),
+            Err(err) => Outcome::Deny(invalid(&err)),
+        };
+    }
+    match verify(&pending.token, keys.set, &pending.validation, now) {
         Ok(verified) => {
-            match policy.authorize(&pending.route, pending.key_manager, &verified.claims) {
-                Ok(identity) => Outcome::Allow(Box::new(identity)),
-                Err(denial) => Outcome::Deny(denial),
-            }
+            let outcome = authorized(policy, &pending, &verified.claims);
+            cache.insert(token, km, keys.generation, verified.claims);
+            outcome
         }
         Err(TokenError::UnknownKid { .. }) if !after_refetch => Outcome::NeedKeys {
             pending,
             unknown_kid: true,
         },
         Err(err) => Outcome::Deny(invalid(&err)),
+    }
+}
+
+fn authorized(policy: &Policy, pending: &Pending, claims: &Map<String, Value>) -> Outcome {
+    match policy.authorize(&pending.route, pending.key_manager, claims) {
+        Ok(identity) => Outcome::Allow(Box::new(identity)),
+        Err(denial) => Outcome::Deny(denial),
     }
 }
 
@@ -132,8 +159,9 @@ pub fn decide<'k>(
 ) -> Outcome {
     match begin(policy, request) {
         Ok(pending) => {
-            let set = keys(pending.key_manager);
-            finish(policy, Box::new(pending), set, now, true)
+            let set = keys(pending.key_manager).map(|set| Keys { set, generation: 0 });
+            let mut no_cache = VerifiedTokens::new(0);
+            finish(policy, Box::new(pending), set, now, true, &mut no_cache)
         }
         Err(outcome) => outcome,
     }

@@ -6,6 +6,7 @@
 //! - `filter`: the proxy-wasm shell (wasm32 only) that moves bytes between Envoy and the core;
 //! - `cli`: the native companion command (`keygate`).
 
+pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod decide;

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::decide::{self, Outcome, Pending};
+use crate::cache::VerifiedTokens;
+use crate::decide::{self, Keys, Outcome, Pending};
 use crate::jose::KeySet;
 use crate::keys::FetchError;
 use crate::policy::Policy;
@@ -33,10 +34,12 @@ pub struct Gateway {
     /// Callout token → key manager index.
     callouts: BTreeMap<u32, usize>,
     metrics: Metrics,
+    pub verified: VerifiedTokens,
 }
 
 impl Gateway {
     pub fn new(policy: Policy) -> Self {
+        let capacity = policy.settings().token_cache_entries;
         let stores = policy
             .key_managers()
             .iter()
@@ -48,6 +51,7 @@ impl Gateway {
             parked: BTreeMap::new(),
             callouts: BTreeMap::new(),
             metrics: Metrics::new(),
+            verified: VerifiedTokens::new(capacity),
         }
     }
 
@@ -55,9 +59,12 @@ impl Gateway {
         self.policy.settings().request_wait_ms as f64 / 1000.0
     }
 
-    /// Usable keys of key manager `km` right now (adopting what another worker published).
-    pub fn keys_for(&mut self, km: usize, now: f64) -> Option<Arc<KeySet>> {
-        self.stores.get_mut(km).and_then(|store| store.keys(now))
+    /// Usable keys of key manager `km` right now (adopting what another worker published), with
+    /// their generation.
+    pub fn keys_for(&mut self, km: usize, now: f64) -> Option<(Arc<KeySet>, u64)> {
+        let store = self.stores.get_mut(km)?;
+        let keys = store.keys(now)?;
+        Some((keys, store.generation()))
     }
 
     /// Parks a request until keys arrive, starting a fetch when one is due; or says why it cannot wait.
@@ -84,12 +91,15 @@ impl Gateway {
             Need::DecideWithCurrentKeys => {
                 // Unknown kid but the refetch budget is spent: decide with what we have.
                 let keys = store.keys(now);
+                let generation = store.generation();
+                let keys = keys.as_deref().map(|set| Keys { set, generation });
                 return Err(decide::finish(
                     &self.policy,
                     parked.pending,
-                    keys.as_deref(),
+                    keys,
                     now,
                     true,
+                    &mut self.verified,
                 ));
             }
             Need::Unavailable { retry_after } => {
@@ -249,7 +259,14 @@ impl Gateway {
             }
             let outcome = match &keys {
                 // After a refetch (or when no fetch can help any more) an unknown kid is final.
-                Some(keys) => decide::finish(&self.policy, parked.pending, Some(keys), now, true),
+                Some(set) => decide::finish(
+                    &self.policy,
+                    parked.pending,
+                    Some(Keys { set, generation }),
+                    now,
+                    true,
+                    &mut self.verified,
+                ),
                 None => Outcome::Deny(Denial::KeyManagerUnavailable { retry_after }),
             };
             if self.apply(&outcome) {

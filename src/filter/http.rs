@@ -6,7 +6,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use crate::decide::{self, Outcome, Request};
+use crate::decide::{self, Keys, Outcome, Request};
 
 use super::gateway::{Gateway, Parked};
 use super::host;
@@ -72,12 +72,18 @@ impl HttpContext for Http {
             Ok(pending) => {
                 let km = pending.key_manager();
                 let keys = gateway.keys_for(km, now);
+                let keys = keys.as_ref().map(|(set, generation)| Keys {
+                    set,
+                    generation: *generation,
+                });
+                let gw = &mut *gateway;
                 decide::finish(
-                    &gateway.policy,
+                    &gw.policy,
                     Box::new(pending),
-                    keys.as_deref(),
+                    keys,
                     now,
                     false,
+                    &mut gw.verified,
                 )
             }
             Err(outcome) => outcome,

@@ -82,6 +82,12 @@ pub struct KeyStore {
     cache: KeyCache<KeySet>,
     slot: HostSlot,
     name: String,
+    /// The key set last served and the record version it came with. Holding the `Arc` keeps its
+    /// address from being reused, so `Arc::ptr_eq` tells a new set from the old one reliably.
+    last: Option<(Arc<KeySet>, u64)>,
+    /// Bumped whenever the served key set or the record version changes; verified-token cache
+    /// entries and parked requests are tied to it.
+    generation: u64,
 }
 
 impl KeyStore {
@@ -92,18 +98,42 @@ impl KeyStore {
                 key: slot_key(&manager.name, &manager.jwks.uri),
             },
             name: manager.name.clone(),
+            last: None,
+            generation: 0,
         }
     }
 
     /// Adopts what any worker published, then returns the keys usable now.
     pub fn keys(&mut self, now: f64) -> Option<Arc<KeySet>> {
         let _ = self.cache.sync_shared(&self.slot, parse);
-        self.cache.keys_shared(ms(now)).cloned()
+        let keys = self.cache.keys_shared(ms(now)).cloned();
+        self.note(keys.as_ref());
+        keys
     }
 
-    /// Version of the key set this worker serves (changes whenever new keys are adopted).
+    fn note(&mut self, keys: Option<&Arc<KeySet>>) {
+        let version = self.cache.record().version;
+        let same = match (&self.last, keys) {
+            (Some((old, old_version)), Some(new)) => {
+                Arc::ptr_eq(old, new) && *old_version == version
+            }
+            (None, None) => true,
+            (Some((_, old_version)), None) => *old_version == version,
+            (None, Some(_)) => false,
+        };
+        if !same {
+            self.generation = self.generation.wrapping_add(1);
+            if let Some(new) = keys {
+                self.last = Some((Arc::clone(new), version));
+            } else if let Some((_, v)) = self.last.as_mut() {
+                *v = version;
+            }
+        }
+    }
+
+    /// Generation of the key set this worker serves (changes whenever other keys are adopted).
     pub fn generation(&self) -> u64 {
-        self.cache.record().version
+        self.generation
     }
 
     pub fn fetching(&self, now: f64) -> bool {
