@@ -82,7 +82,6 @@ impl Gateway {
             }));
         };
         let mut parked = parked;
-        parked.generation = store.generation();
         match store.need(unknown_kid, now) {
             Need::Fetch => {
                 self.start_fetch(km, now);
@@ -106,6 +105,12 @@ impl Gateway {
                 return Err(Outcome::Deny(Denial::KeyManagerUnavailable { retry_after }));
             }
         }
+        // The generation it waits to see change (read after `need`, which may adopt new keys).
+        parked.generation = self
+            .stores
+            .get(km)
+            .map(KeyStore::generation)
+            .unwrap_or_default();
         self.parked.insert(context_id, parked);
         Ok(())
     }
