@@ -2,20 +2,25 @@
 //
 // The state is a list of private JWKs plus the kid of the current signer. oidc-provider builds its
 // keystore once per Provider instance, so server.mjs builds a fresh Provider whenever this changes.
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPair, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 
 function newKid(prefix) {
   return `${prefix}-${randomBytes(6).toString('hex')}`;
 }
 
-function rsaKey() {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+// Asynchronous generation on purpose: Node 20's generateKeyPairSync can deadlock when the garbage
+// collector destroys an earlier key-generation job while a synchronous one holds its lock.
+const generate = promisify(generateKeyPair);
+
+async function rsaKey() {
+  const { privateKey } = await generate('rsa', { modulusLength: 2048 });
   return { ...privateKey.export({ format: 'jwk' }), kid: newKid('rsa'), alg: 'RS256', use: 'sig' };
 }
 
-function ecKey() {
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+async function ecKey() {
+  const { privateKey } = await generate('ec', { namedCurve: 'P-256' });
   return { ...privateKey.export({ format: 'jwk' }), kid: newKid('ec'), alg: 'ES256', use: 'sig' };
 }
 
@@ -37,8 +42,8 @@ export class SigningKeys {
 
   // Two RSA keys (the first signs) and one EC P-256 key, so the JWKS always has several keys of
   // more than one type, as real key managers publish during rotations.
-  static generate(file) {
-    const keys = [rsaKey(), rsaKey(), ecKey()];
+  static async generate(file) {
+    const keys = [await rsaKey(), await rsaKey(), await ecKey()];
     const store = new SigningKeys({ signer: keys[0].kid, keys }, file);
     store.#save();
     return store;
@@ -46,7 +51,7 @@ export class SigningKeys {
 
   // Reuses the keys in `file` when it holds a valid state, so `make run` restarts keep the same
   // JWKS (tokens issued before a restart stay verifiable); otherwise generates and writes them.
-  static loadOrGenerate(file) {
+  static async loadOrGenerate(file) {
     if (file && existsSync(file)) {
       const parsed = JSON.parse(readFileSync(file, 'utf8'));
       if (isKeyState(parsed)) {
@@ -74,8 +79,8 @@ export class SigningKeys {
   }
 
   // A new RSA key becomes the signer; every older key stays published for tokens already issued.
-  rotate() {
-    const key = rsaKey();
+  async rotate() {
+    const key = await rsaKey();
     this.#state = { signer: key.kid, keys: [key, ...this.#state.keys] };
     this.#save();
     return key.kid;

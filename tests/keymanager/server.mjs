@@ -52,7 +52,7 @@ function sendJson(res, status, body) {
 
 const { port, keysFile, dataFile } = parseCli();
 const data = JSON.parse(readFileSync(dataFile, 'utf8'));
-const keys = SigningKeys.loadOrGenerate(keysFile);
+const keys = await SigningKeys.loadOrGenerate(keysFile);
 const cookieKeys = newCookieKeys();
 
 let issuer;
@@ -71,7 +71,7 @@ function rebuild() {
   handler = provider.callback();
 }
 
-function admin(req, res) {
+async function admin(req, res) {
   if (!isLoopback(req.socket.remoteAddress)) {
     sendJson(res, 403, { error: 'forbidden', error_description: 'admin endpoints are loopback only' });
     return;
@@ -82,7 +82,7 @@ function admin(req, res) {
       sendJson(res, 200, keys.describe());
       return;
     case 'POST /admin/rotate': {
-      const kid = keys.rotate();
+      const kid = await keys.rotate();
       rebuild();
       process.stderr.write(`keymanager: rotated, signer now ${kid}\n`);
       sendJson(res, 200, keys.describe());
@@ -103,7 +103,10 @@ function admin(req, res) {
 const server = createServer((req, res) => {
   if (req.url.startsWith('/admin/')) {
     req.resume();
-    admin(req, res);
+    admin(req, res).catch((err) => {
+      process.stderr.write(`keymanager: admin request failed: ${err.message}\n`);
+      sendJson(res, 500, { error: 'server_error', error_description: 'admin request failed' });
+    });
     return;
   }
   handler(req, res);

@@ -235,12 +235,10 @@ fn spawn(port: u16, tmp: &TempDir) -> (ProcessGuard, String, u16) {
     spawn_attempt(port, tmp, 1)
 }
 
-/// The key manager's keys file in `tmp`, seeded from the committed test keys on first use.
-///
-/// Generating RSA keys at start-up is what occasionally stalls Node 20 (a deadlock between a
-/// finished key-generation job and the garbage collector, seen with gdb in
-/// `KeyGenJob<RsaKeyGenTraits>::~KeyGenJob` under `Heap::PerformGarbageCollection`), so tests start
-/// from fixed keys; rotation still generates new ones.
+/// The key manager's keys file in `tmp`, seeded from the committed test keys on first use, so a
+/// test start skips RSA key generation (faster, and it is where Node 20 once deadlocked: a
+/// synchronous key-generation job against the garbage collector, seen with gdb in
+/// `KeyGenJob<RsaKeyGenTraits>::~KeyGenJob`; the key manager now generates asynchronously).
 fn seeded_keys(tmp: &TempDir) -> std::path::PathBuf {
     let path = tmp.join("keys.json");
     if !path.exists() {
@@ -287,8 +285,8 @@ fn spawn_attempt(port: u16, tmp: &TempDir, attempt: u32) -> (ProcessGuard, Strin
     let issuer = match wait_for_line(stdout, "KEYMANAGER READY", READY_DEADLINE) {
         Ok(issuer) => issuer,
         Err(e) if attempt < START_ATTEMPTS => {
-            // A Node 20 start can deadlock (see `seeded_keys`); a normal start takes about a
-            // second. Start it again rather than fail a test that has not begun.
+            // A normal start takes about a second; should one stall (see `seeded_keys`), start
+            // it again rather than fail a test that has not begun.
             process.stop();
             eprintln!(
                 "key manager did not start ({e}); starting it again\n{}",
