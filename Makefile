@@ -87,7 +87,7 @@ test: deps wasm
 lint: rust-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) --all-targets -- -D warnings
 
 # Native microbenchmarks of verification per algorithm, then a bounded load run through Envoy.
 bench: deps wasm cli

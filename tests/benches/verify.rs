@@ -11,60 +11,71 @@
     clippy::panic
 )]
 
+#[cfg(not(target_arch = "wasm32"))]
 #[path = "../common/mod.rs"]
 mod common;
 
-use std::hint::black_box;
-use std::time::Duration;
+// criterion is a native-only dev-dependency; the wasm32 build of this target is an empty main.
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
 
-use common::*;
-use criterion::{criterion_group, criterion_main, Criterion};
-use keygate::claims::Validation;
-use keygate::jose::{verify, KeySet, UntrustedToken};
-use serde_json::json;
+    use std::hint::black_box;
+    use std::time::Duration;
 
-fn parse_and_verify(c: &mut Criterion) {
-    let jwks_bytes = jwks(&all_keys());
-    let keys = KeySet::from_json(&jwks_bytes).unwrap();
-    let validation = Validation {
-        issuer: Some("https://idp.example".into()),
-        audiences: vec!["api://pets".into()],
-        ..Validation::default()
-    };
-    let mut group = c.benchmark_group("parse_verify");
-    group
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30);
-    for (alg, key, kid) in ALG_KEYS {
-        let token = token(
-            &json!({"alg": alg, "kid": kid, "typ": "at+jwt"}),
-            &claims(),
-            key,
-        );
-        group.bench_function(alg, |b| {
-            b.iter(|| {
-                let parsed = UntrustedToken::parse(black_box(&token)).unwrap();
-                verify(&parsed, &keys, &validation, NOW).unwrap()
-            })
+    use super::common::*;
+    use criterion::{criterion_group, Criterion};
+    use keygate::claims::Validation;
+    use keygate::jose::{verify, KeySet, UntrustedToken};
+    use serde_json::json;
+
+    fn parse_and_verify(c: &mut Criterion) {
+        let jwks_bytes = jwks(&all_keys());
+        let keys = KeySet::from_json(&jwks_bytes).unwrap();
+        let validation = Validation {
+            issuer: Some("https://idp.example".into()),
+            audiences: vec!["api://pets".into()],
+            ..Validation::default()
+        };
+        let mut group = c.benchmark_group("parse_verify");
+        group
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .sample_size(30);
+        for (alg, key, kid) in ALG_KEYS {
+            let token = token(
+                &json!({"alg": alg, "kid": kid, "typ": "at+jwt"}),
+                &claims(),
+                key,
+            );
+            group.bench_function(alg, |b| {
+                b.iter(|| {
+                    let parsed = UntrustedToken::parse(black_box(&token)).unwrap();
+                    verify(&parsed, &keys, &validation, NOW).unwrap()
+                })
+            });
+        }
+        group.finish();
+
+        let mut other = c.benchmark_group("other");
+        other
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .sample_size(30);
+        let es = token(&json!({"alg": "ES256", "kid": "k-p256"}), &claims(), "p256");
+        other.bench_function("parse_only", |b| {
+            b.iter(|| UntrustedToken::parse(black_box(&es)).unwrap())
         });
+        other.bench_function("jwks_7_keys", |b| {
+            b.iter(|| KeySet::from_json(black_box(&jwks_bytes)).unwrap())
+        });
+        other.finish();
     }
-    group.finish();
 
-    let mut other = c.benchmark_group("other");
-    other
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(30);
-    let es = token(&json!({"alg": "ES256", "kid": "k-p256"}), &claims(), "p256");
-    other.bench_function("parse_only", |b| {
-        b.iter(|| UntrustedToken::parse(black_box(&es)).unwrap())
-    });
-    other.bench_function("jwks_7_keys", |b| {
-        b.iter(|| KeySet::from_json(black_box(&jwks_bytes)).unwrap())
-    });
-    other.finish();
+    criterion_group!(benches, parse_and_verify);
 }
 
-criterion_group!(benches, parse_and_verify);
-criterion_main!(benches);
+#[cfg(not(target_arch = "wasm32"))]
+criterion::criterion_main!(native::benches);
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
