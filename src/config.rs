@@ -234,6 +234,10 @@ pub struct Settings {
     pub jwks_retry_max_seconds: u64,
     /// How long a request may wait for keys before it is answered 503.
     pub request_wait_ms: u64,
+    /// Requests one worker holds while keys are fetched, in all and for one key manager; beyond
+    /// either bound a request is answered 503 at once (never forwarded).
+    pub max_parked_requests: usize,
+    pub max_parked_per_key_manager: usize,
     /// Verified tokens remembered per worker (0 disables): a repeated token skips the signature
     /// check while the key set is unchanged; time, issuer and audience are checked every time.
     pub token_cache_entries: usize,
@@ -257,6 +261,8 @@ impl Default for Settings {
             jwks_retry_initial_seconds: 1,
             jwks_retry_max_seconds: 60,
             request_wait_ms: 5_000,
+            max_parked_requests: 1_024,
+            max_parked_per_key_manager: 256,
             token_cache_entries: 1_024,
         }
     }

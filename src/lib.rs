@@ -19,6 +19,7 @@ pub mod path;
 pub mod policy;
 pub mod response;
 pub mod routes;
+pub mod worker;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;

@@ -884,3 +884,69 @@ fn stale_keys_expire_after_the_bound_then_recover() {
     );
     assert!(dropped >= 1, "no fetch reached the proxy while down");
 }
+
+/// Issue 10: the JWKS fetch belongs to the key manager, not to the request that started it. A
+/// client whose token names the rotated key starts the unknown-kid refetch and resets its stream
+/// while the (slowed) key manager is still answering; a second client with the rotated key, parked
+/// on the same fetch, and a third after it both pass, with exactly that one fetch.
+#[test]
+fn a_client_reset_during_its_refetch_does_not_keep_the_rotated_key_out() {
+    use std::io::Write;
+    use std::net::TcpStream;
+
+    let rig = rig(
+        &[
+            ("jwks_fetch_timeout_ms", 4_000),
+            ("request_wait_ms", 6_000),
+            ("jwks_unknown_kid_refetch_seconds", 30),
+        ],
+        1,
+        Mode::Pass,
+    );
+    let stack = &rig.stack;
+    wait_for_keys(&rig, &stack.token("shop-app", "pets:read"));
+    stack.km.rotate();
+    let rotated = stack.token("shop-app", "pets:read");
+    rig.proxy
+        .set_mode(Mode::Delay(Duration::from_millis(1_200)));
+    let before = rig.proxy.fetch_count();
+
+    // The first client sends its request, then resets before the fetch can have answered.
+    let mut first = TcpStream::connect(("127.0.0.1", stack.port)).unwrap();
+    write!(
+        first,
+        "GET {PETS} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {rotated}\r\n\r\n"
+    )
+    .unwrap();
+    first.flush().unwrap();
+    assert!(
+        rig.proxy
+            .wait_for_fetches(before + 1, Duration::from_secs(3)),
+        "the rotated key started no refetch"
+    );
+    thread::sleep(Duration::from_millis(200));
+    let _ = first.shutdown(std::net::Shutdown::Both);
+    drop(first);
+
+    // The second client arrives while that fetch is still in flight and waits on it.
+    let sent = Instant::now();
+    let second = get(stack.port, &rotated);
+    let waited = sent.elapsed();
+    assert_eq!(
+        second.status, 200,
+        "parked on the reset client's fetch: {}",
+        second.body
+    );
+    rig.proxy.set_mode(Mode::Pass);
+    let third = get(stack.port, &rotated);
+    assert_eq!(third.status, 200, "after the refetch: {}", third.body);
+    assert_eq!(
+        rig.proxy.fetch_count(),
+        before + 1,
+        "one refetch served every client"
+    );
+    println!(
+        "reset during refetch: next client with the rotated key answered 200 after {:.0} ms, 1 fetch",
+        waited.as_secs_f64() * 1_000.0
+    );
+}

@@ -404,6 +404,10 @@ fn settings(c: &mut Checker, s: &Settings) {
         s.jwks_retry_max_seconds,
     );
     c.range("settings.request_wait_ms", s.request_wait_ms, 100, 60_000);
+    let parked = u64::try_from(s.max_parked_requests).unwrap_or(u64::MAX);
+    c.range("settings.max_parked_requests", parked, 1, 100_000);
+    let parked = u64::try_from(s.max_parked_per_key_manager).unwrap_or(u64::MAX);
+    c.range("settings.max_parked_per_key_manager", parked, 1, 100_000);
     let entries = u64::try_from(s.token_cache_entries).unwrap_or(u64::MAX);
     c.range("settings.token_cache_entries", entries, 0, 100_000);
 }

@@ -1,18 +1,209 @@
-//! Host calls that return values instead of panicking.
+//! The core's [`Host`] over proxy-wasm host calls.
 //!
-//! The SDK's trait methods unwrap host results; a filter must not abort a worker because the host
-//! refused one call, so the shell goes through these wrappers and logs the failure instead.
+//! Every call goes through `hostcalls` functions that return `Result` (the SDK's trait methods
+//! unwrap), so a host refusal becomes a value and a log line, never an aborted worker. Calls on a
+//! stream first make that stream the effective context. The SDK delivers a callout's answer to the
+//! context whose callback made it, so the worker dispatches only from root callbacks; a stream
+//! that needs a fetch wakes the root through a shared queue that only this worker listens to.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
-/// Seconds since the Unix epoch as the host sees them (0.0 if the host cannot tell).
-pub fn now() -> f64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+use crate::keys::{Expect, SlotError};
+use crate::worker::{Fetch, Host, StreamId};
+
+/// The host as seen from one callback: `current` is the context Envoy called into.
+pub struct ProxyHost<'m> {
+    current: u32,
+    /// This worker's wake-up queue (see `super::root`).
+    queue: Option<u32>,
+    /// The context host calls act on right now.
+    effective: u32,
+    metrics: &'m mut BTreeMap<String, Option<u32>>,
+}
+
+impl<'m> ProxyHost<'m> {
+    pub fn new(
+        current: u32,
+        queue: Option<u32>,
+        metrics: &'m mut BTreeMap<String, Option<u32>>,
+    ) -> Self {
+        ProxyHost {
+            current,
+            queue,
+            effective: current,
+            metrics,
+        }
+    }
+
+    fn focus(&mut self, context: u32) -> bool {
+        if self.effective == context {
+            return true;
+        }
+        if hostcalls::set_effective_context(context).is_ok() {
+            self.effective = context;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Drop for ProxyHost<'_> {
+    /// Hand the callback back to Envoy on the context it called into.
+    fn drop(&mut self) {
+        let current = self.current;
+        self.focus(current);
+    }
+}
+
+impl Host for ProxyHost<'_> {
+    fn now_ms(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(bytes), Some(cas))) => Some((bytes, cas)),
+            _ => None,
+        }
+    }
+
+    fn shared_set(&self, key: &str, bytes: &[u8], expect: Expect) -> Result<(), SlotError> {
+        // Envoy accepts any CAS value for a missing key and refuses a stale one for an existing
+        // key, so "must be absent" is spelled with a CAS value it never hands out.
+        let cas = match expect {
+            Expect::Absent => u32::MAX,
+            Expect::Cas(cas) => cas,
+        };
+        match hostcalls::set_shared_data(key, Some(bytes), Some(cas)) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(SlotError::CasMismatch),
+            Err(_) => Err(SlotError::Host),
+        }
+    }
+
+    fn dispatch(&mut self, fetch: &Fetch<'_>) -> Option<u32> {
+        let current = self.current;
+        self.focus(current);
+        let headers = vec![
+            (":method", "GET"),
+            (":path", fetch.path),
+            (":authority", fetch.authority),
+            ("accept", "application/jwk-set+json, application/json"),
+            ("user-agent", "keygate"),
+        ];
+        match hostcalls::dispatch_http_call(
+            fetch.cluster,
+            headers,
+            None,
+            vec![],
+            Duration::from_millis(fetch.timeout_ms),
+        ) {
+            Ok(token) => Some(token),
+            Err(status) => {
+                log::warn!(
+                    "keygate: JWKS fetch through cluster {} could not start: {status:?}",
+                    fetch.cluster
+                );
+                None
+            }
+        }
+    }
+
+    fn wake_root(&mut self) -> bool {
+        let Some(queue) = self.queue else {
+            return false;
+        };
+        match hostcalls::enqueue_shared_queue(queue, Some(b"w")) {
+            Ok(()) => true,
+            Err(status) => {
+                log::warn!("keygate: could not wake the root context: {status:?}");
+                false
+            }
+        }
+    }
+
+    fn fetch_headers(&self) -> Vec<(String, String)> {
+        hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default()
+    }
+
+    fn fetch_body(&self, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn set_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool {
+        if !self.focus(stream) {
+            return false;
+        }
+        let done = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).is_ok();
+        if !done {
+            log::warn!("keygate: could not set request header {name}");
+        }
+        done
+    }
+
+    fn remove_header(&mut self, stream: StreamId, name: &str) -> bool {
+        self.focus(stream) && hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_ok()
+    }
+
+    fn set_filter_state(&mut self, stream: StreamId, name: &str, value: &str) -> bool {
+        self.focus(stream) && hostcalls::set_property(vec![name], Some(value.as_bytes())).is_ok()
+    }
+
+    fn reply(
+        &mut self,
+        stream: StreamId,
+        status: u32,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> bool {
+        if !self.focus(stream) {
+            return false;
+        }
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        match hostcalls::send_http_response(status, headers, Some(body)) {
+            Ok(()) => true,
+            Err(status) => {
+                log::error!("keygate: could not send a local reply: {status:?}");
+                false
+            }
+        }
+    }
+
+    fn resume(&mut self, stream: StreamId) -> bool {
+        let done = self.focus(stream) && hostcalls::resume_http_request().is_ok();
+        if !done {
+            log::warn!("keygate: could not resume a request");
+        }
+        done
+    }
+
+    fn count(&mut self, name: &str) {
+        let id = match self.metrics.get(name) {
+            Some(id) => *id,
+            None => {
+                let id = hostcalls::define_metric(MetricType::Counter, name).ok();
+                self.metrics.insert(name.to_string(), id);
+                id
+            }
+        };
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
 }
 
 /// The plugin configuration bytes, if any.
@@ -22,124 +213,37 @@ pub fn plugin_configuration() -> Option<Vec<u8>> {
         .flatten()
 }
 
-pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
-}
-
+/// The current stream's request headers, pseudo-headers included.
 pub fn request_headers() -> Vec<(String, String)> {
     hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
 }
 
-/// Removes every incoming identity header: only the filter may set them.
-pub fn remove_identity_headers(prefix: &str) {
-    for (name, _) in request_headers() {
-        if crate::identity::is_identity_header(prefix, &name) {
-            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, &name);
-        }
-    }
-}
-
-pub fn set_request_header(name: &str, value: Option<&str>) {
-    if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).is_err() {
-        log::warn!("keygate: could not set request header {name}");
-    }
-}
-
-/// Sends a local reply for the current stream.
-pub fn send_reply(status: u32, headers: &[(String, String)], body: &[u8]) {
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    if let Err(status) = hostcalls::send_http_response(status, headers, Some(body)) {
+/// Last resort when the worker is unavailable (re-entrant call, failed configuration): fail closed.
+pub fn reply_internal_error() {
+    let body = br#"{"error":"server_error","error_description":"authorization unavailable","code":"internal_error"}"#;
+    let headers = vec![("content-type", "application/json")];
+    if let Err(status) = hostcalls::send_http_response(500, headers, Some(body)) {
         log::error!("keygate: could not send a local reply: {status:?}");
     }
 }
 
-/// Last resort when the shell's own state is unavailable: fail closed.
-pub fn reply_internal_error() {
-    send_reply(
-        500,
-        &[("content-type".to_string(), "application/json".to_string())],
-        br#"{"error":"server_error","error_description":"authorization unavailable","code":"internal_error"}"#,
-    );
-}
-
-pub fn resume_request() {
-    if hostcalls::resume_http_request().is_err() {
-        log::warn!("keygate: could not resume a request");
-    }
-}
-
-/// Makes `context_id` the stream later host calls act on.
-pub fn set_effective_context(context_id: u32) -> bool {
-    hostcalls::set_effective_context(context_id).is_ok()
-}
-
-/// Stores a value in the stream's filter state (readable in access logs as `wasm.<name>`).
-pub fn set_filter_state(name: &str, value: &str) {
-    let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
-}
-
-pub fn call_response_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default()
-}
-
-pub fn call_response_body(size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
-
-/// Starts an HTTP GET through an Envoy cluster; returns the callout token.
-pub fn dispatch_get(cluster: &str, authority: &str, path: &str, timeout_ms: u64) -> Option<u32> {
-    let headers = vec![
-        (":method", "GET"),
-        (":path", path),
-        (":authority", authority),
-        ("accept", "application/jwk-set+json, application/json"),
-        ("user-agent", "keygate"),
-    ];
-    match hostcalls::dispatch_http_call(
-        cluster,
-        headers,
-        None,
-        vec![],
-        std::time::Duration::from_millis(timeout_ms),
-    ) {
-        Ok(token) => Some(token),
+/// Registers this worker's wake-up queue under a name no other worker uses (Envoy notifies only
+/// the last context that registered a name).
+pub fn register_queue(name: &str) -> Option<u32> {
+    match hostcalls::register_shared_queue(name) {
+        Ok(id) => Some(id),
         Err(status) => {
-            log::warn!("keygate: JWKS fetch through cluster {cluster} could not start: {status:?}");
+            log::warn!("keygate: no wake-up queue ({status:?}); fetches start on the next tick");
             None
         }
     }
 }
 
-pub fn shared_get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-    hostcalls::get_shared_data(key).unwrap_or((None, None))
-}
-
-/// Compare-and-swap write (`CasMismatch` when another worker wrote first).
-pub fn shared_set_status(
-    key: &str,
-    value: &[u8],
-    cas: Option<u32>,
-) -> Result<(), proxy_wasm::types::Status> {
-    hostcalls::set_shared_data(key, Some(value), cas)
+/// Empties a queue (its items only say "wake up").
+pub fn drain_queue(queue: u32) {
+    while let Ok(Some(_)) = hostcalls::dequeue_shared_queue(queue) {}
 }
 
 pub fn set_tick_period_ms(ms: u64) {
-    let _ = hostcalls::set_tick_period(std::time::Duration::from_millis(ms));
-}
-
-/// A counter, defined once per name (the host returns the same id for the same name).
-pub fn counter(name: &str) -> Option<u32> {
-    hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
-}
-
-pub fn increment(id: u32) {
-    let _ = hostcalls::increment_metric(id, 1);
+    let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
 }

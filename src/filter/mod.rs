@@ -1,18 +1,37 @@
-//! The proxy-wasm shell (wasm32 only): reads host state, calls the core, applies the result.
-//!
-//! No policy lives here. `root` owns the compiled configuration and the key caches; `http` runs one
-//! request through the core's decision steps; `host` wraps the raw host calls so that a host error
-//! becomes a value instead of a panic inside the SDK's convenience methods.
+//! The proxy-wasm shell (wasm32 only): the core's `worker::Host` over Envoy's host calls, and the
+//! contexts that forward Envoy's callbacks to the worker. No decision is made here.
 
-mod gateway;
 mod host;
 mod http;
-mod keystore;
-mod metrics;
 mod root;
+
+use std::collections::BTreeMap;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;
+
+use crate::worker::Worker;
+
+/// Per-VM state shared by the root context and the stream contexts of one worker thread. Envoy
+/// calls a VM on one thread only, so `Rc<RefCell<_>>` is enough; every borrow is `try_borrow_mut`
+/// so that a re-entrant call fails closed instead of panicking.
+pub struct State {
+    worker: Worker,
+    /// Counter name → host metric id (defined on first use).
+    metrics: BTreeMap<String, Option<u32>>,
+    /// The shared queue that wakes this worker's root context (None: ticks do the work).
+    queue: Option<u32>,
+}
+
+impl State {
+    fn new(worker: Worker, queue: Option<u32>) -> Self {
+        State {
+            worker,
+            metrics: BTreeMap::new(),
+            queue,
+        }
+    }
+}
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);

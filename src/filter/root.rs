@@ -1,16 +1,19 @@
-//! The root context: configuration, the worker's gateway state, the timer, JWKS responses.
+//! The root context: configuration, the timer, JWKS callout answers.
 
 use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use crate::policy::Policy;
+use crate::worker::Worker;
 
-use super::gateway::Gateway;
-use super::host;
+use super::host::{self, ProxyHost};
 use super::http::Http;
+use super::State;
 
 /// Timer period: bounds how late a worker adopts keys another worker fetched, and how precisely
 /// parked requests time out.
@@ -18,16 +21,21 @@ const TICK_MS: u64 = 200;
 
 pub struct Root {
     context_id: u32,
-    gateway: Option<Rc<RefCell<Gateway>>>,
+    state: Option<Rc<RefCell<State>>>,
 }
 
 impl Root {
     pub fn new(context_id: u32) -> Self {
         Root {
             context_id,
-            gateway: None,
+            state: None,
         }
     }
+}
+
+/// A worker id unique among the VMs sharing the key records (WASI randomness via `RandomState`).
+fn worker_id() -> u64 {
+    RandomState::new().build_hasher().finish()
 }
 
 impl Context for Root {
@@ -38,9 +46,17 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
-        if let Some(gateway) = &self.gateway {
-            Gateway::fetch_done(gateway, token_id, body_size, self.context_id);
-        }
+        let Some(Ok(mut state)) = self.state.as_ref().map(|s| s.try_borrow_mut()) else {
+            log::error!("keygate: JWKS response arrived while the worker was busy");
+            return;
+        };
+        let State {
+            worker,
+            metrics,
+            queue,
+        } = &mut *state;
+        let mut host = ProxyHost::new(self.context_id, *queue, metrics);
+        worker.on_fetch_answer(&mut host, token_id, body_size);
     }
 }
 
@@ -52,8 +68,7 @@ impl RootContext for Root {
             );
             return false;
         };
-        let policy = Policy::from_json(&bytes);
-        match policy {
+        match Policy::from_json(&bytes) {
             Ok(policy) => {
                 log::info!(
                     "keygate: configured for environment {}: {} key manager(s), {} API(s)",
@@ -61,7 +76,10 @@ impl RootContext for Root {
                     policy.key_managers().len(),
                     policy.apis().len()
                 );
-                self.gateway = Some(Rc::new(RefCell::new(Gateway::new(policy))));
+                let id = worker_id();
+                let queue = host::register_queue(&format!("keygate.wakeup.{id:016x}"));
+                let worker = Worker::new(policy, id);
+                self.state = Some(Rc::new(RefCell::new(State::new(worker, queue))));
                 // The first tick pre-warms the key caches (clusters are ready by then).
                 host::set_tick_period_ms(TICK_MS);
                 true
@@ -74,9 +92,30 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if let Some(gateway) = &self.gateway {
-            Gateway::tick(gateway, self.context_id);
-        }
+        let Some(Ok(mut state)) = self.state.as_ref().map(|s| s.try_borrow_mut()) else {
+            return;
+        };
+        let State {
+            worker,
+            metrics,
+            queue,
+        } = &mut *state;
+        let mut host = ProxyHost::new(self.context_id, *queue, metrics);
+        worker.on_tick(&mut host);
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        host::drain_queue(queue_id);
+        let Some(Ok(mut state)) = self.state.as_ref().map(|s| s.try_borrow_mut()) else {
+            return;
+        };
+        let State {
+            worker,
+            metrics,
+            queue,
+        } = &mut *state;
+        let mut host = ProxyHost::new(self.context_id, *queue, metrics);
+        worker.on_wakeup(&mut host);
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -84,6 +123,6 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http::new(context_id, self.gateway.clone())))
+        Some(Box::new(Http::new(context_id, self.state.clone())))
     }
 }

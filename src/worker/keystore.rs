@@ -1,11 +1,10 @@
-//! One key manager's keys in one worker: the core's `KeyCache` over proxy-wasm shared data.
+//! One key manager's keys in one worker: the `keys` module's `KeyCache` over the host's shared data.
 //!
-//! The cache record lives in shared data so that all worker VMs of an Envoy serve the same keys and
-//! about one of them fetches per refresh (see `crate::keys` for the protocol). This file only adapts
-//! host calls and time units; every decision is the core's.
+//! The cache record lives in shared data so that every worker of an Envoy serves the same keys and
+//! about one of them fetches per refresh (the protocol is in `crate::keys`). This file adapts the
+//! host's shared data to `SharedSlot` and tracks the *generation* of the served key set, which the
+//! verified-token cache and parked requests are tied to.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use crate::config::Settings;
@@ -16,10 +15,11 @@ use crate::keys::{
 };
 use crate::policy::KeyManager;
 
-use super::host;
+use super::host::Host;
 
 /// What a request that lacks usable keys should do.
-pub enum Need {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Need {
     /// This worker took the fetch: dispatch it, then wait.
     Fetch,
     /// A fetch is in flight (here or in another worker): wait.
@@ -30,31 +30,28 @@ pub enum Need {
     Unavailable { retry_after: u64 },
 }
 
-/// The shared-data entry of one key manager.
-struct HostSlot {
-    key: String,
+/// How a JWKS callout ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Answered {
+    /// A new key set is served.
+    Keys,
+    /// The fetch failed; old keys (if any) stay.
+    Failed,
 }
 
-impl SharedSlot for HostSlot {
+/// The shared-data entry of one key manager, reached through the host.
+struct Slot<'h, H: Host> {
+    host: &'h H,
+    key: &'h str,
+}
+
+impl<H: Host> SharedSlot for Slot<'_, H> {
     fn read(&self) -> Option<(Vec<u8>, u32)> {
-        match host::shared_get(&self.key) {
-            (Some(bytes), Some(cas)) => Some((bytes, cas)),
-            _ => None,
-        }
+        self.host.shared_get(self.key)
     }
 
     fn write(&self, bytes: &[u8], expect: Expect) -> Result<(), SlotError> {
-        // Envoy accepts any CAS value for a missing key and refuses a stale one for an existing
-        // key, so "must be absent" is spelled with a CAS value it never hands out.
-        let cas = match expect {
-            Expect::Absent => u32::MAX,
-            Expect::Cas(cas) => cas,
-        };
-        match host::shared_set_status(&self.key, bytes, Some(cas)) {
-            Ok(()) => Ok(()),
-            Err(proxy_wasm::types::Status::CasMismatch) => Err(SlotError::CasMismatch),
-            Err(_) => Err(SlotError::Host),
-        }
+        self.host.shared_set(self.key, bytes, expect)
     }
 }
 
@@ -65,22 +62,9 @@ fn parse(body: &[u8]) -> Result<KeySet, BodyProblem> {
     })
 }
 
-fn ms(now: f64) -> u64 {
-    if now <= 0.0 {
-        0
-    } else {
-        (now * 1000.0) as u64
-    }
-}
-
-/// A worker id unique among the VMs sharing the record (WASI randomness via `RandomState`).
-fn worker_id() -> u64 {
-    RandomState::new().build_hasher().finish()
-}
-
-pub struct KeyStore {
+pub(super) struct KeyStore {
     cache: KeyCache<KeySet>,
-    slot: HostSlot,
+    slot_key: String,
     name: String,
     /// The key set last served and the record version it came with. Holding the `Arc` keeps its
     /// address from being reused, so `Arc::ptr_eq` tells a new set from the old one reliably.
@@ -91,12 +75,10 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    pub fn new(manager: &KeyManager, settings: &Settings) -> Self {
+    pub(super) fn new(manager: &KeyManager, settings: &Settings, worker_id: u64) -> Self {
         KeyStore {
-            cache: KeyCache::new(settings, worker_id()),
-            slot: HostSlot {
-                key: slot_key(&manager.name, &manager.jwks.uri),
-            },
+            cache: KeyCache::new(settings, worker_id),
+            slot_key: slot_key(&manager.name, &manager.jwks.uri),
             name: manager.name.clone(),
             last: None,
             generation: 0,
@@ -104,9 +86,13 @@ impl KeyStore {
     }
 
     /// Adopts what any worker published, then returns the keys usable now.
-    pub fn keys(&mut self, now: f64) -> Option<Arc<KeySet>> {
-        let _ = self.cache.sync_shared(&self.slot, parse);
-        let keys = self.cache.keys_shared(ms(now)).cloned();
+    pub(super) fn keys(&mut self, host: &impl Host, now_ms: u64) -> Option<Arc<KeySet>> {
+        let slot = Slot {
+            host,
+            key: &self.slot_key,
+        };
+        let _ = self.cache.sync_shared(&slot, parse);
+        let keys = self.cache.keys_shared(now_ms).cloned();
         self.note(keys.as_ref());
         keys
     }
@@ -132,35 +118,38 @@ impl KeyStore {
     }
 
     /// Generation of the key set this worker serves (changes whenever other keys are adopted).
-    pub fn generation(&self) -> u64 {
+    pub(super) fn generation(&self) -> u64 {
         self.generation
     }
 
-    pub fn fetching(&self, now: f64) -> bool {
-        self.cache.fetch_in_flight(ms(now))
+    pub(super) fn fetching(&self, now_ms: u64) -> bool {
+        self.cache.fetch_in_flight(now_ms)
     }
 
-    pub fn retry_after(&self, now: f64) -> u64 {
-        self.cache.retry_after(ms(now))
+    pub(super) fn retry_after(&self, now_ms: u64) -> u64 {
+        self.cache.retry_after(now_ms)
     }
 
-    pub fn fetch_timeout_ms(&self) -> u64 {
+    pub(super) fn fetch_timeout_ms(&self) -> u64 {
         self.cache.timing().fetch_timeout_ms
     }
 
     /// A request lacks keys (none usable, or not the `kid` it names).
-    pub fn need(&mut self, unknown_kid: bool, now: f64) -> Need {
-        let now_ms = ms(now);
-        let has_keys = self.keys(now).is_some();
+    pub(super) fn need(&mut self, host: &impl Host, unknown_kid: bool, now_ms: u64) -> Need {
+        let has_keys = self.keys(host, now_ms).is_some();
+        let slot = Slot {
+            host,
+            key: &self.slot_key,
+        };
         if !unknown_kid && !has_keys {
             if self.cache.fetch_in_flight(now_ms) {
                 return Need::Wait;
             }
-            if self.cache.poll_shared(&self.slot, now_ms, parse).is_some() {
+            if self.cache.poll_shared(&slot, now_ms, parse).is_some() {
                 return Need::Fetch;
             }
         }
-        match self.cache.unknown_kid_shared(&self.slot, now_ms, parse) {
+        match self.cache.unknown_kid_shared(&slot, now_ms, parse) {
             UnknownKidAction::Fetch => Need::Fetch,
             UnknownKidAction::Wait => Need::Wait,
             UnknownKidAction::Decide if has_keys => Need::DecideWithCurrentKeys,
@@ -171,39 +160,46 @@ impl KeyStore {
     }
 
     /// Timer: adopt shared state; true when this worker just took a scheduled fetch.
-    pub fn refresh_due(&mut self, now: f64) -> bool {
-        let now_ms = ms(now);
-        let _ = self.cache.sync_shared(&self.slot, parse);
-        self.cache.poll_shared(&self.slot, now_ms, parse).is_some()
+    pub(super) fn refresh_due(&mut self, host: &impl Host, now_ms: u64) -> bool {
+        let slot = Slot {
+            host,
+            key: &self.slot_key,
+        };
+        let _ = self.cache.sync_shared(&slot, parse);
+        self.cache.poll_shared(&slot, now_ms, parse).is_some()
     }
 
-    pub fn fetch_failed(&mut self, now: f64, error: FetchError) {
+    pub(super) fn fetch_failed(&mut self, host: &impl Host, now_ms: u64, error: FetchError) {
         log::warn!(
             "keygate: JWKS of {} not fetched: {}",
             self.name,
             error.code()
         );
-        self.cache
-            .on_failure_shared(&self.slot, ms(now), error, parse);
+        let slot = Slot {
+            host,
+            key: &self.slot_key,
+        };
+        self.cache.on_failure_shared(&slot, now_ms, error, parse);
     }
 
-    /// The JWKS call answered: `headers` is empty when the host got no response at all.
-    pub fn fetch_answered(
+    /// The JWKS callout answered: `headers` is empty when the host got no response at all; `body`
+    /// is `None` when `body_size` is over the limit (it was not read).
+    pub(super) fn fetch_answered(
         &mut self,
-        now: f64,
+        host: &impl Host,
+        now_ms: u64,
         headers: &[(String, String)],
         body: Option<&[u8]>,
         body_size: usize,
-    ) -> bool {
-        let now_ms = ms(now);
+    ) -> Answered {
         if headers.is_empty() {
             let error = self.cache.no_answer_error(now_ms);
-            self.fetch_failed(now, error);
-            return false;
+            self.fetch_failed(host, now_ms, error);
+            return Answered::Failed;
         }
         if let Err(error) = self.cache.check_size(body_size) {
-            self.fetch_failed(now, error);
-            return false;
+            self.fetch_failed(host, now_ms, error);
+            return Answered::Failed;
         }
         let status = headers
             .iter()
@@ -213,25 +209,29 @@ impl KeyStore {
         if made_by_proxy(status, headers) {
             // Envoy answered the call itself: the key manager timed out or was unreachable.
             let error = self.cache.no_answer_error(now_ms);
-            self.fetch_failed(now, error);
-            return false;
+            self.fetch_failed(host, now_ms, error);
+            return Answered::Failed;
         }
         let body = body.unwrap_or_default();
+        let slot = Slot {
+            host,
+            key: &self.slot_key,
+        };
         match self
             .cache
-            .on_response_shared(&self.slot, now_ms, status, headers, body, parse)
+            .on_response_shared(&slot, now_ms, status, headers, body, parse)
         {
             Ok(()) => {
                 log::info!(
                     "keygate: JWKS of {} refreshed (version {})",
                     self.name,
-                    self.generation()
+                    self.cache.record().version
                 );
-                true
+                Answered::Keys
             }
             Err(error) => {
                 log::warn!("keygate: JWKS of {} refused: {}", self.name, error.code());
-                false
+                Answered::Failed
             }
         }
     }

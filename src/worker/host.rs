@@ -1,0 +1,64 @@
+//! What the worker needs from its host: the small surface the proxy-wasm shell implements over
+//! Envoy's host calls, and [`super::FakeHost`] implements in memory for native tests.
+
+use crate::keys::{Expect, SlotError};
+
+/// A request stream, as the host numbers it (proxy-wasm's context id).
+pub type StreamId = u32;
+
+/// An outgoing GET the worker wants made (a JWKS fetch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetch<'a> {
+    /// The Envoy cluster that reaches the key manager.
+    pub cluster: &'a str,
+    pub authority: &'a str,
+    pub path: &'a str,
+    pub timeout_ms: u64,
+}
+
+/// Host calls, each one that can fail returning a value instead of panicking.
+///
+/// Calls that act on a stream name it: the host makes that stream current for the call (the
+/// proxy-wasm shell through `set_effective_context`) and reports `false` when the stream is gone.
+pub trait Host {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+
+    /// A shared-data entry visible to every worker of this Envoy: bytes and their CAS value.
+    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// A compare-and-swap write of a shared-data entry.
+    fn shared_set(&self, key: &str, bytes: &[u8], expect: Expect) -> Result<(), SlotError>;
+
+    /// Starts a GET that belongs to the worker, not to any stream: its answer arrives through
+    /// [`super::Worker::on_fetch_answer`] even when the stream that needed it is gone. The worker
+    /// calls it only from root callbacks (tick, wake-up, callout answer). Returns the callout
+    /// token, or `None` when the host refused to start it.
+    fn dispatch(&mut self, fetch: &Fetch<'_>) -> Option<u32>;
+    /// Asks for a root callback ([`super::Worker::on_wakeup`]) as soon as the current callback
+    /// returns; false when the host cannot (the next tick then does the work).
+    fn wake_root(&mut self) -> bool;
+    /// Response headers of the callout being answered (empty when the host got no response).
+    fn fetch_headers(&self) -> Vec<(String, String)>;
+    /// Response body of the callout being answered, at most `size` bytes.
+    fn fetch_body(&self, size: usize) -> Vec<u8>;
+
+    /// Sets a request header of `stream` (replacing any value).
+    fn set_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool;
+    /// Removes a request header of `stream`.
+    fn remove_header(&mut self, stream: StreamId, name: &str) -> bool;
+    /// Filter state of `stream` (access logs read it as `wasm.<name>`).
+    fn set_filter_state(&mut self, stream: StreamId, name: &str, value: &str) -> bool;
+    /// Answers `stream` locally; it is not forwarded.
+    fn reply(
+        &mut self,
+        stream: StreamId,
+        status: u32,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> bool;
+    /// Lets a paused `stream` continue upstream.
+    fn resume(&mut self, stream: StreamId) -> bool;
+
+    /// Adds one to the counter `name`.
+    fn count(&mut self, name: &str);
+}

@@ -1,0 +1,480 @@
+//! The per-worker request path: one request from its headers to a verdict, requests parked while
+//! keys are fetched, JWKS callouts and the timer. Everything here talks to Envoy only through the
+//! [`Host`] trait, so the whole path runs natively against [`FakeHost`] in tests and benchmarks;
+//! the proxy-wasm shell (`src/filter/`) implements `Host` and forwards callbacks, nothing more.
+//!
+//! # Fetches belong to the key manager
+//! A JWKS fetch is started for a key manager, never for the request that happened to need it. A
+//! callout made while a stream's callback runs belongs to that stream (proxy-wasm delivers its
+//! answer to that stream, or nowhere once it is gone), so a request that needs a fetch only marks
+//! it wanted and asks the host for a root callback ([`Host::wake_root`]); the worker dispatches
+//! wanted fetches from root callbacks only ([`Worker::on_wakeup`], [`Worker::on_tick`]), and the
+//! answer reaches [`Worker::on_fetch_answer`] whatever happened to the client that triggered it.
+//! The worker maps the callout token to the key manager; an unknown token (late, duplicate, or
+//! from a previous configuration) is ignored.
+//!
+//! # Parked requests
+//! A request whose key manager has no usable keys yet, or whose token names a `kid` the key set
+//! lacks, is parked until the keys change, the fetch ends, or `request_wait_ms` passes (then 503
+//! with `Retry-After`). Parking is bounded: at most `settings.max_parked_per_key_manager` for one
+//! key manager and `settings.max_parked_requests` in all, per worker; a request beyond either bound
+//! is answered 503 `key_manager_unavailable` at once, never forwarded.
+
+mod host;
+mod keystore;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod fake;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cache::VerifiedTokens;
+use crate::decide::{self, Keys, Outcome, Pending, Request};
+use crate::identity::is_identity_header;
+use crate::keys::FetchError;
+use crate::policy::Policy;
+use crate::response::{reply, Denial};
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use fake::{Dispatched, FakeHost, Sent, SharedData, StreamLog};
+pub use host::{Fetch, Host, StreamId};
+
+use keystore::{Answered, KeyStore, Need};
+
+/// What the shell tells the host about the request headers it was handed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward upstream now.
+    Continue,
+    /// Stop here: the request was answered locally, or it is parked and the worker will answer
+    /// or resume it later.
+    Pause,
+}
+
+/// Counter names (Envoy shows them as `wasmcustom.<name>`; all workers add to one stat).
+pub mod counters {
+    pub const ALLOWED: &str = "keygate_allowed";
+    pub const DENIED: &str = "keygate_denied";
+    /// Followed by the denial's code.
+    pub const DENIED_PREFIX: &str = "keygate_denied_";
+    pub const JWKS_FETCHES: &str = "keygate_jwks_fetches";
+    pub const JWKS_FETCH_FAILURES: &str = "keygate_jwks_fetch_failures";
+    /// Requests answered 503 because the parking bounds were reached.
+    pub const PARKED_OVERFLOW: &str = "keygate_parked_overflow";
+}
+
+/// A request waiting for keys.
+struct Parked {
+    pending: Box<Pending>,
+    deadline_ms: u64,
+    /// The key set generation it saw when it parked; it wakes when that changes.
+    generation: u64,
+}
+
+/// One worker's request handling. Built from a compiled [`Policy`] at `on_configure`.
+pub struct Worker {
+    policy: Policy,
+    stores: Vec<KeyStore>,
+    parked: BTreeMap<StreamId, Parked>,
+    /// Callout token → key manager index.
+    callouts: BTreeMap<u32, usize>,
+    /// Key managers whose fetch this worker took the lease for and has not dispatched yet.
+    wanted: BTreeSet<usize>,
+    /// A root wake-up was asked for and has not run yet.
+    wakeup_asked: bool,
+    verified: VerifiedTokens,
+}
+
+impl Worker {
+    /// `worker_id` tells this worker apart from the others sharing the key records (any value
+    /// unique among them; the shell draws a random one).
+    pub fn new(policy: Policy, worker_id: u64) -> Worker {
+        let settings = policy.settings();
+        let stores = policy
+            .key_managers()
+            .iter()
+            .map(|km| KeyStore::new(km, settings, worker_id))
+            .collect();
+        let verified = VerifiedTokens::new(settings.token_cache_entries);
+        Worker {
+            policy,
+            stores,
+            parked: BTreeMap::new(),
+            callouts: BTreeMap::new(),
+            wanted: BTreeSet::new(),
+            wakeup_asked: false,
+            verified,
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Requests parked right now.
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Callouts started and not answered yet.
+    pub fn callouts_in_flight(&self) -> usize {
+        self.callouts.len()
+    }
+
+    /// The request headers of `stream` arrived (`headers` as the host lists them, pseudo-headers
+    /// included). Incoming identity headers are removed first, whatever the outcome.
+    pub fn on_request(
+        &mut self,
+        host: &mut impl Host,
+        stream: StreamId,
+        headers: &[(String, String)],
+    ) -> Verdict {
+        let prefix = &self.policy.settings().header_prefix;
+        for (name, _) in headers {
+            if is_identity_header(prefix, name) {
+                host.remove_header(stream, name);
+            }
+        }
+        let method = header(headers, ":method").unwrap_or_default();
+        let path = header(headers, ":path").unwrap_or_default();
+        let authorization = authorization(headers);
+        let request = Request {
+            method: &method,
+            path: &path,
+            authorization: authorization.as_deref(),
+        };
+        let now_ms = host.now_ms();
+        let outcome = match decide::begin(&self.policy, &request) {
+            Ok(pending) => {
+                let km = pending.key_manager();
+                self.finish(host, Box::new(pending), km, now_ms, false)
+            }
+            Err(outcome) => outcome,
+        };
+        match outcome {
+            Outcome::NeedKeys {
+                pending,
+                unknown_kid,
+            } => self.park(host, stream, pending, unknown_kid, now_ms),
+            other => self.apply(host, stream, &other),
+        }
+    }
+
+    /// The stream is gone (finished or reset by the client): forget it if it was parked.
+    pub fn on_done(&mut self, stream: StreamId) {
+        self.parked.remove(&stream);
+    }
+
+    /// A callout answered (`body_size` as the host reports it). Unknown tokens are ignored.
+    pub fn on_fetch_answer(&mut self, host: &mut impl Host, token: u32, body_size: usize) {
+        let Some(km) = self.callouts.remove(&token) else {
+            return;
+        };
+        let now_ms = host.now_ms();
+        let headers = host.fetch_headers();
+        let body = (body_size <= self.policy.settings().jwks_max_bytes)
+            .then(|| host.fetch_body(body_size));
+        let answered = self
+            .stores
+            .get_mut(km)
+            .map(|store| store.fetch_answered(host, now_ms, &headers, body.as_deref(), body_size));
+        if answered != Some(Answered::Keys) {
+            host.count(counters::JWKS_FETCH_FAILURES);
+        }
+        self.wake(host, km, now_ms);
+    }
+
+    /// The root callback asked for with [`Host::wake_root`]: dispatch the wanted fetches.
+    pub fn on_wakeup(&mut self, host: &mut impl Host) {
+        self.wakeup_asked = false;
+        let now_ms = host.now_ms();
+        self.dispatch_wanted(host, now_ms);
+    }
+
+    /// Timer: start due refreshes (and wanted fetches a lost wake-up left), adopt other workers'
+    /// keys, answer parked requests that waited too long.
+    pub fn on_tick(&mut self, host: &mut impl Host) {
+        let now_ms = host.now_ms();
+        self.dispatch_wanted(host, now_ms);
+        for km in 0..self.stores.len() {
+            let due = self
+                .stores
+                .get_mut(km)
+                .is_some_and(|store| store.refresh_due(host, now_ms));
+            if due {
+                let _ = self.start_fetch(host, km, now_ms);
+            }
+            self.wake(host, km, now_ms);
+        }
+        self.expire(host, now_ms);
+    }
+
+    /// The decision's second phase with the key manager's current keys.
+    fn finish(
+        &mut self,
+        host: &impl Host,
+        pending: Box<Pending>,
+        km: usize,
+        now_ms: u64,
+        after_refetch: bool,
+    ) -> Outcome {
+        let keys = self
+            .stores
+            .get_mut(km)
+            .and_then(|store| Some((store.keys(host, now_ms)?, store.generation())));
+        let keys = keys.as_ref().map(|(set, generation)| Keys {
+            set,
+            generation: *generation,
+        });
+        decide::finish(
+            &self.policy,
+            pending,
+            keys,
+            seconds(now_ms),
+            after_refetch,
+            &mut self.verified,
+        )
+    }
+
+    /// Parks a request until keys arrive (starting a fetch when one is due), or answers it now.
+    fn park(
+        &mut self,
+        host: &mut impl Host,
+        stream: StreamId,
+        pending: Box<Pending>,
+        unknown_kid: bool,
+        now_ms: u64,
+    ) -> Verdict {
+        let km = pending.key_manager();
+        let settings = self.policy.settings();
+        let here = self
+            .parked
+            .values()
+            .filter(|p| p.pending.key_manager() == km)
+            .count();
+        if self.parked.len() >= settings.max_parked_requests
+            || here >= settings.max_parked_per_key_manager
+        {
+            log::warn!("keygate: parked-request bound reached; answering 503");
+            host.count(counters::PARKED_OVERFLOW);
+            let retry_after = self.stores.get(km).map_or(1, |s| s.retry_after(now_ms));
+            return self.apply(
+                host,
+                stream,
+                &Outcome::Deny(Denial::KeyManagerUnavailable { retry_after }),
+            );
+        }
+        let deadline_ms = now_ms.saturating_add(settings.request_wait_ms);
+        let Some(store) = self.stores.get_mut(km) else {
+            let unavailable = Denial::KeyManagerUnavailable { retry_after: 1 };
+            return self.apply(host, stream, &Outcome::Deny(unavailable));
+        };
+        match store.need(host, unknown_kid, now_ms) {
+            Need::Fetch => {
+                self.wanted.insert(km);
+                if !self.wakeup_asked {
+                    self.wakeup_asked = host.wake_root();
+                }
+            }
+            Need::Wait => {}
+            Need::DecideWithCurrentKeys => {
+                // Unknown kid but the refetch budget is spent: decide with what we have.
+                let outcome = self.finish(host, pending, km, now_ms, true);
+                return self.apply(host, stream, &outcome);
+            }
+            Need::Unavailable { retry_after } => {
+                let unavailable = Denial::KeyManagerUnavailable { retry_after };
+                return self.apply(host, stream, &Outcome::Deny(unavailable));
+            }
+        }
+        // The generation it waits to see change (read after `need`, which may adopt new keys).
+        let generation = self.stores.get(km).map_or(0, KeyStore::generation);
+        self.parked.insert(
+            stream,
+            Parked {
+                pending,
+                deadline_ms,
+                generation,
+            },
+        );
+        Verdict::Pause
+    }
+
+    /// Dispatches every wanted fetch (root callbacks only). A refused dispatch answers the
+    /// requests waiting for it at once.
+    fn dispatch_wanted(&mut self, host: &mut impl Host, now_ms: u64) {
+        while let Some(km) = self.wanted.pop_first() {
+            if !self.start_fetch(host, km, now_ms) {
+                self.wake(host, km, now_ms);
+            }
+        }
+    }
+
+    /// Dispatches a fetch this worker took the lease for (root callbacks only); false when the
+    /// host refused it (the failure is recorded, so the lease is released and a retry scheduled).
+    fn start_fetch(&mut self, host: &mut impl Host, km: usize, now_ms: u64) -> bool {
+        let (Some(store), Some(manager)) =
+            (self.stores.get_mut(km), self.policy.key_managers().get(km))
+        else {
+            return false;
+        };
+        let fetch = Fetch {
+            cluster: &manager.jwks.cluster,
+            authority: &manager.jwks.authority,
+            path: &manager.jwks.path,
+            timeout_ms: store.fetch_timeout_ms(),
+        };
+        match host.dispatch(&fetch) {
+            Some(token) => {
+                self.callouts.insert(token, km);
+                host.count(counters::JWKS_FETCHES);
+                true
+            }
+            None => {
+                store.fetch_failed(host, now_ms, FetchError::DispatchFailed);
+                host.count(counters::JWKS_FETCH_FAILURES);
+                false
+            }
+        }
+    }
+
+    /// Answers or forwards `stream` according to a final outcome.
+    fn apply(&mut self, host: &mut impl Host, stream: StreamId, outcome: &Outcome) -> Verdict {
+        let settings = self.policy.settings();
+        match outcome {
+            Outcome::Pass => Verdict::Continue,
+            Outcome::Public => {
+                if settings.strip_authorization {
+                    host.remove_header(stream, "authorization");
+                }
+                Verdict::Continue
+            }
+            Outcome::Allow(identity) => {
+                for (name, value) in identity.headers(&settings.header_prefix) {
+                    host.set_header(stream, &name, &value);
+                }
+                if settings.strip_authorization {
+                    host.remove_header(stream, "authorization");
+                }
+                host.set_filter_state(stream, "keygate.application", &identity.application);
+                host.set_filter_state(stream, "keygate.client_id", &identity.client_id);
+                host.set_filter_state(stream, "keygate.key_manager", &identity.key_manager);
+                host.set_filter_state(stream, "keygate.code", "allowed");
+                host.count(counters::ALLOWED);
+                Verdict::Continue
+            }
+            Outcome::Deny(denial) => {
+                self.deny(host, stream, denial);
+                Verdict::Pause
+            }
+            Outcome::NeedKeys { .. } => {
+                // Never forwarded without a decision.
+                self.deny(
+                    host,
+                    stream,
+                    &Denial::KeyManagerUnavailable { retry_after: 1 },
+                );
+                Verdict::Pause
+            }
+        }
+    }
+
+    fn deny(&self, host: &mut impl Host, stream: StreamId, denial: &Denial) {
+        let answer = reply(denial, &self.policy.settings().realm);
+        log::info!(
+            "keygate: denied {} {}: {}",
+            answer.status,
+            denial.code(),
+            denial.description()
+        );
+        host.count(counters::DENIED);
+        host.count(&format!("{}{}", counters::DENIED_PREFIX, denial.code()));
+        host.set_filter_state(stream, "keygate.code", denial.code());
+        host.reply(
+            stream,
+            answer.status,
+            &answer.headers,
+            answer.body.as_bytes(),
+        );
+    }
+
+    /// Finishes parked requests of key manager `km` that can be decided now: the key set changed
+    /// since they parked, or no fetch is in flight any more (it failed or was never possible).
+    fn wake(&mut self, host: &mut impl Host, km: usize, now_ms: u64) {
+        let Some(store) = self.stores.get_mut(km) else {
+            return;
+        };
+        let has_keys = store.keys(host, now_ms).is_some();
+        let generation = store.generation();
+        let fetching = store.fetching(now_ms);
+        let retry_after = store.retry_after(now_ms);
+        let ready: Vec<StreamId> = self
+            .parked
+            .iter()
+            .filter(|(_, p)| p.pending.key_manager() == km)
+            .filter(|(_, p)| p.generation != generation || !fetching)
+            .map(|(id, _)| *id)
+            .collect();
+        for stream in ready {
+            let Some(parked) = self.parked.remove(&stream) else {
+                continue;
+            };
+            let outcome = if has_keys {
+                // After a refetch (or when no fetch can help any more) an unknown kid is final.
+                self.finish(host, parked.pending, km, now_ms, true)
+            } else {
+                Outcome::Deny(Denial::KeyManagerUnavailable { retry_after })
+            };
+            if self.apply(host, stream, &outcome) == Verdict::Continue {
+                host.resume(stream);
+            }
+        }
+    }
+
+    fn expire(&mut self, host: &mut impl Host, now_ms: u64) {
+        let late: Vec<StreamId> = self
+            .parked
+            .iter()
+            .filter(|(_, p)| p.deadline_ms <= now_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for stream in late {
+            let Some(parked) = self.parked.remove(&stream) else {
+                continue;
+            };
+            let retry_after = self
+                .stores
+                .get(parked.pending.key_manager())
+                .map_or(1, |s| s.retry_after(now_ms));
+            self.deny(host, stream, &Denial::KeyManagerUnavailable { retry_after });
+        }
+    }
+}
+
+fn seconds(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// The value of a header that must appear at most once (names compared ASCII case-insensitively).
+fn header(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+}
+
+/// `Authorization`, with repeated headers joined by commas as HTTP does (RFC 9110 §5.3): a
+/// request carrying two is then refused as malformed instead of being decided on either one.
+fn authorization(headers: &[(String, String)]) -> Option<String> {
+    let mut values = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.as_str());
+    let first = values.next()?;
+    let mut joined = first.to_string();
+    for more in values {
+        joined.push_str(", ");
+        joined.push_str(more);
+    }
+    Some(joined)
+}

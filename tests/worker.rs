@@ -1,0 +1,367 @@
+//! The worker's request path through the fake host: parking while keys are fetched, waking,
+//! expiry, callouts that outlive their stream, late and duplicate answers, parking bounds, and two
+//! workers sharing one key record. Real signed tokens and real verification; only the host is fake.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use common::{claims, jwks, public_jwk, token, NOW};
+use keygate::policy::Policy;
+use keygate::worker::{counters, FakeHost, Verdict, Worker};
+use serde_json::{json, Value};
+
+const NOW_MS: u64 = NOW as u64 * 1000;
+
+fn policy(settings: Value) -> Policy {
+    let cfg = json!({
+        "environment": "production",
+        "key_managers": [{
+            "name": "idp",
+            "issuer": "https://idp.example",
+            "audiences": ["api://pets"],
+            "jwks": {"uri": "https://idp.example/jwks", "cluster": "jwks_idp", "authority": "idp.example", "path": "/jwks"}
+        }],
+        "apis": [{"name": "pets", "base_path": "/pets", "resources": [
+            {"method": "GET", "path": "/items", "scopes": ["pets:read"]},
+            {"method": "GET", "path": "/health", "public": true}
+        ]}],
+        "applications": [{"name": "shop",
+            "client_ids": [{"key_manager": "idp", "client_id": "app-1"}],
+            "subscriptions": [{"api": "pets"}]}],
+        "settings": settings
+    });
+    Policy::from_json(cfg.to_string().as_bytes()).unwrap()
+}
+
+fn worker(settings: Value) -> Worker {
+    Worker::new(policy(settings), 7)
+}
+
+fn signed(kid: &str) -> String {
+    let mut c = claims();
+    c["scope"] = json!("pets:read");
+    token(&json!({"alg": "ES256", "kid": kid}), &c, "p256")
+}
+
+fn keys(kids: &[&str]) -> Vec<u8> {
+    let list: Vec<Value> = kids.iter().map(|kid| public_jwk("p256", kid)).collect();
+    jwks(&list)
+}
+
+fn headers(path: &str, token: Option<&str>) -> Vec<(String, String)> {
+    let mut h = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":path".to_string(), path.to_string()),
+        (":authority".to_string(), "api.example".to_string()),
+    ];
+    if let Some(token) = token {
+        h.push(("authorization".to_string(), format!("Bearer {token}")));
+    }
+    h
+}
+
+/// A request, then the root wake-up it may have asked for (Envoy runs it right after).
+fn get(worker: &mut Worker, host: &mut FakeHost, stream: u32, token: &str) -> Verdict {
+    let verdict = worker.on_request(host, stream, &headers("/pets/items", Some(token)));
+    host.run_wakeup(worker);
+    verdict
+}
+
+/// A worker that has fetched `kids` already.
+fn warmed(kids: &[&str], settings: Value) -> (Worker, FakeHost) {
+    let mut w = worker(settings);
+    let mut host = FakeHost::new(NOW_MS);
+    w.on_tick(&mut host);
+    let token = host.last_dispatch().unwrap().token;
+    host.answer(&mut w, token, 200, &keys(kids));
+    assert_eq!(host.counter(counters::JWKS_FETCH_FAILURES), 0);
+    (w, host)
+}
+
+fn allowed(host: &FakeHost, stream: u32) -> bool {
+    let log = host.stream(stream).unwrap();
+    log.reply.is_none()
+        && log
+            .set_headers
+            .iter()
+            .any(|(n, v)| n == "x-keygate-application" && v == "shop")
+}
+
+#[test]
+fn first_request_parks_fetches_once_and_resumes_with_identity() {
+    let mut w = worker(json!({}));
+    let mut host = FakeHost::new(NOW_MS);
+    let t = signed("k1");
+    assert_eq!(get(&mut w, &mut host, 10, &t), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 11, &t), Verdict::Pause);
+    assert_eq!(w.parked(), 2);
+    assert_eq!(host.dispatched.len(), 1, "one fetch for both requests");
+    let fetch = host.last_dispatch().unwrap().clone();
+    assert_eq!(
+        (fetch.cluster.as_str(), fetch.path.as_str()),
+        ("jwks_idp", "/jwks")
+    );
+    host.answer(&mut w, fetch.token, 200, &keys(&["k1"]));
+    assert_eq!(w.parked(), 0);
+    for stream in [10, 11] {
+        assert!(
+            allowed(&host, stream),
+            "stream {stream}: {:?}",
+            host.stream(stream)
+        );
+        assert!(host.stream(stream).unwrap().resumed);
+    }
+    assert_eq!(host.counter(counters::ALLOWED), 2);
+    assert_eq!(host.counter(counters::JWKS_FETCHES), 1);
+    // The next request is decided at once, with no further fetch.
+    assert_eq!(get(&mut w, &mut host, 12, &t), Verdict::Continue);
+    assert!(allowed(&host, 12));
+    assert_eq!(host.dispatched.len(), 1);
+}
+
+#[test]
+fn a_stream_callback_never_dispatches_the_fetch_itself() {
+    // A callout made in a stream's callback would belong to that stream and die with it.
+    let mut w = worker(json!({}));
+    let mut host = FakeHost::new(NOW_MS);
+    let h = headers("/pets/items", Some(&signed("k1")));
+    assert_eq!(w.on_request(&mut host, 5, &h), Verdict::Pause);
+    assert!(host.dispatched.is_empty());
+    assert_eq!(host.wakeups, 1, "the root is woken to dispatch");
+    // A second request on the same wanted fetch asks for no second wake-up.
+    assert_eq!(w.on_request(&mut host, 6, &h), Verdict::Pause);
+    assert_eq!(host.wakeups, 1);
+    host.run_wakeup(&mut w);
+    assert_eq!(host.dispatched.len(), 1);
+}
+
+#[test]
+fn a_lost_wake_up_is_made_good_by_the_next_tick() {
+    let mut w = worker(json!({}));
+    let mut host = FakeHost::new(NOW_MS);
+    let h = headers("/pets/items", Some(&signed("k1")));
+    assert_eq!(w.on_request(&mut host, 7, &h), Verdict::Pause);
+    host.wakeups = 0; // the host never calls back
+    host.now_ms += 200;
+    w.on_tick(&mut host);
+    assert_eq!(host.dispatched.len(), 1);
+    let token = host.last_dispatch().unwrap().token;
+    host.answer(&mut w, token, 200, &keys(&["k1"]));
+    assert!(allowed(&host, 7));
+}
+
+#[test]
+fn a_client_gone_while_its_fetch_is_in_flight_does_not_lose_the_answer() {
+    let (mut w, mut host) = warmed(&["k1"], json!({}));
+    let rotated = signed("k2");
+    // The request with the rotated key starts the unknown-kid refetch, then its client resets.
+    assert_eq!(get(&mut w, &mut host, 20, &rotated), Verdict::Pause);
+    let refetch = host.last_dispatch().unwrap().token;
+    assert_eq!(host.dispatched.len(), 2);
+    // Another client with the same new key waits on the same fetch.
+    assert_eq!(get(&mut w, &mut host, 21, &rotated), Verdict::Pause);
+    assert_eq!(host.dispatched.len(), 2, "waits on the fetch in flight");
+    w.on_done(20);
+    host.gone.insert(20);
+    assert_eq!(w.parked(), 1);
+    // The answer belongs to the worker: it is applied and the waiting request passes.
+    host.answer(&mut w, refetch, 200, &keys(&["k1", "k2"]));
+    assert!(allowed(&host, 21));
+    assert!(host.stream(21).unwrap().resumed);
+    assert!(
+        host.stream(20).is_none(),
+        "nothing is sent to a stream that is gone"
+    );
+    // And a later request with the rotated key passes without another fetch.
+    assert_eq!(get(&mut w, &mut host, 22, &rotated), Verdict::Continue);
+    assert!(allowed(&host, 22));
+    assert_eq!(host.dispatched.len(), 2);
+}
+
+#[test]
+fn late_duplicate_and_unknown_callouts_change_nothing() {
+    let (mut w, mut host) = warmed(&["k1"], json!({}));
+    let first = host.dispatched[0].token;
+    // The same answer again, and an answer for a token never dispatched.
+    host.answer(&mut w, first, 500, b"oops");
+    host.no_answer(&mut w, 4242);
+    assert_eq!(host.counter(counters::JWKS_FETCH_FAILURES), 0);
+    assert_eq!(w.callouts_in_flight(), 0);
+    assert_eq!(get(&mut w, &mut host, 30, &signed("k1")), Verdict::Continue);
+    assert!(allowed(&host, 30));
+}
+
+#[test]
+fn a_parked_request_times_out_with_503_and_retry_after() {
+    let mut w = worker(json!({"request_wait_ms": 1000}));
+    let mut host = FakeHost::new(NOW_MS);
+    assert_eq!(get(&mut w, &mut host, 40, &signed("k1")), Verdict::Pause);
+    host.now_ms += 500;
+    w.on_tick(&mut host);
+    assert!(host.reply_of(40).is_none(), "still within request_wait_ms");
+    host.now_ms += 600;
+    w.on_tick(&mut host);
+    let sent = host.reply_of(40).unwrap();
+    assert_eq!(sent.status, 503);
+    assert_eq!(sent.code().as_deref(), Some("key_manager_unavailable"));
+    let retry: u64 = sent.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    assert_eq!(w.parked(), 0);
+    assert!(!host.stream(40).unwrap().resumed);
+}
+
+#[test]
+fn no_answer_at_all_fails_parked_requests_closed() {
+    let mut w = worker(json!({}));
+    let mut host = FakeHost::new(NOW_MS);
+    assert_eq!(get(&mut w, &mut host, 50, &signed("k1")), Verdict::Pause);
+    let token = host.last_dispatch().unwrap().token;
+    host.no_answer(&mut w, token);
+    let sent = host.reply_of(50).unwrap();
+    assert_eq!(sent.status, 503);
+    assert_eq!(host.counter(counters::JWKS_FETCH_FAILURES), 1);
+    assert!(!host.stream(50).unwrap().resumed);
+}
+
+#[test]
+fn a_host_that_refuses_the_callout_answers_503_at_once() {
+    let mut w = worker(json!({}));
+    let mut host = FakeHost::new(NOW_MS);
+    host.refuse_dispatch = true;
+    assert_eq!(get(&mut w, &mut host, 55, &signed("k1")), Verdict::Pause);
+    assert_eq!(host.reply_of(55).unwrap().status, 503);
+    assert_eq!(w.parked(), 0);
+}
+
+#[test]
+fn parked_requests_are_bounded_per_key_manager_and_in_total() {
+    let mut w = worker(json!({"max_parked_per_key_manager": 3, "max_parked_requests": 5}));
+    let mut host = FakeHost::new(NOW_MS);
+    let t = signed("k1");
+    for stream in 100..110 {
+        assert_eq!(get(&mut w, &mut host, stream, &t), Verdict::Pause);
+    }
+    assert_eq!(w.parked(), 3);
+    assert_eq!(host.dispatched.len(), 1);
+    assert_eq!(host.counter(counters::PARKED_OVERFLOW), 7);
+    for stream in 103..110 {
+        let sent = host.reply_of(stream).unwrap();
+        assert_eq!(sent.status, 503);
+        assert!(sent.header("retry-after").is_some());
+    }
+    // The three within the bound still pass when the keys arrive.
+    let token = host.last_dispatch().unwrap().token;
+    host.answer(&mut w, token, 200, &keys(&["k1"]));
+    for stream in 100..103 {
+        assert!(allowed(&host, stream));
+    }
+}
+
+#[test]
+fn the_total_bound_holds_across_key_managers() {
+    let mut w = worker(json!({"max_parked_per_key_manager": 10, "max_parked_requests": 2}));
+    let mut host = FakeHost::new(NOW_MS);
+    let t = signed("k1");
+    for stream in 1..=4 {
+        get(&mut w, &mut host, stream, &t);
+    }
+    assert_eq!(w.parked(), 2);
+    assert_eq!(host.reply_of(3).unwrap().status, 503);
+    assert_eq!(host.reply_of(4).unwrap().status, 503);
+}
+
+#[test]
+fn two_workers_share_one_fetch_through_shared_data() {
+    let mut a = worker(json!({}));
+    let mut b = worker(json!({}));
+    let mut host_a = FakeHost::new(NOW_MS);
+    let mut host_b = host_a.sibling();
+    let t = signed("k1");
+    assert_eq!(get(&mut a, &mut host_a, 1, &t), Verdict::Pause);
+    // Worker B sees A's lease and waits instead of fetching.
+    assert_eq!(get(&mut b, &mut host_b, 2, &t), Verdict::Pause);
+    assert_eq!(host_a.dispatched.len(), 1);
+    assert!(host_b.dispatched.is_empty(), "only one worker fetches");
+    let token = host_a.last_dispatch().unwrap().token;
+    host_a.answer(&mut a, token, 200, &keys(&["k1"]));
+    assert!(allowed(&host_a, 1));
+    // B adopts the published keys on its next tick and finishes its parked request.
+    host_b.now_ms += 200;
+    b.on_tick(&mut host_b);
+    assert!(allowed(&host_b, 2), "{:?}", host_b.stream(2));
+    assert!(host_b.stream(2).unwrap().resumed);
+    assert!(host_b.dispatched.is_empty());
+}
+
+#[test]
+fn unknown_kid_refetch_is_rate_limited_then_decided_with_current_keys() {
+    let (mut w, mut host) = warmed(&["k1"], json!({"jwks_unknown_kid_refetch_seconds": 30}));
+    let forged = signed("nope");
+    assert_eq!(get(&mut w, &mut host, 60, &forged), Verdict::Pause);
+    let token = host.last_dispatch().unwrap().token;
+    host.answer(&mut w, token, 200, &keys(&["k1"]));
+    assert_eq!(host.reply_of(60).unwrap().status, 401);
+    // Within the refetch interval an unknown kid is refused at once, with no fetch.
+    let fetches = host.dispatched.len();
+    assert_eq!(get(&mut w, &mut host, 61, &forged), Verdict::Pause);
+    assert_eq!(host.reply_of(61).unwrap().status, 401);
+    assert_eq!(host.dispatched.len(), fetches);
+    assert_eq!(w.parked(), 0);
+}
+
+#[test]
+fn identity_headers_are_removed_and_authorization_follows_the_setting() {
+    let (mut w, mut host) = warmed(&["k1"], json!({"strip_authorization": true}));
+    let mut h = headers("/pets/items", Some(&signed("k1")));
+    h.push(("X-Keygate-Application".to_string(), "forged".to_string()));
+    assert_eq!(w.on_request(&mut host, 70, &h), Verdict::Continue);
+    let log = host.stream(70).unwrap();
+    assert!(log
+        .removed_headers
+        .iter()
+        .any(|n| n == "X-Keygate-Application"));
+    assert!(log.removed_headers.iter().any(|n| n == "authorization"));
+    assert!(allowed(&host, 70));
+    // A public resource: identity headers removed too, no token needed.
+    let mut h = headers("/pets/health", None);
+    h.push(("x-keygate-client-id".to_string(), "forged".to_string()));
+    assert_eq!(w.on_request(&mut host, 71, &h), Verdict::Continue);
+    assert!(host
+        .stream(71)
+        .unwrap()
+        .removed_headers
+        .iter()
+        .any(|n| n == "x-keygate-client-id"));
+}
+
+#[test]
+fn two_authorization_headers_are_refused_not_decided_on_either() {
+    let (mut w, mut host) = warmed(&["k1"], json!({}));
+    let mut h = headers("/pets/items", Some(&signed("k1")));
+    h.push((
+        "authorization".to_string(),
+        format!("Bearer {}", signed("k1")),
+    ));
+    assert_eq!(w.on_request(&mut host, 80, &h), Verdict::Pause);
+    assert_eq!(host.reply_of(80).unwrap().status, 400);
+}
+
+#[test]
+fn denials_are_answered_and_counted_by_code() {
+    let (mut w, mut host) = warmed(&["k1"], json!({}));
+    assert_eq!(
+        w.on_request(&mut host, 90, &headers("/pets/items", None)),
+        Verdict::Pause
+    );
+    let sent = host.reply_of(90).unwrap();
+    assert_eq!(sent.status, 401);
+    assert!(sent
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Bearer"));
+    assert_eq!(host.counter("keygate_denied_missing_token"), 1);
+    assert_eq!(host.counter(counters::DENIED), 1);
+    let state = &host.stream(90).unwrap().filter_state;
+    assert!(state.contains(&("keygate.code".to_string(), "missing_token".to_string())));
+}
