@@ -75,6 +75,8 @@ pub struct FakeHost {
     pub counters: BTreeMap<String, u64>,
     /// Root wake-ups asked for and not run yet (see [`FakeHost::run_wakeup`]).
     pub wakeups: u32,
+    /// When false, stream calls are counted but not logged (benchmarks run millions of them).
+    pub record: bool,
     /// Every host call made, for cost accounting.
     calls: Cell<u64>,
 }
@@ -84,6 +86,7 @@ impl FakeHost {
         FakeHost {
             now_ms,
             next_token: 1,
+            record: true,
             ..FakeHost::default()
         }
     }
@@ -95,6 +98,7 @@ impl FakeHost {
             shared: Rc::clone(&self.shared),
             // Tokens are per worker in Envoy; distinct ranges make mix-ups visible in tests.
             next_token: self.next_token.wrapping_add(1_000_000),
+            record: self.record,
             ..FakeHost::default()
         }
     }
@@ -159,7 +163,11 @@ impl FakeHost {
         if self.gone.contains(&stream) {
             return None;
         }
-        Some(self.streams.entry(stream).or_default())
+        let log = self.streams.entry(stream).or_default();
+        if !self.record {
+            *log = StreamLog::default();
+        }
+        Some(log)
     }
 }
 
