@@ -197,7 +197,10 @@ fn every_problem_is_reported_at_once() {
     );
     // The log line of a refused on_configure names every problem.
     let shown = errors.to_string();
-    assert!(shown.starts_with("3 problems: environment: missing; "), "{shown}");
+    assert!(
+        shown.starts_with("3 problems: environment: missing; "),
+        "{shown}"
+    );
     assert!(shown.contains("; settings.leeway_seconds: 9999"), "{shown}");
 }
 

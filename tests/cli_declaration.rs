@@ -164,13 +164,17 @@ fn fields_without_a_line_of_their_own_take_their_items_line() {
         ("unsupported_algorithm", 4, "key_managers[0].algorithms[0]")
     );
     // Settings have no line: the problem is reported with its path only, after the others.
-    let text = format!("{BASE}settings: {{leeway_seconds: 9999}}\n")
-        .replace("{api: pets}\n  - name: kiosk", "{api: cats}\n  - name: kiosk");
+    let text = format!("{BASE}settings: {{leeway_seconds: 9999}}\n").replace(
+        "{api: pets}\n  - name: kiosk",
+        "{api: cats}\n  - name: kiosk",
+    );
     let errs = errors(&text);
     let lines: Vec<u64> = errs.iter().map(DeclarationError::line).collect();
     assert_eq!(lines, [22, 0]);
     assert!(
-        errs[1].to_string().starts_with("settings.leeway_seconds: 9999"),
+        errs[1]
+            .to_string()
+            .starts_with("settings.leeway_seconds: 9999"),
         "{}",
         errs[1]
     );
@@ -248,7 +252,9 @@ fn well_known_urls_are_checked_before_anything_is_fetched() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].line(), 9);
     assert!(
-        errs[0].to_string().contains("key_managers[1].well_known_url")
+        errs[0]
+            .to_string()
+            .contains("key_managers[1].well_known_url")
             && errs[0].to_string().contains("https"),
         "{}",
         errs[0]
