@@ -8,33 +8,25 @@ use serde::{Deserialize, Serialize};
 mod error;
 mod validate;
 
-pub use error::{ConfigError, ConfigProblem};
+pub use error::{ConfigError, ConfigErrors, ConfigProblem};
 pub use validate::{SUPPORTED_ALGORITHMS, TENANT_PLACEHOLDER};
 
 impl PluginConfig {
-    /// Parse the plugin configuration JSON and validate it. A syntax or type error names the field
-    /// path (`key_managers[1].issuer: missing`); so does every semantic problem.
-    pub fn from_json(bytes: &[u8]) -> Result<PluginConfig, ConfigError> {
+    /// Parse the plugin configuration JSON: syntax and types only. A syntax or type error names
+    /// the field path (`key_managers[1].issuer: missing`). The semantic rules are the compiler's,
+    /// [`crate::policy::Policy::compile`], the one place that judges a configuration.
+    pub fn parse(bytes: &[u8]) -> Result<PluginConfig, ConfigError> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let config: PluginConfig = serde_path_to_error::deserialize(&mut deserializer)
             .map_err(|e| ConfigError::from_serde(e.path().to_string(), e.inner()))?;
         deserializer
             .end()
             .map_err(|e| ConfigError::from_serde(".".to_string(), &e))?;
-        config.validate()?;
         Ok(config)
     }
 
-    /// The first semantic problem, if any.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        match self.problems().into_iter().next() {
-            Some(problem) => Err(problem),
-            None => Ok(()),
-        }
-    }
-
-    /// Every semantic problem, in field order (the CLI reports them all at once).
-    pub fn problems(&self) -> Vec<ConfigError> {
+    /// Every semantic problem, in field order: the checking half of the compiler.
+    pub(crate) fn problems(&self) -> Vec<ConfigError> {
         validate::problems(self)
     }
 }

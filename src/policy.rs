@@ -7,8 +7,10 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use crate::claims::Validation;
 use crate::config::{
-    ConfigError, ConfigProblem, JwksSource, PluginConfig, Settings, SubscriptionState, UnknownApi,
+    ConfigError, ConfigErrors, ConfigProblem, JwksSource, PluginConfig, Settings,
+    SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
 };
 use crate::identity::Identity;
 use crate::issuer::{IssuerFit, IssuerPattern};
@@ -34,9 +36,39 @@ pub struct KeyManager {
     /// Trusted in this gateway's environment.
     pub enabled_here: bool,
     pub mapping: Mapping,
+    /// What this key manager's tokens must pass, built once at compile time; the exact issuer
+    /// is filled in per token ([`KeyManager::validation`]).
+    validation: Validation,
     pattern: IssuerPattern,
     /// Client id → application index.
     clients: HashMap<String, usize>,
+}
+
+impl KeyManager {
+    /// The checks a token of this key manager must pass, for the exact `iss` that
+    /// [`Policy::key_manager_for`] resolved.
+    pub fn validation(&self, issuer: String) -> Validation {
+        Validation {
+            issuer: Some(issuer),
+            ..self.validation.clone()
+        }
+    }
+
+    /// The signing algorithms accepted from this key manager (never empty, never HMAC).
+    pub fn accepted_algorithms(&self) -> &[String] {
+        &self.validation.algorithms
+    }
+}
+
+/// The algorithms the filter accepts for a configured list: the list itself, or, when it is empty,
+/// every asymmetric algorithm keygate supports. A key manager's JWKS is public, so HMAC (whose key
+/// would be that public value) is never among them; `check-token` uses the same rule.
+pub fn accepted_algorithms(configured: &[String]) -> Vec<String> {
+    if configured.is_empty() {
+        SUPPORTED_ALGORITHMS.iter().map(|a| a.to_string()).collect()
+    } else {
+        configured.to_vec()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -102,50 +134,19 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Parse, validate and compile the plugin configuration (what `on_configure` calls).
-    pub fn from_json(bytes: &[u8]) -> Result<Policy, ConfigError> {
-        Policy::compile(PluginConfig::from_json(bytes)?)
+    /// Parse and compile the plugin configuration (what `on_configure` calls, and what
+    /// `keygate generate` runs on the plugin config it writes).
+    pub fn from_json(bytes: &[u8]) -> Result<Policy, ConfigErrors> {
+        Policy::compile(PluginConfig::parse(bytes)?)
     }
 
-    /// Validate and compile a configuration.
-    pub fn compile(cfg: PluginConfig) -> Result<Policy, ConfigError> {
-        cfg.validate()?;
-        let specs: Vec<ApiSpec> = cfg
-            .apis
-            .iter()
-            .map(|api| ApiSpec {
-                base_path: &api.base_path,
-                resources: api
-                    .resources
-                    .iter()
-                    .map(|r| (r.method.as_str(), r.path.as_str()))
-                    .collect(),
-            })
-            .collect();
-        // Validation already compiled every template; this only fails if the two disagree.
-        let router = Router::new(&specs).map_err(|(api, resource, reason)| {
-            let (path, value) = match resource {
-                Some(r) => (
-                    format!("apis[{api}].resources[{r}].path"),
-                    cfg.apis
-                        .get(api)
-                        .and_then(|a| a.resources.get(r))
-                        .map(|r| r.path.clone()),
-                ),
-                None => (
-                    format!("apis[{api}].base_path"),
-                    cfg.apis.get(api).map(|a| a.base_path.clone()),
-                ),
-            };
-            ConfigError::new(
-                path,
-                ConfigProblem::Invalid {
-                    value: value.unwrap_or_default(),
-                    reason,
-                },
-            )
-        })?;
-        drop(specs);
+    /// The configuration compiler: every problem with its field path, or the policy. The checks
+    /// run once, here; nothing else judges a configuration.
+    pub fn compile(cfg: PluginConfig) -> Result<Policy, ConfigErrors> {
+        if let Some(errors) = ConfigErrors::from_vec(cfg.problems()) {
+            return Err(errors);
+        }
+        let router = router(&cfg)?;
 
         let api_index: HashMap<&str, usize> = cfg
             .apis
@@ -190,6 +191,13 @@ impl Policy {
             .zip(clients)
             .map(|(km, clients)| KeyManager {
                 enabled_here: km.environments.is_empty() || km.environments.contains(&environment),
+                validation: Validation {
+                    issuer: None,
+                    audiences: km.audiences.clone(),
+                    leeway_seconds: cfg.settings.leeway_seconds,
+                    require_exp: true,
+                    algorithms: accepted_algorithms(&km.algorithms),
+                },
                 pattern: IssuerPattern::new(&km.issuer, &km.tenants),
                 mapping: Mapping::new(&km.claims),
                 name: km.name,
@@ -397,6 +405,46 @@ impl Policy {
             resource: format!("{} {}", resource.method, resource.path),
         })
     }
+}
+
+/// The route matcher of a checked configuration. The checks above parse every base path, method
+/// and template with the same functions the router uses, so this cannot fail on a configuration
+/// that passed them; should the two ever disagree, the configuration is refused, never half-used.
+fn router(cfg: &PluginConfig) -> Result<Router, ConfigErrors> {
+    let specs: Vec<ApiSpec> = cfg
+        .apis
+        .iter()
+        .map(|api| ApiSpec {
+            base_path: &api.base_path,
+            resources: api
+                .resources
+                .iter()
+                .map(|r| (r.method.as_str(), r.path.as_str()))
+                .collect(),
+        })
+        .collect();
+    Router::new(&specs).map_err(|(api, resource, reason)| {
+        let (path, value) = match resource {
+            Some(r) => (
+                format!("apis[{api}].resources[{r}].path"),
+                cfg.apis
+                    .get(api)
+                    .and_then(|a| a.resources.get(r))
+                    .map(|r| r.path.clone()),
+            ),
+            None => (
+                format!("apis[{api}].base_path"),
+                cfg.apis.get(api).map(|a| a.base_path.clone()),
+            ),
+        };
+        ConfigErrors::from(ConfigError::new(
+            path,
+            ConfigProblem::Invalid {
+                value: value.unwrap_or_default(),
+                reason,
+            },
+        ))
+    })
 }
 
 fn invalid(code: &'static str, description: &str) -> Denial {

@@ -3,7 +3,7 @@
 // Helpers outside #[test] functions are test code too (clippy.toml only covers #[test] bodies).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-use keygate::config::{ConfigError, PluginConfig};
+use keygate::config::{ConfigError, ConfigErrors, PluginConfig};
 use keygate::policy::Policy;
 use serde_json::{json, Value};
 
@@ -13,8 +13,13 @@ fn fixture() -> Value {
     serde_json::from_str(FIXTURE).unwrap()
 }
 
-fn load(cfg: &Value) -> Result<PluginConfig, ConfigError> {
-    PluginConfig::from_json(cfg.to_string().as_bytes())
+/// What `on_configure` does with the configuration: the first problem, if any.
+fn load(cfg: &Value) -> Result<Policy, ConfigError> {
+    compile(cfg).map_err(|errors| errors.first().unwrap().clone())
+}
+
+fn compile(cfg: &Value) -> Result<Policy, ConfigErrors> {
+    Policy::from_json(cfg.to_string().as_bytes())
 }
 
 /// Set the value at a JSON pointer (`null` removes the key).
@@ -35,8 +40,7 @@ fn set(cfg: &mut Value, pointer: &str, value: Value) {
 
 #[test]
 fn the_fixture_is_valid() {
-    let cfg = load(&fixture()).unwrap();
-    assert!(cfg.problems().is_empty());
+    let cfg = PluginConfig::parse(FIXTURE.as_bytes()).unwrap();
     assert!(Policy::compile(cfg).is_ok());
 }
 
@@ -164,13 +168,14 @@ fn one_issuer_in_disjoint_environments_is_fine() {
 
 #[test]
 fn syntax_errors_carry_line_and_column() {
-    let e = PluginConfig::from_json(b"{\"environment\": \"x\",}").unwrap_err();
+    let e = PluginConfig::parse(b"{\"environment\": \"x\",}").unwrap_err();
     assert_eq!(e.code(), "syntax");
     assert!(e.to_string().contains("line 1"), "{e}");
-    let e = PluginConfig::from_json(b"{\"environment\": \"x\"} trailing").unwrap_err();
+    let e = PluginConfig::parse(b"{\"environment\": \"x\"} trailing").unwrap_err();
     assert_eq!(e.code(), "syntax");
-    let e = PluginConfig::from_json(b"").unwrap_err();
-    assert_eq!(e.code(), "syntax");
+    let e = Policy::from_json(b"").unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert_eq!(e.first().unwrap().code(), "syntax");
 }
 
 #[test]
@@ -180,7 +185,8 @@ fn every_problem_is_reported_at_once() {
     set(&mut cfg, "/apis/0/base_path", json!("x"));
     set(&mut cfg, "/settings/leeway_seconds", json!(9999));
     let parsed: PluginConfig = serde_json::from_value(cfg).unwrap();
-    let paths: Vec<String> = parsed.problems().into_iter().map(|e| e.path).collect();
+    let errors = Policy::compile(parsed).unwrap_err();
+    let paths: Vec<&str> = errors.as_slice().iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,
         vec![
@@ -189,16 +195,42 @@ fn every_problem_is_reported_at_once() {
             "settings.leeway_seconds"
         ]
     );
-    assert_eq!(Policy::compile(parsed).unwrap_err().path, "environment");
+    // The log line of a refused on_configure names every problem.
+    let shown = errors.to_string();
+    assert!(
+        shown.starts_with("3 problems: environment: missing; "),
+        "{shown}"
+    );
+    assert!(shown.contains("; settings.leeway_seconds: 9999"), "{shown}");
 }
 
 #[test]
 fn defaults_apply_when_fields_are_omitted() {
-    let cfg = PluginConfig::from_json(br#"{"environment": "production"}"#).unwrap();
+    let cfg = PluginConfig::parse(br#"{"environment": "production"}"#).unwrap();
     assert_eq!(cfg.settings.leeway_seconds, 60);
     assert_eq!(cfg.settings.header_prefix, "x-keygate-");
     assert_eq!(cfg.settings.realm, "keygate");
     let policy = Policy::compile(cfg).unwrap();
     assert_eq!(policy.environment(), "production");
     assert!(policy.key_managers().is_empty());
+}
+
+#[test]
+fn each_key_managers_validation_is_built_at_compile_time() {
+    let mut cfg = fixture();
+    set(&mut cfg, "/key_managers/1/algorithms", json!(["ES256"]));
+    set(&mut cfg, "/settings/leeway_seconds", json!(7));
+    let policy = compile(&cfg).unwrap();
+    let kms = policy.key_managers();
+    // No list: every asymmetric algorithm, never HMAC (the JWKS is public).
+    let default = kms[0].accepted_algorithms();
+    assert!(default.iter().any(|a| a == "RS256") && default.iter().any(|a| a == "EdDSA"));
+    assert!(!default.iter().any(|a| a.starts_with("HS")), "{default:?}");
+    assert_eq!(kms[1].accepted_algorithms(), ["ES256"]);
+    let v = kms[1].validation("https://iss.example".into());
+    assert_eq!(v.issuer.as_deref(), Some("https://iss.example"));
+    assert_eq!(v.leeway_seconds, 7);
+    assert!(v.require_exp);
+    assert_eq!(v.algorithms, ["ES256"]);
+    assert_eq!(v.audiences, kms[1].audiences);
 }

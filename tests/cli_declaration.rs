@@ -11,9 +11,11 @@
 mod cli_support;
 
 use cli_support::*;
+use keygate::cli::generate::{self, GenerateError, Loaded};
 use keygate::cli::validate::{parse, parse_with, DeclarationError};
 
-/// A valid declaration; tests break one thing at a time. Line numbers matter below.
+/// A valid declaration; tests break one thing at a time. Line numbers matter below. Discovery is
+/// inline, so nothing is fetched.
 const BASE: &str = "\
 gateway:
   environment: production
@@ -21,8 +23,10 @@ key_managers:
   - name: idp
     well_known_url: https://idp.example.com/.well-known/openid-configuration
     provider: keycloak
+    discovery: {issuer: https://idp.example.com, jwks_uri: https://idp.example.com/keys}
   - name: other
     well_known_url: https://other.example.com/.well-known/openid-configuration
+    discovery: {issuer: https://other.example.com, jwks_uri: https://other.example.com/keys}
 apis:
   - name: pets
     base_path: /pets/v1
@@ -42,8 +46,17 @@ applications:
       - {api: pets}
 ";
 
+/// What `generate --check` does in process: CLI checks, discovery, the filter's compiler.
+fn check(text: &str) -> Result<Loaded, Vec<DeclarationError>> {
+    match generate::resolve(text, false).and_then(generate::compile) {
+        Ok(loaded) => Ok(loaded),
+        Err(GenerateError::Declaration { errors }) => Err(errors),
+        Err(other) => panic!("not a declaration error: {other}"),
+    }
+}
+
 fn errors(text: &str) -> Vec<DeclarationError> {
-    parse(text).expect_err("declaration should be refused")
+    check(text).expect_err("declaration should be refused")
 }
 
 fn one_error(text: &str) -> DeclarationError {
@@ -54,24 +67,24 @@ fn one_error(text: &str) -> DeclarationError {
 
 #[test]
 fn the_base_declaration_is_valid() {
-    let decl = parse(BASE).unwrap();
+    let loaded = check(BASE).unwrap();
+    let decl = &loaded.declaration;
     assert_eq!(decl.applications.len(), 2);
     // The same client id under two different key managers is fine.
     assert_eq!(decl.applications[1].client_ids[0].client_id.value, "abc");
+    assert_eq!(loaded.policy.key_managers().len(), 2);
 }
 
 #[test]
 fn unknown_key_manager_in_an_application() {
     let err = one_error(&BASE.replace("{key_manager: other,", "{key_manager: nobody,"));
     assert_eq!(err.code(), "unknown_key_manager");
-    assert_eq!(err.line(), 23);
+    assert_eq!(err.line(), 25);
+    assert_eq!(err.field(), "applications[1].client_ids[0].key_manager");
     let text = err.to_string();
     assert!(
-        text.contains("applications[1].client_ids[0].key_manager"),
-        "{text}"
-    );
-    assert!(
-        text.contains("line 23") && text.contains("nobody"),
+        text.starts_with("line 25: applications[1].client_ids[0].key_manager: ")
+            && text.contains("nobody"),
         "{text}"
     );
 }
@@ -83,14 +96,14 @@ fn duplicate_client_id_names_both_applications() {
         "{key_manager: idp, client_id: abc}",
     ));
     assert_eq!(err.code(), "duplicate_client_id");
-    assert_eq!(err.line(), 23);
+    assert_eq!(err.line(), 25);
     let text = err.to_string();
     assert!(
         text.contains("applications[1].client_ids[0].client_id"),
         "{text}"
     );
     assert!(
-        text.contains("`kiosk`") && text.contains("`shop`") && text.contains("line 18"),
+        text.contains("\"shop\"") && text.ends_with("(line 20)"),
         "{text}"
     );
 }
@@ -104,29 +117,67 @@ fn unknown_api_in_a_subscription() {
     );
     let err = one_error(&text);
     assert_eq!(err.code(), "unknown_api");
-    assert_eq!(err.line(), 20);
-    assert!(err
-        .to_string()
-        .contains("applications[0].subscriptions[0].api"));
+    assert_eq!(err.line(), 22);
+    assert_eq!(err.field(), "applications[0].subscriptions[0].api");
 }
 
 #[test]
-fn malformed_path_templates() {
+fn path_templates_follow_the_filters_rules() {
     for (bad, why) in [
-        ("/pets/{id", "parameter"),
-        ("pets", "start with"),
+        ("/pets/{id", "whole segment"),
+        ("pets", "start with '/'"),
         ("/a//b", "empty segment"),
         ("/*/x", "last segment"),
+        ("/a|b", "literal segment may hold only"),
+        ("/caf\u{e9}", "literal segment may hold only"),
+        ("/pets/{}", "parameter name"),
     ] {
         let err = one_error(&BASE.replace("\"/pets/{id}\"", &format!("\"{bad}\"")));
-        assert_eq!(err.code(), "malformed_path_template", "{bad}");
-        assert_eq!(err.line(), 14, "{bad}");
-        let text = err.to_string();
-        assert!(
-            text.contains("apis[0].resources[1].path") && text.contains(why),
-            "{text}"
-        );
+        assert_eq!(err.code(), "invalid", "{bad}");
+        assert_eq!(err.line(), 16, "{bad}");
+        assert_eq!(err.field(), "apis[0].resources[1].path", "{bad}");
+        assert!(err.to_string().contains(why), "{bad}: {err}");
     }
+}
+
+#[test]
+fn fields_without_a_line_of_their_own_take_their_items_line() {
+    let err = one_error(&BASE.replacen("scopes: [pets:read]", "scopes: [pets read]", 1));
+    assert_eq!(
+        (err.code(), err.line(), err.field()),
+        ("invalid", 15, "apis[0].resources[0].scopes[0]")
+    );
+    let err = one_error(&BASE.replace(
+        "path: /pets, scopes: [pets:read]",
+        "path: /pets, groups: [\"\"]",
+    ));
+    assert_eq!(
+        (err.code(), err.line(), err.field()),
+        ("missing", 15, "apis[0].resources[0].groups[0]")
+    );
+    let err = one_error(&BASE.replace(
+        "    provider: keycloak\n",
+        "    provider: keycloak\n    algorithms: [HS256]\n",
+    ));
+    assert_eq!(
+        (err.code(), err.line(), err.field()),
+        ("unsupported_algorithm", 4, "key_managers[0].algorithms[0]")
+    );
+    // Settings have no line: the problem is reported with its path only, after the others.
+    let text = format!("{BASE}settings: {{leeway_seconds: 9999}}\n").replace(
+        "{api: pets}\n  - name: kiosk",
+        "{api: cats}\n  - name: kiosk",
+    );
+    let errs = errors(&text);
+    let lines: Vec<u64> = errs.iter().map(DeclarationError::line).collect();
+    assert_eq!(lines, [22, 0]);
+    assert!(
+        errs[1]
+            .to_string()
+            .starts_with("settings.leeway_seconds: 9999"),
+        "{}",
+        errs[1]
+    );
 }
 
 #[test]
@@ -136,7 +187,7 @@ fn unknown_fields_are_refused_with_their_line() {
         "    base_path: /pets/v1\n    basepath: /x\n",
     ));
     assert_eq!(err.code(), "syntax");
-    assert_eq!(err.line(), 12);
+    assert_eq!(err.line(), 14);
     assert!(err.to_string().contains("basepath"), "{err}");
 
     let err = one_error(&BASE.replace(
@@ -150,10 +201,10 @@ fn unknown_fields_are_refused_with_their_line() {
 fn duplicate_names_point_at_the_first_declaration() {
     let err = one_error(&BASE.replace("  - name: kiosk", "  - name: shop"));
     assert_eq!(err.code(), "duplicate_name");
-    assert_eq!(err.line(), 21);
+    assert_eq!(err.line(), 23);
     let text = err.to_string();
     assert!(
-        text.contains("applications[1].name") && text.contains("line 16"),
+        text.contains("applications[1].name") && text.ends_with("(line 18)"),
         "{text}"
     );
 
@@ -161,7 +212,7 @@ fn duplicate_names_point_at_the_first_declaration() {
     let errs = errors(&BASE.replace("  - name: other", "  - name: idp"));
     assert!(
         errs.iter()
-            .any(|e| e.code() == "duplicate_name" && e.line() == 7),
+            .any(|e| e.code() == "duplicate_name" && e.line() == 8),
         "{errs:?}"
     );
 }
@@ -184,25 +235,35 @@ fn unknown_provider_and_bad_values() {
         err.to_string().contains("gateway.listen") && err.line() == 3,
         "{err}"
     );
+}
 
-    let err = one_error(&BASE.replace(
-        "https://other.example.com/.well-known/openid-configuration",
-        "http://other.example.com/.well-known/openid-configuration",
-    ));
-    assert_eq!(err.line(), 8);
+/// The base declaration with the second key manager's discovery fetched from its URL.
+fn fetched_other(url: &str) -> String {
+    BASE.replace(
+        "    well_known_url: https://other.example.com/.well-known/openid-configuration\n    discovery: {issuer: https://other.example.com, jwks_uri: https://other.example.com/keys}\n",
+        &format!("    well_known_url: {url}\n"),
+    )
+}
+
+#[test]
+fn well_known_urls_are_checked_before_anything_is_fetched() {
+    let text = fetched_other("http://other.example.com/.well-known/openid-configuration");
+    let errs = parse(&text).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].line(), 9);
     assert!(
-        err.to_string().contains("key_managers[1].well_known_url")
-            && err.to_string().contains("https"),
-        "{err}"
+        errs[0]
+            .to_string()
+            .contains("key_managers[1].well_known_url")
+            && errs[0].to_string().contains("https"),
+        "{}",
+        errs[0]
     );
 }
 
 #[test]
 fn allow_http_lifts_the_https_rule_for_well_known_urls() {
-    let text = BASE.replace(
-        "https://other.example.com/.well-known/openid-configuration",
-        "http://other.example.com/.well-known/openid-configuration",
-    );
+    let text = fetched_other("http://other.example.com/.well-known/openid-configuration");
     assert!(parse(&text).is_err());
     assert!(parse_with(&text, true).is_ok());
     let per_key_manager = text.replace(
@@ -216,10 +277,11 @@ fn allow_http_lifts_the_https_rule_for_well_known_urls() {
 fn several_errors_are_reported_together_in_line_order() {
     let text = BASE
         .replace("{key_manager: other,", "{key_manager: nobody,")
-        .replace("\"/pets/{id}\"", "\"/pets/{id\"");
+        .replace("\"/pets/{id}\"", "\"/pets/{id\"")
+        .replace("base_path: /pets/v1", "base_path: /pets/v1/");
     let errs = errors(&text);
     let lines: Vec<u64> = errs.iter().map(DeclarationError::line).collect();
-    assert_eq!(lines, [14, 23]);
+    assert_eq!(lines, [13, 16, 25], "{errs:?}");
 }
 
 #[test]
@@ -249,7 +311,7 @@ fn the_command_prints_file_line_and_field_and_exits_1() {
     let err = stderr(&out);
     assert!(
         err.contains(&format!(
-            "{}:line 20: applications[0].subscriptions[0].api",
+            "{}:line 22: applications[0].subscriptions[0].api",
             input.display()
         )),
         "{err}"

@@ -155,21 +155,74 @@ fn missing_exp_is_refused_unless_allowed() {
     assert_eq!((r.status, r.verdict()["valid"].clone()), (0, json!(true)));
 }
 
+/// The filter's algorithm rule for a key manager without an `algorithms` list.
+fn filter_algorithms() -> Value {
+    json!(keygate::config::SUPPORTED_ALGORITHMS)
+}
+
 #[test]
-fn token_from_stdin_is_trimmed() {
+fn token_from_stdin_loses_only_one_trailing_line_break() {
     let jwks = jwks_file("stdin", &jwks(&all_keys()));
-    let t = token(&json!({"alg": "HS256", "kid": "k-oct"}), &claims(), "oct64");
-    let r = run(
-        &["--jwks", jwks.to_str().unwrap(), "--at", AT, "-"],
-        Some(&format!("  {t}\n\n")),
+    let j = jwks.to_str().unwrap();
+    let t = token(&json!({"alg": "ES256", "kid": "k-p256"}), &claims(), "p256");
+    for (input, reason) in [
+        (format!("{t}\n"), "valid"),
+        (format!("{t}\r\n"), "valid"),
+        (t.clone(), "valid"),
+        (format!("{t}\n\n"), "malformed_token"),
+        (format!("{t}\r"), "malformed_token"),
+        (format!("  {t}\n"), "malformed_token"),
+        (format!("{t} \n"), "malformed_token"),
+        (format!("\t{t}"), "malformed_token"),
+    ] {
+        let r = run(&["--jwks", j, "--at", AT, "-"], Some(&input));
+        assert_eq!(r.verdict()["reason"], reason, "{input:?}: {}", r.stderr);
+        assert_eq!(r.status, if reason == "valid" { 0 } else { 1 }, "{input:?}");
+    }
+    // An argument is taken as given: whitespace in it is not trimmed either.
+    let r = run(&["--jwks", j, "--at", AT, &format!(" {t}")], None);
+    assert_eq!(
+        (r.status, r.verdict()["reason"].clone()),
+        (1, json!("malformed_token"))
     );
-    assert_eq!(r.status, 0, "{}", r.stderr);
-    assert_eq!(r.verdict()["reason"], "valid");
+}
+
+#[test]
+fn hmac_is_refused_as_the_filter_refuses_it_and_the_algorithms_are_stated() {
+    // A JWKS with an oct key and a token signed with it: genuine, but the filter never accepts HMAC
+    // from a key manager, so check-token must not call it valid.
+    let jwks = jwks_file("hmac", &jwks(&all_keys()));
+    let j = jwks.to_str().unwrap();
+    let t = token(&json!({"alg": "HS256", "kid": "k-oct"}), &claims(), "oct64");
+    let r = run(&["--jwks", j, "--at", AT, &t], None);
+    assert_eq!(r.status, 1, "{}", r.stderr);
+    let v = r.verdict();
+    assert_eq!(v["reason"], "alg_not_allowed");
+    assert_eq!(v["algorithms"], filter_algorithms());
+    assert!(!v["algorithms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a.as_str().unwrap().starts_with("HS")));
+    // Every asymmetric algorithm the filter accepts is accepted here too.
+    for (alg, key, kid) in ALG_KEYS {
+        if alg.starts_with("HS") {
+            continue;
+        }
+        let t = token(&json!({"alg": alg, "kid": kid}), &claims(), key);
+        let r = run(&["--jwks", j, "--at", AT, &t], None);
+        assert_eq!(
+            (r.status, r.verdict()["reason"].clone()),
+            (0, json!("valid")),
+            "{alg}"
+        );
+        assert_eq!(r.verdict()["algorithms"], filter_algorithms());
+    }
 }
 
 #[test]
 fn unusable_jwks_is_invalid_with_the_keys_code() {
-    let t = token(&json!({"alg": "HS256", "kid": "k-oct"}), &claims(), "oct64");
+    let t = token(&json!({"alg": "ES256", "kid": "k-p256"}), &claims(), "p256");
     for (bytes, reason) in [
         (&b"{nope"[..], "jwks_not_json"),
         (&br#"{"x":1}"#[..], "jwks_no_keys"),
@@ -181,7 +234,10 @@ fn unusable_jwks_is_invalid_with_the_keys_code() {
         let jwks = jwks_file(reason, bytes);
         let r = run(&["--jwks", jwks.to_str().unwrap(), "--at", AT, &t], None);
         assert_eq!(r.status, 1);
-        assert_eq!(r.verdict(), json!({"valid": false, "reason": reason}));
+        assert_eq!(
+            r.verdict(),
+            json!({"valid": false, "reason": reason, "algorithms": filter_algorithms()})
+        );
     }
 }
 

@@ -22,6 +22,8 @@ fn main() {
         CheckToken(cli::check_token::Args),
         /// Fetch and check an OIDC discovery document; print the key-manager entry.
         Discover(cli::discover::Args),
+        /// Decide one request offline with the filter's own decision and say why.
+        Explain(cli::explain::Args),
         /// Turn a declaration (keygate.yaml) into plugin config, Envoy bootstrap and Istio manifests.
         Generate(cli::generate::Args),
         /// Print what a consumer needs to get a token and call the subscribed APIs.
@@ -39,6 +41,7 @@ fn main() {
     let code = match cli.command {
         Command::CheckToken(args) => cli::check_token::run(args),
         Command::Discover(args) => cli::discover::run(args),
+        Command::Explain(args) => cli::explain::run(args),
         Command::Generate(args) => cli::generate::run(args),
         Command::Instructions(args) => cli::instructions::run(args),
     };

@@ -20,7 +20,7 @@ pub type Located = Spanned<String>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Declaration {
-    pub gateway: Gateway,
+    pub gateway: GatewayDecl,
     #[serde(default)]
     pub key_managers: Vec<KeyManagerDecl>,
     #[serde(default)]
@@ -36,7 +36,7 @@ pub struct Declaration {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Gateway {
+pub struct GatewayDecl {
     pub environment: Located,
     /// Listener address `host:port`.
     #[serde(default)]

@@ -1,5 +1,10 @@
 //! `keygate generate`: declaration → plugin config, Envoy bootstrap, Istio manifests and a
 //! docker-compose file. `--check` stops after validation and discovery.
+//!
+//! Validation is the filter's: after discovery the plugin config is built, serialised exactly as it
+//! is written to `plugin-config.json`, and compiled by [`Policy::from_json`], the function the
+//! filter's `on_configure` calls. A declaration is refused exactly when the filter would refuse
+//! its plugin config, with each problem placed on the declaration's line.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -16,6 +21,7 @@ use crate::cli::oidc::{self, CheckedDiscovery};
 use crate::cli::plugin::{self, ClusterNaming};
 use crate::cli::validate::{self, DeclarationError};
 use crate::config::PluginConfig;
+use crate::policy::Policy;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -41,11 +47,33 @@ pub struct Args {
     pub allow_http: bool,
 }
 
-/// A declaration whose key managers all passed discovery, in declaration order.
+/// A declaration whose key managers all passed discovery (in declaration order) and whose plugin
+/// configs the filter's compiler accepted.
 #[derive(Debug)]
 pub struct Loaded {
     pub declaration: Declaration,
     pub discovered: Vec<CheckedDiscovery>,
+    /// The plugin config for the Envoy bootstrap, and its text as written to `plugin-config.json`.
+    pub plugin: PluginConfig,
+    pub plugin_json: String,
+    /// The plugin config for Istio (clusters named as Istio derives them).
+    pub istio_plugin: PluginConfig,
+    /// What the filter compiles from `plugin_json`.
+    pub policy: Policy,
+}
+
+/// A declaration whose key managers all passed discovery, before the filter's compiler ran.
+#[derive(Debug)]
+pub struct Resolved {
+    pub declaration: Declaration,
+    pub discovered: Vec<CheckedDiscovery>,
+}
+
+impl Resolved {
+    /// The plugin config the filter will read.
+    pub fn plugin_config(&self, naming: ClusterNaming) -> PluginConfig {
+        plugin::plugin_config(&self.declaration, &self.discovered, naming)
+    }
 }
 
 #[derive(Debug)]
@@ -107,13 +135,23 @@ impl fmt::Display for GenerateError {
     }
 }
 
-/// Reads, validates and resolves a declaration (fetching well-known URLs without `discovery:`).
+/// Reads, validates and resolves a declaration (fetching well-known URLs without `discovery:`),
+/// then compiles its plugin configs with the filter's compiler.
 pub fn load(input: &Path, allow_http: bool) -> Result<Loaded, GenerateError> {
-    let text = std::fs::read_to_string(input).map_err(|err| GenerateError::Io {
+    let text = read(input)?;
+    compile(resolve(&text, allow_http)?)
+}
+
+fn read(input: &Path) -> Result<String, GenerateError> {
+    std::fs::read_to_string(input).map_err(|err| GenerateError::Io {
         path: input.to_path_buf(),
         detail: err.to_string(),
-    })?;
-    let declaration = validate::parse_with(&text, allow_http)
+    })
+}
+
+/// Parses a declaration, runs the CLI's own checks and resolves every key manager's discovery.
+pub fn resolve(text: &str, allow_http: bool) -> Result<Resolved, GenerateError> {
+    let declaration = validate::parse_with(text, allow_http)
         .map_err(|errors| GenerateError::Declaration { errors })?;
     let mut discovered = Vec::new();
     for (i, km) in declaration.key_managers.iter().enumerate() {
@@ -137,9 +175,41 @@ pub fn load(input: &Path, allow_http: bool) -> Result<Loaded, GenerateError> {
         })?;
         discovered.push(checked);
     }
-    Ok(Loaded {
+    Ok(Resolved {
         declaration,
         discovered,
+    })
+}
+
+/// The plugin config as `plugin-config.json` holds it.
+pub fn plugin_config_json(plugin: &PluginConfig) -> Result<String, GenerateError> {
+    serde_json::to_string_pretty(plugin)
+        .map(|text| text + "\n")
+        .map_err(|err| GenerateError::Render {
+            what: "plugin-config.json",
+            detail: err.to_string(),
+        })
+}
+
+/// Runs the filter's compiler on the plugin configs of a resolved declaration: the text written to
+/// `plugin-config.json` first, then the Istio variant (which differs only in cluster names, so it
+/// can only fail where the first does; it is compiled anyway, since it is what sidecars load).
+pub fn compile(resolved: Resolved) -> Result<Loaded, GenerateError> {
+    let plugin = resolved.plugin_config(ClusterNaming::Envoy);
+    let istio_plugin = resolved.plugin_config(ClusterNaming::Istio);
+    let plugin_json = plugin_config_json(&plugin)?;
+    let refused = |errors| GenerateError::Declaration {
+        errors: validate::refused(&resolved.declaration, errors),
+    };
+    let policy = Policy::from_json(plugin_json.as_bytes()).map_err(refused)?;
+    Policy::from_json(plugin_config_json(&istio_plugin)?.as_bytes()).map_err(refused)?;
+    Ok(Loaded {
+        declaration: resolved.declaration,
+        discovered: resolved.discovered,
+        plugin,
+        plugin_json,
+        istio_plugin,
+        policy,
     })
 }
 
@@ -150,8 +220,7 @@ pub fn render(
     wasm_url: &str,
 ) -> Result<Vec<(String, String)>, GenerateError> {
     let decl = &loaded.declaration;
-    let plugin = plugin::plugin_config(decl, &loaded.discovered, ClusterNaming::Envoy);
-    let istio_plugin = plugin::plugin_config(decl, &loaded.discovered, ClusterNaming::Istio);
+    let plugin = &loaded.plugin;
     let listen = address(
         decl.gateway.listen.as_ref().map(|l| l.value.as_str()),
         DEFAULT_LISTEN,
@@ -186,14 +255,11 @@ pub fn render(
             detail: err.to_string(),
         }
     };
-    let mut files = vec![(
-        "plugin-config.json".to_string(),
-        serde_json::to_string_pretty(&plugin).map_err(json_err("plugin-config.json"))? + "\n",
-    )];
-    let envoy_local = envoy::bootstrap(decl, &plugin, &local).map_err(json_err("envoy.yaml"))?;
+    let mut files = vec![("plugin-config.json".to_string(), loaded.plugin_json.clone())];
+    let envoy_local = envoy::bootstrap(decl, plugin, &local).map_err(json_err("envoy.yaml"))?;
     files.push(("envoy.yaml".into(), yaml("envoy.yaml", &envoy_local)?));
     let envoy_container =
-        envoy::bootstrap(decl, &plugin, &container).map_err(json_err("compose/envoy.yaml"))?;
+        envoy::bootstrap(decl, plugin, &container).map_err(json_err("compose/envoy.yaml"))?;
     files.push((
         compose::COMPOSE_ENVOY_YAML.into(),
         yaml("compose/envoy.yaml", &envoy_container)?,
@@ -205,7 +271,7 @@ pub fn render(
             &compose::compose_file(wasm_path, &listen, &admin),
         )?,
     ));
-    for manifest in istio::manifests(decl, &istio_plugin, wasm_url) {
+    for manifest in istio::manifests(decl, &loaded.istio_plugin, wasm_url) {
         files.push((
             format!("istio/{}", manifest.file),
             yaml("istio manifest", &manifest.resource)?,
@@ -291,13 +357,6 @@ fn run_inner(args: &Args) -> Result<(), GenerateError> {
         .or_else(|| loaded.declaration.istio.wasm_url.clone())
         .unwrap_or_else(|| istio::DEFAULT_WASM_URL.to_string());
     let files = render(&loaded, &wasm.to_string_lossy(), &wasm_url)?;
-    // Rendering round-trips the plugin config through its own type, so a bug here fails --check.
-    if let Some((_, text)) = files.first() {
-        serde_json::from_str::<PluginConfig>(text).map_err(|err| GenerateError::Render {
-            what: "plugin-config.json",
-            detail: err.to_string(),
-        })?;
-    }
     let decl = &loaded.declaration;
     if args.check {
         println!(

@@ -1,10 +1,12 @@
-//! The native companion command `keygate`: `check-token`, `discover`, `generate`, `instructions`.
+//! The native companion command `keygate`: `check-token`, `discover`, `explain`, `generate`,
+//! `instructions`.
 
 pub mod check_token;
 pub mod compose;
 pub mod declaration;
 pub mod discover;
 pub mod envoy;
+pub mod explain;
 pub mod generate;
 pub mod http;
 pub mod instructions;

@@ -1,7 +1,13 @@
-//! Reading and checking a declaration. Every error names the field (as a path such as
-//! `applications[1].client_ids[0].client_id`) and the line, so the operator can jump to it.
+//! Reading a declaration and the checks only the CLI can make. Every error names the field (as a
+//! path such as `applications[1].client_ids[0].client_id`) and the line, so the operator can jump
+//! to it.
+//!
+//! The rules about what the filter accepts are not here: `generate` builds the plugin config and
+//! runs the filter's own compiler on it ([`crate::policy::Policy::from_json`]); [`refused`] maps
+//! each of its field paths back to the declaration's line. What stays here is what the plugin
+//! config does not carry: listener and admin addresses, well-known and upstream URLs, the
+//! claim-mapping preset's name.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -9,6 +15,7 @@ use crate::cli::declaration::{line_of, Declaration, Located};
 use crate::cli::oidc::{self, DiscoveryError};
 use crate::cli::presets::Preset;
 use crate::cli::url::{HttpUrl, UrlProblem};
+use crate::config::{ConfigError, ConfigErrors, ConfigProblem};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeclarationError {
@@ -18,65 +25,30 @@ pub enum DeclarationError {
         column: u64,
         detail: String,
     },
-    UnknownKeyManager {
-        field: String,
-        line: u64,
-        name: String,
-    },
-    UnknownApi {
-        field: String,
-        line: u64,
-        name: String,
-    },
-    DuplicateName {
-        field: String,
-        line: u64,
-        name: String,
-        first_line: u64,
-    },
-    /// A client id belongs to one application per key manager.
-    DuplicateClientId {
-        field: String,
-        line: u64,
-        key_manager: String,
-        client_id: String,
-        application: String,
-        other_application: String,
-        other_line: u64,
-    },
-    MalformedPathTemplate {
-        field: String,
-        line: u64,
-        path: String,
-        problem: PathProblem,
-    },
+    /// A value the plugin config does not carry, refused by the CLI.
     InvalidValue {
         field: String,
         line: u64,
         value: String,
         problem: ValueProblem,
     },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathProblem {
-    NoLeadingSlash,
-    EmptySegment,
-    DotSegment,
-    IllegalCharacter { character: char },
-    BadParameter,
-    DuplicateParameter { name: String },
-    WildcardNotLast,
+    /// The filter's compiler refused the plugin config built from the declaration: `error` is its
+    /// verdict (field path of the plugin config, which mirrors the declaration's), `line` where
+    /// that field is declared (0 when it has no line, e.g. `settings`), `other_line` the line of
+    /// the earlier declaration a duplicate collides with.
+    Refused {
+        line: u64,
+        other_line: Option<u64>,
+        error: ConfigError,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueProblem {
-    Empty,
     NotSocketAddress,
     BadUrl { problem: UrlProblem },
     UpstreamWithPath,
     UnknownProvider,
-    UnknownMethod,
     Discovery { error: DiscoveryError },
 }
 
@@ -84,24 +56,25 @@ impl DeclarationError {
     pub fn code(&self) -> &'static str {
         match self {
             DeclarationError::Syntax { .. } => "syntax",
-            DeclarationError::UnknownKeyManager { .. } => "unknown_key_manager",
-            DeclarationError::UnknownApi { .. } => "unknown_api",
-            DeclarationError::DuplicateName { .. } => "duplicate_name",
-            DeclarationError::DuplicateClientId { .. } => "duplicate_client_id",
-            DeclarationError::MalformedPathTemplate { .. } => "malformed_path_template",
             DeclarationError::InvalidValue { .. } => "invalid_value",
+            DeclarationError::Refused { error, .. } => error.code(),
         }
     }
 
     pub fn line(&self) -> u64 {
         match self {
             DeclarationError::Syntax { line, .. }
-            | DeclarationError::UnknownKeyManager { line, .. }
-            | DeclarationError::UnknownApi { line, .. }
-            | DeclarationError::DuplicateName { line, .. }
-            | DeclarationError::DuplicateClientId { line, .. }
-            | DeclarationError::MalformedPathTemplate { line, .. }
-            | DeclarationError::InvalidValue { line, .. } => *line,
+            | DeclarationError::InvalidValue { line, .. }
+            | DeclarationError::Refused { line, .. } => *line,
+        }
+    }
+
+    /// The field path (empty for a syntax error, which has only a position).
+    pub fn field(&self) -> &str {
+        match self {
+            DeclarationError::Syntax { .. } => "",
+            DeclarationError::InvalidValue { field, .. } => field,
+            DeclarationError::Refused { error, .. } => &error.path,
         }
     }
 }
@@ -114,74 +87,26 @@ impl fmt::Display for DeclarationError {
                 column,
                 detail,
             } => write!(f, "line {line}, column {column}: {detail}"),
-            DeclarationError::UnknownKeyManager { field, line, name } => write!(
-                f,
-                "line {line}: {field}: unknown key manager `{name}` (not in key_managers)"
-            ),
-            DeclarationError::UnknownApi { field, line, name } => {
-                write!(
-                    f,
-                    "line {line}: {field}: unknown API `{name}` (not in apis)"
-                )
-            }
-            DeclarationError::DuplicateName {
-                field,
-                line,
-                name,
-                first_line,
-            } => write!(
-                f,
-                "line {line}: {field}: `{name}` is already declared on line {first_line}"
-            ),
-            DeclarationError::DuplicateClientId {
-                field,
-                line,
-                key_manager,
-                client_id,
-                application,
-                other_application,
-                other_line,
-            } => write!(
-                f,
-                "line {line}: {field}: client id `{client_id}` of key manager `{key_manager}` is \
-                 used by application `{application}` and by application `{other_application}` \
-                 (line {other_line}); a client id belongs to one application"
-            ),
-            DeclarationError::MalformedPathTemplate {
-                field,
-                line,
-                path,
-                problem,
-            } => write!(
-                f,
-                "line {line}: {field}: malformed path template `{path}`: {problem}"
-            ),
             DeclarationError::InvalidValue {
                 field,
                 line,
                 value,
                 problem,
             } => write!(f, "line {line}: {field}: `{value}` {problem}"),
-        }
-    }
-}
-
-impl fmt::Display for PathProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PathProblem::NoLeadingSlash => f.write_str("must start with `/`"),
-            PathProblem::EmptySegment => f.write_str("has an empty segment (`//` or a trailing `/`)"),
-            PathProblem::DotSegment => f.write_str("has a `.` or `..` segment"),
-            PathProblem::IllegalCharacter { character } => {
-                write!(f, "contains `{character}` (not allowed in a path template)")
+            DeclarationError::Refused {
+                line,
+                other_line,
+                error,
+            } => {
+                if *line > 0 {
+                    write!(f, "line {line}: ")?;
+                }
+                write!(f, "{error}")?;
+                match other_line {
+                    Some(other) if *other > 0 => write!(f, " (line {other})"),
+                    _ => Ok(()),
+                }
             }
-            PathProblem::BadParameter => f.write_str(
-                "a parameter must be a whole segment `{name}` with a name of letters, digits or `_`",
-            ),
-            PathProblem::DuplicateParameter { name } => {
-                write!(f, "parameter `{name}` appears twice")
-            }
-            PathProblem::WildcardNotLast => f.write_str("`*` may only be the whole last segment"),
         }
     }
 }
@@ -189,7 +114,6 @@ impl fmt::Display for PathProblem {
 impl fmt::Display for ValueProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ValueProblem::Empty => f.write_str("must not be empty"),
             ValueProblem::NotSocketAddress => {
                 f.write_str("is not an IP:port address (e.g. 127.0.0.1:8080)")
             }
@@ -201,15 +125,13 @@ impl fmt::Display for ValueProblem {
                 let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
                 write!(f, "is not a known provider (one of: {})", names.join(", "))
             }
-            ValueProblem::UnknownMethod => {
-                f.write_str("is not an HTTP method (GET, POST, ..., or * for any)")
-            }
             ValueProblem::Discovery { error } => write!(f, "is refused: {error}"),
         }
     }
 }
 
-/// Parses and checks a declaration. All problems found are returned, in source order.
+/// Parses a declaration and runs the CLI's own checks ([`check`]); all problems found are returned,
+/// in source order. The filter's rules run later, on the plugin config (`generate::load`).
 pub fn parse(text: &str) -> Result<Declaration, Vec<DeclarationError>> {
     parse_with(text, false)
 }
@@ -231,7 +153,7 @@ pub fn parse_with(text: &str, allow_http: bool) -> Result<Declaration, Vec<Decla
     if errors.is_empty() {
         Ok(declaration)
     } else {
-        errors.sort_by_key(DeclarationError::line);
+        sort_by_line(&mut errors);
         Err(errors)
     }
 }
@@ -250,11 +172,11 @@ fn first_line(message: &str) -> String {
     }
 }
 
-/// Cross-field checks on a parsed declaration.
+/// The checks on what the plugin config does not carry (addresses, URLs, preset names). Everything
+/// else is judged by the filter's compiler on the generated plugin config, see [`refused`].
 pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
     let mut errors = Vec::new();
     let gateway = &decl.gateway;
-    non_empty(&mut errors, "gateway.environment", &gateway.environment);
     for (field, value) in [
         ("gateway.listen", &gateway.listen),
         ("gateway.admin", &gateway.admin),
@@ -265,11 +187,8 @@ pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
             }
         }
     }
-
-    let mut key_managers = Names::default();
     for (i, km) in decl.key_managers.iter().enumerate() {
         let at = format!("key_managers[{i}]");
-        key_managers.add(&mut errors, &format!("{at}.name"), &km.name);
         if km.discovery.is_none() {
             if let Err(error) =
                 oidc::check_well_known_url(&km.well_known_url.value, allow_http || km.allow_http)
@@ -291,20 +210,9 @@ pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
             }
         }
     }
-
-    let mut apis = Names::default();
-    let mut base_paths = Names::default();
     for (i, api) in decl.apis.iter().enumerate() {
-        let at = format!("apis[{i}]");
-        apis.add(&mut errors, &format!("{at}.name"), &api.name);
-        let base_field = format!("{at}.base_path");
-        if let Err(problem) = check_base_path(&api.base_path.value) {
-            errors.push(malformed(&base_field, &api.base_path, problem));
-        } else {
-            base_paths.add(&mut errors, &base_field, &api.base_path);
-        }
         if let Some(upstream) = &api.upstream {
-            let field = format!("{at}.upstream");
+            let field = format!("apis[{i}].upstream");
             match HttpUrl::parse(&upstream.value) {
                 Err(problem) => {
                     errors.push(invalid(&field, upstream, ValueProblem::BadUrl { problem }))
@@ -315,117 +223,8 @@ pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
                 Ok(_) => {}
             }
         }
-        let mut resources = Names::default();
-        for (j, resource) in api.resources.iter().enumerate() {
-            let rat = format!("{at}.resources[{j}]");
-            if !is_method(&resource.method.value) {
-                errors.push(invalid(
-                    &format!("{rat}.method"),
-                    &resource.method,
-                    ValueProblem::UnknownMethod,
-                ));
-            }
-            let path_field = format!("{rat}.path");
-            if let Err(problem) = check_path_template(&resource.path.value) {
-                errors.push(malformed(&path_field, &resource.path, problem));
-            }
-            let key = Located {
-                value: format!(
-                    "{} {}",
-                    resource.method.value.to_ascii_uppercase(),
-                    resource.path.value
-                ),
-                referenced: resource.path.referenced,
-                defined: resource.path.defined,
-            };
-            resources.add(&mut errors, &path_field, &key);
-        }
-    }
-
-    let mut applications = Names::default();
-    // (key manager, client id) → (application, line)
-    let mut owners: BTreeMap<(String, String), (String, u64)> = BTreeMap::new();
-    for (i, app) in decl.applications.iter().enumerate() {
-        let at = format!("applications[{i}]");
-        applications.add(&mut errors, &format!("{at}.name"), &app.name);
-        for (j, client) in app.client_ids.iter().enumerate() {
-            let cat = format!("{at}.client_ids[{j}]");
-            if !key_managers.contains(&client.key_manager.value) {
-                errors.push(DeclarationError::UnknownKeyManager {
-                    field: format!("{cat}.key_manager"),
-                    line: line_of(&client.key_manager),
-                    name: client.key_manager.value.clone(),
-                });
-            }
-            non_empty(&mut errors, &format!("{cat}.client_id"), &client.client_id);
-            let key = (
-                client.key_manager.value.clone(),
-                client.client_id.value.clone(),
-            );
-            match owners.get(&key) {
-                Some((other, other_line)) => errors.push(DeclarationError::DuplicateClientId {
-                    field: format!("{cat}.client_id"),
-                    line: line_of(&client.client_id),
-                    key_manager: key.0.clone(),
-                    client_id: key.1.clone(),
-                    application: app.name.value.clone(),
-                    other_application: other.clone(),
-                    other_line: *other_line,
-                }),
-                None => {
-                    owners.insert(key, (app.name.value.clone(), line_of(&client.client_id)));
-                }
-            }
-        }
-        let mut subscribed = Names::default();
-        for (j, sub) in app.subscriptions.iter().enumerate() {
-            let field = format!("{at}.subscriptions[{j}].api");
-            if apis.contains(&sub.api.value) {
-                subscribed.add(&mut errors, &field, &sub.api);
-            } else {
-                errors.push(DeclarationError::UnknownApi {
-                    field,
-                    line: line_of(&sub.api),
-                    name: sub.api.value.clone(),
-                });
-            }
-        }
     }
     errors
-}
-
-/// Names declared so far, with their lines, to report duplicates and resolve references.
-#[derive(Default)]
-struct Names(BTreeMap<String, u64>);
-
-impl Names {
-    fn add(&mut self, errors: &mut Vec<DeclarationError>, field: &str, name: &Located) {
-        if name.value.is_empty() {
-            errors.push(invalid(field, name, ValueProblem::Empty));
-            return;
-        }
-        match self.0.get(&name.value) {
-            Some(first_line) => errors.push(DeclarationError::DuplicateName {
-                field: field.to_string(),
-                line: line_of(name),
-                name: name.value.clone(),
-                first_line: *first_line,
-            }),
-            None => {
-                self.0.insert(name.value.clone(), line_of(name));
-            }
-        }
-    }
-
-    fn contains(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
-}
-
-fn non_empty(errors: &mut Vec<DeclarationError>, field: &str, value: &Located) {
-    if value.value.trim().is_empty() {
-        errors.push(invalid(field, value, ValueProblem::Empty));
-    }
 }
 
 fn invalid(field: &str, value: &Located, problem: ValueProblem) -> DeclarationError {
@@ -437,137 +236,125 @@ fn invalid(field: &str, value: &Located, problem: ValueProblem) -> DeclarationEr
     }
 }
 
-fn malformed(field: &str, value: &Located, problem: PathProblem) -> DeclarationError {
-    DeclarationError::MalformedPathTemplate {
-        field: field.to_string(),
-        line: line_of(value),
-        path: value.value.clone(),
-        problem,
+/// The filter compiler's verdict on the plugin config built from `decl`, each problem placed on
+/// the declaration's line; in line order (problems without a line last).
+pub fn refused(decl: &Declaration, errors: ConfigErrors) -> Vec<DeclarationError> {
+    let mut mapped: Vec<DeclarationError> = errors
+        .into_iter()
+        .map(|error| DeclarationError::Refused {
+            line: line_of_field(decl, &error.path),
+            other_line: other_line(decl, &error.problem),
+            error,
+        })
+        .collect();
+    sort_by_line(&mut mapped);
+    mapped
+}
+
+/// Source order, problems without a line (0) after the others; stable otherwise.
+fn sort_by_line(errors: &mut [DeclarationError]) {
+    errors.sort_by_key(|e| (e.line() == 0, e.line()));
+}
+
+/// For a duplicate, the line of the declaration it collides with.
+fn other_line(decl: &Declaration, problem: &ConfigProblem) -> Option<u64> {
+    match problem {
+        ConfigProblem::DuplicateName { first, .. }
+        | ConfigProblem::DuplicateResource { first, .. } => Some(line_of_field(decl, first)),
+        ConfigProblem::DuplicateBasePath { api, .. } => decl
+            .apis
+            .iter()
+            .find(|a| a.name.value == *api)
+            .map(|a| line_of(&a.base_path)),
+        ConfigProblem::DuplicateIssuer { key_manager, .. } => decl
+            .key_managers
+            .iter()
+            .find(|km| km.name.value == *key_manager)
+            .map(|km| line_of(&km.well_known_url)),
+        ConfigProblem::DuplicateClientId {
+            client_id,
+            key_manager,
+            application,
+        } => decl
+            .applications
+            .iter()
+            .filter(|app| app.name.value == *application)
+            .flat_map(|app| &app.client_ids)
+            .find(|c| c.client_id.value == *client_id && c.key_manager.value == *key_manager)
+            .map(|c| line_of(&c.client_id)),
+        _ => None,
     }
 }
 
-const METHODS: [&str; 9] = [
-    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*", "ANY",
-];
-
-fn is_method(method: &str) -> bool {
-    METHODS.contains(&method.to_ascii_uppercase().as_str())
+/// One step of a field path: `apis[0]` is (`apis`, Some(0)), `path` is (`path`, None).
+fn steps(path: &str) -> Vec<(&str, Option<usize>)> {
+    path.split('.')
+        .map(|step| match step.split_once('[') {
+            Some((name, rest)) => (
+                name,
+                rest.strip_suffix(']').and_then(|n| n.parse::<usize>().ok()),
+            ),
+            None => (step, None),
+        })
+        .collect()
 }
 
-/// A base path is a literal path: `/`, or segments without templates and without a trailing `/`.
-pub fn check_base_path(path: &str) -> Result<(), PathProblem> {
-    if path == "/" {
-        return Ok(());
+/// The declaration line of a plugin-config field path. The plugin config mirrors the declaration
+/// (same lists, same order), so the path leads to the declared item; a field without a line of its
+/// own (scopes, algorithms, ...) takes the line of the item it belongs to, a key manager's issuer and
+/// JWKS (from discovery) that of its `well_known_url`. 0 when nothing in the declaration has a line
+/// (`settings`).
+pub fn line_of_field(decl: &Declaration, path: &str) -> u64 {
+    let steps = steps(path);
+    let mut rest = steps.iter().copied();
+    match rest.next() {
+        Some(("environment", None)) => line_of(&decl.gateway.environment),
+        Some(("key_managers", Some(i))) => match decl.key_managers.get(i) {
+            Some(km) => match rest.next() {
+                Some(("issuer" | "jwks" | "tenants", _)) => line_of(&km.well_known_url),
+                Some(("claims", _)) => km.provider.as_ref().map_or(line_of(&km.name), line_of),
+                _ => line_of(&km.name),
+            },
+            None => 0,
+        },
+        Some(("apis", Some(i))) => match decl.apis.get(i) {
+            Some(api) => match rest.next() {
+                Some(("base_path", _)) => line_of(&api.base_path),
+                Some(("resources", Some(r))) => match api.resources.get(r) {
+                    Some(resource) => match rest.next() {
+                        Some(("path", _)) => line_of(&resource.path),
+                        _ => line_of(&resource.method),
+                    },
+                    None => line_of(&api.name),
+                },
+                _ => line_of(&api.name),
+            },
+            None => 0,
+        },
+        Some(("applications", Some(i))) => match decl.applications.get(i) {
+            Some(app) => match rest.next() {
+                Some(("client_ids", Some(k))) => match app.client_ids.get(k) {
+                    Some(client) => match rest.next() {
+                        Some(("key_manager", _)) => line_of(&client.key_manager),
+                        _ => line_of(&client.client_id),
+                    },
+                    None => line_of(&app.name),
+                },
+                Some(("subscriptions", Some(k))) => app
+                    .subscriptions
+                    .get(k)
+                    .map_or(line_of(&app.name), |sub| line_of(&sub.api)),
+                _ => line_of(&app.name),
+            },
+            None => 0,
+        },
+        _ => 0,
     }
-    check_path_template(path)?;
-    if path.contains(['{', '*']) {
-        return Err(PathProblem::IllegalCharacter {
-            character: if path.contains('{') { '{' } else { '*' },
-        });
-    }
-    Ok(())
-}
-
-/// Resource path templates: `/`, literal segments, whole-segment `{name}` parameters, and `*` as
-/// the whole last segment (any rest of the path).
-pub fn check_path_template(path: &str) -> Result<(), PathProblem> {
-    let rest = path.strip_prefix('/').ok_or(PathProblem::NoLeadingSlash)?;
-    if rest.is_empty() {
-        return Ok(());
-    }
-    let segments: Vec<&str> = rest.split('/').collect();
-    let last = segments.len().saturating_sub(1);
-    let mut params = BTreeSet::new();
-    for (index, segment) in segments.iter().enumerate() {
-        if segment.is_empty() {
-            return Err(PathProblem::EmptySegment);
-        }
-        if *segment == "." || *segment == ".." {
-            return Err(PathProblem::DotSegment);
-        }
-        if let Some(character) = segment
-            .chars()
-            .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '%' | '\\'))
-        {
-            return Err(PathProblem::IllegalCharacter { character });
-        }
-        if segment.contains('*') {
-            if *segment != "*" || index != last {
-                return Err(PathProblem::WildcardNotLast);
-            }
-            continue;
-        }
-        if segment.contains(['{', '}']) {
-            let name = segment
-                .strip_prefix('{')
-                .and_then(|s| s.strip_suffix('}'))
-                .filter(|n| {
-                    !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                })
-                .ok_or(PathProblem::BadParameter)?;
-            if !params.insert(name) {
-                return Err(PathProblem::DuplicateParameter {
-                    name: name.to_string(),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn path_templates() {
-        for ok in [
-            "/",
-            "/pets",
-            "/pets/{id}",
-            "/files/*",
-            "/a/{x}/b/{y_2}",
-            "/v1.0/x",
-        ] {
-            assert_eq!(check_path_template(ok), Ok(()), "{ok}");
-        }
-        let cases = [
-            ("pets", PathProblem::NoLeadingSlash),
-            ("/pets//x", PathProblem::EmptySegment),
-            ("/pets/", PathProblem::EmptySegment),
-            ("/pets/../admin", PathProblem::DotSegment),
-            (
-                "/pets/%2F",
-                PathProblem::IllegalCharacter { character: '%' },
-            ),
-            (
-                "/pets?x=1",
-                PathProblem::IllegalCharacter { character: '?' },
-            ),
-            ("/pets/{id", PathProblem::BadParameter),
-            ("/pets/x{id}", PathProblem::BadParameter),
-            ("/pets/{}", PathProblem::BadParameter),
-            ("/pets/{a-b}", PathProblem::BadParameter),
-            ("/*/pets", PathProblem::WildcardNotLast),
-            ("/pets*", PathProblem::WildcardNotLast),
-            (
-                "/a/{id}/b/{id}",
-                PathProblem::DuplicateParameter { name: "id".into() },
-            ),
-        ];
-        for (path, want) in cases {
-            assert_eq!(check_path_template(path), Err(want), "{path}");
-        }
-    }
-
-    #[test]
-    fn base_paths_are_literal() {
-        assert_eq!(check_base_path("/"), Ok(()));
-        assert_eq!(check_base_path("/pets/v1"), Ok(()));
-        assert!(check_base_path("/pets/v1/").is_err());
-        assert!(check_base_path("/pets/{v}").is_err());
-        assert!(check_base_path("/pets/*").is_err());
-    }
 
     #[test]
     fn parser_messages_lose_their_location_prefix() {
@@ -579,9 +366,16 @@ mod tests {
     }
 
     #[test]
-    fn methods() {
-        assert!(is_method("get"));
-        assert!(is_method("*"));
-        assert!(!is_method("FETCH"));
+    fn field_paths_split_into_steps() {
+        assert_eq!(
+            steps("apis[2].resources[10].scopes[0]"),
+            [
+                ("apis", Some(2)),
+                ("resources", Some(10)),
+                ("scopes", Some(0))
+            ]
+        );
+        assert_eq!(steps("environment"), [("environment", None)]);
+        assert_eq!(steps("x[y]"), [("x", None)]);
     }
 }

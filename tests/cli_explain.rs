@@ -1,0 +1,541 @@
+//! `keygate explain`: the filter's own decision on one request, offline, as one JSON object;
+//! exit 0 forwarded, 1 refused, 2 usage/I/O/configuration. Tokens are signed here with the
+//! committed test keys (tests/common), independently of keygate's verifier.
+#![cfg(not(target_arch = "wasm32"))]
+// Test code: panicking on a broken fixture is the point.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const DECLARATION: &str = "\
+gateway:
+  environment: production
+key_managers:
+  - name: idp
+    well_known_url: https://idp.example/.well-known/openid-configuration
+    audiences: [api://pets]
+    discovery: {issuer: https://idp.example, jwks_uri: https://idp.example/keys}
+apis:
+  - name: pets
+    version: v1
+    base_path: /pets/v1
+    resources:
+      - {method: GET, path: \"/pets/{id}\", scopes: [pets:read]}
+      - {method: POST, path: /pets, scopes: [pets:write]}
+      - {method: GET, path: /health, public: true}
+  - name: cats
+    base_path: /cats
+    resources:
+      - {method: GET, path: /cats}
+applications:
+  - name: shop
+    client_ids:
+      - {key_manager: idp, client_id: app-1}
+    subscriptions:
+      - {api: pets}
+";
+
+/// A second key manager, so `--jwks` must name which one a file is for.
+const SECOND_KM: &str = "  - name: other
+    well_known_url: https://other.example/.well-known/openid-configuration
+    discovery: {issuer: https://other.example, jwks_uri: https://other.example/keys}
+apis:";
+
+struct Run {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn verdict(&self) -> Value {
+        let lines: Vec<&str> = self.stdout.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "one line on stdout: {:?} {}",
+            self.stdout,
+            self.stderr
+        );
+        serde_json::from_str(lines[0]).unwrap()
+    }
+}
+
+fn dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("keygate-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(name: &str, contents: &[u8]) -> PathBuf {
+    let path = dir().join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .arg("explain")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        pipe.write_all(text.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    let out = child.wait_with_output().unwrap();
+    Run {
+        status: out.status.code().unwrap(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// Claims of a token `shop` may use: client id app-1, audience api://pets, scope `scope`.
+fn shop_claims(scope: &str) -> Value {
+    let mut c = claims();
+    c["scope"] = json!(scope);
+    c
+}
+
+fn es256(claims: &Value) -> String {
+    token(&json!({"alg": "ES256", "kid": "k-p256"}), claims, "p256")
+}
+
+struct Setup {
+    input: PathBuf,
+    jwks: PathBuf,
+}
+
+fn setup(name: &str) -> Setup {
+    Setup {
+        input: write(&format!("{name}.yaml"), DECLARATION.as_bytes()),
+        jwks: write(&format!("{name}-jwks.json"), &jwks(&all_keys())),
+    }
+}
+
+const AT: &str = "1700000000";
+
+/// `explain --input … --jwks … --at AT --method M --path P [TOKEN]`.
+fn ask(setup: &Setup, method: &str, path: &str, token: Option<&str>) -> Run {
+    let mut args = vec![
+        "--input",
+        s(&setup.input),
+        "--jwks",
+        s(&setup.jwks),
+        "--at",
+        AT,
+        "--method",
+        method,
+        "--path",
+        path,
+    ];
+    args.extend(token);
+    run(&args, None)
+}
+
+#[test]
+fn an_allowed_request_shows_the_identity_and_the_route() {
+    let setup = setup("allowed");
+    let t = es256(&shop_claims("pets:read other"));
+    let r = ask(&setup, "GET", "/pets/v1/pets/7", Some(&t));
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let v = r.verdict();
+    assert_eq!(v["decision"], "allowed");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["code"], "allowed");
+    assert_eq!(v["identity"]["application"], "shop");
+    assert_eq!(v["identity"]["client_id"], "app-1");
+    assert_eq!(v["identity"]["subject"], "user-1");
+    assert_eq!(v["identity"]["scopes"], json!(["pets:read", "other"]));
+    assert_eq!(v["headers"]["x-keygate-application"], "shop");
+    assert_eq!(v["headers"]["x-keygate-key-manager"], "idp");
+    assert_eq!(
+        v["route"],
+        json!({"api": "pets", "version": "v1", "base_path": "/pets/v1",
+               "resource": "GET /pets/{id}", "public": false})
+    );
+    assert!(
+        !r.stdout.contains(&t) && !r.stderr.contains(&t),
+        "never echo the token"
+    );
+}
+
+#[test]
+fn refusals_carry_the_filters_status_code_and_reply_headers() {
+    let setup = setup("denials");
+    let read = es256(&shop_claims("pets:read"));
+    let mut foreign = shop_claims("pets:read");
+    foreign["client_id"] = json!("stranger");
+    let mut wrong_aud = shop_claims("pets:read");
+    wrong_aud["aud"] = json!("api://cats");
+    let hmac = token(
+        &json!({"alg": "HS256", "kid": "k-oct"}),
+        &shop_claims("pets:read"),
+        "oct64",
+    );
+    let cases: Vec<(&str, &str, Option<String>, u32, &str)> = vec![
+        (
+            "POST",
+            "/pets/v1/pets",
+            Some(read.clone()),
+            403,
+            "insufficient_scope",
+        ),
+        (
+            "GET",
+            "/cats/cats",
+            Some(read.clone()),
+            403,
+            "not_subscribed",
+        ),
+        (
+            "GET",
+            "/pets/v1/pets/7",
+            Some(es256(&foreign)),
+            403,
+            "application_not_found",
+        ),
+        (
+            "GET",
+            "/pets/v1/pets/7",
+            Some(es256(&wrong_aud)),
+            401,
+            "audience_mismatch",
+        ),
+        ("GET", "/pets/v1/pets/7", Some(hmac), 401, "alg_not_allowed"),
+        (
+            "GET",
+            "/pets/v1/pets/7",
+            Some("not-a-token".into()),
+            401,
+            "malformed_token",
+        ),
+        ("GET", "/pets/v1/pets/7", None, 401, "missing_token"),
+        (
+            "DELETE",
+            "/pets/v1/pets/7",
+            Some(read.clone()),
+            405,
+            "method_not_allowed",
+        ),
+        ("GET", "/dogs", Some(read.clone()), 404, "no_api"),
+        (
+            "GET",
+            "/pets/v1/pets/%2e%2e/x",
+            Some(read),
+            400,
+            "path_not_canonical",
+        ),
+    ];
+    for (method, path, token, status, code) in cases {
+        let r = ask(&setup, method, path, token.as_deref());
+        assert_eq!(r.status, 1, "{method} {path}: {}", r.stderr);
+        let v = r.verdict();
+        assert_eq!(
+            (v["status"].as_u64(), v["code"].as_str()),
+            (Some(status.into()), Some(code)),
+            "{method} {path}: {v}"
+        );
+        assert_eq!(v["decision"], "refused");
+        assert!(
+            v["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{v}"
+        );
+        assert_eq!(v["headers"]["content-type"], "application/json");
+        if status == 401 {
+            let challenge = v["headers"]["www-authenticate"].as_str().unwrap();
+            assert!(
+                challenge.starts_with("Bearer realm=\"keygate\""),
+                "{challenge}"
+            );
+        }
+        if code == "insufficient_scope" {
+            let challenge = v["headers"]["www-authenticate"].as_str().unwrap();
+            assert!(challenge.contains("scope=\"pets:write\""), "{challenge}");
+            assert_eq!(v["route"]["resource"], "POST /pets");
+        }
+        if code == "method_not_allowed" {
+            assert_eq!(v["headers"]["allow"], "GET");
+            assert_eq!(v["route"], Value::Null);
+        }
+        if code == "not_subscribed" {
+            assert_eq!(v["route"]["api"], "cats");
+        }
+    }
+}
+
+#[test]
+fn public_resources_and_the_policys_leeway() {
+    let setup = setup("public");
+    let r = ask(&setup, "GET", "/pets/v1/health", None);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let v = r.verdict();
+    assert_eq!(
+        (v["decision"].as_str(), v["status"].as_u64()),
+        (Some("public"), Some(200))
+    );
+    assert_eq!(v["route"]["public"], true);
+
+    // exp is NOW+300; the policy's default leeway (60 s) applies, as in the filter.
+    let t = es256(&shop_claims("pets:read"));
+    for (at, status, code) in [
+        ("1700000330", 0, "allowed"),
+        ("1700000361", 1, "token_expired"),
+    ] {
+        let r = run(
+            &[
+                "--input",
+                s(&setup.input),
+                "--jwks",
+                s(&setup.jwks),
+                "--at",
+                at,
+                "--path",
+                "/pets/v1/pets/1",
+                &t,
+            ],
+            None,
+        );
+        assert_eq!(
+            (r.status, r.verdict()["code"].clone()),
+            (status, json!(code)),
+            "at {at}"
+        );
+    }
+}
+
+#[test]
+fn token_from_stdin_loses_only_one_newline() {
+    let setup = setup("stdin");
+    let t = es256(&shop_claims("pets:read"));
+    let args = [
+        "--input",
+        s(&setup.input),
+        "--jwks",
+        s(&setup.jwks),
+        "--at",
+        AT,
+        "--path",
+        "/pets/v1/pets/1",
+        "-",
+    ];
+    let r = run(&args, Some(&format!("{t}\n")));
+    assert_eq!(
+        (r.status, r.verdict()["code"].clone()),
+        (0, json!("allowed")),
+        "{}",
+        r.stderr
+    );
+    // A second newline stays in the token, so the header the filter sees is not one token68.
+    let r = run(&args, Some(&format!("{t}\n\n")));
+    assert_eq!(r.status, 1);
+    assert_eq!(r.verdict()["code"], "malformed_authorization");
+}
+
+#[test]
+fn a_plugin_config_is_explained_like_its_declaration() {
+    let setup = setup("plugin");
+    let out = dir().join("plugin-out");
+    let generated = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["generate", "--input", s(&setup.input), "--out", s(&out)])
+        .output()
+        .unwrap();
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let plugin = out.join("plugin-config.json");
+    let t = es256(&shop_claims("pets:read"));
+    for (method, path, exit) in [("GET", "/pets/v1/pets/1", 0), ("POST", "/pets/v1/pets", 1)] {
+        let from_plugin = run(
+            &[
+                "--plugin-config",
+                s(&plugin),
+                "--jwks",
+                &format!("idp={}", s(&setup.jwks)),
+                "--at",
+                AT,
+                "--method",
+                method,
+                "--path",
+                path,
+                &t,
+            ],
+            None,
+        );
+        let from_declaration = ask(&setup, method, path, Some(&t));
+        assert_eq!(from_plugin.status, exit, "{}", from_plugin.stderr);
+        assert_eq!(from_plugin.verdict(), from_declaration.verdict());
+    }
+}
+
+#[test]
+fn usage_io_and_configuration_errors_exit_two() {
+    let setup = setup("usage");
+    let t = es256(&shop_claims("pets:read"));
+    let two_kms = write(
+        "two.yaml",
+        DECLARATION.replacen("apis:", SECOND_KM, 1).as_bytes(),
+    );
+    let refused = write(
+        "refused-declaration.yaml",
+        DECLARATION
+            .replace("path: /cats}", "path: \"/c|ats\"}")
+            .as_bytes(),
+    );
+    let bad_jwks = write("bad-jwks.json", b"{\"keys\": 1}");
+    let input = s(&setup.input);
+    let jwks = s(&setup.jwks);
+    let named = format!("idp={jwks}");
+    let unknown = format!("nobody={jwks}");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["--jwks", jwks, "--at", AT, "--path", "/pets/v1/pets/1", &t], // no configuration
+        vec![
+            "--input",
+            input,
+            "--jwks",
+            jwks,
+            "--path",
+            "/pets/v1/pets/1",
+            &t,
+        ], // no --at
+        vec!["--input", input, "--jwks", jwks, "--at", AT, &t],            // no --path
+        vec![
+            "--input",
+            input,
+            "--at",
+            AT,
+            "--path",
+            "/pets/v1/pets/1",
+            &t,
+        ], // keys needed
+        vec![
+            "--input", input, "--jwks", &unknown, "--at", AT, "--path", "/x", &t,
+        ],
+        vec![
+            "--input", input, "--jwks", jwks, "--jwks", &named, "--at", AT, "--path", "/x", &t,
+        ],
+        vec![
+            "--input",
+            input,
+            "--jwks",
+            s(&bad_jwks),
+            "--at",
+            AT,
+            "--path",
+            "/x",
+            &t,
+        ],
+        vec![
+            "--input",
+            input,
+            "--jwks",
+            "/nonexistent/jwks.json",
+            "--at",
+            AT,
+            "--path",
+            "/x",
+            &t,
+        ],
+        vec![
+            "--input",
+            "/nonexistent/keygate.yaml",
+            "--jwks",
+            jwks,
+            "--at",
+            AT,
+            "--path",
+            "/x",
+        ],
+        vec![
+            "--input",
+            s(&refused),
+            "--jwks",
+            jwks,
+            "--at",
+            AT,
+            "--path",
+            "/x",
+        ],
+        vec![
+            "--input",
+            s(&two_kms),
+            "--jwks",
+            jwks,
+            "--at",
+            AT,
+            "--path",
+            "/x",
+            &t,
+        ],
+    ];
+    for args in cases {
+        let r = run(&args, None);
+        assert_eq!(r.status, 2, "{args:?}: {} {}", r.stdout, r.stderr);
+        assert!(r.stdout.is_empty(), "{args:?}");
+        assert!(!r.stderr.contains(&t), "never echo the token");
+    }
+    // The refused declaration names the field and line, as generate does.
+    let r = run(
+        &[
+            "--input",
+            s(&refused),
+            "--jwks",
+            jwks,
+            "--at",
+            AT,
+            "--path",
+            "/x",
+        ],
+        None,
+    );
+    assert!(
+        r.stderr.contains("line 19: apis[1].resources[0].path"),
+        "{}",
+        r.stderr
+    );
+    // With two key managers a named file works.
+    let r = run(
+        &[
+            "--input",
+            s(&two_kms),
+            "--jwks",
+            &named,
+            "--at",
+            AT,
+            "--path",
+            "/pets/v1/pets/1",
+            &t,
+        ],
+        None,
+    );
+    assert_eq!(
+        (r.status, r.verdict()["code"].clone()),
+        (0, json!("allowed")),
+        "{}",
+        r.stderr
+    );
+}
