@@ -1,5 +1,5 @@
 //! `keygate generate` end to end: discovery on loopback, then every output checked by the tool
-//! that consumes it (the filter's config type, real Envoy, Istio's CRD schemas, compose paths).
+//! that consumes it (the filter's config type, real Envoy, Istio's schemas from npm, compose paths).
 #![cfg(not(target_arch = "wasm32"))]
 // Test helpers outside #[test] fns: failing loudly is their job.
 #![allow(
@@ -324,83 +324,33 @@ fn envoy_refuses_a_broken_bootstrap() {
     );
 }
 
-/// `../shared/istio` beside the project (the checkout layout); from a nested worktree the first
-/// ancestor that has `shared/istio`.
-fn istio_crd_dir() -> PathBuf {
-    let root = project_root();
-    root.ancestors()
-        .skip(1)
-        .map(|dir| dir.join("shared/istio"))
-        .find(|dir| dir.is_dir())
-        .unwrap_or_else(|| panic!("no shared/istio beside {} or its parents", root.display()))
-}
-
-/// The OpenAPI schema of `kind`/`version` from the CRD file, made strict: unknown fields fail
-/// (Kubernetes would silently prune them, hiding typos).
-fn crd_schema(file: &str, version: &str) -> Value {
-    let path = istio_crd_dir().join(file);
-    let crd: Value = serde_saphyr::from_str(&read(&path)).unwrap();
-    let versions = crd["spec"]["versions"].as_array().unwrap();
-    let entry = versions
-        .iter()
-        .find(|v| v["name"] == version)
-        .unwrap_or_else(|| panic!("{file} has no {version}"));
-    let mut schema = entry["schema"]["openAPIV3Schema"].clone();
-    // Kubernetes adds the object envelope to every CRD schema implicitly.
-    let properties = schema["properties"].as_object_mut().unwrap();
-    properties.insert("apiVersion".into(), serde_json::json!({"type": "string"}));
-    properties.insert("kind".into(), serde_json::json!({"type": "string"}));
-    properties.insert("metadata".into(), serde_json::json!({"type": "object"}));
-    strictify(&mut schema);
-    schema
-}
-
-fn strictify(node: &mut Value) {
-    match node {
-        Value::Object(map) => {
-            let preserve =
-                map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
-            map.retain(|k, _| !k.starts_with("x-kubernetes-"));
-            if map.contains_key("properties")
-                && !map.contains_key("additionalProperties")
-                && !preserve
-            {
-                map.insert("additionalProperties".into(), Value::Bool(false));
-            }
-            for value in map.values_mut() {
-                strictify(value);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(strictify),
-        _ => {}
-    }
-}
-
-fn schema_errors(resource: &Value) -> Vec<String> {
-    let (group_version, kind) = (
-        resource["apiVersion"].as_str().unwrap(),
-        resource["kind"].as_str().unwrap(),
+/// Runs `tests/istio/validate.mjs` (Istio's schemas from npm `@kubernetes-models/istio`, installed
+/// by `make npm`) on manifest files: exit code, stdout, stderr.
+fn istio_check(files: &[PathBuf]) -> (Option<i32>, String, String) {
+    let dir = project_root().join("tests/istio");
+    assert!(
+        dir.join("node_modules/@kubernetes-models/istio").is_dir(),
+        "Istio schemas not installed in {} (run `make npm`)",
+        dir.display()
     );
-    let version = group_version.rsplit('/').next().unwrap();
-    let file = match kind {
-        "WasmPlugin" => "wasmplugin.crd.yaml",
-        "ServiceEntry" => "serviceentry.crd.yaml",
-        "DestinationRule" => "destinationrule.crd.yaml",
-        other => panic!("unexpected kind {other}"),
-    };
-    let schema = crd_schema(file, version);
-    let validator = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .build(&schema)
-        .unwrap();
-    validator
-        .iter_errors(resource)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect()
+    let out = Command::new("node")
+        .arg(dir.join("validate.mjs"))
+        .args(files)
+        .output()
+        .expect("node on PATH");
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
+/// Writes `resource` as YAML next to the generated manifests and checks it alone.
+fn istio_check_value(dir: &Path, name: &str, resource: &Value) -> (Option<i32>, String) {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_saphyr::to_string(resource).unwrap()).unwrap();
+    let (code, _, err) = istio_check(&[path]);
+    (code, err)
 }
 
 #[test]
-fn istio_manifests_validate_against_the_crd_schemas() {
+fn istio_manifests_validate_against_istios_schemas() {
     let g = generate(&[
         "--wasm",
         &wasm_arg(),
@@ -408,14 +358,21 @@ fn istio_manifests_validate_against_the_crd_schemas() {
         "oci://registry.example/keygate:1",
     ]);
     let dir = g.out.join("istio");
-    let mut kinds = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let resource = yaml(&path);
-        let errors = schema_errors(&resource);
-        assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
-        kinds.push(resource["kind"].as_str().unwrap().to_string());
-    }
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    let (code, out, err) = istio_check(&files);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        6,
+        "{out}"
+    );
+    let mut kinds: Vec<String> = files
+        .iter()
+        .map(|path| yaml(path)["kind"].as_str().unwrap().to_string())
+        .collect();
     kinds.sort();
     // JWKS hosts: loopback (http: no DestinationRule), asgardeo, microsoft (https).
     assert_eq!(
@@ -458,14 +415,82 @@ fn istio_manifests_validate_against_the_crd_schemas() {
 }
 
 #[test]
-fn the_schema_check_catches_mistakes() {
+fn the_schema_check_refuses_tampered_manifests() {
+    // Guards the test above: each tampered copy of a generated manifest is refused, naming the field.
     let g = generate(&["--wasm", &wasm_arg()]);
-    let mut plugin = yaml(&g.out.join("istio/wasmplugin.yaml"));
-    plugin["spec"]["phase"] = Value::from("BEFORE_EVERYTHING");
-    assert!(!schema_errors(&plugin).is_empty());
-    let mut plugin = yaml(&g.out.join("istio/wasmplugin.yaml"));
-    plugin["spec"]["plugin_config"] = Value::from("typo");
-    assert!(!schema_errors(&plugin).is_empty());
+    let dir = g.out.join("istio");
+    let plugin = yaml(&dir.join("wasmplugin.yaml"));
+    let rule = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("destinationrule-")
+        })
+        .unwrap();
+    let rule = yaml(&rule);
+    let entry = yaml(&dir.join(format!(
+        "serviceentry-{}.yaml",
+        rule["metadata"]["name"].as_str().unwrap()
+    )));
+    let tampered_dir = temp_dir("istio-tampered");
+
+    let mut cases: Vec<(&str, Value, &str)> = Vec::new();
+    let mut bad = plugin.clone();
+    bad["spec"]["phase"] = Value::from("BEFORE_EVERYTHING");
+    cases.push((
+        "phase.yaml",
+        bad,
+        "data/spec/phase must be equal to one of the allowed values",
+    ));
+    let mut bad = plugin.clone();
+    bad["spec"]["plugin_config"] = bad["spec"]["pluginConfig"].take();
+    bad["spec"].as_object_mut().unwrap().remove("pluginConfig");
+    cases.push((
+        "typo.yaml",
+        bad,
+        "data/spec/plugin_config is not a field of the schema",
+    ));
+    let mut bad = plugin.clone();
+    bad["spec"]["url"] = Value::from(7);
+    cases.push(("url.yaml", bad, "data/spec/url must be string"));
+    let mut bad = rule.clone();
+    bad["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"]["mode"] = Value::from("TLS");
+    cases.push((
+        "mode.yaml",
+        bad,
+        "portLevelSettings/0/tls/mode must be equal to one of",
+    ));
+    let mut bad = entry.clone();
+    bad["spec"]["ports"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("name");
+    cases.push((
+        "port.yaml",
+        bad,
+        "data/spec/ports/0 must have required property",
+    ));
+    let mut bad = entry.clone();
+    bad["metadata"]["name"] = Value::from("Keygate_JWKS");
+    cases.push(("name.yaml", bad, "is not a DNS-1123 subdomain"));
+    let mut bad = entry.clone();
+    bad["apiVersion"] = Value::from("networking.istio.io/v9");
+    cases.push(("version.yaml", bad, "no Istio model"));
+
+    for (name, resource, want) in cases {
+        let (code, err) = istio_check_value(&tampered_dir, name, &resource);
+        assert_eq!(code, Some(1), "{name} was accepted");
+        assert!(err.contains(want), "{name}: want `{want}` in:\n{err}");
+    }
+    // The untampered originals written the same way still pass: the refusals are the tampering.
+    for (name, resource) in [("p.yaml", &plugin), ("r.yaml", &rule), ("e.yaml", &entry)] {
+        let (code, err) = istio_check_value(&tampered_dir, name, resource);
+        assert_eq!(code, Some(0), "{name}: {err}");
+    }
 }
 
 #[test]
