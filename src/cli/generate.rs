@@ -190,10 +190,9 @@ pub fn render(
         "plugin-config.json".to_string(),
         serde_json::to_string_pretty(&plugin).map_err(json_err("plugin-config.json"))? + "\n",
     )];
-    let envoy_local = envoy::bootstrap(decl, &plugin, &local).map_err(json_err("envoy.yaml"))?;
+    let envoy_local = envoy::bootstrap(decl, &plugin, &local)?;
     files.push(("envoy.yaml".into(), yaml("envoy.yaml", &envoy_local)?));
-    let envoy_container =
-        envoy::bootstrap(decl, &plugin, &container).map_err(json_err("compose/envoy.yaml"))?;
+    let envoy_container = envoy::bootstrap(decl, &plugin, &container)?;
     files.push((
         compose::COMPOSE_ENVOY_YAML.into(),
         yaml("compose/envoy.yaml", &envoy_container)?,
@@ -205,7 +204,7 @@ pub fn render(
             &compose::compose_file(wasm_path, &listen, &admin),
         )?,
     ));
-    for manifest in istio::manifests(decl, &istio_plugin, wasm_url) {
+    for manifest in istio::manifests(decl, &istio_plugin, wasm_url)? {
         files.push((
             format!("istio/{}", manifest.file),
             yaml("istio manifest", &manifest.resource)?,
