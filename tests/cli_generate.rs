@@ -1,5 +1,5 @@
 //! `keygate generate` end to end: discovery on loopback, then every output checked by the tool
-//! that consumes it (the filter's config type, real Envoy, Istio's CRD schemas, compose paths).
+//! that consumes it (the filter's config type, real Envoy, Istio's schemas from npm, compose paths).
 #![cfg(not(target_arch = "wasm32"))]
 // Test helpers outside #[test] fns: failing loudly is their job.
 #![allow(
@@ -19,6 +19,41 @@ use keygate::config::{PluginConfig, UnknownApi};
 use serde_json::Value;
 
 const TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+/// The naming rule (README, `generate`), computed here independently of the generator: 8 hex
+/// digits of SHA-256 over the exact `scheme://host:port`.
+fn digest(target: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(target.as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `keygate_<role>_<host with non-alphanumerics as _>_<port>_<digest>`.
+fn cluster_name(role: &str, scheme: &str, host: &str, port: u16) -> String {
+    let readable: String = host
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!(
+        "keygate_{role}_{readable}_{port}_{}",
+        digest(&format!("{scheme}://{host}:{port}"))
+    )
+}
+
+/// `keygate-jwks-<host with non-alphanumerics as ->-<port>-<digest>`.
+fn istio_name(scheme: &str, host: &str, port: u16) -> String {
+    let readable: String = host
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!(
+        "keygate-jwks-{readable}-{port}-{}",
+        digest(&format!("{scheme}://{host}:{port}"))
+    )
+}
 
 /// The sample declaration: Keycloak fetched from the loopback server, Asgardeo and Entra
 /// (multi-tenant) given inline.
@@ -132,7 +167,10 @@ fn plugin_config_is_a_plugin_config_with_resolved_key_managers() {
     let kc = &config.key_managers[0];
     assert_eq!(kc.issuer, format!("{}/realms/shop", g.keycloak_base));
     let port = g.keycloak_base.rsplit(':').next().unwrap();
-    assert_eq!(kc.jwks.cluster, format!("keygate_jwks_127_0_0_1_{port}"));
+    assert_eq!(
+        kc.jwks.cluster,
+        cluster_name("jwks", "http", "127.0.0.1", port.parse().unwrap())
+    );
     assert_eq!(kc.jwks.authority, format!("127.0.0.1:{port}"));
     assert_eq!(kc.jwks.path, "/realms/shop/protocol/openid-connect/certs");
     assert_eq!(kc.audiences, ["pets-api"]);
@@ -144,7 +182,10 @@ fn plugin_config_is_a_plugin_config_with_resolved_key_managers() {
     );
 
     let asg = &config.key_managers[1];
-    assert_eq!(asg.jwks.cluster, "keygate_jwks_api_asgardeo_io_443");
+    assert_eq!(
+        asg.jwks.cluster,
+        cluster_name("jwks", "https", "api.asgardeo.io", 443)
+    );
     assert_eq!(asg.jwks.authority, "api.asgardeo.io");
     assert_eq!(asg.environments, ["production"]);
 
@@ -215,7 +256,7 @@ fn envoy_bootstrap_has_the_expected_shape() {
     for km in &config.key_managers {
         by_name(&km.jwks.cluster);
     }
-    let asg = by_name("keygate_jwks_api_asgardeo_io_443");
+    let asg = by_name(&cluster_name("jwks", "https", "api.asgardeo.io", 443));
     assert_eq!(asg["type"], "STRICT_DNS");
     let tls = &asg["transport_socket"]["typed_config"];
     assert_eq!(tls["sni"], "api.asgardeo.io");
@@ -239,8 +280,13 @@ fn envoy_bootstrap_has_the_expected_shape() {
         1
     );
     // Upstreams: one per host.
-    by_name("keygate_upstream_127_0_0_1_3000");
-    let admin = by_name("keygate_upstream_admin_internal_example_8443");
+    by_name(&cluster_name("upstream", "http", "127.0.0.1", 3000));
+    let admin = by_name(&cluster_name(
+        "upstream",
+        "https",
+        "admin.internal.example",
+        8443,
+    ));
     assert_eq!(
         admin["transport_socket"]["typed_config"]["sni"],
         "admin.internal.example"
@@ -324,83 +370,33 @@ fn envoy_refuses_a_broken_bootstrap() {
     );
 }
 
-/// `../shared/istio` beside the project (the checkout layout); from a nested worktree the first
-/// ancestor that has `shared/istio`.
-fn istio_crd_dir() -> PathBuf {
-    let root = project_root();
-    root.ancestors()
-        .skip(1)
-        .map(|dir| dir.join("shared/istio"))
-        .find(|dir| dir.is_dir())
-        .unwrap_or_else(|| panic!("no shared/istio beside {} or its parents", root.display()))
-}
-
-/// The OpenAPI schema of `kind`/`version` from the CRD file, made strict: unknown fields fail
-/// (Kubernetes would silently prune them, hiding typos).
-fn crd_schema(file: &str, version: &str) -> Value {
-    let path = istio_crd_dir().join(file);
-    let crd: Value = serde_saphyr::from_str(&read(&path)).unwrap();
-    let versions = crd["spec"]["versions"].as_array().unwrap();
-    let entry = versions
-        .iter()
-        .find(|v| v["name"] == version)
-        .unwrap_or_else(|| panic!("{file} has no {version}"));
-    let mut schema = entry["schema"]["openAPIV3Schema"].clone();
-    // Kubernetes adds the object envelope to every CRD schema implicitly.
-    let properties = schema["properties"].as_object_mut().unwrap();
-    properties.insert("apiVersion".into(), serde_json::json!({"type": "string"}));
-    properties.insert("kind".into(), serde_json::json!({"type": "string"}));
-    properties.insert("metadata".into(), serde_json::json!({"type": "object"}));
-    strictify(&mut schema);
-    schema
-}
-
-fn strictify(node: &mut Value) {
-    match node {
-        Value::Object(map) => {
-            let preserve =
-                map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
-            map.retain(|k, _| !k.starts_with("x-kubernetes-"));
-            if map.contains_key("properties")
-                && !map.contains_key("additionalProperties")
-                && !preserve
-            {
-                map.insert("additionalProperties".into(), Value::Bool(false));
-            }
-            for value in map.values_mut() {
-                strictify(value);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(strictify),
-        _ => {}
-    }
-}
-
-fn schema_errors(resource: &Value) -> Vec<String> {
-    let (group_version, kind) = (
-        resource["apiVersion"].as_str().unwrap(),
-        resource["kind"].as_str().unwrap(),
+/// Runs `tests/istio/validate.mjs` (Istio's schemas from npm `@kubernetes-models/istio`, installed
+/// by `make npm`) on manifest files: exit code, stdout, stderr.
+fn istio_check(files: &[PathBuf]) -> (Option<i32>, String, String) {
+    let dir = project_root().join("tests/istio");
+    assert!(
+        dir.join("node_modules/@kubernetes-models/istio").is_dir(),
+        "Istio schemas not installed in {} (run `make npm`)",
+        dir.display()
     );
-    let version = group_version.rsplit('/').next().unwrap();
-    let file = match kind {
-        "WasmPlugin" => "wasmplugin.crd.yaml",
-        "ServiceEntry" => "serviceentry.crd.yaml",
-        "DestinationRule" => "destinationrule.crd.yaml",
-        other => panic!("unexpected kind {other}"),
-    };
-    let schema = crd_schema(file, version);
-    let validator = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .build(&schema)
-        .unwrap();
-    validator
-        .iter_errors(resource)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect()
+    let out = Command::new("node")
+        .arg(dir.join("validate.mjs"))
+        .args(files)
+        .output()
+        .expect("node on PATH");
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
+/// Writes `resource` as YAML next to the generated manifests and checks it alone.
+fn istio_check_value(dir: &Path, name: &str, resource: &Value) -> (Option<i32>, String) {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_saphyr::to_string(resource).unwrap()).unwrap();
+    let (code, _, err) = istio_check(&[path]);
+    (code, err)
 }
 
 #[test]
-fn istio_manifests_validate_against_the_crd_schemas() {
+fn istio_manifests_validate_against_istios_schemas() {
     let g = generate(&[
         "--wasm",
         &wasm_arg(),
@@ -408,14 +404,21 @@ fn istio_manifests_validate_against_the_crd_schemas() {
         "oci://registry.example/keygate:1",
     ]);
     let dir = g.out.join("istio");
-    let mut kinds = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let resource = yaml(&path);
-        let errors = schema_errors(&resource);
-        assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
-        kinds.push(resource["kind"].as_str().unwrap().to_string());
-    }
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    let (code, out, err) = istio_check(&files);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        6,
+        "{out}"
+    );
+    let mut kinds: Vec<String> = files
+        .iter()
+        .map(|path| yaml(path)["kind"].as_str().unwrap().to_string())
+        .collect();
     kinds.sort();
     // JWKS hosts: loopback (http: no DestinationRule), asgardeo, microsoft (https).
     assert_eq!(
@@ -443,10 +446,12 @@ fn istio_manifests_validate_against_the_crd_schemas() {
     );
     assert_eq!(config.key_managers[1].jwks.authority, "api.asgardeo.io");
 
-    let se = yaml(&dir.join("serviceentry-keygate-jwks-api-asgardeo-io-443.yaml"));
+    let asgardeo = istio_name("https", "api.asgardeo.io", 443);
+    let se = yaml(&dir.join(format!("serviceentry-{asgardeo}.yaml")));
+    assert_eq!(se["metadata"]["name"], asgardeo.as_str());
     assert_eq!(se["spec"]["hosts"][0], "api.asgardeo.io");
     assert_eq!(se["spec"]["ports"][0]["number"], 443);
-    let dr = yaml(&dir.join("destinationrule-keygate-jwks-api-asgardeo-io-443.yaml"));
+    let dr = yaml(&dir.join(format!("destinationrule-{asgardeo}.yaml")));
     assert_eq!(
         dr["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"]["mode"],
         "SIMPLE"
@@ -458,14 +463,82 @@ fn istio_manifests_validate_against_the_crd_schemas() {
 }
 
 #[test]
-fn the_schema_check_catches_mistakes() {
+fn the_schema_check_refuses_tampered_manifests() {
+    // Guards the test above: each tampered copy of a generated manifest is refused, naming the field.
     let g = generate(&["--wasm", &wasm_arg()]);
-    let mut plugin = yaml(&g.out.join("istio/wasmplugin.yaml"));
-    plugin["spec"]["phase"] = Value::from("BEFORE_EVERYTHING");
-    assert!(!schema_errors(&plugin).is_empty());
-    let mut plugin = yaml(&g.out.join("istio/wasmplugin.yaml"));
-    plugin["spec"]["plugin_config"] = Value::from("typo");
-    assert!(!schema_errors(&plugin).is_empty());
+    let dir = g.out.join("istio");
+    let plugin = yaml(&dir.join("wasmplugin.yaml"));
+    let rule = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("destinationrule-")
+        })
+        .unwrap();
+    let rule = yaml(&rule);
+    let entry = yaml(&dir.join(format!(
+        "serviceentry-{}.yaml",
+        rule["metadata"]["name"].as_str().unwrap()
+    )));
+    let tampered_dir = temp_dir("istio-tampered");
+
+    let mut cases: Vec<(&str, Value, &str)> = Vec::new();
+    let mut bad = plugin.clone();
+    bad["spec"]["phase"] = Value::from("BEFORE_EVERYTHING");
+    cases.push((
+        "phase.yaml",
+        bad,
+        "data/spec/phase must be equal to one of the allowed values",
+    ));
+    let mut bad = plugin.clone();
+    bad["spec"]["plugin_config"] = bad["spec"]["pluginConfig"].take();
+    bad["spec"].as_object_mut().unwrap().remove("pluginConfig");
+    cases.push((
+        "typo.yaml",
+        bad,
+        "data/spec/plugin_config is not a field of the schema",
+    ));
+    let mut bad = plugin.clone();
+    bad["spec"]["url"] = Value::from(7);
+    cases.push(("url.yaml", bad, "data/spec/url must be string"));
+    let mut bad = rule.clone();
+    bad["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"]["mode"] = Value::from("TLS");
+    cases.push((
+        "mode.yaml",
+        bad,
+        "portLevelSettings/0/tls/mode must be equal to one of",
+    ));
+    let mut bad = entry.clone();
+    bad["spec"]["ports"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("name");
+    cases.push((
+        "port.yaml",
+        bad,
+        "data/spec/ports/0 must have required property",
+    ));
+    let mut bad = entry.clone();
+    bad["metadata"]["name"] = Value::from("Keygate_JWKS");
+    cases.push(("name.yaml", bad, "is not a DNS-1123 subdomain"));
+    let mut bad = entry.clone();
+    bad["apiVersion"] = Value::from("networking.istio.io/v9");
+    cases.push(("version.yaml", bad, "no Istio model"));
+
+    for (name, resource, want) in cases {
+        let (code, err) = istio_check_value(&tampered_dir, name, &resource);
+        assert_eq!(code, Some(1), "{name} was accepted");
+        assert!(err.contains(want), "{name}: want `{want}` in:\n{err}");
+    }
+    // The untampered originals written the same way still pass: the refusals are the tampering.
+    for (name, resource) in [("p.yaml", &plugin), ("r.yaml", &rule), ("e.yaml", &entry)] {
+        let (code, err) = istio_check_value(&tampered_dir, name, resource);
+        assert_eq!(code, Some(0), "{name}: {err}");
+    }
 }
 
 #[test]
@@ -624,4 +697,148 @@ fn refused_discovery_stops_generation_with_the_key_manager_line() {
         "{err}"
     );
     assert!(!dir.join("out").exists());
+}
+
+/// Two key managers and two APIs whose hosts differ only in `.` versus `-` (issue 11, finding 1).
+fn look_alike_declaration() -> String {
+    // Indented lines: no `\` continuations, which would strip the indentation.
+    let km = |name: &str, host: &str| {
+        [
+            format!("  - name: {name}"),
+            format!("    well_known_url: https://{host}/.well-known/openid-configuration"),
+            "    discovery:".to_string(),
+            format!("      issuer: https://{host}"),
+            format!("      jwks_uri: https://{host}/jwks\n"),
+        ]
+        .join("\n")
+    };
+    format!(
+        "\
+gateway:
+  environment: production
+  listen: 127.0.0.1:18081
+  admin: 127.0.0.1:19902
+key_managers:
+{}{}apis:
+  - name: corp
+    base_path: /corp
+    upstream: https://api.example-corp.com
+    resources: [{{method: GET, path: /x, scopes: [a]}}]
+  - name: example
+    base_path: /example
+    upstream: https://api-example.corp.com
+    resources: [{{method: GET, path: /x, scopes: [a]}}]
+",
+        km("corp", "idp.example-corp.com"),
+        km("example", "idp-example.corp.com")
+    )
+}
+
+fn generate_from(text: &str, extra: &[&str]) -> (PathBuf, std::process::Output) {
+    let dir = temp_dir("names");
+    std::fs::write(dir.join("keygate.yaml"), text).unwrap();
+    let mut args = vec!["generate", "--input", "keygate.yaml", "--out", "out"];
+    args.extend_from_slice(extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(&args)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    (dir.join("out"), out)
+}
+
+#[test]
+fn hosts_that_differ_only_in_dots_and_dashes_keep_their_own_clusters() {
+    let (out, result) = generate_from(&look_alike_declaration(), &["--wasm", &wasm_arg()]);
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    let config = plugin(&out);
+    let envoy = yaml(&out.join("envoy.yaml"));
+    let clusters = envoy["static_resources"]["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 4, "two JWKS hosts, two upstreams");
+    let endpoint_of = |name: &str| {
+        let c = clusters
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no cluster {name}"));
+        c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+            ["socket_address"]["address"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Each key manager's JWKS is fetched from its own host.
+    let kms: Vec<(&str, &str)> = config
+        .key_managers
+        .iter()
+        .map(|km| (km.name.as_str(), km.jwks.cluster.as_str()))
+        .collect();
+    assert_ne!(kms[0].1, kms[1].1);
+    assert_eq!(endpoint_of(kms[0].1), "idp.example-corp.com");
+    assert_eq!(endpoint_of(kms[1].1), "idp-example.corp.com");
+    // Each API is routed to its own upstream.
+    let routes = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+        .as_array()
+        .unwrap();
+    let upstream_of = |route: &str| {
+        let r = routes.iter().find(|r| r["name"] == route).unwrap();
+        endpoint_of(r["route"]["cluster"].as_str().unwrap())
+    };
+    assert_eq!(upstream_of("api_corp"), "api.example-corp.com");
+    assert_eq!(upstream_of("api_example"), "api-example.corp.com");
+
+    // Istio: both hosts keep a ServiceEntry and a DestinationRule, all valid.
+    let istio: Vec<PathBuf> = std::fs::read_dir(out.join("istio"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let mut entry_hosts: Vec<String> = istio
+        .iter()
+        .map(|p| yaml(p))
+        .filter(|r| r["kind"] == "ServiceEntry")
+        .map(|r| r["spec"]["hosts"][0].as_str().unwrap().to_string())
+        .collect();
+    entry_hosts.sort();
+    assert_eq!(
+        entry_hosts,
+        ["idp-example.corp.com", "idp.example-corp.com"]
+    );
+    assert_eq!(
+        istio.len(),
+        5,
+        "WasmPlugin + 2 ServiceEntry + 2 DestinationRule"
+    );
+    let (code, _, err) = istio_check(&istio);
+    assert_eq!(code, Some(0), "{err}");
+
+    // And Envoy accepts the bootstrap with its filter configured.
+    let envoy_bin = require_envoy();
+    let (ok, log) = envoy_validate(&envoy_bin, &out.join("envoy.yaml"));
+    assert!(ok, "envoy --mode validate failed:\n{log}");
+}
+
+#[test]
+fn a_name_istio_would_give_two_targets_stops_generation() {
+    // Istio's JWKS cluster is `outbound|port||host`: plain http and TLS on one host and port
+    // cannot both be served, so generation refuses rather than drop one.
+    let text = "\
+gateway: {environment: production}
+key_managers:
+  - name: plain
+    well_known_url: http://keys.example:8443/a/.well-known/openid-configuration
+    discovery: {issuer: \"http://keys.example:8443/a\", jwks_uri: \"http://keys.example:8443/a/jwks\"}
+  - name: tls
+    well_known_url: https://keys.example:8443/b/.well-known/openid-configuration
+    discovery: {issuer: \"https://keys.example:8443/b\", jwks_uri: \"https://keys.example:8443/b/jwks\"}
+";
+    let (out, result) = generate_from(text, &["--allow-http"]);
+    assert_ne!(result.status.code(), Some(0), "{}", stdout(&result));
+    let err = stderr(&result);
+    assert!(
+        err.contains("outbound|8443||keys.example")
+            && err.contains("http://keys.example:8443")
+            && err.contains("https://keys.example:8443"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
 }

@@ -96,7 +96,7 @@ fn prints_token_endpoint_grants_scopes_and_the_call() {
     assert!(!text.contains("orders:read"));
     // The call goes to the first protected resource, template filled in.
     assert!(
-        text.contains("curl -sS -X GET 'http://127.0.0.1:18080/pets/v1/pets/1'"),
+        text.contains("curl -sS -X 'GET' 'http://127.0.0.1:18080/pets/v1/pets/1'"),
         "{text}"
     );
     assert!(text.contains("Authorization: Bearer $TOKEN"));
@@ -138,4 +138,115 @@ fn unknown_application_exits_1() {
     let (out, _server) = instructions("nobody");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no application `nobody`"));
+}
+
+/// Client ids that would run `touch <mark>` if a printed line left them unquoted.
+fn hostile_client_ids(dir: &std::path::Path) -> Vec<(String, std::path::PathBuf)> {
+    let mark = |i: usize| dir.join(format!("mark{i}"));
+    let ids = [
+        format!("$(touch {})", mark(0).display()),
+        format!("`touch {}`", mark(1).display()),
+        format!("'; touch {}; '", mark(2).display()),
+        format!("\"; touch {}; \"", mark(3).display()),
+        // (A newline would be refused: the filter's compiler allows no control characters.)
+        format!("x;touch {}", mark(4).display()),
+        format!("a'\"$(touch {})\"'b", mark(5).display()),
+    ];
+    ids.into_iter()
+        .enumerate()
+        .map(|(i, id)| (id, mark(i)))
+        .collect()
+}
+
+fn hostile_instructions(
+    dir: &std::path::Path,
+) -> (String, Vec<(String, std::path::PathBuf)>, Server) {
+    let (server, url) = key_manager();
+    let ids = hostile_client_ids(dir);
+    // JSON strings are YAML double-quoted scalars: the ids arrive in the declaration verbatim.
+    let client_ids: String = ids
+        .iter()
+        .map(|(id, _)| {
+            format!(
+                "      - {{key_manager: keycloak, client_id: {}}}\n",
+                serde_json::to_string(id).unwrap()
+            )
+        })
+        .collect();
+    let text = declaration(&url).replace(
+        "  - name: empty\n",
+        &format!("  - name: evil\n    client_ids:\n{client_ids}    subscriptions:\n      - {{api: pets}}\n"),
+    );
+    let input = dir.join("keygate.yaml");
+    std::fs::write(&input, text).unwrap();
+    let out = keygate(&["instructions", "--input", input.to_str().unwrap(), "evil"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    (stdout(&out), ids, server)
+}
+
+#[test]
+fn pasting_the_instructions_into_sh_runs_no_code_from_a_client_id() {
+    let dir = temp_dir("inject");
+    let (text, ids, _server) = hostile_instructions(&dir);
+    assert!(
+        text.matches("## Client id ").count() == ids.len(),
+        "every client id has its section:\n{text}"
+    );
+    // Each client id stays inside its own comment line.
+    let headings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("## Client id "))
+        .collect();
+    assert_eq!(headings.len(), ids.len(), "{text}");
+    assert!(
+        headings
+            .iter()
+            .all(|l| l.ends_with(" at key manager keycloak")),
+        "{headings:#?}"
+    );
+
+    // The whole output, pasted: the token requests and the API call run (the API call fails,
+    // nothing listens on its port), the injected `touch`es must not.
+    let run = Command::new("sh")
+        .arg("-c")
+        .arg(&text)
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    for (id, mark) in &ids {
+        assert!(
+            !mark.exists(),
+            "client id {id:?} ran code:\n{text}\n{}",
+            stderr(&run)
+        );
+    }
+}
+
+#[test]
+fn exported_values_hold_the_client_id_literally() {
+    let dir = temp_dir("inject-export");
+    let (text, ids, _server) = hostile_instructions(&dir);
+    for (id, mark) in &ids {
+        // The export of this client's section: from `export` up to the token request.
+        let section = text
+            .split("## Client id ")
+            .find(|s| s.contains(&format!("{}:", id.replace('\'', r"'\''"))))
+            .unwrap_or_else(|| panic!("no section for {id:?}:\n{text}"));
+        let export = section
+            .split_once("export CLIENT_SECRET=")
+            .and_then(|(_, rest)| rest.split_once("\nTOKEN=$(curl"))
+            .map(|(value, _)| format!("export CLIENT_SECRET={value}"))
+            .unwrap();
+        let script = format!("{export}\nprintf '%s' \"$CLIENT_SECRET\"\n");
+        let run = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{script}\n{}", stderr(&run));
+        assert_eq!(stdout(&run), format!("<client secret of {id}>"), "{script}");
+        assert!(!mark.exists(), "{script}");
+    }
 }

@@ -1,16 +1,25 @@
 //! The Envoy bootstrap: one listener whose HTTP connection manager runs the keygate wasm filter
 //! then the router, one cluster per upstream and one per JWKS host (the filter reaches the JWKS
 //! with `dispatch_http_call` on that cluster), and the admin interface.
+//!
+//! Cluster names are `keygate_<role>_<host>_<port>_<digest>`: the host with every character that
+//! is not a letter or digit turned into `_` (readable, but `a.b-c` and `a-b.c` look alike), then 8
+//! hex digits of SHA-256 over the exact `scheme://host:port`, which tell them apart. Every name is
+//! claimed for its target while the bootstrap is built; two targets behind one name are refused.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 
 use serde_json::{json, Value};
 
 use crate::cli::declaration::Declaration;
-use crate::cli::plugin::sanitize;
-use crate::cli::url::{HttpUrl, Scheme};
+use crate::cli::generate::GenerateError;
+use crate::cli::url::{HttpUrl, NameCollision, Scheme, TargetNames};
 use crate::config::PluginConfig;
+
+/// Longest readable host part of a cluster name; the digest keeps truncated names apart.
+const READABLE_HOST_MAX: usize = 40;
 
 /// What differs between the bootstrap run on this machine and the one inside a container.
 #[derive(Debug, Clone)]
@@ -28,7 +37,78 @@ pub struct EnvoyOptions {
 
 /// The Envoy cluster name of an upstream.
 pub fn upstream_cluster(url: &HttpUrl) -> String {
-    format!("keygate_upstream_{}_{}", sanitize(&url.host), url.port)
+    cluster_name("upstream", url)
+}
+
+/// The Envoy cluster name of a JWKS host (the plugin config's `jwks.cluster`).
+pub fn jwks_cluster(url: &HttpUrl) -> String {
+    cluster_name("jwks", url)
+}
+
+fn cluster_name(role: &str, url: &HttpUrl) -> String {
+    let readable: String = url
+        .host
+        .chars()
+        .take(READABLE_HOST_MAX)
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!(
+        "keygate_{role}_{readable}_{}_{}",
+        url.port,
+        url.target_digest()
+    )
+}
+
+/// Why the bootstrap cannot be rendered.
+#[derive(Debug)]
+pub enum BootstrapError {
+    Json(serde_json::Error),
+    Collision(NameCollision),
+}
+
+impl fmt::Display for BootstrapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootstrapError::Json(err) => write!(f, "{err}"),
+            BootstrapError::Collision(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl From<serde_json::Error> for BootstrapError {
+    fn from(err: serde_json::Error) -> Self {
+        BootstrapError::Json(err)
+    }
+}
+
+impl From<NameCollision> for BootstrapError {
+    fn from(err: NameCollision) -> Self {
+        BootstrapError::Collision(err)
+    }
+}
+
+impl From<BootstrapError> for GenerateError {
+    fn from(err: BootstrapError) -> Self {
+        GenerateError::Render {
+            what: "envoy.yaml",
+            detail: err.to_string(),
+        }
+    }
+}
+
+/// Adds the cluster `name` for `url`, unless it is there for the same target already.
+fn add_cluster(
+    clusters: &mut BTreeMap<String, Value>,
+    names: &mut TargetNames,
+    name: &str,
+    url: &HttpUrl,
+    options: &EnvoyOptions,
+) -> Result<(), NameCollision> {
+    names.claim(name, &url.target())?;
+    clusters
+        .entry(name.to_string())
+        .or_insert_with(|| cluster(name, url, options));
+    Ok(())
 }
 
 /// Renders the bootstrap as a JSON value (written out as YAML).
@@ -36,15 +116,14 @@ pub fn bootstrap(
     decl: &Declaration,
     plugin: &PluginConfig,
     options: &EnvoyOptions,
-) -> Result<Value, serde_json::Error> {
+) -> Result<Value, BootstrapError> {
     let plugin_json = serde_json::to_string(plugin)?;
     let mut clusters: BTreeMap<String, Value> = BTreeMap::new();
+    let mut names = TargetNames::default();
 
     for km in &plugin.key_managers {
         if let Ok(url) = HttpUrl::parse(&km.jwks.uri) {
-            clusters
-                .entry(km.jwks.cluster.clone())
-                .or_insert_with(|| cluster(&km.jwks.cluster, &url, options));
+            add_cluster(&mut clusters, &mut names, &km.jwks.cluster, &url, options)?;
         }
     }
 
@@ -72,9 +151,7 @@ pub fn bootstrap(
         let action = match upstream {
             Some(url) => {
                 let name = upstream_cluster(&url);
-                clusters
-                    .entry(name.clone())
-                    .or_insert_with(|| cluster(&name, &url, options));
+                add_cluster(&mut clusters, &mut names, &name, &url, options)?;
                 json!({"route": {
                     "cluster": name,
                     "timeout": format!("{}s", options.upstream_timeout_seconds),
@@ -239,4 +316,162 @@ fn cluster(name: &str, url: &HttpUrl, options: &EnvoyOptions) -> Value {
         );
     }
     cluster
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn declaration(yaml: &str) -> Declaration {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    /// A plugin config with one key manager per (name, JWKS URI, cluster).
+    fn plugin(key_managers: &[(&str, &str, &str)]) -> PluginConfig {
+        let kms: Vec<Value> = key_managers
+            .iter()
+            .map(|(name, uri, cluster)| {
+                json!({"name": name, "issuer": format!("https://{name}.example"),
+                   "jwks": {"uri": uri, "cluster": cluster, "authority": "x", "path": "/"}})
+            })
+            .collect();
+        serde_json::from_value(json!({"environment": "production", "key_managers": kms})).unwrap()
+    }
+
+    fn options() -> EnvoyOptions {
+        EnvoyOptions {
+            wasm_path: "/k.wasm".into(),
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            admin: "127.0.0.1:9901".parse().unwrap(),
+            ca_file: "/ca.pem".into(),
+            loopback_alias: None,
+            upstream_timeout_seconds: 15,
+        }
+    }
+
+    fn clusters(bootstrap: &Value) -> Vec<(String, String)> {
+        bootstrap["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let host = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+                    ["address"]["socket_address"]["address"];
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    host.as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_keep_hosts_apart_that_differ_only_in_dots_and_dashes() {
+        let a = HttpUrl::parse("https://idp.example-corp.com/jwks").unwrap();
+        let b = HttpUrl::parse("https://idp-example.corp.com/jwks").unwrap();
+        assert_ne!(jwks_cluster(&a), jwks_cluster(&b));
+        assert_ne!(upstream_cluster(&a), upstream_cluster(&b));
+        let name = jwks_cluster(&a);
+        let (readable, digest) = name.rsplit_once('_').unwrap();
+        assert_eq!(readable, "keygate_jwks_idp_example_corp_com_443");
+        assert_eq!(digest, a.target_digest());
+        // Same target, same name (key managers on one host share a cluster); scheme and port
+        // are part of the target.
+        let same = HttpUrl::parse("https://IDP.example-corp.com:443/other").unwrap();
+        assert_eq!(jwks_cluster(&same), name);
+        let http = HttpUrl::parse("http://idp.example-corp.com:443/jwks").unwrap();
+        assert_ne!(jwks_cluster(&http), name);
+        // Envoy-friendly: letters, digits, `_`; bounded even for very long hosts.
+        let long = HttpUrl::parse(&format!("https://{}.example/", "h".repeat(200))).unwrap();
+        let long_name = upstream_cluster(&long);
+        assert!(long_name.len() <= 80, "{long_name}");
+        for n in [
+            name,
+            long_name,
+            upstream_cluster(&HttpUrl::parse("http://[::1]:9/").unwrap()),
+        ] {
+            assert!(
+                n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_cluster_reaches_its_own_host() {
+        let decl = declaration(
+            "gateway: {environment: production}\n\
+             apis:\n\
+             \x20 - {name: a, base_path: /a, upstream: \"https://api.example-corp.com\"}\n\
+             \x20 - {name: b, base_path: /b, upstream: \"https://api-example.corp.com\"}\n",
+        );
+        let a = HttpUrl::parse("https://idp.example-corp.com/jwks").unwrap();
+        let b = HttpUrl::parse("https://idp-example.corp.com/jwks").unwrap();
+        let config = plugin(&[
+            ("a", &a.to_string(), &jwks_cluster(&a)),
+            ("b", &b.to_string(), &jwks_cluster(&b)),
+        ]);
+        let boot = bootstrap(&decl, &config, &options()).unwrap();
+        let clusters = clusters(&boot);
+        assert_eq!(clusters.len(), 4, "{clusters:?}");
+        let host_of = |name: &str| {
+            clusters
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, h)| h.clone())
+                .unwrap()
+        };
+        assert_eq!(host_of(&jwks_cluster(&a)), "idp.example-corp.com");
+        assert_eq!(host_of(&jwks_cluster(&b)), "idp-example.corp.com");
+        let routes = boot.pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/route_config/virtual_hosts/0/routes").unwrap();
+        for (route, host) in [
+            ("api_a", "api.example-corp.com"),
+            ("api_b", "api-example.corp.com"),
+        ] {
+            let cluster = routes
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == route)
+                .unwrap()["route"]["cluster"]
+                .as_str()
+                .unwrap();
+            assert_eq!(host_of(cluster), host, "{route}");
+        }
+    }
+
+    #[test]
+    fn two_targets_behind_one_name_are_refused() {
+        let decl = declaration("gateway: {environment: production}\n");
+        // A plugin config whose JWKS cluster names collide (as the old naming made them do).
+        let config = plugin(&[
+            (
+                "a",
+                "https://idp.example-corp.com/jwks",
+                "keygate_jwks_same",
+            ),
+            (
+                "b",
+                "https://idp-example.corp.com/jwks",
+                "keygate_jwks_same",
+            ),
+        ]);
+        let err = bootstrap(&decl, &config, &options()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("keygate_jwks_same"), "{text}");
+        assert!(text.contains("https://idp.example-corp.com:443"), "{text}");
+        assert!(text.contains("https://idp-example.corp.com:443"), "{text}");
+        // Sharing a name is fine for one target.
+        let config = plugin(&[
+            ("a", "https://idp.example.com/t/a/jwks", "keygate_jwks_same"),
+            (
+                "b",
+                "https://idp.example.com:443/t/b/jwks",
+                "keygate_jwks_same",
+            ),
+        ]);
+        let boot = bootstrap(&decl, &config, &options()).unwrap();
+        assert_eq!(clusters(&boot).len(), 1);
+    }
 }

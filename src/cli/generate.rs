@@ -249,17 +249,10 @@ pub fn render(
         ..local.clone()
     };
 
-    let json_err = |what: &'static str| {
-        move |err: serde_json::Error| GenerateError::Render {
-            what,
-            detail: err.to_string(),
-        }
-    };
     let mut files = vec![("plugin-config.json".to_string(), loaded.plugin_json.clone())];
-    let envoy_local = envoy::bootstrap(decl, plugin, &local).map_err(json_err("envoy.yaml"))?;
+    let envoy_local = envoy::bootstrap(decl, plugin, &local)?;
     files.push(("envoy.yaml".into(), yaml("envoy.yaml", &envoy_local)?));
-    let envoy_container =
-        envoy::bootstrap(decl, plugin, &container).map_err(json_err("compose/envoy.yaml"))?;
+    let envoy_container = envoy::bootstrap(decl, plugin, &container)?;
     files.push((
         compose::COMPOSE_ENVOY_YAML.into(),
         yaml("compose/envoy.yaml", &envoy_container)?,
@@ -271,7 +264,7 @@ pub fn render(
             &compose::compose_file(wasm_path, &listen, &admin),
         )?,
     ));
-    for manifest in istio::manifests(decl, &loaded.istio_plugin, wasm_url) {
+    for manifest in istio::manifests(decl, &loaded.istio_plugin, wasm_url)? {
         files.push((
             format!("istio/{}", manifest.file),
             yaml("istio manifest", &manifest.resource)?,

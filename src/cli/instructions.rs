@@ -1,6 +1,11 @@
 //! `keygate instructions --input keygate.yaml APPLICATION`: what a consumer needs once its client
 //! ids are registered: per client id, the token endpoint and ready-to-run `curl` commands, then a
 //! call to a subscribed API with the token.
+//!
+//! The output is meant to be pasted into a shell, and client ids, endpoints and names come from
+//! the declaration and the key manager's discovery document: every value in a command is
+//! single-quoted ([`shell_quote`]), and every value in a `#` comment has its line breaks and other
+//! control characters escaped ([`comment_safe`]), so no value can end the comment or the quotes.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -22,9 +27,25 @@ pub struct Args {
     pub allow_http: bool,
 }
 
-/// Quotes a value for a POSIX shell.
+/// Quotes a value for a POSIX shell: inside single quotes nothing is special, and a `'` itself is
+/// written as `'\''` (close, escaped quote, reopen).
 pub fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// A value for a `#` comment line: control characters (a newline would start a command) are
+/// written as `\u{..}` escapes.
+pub fn comment_safe(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The scopes a client needs: every scope of every resource of the APIs it is actively
@@ -66,8 +87,9 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# Application {application} (environment {})",
-        decl.gateway.environment.value
+        "# Application {} (environment {})",
+        comment_safe(application),
+        comment_safe(&decl.gateway.environment.value)
     );
     if app.client_ids.is_empty() {
         let _ = writeln!(
@@ -85,8 +107,9 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
         let client_id = &client.client_id.value;
         let _ = writeln!(
             out,
-            "\n## Client id {client_id} at key manager {}",
-            client.key_manager.value
+            "\n## Client id {} at key manager {}",
+            comment_safe(client_id),
+            comment_safe(&client.key_manager.value)
         );
         let Some(token_endpoint) = &found.document.token_endpoint else {
             let _ = writeln!(
@@ -95,7 +118,7 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
             );
             continue;
         };
-        let _ = writeln!(out, "# Token endpoint: {token_endpoint}");
+        let _ = writeln!(out, "# Token endpoint: {}", comment_safe(token_endpoint));
         let scope_arg = if scope.is_empty() {
             String::new()
         } else {
@@ -110,8 +133,9 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
         );
         let _ = writeln!(
             out,
-            "export CLIENT_SECRET='<client secret of {client_id}>'\n\
+            "export CLIENT_SECRET={}\n\
              TOKEN=$(curl -sS -X POST {} \\\n  -u {}\"$CLIENT_SECRET\" \\\n  -d grant_type=client_credentials{scope_arg} \\\n  | sed -E 's/.*\"access_token\" *: *\"([^\"]+)\".*/\\1/')",
+            shell_quote(&format!("<client secret of {client_id}>")),
             shell_quote(token_endpoint),
             shell_quote(&format!("{client_id}:")),
         );
@@ -137,10 +161,15 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
             } else {
                 method
             };
-            let _ = writeln!(out, "\n# Call API {} with the token:", api.name.value);
             let _ = writeln!(
                 out,
-                "curl -sS -X {method} {} \\\n  -H \"Authorization: Bearer $TOKEN\"",
+                "\n# Call API {} with the token:",
+                comment_safe(&api.name.value)
+            );
+            let _ = writeln!(
+                out,
+                "curl -sS -X {} {} \\\n  -H \"Authorization: Bearer $TOKEN\"",
+                shell_quote(&method),
                 shell_quote(&format!("http://{listen}{path}"))
             );
         }
@@ -211,6 +240,14 @@ mod tests {
     fn quoting() {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("$(x)`y`"), "'$(x)`y`'");
+    }
+
+    #[test]
+    fn comments_stay_one_line() {
+        assert_eq!(comment_safe("a\ntouch x"), "a\\u{a}touch x");
+        assert_eq!(comment_safe("a\rb\u{7f}"), "a\\u{d}b\\u{7f}");
+        assert_eq!(comment_safe("$(x) 'y'"), "$(x) 'y'");
     }
 
     #[test]

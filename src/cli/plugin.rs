@@ -12,7 +12,7 @@ use crate::config::{
 /// How the JWKS cluster of a host is named: differs between a plain Envoy bootstrap and Istio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterNaming {
-    /// `keygate_jwks_<host>_<port>`, the clusters `envoy.yaml` defines.
+    /// `keygate_jwks_<host>_<port>_<digest>`, the clusters `envoy.yaml` defines.
     Envoy,
     /// `outbound|<port>||<host>`, the clusters Istio derives from a ServiceEntry.
     Istio,
@@ -21,17 +21,10 @@ pub enum ClusterNaming {
 impl ClusterNaming {
     pub fn jwks_cluster(self, url: &HttpUrl) -> String {
         match self {
-            ClusterNaming::Envoy => format!("keygate_jwks_{}_{}", sanitize(&url.host), url.port),
+            ClusterNaming::Envoy => crate::cli::envoy::jwks_cluster(url),
             ClusterNaming::Istio => format!("outbound|{}||{}", url.port, url.host),
         }
     }
-}
-
-/// Cluster-name-safe form of a host: letters, digits and `_`.
-pub fn sanitize(host: &str) -> String {
-    host.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
 }
 
 /// Builds the plugin config. `resolved` holds one checked discovery per key manager, in order.
@@ -146,10 +139,9 @@ mod tests {
     #[test]
     fn cluster_names() {
         let url = HttpUrl::parse("https://login.example.com/keys").unwrap();
-        assert_eq!(
-            ClusterNaming::Envoy.jwks_cluster(&url),
-            "keygate_jwks_login_example_com_443"
-        );
+        assert!(ClusterNaming::Envoy
+            .jwks_cluster(&url)
+            .starts_with("keygate_jwks_login_example_com_443_"));
         assert_eq!(
             ClusterNaming::Istio.jwks_cluster(&url),
             "outbound|443||login.example.com"

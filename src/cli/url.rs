@@ -2,8 +2,11 @@
 //! port and a path. Kept local (no URL crate) because every consumer here only needs scheme, host,
 //! port and path, and the parsing rules must be strict rather than forgiving.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -148,6 +151,27 @@ impl HttpUrl {
         self.host.parse().ok()
     }
 
+    /// What a cluster for this URL connects to: `scheme://host:port`, the port always written.
+    /// URLs with one target may share a cluster; URLs with different targets never may.
+    pub fn target(&self) -> String {
+        format!(
+            "{}://{}:{}",
+            self.scheme.as_str(),
+            self.host_for_authority(),
+            self.port
+        )
+    }
+
+    /// 8 hex digits of SHA-256 over [`HttpUrl::target`]: the same on every run, and what keeps
+    /// generated names apart when their readable part is the same (`a.b-c` and `a-b.c`).
+    pub fn target_digest(&self) -> String {
+        Sha256::digest(self.target().as_bytes())
+            .iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Loopback hosts may use plain http: `localhost`, 127.0.0.0/8 and `::1`.
     pub fn is_loopback(&self) -> bool {
         self.host == "localhost" || self.ip().is_some_and(|ip| ip.is_loopback())
@@ -172,6 +196,52 @@ impl fmt::Display for HttpUrl {
                 self.scheme.as_str(),
                 self.path_and_query
             )
+        }
+    }
+}
+
+/// Two different targets that would get the same generated name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameCollision {
+    pub name: String,
+    pub first: String,
+    pub second: String,
+}
+
+impl fmt::Display for NameCollision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "generated name `{}` would be shared by {} and {}; refusing to merge two targets",
+            self.name, self.first, self.second
+        )
+    }
+}
+
+impl std::error::Error for NameCollision {}
+
+/// The generated names handed out so far, each with the one target it stands for. Generation
+/// claims every name it writes here, so two targets can never end up behind one name.
+#[derive(Debug, Default)]
+pub struct TargetNames {
+    by_name: BTreeMap<String, String>,
+}
+
+impl TargetNames {
+    /// Records that `name` stands for `target`: fine again for the same target, an error for
+    /// another one.
+    pub fn claim(&mut self, name: &str, target: &str) -> Result<(), NameCollision> {
+        match self.by_name.get(name) {
+            Some(first) if first != target => Err(NameCollision {
+                name: name.to_string(),
+                first: first.clone(),
+                second: target.to_string(),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                self.by_name.insert(name.to_string(), target.to_string());
+                Ok(())
+            }
         }
     }
 }
@@ -250,6 +320,59 @@ mod tests {
         ] {
             assert!(!HttpUrl::parse(not).unwrap().is_loopback(), "{not}");
         }
+    }
+
+    #[test]
+    fn targets_keep_scheme_host_and_port_apart() {
+        let target = |u: &str| HttpUrl::parse(u).unwrap().target();
+        assert_eq!(
+            target("https://IdP.example.com/keys"),
+            "https://idp.example.com:443"
+        );
+        assert_eq!(
+            target("https://idp.example.com:443/other"),
+            "https://idp.example.com:443"
+        );
+        assert_eq!(target("http://[::1]:9000/jwks"), "http://[::1]:9000");
+        let digest = |u: &str| HttpUrl::parse(u).unwrap().target_digest();
+        let samples = [
+            "https://idp.example-corp.com/",
+            "https://idp-example.corp.com/",
+            "http://idp.example-corp.com:443/",
+            "https://idp.example-corp.com:8443/",
+        ];
+        let digests: std::collections::BTreeSet<String> =
+            samples.iter().map(|u| digest(u)).collect();
+        assert_eq!(digests.len(), samples.len(), "{digests:?}");
+        // Stable across runs and builds: a fixed value, not a per-process hasher.
+        assert_eq!(digest("https://idp.example.com/"), {
+            let full = Sha256::digest(b"https://idp.example.com:443");
+            format!(
+                "{:02x}{:02x}{:02x}{:02x}",
+                full[0], full[1], full[2], full[3]
+            )
+        });
+        assert_eq!(
+            digest("https://idp.example.com/a"),
+            digest("https://idp.example.com:443/b")
+        );
+    }
+
+    #[test]
+    fn a_name_stands_for_one_target() {
+        let mut names = TargetNames::default();
+        names.claim("c", "https://a:443").unwrap();
+        names.claim("c", "https://a:443").unwrap();
+        names.claim("d", "https://a:443").unwrap();
+        let err = names.claim("c", "https://b:443").unwrap_err();
+        assert_eq!(err.first, "https://a:443");
+        assert_eq!(err.second, "https://b:443");
+        let text = err.to_string();
+        assert!(
+            text.contains("`c`")
+                && text.contains("https://a:443")
+                && text.contains("https://b:443")
+        );
     }
 
     #[test]
