@@ -1,73 +1,131 @@
-//! Verified-token cache: skip the signature check for a token this worker already verified.
+//! Verified-token cache: skip parsing and the signature check for a token this worker has seen.
 //!
-//! Signature verification dominates the cost of a request (an RSA-2048 verify is a millisecond in
-//! wasm), and clients reuse a token for its whole lifetime. An entry remembers the verified claims
-//! of an exact token string under the key set generation that verified it. A hit is valid only for
-//! the same key manager and the same generation, so a key removed from the JWKS stops verifying as
-//! soon as the new set is adopted; time, issuer and audience checks still run on every hit.
+//! Signature verification dominates the cost of a request, and clients reuse a token for its
+//! whole lifetime. An entry remembers, for an exact token string, what verification concluded
+//! under one key set generation of one key manager:
+//! - *valid*: the verified claims, with `exp`/`nbf` pulled out so a hit only compares times;
+//! - *invalid*: the refusal (bad signature, wrong audience, ...), so a forged token costs one
+//!   verification at most once per key set. Refusals that depend on the clock are not remembered.
+//!
+//! A hit is valid only for the same key manager and the same generation, so a key removed from the
+//! JWKS stops verifying as soon as the new set is adopted. Entries are found by a keyed hash of
+//! the token (random key per worker) and confirmed by comparing the token itself, which is stored
+//! once. The cache is bounded both in entries and in (approximate) bytes; the oldest entry leaves
+//! first.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 
 use serde_json::{Map, Value};
 
-struct Entry {
-    key_manager: usize,
-    generation: u64,
-    claims: Map<String, Value>,
+/// What verification concluded about a token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Valid {
+        claims: Map<String, Value>,
+        exp: Option<f64>,
+        nbf: Option<f64>,
+    },
+    Invalid {
+        code: &'static str,
+        description: String,
+    },
 }
 
-/// A bounded map from token to verified claims; the oldest entry leaves first.
+/// A remembered verdict.
+#[derive(Debug)]
+pub struct Hit<'a> {
+    pub key_manager: usize,
+    pub generation: u64,
+    pub verdict: &'a Verdict,
+}
+
+struct Entry {
+    token: Box<str>,
+    key_manager: usize,
+    generation: u64,
+    verdict: Verdict,
+    bytes: usize,
+}
+
+/// Approximate memory of an entry: the token, and its claims (decoded from about three quarters of
+/// the token), counted twice for the map's overhead.
+fn entry_bytes(token: &str) -> usize {
+    token.len().saturating_mul(5) / 2 + 128
+}
+
+/// A bounded map from token to verdict.
 pub struct VerifiedTokens {
     capacity: usize,
-    entries: HashMap<String, Entry>,
-    order: VecDeque<String>,
+    max_bytes: usize,
+    bytes: usize,
+    hasher: RandomState,
+    entries: HashMap<u64, Entry>,
+    /// Hashes in insertion order (a hash may appear for an entry since replaced: skipped).
+    order: VecDeque<u64>,
 }
 
 impl VerifiedTokens {
-    /// `capacity` 0 disables the cache.
-    pub fn new(capacity: usize) -> Self {
+    /// `capacity` 0 disables the cache; `max_bytes` bounds its approximate size.
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         VerifiedTokens {
             capacity,
+            max_bytes,
+            bytes: 0,
+            hasher: RandomState::new(),
             entries: HashMap::new(),
             order: VecDeque::new(),
         }
     }
 
-    /// The claims verified earlier for exactly this token, key manager and key set generation.
-    pub fn get(
-        &self,
-        token: &str,
-        key_manager: usize,
-        generation: u64,
-    ) -> Option<&Map<String, Value>> {
-        self.entries
-            .get(token)
-            .filter(|e| e.key_manager == key_manager && e.generation == generation)
-            .map(|e| &e.claims)
+    /// A cache that remembers nothing.
+    pub fn disabled() -> Self {
+        VerifiedTokens::new(0, 0)
     }
 
-    pub fn insert(
-        &mut self,
-        token: &str,
-        key_manager: usize,
-        generation: u64,
-        claims: Map<String, Value>,
-    ) {
+    fn hash(&self, token: &str) -> u64 {
+        self.hasher.hash_one(token)
+    }
+
+    /// What was concluded earlier for exactly this token, if anything.
+    pub fn get(&self, token: &str) -> Option<Hit<'_>> {
         if self.capacity == 0 {
+            return None;
+        }
+        let entry = self.entries.get(&self.hash(token))?;
+        (*entry.token == *token).then_some(Hit {
+            key_manager: entry.key_manager,
+            generation: entry.generation,
+            verdict: &entry.verdict,
+        })
+    }
+
+    pub fn insert(&mut self, token: &str, key_manager: usize, generation: u64, verdict: Verdict) {
+        let bytes = entry_bytes(token);
+        if self.capacity == 0 || bytes > self.max_bytes {
             return;
         }
+        let hash = self.hash(token);
         let entry = Entry {
+            token: token.into(),
             key_manager,
             generation,
-            claims,
+            verdict,
+            bytes,
         };
-        if self.entries.insert(token.to_string(), entry).is_some() {
-            return; // refreshed in place; its age in `order` stays
+        match self.entries.insert(hash, entry) {
+            // Refreshed in place (or a hash collision replaced another token): its age stays.
+            Some(old) => self.bytes = self.bytes.saturating_sub(old.bytes),
+            None => self.order.push_back(hash),
         }
-        self.order.push_back(token.to_string());
-        while self.order.len() > self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.entries.remove(&oldest);
+        self.bytes = self.bytes.saturating_add(bytes);
+        while self.entries.len() > self.capacity || self.bytes > self.max_bytes {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = self.entries.remove(&oldest) {
+                self.bytes = self.bytes.saturating_sub(old.bytes);
             }
         }
     }
@@ -79,6 +137,11 @@ impl VerifiedTokens {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Approximate bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 #[cfg(test)]
@@ -86,41 +149,93 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn claims(sub: &str) -> Map<String, Value> {
-        json!({"sub": sub}).as_object().cloned().unwrap_or_default()
+    fn valid(sub: &str) -> Verdict {
+        Verdict::Valid {
+            claims: json!({"sub": sub}).as_object().cloned().unwrap_or_default(),
+            exp: None,
+            nbf: None,
+        }
+    }
+
+    fn sub_of(hit: Option<Hit<'_>>) -> Option<String> {
+        match hit?.verdict {
+            Verdict::Valid { claims, .. } => claims.get("sub")?.as_str().map(String::from),
+            Verdict::Invalid { .. } => None,
+        }
     }
 
     #[test]
-    fn hit_needs_same_key_manager_and_generation() {
-        let mut cache = VerifiedTokens::new(4);
-        cache.insert("t1", 0, 7, claims("a"));
-        assert_eq!(cache.get("t1", 0, 7), Some(&claims("a")));
-        assert!(
-            cache.get("t1", 0, 8).is_none(),
-            "a new key set must re-verify"
+    fn a_hit_names_its_key_manager_and_generation() {
+        let mut cache = VerifiedTokens::new(4, 1 << 20);
+        cache.insert("t1", 0, 7, valid("a"));
+        let hit = cache.get("t1");
+        assert_eq!(
+            hit.as_ref().map(|h| (h.key_manager, h.generation)),
+            Some((0, 7))
         );
-        assert!(
-            cache.get("t1", 1, 7).is_none(),
-            "another key manager must verify itself"
-        );
-        assert!(cache.get("t2", 0, 7).is_none());
+        assert_eq!(sub_of(hit), Some("a".into()));
+        assert!(cache.get("t2").is_none());
+        assert!(cache.get("t").is_none());
     }
 
     #[test]
-    fn bounded_oldest_first() {
-        let mut cache = VerifiedTokens::new(2);
-        cache.insert("t1", 0, 1, claims("a"));
-        cache.insert("t2", 0, 1, claims("b"));
-        cache.insert("t3", 0, 1, claims("c"));
+    fn bounded_in_entries_oldest_first() {
+        let mut cache = VerifiedTokens::new(2, 1 << 20);
+        cache.insert("t1", 0, 1, valid("a"));
+        cache.insert("t2", 0, 1, valid("b"));
+        cache.insert("t3", 0, 1, valid("c"));
         assert_eq!(cache.len(), 2);
-        assert!(cache.get("t1", 0, 1).is_none());
-        assert!(cache.get("t3", 0, 1).is_some());
+        assert!(cache.get("t1").is_none());
+        assert!(cache.get("t3").is_some());
+    }
+
+    #[test]
+    fn bounded_in_bytes() {
+        let token = |i: usize| format!("{i:04}{}", "x".repeat(996));
+        let per = entry_bytes(&token(0));
+        let mut cache = VerifiedTokens::new(1_000, per * 3);
+        for i in 0..10 {
+            cache.insert(&token(i), 0, 1, valid("a"));
+        }
+        assert_eq!(cache.len(), 3);
+        assert!(cache.bytes() <= per * 3);
+        assert!(cache.get(&token(9)).is_some());
+        assert!(cache.get(&token(6)).is_none());
+        // A token larger than the whole budget is not cached at all.
+        let mut small = VerifiedTokens::new(10, 100);
+        small.insert(&token(1), 0, 1, valid("a"));
+        assert!(small.is_empty());
+    }
+
+    #[test]
+    fn refusals_are_remembered_too() {
+        let mut cache = VerifiedTokens::new(4, 1 << 20);
+        let refused = Verdict::Invalid {
+            code: "signature_invalid",
+            description: "bad".into(),
+        };
+        cache.insert("forged", 1, 3, refused.clone());
+        assert_eq!(
+            cache.get("forged").map(|h| h.verdict.clone()),
+            Some(refused)
+        );
+    }
+
+    #[test]
+    fn replacing_an_entry_keeps_the_byte_count_exact() {
+        let mut cache = VerifiedTokens::new(4, 1 << 20);
+        cache.insert("t1", 0, 1, valid("a"));
+        let once = cache.bytes();
+        cache.insert("t1", 0, 2, valid("b"));
+        assert_eq!(cache.bytes(), once);
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]
     fn zero_capacity_caches_nothing() {
-        let mut cache = VerifiedTokens::new(0);
-        cache.insert("t1", 0, 1, claims("a"));
+        let mut cache = VerifiedTokens::disabled();
+        cache.insert("t1", 0, 1, valid("a"));
         assert!(cache.is_empty());
+        assert!(cache.get("t1").is_none());
     }
 }

@@ -60,21 +60,7 @@ pub fn check(
     };
     let aud = audiences(claims)?;
 
-    // A clock that reads NaN would pass every comparison below; fail closed instead.
-    if now.is_nan() {
-        return Err(TokenError::Expired);
-    }
-    // Leeway is a config value in seconds; f64 is exact for any sane value.
-    let leeway = validation.leeway_seconds as f64;
-    match exp {
-        Some(exp) if now >= exp + leeway => return Err(TokenError::Expired),
-        Some(_) => {}
-        None if validation.require_exp => return Err(TokenError::MissingExp),
-        None => {}
-    }
-    if nbf.is_some_and(|nbf| now + leeway < nbf) {
-        return Err(TokenError::NotYetValid);
-    }
+    check_time(exp, nbf, validation, now)?;
     if let Some(expected) = &validation.issuer {
         match iss {
             None => return Err(TokenError::IssuerMismatch { missing: true }),
@@ -98,6 +84,38 @@ pub fn check(
         }
     }
     Ok(())
+}
+
+/// The time checks alone, on `exp` and `nbf` already read from the claims (a verified-token cache
+/// hit repeats only these: everything else about a token is fixed once it is verified).
+pub fn check_time(
+    exp: Option<f64>,
+    nbf: Option<f64>,
+    validation: &Validation,
+    now: f64,
+) -> Result<(), TokenError> {
+    // A clock that reads NaN would pass every comparison below; fail closed instead.
+    if now.is_nan() {
+        return Err(TokenError::Expired);
+    }
+    // Leeway is a config value in seconds; f64 is exact for any sane value.
+    let leeway = validation.leeway_seconds as f64;
+    match exp {
+        Some(exp) if now >= exp + leeway => return Err(TokenError::Expired),
+        Some(_) => {}
+        None if validation.require_exp => return Err(TokenError::MissingExp),
+        None => {}
+    }
+    if nbf.is_some_and(|nbf| now + leeway < nbf) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
+}
+
+/// `exp` and `nbf` of claims that passed [`check`].
+pub fn times(claims: &Map<String, Value>) -> (Option<f64>, Option<f64>) {
+    let number = |name: &str| claims.get(name).and_then(Value::as_f64);
+    (number("exp"), number("nbf"))
 }
 
 fn number_claim(claims: &Map<String, Value>, claim: Claim) -> Result<Option<f64>, TokenError> {

@@ -204,7 +204,7 @@ pub struct Settings {
     pub unknown_api: UnknownApi,
     /// Prefix of the identity headers added upstream (always stripped from requests).
     pub header_prefix: String,
-    /// Remove `Authorization` before forwarding.
+    /// Remove `Authorization` from every request keygate forwards (allowed or public).
     pub strip_authorization: bool,
     /// `realm` in `WWW-Authenticate`.
     pub realm: String,
@@ -233,6 +233,8 @@ pub struct Settings {
     /// Verified tokens remembered per worker (0 disables): a repeated token skips the signature
     /// check while the key set is unchanged; time, issuer and audience are checked every time.
     pub token_cache_entries: usize,
+    /// Approximate memory the verified-token cache may use per worker, bytes.
+    pub token_cache_bytes: usize,
 }
 
 impl Default for Settings {
@@ -241,7 +243,7 @@ impl Default for Settings {
             leeway_seconds: 60,
             unknown_api: UnknownApi::Deny,
             header_prefix: "x-keygate-".to_string(),
-            strip_authorization: false,
+            strip_authorization: true,
             realm: "keygate".to_string(),
             jwks_fetch_timeout_ms: 5_000,
             jwks_max_bytes: 512 * 1024,
@@ -256,6 +258,7 @@ impl Default for Settings {
             max_parked_requests: 1_024,
             max_parked_per_key_manager: 256,
             token_cache_entries: 1_024,
+            token_cache_bytes: 8 * 1024 * 1024,
         }
     }
 }

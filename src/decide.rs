@@ -1,16 +1,18 @@
 //! One request through the decision steps (ARCHITECTURE.md §3) as a function of its inputs.
 //!
-//! The shell calls [`begin`] with the request line and `Authorization` header; that settles everything
-//! that needs no keys (route, bearer syntax, token syntax, key manager by issuer). What is left is a
-//! [`Pending`] check that [`finish`] completes once the key manager's keys are at hand. Between the
-//! two the shell may park the request while it fetches a JWKS; `finish` may be called again after a
-//! refetch, with `after_refetch` set so an unknown `kid` becomes a final answer.
+//! [`start`] settles what needs neither keys nor token parsing: the route and the bearer token.
+//! [`recall`] then answers from the verified-token cache by the raw token string, with no base64
+//! or JSON work, when this worker has already verified (or refused) exactly that token under the
+//! key manager's current key set. Otherwise [`parse`] reads the token and finds its key manager
+//! by issuer, and [`finish`] completes the check once the key manager's keys are at hand. Between
+//! the two the worker may park the request while it fetches a JWKS; `finish` may be called again
+//! after a refetch, with `after_refetch` set so an unknown `kid` becomes a final answer.
+//! [`decide`] runs every step at once for callers that hold every key set (tests, the CLI).
 
 use serde_json::{Map, Value};
 
-use crate::cache::VerifiedTokens;
-use crate::claims::{check, Validation};
-use crate::config::SUPPORTED_ALGORITHMS;
+use crate::cache::{Verdict, VerifiedTokens};
+use crate::claims::{check_time, times, Validation};
 use crate::identity::Identity;
 use crate::jose::{verify, KeySet, TokenError, UntrustedToken};
 use crate::policy::{Policy, Route, RouteMatch};
@@ -59,16 +61,59 @@ impl Pending {
     }
 }
 
-/// First phase: everything that needs no keys.
-pub fn begin(policy: &Policy, request: &Request<'_>) -> Result<Pending, Outcome> {
+/// A request whose route needs a token, with the bearer token it carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Started<'r> {
+    route: RouteMatch,
+    token: &'r str,
+}
+
+/// First phase: the route, then the bearer token (nothing is parsed yet).
+pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Result<Started<'r>, Outcome> {
     let route = match policy.route(request.method, request.path) {
         Route::Protected(route) => route,
         Route::Public(_) => return Err(Outcome::Public),
         Route::PassThrough => return Err(Outcome::Pass),
         Route::Denied(denial) => return Err(Outcome::Deny(denial)),
     };
-    let bearer = bearer_token(request.authorization).map_err(Outcome::Deny)?;
-    let token = UntrustedToken::parse(bearer).map_err(|err| Outcome::Deny(invalid(&err)))?;
+    let token = bearer_token(request.authorization).map_err(Outcome::Deny)?;
+    Ok(Started { route, token })
+}
+
+/// The answer for a token this worker has verified or refused before, if the key manager that
+/// did it still serves the same key set: `generation(km)` is that key manager's current key set
+/// generation, or `None` when it has no usable keys (then nothing is recalled). Only the times and
+/// the authorization are checked again.
+pub fn recall(
+    policy: &Policy,
+    started: &Started<'_>,
+    cache: &VerifiedTokens,
+    generation: impl Fn(usize) -> Option<u64>,
+    now: f64,
+) -> Option<Outcome> {
+    let hit = cache.get(started.token)?;
+    if generation(hit.key_manager) != Some(hit.generation) {
+        return None;
+    }
+    let outcome = match hit.verdict {
+        Verdict::Valid { claims, exp, nbf } => {
+            let manager = policy.key_managers().get(hit.key_manager)?;
+            match check_time(*exp, *nbf, manager.time_validation(), now) {
+                Ok(()) => authorized(policy, &started.route, hit.key_manager, claims),
+                Err(err) => Outcome::Deny(invalid(&err)),
+            }
+        }
+        Verdict::Invalid { code, description } => Outcome::Deny(Denial::InvalidToken {
+            code,
+            description: description.clone(),
+        }),
+    };
+    Some(outcome)
+}
+
+/// Second phase without keys: the token's syntax and its key manager (by issuer).
+pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> {
+    let token = UntrustedToken::parse(started.token).map_err(|err| Outcome::Deny(invalid(&err)))?;
     let found = policy
         .key_manager_for(token.issuer(), token.claims())
         .map_err(Outcome::Deny)?;
@@ -76,25 +121,18 @@ pub fn begin(policy: &Policy, request: &Request<'_>) -> Result<Pending, Outcome>
     let manager = policy.key_managers().get(key_manager).ok_or(Outcome::Deny(
         Denial::KeyManagerUnavailable { retry_after: 1 },
     ))?;
-    let validation = Validation {
-        issuer: Some(found.issuer),
-        audiences: manager.audiences.clone(),
-        leeway_seconds: policy.settings().leeway_seconds,
-        require_exp: true,
-        // A key manager's JWKS is public, so the filter never accepts HMAC from it: with no
-        // explicit list, every asymmetric algorithm keygate supports.
-        algorithms: if manager.algorithms.is_empty() {
-            SUPPORTED_ALGORITHMS.iter().map(|a| a.to_string()).collect()
-        } else {
-            manager.algorithms.clone()
-        },
-    };
+    let validation = manager.validation(found.issuer);
     Ok(Pending {
-        route,
+        route: started.route,
         token,
         key_manager,
         validation,
     })
+}
+
+/// [`start`] then [`parse`]: everything that needs no keys.
+pub fn begin(policy: &Policy, request: &Request<'_>) -> Result<Pending, Outcome> {
+    parse(policy, start(policy, request)?)
 }
 
 /// A key manager's key set and its generation (changes whenever another set is adopted).
@@ -104,9 +142,9 @@ pub struct Keys<'a> {
     pub generation: u64,
 }
 
-/// Second phase: signature and claims with the key manager's keys, then the application checks.
-/// A token verified before under the same key set skips the signature check (`cache`); its
-/// claims are checked again against `now` every time.
+/// Last phase: signature and claims with the key manager's keys, then the application checks.
+/// The verdict is remembered in `cache` under the key set's generation (refusals too, unless they
+/// depend on the clock), so [`recall`] answers the same token next time without verifying.
 pub fn finish(
     policy: &Policy,
     pending: Box<Pending>,
@@ -121,36 +159,59 @@ pub fn finish(
             unknown_kid: false,
         };
     };
-    let token = pending.token.as_str();
     let km = pending.key_manager;
-    if let Some(claims) = cache.get(token, km, keys.generation) {
-        return match check(claims, &pending.validation, now) {
-            Ok(()) => authorized(policy, &pending, claims),
-            Err(err) => Outcome::Deny(invalid(&err)),
-        };
+    let started = Started {
+        route: pending.route,
+        token: pending.token.as_str(),
+    };
+    if let Some(outcome) = recall(policy, &started, cache, |_| Some(keys.generation), now) {
+        return outcome;
     }
     match verify(&pending.token, keys.set, &pending.validation, now) {
         Ok(verified) => {
-            let outcome = authorized(policy, &pending, &verified.claims);
-            cache.insert(token, km, keys.generation, verified.claims);
+            let outcome = authorized(policy, &pending.route, km, &verified.claims);
+            let (exp, nbf) = times(&verified.claims);
+            let verdict = Verdict::Valid {
+                claims: verified.claims,
+                exp,
+                nbf,
+            };
+            cache.insert(pending.token.as_str(), km, keys.generation, verdict);
             outcome
         }
         Err(TokenError::UnknownKid { .. }) if !after_refetch => Outcome::NeedKeys {
             pending,
             unknown_kid: true,
         },
-        Err(err) => Outcome::Deny(invalid(&err)),
+        Err(err) => {
+            let denial = invalid(&err);
+            if !matches!(err, TokenError::Expired | TokenError::NotYetValid) {
+                if let Denial::InvalidToken { code, description } = &denial {
+                    let verdict = Verdict::Invalid {
+                        code,
+                        description: description.clone(),
+                    };
+                    cache.insert(pending.token.as_str(), km, keys.generation, verdict);
+                }
+            }
+            Outcome::Deny(denial)
+        }
     }
 }
 
-fn authorized(policy: &Policy, pending: &Pending, claims: &Map<String, Value>) -> Outcome {
-    match policy.authorize(&pending.route, pending.key_manager, claims) {
+fn authorized(
+    policy: &Policy,
+    route: &RouteMatch,
+    key_manager: usize,
+    claims: &Map<String, Value>,
+) -> Outcome {
+    match policy.authorize(route, key_manager, claims) {
         Ok(identity) => Outcome::Allow(Box::new(identity)),
         Err(denial) => Outcome::Deny(denial),
     }
 }
 
-/// Both phases at once, for callers that already hold every key set (tests, the CLI).
+/// Every phase at once, for callers that already hold every key set (tests, the CLI).
 pub fn decide<'k>(
     policy: &Policy,
     request: &Request<'_>,
@@ -160,7 +221,7 @@ pub fn decide<'k>(
     match begin(policy, request) {
         Ok(pending) => {
             let set = keys(pending.key_manager).map(|set| Keys { set, generation: 0 });
-            let mut no_cache = VerifiedTokens::new(0);
+            let mut no_cache = VerifiedTokens::disabled();
             finish(policy, Box::new(pending), set, now, true, &mut no_cache)
         }
         Err(outcome) => outcome,

@@ -54,6 +54,11 @@ impl KeyManager {
         }
     }
 
+    /// The checks without the issuer (what a verified-token cache hit repeats: the times).
+    pub fn time_validation(&self) -> &Validation {
+        &self.validation
+    }
+
     /// The signing algorithms accepted from this key manager (never empty, never HMAC).
     pub fn accepted_algorithms(&self) -> &[String] {
         &self.validation.algorithms

@@ -73,7 +73,7 @@ fn run(
 fn a_real_token_is_allowed_and_then_served_from_the_cache_with_claims_rechecked() {
     let policy = policy();
     let keys = KeySet::from_json(&jwks(&[public_jwk("p256", "k-p256")])).unwrap();
-    let mut cache = VerifiedTokens::new(16);
+    let mut cache = VerifiedTokens::new(16, 1 << 20);
     let good = signed("pets:read");
 
     assert_eq!(
@@ -99,7 +99,7 @@ fn a_new_key_set_generation_verifies_again() {
     let policy = policy();
     let old = KeySet::from_json(&jwks(&[public_jwk("p256", "k-p256")])).unwrap();
     let rotated = KeySet::from_json(&jwks(&[public_jwk("p384", "k-p384")])).unwrap();
-    let mut cache = VerifiedTokens::new(16);
+    let mut cache = VerifiedTokens::new(16, 1 << 20);
     let good = signed("pets:read");
     assert_eq!(
         run(&policy, &good, &old, 1, NOW, &mut cache),
@@ -116,7 +116,7 @@ fn a_new_key_set_generation_verifies_again() {
 fn a_tampered_token_is_never_a_cache_hit() {
     let policy = policy();
     let keys = KeySet::from_json(&jwks(&[public_jwk("p256", "k-p256")])).unwrap();
-    let mut cache = VerifiedTokens::new(16);
+    let mut cache = VerifiedTokens::new(16, 1 << 20);
     let good = signed("pets:read");
     assert!(run(&policy, &good, &keys, 1, NOW, &mut cache).is_ok());
     let mut parts: Vec<&str> = good.split('.').collect();

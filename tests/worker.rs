@@ -365,3 +365,74 @@ fn denials_are_answered_and_counted_by_code() {
     let state = &host.stream(90).unwrap().filter_state;
     assert!(state.contains(&("keygate.code".to_string(), "missing_token".to_string())));
 }
+
+#[test]
+fn a_cache_hit_reads_no_shared_data_and_a_forged_token_is_verified_once() {
+    let (mut w, mut host) = warmed(&["k1"], json!({}));
+    let good = signed("k1");
+    assert_eq!(get(&mut w, &mut host, 1, &good), Verdict::Continue);
+    host.reset_calls();
+    assert_eq!(get(&mut w, &mut host, 2, &good), Verdict::Continue);
+    assert!(allowed(&host, 2));
+    assert_eq!(
+        host.shared_reads(),
+        0,
+        "a hit needs no copy of the key record"
+    );
+    // A forged signature under a known kid: refused, and the refusal is remembered.
+    let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+    parts[2] = "A".repeat(parts[2].len());
+    let forged = parts.join(".");
+    assert_eq!(get(&mut w, &mut host, 3, &forged), Verdict::Pause);
+    let first = host.reply_of(3).unwrap().clone();
+    assert_eq!(first.status, 401);
+    assert_eq!(get(&mut w, &mut host, 4, &forged), Verdict::Pause);
+    assert_eq!(
+        host.reply_of(4),
+        Some(&first),
+        "the same answer from the cache"
+    );
+}
+
+#[test]
+fn a_worker_that_has_not_adopted_yet_uses_published_keys_without_fetching() {
+    let mut a = worker(json!({}));
+    let mut b = worker(json!({}));
+    let mut host_a = FakeHost::new(NOW_MS);
+    let mut host_b = host_a.sibling();
+    a.on_tick(&mut host_a);
+    let token = host_a.last_dispatch().unwrap().token;
+    host_a.answer(&mut a, token, 200, &keys(&["k1"]));
+    // B has never ticked: it finds the published keys when the request would park.
+    assert_eq!(
+        get(&mut b, &mut host_b, 9, &signed("k1")),
+        Verdict::Continue
+    );
+    assert!(allowed(&host_b, 9));
+    assert!(host_b.dispatched.is_empty());
+    assert_eq!(b.parked(), 0);
+}
+
+#[test]
+fn a_worker_adopts_rotated_keys_published_by_another_before_refetching() {
+    let (mut a, mut host_a) = warmed(&["k1"], json!({}));
+    let mut b = worker(json!({}));
+    let mut host_b = host_a.sibling();
+    b.on_tick(&mut host_b); // adopts k1
+    assert_eq!(
+        get(&mut b, &mut host_b, 1, &signed("k1")),
+        Verdict::Continue
+    );
+    // A refetches after a rotation and publishes k2.
+    assert_eq!(get(&mut a, &mut host_a, 2, &signed("k2")), Verdict::Pause);
+    let token = host_a.last_dispatch().unwrap().token;
+    host_a.answer(&mut a, token, 200, &keys(&["k1", "k2"]));
+    assert!(allowed(&host_a, 2));
+    // B sees k2 unknown locally, adopts the shared record instead of fetching, and allows.
+    assert_eq!(
+        get(&mut b, &mut host_b, 3, &signed("k2")),
+        Verdict::Continue
+    );
+    assert!(allowed(&host_b, 3));
+    assert!(host_b.dispatched.is_empty());
+}

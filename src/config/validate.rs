@@ -410,6 +410,8 @@ fn settings(c: &mut Checker, s: &Settings) {
     c.range("settings.max_parked_per_key_manager", parked, 1, 100_000);
     let entries = u64::try_from(s.token_cache_entries).unwrap_or(u64::MAX);
     c.range("settings.token_cache_entries", entries, 0, 100_000);
+    let bytes = u64::try_from(s.token_cache_bytes).unwrap_or(u64::MAX);
+    c.range("settings.token_cache_bytes", bytes, 4_096, 1 << 30);
 }
 
 /// The prefix decides which incoming headers are stripped, so it must not reach headers others

@@ -79,6 +79,8 @@ pub struct FakeHost {
     pub record: bool,
     /// Every host call made, for cost accounting.
     calls: Cell<u64>,
+    /// Shared-data reads (each copies the whole key record).
+    shared_reads: Cell<u64>,
 }
 
 impl FakeHost {
@@ -109,6 +111,11 @@ impl FakeHost {
 
     pub fn reset_calls(&self) {
         self.calls.set(0);
+        self.shared_reads.set(0);
+    }
+
+    pub fn shared_reads(&self) -> u64 {
+        self.shared_reads.get()
     }
 
     fn call(&self) {
@@ -179,6 +186,8 @@ impl Host for FakeHost {
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         self.call();
+        self.shared_reads
+            .set(self.shared_reads.get().wrapping_add(1));
         self.shared.borrow().get(key).cloned()
     }
 

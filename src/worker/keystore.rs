@@ -85,13 +85,37 @@ impl KeyStore {
         }
     }
 
-    /// Adopts what any worker published, then returns the keys usable now.
-    pub(super) fn keys(&mut self, host: &impl Host, now_ms: u64) -> Option<Arc<KeySet>> {
+    /// Adopts what any worker published (a shared-data read: ticks, parking and wake-ups do it,
+    /// not every request).
+    pub(super) fn adopt(&mut self, host: &impl Host, now_ms: u64) {
         let slot = Slot {
             host,
             key: &self.slot_key,
         };
         let _ = self.cache.sync_shared(&slot, parse);
+        self.served(now_ms);
+    }
+
+    /// The keys usable now, as this worker last adopted them (no host call).
+    pub(super) fn keys(&mut self, now_ms: u64) -> Option<Arc<KeySet>> {
+        self.served(now_ms)
+    }
+
+    /// The generation of the keys usable now, `None` when there are none (no host call).
+    pub(super) fn usable_generation(&self, now_ms: u64) -> Option<u64> {
+        let keys = self.cache.keys_shared(now_ms)?;
+        // A set not noted yet has no generation of its own: nothing cached can match it.
+        match &self.last {
+            Some((last, version))
+                if Arc::ptr_eq(last, keys) && *version == self.cache.record().version =>
+            {
+                Some(self.generation)
+            }
+            _ => None,
+        }
+    }
+
+    fn served(&mut self, now_ms: u64) -> Option<Arc<KeySet>> {
         let keys = self.cache.keys_shared(now_ms).cloned();
         self.note(keys.as_ref());
         keys
@@ -136,7 +160,8 @@ impl KeyStore {
 
     /// A request lacks keys (none usable, or not the `kid` it names).
     pub(super) fn need(&mut self, host: &impl Host, unknown_kid: bool, now_ms: u64) -> Need {
-        let has_keys = self.keys(host, now_ms).is_some();
+        self.adopt(host, now_ms);
+        let has_keys = self.keys(now_ms).is_some();
         let slot = Slot {
             host,
             key: &self.slot_key,
@@ -146,17 +171,20 @@ impl KeyStore {
                 return Need::Wait;
             }
             if self.cache.poll_shared(&slot, now_ms, parse).is_some() {
+                self.served(now_ms);
                 return Need::Fetch;
             }
         }
-        match self.cache.unknown_kid_shared(&slot, now_ms, parse) {
+        let need = match self.cache.unknown_kid_shared(&slot, now_ms, parse) {
             UnknownKidAction::Fetch => Need::Fetch,
             UnknownKidAction::Wait => Need::Wait,
             UnknownKidAction::Decide if has_keys => Need::DecideWithCurrentKeys,
             UnknownKidAction::Decide => Need::Unavailable {
                 retry_after: self.cache.retry_after(now_ms),
             },
-        }
+        };
+        self.served(now_ms);
+        need
     }
 
     /// Timer: adopt shared state; true when this worker just took a scheduled fetch.
@@ -166,7 +194,9 @@ impl KeyStore {
             key: &self.slot_key,
         };
         let _ = self.cache.sync_shared(&slot, parse);
-        self.cache.poll_shared(&slot, now_ms, parse).is_some()
+        let due = self.cache.poll_shared(&slot, now_ms, parse).is_some();
+        self.served(now_ms);
+        due
     }
 
     pub(super) fn fetch_failed(&mut self, host: &impl Host, now_ms: u64, error: FetchError) {

@@ -95,7 +95,8 @@ impl Worker {
             .iter()
             .map(|km| KeyStore::new(km, settings, worker_id))
             .collect();
-        let verified = VerifiedTokens::new(settings.token_cache_entries);
+        let verified =
+            VerifiedTokens::new(settings.token_cache_entries, settings.token_cache_bytes);
         Worker {
             policy,
             stores,
@@ -144,12 +145,30 @@ impl Worker {
             authorization: authorization.as_deref(),
         };
         let now_ms = host.now_ms();
-        let outcome = match decide::begin(&self.policy, &request) {
-            Ok(pending) => {
-                let km = pending.key_manager();
-                self.finish(host, Box::new(pending), km, now_ms, false)
-            }
+        let outcome = match decide::start(&self.policy, &request) {
             Err(outcome) => outcome,
+            Ok(started) => {
+                let stores = &self.stores;
+                let generation =
+                    |km: usize| stores.get(km).and_then(|s| s.usable_generation(now_ms));
+                let recalled = decide::recall(
+                    &self.policy,
+                    &started,
+                    &self.verified,
+                    generation,
+                    seconds(now_ms),
+                );
+                match recalled {
+                    Some(outcome) => outcome,
+                    None => match decide::parse(&self.policy, started) {
+                        Ok(pending) => {
+                            let km = pending.key_manager();
+                            self.finish(Box::new(pending), km, now_ms, false)
+                        }
+                        Err(outcome) => outcome,
+                    },
+                }
+            }
         };
         match outcome {
             Outcome::NeedKeys {
@@ -212,7 +231,6 @@ impl Worker {
     /// The decision's second phase with the key manager's current keys.
     fn finish(
         &mut self,
-        host: &impl Host,
         pending: Box<Pending>,
         km: usize,
         now_ms: u64,
@@ -221,7 +239,7 @@ impl Worker {
         let keys = self
             .stores
             .get_mut(km)
-            .and_then(|store| Some((store.keys(host, now_ms)?, store.generation())));
+            .and_then(|store| Some((store.keys(now_ms)?, store.generation())));
         let keys = keys.as_ref().map(|(set, generation)| Keys {
             set,
             generation: *generation,
@@ -269,6 +287,25 @@ impl Worker {
             let unavailable = Denial::KeyManagerUnavailable { retry_after: 1 };
             return self.apply(host, stream, &Outcome::Deny(unavailable));
         };
+        // Requests decide with the keys adopted at the last tick; another worker may have
+        // published newer ones since. Adopt them, and decide again if they changed.
+        let before = store.generation();
+        store.adopt(host, now_ms);
+        let (pending, unknown_kid) = if store.generation() == before {
+            (pending, unknown_kid)
+        } else {
+            match self.finish(pending, km, now_ms, false) {
+                Outcome::NeedKeys {
+                    pending,
+                    unknown_kid,
+                } => (pending, unknown_kid),
+                other => return self.apply(host, stream, &other),
+            }
+        };
+        let Some(store) = self.stores.get_mut(km) else {
+            let unavailable = Denial::KeyManagerUnavailable { retry_after: 1 };
+            return self.apply(host, stream, &Outcome::Deny(unavailable));
+        };
         match store.need(host, unknown_kid, now_ms) {
             Need::Fetch => {
                 self.wanted.insert(km);
@@ -279,7 +316,7 @@ impl Worker {
             Need::Wait => {}
             Need::DecideWithCurrentKeys => {
                 // Unknown kid but the refetch budget is spent: decide with what we have.
-                let outcome = self.finish(host, pending, km, now_ms, true);
+                let outcome = self.finish(pending, km, now_ms, true);
                 return self.apply(host, stream, &outcome);
             }
             Need::Unavailable { retry_after } => {
@@ -356,9 +393,7 @@ impl Worker {
                 if settings.strip_authorization {
                     host.remove_header(stream, "authorization");
                 }
-                host.set_filter_state(stream, "keygate.application", &identity.application);
-                host.set_filter_state(stream, "keygate.client_id", &identity.client_id);
-                host.set_filter_state(stream, "keygate.key_manager", &identity.key_manager);
+                // Access logs read the identity from the headers just set; only the code is state.
                 host.set_filter_state(stream, "keygate.code", "allowed");
                 host.count(counters::ALLOWED);
                 Verdict::Continue
@@ -404,7 +439,8 @@ impl Worker {
         let Some(store) = self.stores.get_mut(km) else {
             return;
         };
-        let has_keys = store.keys(host, now_ms).is_some();
+        // Ticks adopt shared keys (`refresh_due`); answers publish them here first.
+        let has_keys = store.keys(now_ms).is_some();
         let generation = store.generation();
         let fetching = store.fetching(now_ms);
         let retry_after = store.retry_after(now_ms);
@@ -421,7 +457,7 @@ impl Worker {
             };
             let outcome = if has_keys {
                 // After a refetch (or when no fetch can help any more) an unknown kid is final.
-                self.finish(host, parked.pending, km, now_ms, true)
+                self.finish(parked.pending, km, now_ms, true)
             } else {
                 Outcome::Deny(Denial::KeyManagerUnavailable { retry_after })
             };
