@@ -15,7 +15,7 @@ use crate::issuer::{IssuerFit, IssuerPattern};
 use crate::mapping::Mapping;
 use crate::path::CanonicalPath;
 use crate::response::Denial;
-use crate::routes::{ApiSpec, RouteOutcome, Router};
+use crate::routes::{check_method, ApiSpec, RouteOutcome, Router};
 
 /// The environment in which `production_only_blocked` subscriptions are blocked.
 pub const PRODUCTION: &str = "production";
@@ -252,8 +252,11 @@ impl Policy {
         Some((api, api.resources.get(route.resource)?))
     }
 
-    /// Step 1: path hygiene, then API, then resource and method.
+    /// Step 1: method and path hygiene, then API, then resource and method (`crate::routes`).
     pub fn route(&self, method: &str, path: &str) -> Route {
+        if let Err(problem) = check_method(method) {
+            return Route::Denied(Denial::MethodNotCanonical { problem });
+        }
         let path = match CanonicalPath::parse(path) {
             Ok(path) => path,
             Err(problem) => return Route::Denied(Denial::PathNotCanonical { problem }),

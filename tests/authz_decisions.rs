@@ -529,11 +529,14 @@ fn method_not_allowed_lists_allow() {
     assert_eq!(
         d,
         Denial::MethodNotAllowed {
-            allow: vec!["GET".into(), "POST".into()]
+            allow: vec!["GET".into(), "HEAD".into(), "POST".into()]
         }
     );
     let r = reply(&d, policy.settings().realm.as_str());
-    assert!(r.headers.contains(&("allow".into(), "GET, POST".into())));
+    // HEAD is listed wherever GET is: it is matched as GET.
+    assert!(r
+        .headers
+        .contains(&("allow".into(), "GET, HEAD, POST".into())));
 }
 
 #[test]
