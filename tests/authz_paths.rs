@@ -15,6 +15,8 @@ const FIXTURE: &str = include_str!("authz_fixture.json");
 enum Want {
     Admin,
     Health,
+    /// The public `{page}` resource: only for legitimate paths, never for a trick.
+    Page,
     Refused(PathProblem),
     NotFound,
     NoApi,
@@ -30,14 +32,11 @@ fn classify(policy: &Policy, route: Route) -> Want {
             );
             Want::Admin
         }
-        Route::Public(m) => {
-            let (_, resource) = policy.resource(&m).unwrap();
-            assert_eq!(
-                resource.path, "/health",
-                "reached the public {{page}} resource"
-            );
-            Want::Health
-        }
+        Route::Public(m) => match policy.resource(&m).unwrap().1.path.as_str() {
+            "/health" => Want::Health,
+            "/{page}" => Want::Page,
+            other => panic!("reached another public resource {other}"),
+        },
         Route::Denied(Denial::PathNotCanonical { problem }) => Want::Refused(problem),
         Route::Denied(Denial::ResourceNotFound) => Want::NotFound,
         Route::Denied(Denial::NoApi) => Want::NoApi,
@@ -75,6 +74,31 @@ fn path_trick_table() {
         ("/pets/v1/admin%00", Refused(EncodedDelimiter)),
         ("/pets/v1/admin%0d%0a", Refused(BadEncodedByte)),
         ("/pets/v1/admin%", Refused(BadEscape)),
+        // Encoded delimiters whose raw form is refused (issue 11 finding 3).
+        ("/pets/v1/admin%3Bx", Refused(EncodedDelimiter)),
+        ("/pets/v1/admin%3b", Refused(EncodedDelimiter)),
+        ("/pets/v1/health%3B/../admin", Refused(EncodedDelimiter)),
+        ("/pets/v1/admin%3Fx", Refused(EncodedDelimiter)),
+        ("/pets/v1/admin%23x", Refused(EncodedDelimiter)),
+        // Encoded non-ASCII letters that Unicode folding maps to ASCII: ſ (U+017F) to `s`, the
+        // Kelvin sign (U+212A) to `k`, fullwidth `ａ` (U+FF41) to `a`; and any other.
+        ("/pets/v1/%C5%BFecret", Refused(EncodedNonAscii)),
+        ("/pets/v1/%E2%84%AAey", Refused(EncodedNonAscii)),
+        ("/pets/v1/%EF%BD%81dmin", Refused(EncodedNonAscii)),
+        ("/pets/v1/adm%C4%B1n", Refused(EncodedNonAscii)),
+        ("/pets/v1/caf%C3%A9", Refused(EncodedNonAscii)),
+        // Trailing dots and spaces, which Windows servers drop.
+        ("/pets/v1/admin.", Refused(TrailingDotOrSpace)),
+        ("/pets/v1/admin..", Refused(TrailingDotOrSpace)),
+        ("/pets/v1/admin%20", Refused(TrailingDotOrSpace)),
+        ("/pets/v1./admin", Refused(TrailingDotOrSpace)),
+        ("/pets/v1/admin./", Refused(TrailingDotOrSpace)),
+        // Legitimate dots, spaces and reserved characters inside a segment still work.
+        ("/pets/v1/a.b", Page),
+        ("/pets/v1/.well-known", Page),
+        ("/pets/v1/a%20b", Page),
+        ("/pets/v1/a%3Db%2C%40", Page),
+        ("/pets/v1/a=b,@", Page),
         // Dot segments and empty segments.
         ("/pets/v1/health/../admin", Refused(DotSegment)),
         ("/pets/v1/./admin", Refused(DotSegment)),
