@@ -12,7 +12,7 @@ use crate::config::{
 };
 use crate::identity::Identity;
 use crate::issuer::{IssuerFit, IssuerPattern};
-use crate::mapping::Mapping;
+use crate::mapping::{ClientIdError, Mapping};
 use crate::path::CanonicalPath;
 use crate::response::Denial;
 use crate::routes::{check_method, ApiSpec, RouteOutcome, Router};
@@ -334,13 +334,17 @@ impl Policy {
             .get(km)
             .ok_or_else(|| invalid("issuer_unknown", "the token's key manager is unknown"))?;
         let (api, resource) = self.resource(route).ok_or(Denial::ResourceNotFound)?;
-        // A verified token without a client id cannot be tied to an application: the token, not the
-        // caller's rights, is unusable here, so this is a 401.
-        let client_id = key_manager.mapping.client_id(claims).ok_or_else(|| {
-            invalid(
+        // A verified token without one client id cannot be tied to an application: the token, not
+        // the caller's rights, is unusable here, so this is a 401.
+        let client_id = key_manager.mapping.client_id(claims).map_err(|e| match e {
+            ClientIdError::Missing => invalid(
                 "client_id_missing",
                 "the token has no client id claim this key manager is configured with",
-            )
+            ),
+            ClientIdError::Ambiguous { first, second } => invalid(
+                "client_id_ambiguous",
+                &format!("the token's client id claims {first} and {second} differ"),
+            ),
         })?;
         let application = key_manager
             .clients
