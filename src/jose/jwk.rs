@@ -18,8 +18,8 @@ use super::json;
 pub const MAX_JWKS_BYTES: usize = 512 * 1024;
 /// Deepest nesting of objects/arrays in a JWKS (`{"keys":[{"x5c":[..]}]}` is 3).
 pub const MAX_JWKS_DEPTH: usize = 8;
-/// Entries beyond this many are skipped: a token without `kid` is tried against every key that
-/// fits its alg, so the count bounds the work one token can cause.
+/// Entries beyond this many are skipped (a bound on one JWKS's memory and parsing). The work one
+/// token can cause is bounded separately, by [`super::verify::MAX_KEYS_TRIED`].
 pub const MAX_KEYS: usize = 64;
 /// RSA moduli accepted, in bits (RFC 7518 §3.3 asks for at least 2048).
 pub const RSA_MIN_BITS: usize = 2048;
