@@ -161,7 +161,7 @@ fn ec_coordinates_published_short_are_left_padded() {
     let input = signing_input(&json!({"alg": "ES256"}), &claims());
     let signature: p256::ecdsa::Signature = key.sign(input.as_bytes());
     let token = format!("{input}.{}", b64(&signature.to_bytes()));
-    let keys = KeySet::from_json(&jwks(&[jwk.clone()])).unwrap();
+    let keys = KeySet::from_json(&jwks(std::slice::from_ref(&jwk))).unwrap();
     let verified = verify(
         &UntrustedToken::parse(&token).unwrap(),
         &keys,
