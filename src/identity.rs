@@ -1,7 +1,8 @@
 //! Identity of an authorized caller: the headers forwarded upstream and the access-log metadata.
 //!
 //! Every header keygate adds starts with the configured prefix, and the shell removes every incoming
-//! header with that prefix first, so a client can never forge one.
+//! header with that prefix first, in any spelling an upstream may merge with it, so a client can
+//! never forge one.
 
 use serde_json::{json, Value};
 
@@ -39,11 +40,22 @@ pub fn identity_header_names(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether an incoming header must be removed: it starts with the identity prefix (ASCII
-/// case-insensitive). Stripping by prefix also covers headers a later version may add.
+/// Whether an incoming header must be removed: it starts with the identity prefix, ignoring ASCII
+/// case and treating `-` and `_` as the same. Envoy and Istio sidecars accept header names with
+/// underscores by default, and CGI, WSGI, Rack, PHP and many frameworks read `X-Keygate_Client-Id`
+/// as `x-keygate-client-id` (both become `HTTP_X_KEYGATE_CLIENT_ID`), so a forged spelling would
+/// merge with (or shadow) the real header. Stripping by prefix also covers headers a later version
+/// may add.
 pub fn is_identity_header(prefix: &str, name: &str) -> bool {
-    name.get(..prefix.len())
-        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    let fold = |b: u8| match b {
+        b'_' => b'-',
+        _ => b.to_ascii_lowercase(),
+    };
+    name.len() >= prefix.len()
+        && name
+            .bytes()
+            .zip(prefix.bytes())
+            .all(|(got, want)| fold(got) == fold(want))
 }
 
 impl Identity {
@@ -162,6 +174,24 @@ mod tests {
         assert!(!is_identity_header("x-keygate-", "authorization"));
         // A multi-byte character at the cut must not panic.
         assert!(!is_identity_header("x-keygate-", "x-keygat\u{e9}-a"));
+    }
+
+    #[test]
+    fn underscore_spellings_are_identity_headers_too() {
+        for name in [
+            "x-keygate_client-id",
+            "x_keygate_client_id",
+            "X_KEYGATE_APPLICATION",
+            "X-Keygate_Subject",
+            "x_keygate-",
+        ] {
+            assert!(is_identity_header("x-keygate-", name), "{name}");
+        }
+        // A prefix configured with underscores strips the dashed spelling as well.
+        assert!(is_identity_header("x_id_", "X-Id-Client-Id"));
+        assert!(!is_identity_header("x-keygate-", "x-keygate"));
+        assert!(!is_identity_header("x-keygate-", "x.keygate-client-id"));
+        assert!(!is_identity_header("x-keygate-", "xkeygate-client-id"));
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! A configured claim name is first looked up as a top-level key (so namespaced claims such as
 //! `https://acme.example/roles` work), then, if absent, as a dotted path into nested objects
 //! (`realm_access.roles`, `resource_access.app.roles`).
+//!
+//! The client id may be configured as several claims (`client_id`, `azp`, ...): a token carrying
+//! two of them with different values is refused as ambiguous rather than read by claim order, since
+//! which one names the caller (token exchange, delegation) is the key manager's business, not ours.
 
 use serde_json::{Map, Value};
 
@@ -25,12 +29,21 @@ impl Mapping {
         }
     }
 
-    /// The first configured claim present as a non-empty string.
-    pub fn client_id<'c>(&self, claims: &'c Map<String, Value>) -> Option<&'c str> {
-        self.client_id
-            .iter()
-            .filter_map(|name| lookup(claims, name)?.as_str())
-            .find(|value| !value.is_empty())
+    /// The client id: every configured claim present as a non-empty string must agree.
+    /// Claims that are absent, empty or not strings are skipped.
+    pub fn client_id<'c>(&self, claims: &'c Map<String, Value>) -> Result<&'c str, ClientIdError> {
+        let mut present = self.client_id.iter().filter_map(|name| {
+            let value = lookup(claims, name)?.as_str()?;
+            (!value.is_empty()).then_some((name, value))
+        });
+        let (first_name, first) = present.next().ok_or(ClientIdError::Missing)?;
+        match present.find(|(_, value)| value != &first) {
+            None => Ok(first),
+            Some((second_name, _)) => Err(ClientIdError::Ambiguous {
+                first: first_name.clone(),
+                second: second_name.clone(),
+            }),
+        }
     }
 
     /// The union, in order and without repeats, of every configured scope claim: a string is split
@@ -43,6 +56,15 @@ impl Mapping {
     pub fn groups(&self, claims: &Map<String, Value>) -> Vec<String> {
         collect(claims, &self.groups, false)
     }
+}
+
+/// Why a verified token yields no client id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientIdError {
+    /// No configured client id claim is a non-empty string.
+    Missing,
+    /// Two configured claims (named here) carry different client ids.
+    Ambiguous { first: String, second: String },
 }
 
 /// Check a configured claim name: non-empty, and if dotted, no empty parts.
@@ -109,22 +131,46 @@ mod tests {
     }
 
     #[test]
-    fn client_id_is_first_present_string() {
+    fn client_id_is_the_one_value_of_the_present_claims() {
         let m = Mapping::new(&ClaimMapping::default());
+        assert_eq!(m.client_id(&claims(json!({"cid": "c"}))), Ok("c"));
         assert_eq!(
-            m.client_id(&claims(json!({"azp": "b", "cid": "c"}))),
-            Some("b")
-        );
-        assert_eq!(
-            m.client_id(&claims(json!({"client_id": "a", "azp": "b"}))),
-            Some("a")
+            m.client_id(&claims(json!({"client_id": "a", "azp": "a"}))),
+            Ok("a")
         );
         // Non-strings and empty strings are skipped, not stringified.
         assert_eq!(
             m.client_id(&claims(json!({"client_id": 5, "azp": "", "appid": "x"}))),
-            Some("x")
+            Ok("x")
         );
-        assert_eq!(m.client_id(&claims(json!({"sub": "u"}))), None);
+        assert_eq!(
+            m.client_id(&claims(json!({"sub": "u"}))),
+            Err(ClientIdError::Missing)
+        );
+    }
+
+    #[test]
+    fn different_client_ids_are_ambiguous() {
+        let m = mapping(&["client_id", "azp", "cid"], &[], &[]);
+        assert_eq!(
+            m.client_id(&claims(json!({"client_id": "a", "azp": "b"}))),
+            Err(ClientIdError::Ambiguous {
+                first: "client_id".into(),
+                second: "azp".into()
+            })
+        );
+        // Agreeing claims before the one that differs do not hide it.
+        assert_eq!(
+            m.client_id(&claims(json!({"client_id": "a", "azp": "a", "cid": "b"}))),
+            Err(ClientIdError::Ambiguous {
+                first: "client_id".into(),
+                second: "cid".into()
+            })
+        );
+        // Case is significant: client ids are compared exactly.
+        assert!(m
+            .client_id(&claims(json!({"client_id": "a", "azp": "A"})))
+            .is_err());
     }
 
     #[test]

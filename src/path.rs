@@ -2,10 +2,15 @@
 //!
 //! The filter decides on the path but does not rewrite it, so the upstream sees the original bytes.
 //! Anything an upstream could read as a *different* path than the one keygate matched is refused
-//! (400 `path_not_canonical`) instead of guessed at: encoded `/` `\` `.` or NUL, dot segments, empty
-//! segments, backslashes, `;` path parameters (some servers drop `;…` from a segment), fragments,
-//! control and non-ASCII bytes. Other percent-escapes are decoded once, per segment, before matching,
-//! so `/%61dmin` is matched as `/admin`, exactly what a decoding upstream will serve.
+//! (400 `path_not_canonical`) instead of guessed at: encoded `/` `\` `.` `%` or NUL, dot segments,
+//! empty segments, backslashes, `;` path parameters (some servers drop `;…` from a segment),
+//! fragments, control and non-ASCII bytes. A character whose raw form is refused or is a delimiter
+//! (`;`, `?`, `#`) is refused percent-encoded too, since an upstream that decodes first reads the
+//! delimiter; so is any percent-encoded non-ASCII character (Unicode case folding and compatibility
+//! normalization map `%C5%BF` ſ to `s` and `%E2%84%AA` the Kelvin sign to `k`), and a segment that
+//! ends in `.` or a space (Windows and IIS drop them: `secret.` is `secret` there).
+//! Other percent-escapes are decoded once, per segment, before matching, so `/%61dmin` is matched as
+//! `/admin`, exactly what a decoding upstream will serve.
 
 /// Why a path was refused. `code()` is stable and used in logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +27,13 @@ pub enum PathProblem {
     PathParameter,
     /// `%` not followed by two hex digits.
     BadEscape,
-    /// `%2F`, `%5C`, `%2E`, `%25` or `%00`: an escape that could change the segment structure
-    /// after one or two rounds of decoding.
+    /// `%2F`, `%5C`, `%2E`, `%25`, `%00`, `%3B`, `%3F` or `%23`: an escape that could change the
+    /// segment structure, or add a path parameter, query or fragment, after a round of decoding.
     EncodedDelimiter,
+    /// An escape that decodes to a non-ASCII character, which an upstream may fold to ASCII.
+    EncodedNonAscii,
+    /// A segment that ends in `.` or a space, which some servers drop.
+    TrailingDotOrSpace,
     /// An escape that decodes to a control byte or to bytes that are not UTF-8.
     BadEncodedByte,
     /// `.` or `..` segment.
@@ -46,6 +55,8 @@ impl PathProblem {
             PathProblem::PathParameter => "path_parameter",
             PathProblem::BadEscape => "bad_escape",
             PathProblem::EncodedDelimiter => "encoded_delimiter",
+            PathProblem::EncodedNonAscii => "encoded_non_ascii",
+            PathProblem::TrailingDotOrSpace => "trailing_dot_or_space",
             PathProblem::BadEncodedByte => "bad_encoded_byte",
             PathProblem::DotSegment => "dot_segment",
             PathProblem::EmptySegment => "empty_segment",
@@ -62,8 +73,12 @@ impl PathProblem {
             PathProblem::PathParameter => "the path contains ';' parameters",
             PathProblem::BadEscape => "the path contains a malformed percent-escape",
             PathProblem::EncodedDelimiter => {
-                "the path contains an encoded '/', '\\', '.', '%' or NUL"
+                "the path contains an encoded '/', '\\', '.', '%', ';', '?', '#' or NUL"
             }
+            PathProblem::EncodedNonAscii => {
+                "the path contains a percent-encoded non-ASCII character"
+            }
+            PathProblem::TrailingDotOrSpace => "a path segment ends in '.' or a space",
             PathProblem::BadEncodedByte => {
                 "the path contains an escape that decodes to a control byte or invalid UTF-8"
             }
@@ -121,6 +136,7 @@ impl CanonicalPath {
             match segment.as_str() {
                 "" => return Err(PathProblem::EmptySegment),
                 "." | ".." => return Err(PathProblem::DotSegment),
+                s if s.ends_with(['.', ' ']) => return Err(PathProblem::TrailingDotOrSpace),
                 _ => segments.push(segment),
             }
         }
@@ -153,12 +169,19 @@ fn decode_segment(raw: &str) -> Result<String, PathProblem> {
             .ok_or(PathProblem::BadEscape)?;
         let decoded = (high << 4) | low;
         match decoded {
-            b'/' | b'\\' | b'.' | b'%' | 0 => return Err(PathProblem::EncodedDelimiter),
+            b'/' | b'\\' | b'.' | b'%' | 0 | b';' | b'?' | b'#' => {
+                return Err(PathProblem::EncodedDelimiter)
+            }
             0x01..=0x1f | 0x7f => return Err(PathProblem::BadEncodedByte),
             _ => out.push(decoded),
         }
     }
-    String::from_utf8(out).map_err(|_| PathProblem::BadEncodedByte)
+    let text = String::from_utf8(out).map_err(|_| PathProblem::BadEncodedByte)?;
+    // Raw non-ASCII bytes were refused before decoding, so any here came from an escape.
+    if !text.is_ascii() {
+        return Err(PathProblem::EncodedNonAscii);
+    }
+    Ok(text)
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
@@ -199,7 +222,15 @@ mod tests {
     fn escapes_are_decoded_once() {
         assert_eq!(segs("/%61dmin"), (vec!["admin".into()], false));
         assert_eq!(segs("/a%20b"), (vec!["a b".into()], false));
-        assert_eq!(segs("/caf%C3%A9"), (vec!["café".into()], false));
+        assert_eq!(segs("/a%3Db%2C%40"), (vec!["a=b,@".into()], false));
+        // Dots and spaces inside a segment are fine; only the end is refused.
+        assert_eq!(
+            segs("/a.b/.well-known/x%20y"),
+            (
+                vec!["a.b".into(), ".well-known".into(), "x y".into()],
+                false
+            )
+        );
     }
 
     #[test]
@@ -226,6 +257,24 @@ mod tests {
             ("/a%00", PathProblem::EncodedDelimiter),
             ("/a%0A", PathProblem::BadEncodedByte),
             ("/a%FF", PathProblem::BadEncodedByte),
+            ("/a%C3", PathProblem::BadEncodedByte),
+            // Encoded forms of delimiters whose raw form is refused or means something else.
+            ("/secret%3Bx", PathProblem::EncodedDelimiter),
+            ("/secret%3bx", PathProblem::EncodedDelimiter),
+            ("/secret%3Fx", PathProblem::EncodedDelimiter),
+            ("/secret%23x", PathProblem::EncodedDelimiter),
+            // Any encoded non-ASCII character: ſ, the Kelvin sign, é, a fullwidth letter.
+            ("/%C5%BFecret", PathProblem::EncodedNonAscii),
+            ("/%E2%84%AAey", PathProblem::EncodedNonAscii),
+            ("/caf%C3%A9", PathProblem::EncodedNonAscii),
+            ("/%EF%BD%81dmin", PathProblem::EncodedNonAscii),
+            // Trailing dots and spaces, raw or encoded.
+            ("/secret.", PathProblem::TrailingDotOrSpace),
+            ("/secret./x", PathProblem::TrailingDotOrSpace),
+            ("/secret...", PathProblem::TrailingDotOrSpace),
+            ("/secret%20", PathProblem::TrailingDotOrSpace),
+            ("/secret%20/", PathProblem::TrailingDotOrSpace),
+            ("/...", PathProblem::TrailingDotOrSpace),
             ("/a/../b", PathProblem::DotSegment),
             ("/a/./b", PathProblem::DotSegment),
             ("/..", PathProblem::DotSegment),

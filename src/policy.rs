@@ -14,10 +14,10 @@ use crate::config::{
 };
 use crate::identity::Identity;
 use crate::issuer::{IssuerFit, IssuerPattern};
-use crate::mapping::Mapping;
+use crate::mapping::{ClientIdError, Mapping};
 use crate::path::CanonicalPath;
 use crate::response::Denial;
-use crate::routes::{ApiSpec, RouteOutcome, Router};
+use crate::routes::{check_method, ApiSpec, RouteOutcome, Router};
 
 /// The environment in which `production_only_blocked` subscriptions are blocked.
 pub const PRODUCTION: &str = "production";
@@ -265,8 +265,11 @@ impl Policy {
         Some((api, api.resources.get(route.resource)?))
     }
 
-    /// Step 1: path hygiene, then API, then resource and method.
+    /// Step 1: method and path hygiene, then API, then resource and method (`crate::routes`).
     pub fn route(&self, method: &str, path: &str) -> Route {
+        if let Err(problem) = check_method(method) {
+            return Route::Denied(Denial::MethodNotCanonical { problem });
+        }
         let path = match CanonicalPath::parse(path) {
             Ok(path) => path,
             Err(problem) => return Route::Denied(Denial::PathNotCanonical { problem }),
@@ -344,13 +347,17 @@ impl Policy {
             .get(km)
             .ok_or_else(|| invalid("issuer_unknown", "the token's key manager is unknown"))?;
         let (api, resource) = self.resource(route).ok_or(Denial::ResourceNotFound)?;
-        // A verified token without a client id cannot be tied to an application: the token, not the
-        // caller's rights, is unusable here, so this is a 401.
-        let client_id = key_manager.mapping.client_id(claims).ok_or_else(|| {
-            invalid(
+        // A verified token without one client id cannot be tied to an application: the token, not
+        // the caller's rights, is unusable here, so this is a 401.
+        let client_id = key_manager.mapping.client_id(claims).map_err(|e| match e {
+            ClientIdError::Missing => invalid(
                 "client_id_missing",
                 "the token has no client id claim this key manager is configured with",
-            )
+            ),
+            ClientIdError::Ambiguous { first, second } => invalid(
+                "client_id_ambiguous",
+                &format!("the token's client id claims {first} and {second} differ"),
+            ),
         })?;
         let application = key_manager
             .clients

@@ -2,6 +2,7 @@
 //! a small JSON body `{"error", "error_description", "code"}`. No token ever reaches a reply.
 
 use crate::path::PathProblem;
+use crate::routes::MethodProblem;
 
 /// What is wrong with an `Authorization` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,10 @@ pub enum Denial {
     PathNotCanonical {
         problem: PathProblem,
     },
+    /// The request method is not an upper-case HTTP token (`get`, `Get`, ...).
+    MethodNotCanonical {
+        problem: MethodProblem,
+    },
     ApplicationNotFound {
         key_manager: String,
         client_id: String,
@@ -90,6 +95,7 @@ impl Denial {
             Denial::ResourceNotFound => "resource_not_found",
             Denial::MethodNotAllowed { .. } => "method_not_allowed",
             Denial::PathNotCanonical { .. } => "path_not_canonical",
+            Denial::MethodNotCanonical { .. } => "method_not_canonical",
             Denial::ApplicationNotFound { .. } => "application_not_found",
             Denial::ApplicationBlocked { .. } => "application_blocked",
             Denial::NotSubscribed { .. } => "not_subscribed",
@@ -101,7 +107,9 @@ impl Denial {
 
     pub fn status(&self) -> u32 {
         match self {
-            Denial::MalformedAuthorization { .. } | Denial::PathNotCanonical { .. } => 400,
+            Denial::MalformedAuthorization { .. }
+            | Denial::PathNotCanonical { .. }
+            | Denial::MethodNotCanonical { .. } => 400,
             Denial::MissingToken | Denial::UnsupportedScheme | Denial::InvalidToken { .. } => 401,
             Denial::ApplicationNotFound { .. }
             | Denial::ApplicationBlocked { .. }
@@ -122,9 +130,9 @@ impl Denial {
     fn oauth_error(&self) -> Option<&'static str> {
         match self {
             Denial::MissingToken | Denial::UnsupportedScheme => None,
-            Denial::MalformedAuthorization { .. } | Denial::PathNotCanonical { .. } => {
-                Some("invalid_request")
-            }
+            Denial::MalformedAuthorization { .. }
+            | Denial::PathNotCanonical { .. }
+            | Denial::MethodNotCanonical { .. } => Some("invalid_request"),
             Denial::InvalidToken { .. } => Some("invalid_token"),
             Denial::KeyManagerUnavailable { .. } => Some("temporarily_unavailable"),
             Denial::NoApi | Denial::ResourceNotFound | Denial::MethodNotAllowed { .. } => None,
@@ -165,6 +173,7 @@ impl Denial {
                 "the resource does not accept this method".to_string()
             }
             Denial::PathNotCanonical { problem } => problem.describe().to_string(),
+            Denial::MethodNotCanonical { problem } => problem.describe().to_string(),
             Denial::ApplicationNotFound {
                 key_manager,
                 client_id,
@@ -245,7 +254,12 @@ pub fn reply(denial: &Denial, realm: &str) -> Reply {
     let status = denial.status();
     let description = denial.description();
     let mut headers = Vec::new();
-    if matches!(status, 400 | 401 | 403) && !matches!(denial, Denial::PathNotCanonical { .. }) {
+    // A refused path or method is about the request, not its token: no challenge.
+    let request_shape = matches!(
+        denial,
+        Denial::PathNotCanonical { .. } | Denial::MethodNotCanonical { .. }
+    );
+    if matches!(status, 400 | 401 | 403) && !request_shape {
         headers.push((
             "www-authenticate".to_string(),
             www_authenticate(denial, realm, &description),
@@ -484,6 +498,14 @@ mod tests {
                 },
                 400,
                 "path_not_canonical",
+                None,
+            ),
+            (
+                Denial::MethodNotCanonical {
+                    problem: MethodProblem::NotUpperCase,
+                },
+                400,
+                "method_not_canonical",
                 None,
             ),
             (

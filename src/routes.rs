@@ -5,10 +5,18 @@
 //!   (`/pets/v1` matches `/pets/v1` and `/pets/v1/x`, never `/pets/v10`). Matching is case-sensitive.
 //! - Within the API, a template matches the rest of the path: literal segments match themselves,
 //!   `{name}` matches exactly one non-empty segment, a final `/*` matches zero or more segments.
-//! - Among the templates that match the path and accept the method, the most specific wins: more
-//!   literal segments first, then more `{param}` segments, then a template without `/*` over one with
-//!   it, then, left to right, a literal over a parameter over the wildcard; then a named method over
-//!   `*`/`ANY`; then declaration order.
+//! - The most specific template that matches the path decides, whatever the method: more literal
+//!   segments first, then more `{param}` segments, then a template without `/*` over one with it,
+//!   then, left to right, a literal over a parameter over the wildcard. A request never falls to a
+//!   less specific template because that one accepts its method: `POST /adm/secret` beside
+//!   `GET /adm/secret` and `ANY /adm/{page}` is a 405, not the `{page}` rule.
+//! - On that template the method picks the resource: the resource named for the method, then (for
+//!   `HEAD` only) the `GET` resource, then `*`/`ANY`; at equal standing, declaration order. `HEAD` is
+//!   matched as `GET` because servers answer `HEAD` by running the `GET` handler (RFC 9110 §9.3.2);
+//!   an explicit `HEAD` resource on the same template is the operator's own rule for it.
+//! - The request method must be an upper-case RFC 9110 token ([`check_method`]): methods are
+//!   case-sensitive, but many frameworks upper-case them before dispatching, so `get` would run the
+//!   `GET` handler under another rule. Anything else is refused (400 `method_not_canonical`).
 //! - Case tricks are refused: if matching with ASCII case folded would pick a longer base path or a
 //!   more specific resource than exact matching does, the path is refused (`case_variant`), because
 //!   a case-insensitive upstream would serve that other resource.
@@ -200,20 +208,53 @@ impl MethodMatch {
         if method.is_empty() || method.len() > 32 {
             return Err("a method must be 1 to 32 characters");
         }
-        let tchar =
-            |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b);
-        if !method.bytes().all(tchar) {
+        if check_method(method).is_err() {
             return Err("a method is an upper-case HTTP token such as GET, or '*' / 'ANY'");
         }
         Ok(MethodMatch::Exact(method.to_string()))
     }
 
-    fn accepts(&self, method: &str) -> bool {
+    fn is_exactly(&self, method: &str) -> bool {
+        matches!(self, MethodMatch::Exact(m) if m == method)
+    }
+}
+
+/// Why a request's method is refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodProblem {
+    /// Empty, or a byte outside the RFC 9110 `tchar` set.
+    NotToken,
+    /// Holds a lower-case letter (`get`, `Get`): an upstream that upper-cases methods would run
+    /// the handler of another method than the one keygate matched.
+    NotUpperCase,
+}
+
+impl MethodProblem {
+    pub fn code(&self) -> &'static str {
         match self {
-            MethodMatch::Any => true,
-            MethodMatch::Exact(m) => m == method,
+            MethodProblem::NotToken => "not_token",
+            MethodProblem::NotUpperCase => "not_upper_case",
         }
     }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            MethodProblem::NotToken => "the request method is not an HTTP token",
+            MethodProblem::NotUpperCase => "the request method must be upper case (GET, not get)",
+        }
+    }
+}
+
+/// Check a request method: a non-empty RFC 9110 token (`tchar`s) without lower-case letters.
+pub fn check_method(method: &str) -> Result<(), MethodProblem> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if method.is_empty() || !method.bytes().all(tchar) {
+        return Err(MethodProblem::NotToken);
+    }
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(MethodProblem::NotUpperCase);
+    }
+    Ok(())
 }
 
 /// What the router found. Indices refer to the configuration's `apis` and their `resources`.
@@ -328,34 +369,47 @@ impl Router {
                 .find(|r| r.template.matches(rest, path.trailing_slash, fold))
                 .map(|r| &r.rank)
         };
-        if best(true) > best(false) {
+        let exact = best(false);
+        if best(true) > exact {
             return RouteOutcome::Refused(PathProblem::CaseVariant);
         }
+        let Some(rank) = exact else {
+            return RouteOutcome::ResourceNotFound { api: api.api };
+        };
+        // Only the resources on that most specific template decide (templates of equal rank that
+        // match the same path are the same template). They are in order: named methods first,
+        // then declaration order.
+        let on_template: Vec<&ResourceRoute> = api
+            .resources
+            .iter()
+            .filter(|r| r.rank == *rank && r.template.matches(rest, path.trailing_slash, false))
+            .collect();
+        let named = |m: &str| on_template.iter().find(|r| r.method.is_exactly(m));
+        let chosen = named(method)
+            .or_else(|| if method == "HEAD" { named("GET") } else { None })
+            .or_else(|| on_template.iter().find(|r| r.method == MethodMatch::Any));
+        if let Some(route) = chosen {
+            return RouteOutcome::Matched {
+                api: api.api,
+                resource: route.resource,
+            };
+        }
         let mut allow: Vec<String> = Vec::new();
-        for route in &api.resources {
-            if !route.template.matches(rest, path.trailing_slash, false) {
-                continue;
-            }
-            if route.method.accepts(method) {
-                return RouteOutcome::Matched {
-                    api: api.api,
-                    resource: route.resource,
-                };
-            }
+        for route in &on_template {
             if let MethodMatch::Exact(m) = &route.method {
                 if !allow.contains(m) {
                     allow.push(m.clone());
                 }
             }
         }
-        if allow.is_empty() {
-            RouteOutcome::ResourceNotFound { api: api.api }
-        } else {
-            allow.sort();
-            RouteOutcome::MethodNotAllowed {
-                api: api.api,
-                allow,
-            }
+        // HEAD is served wherever GET is.
+        if allow.iter().any(|m| m == "GET") && !allow.iter().any(|m| m == "HEAD") {
+            allow.push("HEAD".to_string());
+        }
+        allow.sort();
+        RouteOutcome::MethodNotAllowed {
+            api: api.api,
+            allow,
         }
     }
 }
@@ -511,7 +565,7 @@ mod tests {
             find(&r, "DELETE", "/api/pets"),
             RouteOutcome::MethodNotAllowed {
                 api: 0,
-                allow: vec!["GET".into(), "POST".into()]
+                allow: vec!["GET".into(), "HEAD".into(), "POST".into()]
             }
         );
         // Methods are case-sensitive.
@@ -534,9 +588,76 @@ mod tests {
     }
 
     #[test]
-    fn a_wildcard_for_the_method_beats_a_405() {
+    fn a_less_specific_template_never_takes_a_method_the_specific_one_lacks() {
+        // The issue 11 example: `ANY /adm/{page}` is weaker than `GET /adm/secret`.
+        let r = router(&[("/", &[("GET", "/adm/secret"), ("ANY", "/adm/{page}")])]);
+        assert_eq!(find(&r, "GET", "/adm/secret"), hit(0, 0));
+        assert_eq!(find(&r, "HEAD", "/adm/secret"), hit(0, 0));
+        let gets = RouteOutcome::MethodNotAllowed {
+            api: 0,
+            allow: vec!["GET".into(), "HEAD".into()],
+        };
+        assert_eq!(find(&r, "POST", "/adm/secret"), gets);
+        assert_eq!(find(&r, "DELETE", "/adm/secret"), gets);
+        assert_eq!(find(&r, "POST", "/adm/other"), hit(0, 1));
+        // A wildcard template is no fallback for a method either.
         let r = router(&[("/api", &[("GET", "/pets/{id}"), ("ANY", "/pets/*")])]);
-        assert_eq!(find(&r, "DELETE", "/api/pets/1"), hit(0, 1));
+        assert!(matches!(
+            find(&r, "DELETE", "/api/pets/1"),
+            RouteOutcome::MethodNotAllowed { .. }
+        ));
+        assert_eq!(find(&r, "DELETE", "/api/pets/1/toys"), hit(0, 1));
+    }
+
+    #[test]
+    fn head_is_matched_as_get() {
+        let r = router(&[(
+            "/",
+            &[
+                ("GET", "/a"),
+                ("ANY", "/a"),
+                ("GET", "/b"),
+                ("HEAD", "/b"),
+                ("POST", "/c"),
+                ("ANY", "/d"),
+                ("GET", "/{x}"),
+            ],
+        )]);
+        // GET beats ANY on the same template for HEAD, as it does for GET.
+        assert_eq!(find(&r, "HEAD", "/a"), hit(0, 0));
+        assert_eq!(find(&r, "PUT", "/a"), hit(0, 1));
+        // An explicit HEAD resource is the operator's rule for HEAD.
+        assert_eq!(find(&r, "HEAD", "/b"), hit(0, 3));
+        assert_eq!(find(&r, "GET", "/b"), hit(0, 2));
+        // No GET on the template: HEAD is not allowed there, and never falls to `GET /{x}`.
+        assert_eq!(
+            find(&r, "HEAD", "/c"),
+            RouteOutcome::MethodNotAllowed {
+                api: 0,
+                allow: vec!["POST".into()]
+            }
+        );
+        assert_eq!(find(&r, "HEAD", "/d"), hit(0, 5));
+        assert_eq!(find(&r, "HEAD", "/e"), hit(0, 6));
+    }
+
+    #[test]
+    fn request_methods_must_be_upper_case_tokens() {
+        for good in ["GET", "HEAD", "PURGE", "M-SEARCH", "BREW2", "X_Y"] {
+            assert_eq!(check_method(good), Ok(()), "{good}");
+        }
+        for (bad, problem) in [
+            ("get", MethodProblem::NotUpperCase),
+            ("Get", MethodProblem::NotUpperCase),
+            ("gET", MethodProblem::NotUpperCase),
+            ("", MethodProblem::NotToken),
+            ("GET ", MethodProblem::NotToken),
+            ("G\u{0}T", MethodProblem::NotToken),
+            ("G/T", MethodProblem::NotToken),
+            ("G\u{c9}T", MethodProblem::NotToken),
+        ] {
+            assert_eq!(check_method(bad), Err(problem), "{bad:?}");
+        }
     }
 
     #[test]

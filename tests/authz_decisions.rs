@@ -300,6 +300,28 @@ fn decision_table() {
             Deny(401, "client_id_missing"),
         ),
         row(
+            "client id claims agree",
+            "GET",
+            "/pets/v1/pets",
+            json!({"iss": ASGARDEO, "client_id": "c-shop", "azp": "c-shop", "scope": "pets:read"}),
+            Allow("shop"),
+        ),
+        // Two mapped claims that differ: neither is taken (the first could be another party's).
+        row(
+            "client id claims differ",
+            "GET",
+            "/pets/v1/pets",
+            json!({"iss": ASGARDEO, "client_id": "c-shop", "azp": "c-other", "scope": "pets:read"}),
+            Deny(401, "client_id_ambiguous"),
+        ),
+        row(
+            "client id claims differ, second one registered",
+            "GET",
+            "/pets/v1/pets",
+            json!({"iss": ASGARDEO, "client_id": "c-nobody", "azp": "c-shop", "scope": "pets:read"}),
+            Deny(401, "client_id_ambiguous"),
+        ),
+        row(
             "client id not a string",
             "GET",
             "/pets/v1/pets",
@@ -529,11 +551,14 @@ fn method_not_allowed_lists_allow() {
     assert_eq!(
         d,
         Denial::MethodNotAllowed {
-            allow: vec!["GET".into(), "POST".into()]
+            allow: vec!["GET".into(), "HEAD".into(), "POST".into()]
         }
     );
     let r = reply(&d, policy.settings().realm.as_str());
-    assert!(r.headers.contains(&("allow".into(), "GET, POST".into())));
+    // HEAD is listed wherever GET is: it is matched as GET.
+    assert!(r
+        .headers
+        .contains(&("allow".into(), "GET, HEAD, POST".into())));
 }
 
 #[test]

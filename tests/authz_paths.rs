@@ -15,6 +15,8 @@ const FIXTURE: &str = include_str!("authz_fixture.json");
 enum Want {
     Admin,
     Health,
+    /// The public `{page}` resource: only for legitimate paths, never for a trick.
+    Page,
     Refused(PathProblem),
     NotFound,
     NoApi,
@@ -30,14 +32,11 @@ fn classify(policy: &Policy, route: Route) -> Want {
             );
             Want::Admin
         }
-        Route::Public(m) => {
-            let (_, resource) = policy.resource(&m).unwrap();
-            assert_eq!(
-                resource.path, "/health",
-                "reached the public {{page}} resource"
-            );
-            Want::Health
-        }
+        Route::Public(m) => match policy.resource(&m).unwrap().1.path.as_str() {
+            "/health" => Want::Health,
+            "/{page}" => Want::Page,
+            other => panic!("reached another public resource {other}"),
+        },
         Route::Denied(Denial::PathNotCanonical { problem }) => Want::Refused(problem),
         Route::Denied(Denial::ResourceNotFound) => Want::NotFound,
         Route::Denied(Denial::NoApi) => Want::NoApi,
@@ -75,6 +74,31 @@ fn path_trick_table() {
         ("/pets/v1/admin%00", Refused(EncodedDelimiter)),
         ("/pets/v1/admin%0d%0a", Refused(BadEncodedByte)),
         ("/pets/v1/admin%", Refused(BadEscape)),
+        // Encoded delimiters whose raw form is refused (issue 11 finding 3).
+        ("/pets/v1/admin%3Bx", Refused(EncodedDelimiter)),
+        ("/pets/v1/admin%3b", Refused(EncodedDelimiter)),
+        ("/pets/v1/health%3B/../admin", Refused(EncodedDelimiter)),
+        ("/pets/v1/admin%3Fx", Refused(EncodedDelimiter)),
+        ("/pets/v1/admin%23x", Refused(EncodedDelimiter)),
+        // Encoded non-ASCII letters that Unicode folding maps to ASCII: ſ (U+017F) to `s`, the
+        // Kelvin sign (U+212A) to `k`, fullwidth `ａ` (U+FF41) to `a`; and any other.
+        ("/pets/v1/%C5%BFecret", Refused(EncodedNonAscii)),
+        ("/pets/v1/%E2%84%AAey", Refused(EncodedNonAscii)),
+        ("/pets/v1/%EF%BD%81dmin", Refused(EncodedNonAscii)),
+        ("/pets/v1/adm%C4%B1n", Refused(EncodedNonAscii)),
+        ("/pets/v1/caf%C3%A9", Refused(EncodedNonAscii)),
+        // Trailing dots and spaces, which Windows servers drop.
+        ("/pets/v1/admin.", Refused(TrailingDotOrSpace)),
+        ("/pets/v1/admin..", Refused(TrailingDotOrSpace)),
+        ("/pets/v1/admin%20", Refused(TrailingDotOrSpace)),
+        ("/pets/v1./admin", Refused(TrailingDotOrSpace)),
+        ("/pets/v1/admin./", Refused(TrailingDotOrSpace)),
+        // Legitimate dots, spaces and reserved characters inside a segment still work.
+        ("/pets/v1/a.b", Page),
+        ("/pets/v1/.well-known", Page),
+        ("/pets/v1/a%20b", Page),
+        ("/pets/v1/a%3Db%2C%40", Page),
+        ("/pets/v1/a=b,@", Page),
         // Dot segments and empty segments.
         ("/pets/v1/health/../admin", Refused(DotSegment)),
         ("/pets/v1/./admin", Refused(DotSegment)),
@@ -128,4 +152,77 @@ fn refused_paths_answer_400_invalid_request() {
     let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(body["error"], "invalid_request");
     assert_eq!(body["code"], "path_not_canonical");
+}
+
+/// The issue 11 configuration: `GET /adm/secret` needs `adm:secret`, `ANY /adm/{page}` only
+/// `adm:page`, and `GET /adm/{page}/raw` is public (to show a public rule is not reachable either).
+fn adm_policy() -> Policy {
+    let cfg = serde_json::json!({
+        "environment": "production",
+        "key_managers": [{"name": "km", "issuer": "https://idp",
+            "jwks": {"uri": "u", "cluster": "c", "authority": "a", "path": "/k"}}],
+        "apis": [{"name": "adm", "base_path": "/adm", "resources": [
+            {"method": "GET", "path": "/secret", "scopes": ["adm:secret"]},
+            {"method": "ANY", "path": "/{page}", "scopes": ["adm:page"]},
+            {"method": "HEAD", "path": "/probe", "public": true},
+            {"method": "GET", "path": "/probe", "scopes": ["adm:secret"]}
+        ]}],
+        "applications": []
+    });
+    Policy::from_json(cfg.to_string().as_bytes()).unwrap()
+}
+
+/// What decides a request: the configured `METHOD path` of the resource, or the denial code.
+fn decided_by(policy: &Policy, method: &str, path: &str) -> String {
+    match policy.route(method, path) {
+        Route::Protected(m) | Route::Public(m) => {
+            let (_, r) = policy.resource(&m).unwrap();
+            format!("{} {}", r.method, r.path)
+        }
+        Route::Denied(d) => d.code().to_string(),
+        Route::PassThrough => "pass".to_string(),
+    }
+}
+
+#[test]
+fn method_variants_never_reach_a_weaker_rule() {
+    let policy = adm_policy();
+    let table = [
+        ("GET", "/adm/secret", "GET /secret"),
+        // HEAD runs the GET handler upstream, so it is decided by the GET rule.
+        ("HEAD", "/adm/secret", "GET /secret"),
+        // A method the specific template lacks is not allowed; it never falls to `{page}`.
+        ("POST", "/adm/secret", "method_not_allowed"),
+        ("DELETE", "/adm/secret", "method_not_allowed"),
+        // Case variants of a method are refused before routing (400), wherever they go.
+        ("get", "/adm/secret", "method_not_canonical"),
+        ("Get", "/adm/secret", "method_not_canonical"),
+        ("head", "/adm/secret", "method_not_canonical"),
+        ("get", "/adm/other", "method_not_canonical"),
+        ("get", "/elsewhere", "method_not_canonical"),
+        ("GE T", "/adm/secret", "method_not_canonical"),
+        ("", "/adm/secret", "method_not_canonical"),
+        // The weaker rule still serves what it is for.
+        ("POST", "/adm/other", "ANY /{page}"),
+        ("HEAD", "/adm/other", "ANY /{page}"),
+        // An explicit HEAD resource is the operator's rule for HEAD on its template.
+        ("HEAD", "/adm/probe", "HEAD /probe"),
+        ("GET", "/adm/probe", "GET /probe"),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, want) in table {
+        let got = decided_by(&policy, method, path);
+        if got != want {
+            failures.push(format!("{method} {path}: want {want}, got {got}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let Route::Denied(d) = policy.route("get", "/adm/secret") else {
+        panic!("expected a denial");
+    };
+    let r = reply(&d, "keygate");
+    assert_eq!(r.status, 400);
+    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert_eq!(body["code"], "method_not_canonical");
 }

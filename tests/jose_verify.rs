@@ -630,3 +630,89 @@ fn with_secret_claim() -> Value {
     c["note"] = json!("s3cr3t");
     c
 }
+
+/// `n` distinct Ed25519 keys (cheap to make and check), as signing keys and their public JWKs.
+fn ed25519_keys(n: u8, kid: Option<&str>) -> (Vec<ed25519_dalek::SigningKey>, Vec<Value>) {
+    let signing: Vec<_> = (1..=n)
+        .map(|i| ed25519_dalek::SigningKey::from_bytes(&[i; 32]))
+        .collect();
+    let public = signing
+        .iter()
+        .map(|k| {
+            let mut jwk = json!({"kty": "OKP", "crv": "Ed25519",
+                "x": b64(k.verifying_key().as_bytes())});
+            if let Some(kid) = kid {
+                jwk["kid"] = json!(kid);
+            }
+            jwk
+        })
+        .collect();
+    (signing, public)
+}
+
+fn ed25519_token(key: &ed25519_dalek::SigningKey, header: &Value) -> String {
+    use ed25519_dalek::Signer;
+    let input = signing_input(header, &claims());
+    format!("{input}.{}", b64(&key.sign(input.as_bytes()).to_bytes()))
+}
+
+#[test]
+fn a_token_without_kid_is_tried_against_a_bounded_number_of_keys() {
+    assert_eq!(keygate::jose::MAX_KEYS_TRIED, 4);
+    let (signing, public) = ed25519_keys(6, None);
+    let keys = KeySet::from_json(&jwks(&public)).unwrap();
+    let kidless = |i: usize| ed25519_token(&signing[i], &json!({"alg": "EdDSA"}));
+    // The first four keys in JWKS order are tried.
+    for i in 0..4 {
+        assert_eq!(code(&kidless(i), &keys), "valid", "key {i}");
+    }
+    // Beyond them the token is refused, naming why, instead of costing up to 64 checks.
+    let err = check(&kidless(5), &keys, &Validation::default()).unwrap_err();
+    assert_eq!(
+        err,
+        TokenError::TooManyFittingKeys {
+            alg: "EdDSA",
+            kid: None,
+            fitting: 6
+        }
+    );
+    assert_eq!(err.code(), "too_many_fitting_keys");
+    assert!(err.to_string().contains("no kid"), "{err}");
+    // A forged kid-less token gets the same answer.
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[99; 32]);
+    let forged = ed25519_token(&stranger, &json!({"alg": "EdDSA"}));
+    assert_eq!(code(&forged, &keys), "too_many_fitting_keys");
+    // Exactly the bound: a forged token is a plain bad signature.
+    let four = KeySet::from_json(&jwks(&public[..4])).unwrap();
+    assert_eq!(code(&forged, &four), "signature_invalid");
+    // With kids, any key of the set is found by its kid.
+    let with_kids: Vec<Value> = public
+        .iter()
+        .enumerate()
+        .map(|(i, jwk)| {
+            let mut jwk = jwk.clone();
+            jwk["kid"] = json!(format!("k{i}"));
+            jwk
+        })
+        .collect();
+    let keys = KeySet::from_json(&jwks(&with_kids)).unwrap();
+    let sixth = ed25519_token(&signing[5], &json!({"alg": "EdDSA", "kid": "k5"}));
+    assert_eq!(code(&sixth, &keys), "valid");
+}
+
+#[test]
+fn duplicate_entries_of_one_kid_are_bounded_too() {
+    let (signing, public) = ed25519_keys(5, Some("same"));
+    let keys = KeySet::from_json(&jwks(&public)).unwrap();
+    let first = ed25519_token(&signing[0], &json!({"alg": "EdDSA", "kid": "same"}));
+    assert_eq!(code(&first, &keys), "valid");
+    let last = ed25519_token(&signing[4], &json!({"alg": "EdDSA", "kid": "same"}));
+    assert_eq!(
+        check(&last, &keys, &Validation::default()).unwrap_err(),
+        TokenError::TooManyFittingKeys {
+            alg: "EdDSA",
+            kid: Some("\"same\"".into()),
+            fitting: 5
+        }
+    );
+}

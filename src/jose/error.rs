@@ -152,6 +152,13 @@ pub enum TokenError {
     },
     /// No `kid`, and no key in the set fits the alg.
     NoMatchingKey { alg: &'static str },
+    /// More keys fit than [`super::verify::MAX_KEYS_TRIED`] (without `kid`: every key of the alg's
+    /// type; with one: duplicates of that `kid`), and none of the first that many verifies.
+    TooManyFittingKeys {
+        alg: &'static str,
+        kid: Option<String>,
+        fitting: usize,
+    },
     /// The only keys that fit are HMAC secrets shorter than the hash output.
     KeyTooWeak { alg: &'static str },
     /// No fitting key verifies the signature.
@@ -184,6 +191,7 @@ impl TokenError {
             TokenError::KeyUnusable { .. } => "key_unusable",
             TokenError::KeyConflict { .. } => "key_alg_mismatch",
             TokenError::NoMatchingKey { .. } => "no_matching_key",
+            TokenError::TooManyFittingKeys { .. } => "too_many_fitting_keys",
             TokenError::KeyTooWeak { .. } => "key_too_weak",
             TokenError::SignatureInvalid { .. } => "signature_invalid",
             TokenError::InvalidClaim { .. } => "invalid_claim",
@@ -227,6 +235,24 @@ impl fmt::Display for TokenError {
             TokenError::NoMatchingKey { alg } => {
                 write!(f, "token has no kid and no key in the JWKS fits {alg}")
             }
+            TokenError::TooManyFittingKeys {
+                alg,
+                kid: None,
+                fitting,
+            } => write!(
+                f,
+                "token has no kid and {fitting} keys in the JWKS fit {alg}; only the first {} are tried",
+                super::verify::MAX_KEYS_TRIED
+            ),
+            TokenError::TooManyFittingKeys {
+                alg,
+                kid: Some(kid),
+                fitting,
+            } => write!(
+                f,
+                "{fitting} keys with kid {kid} fit {alg}; only the first {} are tried",
+                super::verify::MAX_KEYS_TRIED
+            ),
             TokenError::KeyTooWeak { alg } => {
                 write!(f, "the HMAC key is shorter than the {alg} hash output")
             }

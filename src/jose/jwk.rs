@@ -18,8 +18,8 @@ use super::json;
 pub const MAX_JWKS_BYTES: usize = 512 * 1024;
 /// Deepest nesting of objects/arrays in a JWKS (`{"keys":[{"x5c":[..]}]}` is 3).
 pub const MAX_JWKS_DEPTH: usize = 8;
-/// Entries beyond this many are skipped: a token without `kid` is tried against every key that
-/// fits its alg, so the count bounds the work one token can cause.
+/// Entries beyond this many are skipped (a bound on one JWKS's memory and parsing). The work one
+/// token can cause is bounded separately, by [`super::verify::MAX_KEYS_TRIED`].
 pub const MAX_KEYS: usize = 64;
 /// RSA moduli accepted, in bits (RFC 7518 §3.3 asks for at least 2048).
 pub const RSA_MIN_BITS: usize = 2048;
@@ -222,17 +222,24 @@ fn rsa_key(obj: &Map<String, Value>) -> Result<KeyMaterial, SkipReason> {
     Ok(KeyMaterial::Rsa(key))
 }
 
-/// SEC1 uncompressed point `04 || x || y`, with each coordinate exactly `size` bytes.
+/// SEC1 uncompressed point `04 || x || y`, each coordinate `size` bytes.
+///
+/// RFC 7518 §6.2.1.2 asks for the full field size, but some key managers strip leading zero bytes
+/// (a P-521 coordinate has a zero top byte about half the time); Envoy's jwt_verify_lib and jose
+/// accept those, so a shorter coordinate is left-padded with zeros. A longer one is refused, even
+/// with leading zeros: nothing legitimate publishes it, and the point check below catches the rest.
 fn sec1_point(obj: &Map<String, Value>, size: usize) -> Result<Vec<u8>, SkipReason> {
     let x = bytes_member(obj, "x")?;
     let y = bytes_member(obj, "y")?;
-    if x.len() != size || y.len() != size {
-        return Err(SkipReason::MalformedKey);
-    }
     let mut point = Vec::with_capacity(1 + 2 * size);
     point.push(0x04);
-    point.extend_from_slice(&x);
-    point.extend_from_slice(&y);
+    for coordinate in [x, y] {
+        let padding = size
+            .checked_sub(coordinate.len())
+            .ok_or(SkipReason::MalformedKey)?;
+        point.resize(point.len() + padding, 0);
+        point.extend_from_slice(&coordinate);
+    }
     Ok(point)
 }
 

@@ -18,4 +18,4 @@ pub use alg::{Alg, AlgRefusal, KeyKind};
 pub use error::{safe_label, Claim, KeyConflict, KeysError, Malformation, TokenError, TokenPart};
 pub use jwk::{Jwk, KeyMaterial, KeySet, SkipReason, SkippedKey};
 pub use token::UntrustedToken;
-pub use verify::{verify, VerifiedToken};
+pub use verify::{verify, VerifiedToken, MAX_KEYS_TRIED};

@@ -13,6 +13,14 @@ use super::jwk::{Jwk, KeyMaterial, KeySet};
 use super::token::UntrustedToken;
 use crate::claims::{self, Validation};
 
+/// Signature checks one token may cost at most. Without a `kid` every key of the alg's type fits,
+/// and a JWKS may hold up to [`super::jwk::MAX_KEYS`] (64) of them: a forged kid-less token would
+/// cost 64 RSA verifications. Key managers publish one to three keys per algorithm (the current
+/// one, the next and the previous during a rotation), so the first four in JWKS order cover every
+/// real kid-less token; with more, the token needs a `kid` (`too_many_fitting_keys`). The same
+/// bound applies to duplicate entries of one `kid`.
+pub const MAX_KEYS_TRIED: usize = 4;
+
 /// A token whose signature and registered claims were checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedToken {
@@ -41,9 +49,10 @@ pub fn verify(
     }
 
     let candidates = candidate_keys(token.kid(), keys, alg)?;
+    let fitting = candidates.len();
     let message = token.signing_input();
     let mut wrong_length = None;
-    for key in candidates {
+    for key in candidates.into_iter().take(MAX_KEYS_TRIED) {
         match backends::check(alg, &key.material, message, signature) {
             SigCheck::Valid => {
                 claims::check(token.claims(), validation, now)?;
@@ -56,6 +65,14 @@ pub fn verify(
             SigCheck::Malformed { expected } => wrong_length = Some(expected),
             SigCheck::Invalid | SigCheck::WrongKey => {}
         }
+    }
+    if fitting > MAX_KEYS_TRIED {
+        // Say why the right key may not have been tried.
+        return Err(TokenError::TooManyFittingKeys {
+            alg: alg.name(),
+            kid: token.kid().map(safe_label),
+            fitting,
+        });
     }
     Err(match wrong_length {
         // Only an RSA modulus can make the length wrong here; name it when it is the only issue.
@@ -87,7 +104,8 @@ fn allowed_alg(name: &str, validation: &Validation) -> Result<Alg, TokenError> {
 }
 
 /// The keys that may verify this token, by the rules of RFC 7515 §4.1.4 and RFC 7517 §4:
-/// a `kid` selects the keys with that `kid`; without one every key that fits the alg is tried.
+/// a `kid` selects the keys with that `kid`; without one every key that fits the alg is a candidate
+/// (the caller tries at most [`MAX_KEYS_TRIED`] of them).
 /// HMAC secrets shorter than the hash output are never used (RFC 7518 §3.2).
 fn candidate_keys<'k>(
     kid: Option<&str>,
