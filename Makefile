@@ -23,7 +23,7 @@ CLI         := $(ROOT)/target/release/keygate
 # Tests and the demo find Envoy through this; an already exported value wins.
 export KEYGATE_ENVOY ?= $(ENVOY)
 
-.PHONY: help deps rust-target envoy npm wrk wasm cli test lint bench run clean distclean
+.PHONY: help deps rust-target envoy npm wrk wasm cli test lint bench fuzz run clean distclean
 
 help:
 	@echo "make run    - install what is missing, build, start the demo (key manager, upstream, Envoy)"
@@ -33,6 +33,7 @@ help:
 	@echo "make cli    - build $(CLI:$(ROOT)/%=%)"
 	@echo "make lint   - rustfmt check, clippy native and wasm"
 	@echo "make bench  - verification per algorithm (criterion), then load through Envoy (wrk)"
+	@echo "make fuzz   - each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz (needs nightly)"
 	@echo "make clean  - remove build output (distclean also removes .venv and node_modules)"
 
 deps: rust-target envoy npm wrk
@@ -101,6 +102,29 @@ lint: rust-target
 bench: deps wasm cli
 	$(CARGO) bench --bench verify
 	$(ROOT)/envoy/bench.sh
+
+# libFuzzer through cargo-fuzz, one target at a time. New inputs go to fuzz/grown/<target> (ignored
+# by git); the committed seeds in fuzz/corpus/<target> are read, never written. `make test`
+# replays those seeds on stable (tests/fuzz_corpora.rs).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= token jwks policy declaration route
+FUZZ_TOOLCHAIN ?= nightly
+
+fuzz:
+	@command -v rustup >/dev/null && rustup run $(FUZZ_TOOLCHAIN) rustc --version >/dev/null 2>&1 || { \
+	  echo "fuzz: needs the Rust toolchain $(FUZZ_TOOLCHAIN) (cargo-fuzz builds with -Zsanitizer=address, nightly only):" >&2; \
+	  echo "      rustup toolchain install $(FUZZ_TOOLCHAIN)" >&2; exit 1; }
+	@if ! $(CARGO) +$(FUZZ_TOOLCHAIN) fuzz --version >/dev/null 2>&1; then \
+	  echo "fuzz: cargo-fuzz missing, installing it from crates.io"; \
+	  $(CARGO) install cargo-fuzz --locked || { \
+	    echo "fuzz: could not install cargo-fuzz: run 'cargo install cargo-fuzz --locked' (needs crates.io)" >&2; exit 1; }; \
+	fi
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(ROOT)/fuzz/grown/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  (cd $(ROOT)/fuzz && $(CARGO) +$(FUZZ_TOOLCHAIN) fuzz run --debug-assertions $$t grown/$$t corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
+	done
 
 run: deps wasm cli
 	$(ROOT)/envoy/demo.sh

@@ -1,0 +1,154 @@
+//! The fuzz target bodies, one function per target, shared by the libFuzzer binaries in
+//! `fuzz_targets/` (this file is the `keygate-fuzz` library) and by `tests/fuzz_corpora.rs`
+//! (which includes it with `#[path]`), so the committed corpora replay on stable through exactly
+//! the code the fuzzer runs.
+//!
+//! Each body must not panic on any input. Beyond that, each asserts only properties that hold for
+//! every input (an oracle that can be wrong is worse than none).
+
+use std::sync::OnceLock;
+
+use keygate::jose::{verify, KeySet, UntrustedToken, Validation};
+use keygate::path::CanonicalPath;
+use keygate::policy::{Policy, Route};
+
+/// The fixed clock: inside the validity window of the tokens in `tests/vectors/interop.json`.
+pub const NOW: f64 = 1_700_000_000.0;
+
+/// Public keys (and the HMAC secret) of `tests/vectors/keys.json`, with the kids the interop
+/// tokens name.
+const JWKS: &str = include_str!("fixtures/jwks.json");
+/// One genuine token per algorithm, signed by an independent implementation.
+const GENUINE: &str = include_str!("../tests/vectors/interop.json");
+/// The compiled policy that `route` matches against.
+const POLICY: &str = include_str!("../tests/authz_fixture.json");
+
+/// The fixed key set (`None` only if the committed JWKS is broken; the corpus test checks it).
+pub fn fixed_keys() -> Option<&'static KeySet> {
+    static KEYS: OnceLock<Option<KeySet>> = OnceLock::new();
+    KEYS.get_or_init(|| KeySet::from_json(JWKS.as_bytes()).ok())
+        .as_ref()
+}
+
+/// The genuine token strings; the only ones that may verify.
+pub fn genuine() -> &'static [String] {
+    static TOKENS: OnceLock<Vec<String>> = OnceLock::new();
+    TOKENS.get_or_init(|| {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(GENUINE).unwrap_or_default();
+        map.values()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    })
+}
+
+/// The fixed policy (`None` only if the committed fixture is broken; the corpus test checks it).
+pub fn fixed_policy() -> Option<&'static Policy> {
+    static COMPILED: OnceLock<Option<Policy>> = OnceLock::new();
+    COMPILED
+        .get_or_init(|| Policy::from_json(POLICY.as_bytes()).ok())
+        .as_ref()
+}
+
+/// The issuer and audience the genuine tokens carry, so claim checks run to the end.
+pub fn validation() -> Validation {
+    Validation {
+        issuer: Some("https://idp.example".to_owned()),
+        audiences: vec!["api://pets".to_owned()],
+        ..Validation::default()
+    }
+}
+
+/// Token parse + verify against the fixed key set at the fixed `now`. Only a genuine token may
+/// verify: no forgery, no second encoding of a genuine one. ECDSA is the one exception by design
+/// (README: high-S accepted): anyone can turn `(r, s)` into the also valid `(r, n - s)`, so for
+/// `ES*` the signed message must be genuine, for every other algorithm the whole token.
+pub fn token(data: &[u8]) {
+    let (Ok(text), Some(keys)) = (std::str::from_utf8(data), fixed_keys()) else {
+        return;
+    };
+    match UntrustedToken::parse(text) {
+        Ok(token) => {
+            if verify(&token, keys, &validation(), NOW).is_ok() {
+                let message = |t: &str| t.rsplit_once('.').map(|(m, _)| m.to_owned());
+                let ecdsa = token.alg().starts_with("ES");
+                let is_genuine = |g: &String| {
+                    if ecdsa {
+                        message(g) == message(text)
+                    } else {
+                        g == text
+                    }
+                };
+                assert!(genuine().iter().any(is_genuine), "verified: {text:?}");
+            }
+        }
+        Err(error) => assert!(!error.code().is_empty()),
+    }
+}
+
+/// JWKS parsing: a key set is either refused or holds at least one usable key.
+pub fn jwks(data: &[u8]) {
+    if let Ok(set) = KeySet::from_json(data) {
+        assert!(!set.is_empty());
+    }
+}
+
+/// Plugin config compile; a compiled policy then routes a few requests without panicking, and
+/// every match names a resource of that policy.
+pub fn policy(data: &[u8]) {
+    let Ok(policy) = Policy::from_json(data) else {
+        return;
+    };
+    for (method, path) in [("GET", "/"), ("GET", "/pets/v1/pets/1"), ("POST", "/a/b/")] {
+        check_route(&policy, method, path);
+    }
+}
+
+/// The CLI's YAML declaration parser. Kept to the one public entry point on purpose.
+pub fn declaration(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = keygate::cli::validate::parse(text);
+    }
+}
+
+/// Path canonicalization and routing on the fixed policy. Input: `METHOD PATH` (or a bare path,
+/// routed as `GET`).
+pub fn route(data: &[u8]) {
+    let (Ok(text), Some(policy)) = (std::str::from_utf8(data), fixed_policy()) else {
+        return;
+    };
+    let (method, path) = text.split_once(' ').unwrap_or(("GET", text));
+    if let Ok(canonical) = CanonicalPath::parse(path) {
+        check_canonical(&canonical);
+    }
+    check_route(policy, method, path);
+}
+
+fn check_route(policy: &Policy, method: &str, path: &str) {
+    match policy.route(method, path) {
+        Route::Public(found) | Route::Protected(found) => {
+            assert!(policy.resource(&found).is_some());
+        }
+        Route::PassThrough | Route::Denied(_) => {}
+    }
+}
+
+/// A canonical path has no empty or dot segments, no separators inside a segment, and is a fixed
+/// point: written out plainly (when that needs no escapes) it parses to itself.
+fn check_canonical(canonical: &CanonicalPath) {
+    let mut plain = true;
+    for segment in &canonical.segments {
+        assert!(!matches!(segment.as_str(), "" | "." | ".."));
+        assert!(!segment.contains(['/', '\\', '\0']));
+        plain &= segment
+            .bytes()
+            .all(|b| matches!(b, 0x21..=0x7e) && !matches!(b, b'?' | b'#' | b';' | b'%'));
+    }
+    if plain {
+        let mut written = format!("/{}", canonical.segments.join("/"));
+        if canonical.trailing_slash && !canonical.segments.is_empty() {
+            written.push('/');
+        }
+        assert_eq!(CanonicalPath::parse(&written).as_ref(), Ok(canonical));
+    }
+}
