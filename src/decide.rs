@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::cache::{Verdict, VerifiedTokens};
 use crate::claims::{check_time, times, Validation};
 use crate::identity::Identity;
-use crate::jose::{verify, KeySet, TokenError, UntrustedToken};
+use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
 use crate::policy::{Policy, Route, RouteMatch};
 use crate::response::{bearer_token, Denial};
 
@@ -135,11 +135,24 @@ pub fn begin(policy: &Policy, request: &Request<'_>) -> Result<Pending, Outcome>
     parse(policy, start(policy, request)?)
 }
 
-/// A key manager's key set and its generation (changes whenever another set is adopted).
-#[derive(Debug, Clone, Copy)]
+/// A key manager's key set and its generation (changes whenever another set is adopted), and
+/// the host that can check RS*/ES* signatures natively, if any.
+#[derive(Clone, Copy)]
 pub struct Keys<'a> {
     pub set: &'a KeySet,
     pub generation: u64,
+    pub crypto: Option<&'a dyn HostCrypto>,
+}
+
+impl<'a> Keys<'a> {
+    /// Keys checked entirely in Wasm (no host crypto).
+    pub fn new(set: &'a KeySet, generation: u64) -> Self {
+        Keys {
+            set,
+            generation,
+            crypto: None,
+        }
+    }
 }
 
 /// Last phase: signature and claims with the key manager's keys, then the application checks.
@@ -167,7 +180,13 @@ pub fn finish(
     if let Some(outcome) = recall(policy, &started, cache, |_| Some(keys.generation), now) {
         return outcome;
     }
-    match verify(&pending.token, keys.set, &pending.validation, now) {
+    match verify_with(
+        &pending.token,
+        keys.set,
+        &pending.validation,
+        now,
+        keys.crypto,
+    ) {
         Ok(verified) => {
             let outcome = authorized(policy, &pending.route, km, &verified.claims);
             let (exp, nbf) = times(&verified.claims);
@@ -220,7 +239,7 @@ pub fn decide<'k>(
 ) -> Outcome {
     match begin(policy, request) {
         Ok(pending) => {
-            let set = keys(pending.key_manager).map(|set| Keys { set, generation: 0 });
+            let set = keys(pending.key_manager).map(|set| Keys::new(set, 0));
             let mut no_cache = VerifiedTokens::disabled();
             finish(policy, Box::new(pending), set, now, true, &mut no_cache)
         }

@@ -55,10 +55,7 @@ fn run(
         Err(Outcome::Deny(d)) => return Err(d.code().to_string()),
         Err(other) => panic!("unexpected {other:?}"),
     };
-    let keys = Some(Keys {
-        set: keys,
-        generation,
-    });
+    let keys = Some(Keys::new(keys, generation));
     match finish(policy, Box::new(pending), keys, now, false, cache) {
         Outcome::Allow(identity) => Ok(identity.application.clone()),
         Outcome::Deny(d) => Err(d.code().to_string()),

@@ -53,6 +53,21 @@ fn real_tokens_are_authorized_and_every_refusal_is_explained() {
     assert_eq!(stack.echo.request_count(), before + 1);
     assert_eq!(seen.header("x-keygate-application"), Some("shop"));
     assert_eq!(seen.header("x-keygate-client-id"), Some("shop-app"));
+    // The token stays at the gateway by default (strip_authorization: true).
+    assert_eq!(seen.header("authorization"), None);
+    // The RS256 signature was checked by Envoy's BoringSSL (the self-test passed at configure).
+    let log = stack.envoy.log();
+    assert!(
+        log.contains("signatures checked by Envoy (verify_signature)"),
+        "host verification not active:\n{log}"
+    );
+    let host_gauge = stack
+        .envoy
+        .stats()
+        .into_iter()
+        .find(|(name, _)| name.ends_with("keygate_signature_host"))
+        .map(|(_, value)| value);
+    assert_eq!(host_gauge.as_deref(), Some("1"));
     assert_eq!(seen.header("x-keygate-key-manager"), Some("demo"));
     assert_eq!(seen.header("x-keygate-subject"), Some("shop-app"));
     assert!(seen

@@ -12,12 +12,15 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
+use crate::jose::{offload, HostCrypto};
 use crate::keys::{Expect, SlotError};
 use crate::worker::{Fetch, Host, StreamId};
 
 /// The host as seen from one callback: `current` is the context Envoy called into.
 pub struct ProxyHost<'m> {
     current: u32,
+    /// Envoy's `verify_signature` passed the self-test at configuration.
+    crypto: bool,
     /// This worker's wake-up queue (see `super::root`).
     queue: Option<u32>,
     /// The context host calls act on right now.
@@ -29,10 +32,12 @@ impl<'m> ProxyHost<'m> {
     pub fn new(
         current: u32,
         queue: Option<u32>,
+        crypto: bool,
         metrics: &'m mut BTreeMap<String, Option<u32>>,
     ) -> Self {
         ProxyHost {
             current,
+            crypto,
             queue,
             effective: current,
             metrics,
@@ -57,6 +62,56 @@ impl Drop for ProxyHost<'_> {
     fn drop(&mut self) {
         let current = self.current;
         self.focus(current);
+    }
+}
+
+impl HostCrypto for ProxyHost<'_> {
+    fn verify_signature(
+        &self,
+        hash: &str,
+        public_key: &[u8],
+        signature: &[u8],
+        message: &[u8],
+    ) -> Option<bool> {
+        if !self.crypto {
+            return None;
+        }
+        foreign_verify(hash, public_key, signature, message)
+    }
+}
+
+/// Envoy's `verify_signature` foreign function (BoringSSL); `None` when the host has no such
+/// function or refused the arguments.
+fn foreign_verify(hash: &str, public_key: &[u8], signature: &[u8], message: &[u8]) -> Option<bool> {
+    let args = offload::encode_arguments(hash, public_key, signature, message);
+    match hostcalls::call_foreign_function("verify_signature", Some(&args)) {
+        Ok(Some(result)) => offload::decode_result(&result),
+        Ok(None) => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// Whether Envoy's `verify_signature` is there and answers a known vector correctly.
+pub fn probe_host_crypto() -> bool {
+    struct Probe;
+    impl HostCrypto for Probe {
+        fn verify_signature(
+            &self,
+            hash: &str,
+            public_key: &[u8],
+            signature: &[u8],
+            message: &[u8],
+        ) -> Option<bool> {
+            foreign_verify(hash, public_key, signature, message)
+        }
+    }
+    offload::host_is_sound(&Probe)
+}
+
+/// Sets a gauge (defined on first use).
+pub fn set_gauge(name: &str, value: u64) {
+    if let Ok(id) = hostcalls::define_metric(MetricType::Gauge, name) {
+        let _ = hostcalls::record_metric(id, value);
     }
 }
 

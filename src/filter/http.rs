@@ -8,7 +8,7 @@ use proxy_wasm::types::Action;
 
 use crate::worker::Verdict;
 
-use super::host::{self, ProxyHost};
+use super::host;
 use super::State;
 
 pub struct Http {
@@ -39,12 +39,7 @@ impl HttpContext for Http {
             return Action::Pause;
         };
         let headers = host::request_headers();
-        let State {
-            worker,
-            metrics,
-            queue,
-        } = &mut *state;
-        let mut host = ProxyHost::new(self.context_id, *queue, metrics);
+        let (worker, mut host) = state.host(self.context_id);
         match worker.on_request(&mut host, self.context_id, &headers) {
             Verdict::Continue => Action::Continue,
             Verdict::Pause => Action::Pause,

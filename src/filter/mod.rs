@@ -21,15 +21,32 @@ pub struct State {
     metrics: BTreeMap<String, Option<u32>>,
     /// The shared queue that wakes this worker's root context (None: ticks do the work).
     queue: Option<u32>,
+    /// RS*/ES* signatures are checked by Envoy (`verify_signature`), not in Wasm.
+    crypto: bool,
 }
 
 impl State {
-    fn new(worker: Worker, queue: Option<u32>) -> Self {
+    fn new(worker: Worker, queue: Option<u32>, crypto: bool) -> Self {
         State {
             worker,
             metrics: BTreeMap::new(),
             queue,
+            crypto,
         }
+    }
+
+    /// The host for one callback into `context`.
+    fn host(&mut self, context: u32) -> (&mut Worker, host::ProxyHost<'_>) {
+        let State {
+            worker,
+            metrics,
+            queue,
+            crypto,
+        } = self;
+        (
+            worker,
+            host::ProxyHost::new(context, *queue, *crypto, metrics),
+        )
     }
 }
 

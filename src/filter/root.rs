@@ -11,7 +11,7 @@ use proxy_wasm::types::ContextType;
 use crate::policy::Policy;
 use crate::worker::Worker;
 
-use super::host::{self, ProxyHost};
+use super::host;
 use super::http::Http;
 use super::State;
 
@@ -50,12 +50,7 @@ impl Context for Root {
             log::error!("keygate: JWKS response arrived while the worker was busy");
             return;
         };
-        let State {
-            worker,
-            metrics,
-            queue,
-        } = &mut *state;
-        let mut host = ProxyHost::new(self.context_id, *queue, metrics);
+        let (worker, mut host) = state.host(self.context_id);
         worker.on_fetch_answer(&mut host, token_id, body_size);
     }
 }
@@ -79,7 +74,14 @@ impl RootContext for Root {
                 let id = worker_id();
                 let queue = host::register_queue(&format!("keygate.wakeup.{id:016x}"));
                 let worker = Worker::new(policy, id);
-                self.state = Some(Rc::new(RefCell::new(State::new(worker, queue))));
+                let crypto = host::probe_host_crypto();
+                if crypto {
+                    log::info!("keygate: RS*/ES* signatures checked by Envoy (verify_signature)");
+                } else {
+                    log::warn!("keygate: Envoy's verify_signature unavailable or unsound; all signatures checked in Wasm");
+                }
+                host::set_gauge("keygate_signature_host", u64::from(crypto));
+                self.state = Some(Rc::new(RefCell::new(State::new(worker, queue, crypto))));
                 // The first tick pre-warms the key caches (clusters are ready by then).
                 host::set_tick_period_ms(TICK_MS);
                 true
@@ -95,12 +97,7 @@ impl RootContext for Root {
         let Some(Ok(mut state)) = self.state.as_ref().map(|s| s.try_borrow_mut()) else {
             return;
         };
-        let State {
-            worker,
-            metrics,
-            queue,
-        } = &mut *state;
-        let mut host = ProxyHost::new(self.context_id, *queue, metrics);
+        let (worker, mut host) = state.host(self.context_id);
         worker.on_tick(&mut host);
     }
 
@@ -109,12 +106,7 @@ impl RootContext for Root {
         let Some(Ok(mut state)) = self.state.as_ref().map(|s| s.try_borrow_mut()) else {
             return;
         };
-        let State {
-            worker,
-            metrics,
-            queue,
-        } = &mut *state;
-        let mut host = ProxyHost::new(self.context_id, *queue, metrics);
+        let (worker, mut host) = state.host(self.context_id);
         worker.on_wakeup(&mut host);
     }
 

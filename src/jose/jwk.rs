@@ -93,6 +93,8 @@ pub struct Jwk {
     pub usage: Option<String>,
     pub key_ops: Option<Vec<String>>,
     pub material: KeyMaterial,
+    /// The DER SubjectPublicKeyInfo of RSA and EC keys, built once for host verification.
+    pub spki: Option<Box<[u8]>>,
 }
 
 impl Jwk {
@@ -155,6 +157,7 @@ impl Jwk {
             alg,
             usage,
             key_ops,
+            spki: super::offload::spki(&material),
             material,
         })
     }

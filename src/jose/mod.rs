@@ -10,6 +10,7 @@ pub mod backends;
 pub mod error;
 pub mod json;
 pub mod jwk;
+pub mod offload;
 pub mod token;
 pub mod verify;
 
@@ -17,5 +18,6 @@ pub use crate::claims::Validation;
 pub use alg::{Alg, AlgRefusal, KeyKind};
 pub use error::{safe_label, Claim, KeyConflict, KeysError, Malformation, TokenError, TokenPart};
 pub use jwk::{Jwk, KeyMaterial, KeySet, SkipReason, SkippedKey};
+pub use offload::HostCrypto;
 pub use token::UntrustedToken;
-pub use verify::{verify, VerifiedToken, MAX_KEYS_TRIED};
+pub use verify::{verify, verify_with, VerifiedToken, MAX_KEYS_TRIED};

@@ -10,6 +10,7 @@ use super::alg::{Alg, AlgRefusal};
 use super::backends::{self, SigCheck};
 use super::error::{safe_label, KeyConflict, TokenError};
 use super::jwk::{Jwk, KeyMaterial, KeySet};
+use super::offload::{self, HostCrypto};
 use super::token::UntrustedToken;
 use crate::claims::{self, Validation};
 
@@ -29,12 +30,25 @@ pub struct VerifiedToken {
     pub alg: String,
 }
 
-/// Verifies `token` against `keys` and `validation` at time `now` (seconds since the epoch).
+/// Verifies `token` against `keys` and `validation` at time `now` (seconds since the epoch), with
+/// every signature checked in Wasm.
 pub fn verify(
     token: &UntrustedToken,
     keys: &KeySet,
     validation: &Validation,
     now: f64,
+) -> Result<VerifiedToken, TokenError> {
+    verify_with(token, keys, validation, now, None)
+}
+
+/// [`verify`], with RS*/ES* signatures checked by `host` when it can (see `offload`); the
+/// decision is the same either way.
+pub fn verify_with(
+    token: &UntrustedToken,
+    keys: &KeySet,
+    validation: &Validation,
+    now: f64,
+    host: Option<&dyn HostCrypto>,
 ) -> Result<VerifiedToken, TokenError> {
     let alg = allowed_alg(token.alg(), validation)?;
     let signature = token.signature();
@@ -52,8 +66,12 @@ pub fn verify(
     let fitting = candidates.len();
     let message = token.signing_input();
     let mut wrong_length = None;
+    let mut right_length = false;
     for key in candidates.into_iter().take(MAX_KEYS_TRIED) {
-        match backends::check(alg, &key.material, message, signature) {
+        let checked = host
+            .and_then(|host| offload::check(host, alg, key, message, signature))
+            .unwrap_or_else(|| backends::check(alg, &key.material, message, signature));
+        match checked {
             SigCheck::Valid => {
                 claims::check(token.claims(), validation, now)?;
                 return Ok(VerifiedToken {
@@ -63,7 +81,8 @@ pub fn verify(
                 });
             }
             SigCheck::Malformed { expected } => wrong_length = Some(expected),
-            SigCheck::Invalid | SigCheck::WrongKey => {}
+            SigCheck::Invalid => right_length = true,
+            SigCheck::WrongKey => {}
         }
     }
     if fitting > MAX_KEYS_TRIED {
@@ -76,12 +95,12 @@ pub fn verify(
     }
     Err(match wrong_length {
         // Only an RSA modulus can make the length wrong here; name it when it is the only issue.
-        Some(expected) => TokenError::SignatureMalformed {
+        Some(expected) if !right_length => TokenError::SignatureMalformed {
             alg: alg.name(),
             expected,
             actual: signature.len(),
         },
-        None => TokenError::SignatureInvalid { alg: alg.name() },
+        _ => TokenError::SignatureInvalid { alg: alg.name() },
     })
 }
 

@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
+use crate::jose::HostCrypto;
 use crate::keys::{Expect, SlotError};
 
 use super::host::{Fetch, Host, StreamId};
@@ -57,8 +58,16 @@ pub struct Dispatched {
     pub timeout_ms: u64,
 }
 
-#[derive(Debug, Default)]
+/// A native signature check standing in for Envoy's `verify_signature` (hash, SPKI, signature,
+/// message → verified?).
+pub type Crypto = Box<dyn Fn(&str, &[u8], &[u8], &[u8]) -> Option<bool>>;
+
+#[derive(Default)]
 pub struct FakeHost {
+    /// The host's signature check; `None` is a host without `verify_signature`.
+    pub crypto: Option<Crypto>,
+    /// Signature checks the host was asked for.
+    pub crypto_calls: Cell<u64>,
     pub now_ms: u64,
     pub shared: SharedData,
     /// Callouts started, in order.
@@ -175,6 +184,22 @@ impl FakeHost {
             *log = StreamLog::default();
         }
         Some(log)
+    }
+}
+
+impl HostCrypto for FakeHost {
+    fn verify_signature(
+        &self,
+        hash: &str,
+        public_key: &[u8],
+        signature: &[u8],
+        message: &[u8],
+    ) -> Option<bool> {
+        let crypto = self.crypto.as_ref()?;
+        self.call();
+        self.crypto_calls
+            .set(self.crypto_calls.get().wrapping_add(1));
+        crypto(hash, public_key, signature, message)
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the worker needs from its host: the small surface the proxy-wasm shell implements over
 //! Envoy's host calls, and [`super::FakeHost`] implements in memory for native tests.
 
+use crate::jose::HostCrypto;
 use crate::keys::{Expect, SlotError};
 
 /// A request stream, as the host numbers it (proxy-wasm's context id).
@@ -20,7 +21,10 @@ pub struct Fetch<'a> {
 ///
 /// Calls that act on a stream name it: the host makes that stream current for the call (the
 /// proxy-wasm shell through `set_effective_context`) and reports `false` when the stream is gone.
-pub trait Host {
+///
+/// [`HostCrypto`] is part of it: a host that cannot verify signatures answers `None` and the
+/// worker verifies in Wasm.
+pub trait Host: HostCrypto {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
 

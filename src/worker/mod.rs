@@ -31,12 +31,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::cache::VerifiedTokens;
 use crate::decide::{self, Keys, Outcome, Pending, Request};
 use crate::identity::is_identity_header;
+use crate::jose::HostCrypto;
 use crate::keys::FetchError;
 use crate::policy::Policy;
 use crate::response::{reply, Denial};
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use fake::{Dispatched, FakeHost, Sent, SharedData, StreamLog};
+pub use fake::{Crypto, Dispatched, FakeHost, Sent, SharedData, StreamLog};
 pub use host::{Fetch, Host, StreamId};
 
 use keystore::{Answered, KeyStore, Need};
@@ -163,7 +164,7 @@ impl Worker {
                     None => match decide::parse(&self.policy, started) {
                         Ok(pending) => {
                             let km = pending.key_manager();
-                            self.finish(Box::new(pending), km, now_ms, false)
+                            self.finish(host, Box::new(pending), km, now_ms, false)
                         }
                         Err(outcome) => outcome,
                     },
@@ -231,6 +232,7 @@ impl Worker {
     /// The decision's second phase with the key manager's current keys.
     fn finish(
         &mut self,
+        host: &impl Host,
         pending: Box<Pending>,
         km: usize,
         now_ms: u64,
@@ -243,6 +245,7 @@ impl Worker {
         let keys = keys.as_ref().map(|(set, generation)| Keys {
             set,
             generation: *generation,
+            crypto: Some(host as &dyn HostCrypto),
         });
         decide::finish(
             &self.policy,
@@ -294,7 +297,7 @@ impl Worker {
         let (pending, unknown_kid) = if store.generation() == before {
             (pending, unknown_kid)
         } else {
-            match self.finish(pending, km, now_ms, false) {
+            match self.finish(host, pending, km, now_ms, false) {
                 Outcome::NeedKeys {
                     pending,
                     unknown_kid,
@@ -316,7 +319,7 @@ impl Worker {
             Need::Wait => {}
             Need::DecideWithCurrentKeys => {
                 // Unknown kid but the refetch budget is spent: decide with what we have.
-                let outcome = self.finish(pending, km, now_ms, true);
+                let outcome = self.finish(host, pending, km, now_ms, true);
                 return self.apply(host, stream, &outcome);
             }
             Need::Unavailable { retry_after } => {
@@ -457,7 +460,7 @@ impl Worker {
             };
             let outcome = if has_keys {
                 // After a refetch (or when no fetch can help any more) an unknown kid is final.
-                self.finish(parked.pending, km, now_ms, true)
+                self.finish(host, parked.pending, km, now_ms, true)
             } else {
                 Outcome::Deny(Denial::KeyManagerUnavailable { retry_after })
             };
