@@ -61,7 +61,7 @@
 //! response:  no headers, or made_by_proxy(status, headers) (Envoy's own 503/504 for a lost
 //!            answer) → on_failure_shared(no_answer_error(now)); else check_size(body_size),
 //!            then on_response_shared(status, headers, body, parse)
-//! 503:       require_keys(now) → KeysError::KeyManagerUnavailable { retry_after_seconds, .. }
+//! 503:       keys(now) is None → Denial::KeyManagerUnavailable { retry_after: retry_after(now) }
 //! ```
 
 mod answer;
@@ -72,8 +72,6 @@ mod shared;
 mod timing;
 
 pub use answer::made_by_proxy;
-pub use cache::{CacheState, CacheStatus, Fetched, KeyCache, UnknownKidAction};
-pub use error::{BodyProblem, FetchError, KeysError};
-pub use record::{FetchReason, Lease, Record};
+pub use cache::{KeyCache, UnknownKidAction};
+pub use error::{BodyProblem, FetchError};
 pub use shared::{slot_key, Expect, SharedSlot, SlotError};
-pub use timing::Timing;

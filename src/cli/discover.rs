@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::cli::http::{self, FetchError};
+use crate::cli::http::{self, HttpGetError};
 use crate::cli::oidc::{self, CheckedDiscovery, DiscoveryDocument, DiscoveryError};
 use crate::cli::presets::Preset;
 
@@ -22,7 +22,7 @@ pub struct Args {
 #[derive(Debug)]
 pub enum ResolveError {
     /// The network or the body (exit 2).
-    Fetch(FetchError),
+    Fetch(HttpGetError),
     /// A rule refused the URL or the document (exit 1).
     Refused(DiscoveryError),
 }

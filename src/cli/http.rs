@@ -9,7 +9,7 @@ const MAX_BODY_BYTES: u64 = 1024 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
-pub enum FetchError {
+pub enum HttpGetError {
     /// Connection, TLS, timeout or read failure.
     Transport { url: String, detail: String },
     /// Anything but 200 (redirects included).
@@ -18,27 +18,27 @@ pub enum FetchError {
     NotJson { url: String, detail: String },
 }
 
-impl FetchError {
+impl HttpGetError {
     pub fn code(&self) -> &'static str {
         match self {
-            FetchError::Transport { .. } => "fetch_failed",
-            FetchError::Status { .. } => "fetch_status",
-            FetchError::NotJson { .. } => "fetch_not_json",
+            HttpGetError::Transport { .. } => "fetch_failed",
+            HttpGetError::Status { .. } => "fetch_status",
+            HttpGetError::NotJson { .. } => "fetch_not_json",
         }
     }
 }
 
-impl fmt::Display for FetchError {
+impl fmt::Display for HttpGetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FetchError::Transport { url, detail } => write!(f, "cannot fetch {url}: {detail}"),
-            FetchError::Status { url, status } => {
+            HttpGetError::Transport { url, detail } => write!(f, "cannot fetch {url}: {detail}"),
+            HttpGetError::Status { url, status } => {
                 write!(
                     f,
                     "{url} answered HTTP {status} (expected 200, redirects are not followed)"
                 )
             }
-            FetchError::NotJson { url, detail } => {
+            HttpGetError::NotJson { url, detail } => {
                 write!(
                     f,
                     "{url} did not return a JSON discovery document: {detail}"
@@ -49,14 +49,14 @@ impl fmt::Display for FetchError {
 }
 
 /// GETs `url` and decodes the JSON body into `T`.
-pub fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, FetchError> {
+pub fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, HttpGetError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .max_redirects(0)
         .http_status_as_error(false)
         .build()
         .into();
-    let transport = |err: ureq::Error| FetchError::Transport {
+    let transport = |err: ureq::Error| HttpGetError::Transport {
         url: url.to_string(),
         detail: err.to_string(),
     };
@@ -67,7 +67,7 @@ pub fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, FetchErr
         .map_err(transport)?;
     let status = response.status().as_u16();
     if status != 200 {
-        return Err(FetchError::Status {
+        return Err(HttpGetError::Status {
             url: url.to_string(),
             status,
         });
@@ -78,7 +78,7 @@ pub fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Result<T, FetchErr
         .limit(MAX_BODY_BYTES)
         .read_to_vec()
         .map_err(transport)?;
-    serde_json::from_slice(&body).map_err(|err| FetchError::NotJson {
+    serde_json::from_slice(&body).map_err(|err| HttpGetError::NotJson {
         url: url.to_string(),
         detail: err.to_string(),
     })

@@ -109,40 +109,6 @@ impl From<BodyProblem> for FetchError {
     }
 }
 
-/// A request cannot be verified because there are no usable keys: the shell answers 503.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeysError {
-    /// Never fetched, or the last good keys are older than the stale bound.
-    KeyManagerUnavailable {
-        /// Value for the `Retry-After` header.
-        retry_after_seconds: u64,
-        /// Why the last fetch failed, if one did.
-        last_error: Option<FetchError>,
-    },
-}
-
-impl KeysError {
-    /// Stable snake_case code used in replies, logs and metrics.
-    pub fn code(&self) -> &'static str {
-        match self {
-            KeysError::KeyManagerUnavailable { .. } => "key_manager_unavailable",
-        }
-    }
-}
-
-impl fmt::Display for KeysError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeysError::KeyManagerUnavailable { last_error, .. } => match last_error {
-                Some(error) => write!(f, "no usable signing keys: {error}"),
-                None => f.write_str("no usable signing keys yet"),
-            },
-        }
-    }
-}
-
-impl std::error::Error for KeysError {}
-
 #[cfg(test)]
 mod tests {
     use super::*;

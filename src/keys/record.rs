@@ -24,15 +24,6 @@ pub enum FetchReason {
 }
 
 impl FetchReason {
-    pub fn code(&self) -> &'static str {
-        match self {
-            FetchReason::Startup => "startup",
-            FetchReason::Refresh => "refresh",
-            FetchReason::Retry => "retry",
-            FetchReason::UnknownKid => "unknown_kid",
-        }
-    }
-
     fn to_wire(self) -> u8 {
         match self {
             FetchReason::Startup => 1,
