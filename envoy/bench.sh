@@ -296,6 +296,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
   for c in $CASES; do load "$c" "$SECONDS_PER_CASE" "$r"; done
 done
 
+# Evidence that the native JWT cache was used (hit) in the cache case and not in the other.
+for e in native-cache native-nocache; do
+  printf '  %-15s %s\n' "$e" "$(curl -s "http://127.0.0.1:${ADMIN[$e]}/stats?filter=jwt_authn\\..*(jwt_cache|allowed|denied)" | tr '\n' ' ')"
+done
+
 # 8. Resident memory of an Envoy with keygate on 2 workers, after a load run (cache hits, RS256).
 start_envoy keygate-2w "$CPU_ENVOY,$CPU_LOAD" 2
 await_envoy keygate-2w "${ADMIN[keygate-2w]}"

@@ -189,13 +189,16 @@ def all_of(ids):
     return ids[0] if len(ids) == 1 else {"and_ids": {"ids": ids}}
 
 
-def claim_has(km_index, claims, values):
-    """At least one of `values` in any of `claims` (a string claim exact, a list claim one_of)."""
+def claim_has(km_index, claims, values, split):
+    """At least one of `values` in any of `claims`: a list claim by one_of, a string claim exactly.
+    Claims in `split` are space-delimited in metadata (normalize_payload_in_metadata), so always
+    lists there."""
     ids = []
     for claim in claims:
         for value in values:
-            ids.append(metadata_id(km_index, claim, {"string_match": {"exact": value}}))
             ids.append(metadata_id(km_index, claim, {"list_match": {"one_of": {"string_match": {"exact": value}}}}))
+            if claim not in split:
+                ids.append(metadata_id(km_index, claim, {"string_match": {"exact": value}}))
     return any_of(ids)
 
 
@@ -286,10 +289,11 @@ def native_filters(plugin, cache_entries):
                     continue
                 claims = km.get("claims", {})
                 ids = [client_id_in(i, as_list(claims.get("client_id"), ["client_id", "azp", "appid", "cid"]), client_ids)]
+                scope_claims = as_list(claims.get("scopes"), ["scope", "scp"])
                 if res.get("scopes"):
-                    ids.append(claim_has(i, as_list(claims.get("scopes"), ["scope", "scp"]), res["scopes"]))
+                    ids.append(claim_has(i, scope_claims, res["scopes"], scope_claims))
                 if res.get("groups"):
-                    ids.append(claim_has(i, as_list(claims.get("groups"), ["groups"]), res["groups"]))
+                    ids.append(claim_has(i, as_list(claims.get("groups"), ["groups"]), res["groups"], ()))
                 per_km.append(all_of(ids))
             if per_km:
                 policies[label] = {"permissions": [permission], "principals": [any_of(per_km)]}
