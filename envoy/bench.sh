@@ -1,44 +1,328 @@
 #!/usr/bin/env bash
-# `make bench` (load part): requests per second and latency through Envoy with the keygate filter,
-# on 127.0.0.1 only, bounded in time. Starts the demo (envoy/demo.sh) in the background, measures
-# with wrk, then stops the demo by its PID.
+# `make bench` (load part): keygate side by side with Envoy's native jwt_authn + rbac, in one run, on
+# 127.0.0.1 only, bounded in time. Prints the table and writes target/bench/summary.json.
 #
-#   public     GET /pets/v1/health, no token (route + path checks only)
-#   allowed    GET /pets/v1/pets with a valid RS256 token (parse, verify, authorize, headers)
-#   denied     GET /pets/v1/pets without a token (401 from the filter; the upstream is not involved)
+# Cases (RS256 and ES256 where a token is verified; the same declaration, key manager and token
+# claims everywhere; every token-carrying case sends the same Authorization header size):
+#   noauth                  Envoy, same route and upstream, no filter
+#   floor                   a proxy-wasm filter that reads one header (bench/floor)
+#   native-cache-{rs,es}256   jwt_authn + rbac from the same declaration, jwt_cache_config on
+#   native-nocache-{rs,es}256 the same without the JWT cache
+#   keygate-cache-{rs,es}256  keygate, verified-token cache hit
+#   keygate-nocache-{rs,es}256 keygate, settings.token_cache_entries: 0 (signature checked every request)
+#   keygate-public          keygate, public resource, no token
 #
-# BENCH_SECONDS (default 8) per case, BENCH_CONNECTIONS (default 16).
+# Method: every Envoy under test runs --concurrency 1 pinned to CPU 0 (taskset -c 0), with its own
+# dynamic --base-id; wrk, the upstream and the key manager run on CPU 1. Before measuring, each case
+# must answer what it should (200; and each auth case refuses a forged signature, a missing token,
+# an unsubscribed client and a token without the scope). Then BENCH_WARMUP seconds of load per case,
+# then BENCH_ROUNDS rounds in which the cases alternate, BENCH_SECONDS each; the best round (highest
+# req/s) of each case is reported. Last, an Envoy with keygate on 2 workers is loaded for
+# BENCH_SECONDS and its VmRSS read from /proc.
+#
+#   BENCH_SECONDS (5)  BENCH_ROUNDS (3)  BENCH_CONNECTIONS (16)  BENCH_THREADS (1)  BENCH_WARMUP (1)
+#   BENCH_CASES        space-separated subset of the case names above (default: all)
+#   BENCH_UPSTREAM     envoy (default: a second Envoy answering 200 itself) or echo (the node echo
+#                      upstream of the demo, tests/keymanager/echo.mjs; costlier per request)
+#   BENCH_CPU_ENVOY (0), BENCH_CPU_LOAD (1)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SECONDS_PER_CASE="${BENCH_SECONDS:-8}"
+HERE="$ROOT/envoy/bench"
+SECONDS_PER_CASE="${BENCH_SECONDS:-5}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 CONNECTIONS="${BENCH_CONNECTIONS:-16}"
-LOG="$ROOT/target/bench-demo.log"
+THREADS="${BENCH_THREADS:-1}"
+WARMUP="${BENCH_WARMUP:-1}"
+UPSTREAM_KIND="${BENCH_UPSTREAM:-envoy}"
+CPU_ENVOY="${BENCH_CPU_ENVOY:-0}"
+CPU_LOAD="${BENCH_CPU_LOAD:-1}"
+ENVOY_BIN="${KEYGATE_ENVOY:-$ROOT/.venv/bin/envoy}"
+KEYGATE_BIN="${KEYGATE_BIN:-$ROOT/target/release/keygate}"
+WASM="$ROOT/target/wasm32-wasip1/release/keygate.wasm"
+FLOOR_TARGET="$ROOT/target/bench-floor"
+FLOOR_WASM="$FLOOR_TARGET/wasm32-wasip1/release/keygate_bench_floor.wasm"
+KEYMANAGER_DIR="$ROOT/tests/keymanager"
+OUT="$ROOT/target/bench"
+RUN="$OUT/run"
+READY_SECONDS=60
 
-command -v wrk >/dev/null || { echo "bench: wrk not installed (make deps installs it as root)" >&2; exit 1; }
+ALL_CASES="noauth floor native-cache-rs256 native-cache-es256 native-nocache-rs256 native-nocache-es256
+  keygate-cache-rs256 keygate-cache-es256 keygate-nocache-rs256 keygate-nocache-es256 keygate-public"
+CASES="${BENCH_CASES:-$ALL_CASES}"
 
-"$ROOT/envoy/demo.sh" >"$LOG" 2>&1 &
-DEMO_PID=$!
-stop_demo() { kill -INT "$DEMO_PID" 2>/dev/null || true; wait "$DEMO_PID" 2>/dev/null || true; }
-trap stop_demo EXIT
+say() { printf 'bench: %s\n' "$*"; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 
-deadline=$((SECONDS + 120))
-until grep -q "keygate demo is running" "$LOG" 2>/dev/null; do
-  kill -0 "$DEMO_PID" 2>/dev/null || { cat "$LOG" >&2; echo "bench: the demo did not start" >&2; exit 1; }
-  ((SECONDS < deadline)) || { echo "bench: the demo did not start within 120 s" >&2; exit 1; }
-  sleep 0.5
+# --- what is needed -------------------------------------------------------------------------------
+missing=()
+command -v wrk >/dev/null || missing+=("wrk (make deps installs it as root; else: sudo apt-get install wrk)")
+command -v taskset >/dev/null || missing+=("taskset (util-linux)")
+command -v curl >/dev/null || missing+=("curl")
+command -v node >/dev/null || missing+=("node (Node.js 20.19+)")
+command -v python3 >/dev/null || missing+=("python3")
+command -v cargo >/dev/null || missing+=("cargo (Rust, for the floor filter)")
+[[ -x "$ENVOY_BIN" ]] || missing+=("Envoy at $ENVOY_BIN (make deps)")
+[[ -x "$KEYGATE_BIN" ]] || missing+=("keygate CLI at $KEYGATE_BIN (make cli)")
+[[ -f "$WASM" ]] || missing+=("$WASM (make wasm)")
+[[ -d "$KEYMANAGER_DIR/node_modules/oidc-provider" ]] || missing+=("key manager dependencies (make deps)")
+if ((${#missing[@]})); then
+  printf 'bench: missing: %s\n' "${missing[@]}" >&2
+  exit 1
+fi
+(($(nproc) >= 2)) || die "needs 2 CPUs (Envoy on one, load on the other); this machine has $(nproc)"
+[[ "$UPSTREAM_KIND" == envoy || "$UPSTREAM_KIND" == echo ]] || die "BENCH_UPSTREAM: envoy or echo, not $UPSTREAM_KIND"
+for c in $CASES; do [[ " ${ALL_CASES//$'\n'/ } " == *" $c "* ]] || die "BENCH_CASES: unknown case $c"; done
+
+# --- processes: exactly the ones started here, by PID ----------------------------------------------
+PIDS=()
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  if ((${#PIDS[@]})); then
+    kill "${PIDS[@]}" 2>/dev/null || true
+    wait "${PIDS[@]}" 2>/dev/null || true
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+wait_for_line() {
+  local file=$1 prefix=$2 pid=$3 deadline=$((SECONDS + READY_SECONDS))
+  until grep -q "^$prefix" "$file" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { cat "$file" >&2; die "process $pid exited before printing '$prefix'"; }
+    ((SECONDS < deadline)) || die "no '$prefix' from pid $pid within ${READY_SECONDS}s (see $file)"
+    sleep 0.2
+  done
+}
+
+rm -rf "$RUN"
+mkdir -p "$RUN"
+
+say "building the floor filter (bench/floor)"
+cargo build --quiet --manifest-path "$ROOT/bench/floor/Cargo.toml" --release --target wasm32-wasip1 \
+  --target-dir "$FLOOR_TARGET"
+
+# Ports: key manager, upstream, upstream admin, then listener + admin per Envoy under test.
+ENVOYS="noauth floor native-cache native-nocache keygate keygate-nocache keygate-2w"
+mapfile -t PORTS < <(python3 "$HERE/bench.py" ports 17)
+KM_PORT=${PORTS[0]} UPSTREAM_PORT=${PORTS[1]} UPSTREAM_ADMIN=${PORTS[2]}
+declare -A LISTEN ADMIN
+i=3
+for e in $ENVOYS; do LISTEN[$e]=${PORTS[$i]}; ADMIN[$e]=${PORTS[$((i + 1))]}; i=$((i + 2)); done
+
+# 1. Key manager (committed test keys: its EC P-256 private key signs the ES256 token below).
+cp "$KEYMANAGER_DIR/test-signing-keys.json" "$RUN/keymanager-keys.json"
+(cd "$KEYMANAGER_DIR" && exec taskset -c "$CPU_LOAD" node server.mjs --port "$KM_PORT" --keys "$RUN/keymanager-keys.json") \
+  >"$RUN/keymanager.out" 2>"$RUN/keymanager.log" &
+PIDS+=($!)
+wait_for_line "$RUN/keymanager.out" "KEYMANAGER READY" "$!"
+ISSUER="http://127.0.0.1:$KM_PORT"
+
+# 2. Plugin config from the demo declaration (its ports replaced), by the keygate CLI.
+sed -e "s#127.0.0.1:9000#127.0.0.1:$KM_PORT#g" -e "s#127.0.0.1:3000#127.0.0.1:$UPSTREAM_PORT#g" \
+  "$ROOT/envoy/demo.keygate.yaml" >"$RUN/keygate.yaml"
+"$KEYGATE_BIN" generate --input "$RUN/keygate.yaml" --out "$RUN/generated" >"$RUN/generate.log" 2>&1 \
+  || { cat "$RUN/generate.log" >&2; die "keygate generate failed"; }
+
+# 3. Every case's bootstrap from that plugin config.
+{
+  printf '{"keymanager_port": %s, "upstream_port": %s, "upstream_envoy": {"admin": %s},' "$KM_PORT" "$UPSTREAM_PORT" "$UPSTREAM_ADMIN"
+  printf ' "keygate_wasm": "%s", "floor_wasm": "%s", "filters_of": {"keygate-2w": "keygate"}, "envoys": {' "$WASM" "$FLOOR_WASM"
+  sep=""
+  for e in $ENVOYS; do printf '%s"%s": {"listen": %s, "admin": %s}' "$sep" "$e" "${LISTEN[$e]}" "${ADMIN[$e]}"; sep=", "; done
+  printf '}}\n'
+} >"$RUN/spec.json"
+python3 "$HERE/bench.py" configs --plugin-config "$RUN/generated/plugin-config.json" --spec "$RUN/spec.json" --out "$RUN"
+
+ready() { [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/ready")" == 200 ]]; }
+
+declare -A ENVOY_PID
+start_envoy() { # name cpus concurrency
+  local name=$1 cpus=$2 workers=$3
+  taskset -c "$cpus" "$ENVOY_BIN" -c "$RUN/envoy-$name.json" --concurrency "$workers" \
+    --use-dynamic-base-id --base-id-path "$RUN/$name.base-id" -l warn >"$RUN/envoy-$name.log" 2>&1 &
+  ENVOY_PID[$name]=$!
+  PIDS+=($!)
+}
+await_envoy() { # name admin_port
+  local deadline=$((SECONDS + READY_SECONDS))
+  until ready "$2"; do
+    kill -0 "${ENVOY_PID[$1]}" 2>/dev/null || { tail -n 30 "$RUN/envoy-$1.log" >&2; die "Envoy $1 exited (log: $RUN/envoy-$1.log)"; }
+    ((SECONDS < deadline)) || die "Envoy $1 not ready within ${READY_SECONDS}s (log: $RUN/envoy-$1.log)"
+    sleep 0.2
+  done
+}
+
+# 4. Upstream on the load CPU.
+if [[ "$UPSTREAM_KIND" == envoy ]]; then
+  taskset -c "$CPU_LOAD" "$ENVOY_BIN" -c "$RUN/envoy-upstream.json" --concurrency 1 --use-dynamic-base-id \
+    --base-id-path "$RUN/upstream.base-id" -l warn >"$RUN/envoy-upstream.log" 2>&1 &
+  ENVOY_PID[upstream]=$!
+  PIDS+=($!)
+  await_envoy upstream "$UPSTREAM_ADMIN"
+else
+  (cd "$KEYMANAGER_DIR" && exec taskset -c "$CPU_LOAD" node echo.mjs --port "$UPSTREAM_PORT") >"$RUN/echo.out" 2>"$RUN/echo.log" &
+  PIDS+=($!)
+  wait_for_line "$RUN/echo.out" "ECHO READY" "$!"
+fi
+
+# 5. The Envoys under test, all on CPU 0 (idle while another case is measured).
+say "starting Envoys (listeners: $(for e in $ENVOYS; do [[ $e == keygate-2w ]] || printf '%s=%s ' "$e" "${LISTEN[$e]}"; done))"
+for e in $ENVOYS; do [[ $e == keygate-2w ]] || start_envoy "$e" "$CPU_ENVOY" 1; done
+for e in $ENVOYS; do [[ $e == keygate-2w ]] || await_envoy "$e" "${ADMIN[$e]}"; done
+
+# 6. Tokens: the key manager's RS256 token; the same claims signed ES256; forged signatures.
+token() { # client scope
+  curl -sf -u "$1:$1-secret" -d grant_type=client_credentials -d "scope=$2" "$ISSUER/token" \
+    | python3 -c 'import sys, json; print(json.load(sys.stdin)["access_token"])'
+}
+RS256=$(token shop-app pets:read) || die "no token from the key manager"
+OTHER_APP=$(token other-app pets:read)
+NO_SCOPE=$(token shop-app orders:read)
+TOKENS_JSON=$(node "$HERE/tokens.mjs" "$RUN/keymanager-keys.json" "$RS256")
+pick() { python3 -c 'import sys, json; print(json.load(sys.stdin)[sys.argv[1]])' "$1" <<<"$TOKENS_JSON"; }
+ES256=$(pick es256)
+RS256_FORGED=$(pick rs256_forged)
+ES256_FORGED=$(pick es256_forged)
+
+API=/pets/v1/pets
+PUBLIC=/pets/v1/health
+status_of() { # port path [token]
+  local auth=()
+  [[ -n "${3:-}" ]] && auth=(-H "Authorization: Bearer $3")
+  curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "http://127.0.0.1:$1$2"
+}
+FAILED=0
+expect() { # envoy expected path token what
+  local got deadline=$((SECONDS + 10))
+  got=$(status_of "${LISTEN[$1]}" "$3" "$4")
+  # The first requests may wait for the JWKS fetch at start-up; a 5xx then is retried briefly.
+  while [[ "$got" != "$2" && "$got" == 5* ]] && ((SECONDS < deadline)); do sleep 0.3; got=$(status_of "${LISTEN[$1]}" "$3" "$4"); done
+  if [[ "$got" == "$2" ]]; then
+    printf '  ok   %-16s %-34s %s\n' "$1" "$5" "$got"
+  else
+    printf '  FAIL %-16s %-34s %s, expected %s\n' "$1" "$5" "$got" "$2"
+    FAILED=1
+  fi
+}
+say "checking each case answers what it should"
+expect noauth 200 "$API" "$RS256" "RS256 token (not checked)"
+expect floor 200 "$API" "$RS256" "RS256 token (not checked)"
+for e in native-cache native-nocache keygate keygate-nocache; do
+  expect "$e" 200 "$API" "$RS256" "RS256 token"
+  expect "$e" 200 "$API" "$ES256" "ES256 token, same claims"
+  expect "$e" 401 "$API" "$RS256_FORGED" "RS256, forged signature"
+  expect "$e" 401 "$API" "$ES256_FORGED" "ES256, forged signature"
+  expect "$e" 401 "$API" "" "no token"
+  expect "$e" 403 "$API" "$OTHER_APP" "client not subscribed (other-app)"
+  expect "$e" 403 "$API" "$NO_SCOPE" "token without pets:read"
+  expect "$e" 200 "$PUBLIC" "" "public resource, no token"
+done
+((FAILED == 0)) || die "a case did not answer as it should; not measuring (logs in $RUN)"
+
+# 7. Load.
+case_envoy() {
+  case $1 in
+    noauth | floor) echo "$1" ;;
+    native-cache-*) echo native-cache ;;
+    native-nocache-*) echo native-nocache ;;
+    keygate-cache-* | keygate-public) echo keygate ;;
+    keygate-nocache-*) echo keygate-nocache ;;
+  esac
+}
+case_token() {
+  case $1 in
+    *-es256) echo "$ES256" ;;
+    keygate-public) echo "" ;;
+    *) echo "$RS256" ;;
+  esac
+}
+case_label() {
+  case $1 in
+    noauth) echo "Envoy, no authentication" ;;
+    floor) echo "wasm floor (reads one header)" ;;
+    native-cache-*) echo "native jwt_authn+rbac, cache, ${1##*-}" ;;
+    native-nocache-*) echo "native jwt_authn+rbac, no cache, ${1##*-}" ;;
+    keygate-cache-*) echo "keygate, cache hit, ${1##*-}" ;;
+    keygate-nocache-*) echo "keygate, cache off, ${1##*-}" ;;
+    keygate-public) echo "keygate, public resource" ;;
+  esac
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICKS=$(getconf CLK_TCK)
+RESULTS="$RUN/results.jsonl"
+: >"$RESULTS"
+BAD=0
+load() { # case seconds round (round 0: warm-up, not recorded)
+  local name=$1 secs=$2 round=$3 envoy port tok pid before after line auth=()
+  envoy=$(case_envoy "$name")
+  port=${LISTEN[$envoy]}
+  pid=${ENVOY_PID[$envoy]}
+  tok=$(case_token "$name")
+  [[ -n "$tok" ]] && auth=(-H "Authorization: Bearer $tok")
+  local path=$API
+  [[ "$name" == keygate-public ]] && path=$PUBLIC
+  before=$(cpu_ticks "$pid")
+  line=$(taskset -c "$CPU_LOAD" wrk -t "$THREADS" -c "$CONNECTIONS" -d "${secs}s" -s "$HERE/report.lua" "${auth[@]}" \
+    "http://127.0.0.1:$port$path" | tail -n 1)
+  after=$(cpu_ticks "$pid")
+  ((round > 0)) || return 0
+  python3 - "$name" "$round" "$line" "$(((after - before)))" "$TICKS" "$secs" >>"$RESULTS" <<'PY'
+import json, sys
+name, rnd, line, ticks, hz, secs = sys.argv[1:]
+run = json.loads(line)
+run.update(case=name, round=int(rnd), envoy_cpu=int(ticks) / int(hz) / float(secs))
+print(json.dumps(run))
+PY
+  python3 - "$line" "$name" "$round" <<'PY' || BAD=1
+import json, sys
+run = json.loads(sys.argv[1]); e = run["errors"]
+print(f"  round {sys.argv[3]} {sys.argv[2]:<22} {run['rps']:>9,.0f} req/s  p50 {run['p50_ms']:.2f} ms  p99 {run['p99_ms']:.2f} ms"
+      + (f"  ERRORS {e}" if any(e.values()) else ""))
+sys.exit(1 if e["status"] else 0)
+PY
+}
+
+N_CASES=$(wc -w <<<"$CASES")
+say "load: $N_CASES cases x $ROUNDS rounds x ${SECONDS_PER_CASE}s, $CONNECTIONS connections, $THREADS wrk thread(s), upstream: $UPSTREAM_KIND"
+if ((WARMUP > 0)); then
+  say "warm-up ${WARMUP}s per case"
+  for c in $CASES; do load "$c" "$WARMUP" 0; done
+fi
+for ((r = 1; r <= ROUNDS; r++)); do
+  for c in $CASES; do load "$c" "$SECONDS_PER_CASE" "$r"; done
 done
 
-TOKEN=$(curl -s -u shop-app:shop-app-secret -d grant_type=client_credentials -d scope=pets:read \
-  http://127.0.0.1:9000/token | python3 -c 'import sys, json; print(json.load(sys.stdin)["access_token"])')
-status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/pets/v1/pets)
-[ "$status" = 200 ] || { echo "bench: a valid token got $status, not 200" >&2; exit 1; }
+# Evidence that the native JWT cache was used (hit) in the cache case and not in the other.
+for e in native-cache native-nocache; do
+  printf '  %-15s %s\n' "$e" "$(curl -s "http://127.0.0.1:${ADMIN[$e]}/stats?filter=jwt_authn\\..*(jwt_cache|allowed|denied)" | tr '\n' ' ')"
+done
 
-run() {
-  local name=$1; shift
-  echo "== $name"
-  wrk -t 2 -c "$CONNECTIONS" -d "${SECONDS_PER_CASE}s" --latency "$@" | grep -E "Requests/sec|Latency|50%|99%|Non-2xx"
-}
-run "public (no token)" http://127.0.0.1:8080/pets/v1/health
-run "allowed (RS256 token)" -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/pets/v1/pets
-run "denied (no token, 401)" http://127.0.0.1:8080/pets/v1/pets
+# 8. Resident memory of an Envoy with keygate on 2 workers, after a load run (cache hits, RS256).
+start_envoy keygate-2w "$CPU_ENVOY,$CPU_LOAD" 2
+await_envoy keygate-2w "${ADMIN[keygate-2w]}"
+FAILED=0
+expect keygate-2w 200 "$API" "$RS256" "RS256 token (2 workers)"
+((FAILED == 0)) || die "keygate on 2 workers did not answer 200"
+wrk -t 2 -c "$CONNECTIONS" -d "${SECONDS_PER_CASE}s" -H "Authorization: Bearer $RS256" \
+  "http://127.0.0.1:${LISTEN[keygate-2w]}$API" >/dev/null
+RSS_KB=$(awk '/^VmRSS:/ {print $2}' "/proc/${ENVOY_PID[keygate-2w]}/status")
+
+# 9. Table and summary.json.
+{
+  printf '{"wasm_bytes": %s, "envoy_rss_bytes": %s, "cases": [' "$(wc -c <"$WASM")" "$((RSS_KB * 1024))"
+  sep=""
+  for c in $CASES; do printf '%s{"name": "%s", "label": "%s"}' "$sep" "$c" "$(case_label "$c")"; sep=", "; done
+  printf '], "method": {"envoy": "%s", "seconds": %s, "rounds": %s, "connections": %s, "wrk_threads": %s, "upstream": "%s", "envoy_cpu": %s, "load_cpu": %s, "best_of": "highest req/s"}}\n' \
+    "$("$ENVOY_BIN" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*' | head -n 1)" "$SECONDS_PER_CASE" "$ROUNDS" "$CONNECTIONS" "$THREADS" \
+    "$UPSTREAM_KIND" "$CPU_ENVOY" "$CPU_LOAD"
+} >"$RUN/meta.json"
+echo
+python3 "$HERE/bench.py" summarize --results "$RESULTS" --meta "$RUN/meta.json" --out "$OUT/summary.json"
+echo
+say "keygate.wasm $(wc -c <"$WASM") bytes; Envoy with keygate on 2 workers: VmRSS $((RSS_KB / 1024)) MiB after load"
+say "wrote ${OUT#"$ROOT"/}/summary.json (runs: ${RESULTS#"$ROOT"/})"
+((BAD == 0)) || die "some runs had non-2xx answers (see ERRORS above): those numbers do not measure the case"
