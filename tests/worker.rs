@@ -436,3 +436,42 @@ fn a_worker_adopts_rotated_keys_published_by_another_before_refetching() {
     assert!(allowed(&host_b, 3));
     assert!(host_b.dispatched.is_empty());
 }
+
+#[test]
+fn a_refresh_that_fetches_the_same_jwks_keeps_verified_tokens() {
+    let (mut w, mut host) = warmed(&["k1"], json!({}));
+    // A host asked for every ES256 check that lets Wasm decide: it counts verifications.
+    host.crypto = Some(Box::new(|_, _, _, _| None));
+    let mut c = claims();
+    c["scope"] = json!("pets:read");
+    c["exp"] = json!(NOW + 86_400.0);
+    let t = token(&json!({"alg": "ES256", "kid": "k1"}), &c, "p256");
+    let refresh = |w: &mut Worker, host: &mut FakeHost, kids: &[&str]| {
+        host.now_ms += 700_000;
+        w.on_tick(host);
+        let token = host.last_dispatch().unwrap().token;
+        host.answer(w, token, 200, &keys(kids));
+    };
+    assert_eq!(get(&mut w, &mut host, 1, &t), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 2, &t), Verdict::Continue);
+    assert_eq!(
+        host.crypto_calls.get(),
+        1,
+        "verified once, then a cache hit"
+    );
+    // The scheduled refresh brings a byte-identical JWKS: still a hit.
+    refresh(&mut w, &mut host, &["k1"]);
+    assert_eq!(host.dispatched.len(), 2);
+    assert_eq!(get(&mut w, &mut host, 3, &t), Verdict::Continue);
+    assert_eq!(
+        host.crypto_calls.get(),
+        1,
+        "an identical JWKS invalidates nothing"
+    );
+    // A JWKS that changed does: the token is verified again, once.
+    refresh(&mut w, &mut host, &["k1", "k3"]);
+    assert_eq!(get(&mut w, &mut host, 4, &t), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 5, &t), Verdict::Continue);
+    assert_eq!(host.crypto_calls.get(), 2);
+    assert!(allowed(&host, 5));
+}

@@ -168,7 +168,9 @@ impl<K> KeyCache<K> {
     }
 
     /// Apply a checked fetch result. A good key set replaces the old one entirely (removed keys
-    /// stop verifying); a failure keeps the old keys and schedules a retry with backoff.
+    /// stop verifying), unless its body is byte for byte the one served: then the parsed keys stay
+    /// the same object, so nothing tied to them (verified tokens) is invalidated by a refresh
+    /// that changed nothing. A failure keeps the old keys and schedules a retry with backoff.
     pub fn apply(&mut self, now_ms: u64, outcome: &Result<Fetched<K>, FetchError>) {
         match outcome {
             Ok(fetched) => {
@@ -178,7 +180,13 @@ impl<K> KeyCache<K> {
                     fetched.interval_ms,
                     &self.timing,
                 );
-                self.keys = Some((Arc::clone(&fetched.body), Arc::clone(&fetched.keys)));
+                let unchanged = self
+                    .keys
+                    .as_ref()
+                    .is_some_and(|(body, _)| **body == *fetched.body);
+                if !unchanged {
+                    self.keys = Some((Arc::clone(&fetched.body), Arc::clone(&fetched.keys)));
+                }
             }
             Err(error) => {
                 self.record

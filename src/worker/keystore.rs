@@ -66,11 +66,11 @@ pub(super) struct KeyStore {
     cache: KeyCache<KeySet>,
     slot_key: String,
     name: String,
-    /// The key set last served and the record version it came with. Holding the `Arc` keeps its
-    /// address from being reused, so `Arc::ptr_eq` tells a new set from the old one reliably.
-    last: Option<(Arc<KeySet>, u64)>,
-    /// Bumped whenever the served key set or the record version changes; verified-token cache
-    /// entries and parked requests are tied to it.
+    /// The key set last served. Holding the `Arc` keeps its address from being reused, so
+    /// `Arc::ptr_eq` tells a new set from the old one reliably.
+    last: Option<Arc<KeySet>>,
+    /// Bumped whenever the served key set changes; verified-token cache entries and parked
+    /// requests are tied to it.
     generation: u64,
 }
 
@@ -106,11 +106,7 @@ impl KeyStore {
         let keys = self.cache.keys_shared(now_ms)?;
         // A set not noted yet has no generation of its own: nothing cached can match it.
         match &self.last {
-            Some((last, version))
-                if Arc::ptr_eq(last, keys) && *version == self.cache.record().version =>
-            {
-                Some(self.generation)
-            }
+            Some(last) if Arc::ptr_eq(last, keys) => Some(self.generation),
             _ => None,
         }
     }
@@ -121,23 +117,17 @@ impl KeyStore {
         keys
     }
 
+    /// Bumps the generation when the served key set changes (another set, or none). A refresh
+    /// that fetched the same JWKS keeps the same set (`KeyCache::apply`), so it bumps nothing.
     fn note(&mut self, keys: Option<&Arc<KeySet>>) {
-        let version = self.cache.record().version;
         let same = match (&self.last, keys) {
-            (Some((old, old_version)), Some(new)) => {
-                Arc::ptr_eq(old, new) && *old_version == version
-            }
+            (Some(old), Some(new)) => Arc::ptr_eq(old, new),
             (None, None) => true,
-            (Some((_, old_version)), None) => *old_version == version,
-            (None, Some(_)) => false,
+            (Some(_), None) | (None, Some(_)) => false,
         };
         if !same {
             self.generation = self.generation.wrapping_add(1);
-            if let Some(new) = keys {
-                self.last = Some((Arc::clone(new), version));
-            } else if let Some((_, v)) = self.last.as_mut() {
-                *v = version;
-            }
+            self.last = keys.map(Arc::clone);
         }
     }
 
