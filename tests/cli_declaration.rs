@@ -317,3 +317,25 @@ fn the_command_prints_file_line_and_field_and_exits_1() {
         "{err}"
     );
 }
+
+#[test]
+fn a_key_manager_without_audiences_is_warned_about_by_name_and_line() {
+    let dir = temp_dir("aud");
+    let input = dir.join("keygate.yaml");
+    let with_audience = BASE.replace(
+        "    provider: keycloak\n",
+        "    provider: keycloak\n    audiences: [api://pets]\n",
+    );
+    std::fs::write(&input, &with_audience).unwrap();
+    let out = keygate(&["generate", "--check", "--input", input.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("key manager idp:"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:line 9: warning: key manager other: add `audiences",
+            input.display()
+        )),
+        "{err}"
+    );
+}

@@ -475,3 +475,43 @@ fn a_refresh_that_fetches_the_same_jwks_keeps_verified_tokens() {
     assert_eq!(host.crypto_calls.get(), 2);
     assert!(allowed(&host, 5));
 }
+
+#[test]
+fn authorization_is_stripped_by_default_and_kept_on_request() {
+    let (mut w, mut host) = warmed(&["k1"], json!({}));
+    assert_eq!(get(&mut w, &mut host, 1, &signed("k1")), Verdict::Continue);
+    assert!(host
+        .stream(1)
+        .unwrap()
+        .removed_headers
+        .iter()
+        .any(|n| n == "authorization"));
+    // A public request without a token has nothing to strip: no host call for it.
+    assert_eq!(
+        w.on_request(&mut host, 2, &headers("/pets/health", None)),
+        Verdict::Continue
+    );
+    assert!(host
+        .stream(2)
+        .is_none_or(|log| log.removed_headers.is_empty()));
+    // With a token on a public resource, it is stripped there too.
+    let h = headers("/pets/health", Some(&signed("k1")));
+    assert_eq!(w.on_request(&mut host, 3, &h), Verdict::Continue);
+    assert!(host
+        .stream(3)
+        .unwrap()
+        .removed_headers
+        .iter()
+        .any(|n| n == "authorization"));
+    let (mut keep, mut host) = warmed(&["k1"], json!({"strip_authorization": false}));
+    assert_eq!(
+        get(&mut keep, &mut host, 4, &signed("k1")),
+        Verdict::Continue
+    );
+    assert!(!host
+        .stream(4)
+        .unwrap()
+        .removed_headers
+        .iter()
+        .any(|n| n == "authorization"));
+}

@@ -90,8 +90,17 @@ pub fn render_entry(
     out.push_str(
         "# keep `discovery:` to pin this document, or delete it to fetch at generate time\n",
     );
+    out.push_str(&audience_warning(&suggest_name(preset, checked)));
     out.push_str(&body);
     Ok(out)
+}
+
+/// Without `audiences`, a token the key manager minted for any other resource server is accepted.
+pub fn audience_warning(key_manager: &str) -> String {
+    format!(
+        "# warning: key manager {key_manager}: add `audiences: [<this API's identifier>]`; without \
+         it a token minted for any other resource server of this key manager is accepted\n"
+    )
 }
 
 fn suggest_name(preset: Preset, checked: &CheckedDiscovery) -> String {

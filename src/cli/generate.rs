@@ -351,6 +351,18 @@ fn run_inner(args: &Args) -> Result<(), GenerateError> {
         .unwrap_or_else(|| istio::DEFAULT_WASM_URL.to_string());
     let files = render(&loaded, &wasm.to_string_lossy(), &wasm_url)?;
     let decl = &loaded.declaration;
+    for km in decl
+        .key_managers
+        .iter()
+        .filter(|km| km.audiences.is_empty())
+    {
+        eprint!(
+            "{}:line {}: {}",
+            args.input.display(),
+            super::declaration::line_of(&km.name),
+            super::discover::audience_warning(&km.name.value).trim_start_matches("# ")
+        );
+    }
     if args.check {
         println!(
             "keygate: {} is valid: {} key manager(s), {} API(s), {} application(s)",

@@ -83,6 +83,9 @@ pub struct Worker {
     wanted: BTreeSet<usize>,
     /// A root wake-up was asked for and has not run yet.
     wakeup_asked: bool,
+    /// The request being decided carries `Authorization` (so there is one to strip). Parked
+    /// requests always do: only token-carrying requests wait for keys.
+    request_had_authorization: bool,
     verified: VerifiedTokens,
 }
 
@@ -105,6 +108,7 @@ impl Worker {
             callouts: BTreeMap::new(),
             wanted: BTreeSet::new(),
             wakeup_asked: false,
+            request_had_authorization: true,
             verified,
         }
     }
@@ -140,6 +144,7 @@ impl Worker {
         let method = header(headers, ":method").unwrap_or_default();
         let path = header(headers, ":path").unwrap_or_default();
         let authorization = authorization(headers);
+        self.request_had_authorization = authorization.is_some();
         let request = Request {
             method: &method,
             path: &path,
@@ -171,13 +176,15 @@ impl Worker {
                 }
             }
         };
-        match outcome {
+        let verdict = match outcome {
             Outcome::NeedKeys {
                 pending,
                 unknown_kid,
             } => self.park(host, stream, pending, unknown_kid, now_ms),
             other => self.apply(host, stream, &other),
-        }
+        };
+        self.request_had_authorization = true;
+        verdict
     }
 
     /// The stream is gone (finished or reset by the client): forget it if it was parked.
@@ -380,11 +387,13 @@ impl Worker {
 
     /// Answers or forwards `stream` according to a final outcome.
     fn apply(&mut self, host: &mut impl Host, stream: StreamId, outcome: &Outcome) -> Verdict {
+        // Only requests that carried a token reach Allow; a public one may or may not have.
+        let had_authorization = self.request_had_authorization;
         let settings = self.policy.settings();
         match outcome {
             Outcome::Pass => Verdict::Continue,
             Outcome::Public => {
-                if settings.strip_authorization {
+                if settings.strip_authorization && had_authorization {
                     host.remove_header(stream, "authorization");
                 }
                 Verdict::Continue
@@ -393,7 +402,7 @@ impl Worker {
                 for (name, value) in identity.headers(&settings.header_prefix) {
                     host.set_header(stream, &name, &value);
                 }
-                if settings.strip_authorization {
+                if settings.strip_authorization && had_authorization {
                     host.remove_header(stream, "authorization");
                 }
                 // Access logs read the identity from the headers just set; only the code is state.
