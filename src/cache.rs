@@ -17,7 +17,12 @@ use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
+
+use crate::decide::Allowed;
+use crate::policy::RouteMatch;
 
 /// What verification concluded about a token.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +31,8 @@ pub enum Verdict {
         claims: Map<String, Value>,
         exp: Option<f64>,
         nbf: Option<f64>,
+        /// The last resource this token was allowed on, with what it was allowed as.
+        allowed: Option<(RouteMatch, Rc<Allowed>)>,
     },
     Invalid {
         code: &'static str,
@@ -39,6 +46,14 @@ pub struct Hit<'a> {
     pub key_manager: usize,
     pub generation: u64,
     pub verdict: &'a Verdict,
+}
+
+/// A remembered verdict that the caller may extend (the `allowed` memo).
+#[derive(Debug)]
+pub struct HitMut<'a> {
+    pub key_manager: usize,
+    pub generation: u64,
+    pub verdict: &'a mut Verdict,
 }
 
 struct Entry {
@@ -101,6 +116,20 @@ impl VerifiedTokens {
         })
     }
 
+    /// [`VerifiedTokens::get`], mutable.
+    pub fn get_mut(&mut self, token: &str) -> Option<HitMut<'_>> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let hash = self.hash(token);
+        let entry = self.entries.get_mut(&hash)?;
+        (*entry.token == *token).then_some(HitMut {
+            key_manager: entry.key_manager,
+            generation: entry.generation,
+            verdict: &mut entry.verdict,
+        })
+    }
+
     pub fn insert(&mut self, token: &str, key_manager: usize, generation: u64, verdict: Verdict) {
         let bytes = entry_bytes(token);
         if self.capacity == 0 || bytes > self.max_bytes {
@@ -154,6 +183,7 @@ mod tests {
             claims: json!({"sub": sub}).as_object().cloned().unwrap_or_default(),
             exp: None,
             nbf: None,
+            allowed: None,
         }
     }
 

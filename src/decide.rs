@@ -9,6 +9,8 @@
 //! after a refetch, with `after_refetch` set so an unknown `kid` becomes a final answer.
 //! [`decide`] runs every step at once for callers that hold every key set (tests, the CLI).
 
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
 
 use crate::cache::{Verdict, VerifiedTokens};
@@ -33,8 +35,8 @@ pub enum Outcome {
     Pass,
     /// A public resource: forward without identity.
     Public,
-    /// Forward with this identity.
-    Allow(Box<Identity>),
+    /// Forward with this identity (and its headers, built once).
+    Allow(Rc<Allowed>),
     /// Answer with this denial.
     Deny(Denial),
     /// Keys of key manager `key_manager` are needed: none are usable yet (`unknown_kid` false) or the
@@ -43,6 +45,14 @@ pub enum Outcome {
         pending: Box<Pending>,
         unknown_kid: bool,
     },
+}
+
+/// An authorized caller and the identity headers that go upstream (built once per token and
+/// resource, then reused by verified-token cache hits).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Allowed {
+    pub identity: Identity,
+    pub headers: Vec<(String, String)>,
 }
 
 /// A request whose token is well-formed and whose key manager is known, waiting for keys.
@@ -87,20 +97,38 @@ pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Result<Started<'r>, 
 pub fn recall(
     policy: &Policy,
     started: &Started<'_>,
-    cache: &VerifiedTokens,
+    cache: &mut VerifiedTokens,
     generation: impl Fn(usize) -> Option<u64>,
     now: f64,
 ) -> Option<Outcome> {
-    let hit = cache.get(started.token)?;
+    let hit = cache.get_mut(started.token)?;
     if generation(hit.key_manager) != Some(hit.generation) {
         return None;
     }
     let outcome = match hit.verdict {
-        Verdict::Valid { claims, exp, nbf } => {
+        Verdict::Valid {
+            claims,
+            exp,
+            nbf,
+            allowed,
+        } => {
             let manager = policy.key_managers().get(hit.key_manager)?;
-            match check_time(*exp, *nbf, manager.time_validation(), now) {
-                Ok(()) => authorized(policy, &started.route, hit.key_manager, claims),
-                Err(err) => Outcome::Deny(invalid(&err)),
+            if let Err(err) = check_time(*exp, *nbf, manager.time_validation(), now) {
+                return Some(Outcome::Deny(invalid(&err)));
+            }
+            // The authorization of a verified token for one resource never changes within a
+            // policy: the last one is remembered.
+            match allowed {
+                Some((route, allowed)) if *route == started.route => {
+                    Outcome::Allow(Rc::clone(allowed))
+                }
+                _ => {
+                    let outcome = authorized(policy, &started.route, hit.key_manager, claims);
+                    if let Outcome::Allow(fresh) = &outcome {
+                        *allowed = Some((started.route, Rc::clone(fresh)));
+                    }
+                    outcome
+                }
             }
         }
         Verdict::Invalid { code, description } => Outcome::Deny(Denial::InvalidToken {
@@ -190,10 +218,15 @@ pub fn finish(
         Ok(verified) => {
             let outcome = authorized(policy, &pending.route, km, &verified.claims);
             let (exp, nbf) = times(&verified.claims);
+            let allowed = match &outcome {
+                Outcome::Allow(allowed) => Some((pending.route, Rc::clone(allowed))),
+                _ => None,
+            };
             let verdict = Verdict::Valid {
                 claims: verified.claims,
                 exp,
                 nbf,
+                allowed,
             };
             cache.insert(pending.token.as_str(), km, keys.generation, verdict);
             outcome
@@ -225,7 +258,10 @@ fn authorized(
     claims: &Map<String, Value>,
 ) -> Outcome {
     match policy.authorize(route, key_manager, claims) {
-        Ok(identity) => Outcome::Allow(Box::new(identity)),
+        Ok(identity) => {
+            let headers = identity.headers(&policy.settings().header_prefix);
+            Outcome::Allow(Rc::new(Allowed { identity, headers }))
+        }
         Err(denial) => Outcome::Deny(denial),
     }
 }

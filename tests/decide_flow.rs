@@ -57,7 +57,7 @@ fn run(
     };
     let keys = Some(Keys::new(keys, generation));
     match finish(policy, Box::new(pending), keys, now, false, cache) {
-        Outcome::Allow(identity) => Ok(identity.application.clone()),
+        Outcome::Allow(allowed) => Ok(allowed.identity.application.clone()),
         Outcome::Deny(d) => Err(d.code().to_string()),
         Outcome::NeedKeys { unknown_kid, .. } => {
             Err(format!("need_keys unknown_kid={unknown_kid}"))

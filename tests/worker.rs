@@ -24,7 +24,8 @@ fn policy(settings: Value) -> Policy {
         }],
         "apis": [{"name": "pets", "base_path": "/pets", "resources": [
             {"method": "GET", "path": "/items", "scopes": ["pets:read"]},
-            {"method": "GET", "path": "/health", "public": true}
+            {"method": "GET", "path": "/health", "public": true},
+            {"method": "GET", "path": "/admin", "scopes": ["pets:admin"]}
         ]}],
         "applications": [{"name": "shop",
             "client_ids": [{"key_manager": "idp", "client_id": "app-1"}],
@@ -514,4 +515,22 @@ fn authorization_is_stripped_by_default_and_kept_on_request() {
         .removed_headers
         .iter()
         .any(|n| n == "authorization"));
+}
+
+#[test]
+fn a_cached_token_is_authorized_per_resource() {
+    let (mut w, mut host) = warmed(&["k1"], json!({}));
+    let t = signed("k1");
+    assert_eq!(get(&mut w, &mut host, 1, &t), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 2, &t), Verdict::Continue);
+    // The same verified token on a resource that needs another scope: refused, from the cache.
+    let admin = headers("/pets/admin", Some(&t));
+    assert_eq!(w.on_request(&mut host, 3, &admin), Verdict::Pause);
+    assert_eq!(host.reply_of(3).unwrap().status, 403);
+    assert_eq!(
+        host.reply_of(3).unwrap().code().as_deref(),
+        Some("insufficient_scope")
+    );
+    assert_eq!(get(&mut w, &mut host, 4, &t), Verdict::Continue);
+    assert!(allowed(&host, 4));
 }

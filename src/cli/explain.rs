@@ -208,15 +208,15 @@ fn verdict(
     Ok(match outcome {
         Outcome::Pass => (forwarded("pass"), true),
         Outcome::Public => (forwarded("public"), true),
-        Outcome::Allow(identity) => {
+        Outcome::Allow(allowed) => {
             let mut verdict = forwarded("allowed");
-            let headers: Map<String, Value> = identity
-                .headers(&settings.header_prefix)
-                .into_iter()
-                .map(|(name, value)| (name, Value::String(value)))
+            let headers: Map<String, Value> = allowed
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), Value::String(value.clone())))
                 .collect();
             if let Some(object) = verdict.as_object_mut() {
-                object.insert("identity".into(), identity.metadata());
+                object.insert("identity".into(), allowed.identity.metadata());
                 object.insert("headers".into(), Value::Object(headers));
             }
             (verdict, true)

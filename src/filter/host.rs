@@ -200,7 +200,9 @@ impl Host for ProxyHost<'_> {
         if !self.focus(stream) {
             return false;
         }
-        let done = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).is_ok();
+        // Every identity header was removed when the request arrived, so adding is enough (and
+        // spares Envoy the lookup a replace does).
+        let done = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value).is_ok();
         if !done {
             log::warn!("keygate: could not set request header {name}");
         }

@@ -46,7 +46,7 @@ pub trait Host: HostCrypto {
     /// Response body of the callout being answered, at most `size` bytes.
     fn fetch_body(&self, size: usize) -> Vec<u8>;
 
-    /// Sets a request header of `stream` (replacing any value).
+    /// Adds a request header to `stream` (the worker removed any incoming one of that name first).
     fn set_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool;
     /// Removes a request header of `stream`.
     fn remove_header(&mut self, stream: StreamId, name: &str) -> bool;

@@ -160,7 +160,7 @@ impl Worker {
                 let recalled = decide::recall(
                     &self.policy,
                     &started,
-                    &self.verified,
+                    &mut self.verified,
                     generation,
                     seconds(now_ms),
                 );
@@ -398,9 +398,9 @@ impl Worker {
                 }
                 Verdict::Continue
             }
-            Outcome::Allow(identity) => {
-                for (name, value) in identity.headers(&settings.header_prefix) {
-                    host.set_header(stream, &name, &value);
+            Outcome::Allow(allowed) => {
+                for (name, value) in &allowed.headers {
+                    host.set_header(stream, name, value);
                 }
                 if settings.strip_authorization && had_authorization {
                     host.remove_header(stream, "authorization");
