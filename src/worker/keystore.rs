@@ -45,6 +45,12 @@ struct Slot<'h, H: Host> {
     key: &'h str,
 }
 
+impl<'h, H: Host> Slot<'h, H> {
+    fn new(host: &'h H, key: &'h str) -> Self {
+        Slot { host, key }
+    }
+}
+
 impl<H: Host> SharedSlot for Slot<'_, H> {
     fn read(&self) -> Option<(Vec<u8>, u32)> {
         self.host.shared_get(self.key)
@@ -88,17 +94,9 @@ impl KeyStore {
     /// Adopts what any worker published (a shared-data read: ticks, parking and wake-ups do it,
     /// not every request).
     pub(super) fn adopt(&mut self, host: &impl Host, now_ms: u64) {
-        let slot = Slot {
-            host,
-            key: &self.slot_key,
-        };
+        let slot = Slot::new(host, &self.slot_key);
         let _ = self.cache.sync_shared(&slot, parse);
-        self.served(now_ms);
-    }
-
-    /// The keys usable now, as this worker last adopted them (no host call).
-    pub(super) fn keys(&mut self, now_ms: u64) -> Option<Arc<KeySet>> {
-        self.served(now_ms)
+        self.keys(now_ms);
     }
 
     /// The generation of the keys usable now, `None` when there are none (no host call).
@@ -111,7 +109,8 @@ impl KeyStore {
         }
     }
 
-    fn served(&mut self, now_ms: u64) -> Option<Arc<KeySet>> {
+    /// The keys usable now, as this worker last adopted them (no host call).
+    pub(super) fn keys(&mut self, now_ms: u64) -> Option<Arc<KeySet>> {
         let keys = self.cache.keys_shared(now_ms).cloned();
         self.note(keys.as_ref());
         keys
@@ -152,16 +151,13 @@ impl KeyStore {
     pub(super) fn need(&mut self, host: &impl Host, unknown_kid: bool, now_ms: u64) -> Need {
         self.adopt(host, now_ms);
         let has_keys = self.keys(now_ms).is_some();
-        let slot = Slot {
-            host,
-            key: &self.slot_key,
-        };
+        let slot = Slot::new(host, &self.slot_key);
         if !unknown_kid && !has_keys {
             if self.cache.fetch_in_flight(now_ms) {
                 return Need::Wait;
             }
             if self.cache.poll_shared(&slot, now_ms, parse).is_some() {
-                self.served(now_ms);
+                self.keys(now_ms);
                 return Need::Fetch;
             }
         }
@@ -173,19 +169,16 @@ impl KeyStore {
                 retry_after: self.cache.retry_after(now_ms),
             },
         };
-        self.served(now_ms);
+        self.keys(now_ms);
         need
     }
 
     /// Timer: adopt shared state; true when this worker just took a scheduled fetch.
     pub(super) fn refresh_due(&mut self, host: &impl Host, now_ms: u64) -> bool {
-        let slot = Slot {
-            host,
-            key: &self.slot_key,
-        };
+        let slot = Slot::new(host, &self.slot_key);
         let _ = self.cache.sync_shared(&slot, parse);
         let due = self.cache.poll_shared(&slot, now_ms, parse).is_some();
-        self.served(now_ms);
+        self.keys(now_ms);
         due
     }
 
@@ -195,10 +188,7 @@ impl KeyStore {
             self.name,
             error.code()
         );
-        let slot = Slot {
-            host,
-            key: &self.slot_key,
-        };
+        let slot = Slot::new(host, &self.slot_key);
         self.cache.on_failure_shared(&slot, now_ms, error, parse);
     }
 
@@ -233,10 +223,7 @@ impl KeyStore {
             return Answered::Failed;
         }
         let body = body.unwrap_or_default();
-        let slot = Slot {
-            host,
-            key: &self.slot_key,
-        };
+        let slot = Slot::new(host, &self.slot_key);
         match self
             .cache
             .on_response_shared(&slot, now_ms, status, headers, body, parse)
