@@ -169,6 +169,11 @@ pub fn literal_segment(part: &str) -> Result<(), &'static str> {
     if part == "." || part == ".." {
         return Err("'.' and '..' segments are not allowed");
     }
+    if part.ends_with('.') {
+        // Request paths with such a segment are refused (`trailing_dot_or_space`): it could never
+        // match.
+        return Err("a segment must not end with '.'");
+    }
     let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()+,=:@".contains(&b);
     if !part.bytes().all(allowed) {
         return Err("a literal segment may hold only letters, digits and -._~!$&'()+,=:@");

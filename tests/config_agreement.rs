@@ -88,6 +88,7 @@ fn cases() -> Vec<Case> {
         case("an empty method", &[("method: POST", "method: \"\"")], Some(("apis[0].resources[1].method", Some("method: \"\"")))),
         case("'|' in a literal segment", &[("path: /pets,", "path: \"/pets|x\",")], Some(("apis[0].resources[1].path", Some("/pets|x")))),
         case("a non-ASCII literal segment", &[("path: /pets,", "path: /p\u{e9}ts,")], Some(("apis[0].resources[1].path", Some("/p\u{e9}ts")))),
+        case("a literal segment ending in '.'", &[("path: /pets,", "path: /pets.,")], Some(("apis[0].resources[1].path", Some("/pets.")))),
         case("a percent in a literal segment", &[("path: /pets,", "path: /pets%2F,")], Some(("apis[0].resources[1].path", Some("/pets%2F")))),
         case("a scope with a space", &[("[pets:read]", "[\"pets read\"]")], Some(("apis[0].resources[0].scopes[0]", Some("pets read")))),
         case("an empty scope", &[("[pets:write]", "[\"\"]")], Some(("apis[0].resources[1].scopes[0]", Some("method: POST")))),
