@@ -76,36 +76,34 @@ impl HostCrypto for ProxyHost<'_> {
         if !self.crypto {
             return None;
         }
-        foreign_verify(hash, public_key, signature, message)
+        EnvoyCrypto.verify_signature(hash, public_key, signature, message)
     }
 }
 
-/// Envoy's `verify_signature` foreign function (BoringSSL); `None` when the host has no such
-/// function or refused the arguments.
-fn foreign_verify(hash: &str, public_key: &[u8], signature: &[u8], message: &[u8]) -> Option<bool> {
-    let args = offload::encode_arguments(hash, public_key, signature, message);
-    match hostcalls::call_foreign_function("verify_signature", Some(&args)) {
-        Ok(Some(result)) => offload::decode_result(&result),
-        Ok(None) => Some(false),
-        Err(_) => None,
+/// Envoy's `verify_signature` foreign function (BoringSSL).
+struct EnvoyCrypto;
+
+impl HostCrypto for EnvoyCrypto {
+    /// `None` when the host has no such function or refused the arguments.
+    fn verify_signature(
+        &self,
+        hash: &str,
+        public_key: &[u8],
+        signature: &[u8],
+        message: &[u8],
+    ) -> Option<bool> {
+        let args = offload::encode_arguments(hash, public_key, signature, message);
+        match hostcalls::call_foreign_function("verify_signature", Some(&args)) {
+            Ok(Some(result)) => offload::decode_result(&result),
+            Ok(None) => Some(false),
+            Err(_) => None,
+        }
     }
 }
 
 /// Whether Envoy's `verify_signature` is there and answers a known vector correctly.
 pub fn probe_host_crypto() -> bool {
-    struct Probe;
-    impl HostCrypto for Probe {
-        fn verify_signature(
-            &self,
-            hash: &str,
-            public_key: &[u8],
-            signature: &[u8],
-            message: &[u8],
-        ) -> Option<bool> {
-            foreign_verify(hash, public_key, signature, message)
-        }
-    }
-    offload::host_is_sound(&Probe)
+    offload::host_is_sound(&EnvoyCrypto)
 }
 
 /// Sets a gauge (defined on first use).
