@@ -43,8 +43,40 @@ pub struct PluginConfig {
     pub apis: Vec<ApiConfig>,
     #[serde(default)]
     pub applications: Vec<ApplicationConfig>,
+    /// Request budgets that subscriptions refer to by name (`subscriptions[].tier`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<TierConfig>,
+    /// Who counts the tiers: the filter itself (`local`, one Envoy) or Envoy's rate-limit filter
+    /// against a rate-limit service (`service`, a fleet sharing one budget).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub limiter: Limiter,
     #[serde(default)]
     pub settings: Settings,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// A tier: at most `requests` requests per `per` (`second`, `minute`, `hour` or `day`) for each
+/// subscription that names it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    pub name: String,
+    pub requests: u64,
+    pub per: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limiter {
+    /// The filter counts every subscription's requests across the workers of its Envoy.
+    #[default]
+    Local,
+    /// Envoy's `envoy.filters.http.ratelimit` counts them at a rate-limit service; the filter
+    /// only names the application, API and tier in its identity headers.
+    Service,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -183,6 +215,9 @@ pub struct SubscriptionConfig {
     pub api: String,
     #[serde(default)]
     pub state: SubscriptionState,
+    /// The tier's name; `None`: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

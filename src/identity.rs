@@ -6,6 +6,8 @@
 
 use serde_json::{json, Value};
 
+use crate::tier::Tier;
+
 /// Who called, established from a verified token and the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -20,16 +22,19 @@ pub struct Identity {
     pub api_version: String,
     /// The matched resource, `METHOD template` as configured (e.g. `GET /pets/{id}`).
     pub resource: String,
+    /// The subscription's tier (`None`: unlimited).
+    pub tier: Option<Tier>,
 }
 
 /// The header suffixes keygate adds, after the prefix.
-const SUFFIXES: [&str; 6] = [
+const SUFFIXES: [&str; 7] = [
     "application",
     "client-id",
     "subject",
     "key-manager",
     "scopes",
     "api",
+    "tier",
 ];
 
 /// The exact names of the identity headers for a prefix (all lower case).
@@ -82,6 +87,10 @@ impl Identity {
             header_value(&self.scopes.join(" ")),
         ));
         headers.push((format!("{prefix}api"), header_value(&self.api)));
+        // Envoy's rate-limit filter (fleet mode) builds its descriptors from these three.
+        if let Some(tier) = &self.tier {
+            headers.push((format!("{prefix}tier"), header_value(&tier.name)));
+        }
         headers
     }
 
@@ -96,6 +105,7 @@ impl Identity {
             "api": self.api,
             "api_version": self.api_version,
             "resource": self.resource,
+            "tier": self.tier.as_ref().map(|t| t.name.as_str()),
         })
     }
 }
@@ -128,6 +138,7 @@ mod tests {
             api: "pets".into(),
             api_version: "v1".into(),
             resource: "GET /pets".into(),
+            tier: None,
         }
     }
 

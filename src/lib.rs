@@ -20,6 +20,7 @@ pub mod path;
 pub mod policy;
 pub mod response;
 mod routes;
+pub mod tier;
 pub mod worker;
 
 #[cfg(not(target_arch = "wasm32"))]

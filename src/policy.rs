@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::claims::Validation;
 use crate::config::{
-    ConfigError, ConfigErrors, ConfigProblem, JwksSource, PluginConfig, Settings,
+    ConfigError, ConfigErrors, ConfigProblem, JwksSource, Limiter, PluginConfig, Settings,
     SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
 };
 use crate::identity::Identity;
@@ -18,6 +18,7 @@ use crate::mapping::{ClientIdError, Mapping};
 use crate::path::CanonicalPath;
 use crate::response::Denial;
 use crate::routes::{check_method, ApiSpec, RouteOutcome, Router};
+use crate::tier::{Per, Tier};
 
 /// The environment in which `production_only_blocked` subscriptions are blocked.
 pub const PRODUCTION: &str = "production";
@@ -97,8 +98,15 @@ pub struct Resource {
 struct Application {
     name: String,
     blocked: bool,
-    /// API index → subscription state.
-    subscriptions: HashMap<usize, SubscriptionState>,
+    /// API index → subscription.
+    subscriptions: HashMap<usize, Subscription>,
+}
+
+#[derive(Debug, Clone)]
+struct Subscription {
+    state: SubscriptionState,
+    /// `None`: unlimited.
+    tier: Option<Tier>,
 }
 
 /// A matched resource. Indices into the [`Policy`] that produced it; use it only with that policy.
@@ -135,6 +143,7 @@ pub struct Policy {
     key_managers: Vec<KeyManager>,
     apis: Vec<Api>,
     applications: Vec<Application>,
+    limiter: Limiter,
     router: Router,
 }
 
@@ -180,7 +189,13 @@ impl Policy {
             let subscriptions = app
                 .subscriptions
                 .iter()
-                .filter_map(|s| Some((*api_index.get(s.api.as_str())?, s.state)))
+                .filter_map(|s| {
+                    let subscription = Subscription {
+                        state: s.state,
+                        tier: s.tier.as_deref().and_then(|name| tier(&cfg, name)),
+                    };
+                    Some((*api_index.get(s.api.as_str())?, subscription))
+                })
                 .collect();
             applications.push(Application {
                 name: app.name.clone(),
@@ -239,8 +254,14 @@ impl Policy {
             key_managers,
             apis,
             applications,
+            limiter: cfg.limiter,
             router,
         })
+    }
+
+    /// Who counts the tiers' budgets.
+    pub fn limiter(&self) -> Limiter {
+        self.limiter
     }
 
     pub fn settings(&self) -> &Settings {
@@ -372,16 +393,16 @@ impl Policy {
                 application: application.name.clone(),
             });
         }
-        let blocked = match application.subscriptions.get(&route.api) {
-            None => {
-                return Err(Denial::NotSubscribed {
-                    application: application.name.clone(),
-                    api: api.name.clone(),
-                })
-            }
-            Some(SubscriptionState::Active) => false,
-            Some(SubscriptionState::Blocked) => true,
-            Some(SubscriptionState::ProductionOnlyBlocked) => self.environment == PRODUCTION,
+        let Some(subscription) = application.subscriptions.get(&route.api) else {
+            return Err(Denial::NotSubscribed {
+                application: application.name.clone(),
+                api: api.name.clone(),
+            });
+        };
+        let blocked = match subscription.state {
+            SubscriptionState::Active => false,
+            SubscriptionState::Blocked => true,
+            SubscriptionState::ProductionOnlyBlocked => self.environment == PRODUCTION,
         };
         if blocked {
             return Err(Denial::SubscriptionBlocked {
@@ -415,8 +436,20 @@ impl Policy {
             api: api.name.clone(),
             api_version: api.version.clone(),
             resource: format!("{} {}", resource.method, resource.path),
+            tier: subscription.tier.clone(),
         })
     }
+}
+
+/// The compiled tier `name` of a checked configuration (the checks refused unknown names and
+/// bad `per` values, so `None` cannot happen there).
+fn tier(cfg: &PluginConfig, name: &str) -> Option<Tier> {
+    let tier = cfg.tiers.iter().find(|t| t.name == name)?;
+    Some(Tier {
+        name: tier.name.clone(),
+        requests: tier.requests,
+        per: Per::parse(&tier.per)?,
+    })
 }
 
 /// The route matcher of a checked configuration. The checks above parse every base path, method

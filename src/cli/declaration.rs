@@ -27,6 +27,9 @@ pub struct Declaration {
     pub apis: Vec<ApiDecl>,
     #[serde(default)]
     pub applications: Vec<ApplicationDecl>,
+    /// Request budgets subscriptions refer to by name.
+    #[serde(default)]
+    pub tiers: Vec<TierDecl>,
     /// The filter's tunables (`Settings` of the plugin config); every field optional.
     #[serde(default)]
     pub settings: Settings,
@@ -50,6 +53,22 @@ pub struct GatewayDecl {
     /// Route timeout towards upstreams, seconds.
     #[serde(default = "default_upstream_timeout")]
     pub upstream_timeout_seconds: u64,
+    /// `HOST:PORT` of a gRPC rate-limit service (envoyproxy/ratelimit): the tiers are then
+    /// counted there, for every Envoy of the fleet, instead of by each filter.
+    #[serde(default)]
+    pub rate_limit_service: Option<Located>,
+    /// Let requests through when the rate-limit service cannot answer (default: refuse them).
+    #[serde(default)]
+    pub rate_limit_fail_open: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierDecl {
+    pub name: Located,
+    pub requests: u64,
+    /// `second`, `minute`, `hour` or `day`.
+    pub per: Located,
 }
 
 fn default_upstream_timeout() -> u64 {
@@ -181,6 +200,9 @@ pub struct SubscriptionDecl {
     pub api: Located,
     #[serde(default)]
     pub state: SubscriptionState,
+    /// A tier's name; omitted: unlimited.
+    #[serde(default)]
+    pub tier: Option<Located>,
 }
 
 /// The line of a located value (1-based; 0 when unknown).

@@ -6,7 +6,7 @@ use crate::cli::presets::Preset;
 use crate::cli::url::HttpUrl;
 use crate::config::{
     ApiConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, JwksSource, KeyManagerConfig,
-    PluginConfig, ResourceConfig, SubscriptionConfig,
+    Limiter, PluginConfig, ResourceConfig, SubscriptionConfig, TierConfig,
 };
 
 /// How the JWKS cluster of a host is named: differs between a plain Envoy bootstrap and Istio.
@@ -81,10 +81,27 @@ pub fn plugin_config(
                     .map(|s| SubscriptionConfig {
                         api: s.api.value.clone(),
                         state: s.state,
+                        tier: s.tier.as_ref().map(|t| t.value.clone()),
                     })
                     .collect(),
             })
             .collect(),
+        tiers: decl
+            .tiers
+            .iter()
+            .map(|t| TierConfig {
+                name: t.name.value.clone(),
+                requests: t.requests,
+                per: t.per.value.clone(),
+            })
+            .collect(),
+        // With a rate-limit service, Envoy's rate-limit filter counts (one budget for the fleet)
+        // and the filter must not count a second time.
+        limiter: if decl.gateway.rate_limit_service.is_some() {
+            Limiter::Service
+        } else {
+            Limiter::Local
+        },
         settings: decl.settings.clone(),
     }
 }

@@ -46,6 +46,7 @@ pub enum DeclarationError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueProblem {
     NotSocketAddress,
+    NotHostPort,
     BadUrl { problem: UrlProblem },
     UpstreamWithPath,
     UnknownProvider,
@@ -117,6 +118,9 @@ impl fmt::Display for ValueProblem {
             ValueProblem::NotSocketAddress => {
                 f.write_str("is not an IP:port address (e.g. 127.0.0.1:8080)")
             }
+            ValueProblem::NotHostPort => {
+                f.write_str("is not HOST:PORT (e.g. ratelimit.internal:8081)")
+            }
             ValueProblem::BadUrl { problem } => write!(f, "is not a valid URL: it {problem}"),
             ValueProblem::UpstreamWithPath => {
                 f.write_str("must be scheme://host[:port] only (no path)")
@@ -187,6 +191,15 @@ pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
             }
         }
     }
+    if let Some(service) = &gateway.rate_limit_service {
+        if !is_host_port(&service.value) {
+            errors.push(invalid(
+                "gateway.rate_limit_service",
+                service,
+                ValueProblem::NotHostPort,
+            ));
+        }
+    }
     for (i, km) in decl.key_managers.iter().enumerate() {
         let at = format!("key_managers[{i}]");
         if km.discovery.is_none() {
@@ -225,6 +238,14 @@ pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
         }
     }
     errors
+}
+
+/// `host:port` (a name, an IPv4 address or a bracketed IPv6 address, and a port other than 0).
+fn is_host_port(value: &str) -> bool {
+    match HttpUrl::parse(&format!("http://{value}")) {
+        Ok(url) => url.path_and_query == "/" && url.explicit_port && url.port != 0,
+        Err(_) => false,
+    }
 }
 
 fn invalid(field: &str, value: &Located, problem: ValueProblem) -> DeclarationError {
@@ -340,11 +361,21 @@ pub fn line_of_field(decl: &Declaration, path: &str) -> u64 {
                     },
                     None => line_of(&app.name),
                 },
-                Some(("subscriptions", Some(k))) => app
-                    .subscriptions
-                    .get(k)
-                    .map_or(line_of(&app.name), |sub| line_of(&sub.api)),
+                Some(("subscriptions", Some(k))) => match app.subscriptions.get(k) {
+                    Some(sub) => match (rest.next(), &sub.tier) {
+                        (Some(("tier", _)), Some(tier)) => line_of(tier),
+                        _ => line_of(&sub.api),
+                    },
+                    None => line_of(&app.name),
+                },
                 _ => line_of(&app.name),
+            },
+            None => 0,
+        },
+        Some(("tiers", Some(i))) => match decl.tiers.get(i) {
+            Some(tier) => match rest.next() {
+                Some(("per", _)) => line_of(&tier.per),
+                _ => line_of(&tier.name),
             },
             None => 0,
         },

@@ -34,6 +34,9 @@ pub enum ConfigProblem {
     UnknownApi {
         name: String,
     },
+    UnknownTier {
+        name: String,
+    },
     DuplicateName {
         name: String,
         first: String,
@@ -88,6 +91,7 @@ impl ConfigError {
             ConfigProblem::Invalid { .. } => "invalid",
             ConfigProblem::UnknownKeyManager { .. } => "unknown_key_manager",
             ConfigProblem::UnknownApi { .. } => "unknown_api",
+            ConfigProblem::UnknownTier { .. } => "unknown_tier",
             ConfigProblem::DuplicateName { .. } => "duplicate_name",
             ConfigProblem::DuplicateClientId { .. } => "duplicate_client_id",
             ConfigProblem::DuplicateBasePath { .. } => "duplicate_base_path",
@@ -159,6 +163,7 @@ impl fmt::Display for ConfigError {
             ConfigProblem::Invalid { value, reason } => write!(f, "{value:?}: {reason}"),
             ConfigProblem::UnknownKeyManager { name } => write!(f, "unknown key manager {name:?}"),
             ConfigProblem::UnknownApi { name } => write!(f, "unknown API {name:?}"),
+            ConfigProblem::UnknownTier { name } => write!(f, "unknown tier {name:?}"),
             ConfigProblem::DuplicateName { name, first } => {
                 write!(f, "name {name:?} is already used at {first}")
             }

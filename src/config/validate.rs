@@ -7,8 +7,9 @@ use std::collections::HashMap;
 
 use super::{
     ApiConfig, ApplicationConfig, ConfigError, ConfigProblem, KeyManagerConfig, PluginConfig,
-    Settings,
+    Settings, TierConfig,
 };
+use crate::tier::{Per, MAX_REQUESTS};
 use crate::mapping::check_claim_name;
 use crate::routes::{parse_base_path, MethodMatch, PathTemplate};
 
@@ -84,6 +85,7 @@ pub(super) fn problems(config: &PluginConfig) -> Vec<ConfigError> {
     }
     key_managers(&mut c, config);
     apis(&mut c, &config.apis);
+    tiers(&mut c, &config.tiers);
     applications(&mut c, config);
     settings(&mut c, &config.settings);
     c.errors
@@ -326,8 +328,48 @@ fn applications(c: &mut Checker, config: &PluginConfig) {
     }
 }
 
+/// Tier names end up in a header value and in the rate-limit service's configuration, so they
+/// are plain identifiers.
+fn tiers(c: &mut Checker, tiers: &[TierConfig]) {
+    let mut names = HashMap::new();
+    for (i, tier) in tiers.iter().enumerate() {
+        let at = format!("tiers[{i}]");
+        if c.name(format!("{at}.name"), &tier.name) {
+            if tier
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                c.unique(&mut names, format!("{at}.name"), &tier.name);
+            } else {
+                c.invalid(
+                    format!("{at}.name"),
+                    &tier.name,
+                    "a tier name is letters, digits, '-', '_' and '.'",
+                );
+            }
+        }
+        c.range(&format!("{at}.requests"), tier.requests, 1, MAX_REQUESTS);
+        if Per::parse(&tier.per).is_none() {
+            c.invalid(
+                format!("{at}.per"),
+                &tier.per,
+                "one of second, minute, hour, day",
+            );
+        }
+    }
+}
+
 fn subscriptions(c: &mut Checker, at: &str, app: &ApplicationConfig, config: &PluginConfig) {
     for (k, sub) in app.subscriptions.iter().enumerate() {
+        if let Some(tier) = &sub.tier {
+            if !config.tiers.iter().any(|t| t.name == *tier) {
+                c.push(
+                    format!("{at}.subscriptions[{k}].tier"),
+                    ConfigProblem::UnknownTier { name: tier.clone() },
+                );
+            }
+        }
         let path = format!("{at}.subscriptions[{k}].api");
         if !config.apis.iter().any(|api| api.name == sub.api) {
             c.push(
