@@ -3,6 +3,7 @@
 
 use crate::path::PathProblem;
 use crate::routes::MethodProblem;
+use crate::tier::Tier;
 
 /// What is wrong with an `Authorization` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +81,12 @@ pub enum Denial {
     InsufficientGroup {
         required: Vec<String>,
     },
+    /// The subscription's tier has no request left in this window (decision step 8).
+    RateLimited {
+        tier: Tier,
+        /// Seconds until a request is admitted again.
+        retry_after: u64,
+    },
 }
 
 impl Denial {
@@ -102,6 +109,7 @@ impl Denial {
             Denial::SubscriptionBlocked { .. } => "subscription_blocked",
             Denial::InsufficientScope { .. } => "insufficient_scope",
             Denial::InsufficientGroup { .. } => "insufficient_group",
+            Denial::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -119,6 +127,7 @@ impl Denial {
             | Denial::InsufficientGroup { .. } => 403,
             Denial::NoApi | Denial::ResourceNotFound => 404,
             Denial::MethodNotAllowed { .. } => 405,
+            Denial::RateLimited { .. } => 429,
             Denial::KeyManagerUnavailable { .. } => 503,
         }
     }
@@ -142,6 +151,8 @@ impl Denial {
             | Denial::SubscriptionBlocked { .. }
             | Denial::InsufficientScope { .. }
             | Denial::InsufficientGroup { .. } => Some("insufficient_scope"),
+            // Not an OAuth error: the token is fine, the budget is spent.
+            Denial::RateLimited { .. } => None,
         }
     }
 
@@ -151,6 +162,7 @@ impl Denial {
             (Some(error), _) => error,
             (None, 401) => "unauthorized",
             (None, 405) => "method_not_allowed",
+            (None, 429) => "rate_limited",
             (None, _) => "not_found",
         }
     }
@@ -195,6 +207,10 @@ impl Denial {
             Denial::InsufficientGroup { required } => {
                 format!("the token needs one of the groups: {}", required.join(", "))
             }
+            Denial::RateLimited { tier, retry_after } => format!(
+                "the subscription's tier \"{}\" allows {} requests per {}; retry in {retry_after} s",
+                tier.name, tier.requests, tier.per
+            ),
         }
     }
 }
@@ -271,6 +287,14 @@ pub fn reply(denial: &Denial, realm: &str) -> Reply {
         }
         Denial::KeyManagerUnavailable { retry_after } => {
             headers.push(("retry-after".to_string(), retry_after.to_string()));
+        }
+        Denial::RateLimited { tier, retry_after } => {
+            headers.push(("retry-after".to_string(), retry_after.to_string()));
+            headers.push(("ratelimit-policy".to_string(), tier.policy_header()));
+            headers.push((
+                "ratelimit".to_string(),
+                tier.limit_header(0, *retry_after),
+            ));
         }
         _ => {}
     }
@@ -355,6 +379,35 @@ mod tests {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    fn gold() -> Tier {
+        Tier {
+            name: "gold".into(),
+            requests: 20,
+            per: crate::tier::Per::Minute,
+        }
+    }
+
+    #[test]
+    fn rate_limited_reply_tells_when_to_come_back() {
+        let r = reply(
+            &Denial::RateLimited {
+                tier: gold(),
+                retry_after: 12,
+            },
+            "keygate",
+        );
+        assert_eq!(r.status, 429);
+        assert_eq!(header(&r, "retry-after"), Some("12"));
+        assert_eq!(header(&r, "ratelimit-policy"), Some("\"gold\";q=20;w=60"));
+        assert_eq!(header(&r, "ratelimit"), Some("\"gold\";r=0;t=12"));
+        assert_eq!(header(&r, "www-authenticate"), None);
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"], "rate_limited");
+        assert_eq!(body["code"], "rate_limited");
+        let description = body["error_description"].as_str().unwrap();
+        assert!(description.contains("20 requests per minute"), "{description}");
     }
 
     #[test]
@@ -559,6 +612,15 @@ mod tests {
                 "insufficient_group",
                 Some("insufficient_scope"),
             ),
+            (
+                Denial::RateLimited {
+                    tier: gold(),
+                    retry_after: 12,
+                },
+                429,
+                "rate_limited",
+                None,
+            ),
         ];
         for (denial, status, code, error) in table {
             let r = reply(&denial, "keygate");
@@ -586,7 +648,10 @@ mod tests {
             assert_eq!(www.is_some(), expect_www, "{denial:?}");
             assert_eq!(header(&r, "content-type"), Some("application/json"));
             assert_eq!(header(&r, "allow").is_some(), status == 405);
-            assert_eq!(header(&r, "retry-after").is_some(), status == 503);
+            assert_eq!(
+                header(&r, "retry-after").is_some(),
+                matches!(status, 429 | 503)
+            );
         }
         let r = reply(
             &Denial::MethodNotAllowed {

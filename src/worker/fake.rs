@@ -58,6 +58,9 @@ pub struct Dispatched {
     pub timeout_ms: u64,
 }
 
+/// Runs in place of another worker's callback (see [`FakeHost::between_read_and_write`]).
+pub type Interleaved = Box<dyn FnOnce()>;
+
 /// A native signature check standing in for Envoy's `verify_signature` (hash, SPKI, signature,
 /// message → verified?).
 pub type Crypto = Box<dyn Fn(&str, &[u8], &[u8], &[u8]) -> Option<bool>>;
@@ -90,6 +93,10 @@ pub struct FakeHost {
     calls: Cell<u64>,
     /// Shared-data reads (each copies the whole key record).
     shared_reads: Cell<u64>,
+    /// Run once, at the next shared-data write, before it is applied: another worker's callback
+    /// on the same shared data landing between this worker's read and its compare-and-swap write
+    /// (Envoy's workers run truly in parallel; this is how a test makes them race).
+    pub between_read_and_write: RefCell<Option<Interleaved>>,
 }
 
 impl FakeHost {
@@ -218,6 +225,10 @@ impl Host for FakeHost {
 
     fn shared_set(&self, key: &str, bytes: &[u8], expect: Expect) -> Result<(), SlotError> {
         self.call();
+        let interleaved = self.between_read_and_write.borrow_mut().take();
+        if let Some(other_worker) = interleaved {
+            other_worker();
+        }
         let mut shared = self.shared.try_borrow_mut().map_err(|_| SlotError::Host)?;
         let cas = match (shared.get(key), expect) {
             (None, _) => 1,

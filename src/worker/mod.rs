@@ -22,6 +22,7 @@
 
 mod host;
 mod keystore;
+mod limiter;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod fake;
@@ -29,6 +30,7 @@ mod fake;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cache::VerifiedTokens;
+use crate::config::Limiter;
 use crate::decide::{self, Keys, Outcome, Pending, Request};
 use crate::identity::is_identity_header;
 use crate::jose::HostCrypto;
@@ -37,7 +39,7 @@ use crate::policy::Policy;
 use crate::response::{reply, Denial};
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use fake::{Crypto, Dispatched, FakeHost, Sent, SharedData, StreamLog};
+pub use fake::{Crypto, Dispatched, FakeHost, Interleaved, Sent, SharedData, StreamLog};
 pub use host::{Fetch, Host, StreamId};
 
 use keystore::{Answered, KeyStore, Need};
@@ -62,6 +64,9 @@ pub mod counters {
     pub const JWKS_FETCH_FAILURES: &str = "keygate_jwks_fetch_failures";
     /// Requests answered 503 because the parking bounds were reached.
     pub const PARKED_OVERFLOW: &str = "keygate_parked_overflow";
+    /// Authorized requests answered 429 because their subscription's tier was spent (also
+    /// counted as a denial with code `rate_limited`).
+    pub const RATE_LIMITED: &str = "keygate_rate_limited";
 }
 
 /// A request waiting for keys.
@@ -399,6 +404,19 @@ impl Worker {
                 Verdict::Continue
             }
             Outcome::Allow(allowed) => {
+                // Step 8, after every other check passed (a cached authorization counts too).
+                if let (Some(tier), Limiter::Local) = (&allowed.identity.tier, self.policy.limiter())
+                {
+                    let identity = &allowed.identity;
+                    let now_ms = host.now_ms();
+                    if let Err(denial) =
+                        limiter::spend(host, tier, &identity.application, &identity.api, now_ms)
+                    {
+                        host.count(counters::RATE_LIMITED);
+                        self.deny(host, stream, &denial);
+                        return Verdict::Pause;
+                    }
+                }
                 for (name, value) in &allowed.headers {
                     host.set_header(stream, name, value);
                 }
