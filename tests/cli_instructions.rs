@@ -35,12 +35,14 @@ apis:
     base_path: /orders
     resources:
       - {{method: GET, path: /orders, scopes: [orders:read]}}
+tiers:
+  - {{name: bronze, requests: 1000, per: minute}}
 applications:
   - name: shop
     client_ids:
       - {{key_manager: keycloak, client_id: shop-app}}
     subscriptions:
-      - {{api: pets}}
+      - {{api: pets, tier: bronze}}
       - {{api: orders, state: blocked}}
   - name: empty
 "
@@ -100,6 +102,13 @@ fn prints_token_endpoint_grants_scopes_and_the_call() {
         "{text}"
     );
     assert!(text.contains("Authorization: Bearer $TOKEN"));
+    // The consumer learns its budget per subscription, and what a spent one answers.
+    assert!(
+        text.contains("#   API pets: tier bronze: 1000 requests per minute"),
+        "{text}"
+    );
+    assert!(text.contains("#   API orders (blocked): unlimited"), "{text}");
+    assert!(text.contains("429 (code rate_limited) with Retry-After"), "{text}");
 }
 
 #[test]

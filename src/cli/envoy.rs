@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::cli::declaration::Declaration;
 use crate::cli::generate::GenerateError;
+use crate::cli::ratelimit;
 use crate::cli::url::{HttpUrl, NameCollision, Scheme, TargetNames};
 use crate::config::PluginConfig;
 
@@ -178,6 +179,8 @@ pub fn bootstrap(
         "direct_response": {"status": 404, "body": {"inline_string": "{\"error\":\"not_found\"}"}},
     }));
 
+    let rate_limit = rate_limit_service(decl, &mut clusters, &mut names, options)?;
+
     let prefix = &plugin.settings.header_prefix;
     let access_log = json!([{
         "name": "envoy.access_loggers.stdout",
@@ -245,6 +248,10 @@ pub fn bootstrap(
             },
         ],
     });
+    let mut hcm = hcm;
+    if let Some(filter) = rate_limit {
+        add_rate_limiting(&mut hcm, filter, plugin);
+    }
 
     Ok(json!({
         "admin": {"address": socket_address(&options.admin)},
@@ -260,6 +267,59 @@ pub fn bootstrap(
             "clusters": clusters.into_values().collect::<Vec<_>>(),
         },
     }))
+}
+
+/// The cluster of `gateway.rate_limit_service` (gRPC, so HTTP/2) and the rate-limit filter, when
+/// the declaration names a service (see `crate::cli::ratelimit`).
+fn rate_limit_service(
+    decl: &Declaration,
+    clusters: &mut BTreeMap<String, Value>,
+    names: &mut TargetNames,
+    options: &EnvoyOptions,
+) -> Result<Option<Value>, NameCollision> {
+    let (Some(service), Some(filter)) = (
+        decl.gateway.rate_limit_service.as_ref(),
+        ratelimit::http_filter(decl),
+    ) else {
+        return Ok(None);
+    };
+    let Ok(url) = HttpUrl::parse(&format!("http://{}", service.value)) else {
+        return Ok(None);
+    };
+    names.claim(ratelimit::CLUSTER, &url.target())?;
+    let mut grpc = cluster(ratelimit::CLUSTER, &url, options);
+    if let Some(obj) = grpc.as_object_mut() {
+        obj.insert(
+            "typed_extension_protocol_options".into(),
+            json!({"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }}),
+        );
+    }
+    clusters.insert(ratelimit::CLUSTER.to_string(), grpc);
+    Ok(Some(filter))
+}
+
+/// Puts the rate-limit filter after keygate (whose identity headers it reads) and before the
+/// router, the descriptors on the virtual host, and the JSON local replies of the filter.
+fn add_rate_limiting(hcm: &mut Value, filter: Value, plugin: &PluginConfig) {
+    if let Some(filters) = hcm
+        .get_mut("http_filters")
+        .and_then(Value::as_array_mut)
+    {
+        let router = filters.len().saturating_sub(1);
+        filters.insert(router, filter);
+    }
+    if let Some(vhost) = hcm
+        .pointer_mut("/route_config/virtual_hosts/0")
+        .and_then(Value::as_object_mut)
+    {
+        vhost.insert("rate_limits".into(), ratelimit::rate_limits(plugin));
+    }
+    if let Some(obj) = hcm.as_object_mut() {
+        obj.insert("local_reply_config".into(), ratelimit::local_reply_config());
+    }
 }
 
 fn socket_address(addr: &SocketAddr) -> Value {

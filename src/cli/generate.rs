@@ -19,6 +19,7 @@ use crate::cli::envoy::{self, EnvoyOptions};
 use crate::cli::istio;
 use crate::cli::oidc::{self, CheckedDiscovery};
 use crate::cli::plugin::{self, ClusterNaming};
+use crate::cli::ratelimit;
 use crate::cli::validate::{self, DeclarationError};
 use crate::config::PluginConfig;
 use crate::policy::Policy;
@@ -264,6 +265,15 @@ pub fn render(
             &compose::compose_file(wasm_path, &listen, &admin),
         )?,
     ));
+    if decl.gateway.rate_limit_service.is_some() || !plugin.tiers.is_empty() {
+        files.push((
+            ratelimit::CONFIG_FILE.into(),
+            yaml(
+                ratelimit::CONFIG_FILE,
+                &ratelimit::service_config(plugin),
+            )?,
+        ));
+    }
     for manifest in istio::manifests(decl, &loaded.istio_plugin, wasm_url)? {
         files.push((
             format!("istio/{}", manifest.file),

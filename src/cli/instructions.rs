@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::cli::declaration::{ApiDecl, DEFAULT_LISTEN};
+use crate::cli::declaration::{ApiDecl, ApplicationDecl, DEFAULT_LISTEN};
 use crate::cli::generate::{self, GenerateError, Loaded};
 use crate::config::SubscriptionState;
 
@@ -97,6 +97,7 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
             "# It has no client ids yet: add one under client_ids in the declaration."
         );
     }
+    write_tiers(&mut out, loaded, app);
     for client in &app.client_ids {
         let found = decl
             .key_managers
@@ -181,6 +182,53 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// Each subscription with its request budget, and what happens when it is spent.
+fn write_tiers(out: &mut String, loaded: &Loaded, app: &ApplicationDecl) {
+    if app.subscriptions.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# Subscriptions:");
+    let mut limited = false;
+    for sub in &app.subscriptions {
+        let state = match sub.state {
+            SubscriptionState::Active => "",
+            SubscriptionState::Blocked => " (blocked)",
+            SubscriptionState::ProductionOnlyBlocked => " (blocked in production)",
+        };
+        let tier = sub.tier.as_ref().and_then(|name| {
+            loaded
+                .declaration
+                .tiers
+                .iter()
+                .find(|t| t.name.value == name.value)
+        });
+        let budget = match tier {
+            Some(tier) => {
+                limited = true;
+                format!(
+                    "tier {}: {} requests per {}",
+                    comment_safe(&tier.name.value),
+                    tier.requests,
+                    comment_safe(&tier.per.value)
+                )
+            }
+            None => "unlimited".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "#   API {}{state}: {budget}",
+            comment_safe(&sub.api.value)
+        );
+    }
+    if limited {
+        let _ = writeln!(
+            out,
+            "# Past its budget a request is answered 429 (code rate_limited) with Retry-After:
+             # the seconds until the budget's window (aligned to the clock) starts again."
+        );
+    }
 }
 
 /// A concrete path for a template: `{id}` → `1`, `*` → `example`.

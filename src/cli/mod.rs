@@ -14,5 +14,6 @@ pub mod istio;
 pub mod oidc;
 pub mod plugin;
 pub mod presets;
+pub mod ratelimit;
 pub mod url;
 pub mod validate;
