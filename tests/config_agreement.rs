@@ -39,6 +39,9 @@ applications:
       - {api: pets}
 ";
 
+/// Two tiers, inserted before `applications:`.
+const TIERS: &str = "tiers:\n  - {name: bronze, requests: 10, per: minute}\n  - {name: gold, requests: 99, per: day}\n";
+
 /// A second API, inserted before `applications:`.
 const SECOND_API: &str =
     "  - name: cats\n    base_path: /cats\n    resources:\n      - {method: GET, path: /cats}\n";
@@ -122,6 +125,12 @@ fn cases() -> Vec<Case> {
         case("tenants without a {tenantid} issuer", &[("    discovery: {issuer: https://idp.example.com,", "    tenants: [t1]\n    discovery: {issuer: https://idp.example.com,")], Some(("key_managers[0].tenants", Some("well_known_url: https://idp.example.com")))),
         case("a bad claim name", &[("    discovery: {issuer: https://idp.example.com,", "    claims: {groups: \"a..b\"}\n    discovery: {issuer: https://idp.example.com,")], Some(("key_managers[0].claims.groups[0]", Some("name: idp")))),
         case("a setting out of range", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {leeway_seconds: 601}\n")], Some(("settings.leeway_seconds", None))),
+        case("a tier on a subscription", &[("applications:", &format!("{TIERS}applications:")), ("{api: pets}", "{api: pets, tier: bronze}")], None),
+        case("an unknown tier", &[("applications:", &format!("{TIERS}applications:")), ("{api: pets}", "{api: pets, tier: silver}")], Some(("applications[0].subscriptions[0].tier", Some("tier: silver")))),
+        case("a tier of zero requests", &[("applications:", &format!("{TIERS}applications:").replace("requests: 10,", "requests: 0,"))], Some(("tiers[0].requests", Some("name: bronze")))),
+        case("a tier per week", &[("applications:", &format!("{TIERS}applications:").replace("per: minute", "per: week"))], Some(("tiers[0].per", Some("per: week")))),
+        case("two tiers of one name", &[("applications:", &format!("{TIERS}applications:").replace("name: gold", "name: bronze"))], Some(("tiers[1].name", Some("name: bronze, requests: 99")))),
+        case("a tier name with a space", &[("applications:", &format!("{TIERS}applications:").replace("name: gold", "name: \"go ld\""))], Some(("tiers[1].name", Some("go ld")))),
         case("a bad header prefix", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {header_prefix: x-envoy-}\n")], Some(("settings.header_prefix", None))),
     ]
 }

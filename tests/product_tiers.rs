@@ -1,0 +1,219 @@
+//! Product test of subscription tiers: the built filter in a real Envoy with two workers, real
+//! tokens from the key manager. A 20-per-minute tier lets exactly 20 of 30 rapid requests through
+//! across both workers; the rest get 429 with Retry-After, RateLimit headers and a JSON code;
+//! other subscriptions keep their own budgets; refusals for other reasons spend nothing; Envoy's
+//! stats count the rate-limited requests.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod stack;
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use stack::AUDIENCE;
+use support::{free_port, http, EchoUpstream, Envoy, KeyManager, Response, TempDir};
+
+const TIER_REQUESTS: usize = 20;
+const BURST: usize = 30;
+const CLIENTS: usize = 3;
+
+fn declaration(km: &KeyManager, listen: u16, admin: u16, upstream: u16) -> String {
+    let issuer = km.issuer();
+    format!(
+        r#"gateway:
+  environment: production
+  listen: 127.0.0.1:{listen}
+  admin: 127.0.0.1:{admin}
+key_managers:
+  - name: demo
+    well_known_url: {issuer}/.well-known/openid-configuration
+    audiences: [{AUDIENCE}]
+    discovery:
+      issuer: {issuer}
+      jwks_uri: {issuer}{jwks}
+      token_endpoint: {issuer}/token
+tiers:
+  - {{name: twenty, requests: {TIER_REQUESTS}, per: minute}}
+apis:
+  - name: pets
+    base_path: /pets/v1
+    upstream: http://127.0.0.1:{upstream}
+    resources:
+      - {{method: GET, path: /pets, scopes: [pets:read]}}
+  - name: orders
+    base_path: /orders/v1
+    upstream: http://127.0.0.1:{upstream}
+    resources:
+      - {{method: GET, path: /orders, scopes: [orders:read]}}
+applications:
+  - name: shop
+    client_ids:
+      - {{key_manager: demo, client_id: shop-app}}
+    subscriptions:
+      - {{api: pets, tier: twenty}}
+      - {{api: orders, tier: twenty}}
+  - name: other
+    client_ids:
+      - {{key_manager: demo, client_id: other-app}}
+    subscriptions:
+      - {{api: pets, tier: twenty}}
+"#,
+        jwks = km.jwks_path(),
+    )
+}
+
+fn get(port: u16, path: &str, token: &str) -> Response {
+    http(
+        port,
+        "GET",
+        path,
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+}
+
+fn code(response: &Response) -> String {
+    response.json()["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Windows are aligned to the clock: when little of this minute is left, start at the next one, so
+/// the whole test runs in one window (a wait for the clock, not an assertion about time).
+fn stay_inside_one_window() {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let into_minute = now.as_millis() % 60_000;
+    if into_minute > 40_000 {
+        let wait = 60_000 - into_minute + 250;
+        eprintln!("waiting {wait} ms for the next minute's window");
+        std::thread::sleep(Duration::from_millis(wait as u64));
+    }
+}
+
+/// A counter from Envoy's stats whose name ends with `suffix` (custom wasm metrics carry a prefix).
+fn stat_ending(envoy: &Envoy, suffix: &str) -> Option<u64> {
+    envoy
+        .stats()
+        .into_iter()
+        .find(|(name, _)| name.ends_with(suffix))
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+#[test]
+fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
+    let km = KeyManager::start();
+    let echo = EchoUpstream::start();
+    let dir = TempDir::new("tiers");
+    let (listen, admin) = (free_port(), free_port());
+    let out = stack::generate(dir.path(), &declaration(&km, listen, admin, echo.port()));
+    let envoy = Envoy::start_with_workers(&out.join("envoy.yaml"), 2);
+
+    let token = |client: &str, scope: &str| {
+        km.token_client_credentials(client, &format!("{client}-secret"), scope)
+    };
+    let shop = token("shop-app", "pets:read orders:read");
+    let shop_orders_only = token("shop-app", "orders:read");
+    let other = token("other-app", "pets:read");
+
+    stay_inside_one_window();
+
+    // Refused for another reason (scope, step 7): these never reach the tier (step 8).
+    for _ in 0..5 {
+        let refused = get(listen, "/pets/v1/pets", &shop_orders_only);
+        assert_eq!(
+            (refused.status, code(&refused).as_str()),
+            (403, "insufficient_scope"),
+            "{}\n{}",
+            refused.body,
+            envoy.log()
+        );
+    }
+
+    // 30 rapid requests of one subscription, from three clients at once, each on its own
+    // connection, so both workers take some.
+    let upstream_before = echo.request_count();
+    let responses: Vec<Response> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..BURST / CLIENTS)
+                        .map(|_| get(listen, "/pets/v1/pets", &shop))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect()
+    });
+    let allowed = responses.iter().filter(|r| r.status == 200).count();
+    let limited: Vec<&Response> = responses.iter().filter(|r| r.status == 429).collect();
+    let by_worker: Vec<u64> = (0..2)
+        .map(|w| {
+            stat_ending(
+                &envoy,
+                &format!("_{listen}.worker_{w}.downstream_cx_total"),
+            )
+            .unwrap_or(0)
+        })
+        .collect();
+    eprintln!(
+        "tier {TIER_REQUESTS}/minute, {BURST} requests from {CLIENTS} clients: {allowed} allowed, {} rate limited; connections per worker {by_worker:?}",
+        limited.len()
+    );
+    assert!(
+        by_worker.iter().all(|&n| n > 0),
+        "both workers must take connections: {by_worker:?}"
+    );
+    assert_eq!(allowed, TIER_REQUESTS, "allowed across both workers");
+    assert_eq!(limited.len(), BURST - TIER_REQUESTS);
+    assert_eq!(echo.request_count() - upstream_before, TIER_REQUESTS);
+    // Envoy's stats count the rate-limited requests, summed over the workers.
+    let counted = stat_ending(&envoy, "keygate_rate_limited");
+    eprintln!("Envoy stat keygate_rate_limited after the burst = {counted:?}");
+    assert_eq!(counted, Some((BURST - TIER_REQUESTS) as u64));
+
+    for refused in &limited {
+        assert_eq!(code(refused), "rate_limited", "{}", refused.body);
+        assert_eq!(refused.json()["error"], "rate_limited");
+        assert_eq!(refused.header("content-type"), Some("application/json"));
+        let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+        assert!(
+            (1..=60).contains(&retry_after),
+            "Retry-After {retry_after}"
+        );
+        assert_eq!(
+            refused.header("ratelimit-policy"),
+            Some("\"twenty\";q=20;w=60")
+        );
+        assert_eq!(
+            refused.header("ratelimit"),
+            Some(format!("\"twenty\";r=0;t={retry_after}").as_str())
+        );
+        assert_eq!(refused.header("www-authenticate"), None);
+    }
+
+    // Over budget and the wrong scope: the scope refusal comes first (step 7 before step 8).
+    let refused = get(listen, "/pets/v1/pets", &shop_orders_only);
+    assert_eq!((refused.status, code(&refused).as_str()), (403, "insufficient_scope"));
+
+    // Other subscriptions have budgets of their own: another application on the same API, and
+    // the same application on another API.
+    let response = get(listen, "/pets/v1/pets", &other);
+    assert_eq!(response.status, 200, "{}", response.body);
+    let response = get(listen, "/orders/v1/orders", &shop);
+    assert_eq!(response.status, 200, "{}", response.body);
+    // ... while the spent one stays spent.
+    let response = get(listen, "/pets/v1/pets", &shop);
+    assert_eq!(response.status, 429, "{}", response.body);
+
+    let counted = stat_ending(&envoy, "keygate_rate_limited");
+    assert_eq!(counted, Some((BURST - TIER_REQUESTS + 1) as u64));
+}
