@@ -96,8 +96,9 @@ pub fn plugin_config(
             })
             .collect(),
         // With a rate-limit service, Envoy's rate-limit filter counts (one budget for the fleet)
-        // and the filter must not count a second time.
-        limiter: if decl.gateway.rate_limit_service.is_some() {
+        // and the filter must not count a second time. The Istio manifests do not wire that
+        // filter, so there each sidecar keeps counting (never nobody).
+        limiter: if decl.gateway.rate_limit_service.is_some() && naming == ClusterNaming::Envoy {
             Limiter::Service
         } else {
             Limiter::Local
