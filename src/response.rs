@@ -291,10 +291,7 @@ pub fn reply(denial: &Denial, realm: &str) -> Reply {
         Denial::RateLimited { tier, retry_after } => {
             headers.push(("retry-after".to_string(), retry_after.to_string()));
             headers.push(("ratelimit-policy".to_string(), tier.policy_header()));
-            headers.push((
-                "ratelimit".to_string(),
-                tier.limit_header(0, *retry_after),
-            ));
+            headers.push(("ratelimit".to_string(), tier.limit_header(0, *retry_after)));
         }
         _ => {}
     }
@@ -407,7 +404,10 @@ mod tests {
         assert_eq!(body["error"], "rate_limited");
         assert_eq!(body["code"], "rate_limited");
         let description = body["error_description"].as_str().unwrap();
-        assert!(description.contains("20 requests per minute"), "{description}");
+        assert!(
+            description.contains("20 requests per minute"),
+            "{description}"
+        );
     }
 
     #[test]

@@ -83,13 +83,8 @@ impl Tier {
     /// configuration that changes a subscription's tier starts a fresh count instead of reading a
     /// count made under another limit. JSON keeps the parts apart whatever the names hold.
     pub fn counter_key(&self, application: &str, api: &str) -> String {
-        let parts = serde_json::json!([
-            self.name,
-            self.requests,
-            self.per.name(),
-            application,
-            api
-        ]);
+        let parts =
+            serde_json::json!([self.name, self.requests, self.per.name(), application, api]);
         format!("keygate.tier.{parts}")
     }
 
@@ -134,9 +129,7 @@ impl Tier {
             .map_or(0, |count| count.spent);
         let reset = self.reset_seconds(now_ms);
         if spent >= self.requests {
-            return Admission::Refused {
-                retry_after: reset,
-            };
+            return Admission::Refused { retry_after: reset };
         }
         let spent = spent.saturating_add(1);
         Admission::Admitted {

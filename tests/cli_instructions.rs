@@ -107,8 +107,14 @@ fn prints_token_endpoint_grants_scopes_and_the_call() {
         text.contains("#   API pets: tier bronze: 1000 requests per minute"),
         "{text}"
     );
-    assert!(text.contains("#   API orders (blocked): unlimited"), "{text}");
-    assert!(text.contains("429 (code rate_limited) with Retry-After"), "{text}");
+    assert!(
+        text.contains("#   API orders (blocked): unlimited"),
+        "{text}"
+    );
+    assert!(
+        text.contains("429 (code rate_limited) with Retry-After"),
+        "{text}"
+    );
 }
 
 #[test]

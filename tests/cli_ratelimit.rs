@@ -205,7 +205,11 @@ fn a_rate_limit_service_gets_envoys_rate_limit_filter_and_its_config() {
     assert!(result.status.success(), "{}", stderr(&result));
     let plugin: PluginConfig =
         serde_json::from_str(&read(&out.join("plugin-config.json"))).unwrap();
-    assert_eq!(plugin.limiter, Limiter::Service, "the filter must not count too");
+    assert_eq!(
+        plugin.limiter,
+        Limiter::Service,
+        "the filter must not count too"
+    );
     // Istio's sidecars run no rate-limit filter from these manifests: they keep counting.
     let wasm_plugin = yaml(&out.join("istio/wasmplugin.yaml"));
     let istio_plugin: PluginConfig =

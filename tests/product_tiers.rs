@@ -157,11 +157,7 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
     let limited: Vec<&Response> = responses.iter().filter(|r| r.status == 429).collect();
     let by_worker: Vec<u64> = (0..2)
         .map(|w| {
-            stat_ending(
-                &envoy,
-                &format!("_{listen}.worker_{w}.downstream_cx_total"),
-            )
-            .unwrap_or(0)
+            stat_ending(&envoy, &format!("_{listen}.worker_{w}.downstream_cx_total")).unwrap_or(0)
         })
         .collect();
     eprintln!(
@@ -185,10 +181,7 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
         assert_eq!(refused.json()["error"], "rate_limited");
         assert_eq!(refused.header("content-type"), Some("application/json"));
         let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
-        assert!(
-            (1..=60).contains(&retry_after),
-            "Retry-After {retry_after}"
-        );
+        assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
         assert_eq!(
             refused.header("ratelimit-policy"),
             Some("\"twenty\";q=20;w=60")
@@ -202,7 +195,10 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
 
     // Over budget and the wrong scope: the scope refusal comes first (step 7 before step 8).
     let refused = get(listen, "/pets/v1/pets", &shop_orders_only);
-    assert_eq!((refused.status, code(&refused).as_str()), (403, "insufficient_scope"));
+    assert_eq!(
+        (refused.status, code(&refused).as_str()),
+        (403, "insufficient_scope")
+    );
 
     // Other subscriptions have budgets of their own: another application on the same API, and
     // the same application on another API.
@@ -216,4 +212,55 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
 
     let counted = stat_ending(&envoy, "keygate_rate_limited");
     assert_eq!(counted, Some((BURST - TIER_REQUESTS + 1) as u64));
+}
+
+/// Fleet mode with the rate-limit service down (nothing listens on its port): by default Envoy's
+/// rate-limit filter fails closed with keygate's JSON 503, while an unlimited subscription sends no
+/// descriptor and passes; with `rate_limit_fail_open: true` the tiered request passes too.
+#[test]
+fn a_rate_limit_service_that_cannot_answer_fails_closed_unless_told_otherwise() {
+    let km = KeyManager::start();
+    let echo = EchoUpstream::start();
+    let shop = km.token_client_credentials("shop-app", "shop-app-secret", "pets:read");
+    let unlimited = km.token_client_credentials("other-app", "other-app-secret", "orders:read");
+    for fail_open in [false, true] {
+        let dir = TempDir::new("tiers-fleet");
+        let (listen, admin, service) = (free_port(), free_port(), free_port());
+        // `other` gets an unlimited subscription (orders, no tier).
+        let mut text = declaration(&km, listen, admin, echo.port()).replace(
+                "  - name: other\n    client_ids:\n      - {key_manager: demo, client_id: other-app}\n    subscriptions:\n      - {api: pets, tier: twenty}\n",
+                "  - name: other\n    client_ids:\n      - {key_manager: demo, client_id: other-app}\n    subscriptions:\n      - {api: orders}\n",
+            );
+        text = text.replace(
+            &format!("  admin: 127.0.0.1:{admin}\n"),
+            &format!(
+                "  admin: 127.0.0.1:{admin}\n  rate_limit_service: 127.0.0.1:{service}\n  rate_limit_fail_open: {fail_open}\n"
+            ),
+        );
+        assert!(text.contains("rate_limit_service") && text.contains("- {api: orders}\n"));
+        let out = stack::generate(dir.path(), &text);
+        let envoy = Envoy::start_with_workers(&out.join("envoy.yaml"), 2);
+
+        let tiered = get(listen, "/pets/v1/pets", &shop);
+        if fail_open {
+            assert_eq!(tiered.status, 200, "{}", tiered.body);
+        } else {
+            assert_eq!(
+                (tiered.status, code(&tiered).as_str()),
+                (503, "rate_limit_unavailable"),
+                "{}\n{}",
+                tiered.body,
+                envoy.log()
+            );
+            assert_eq!(tiered.header("content-type"), Some("application/json"));
+        }
+        let free = get(listen, "/orders/v1/orders", &unlimited);
+        assert_eq!(free.status, 200, "fail_open {fail_open}: {}", free.body);
+        // The filter itself counts nothing in fleet mode.
+        assert_eq!(stat_ending(&envoy, "keygate_rate_limited").unwrap_or(0), 0);
+        eprintln!(
+            "rate-limit service down, fail_open {fail_open}: tiered {}, unlimited {}",
+            tiered.status, free.status
+        );
+    }
 }

@@ -122,7 +122,10 @@ fn two_workers_together_admit_the_tier_not_twice_it() {
     let refused = host_b.reply_of(9).unwrap();
     assert_eq!(refused.code().as_deref(), Some("rate_limited"));
     assert_eq!(refused.header("retry-after"), Some("60"));
-    assert_eq!(refused.header("ratelimit-policy"), Some("\"three\";q=3;w=60"));
+    assert_eq!(
+        refused.header("ratelimit-policy"),
+        Some("\"three\";q=3;w=60")
+    );
     assert_eq!(refused.header("ratelimit"), Some("\"three\";r=0;t=60"));
     assert_eq!(refused.header("content-type"), Some("application/json"));
 }
@@ -140,7 +143,10 @@ fn a_write_that_lost_the_race_is_decided_again_on_the_new_count() {
         assert_eq!(status(w, host, 100, "/pets/items", &t_b), 200);
     }));
     assert_eq!(status(&mut a, &mut host_a, 1, "/pets/items", &t), 200);
-    assert!(host_a.between_read_and_write.borrow().is_none(), "the race ran");
+    assert!(
+        host_a.between_read_and_write.borrow().is_none(),
+        "the race ran"
+    );
     // Two admitted so far (one each): one left for both workers together.
     assert_eq!(status(&mut a, &mut host_a, 2, "/pets/items", &t), 200);
     let (w, host) = &mut *b.borrow_mut();
@@ -161,7 +167,10 @@ fn the_budget_comes_back_when_the_window_rolls_over() {
     host_b.now_ms = MINUTE_MS + 45_250;
     assert_eq!(status(&mut b, &mut host_b, 10, "/pets/items", &t), 429);
     // Seconds until the next minute starts, rounded up.
-    assert_eq!(host_b.reply_of(10).unwrap().header("retry-after"), Some("15"));
+    assert_eq!(
+        host_b.reply_of(10).unwrap().header("retry-after"),
+        Some("15")
+    );
     host_a.now_ms = MINUTE_MS + 60_000;
     host_b.now_ms = MINUTE_MS + 60_000;
     assert_eq!(status(&mut b, &mut host_b, 11, "/pets/items", &t), 200);
@@ -191,14 +200,20 @@ fn other_subscriptions_and_other_refusals_spend_nothing() {
     }
     // The same application on an unlimited API is not counted.
     for stream in 20..30 {
-        assert_eq!(status(&mut a, &mut host_a, stream, "/cats/items", &shop), 200);
+        assert_eq!(
+            status(&mut a, &mut host_a, stream, "/cats/items", &shop),
+            200
+        );
     }
     // Refusals for another reason (scope, step 7) never reach the tier: on another Envoy, ten of
     // them (403, not 429) leave the kiosk's whole budget.
     let mut fresh = FakeHost::new(MINUTE_MS);
     let mut c = warmed("local", &mut fresh);
     for stream in 40..50 {
-        assert_eq!(status(&mut c, &mut fresh, stream, "/pets/admin", &kiosk), 403);
+        assert_eq!(
+            status(&mut c, &mut fresh, stream, "/pets/admin", &kiosk),
+            403
+        );
     }
     assert_eq!(status(&mut c, &mut fresh, 50, "/pets/items", &kiosk), 200);
     assert_eq!(status(&mut c, &mut fresh, 51, "/pets/items", &kiosk), 200);

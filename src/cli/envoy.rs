@@ -304,10 +304,7 @@ fn rate_limit_service(
 /// Puts the rate-limit filter after keygate (whose identity headers it reads) and before the
 /// router, the descriptors on the virtual host, and the JSON local replies of the filter.
 fn add_rate_limiting(hcm: &mut Value, filter: Value, plugin: &PluginConfig) {
-    if let Some(filters) = hcm
-        .get_mut("http_filters")
-        .and_then(Value::as_array_mut)
-    {
+    if let Some(filters) = hcm.get_mut("http_filters").and_then(Value::as_array_mut) {
         let router = filters.len().saturating_sub(1);
         filters.insert(router, filter);
     }

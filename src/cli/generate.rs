@@ -268,10 +268,7 @@ pub fn render(
     if decl.gateway.rate_limit_service.is_some() || !plugin.tiers.is_empty() {
         files.push((
             ratelimit::CONFIG_FILE.into(),
-            yaml(
-                ratelimit::CONFIG_FILE,
-                &ratelimit::service_config(plugin),
-            )?,
+            yaml(ratelimit::CONFIG_FILE, &ratelimit::service_config(plugin))?,
         ));
     }
     for manifest in istio::manifests(decl, &loaded.istio_plugin, wasm_url)? {

@@ -55,9 +55,7 @@ pub fn http_filter(decl: &Declaration) -> Option<Value> {
 /// of a subscription with a tier.
 pub fn rate_limits(plugin: &PluginConfig) -> Value {
     let prefix = plugin.settings.header_prefix.to_ascii_lowercase();
-    let action = |suffix: &str, key: &str| {
-        json!({"request_headers": {"header_name": format!("{prefix}{suffix}"), "descriptor_key": key}})
-    };
+    let action = |suffix: &str, key: &str| json!({"request_headers": {"header_name": format!("{prefix}{suffix}"), "descriptor_key": key}});
     json!([{"actions": [
         action("tier", "tier"),
         action("application", "application"),

@@ -33,8 +33,7 @@ pub fn spend(
         let expect = current
             .as_ref()
             .map_or(Expect::Absent, |(_, cas)| Expect::Cas(*cas));
-        let record = match tier.admit(current.as_ref().map(|(bytes, _)| bytes.as_slice()), now_ms)
-        {
+        let record = match tier.admit(current.as_ref().map(|(bytes, _)| bytes.as_slice()), now_ms) {
             Admission::Admitted { record, .. } => record,
             Admission::Refused { retry_after } => {
                 return Err(Denial::RateLimited {

@@ -405,7 +405,8 @@ impl Worker {
             }
             Outcome::Allow(allowed) => {
                 // Step 8, after every other check passed (a cached authorization counts too).
-                if let (Some(tier), Limiter::Local) = (&allowed.identity.tier, self.policy.limiter())
+                if let (Some(tier), Limiter::Local) =
+                    (&allowed.identity.tier, self.policy.limiter())
                 {
                     let identity = &allowed.identity;
                     let now_ms = host.now_ms();
