@@ -171,6 +171,20 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
     assert_eq!(allowed, TIER_REQUESTS, "allowed across both workers");
     assert_eq!(limited.len(), BURST - TIER_REQUESTS);
     assert_eq!(echo.request_count() - upstream_before, TIER_REQUESTS);
+    // Each allowed response says what was left after it: every count from 19 down to 0 exactly
+    // once, whichever worker took the request.
+    let mut left: Vec<u64> = responses
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| {
+            assert_eq!(r.header("ratelimit-policy"), Some("\"twenty\";q=20;w=60"));
+            let value = r.header("ratelimit").unwrap();
+            let rest = value.strip_prefix("\"twenty\";r=").unwrap();
+            rest.split(';').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    left.sort_unstable();
+    assert_eq!(left, (0..TIER_REQUESTS as u64).collect::<Vec<_>>());
     // Envoy's stats count the rate-limited requests, summed over the workers.
     let counted = stat_ending(&envoy, "keygate_rate_limited");
     eprintln!("Envoy stat keygate_rate_limited after the burst = {counted:?}");

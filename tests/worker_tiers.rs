@@ -128,6 +128,30 @@ fn two_workers_together_admit_the_tier_not_twice_it() {
     );
     assert_eq!(refused.header("ratelimit"), Some("\"three\";r=0;t=60"));
     assert_eq!(refused.header("content-type"), Some("application/json"));
+    // Allowed responses tell what is left: stream 0 was the first of three (worker A), stream 1
+    // the second (worker B), stream 2 the last.
+    let expect = |left: u64| {
+        vec![
+            (
+                "ratelimit-policy".to_string(),
+                "\"three\";q=3;w=60".to_string(),
+            ),
+            ("ratelimit".to_string(), format!("\"three\";r={left};t=60")),
+        ]
+    };
+    a.on_response(&mut host_a, 0);
+    assert_eq!(host_a.stream(0).unwrap().response_headers, expect(2));
+    b.on_response(&mut host_b, 1);
+    assert_eq!(host_b.stream(1).unwrap().response_headers, expect(1));
+    a.on_response(&mut host_a, 2);
+    assert_eq!(host_a.stream(2).unwrap().response_headers, expect(0));
+    // Refused streams and forgotten ones get nothing added.
+    a.on_response(&mut host_a, 4);
+    assert!(host_a.stream(4).unwrap().response_headers.is_empty());
+    b.on_request(&mut host_b, 99, &headers("/cats/items", &t));
+    b.on_done(99);
+    b.on_response(&mut host_b, 99);
+    assert!(host_b.stream(99).unwrap().response_headers.is_empty());
 }
 
 #[test]

@@ -246,6 +246,11 @@ impl Host for ProxyHost<'_> {
         done
     }
 
+    fn add_response_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool {
+        self.focus(stream)
+            && hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value).is_ok()
+    }
+
     fn count(&mut self, name: &str) {
         let id = match self.metrics.get(name) {
             Some(id) => *id,

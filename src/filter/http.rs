@@ -45,4 +45,12 @@ impl HttpContext for Http {
             Verdict::Pause => Action::Pause,
         }
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(Ok(mut state)) = self.state.as_ref().map(|s| s.try_borrow_mut()) {
+            let (worker, mut host) = state.host(self.context_id);
+            worker.on_response(&mut host, self.context_id);
+        }
+        Action::Continue
+    }
 }

@@ -47,6 +47,8 @@ pub struct StreamLog {
     pub filter_state: Vec<(String, String)>,
     pub reply: Option<Sent>,
     pub resumed: bool,
+    /// Headers added to the upstream's response.
+    pub response_headers: Vec<(String, String)>,
 }
 
 /// A callout the worker started.
@@ -315,6 +317,16 @@ impl Host for FakeHost {
     fn resume(&mut self, stream: StreamId) -> bool {
         self.call();
         self.log(stream).map(|log| log.resumed = true).is_some()
+    }
+
+    fn add_response_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool {
+        self.call();
+        self.log(stream)
+            .map(|log| {
+                log.response_headers
+                    .push((name.to_string(), value.to_string()))
+            })
+            .is_some()
     }
 
     fn count(&mut self, name: &str) {

@@ -62,6 +62,9 @@ pub trait Host: HostCrypto {
     ) -> bool;
     /// Lets a paused `stream` continue upstream.
     fn resume(&mut self, stream: StreamId) -> bool;
+    /// Adds a header to the upstream's response on `stream` (called while its response headers
+    /// are being handled).
+    fn add_response_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool;
 
     /// Adds one to the counter `name`.
     fn count(&mut self, name: &str);

@@ -19,6 +19,14 @@ use super::host::Host;
 /// admitted a request meanwhile, so this is only reached under a storm on one subscription.
 const ATTEMPTS: usize = 16;
 
+/// What is left of a budget after a request spent from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Left {
+    pub remaining: u64,
+    /// Seconds until the window ends.
+    pub reset: u64,
+}
+
 /// Spends one request of `tier` for (`application`, `api`), or says why not.
 pub fn spend(
     host: &impl Host,
@@ -26,15 +34,20 @@ pub fn spend(
     application: &str,
     api: &str,
     now_ms: u64,
-) -> Result<(), Denial> {
+) -> Result<Left, Denial> {
     let key = tier.counter_key(application, api);
     for _ in 0..ATTEMPTS {
         let current = host.shared_get(&key);
-        let expect = current
-            .as_ref()
-            .map_or(Expect::Absent, |(_, cas)| Expect::Cas(*cas));
-        let record = match tier.admit(current.as_ref().map(|(bytes, _)| bytes.as_slice()), now_ms) {
-            Admission::Admitted { record, .. } => record,
+        let (bytes, expect) = match &current {
+            Some((bytes, cas)) => (Some(bytes.as_slice()), Expect::Cas(*cas)),
+            None => (None, Expect::Absent),
+        };
+        let (record, left) = match tier.admit(bytes, now_ms) {
+            Admission::Admitted {
+                record,
+                remaining,
+                reset,
+            } => (record, Left { remaining, reset }),
             Admission::Refused { retry_after } => {
                 return Err(Denial::RateLimited {
                     tier: tier.clone(),
@@ -43,7 +56,7 @@ pub fn spend(
             }
         };
         match host.shared_set(&key, &record, expect) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(left),
             Err(SlotError::CasMismatch) => continue,
             Err(_) => break,
         }

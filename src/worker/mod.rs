@@ -82,6 +82,8 @@ pub struct Worker {
     policy: Policy,
     stores: Vec<KeyStore>,
     parked: BTreeMap<StreamId, Parked>,
+    /// `RateLimit-Policy` and `RateLimit` for the responses of allowed streams with a tier.
+    budgets: BTreeMap<StreamId, [(&'static str, String); 2]>,
     /// Callout token → key manager index.
     callouts: BTreeMap<u32, usize>,
     /// Key managers whose fetch this worker took the lease for and has not dispatched yet.
@@ -110,6 +112,7 @@ impl Worker {
             policy,
             stores,
             parked: BTreeMap::new(),
+            budgets: BTreeMap::new(),
             callouts: BTreeMap::new(),
             wanted: BTreeSet::new(),
             wakeup_asked: false,
@@ -195,6 +198,17 @@ impl Worker {
     /// The stream is gone (finished or reset by the client): forget it if it was parked.
     pub fn on_done(&mut self, stream: StreamId) {
         self.parked.remove(&stream);
+        self.budgets.remove(&stream);
+    }
+
+    /// The upstream's response headers of `stream` arrived: an allowed request with a tier tells
+    /// the client what is left of its budget.
+    pub fn on_response(&mut self, host: &mut impl Host, stream: StreamId) {
+        if let Some(headers) = self.budgets.remove(&stream) {
+            for (name, value) in &headers {
+                host.add_response_header(stream, name, value);
+            }
+        }
     }
 
     /// A callout answered (`body_size` as the host reports it). Unknown tokens are ignored.
@@ -410,12 +424,19 @@ impl Worker {
                 {
                     let identity = &allowed.identity;
                     let now_ms = host.now_ms();
-                    if let Err(denial) =
-                        limiter::spend(host, tier, &identity.application, &identity.api, now_ms)
-                    {
-                        host.count(counters::RATE_LIMITED);
-                        self.deny(host, stream, &denial);
-                        return Verdict::Pause;
+                    match limiter::spend(host, tier, &identity.application, &identity.api, now_ms) {
+                        Ok(left) => {
+                            let headers = [
+                                ("ratelimit-policy", tier.policy_header()),
+                                ("ratelimit", tier.limit_header(left.remaining, left.reset)),
+                            ];
+                            self.budgets.insert(stream, headers);
+                        }
+                        Err(denial) => {
+                            host.count(counters::RATE_LIMITED);
+                            self.deny(host, stream, &denial);
+                            return Verdict::Pause;
+                        }
                     }
                 }
                 for (name, value) in &allowed.headers {
