@@ -4,6 +4,8 @@
 //! header with that prefix first, in any spelling an upstream may merge with it, so a client can
 //! never forge one.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use crate::tier::Tier;
@@ -22,8 +24,8 @@ pub struct Identity {
     pub api_version: String,
     /// The matched resource, `METHOD template` as configured (e.g. `GET /pets/{id}`).
     pub resource: String,
-    /// The subscription's tier (`None`: unlimited).
-    pub tier: Option<Tier>,
+    /// The subscription's tier (`None`: unlimited), shared with the policy.
+    pub tier: Option<Arc<Tier>>,
 }
 
 /// The header suffixes keygate adds, after the prefix.

@@ -4,6 +4,7 @@
 //! audience: the jose layer) → [`Policy::authorize`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -106,7 +107,7 @@ struct Application {
 struct Subscription {
     state: SubscriptionState,
     /// `None`: unlimited.
-    tier: Option<Tier>,
+    tier: Option<Arc<Tier>>,
 }
 
 /// A matched resource. Indices into the [`Policy`] that produced it; use it only with that policy.
@@ -443,13 +444,13 @@ impl Policy {
 
 /// The compiled tier `name` of a checked configuration (the checks refused unknown names and
 /// bad `per` values, so `None` cannot happen there).
-fn tier(cfg: &PluginConfig, name: &str) -> Option<Tier> {
+fn tier(cfg: &PluginConfig, name: &str) -> Option<Arc<Tier>> {
     let tier = cfg.tiers.iter().find(|t| t.name == name)?;
-    Some(Tier {
+    Some(Arc::new(Tier {
         name: tier.name.clone(),
         requests: tier.requests,
         per: Per::parse(&tier.per)?,
-    })
+    }))
 }
 
 /// The route matcher of a checked configuration. The checks above parse every base path, method
