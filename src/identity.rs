@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::tier::Tier;
+use crate::tier::Budget;
 
 /// Who called, established from a verified token and the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +24,8 @@ pub struct Identity {
     pub api_version: String,
     /// The matched resource, `METHOD template` as configured (e.g. `GET /pets/{id}`).
     pub resource: String,
-    /// The subscription's tier (`None`: unlimited), shared with the policy.
-    pub tier: Option<Arc<Tier>>,
+    /// The subscription's tier and its counter (`None`: unlimited), shared with the policy.
+    pub budget: Option<Arc<Budget>>,
 }
 
 /// The header suffixes keygate adds, after the prefix.
@@ -90,8 +90,8 @@ impl Identity {
         ));
         headers.push((format!("{prefix}api"), header_value(&self.api)));
         // Envoy's rate-limit filter (fleet mode) builds its descriptors from these three.
-        if let Some(tier) = &self.tier {
-            headers.push((format!("{prefix}tier"), header_value(&tier.name)));
+        if let Some(budget) = &self.budget {
+            headers.push((format!("{prefix}tier"), header_value(&budget.tier.name)));
         }
         headers
     }
@@ -107,7 +107,7 @@ impl Identity {
             "api": self.api,
             "api_version": self.api_version,
             "resource": self.resource,
-            "tier": self.tier.as_ref().map(|t| t.name.as_str()),
+            "tier": self.budget.as_ref().map(|b| b.tier.name.as_str()),
         })
     }
 }
@@ -140,7 +140,7 @@ mod tests {
             api: "pets".into(),
             api_version: "v1".into(),
             resource: "GET /pets".into(),
-            tier: None,
+            budget: None,
         }
     }
 

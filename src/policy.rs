@@ -19,7 +19,7 @@ use crate::mapping::{ClientIdError, Mapping};
 use crate::path::CanonicalPath;
 use crate::response::Denial;
 use crate::routes::{check_method, ApiSpec, RouteOutcome, Router};
-use crate::tier::{Per, Tier};
+use crate::tier::{Budget, Per, Tier};
 
 /// The environment in which `production_only_blocked` subscriptions are blocked.
 pub const PRODUCTION: &str = "production";
@@ -107,7 +107,7 @@ struct Application {
 struct Subscription {
     state: SubscriptionState,
     /// `None`: unlimited.
-    tier: Option<Arc<Tier>>,
+    budget: Option<Arc<Budget>>,
 }
 
 /// A matched resource. Indices into the [`Policy`] that produced it; use it only with that policy.
@@ -193,7 +193,11 @@ impl Policy {
                 .filter_map(|s| {
                     let subscription = Subscription {
                         state: s.state,
-                        tier: s.tier.as_deref().and_then(|name| tier(&cfg, name)),
+                        budget: s
+                            .tier
+                            .as_deref()
+                            .and_then(|name| tier(&cfg, name))
+                            .map(|tier| Arc::new(Budget::new(tier, &app.name, &s.api))),
                     };
                     Some((*api_index.get(s.api.as_str())?, subscription))
                 })
@@ -437,20 +441,20 @@ impl Policy {
             api: api.name.clone(),
             api_version: api.version.clone(),
             resource: format!("{} {}", resource.method, resource.path),
-            tier: subscription.tier.clone(),
+            budget: subscription.budget.clone(),
         })
     }
 }
 
 /// The compiled tier `name` of a checked configuration (the checks refused unknown names and
 /// bad `per` values, so `None` cannot happen there).
-fn tier(cfg: &PluginConfig, name: &str) -> Option<Arc<Tier>> {
+fn tier(cfg: &PluginConfig, name: &str) -> Option<Tier> {
     let tier = cfg.tiers.iter().find(|t| t.name == name)?;
-    Some(Arc::new(Tier {
+    Some(Tier {
         name: tier.name.clone(),
         requests: tier.requests,
         per: Per::parse(&tier.per)?,
-    }))
+    })
 }
 
 /// The route matcher of a checked configuration. The checks above parse every base path, method

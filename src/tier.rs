@@ -140,6 +140,25 @@ impl Tier {
     }
 }
 
+/// A subscription's tier with what the request path needs of it, built once when the policy is
+/// compiled: the counter's shared-data key and the `RateLimit-Policy` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    pub tier: Tier,
+    pub counter_key: String,
+    pub policy_header: String,
+}
+
+impl Budget {
+    pub fn new(tier: Tier, application: &str, api: &str) -> Budget {
+        Budget {
+            counter_key: tier.counter_key(application, api),
+            policy_header: tier.policy_header(),
+            tier,
+        }
+    }
+}
+
 /// What [`Tier::admit`] concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {

@@ -11,7 +11,7 @@
 
 use crate::keys::{Expect, SlotError};
 use crate::response::Denial;
-use crate::tier::{Admission, Tier};
+use crate::tier::{Admission, Budget};
 
 use super::host::Host;
 
@@ -27,17 +27,11 @@ pub struct Left {
     pub reset: u64,
 }
 
-/// Spends one request of `tier` for (`application`, `api`), or says why not.
-pub fn spend(
-    host: &impl Host,
-    tier: &Tier,
-    application: &str,
-    api: &str,
-    now_ms: u64,
-) -> Result<Left, Denial> {
-    let key = tier.counter_key(application, api);
+/// Spends one request of a subscription's budget, or says why not.
+pub fn spend(host: &impl Host, budget: &Budget, now_ms: u64) -> Result<Left, Denial> {
+    let (tier, key) = (&budget.tier, budget.counter_key.as_str());
     for _ in 0..ATTEMPTS {
-        let current = host.shared_get(&key);
+        let current = host.shared_get(key);
         let (bytes, expect) = match &current {
             Some((bytes, cas)) => (Some(bytes.as_slice()), Expect::Cas(*cas)),
             None => (None, Expect::Absent),
@@ -55,7 +49,7 @@ pub fn spend(
                 })
             }
         };
-        match host.shared_set(&key, &record, expect) {
+        match host.shared_set(key, &record, expect) {
             Ok(()) => return Ok(left),
             Err(SlotError::CasMismatch) => continue,
             Err(_) => break,

@@ -419,16 +419,16 @@ impl Worker {
             }
             Outcome::Allow(allowed) => {
                 // Step 8, after every other check passed (a cached authorization counts too).
-                if let (Some(tier), Limiter::Local) =
-                    (&allowed.identity.tier, self.policy.limiter())
+                if let (Some(budget), Limiter::Local) =
+                    (&allowed.identity.budget, self.policy.limiter())
                 {
-                    let identity = &allowed.identity;
                     let now_ms = host.now_ms();
-                    match limiter::spend(host, tier, &identity.application, &identity.api, now_ms) {
+                    match limiter::spend(host, budget, now_ms) {
                         Ok(left) => {
+                            let limit = budget.tier.limit_header(left.remaining, left.reset);
                             let headers = [
-                                ("ratelimit-policy", tier.policy_header()),
-                                ("ratelimit", tier.limit_header(left.remaining, left.reset)),
+                                ("ratelimit-policy", budget.policy_header.clone()),
+                                ("ratelimit", limit),
                             ];
                             self.budgets.insert(stream, headers);
                         }
