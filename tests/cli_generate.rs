@@ -249,7 +249,10 @@ fn envoy_bootstrap_has_the_expected_shape() {
         resource["@type"],
         "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
     );
-    assert_eq!(resource["name"], "keygate", "the name the filter subscribes to");
+    assert_eq!(
+        resource["name"], "keygate",
+        "the name the filter subscribes to"
+    );
     let wasm = &resource["typed_config"]["config"];
     assert_eq!(wasm["root_id"], "keygate");
     assert_eq!(wasm["fail_open"], false);
@@ -661,7 +664,11 @@ fn docker_compose_agrees_with_the_bootstraps() {
         .find(|(_, to)| to == "/etc/keygate/live")
         .expect("live directory mounted");
     assert!(g.out.join(&live_volume.0).is_dir(), "{}", live_volume.0);
-    assert!(g.out.join(&live_volume.0).join("keygate-filter.yaml").is_file());
+    assert!(g
+        .out
+        .join(&live_volume.0)
+        .join("keygate-filter.yaml")
+        .is_file());
     assert_eq!(
         container_envoy.pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0/config_discovery/config_source/path_config_source/path").unwrap(),
         "/etc/keygate/live/keygate-filter.yaml"

@@ -607,7 +607,11 @@ fn a_new_config_that_moves_a_key_manager_fetches_its_keys_afresh() {
         let (_old, mut host) = warmed(&["k1"], json!({}));
         let mut new = Worker::new(reconfigured(issuer, jwks_uri), 8);
         new.on_tick(&mut host);
-        assert_eq!(host.dispatched.len(), 2, "{issuer} {jwks_uri}: fetched anew");
+        assert_eq!(
+            host.dispatched.len(),
+            2,
+            "{issuer} {jwks_uri}: fetched anew"
+        );
         let mut c = claims();
         c["scope"] = json!("pets:read");
         c["iss"] = json!(issuer);

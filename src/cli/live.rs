@@ -167,7 +167,11 @@ mod tests {
         assert_eq!(write_atomic(&path, "a\n").unwrap(), Written::Unchanged);
         assert_eq!(inode(&path), first, "an unchanged file is not touched");
         assert_eq!(write_atomic(&path, "b\n").unwrap(), Written::Replaced);
-        assert_ne!(inode(&path), first, "a changed file is a new file renamed over the old");
+        assert_ne!(
+            inode(&path),
+            first,
+            "a changed file is a new file renamed over the old"
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "b\n");
         let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()
