@@ -937,3 +937,101 @@ key_managers:
     );
     assert!(!out.exists(), "nothing written");
 }
+
+/// Every file under `dir` with its contents.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                files.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn regenerating_rewrites_only_what_changed_and_says_when_envoy_needs_a_restart() {
+    use std::os::unix::fs::MetadataExt;
+    let g = generate(&["--wasm", &wasm_arg()]);
+    let dir = g.out.parent().unwrap().to_path_buf();
+    let input = dir.join("keygate.yaml");
+    let original = read(&input);
+    let again = |text: &str| {
+        std::fs::write(&input, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(["generate", "--input", "keygate.yaml", "--out", "out", "--wasm"])
+            .arg(wasm_arg())
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let live = g.out.join("live/keygate-filter.yaml");
+    let inode = |p: &Path| std::fs::metadata(p).unwrap().ino();
+
+    // The same declaration: nothing is touched (a running Envoy reloads nothing).
+    let before = (inode(&live), inode(&g.out.join("envoy.yaml")));
+    let out = again(&original);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("(replaced)"), "{}", stdout(&out));
+    assert_eq!(before, (inode(&live), inode(&g.out.join("envoy.yaml"))));
+
+    // Applications only: the live file is replaced (by a rename: a new inode), the bootstrap not.
+    let more_clients = original.replace(
+        "      - {key_manager: asgardeo, client_id: 9b2f0c1e}\n",
+        "      - {key_manager: asgardeo, client_id: 9b2f0c1e}\n      - {key_manager: asgardeo, client_id: 7c3d1f2a}\n",
+    );
+    assert_ne!(more_clients, original);
+    let out = again(&more_clients);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("restart required"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("live/keygate-filter.yaml (replaced)"));
+    assert!(stdout(&out).contains("envoy.yaml (unchanged)"));
+    assert_ne!(inode(&live), before.0);
+    assert_eq!(inode(&g.out.join("envoy.yaml")), before.1);
+    assert!(read(&live).contains("7c3d1f2a"));
+
+    // A new listener address and a new API on a new upstream: written, and a restart is named.
+    let moved = more_clients
+        .replace("listen: 127.0.0.1:18080", "listen: 127.0.0.1:18081")
+        .replace(
+            "apis:\n",
+            "apis:\n  - name: stock\n    base_path: /stock/v1\n    upstream: http://127.0.0.1:3999\n    resources:\n      - {method: GET, path: /items, scopes: [stock:read]}\n",
+        );
+    let out = again(&moved);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("keygate: restart required: envoy.yaml changed ("))
+        .unwrap_or_else(|| panic!("no restart line: {err}"));
+    assert!(line.contains("listener address"), "{line}");
+    let upstream = cluster_name("upstream", "http", "127.0.0.1", 3999);
+    assert!(line.contains(&format!("new cluster {upstream}")), "{line}");
+    assert!(line.contains("routes"), "{line}");
+    assert!(read(&g.out.join("envoy.yaml")).contains("18081"));
+    assert!(read(&live).contains("/stock/v1"), "the filter config is written too");
+    // Once written, the same declaration again is no change.
+    let out = again(&moved);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // A refused declaration writes nothing at all.
+    let files = snapshot(&g.out);
+    let refused = moved.replace(
+        "      - {api: pets}\n",
+        "      - {api: pets}\n      - {api: no-such-api}\n",
+    );
+    assert_ne!(refused, moved);
+    let out = again(&refused);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no-such-api"), "{err}");
+    assert!(err.contains("nothing written"), "{err}");
+    assert_eq!(snapshot(&g.out), files, "a refused declaration changed the output");
+}
