@@ -415,6 +415,56 @@ fn envoy_validates_the_bootstrap_and_its_container_variant() {
 }
 
 #[test]
+fn envoy_validates_the_xds_variant_of_the_filter() {
+    // What a fleet runs: the listener's keygate filter subscribes over ADS (xds/http-filter.json)
+    // to the resource an xDS server serves (xds/keygate-filter.json, named `keygate`).
+    let envoy = require_envoy();
+    let g = generate(&["--wasm", &wasm_arg()]);
+    let filter: Value = serde_json::from_str(&read(&g.out.join("xds/http-filter.json"))).unwrap();
+    let resource: Value =
+        serde_json::from_str(&read(&g.out.join("xds/keygate-filter.json"))).unwrap();
+    assert_eq!(filter["name"], resource["name"]);
+    assert_eq!(
+        filter["config_discovery"]["type_urls"][0],
+        resource["typed_config"]["@type"]
+    );
+    let mut bootstrap = yaml(&g.out.join("envoy.yaml"));
+    *bootstrap
+        .pointer_mut(
+            "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0",
+        )
+        .unwrap() = filter;
+    bootstrap["dynamic_resources"] = serde_json::json!({"ads_config": {
+        "api_type": "GRPC",
+        "transport_api_version": "V3",
+        "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_server"}}],
+    }});
+    bootstrap["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "xds_server",
+            "type": "STATIC",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                },
+            },
+            "load_assignment": {"cluster_name": "xds_server", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 18000}}}}
+            ]}]},
+        }));
+    let path = g.out.join("xds-validate.yaml");
+    std::fs::write(&path, serde_saphyr::to_string(&bootstrap).unwrap()).unwrap();
+    let (ok, log) = envoy_validate(&envoy, &path);
+    assert!(ok, "the ADS variant failed validation:\n{log}");
+    // The served resource is the live file's, so it passes the filter's on_configure the same way.
+    let live = yaml(&g.out.join("live/keygate-filter.yaml"));
+    assert_eq!(live["resources"][0], resource);
+}
+
+#[test]
 fn envoy_refuses_a_broken_bootstrap() {
     // Guards the test above: validation really checks the file, and it runs the filter's
     // on_configure on the plugin config of the live file.

@@ -283,6 +283,18 @@ fn filter_discovery(options: &EnvoyOptions) -> Value {
     })
 }
 
+/// The keygate HTTP filter for a listener served by an xDS management server: the same
+/// subscription as [`filter_discovery`], over the server's ADS stream instead of a file.
+pub fn filter_discovery_ads() -> Value {
+    json!({
+        "name": FILTER_NAME,
+        "config_discovery": {
+            "config_source": {"resource_api_version": "V3", "ads": {}},
+            "type_urls": [WASM_FILTER_TYPE],
+        },
+    })
+}
+
 /// The Wasm filter config: the module, and the plugin config as its `configuration`.
 pub fn filter_config(plugin: &PluginConfig, wasm_path: &str) -> Result<Value, BootstrapError> {
     let plugin_json = serde_json::to_string(plugin)?;

@@ -305,6 +305,10 @@ pub fn render(
     let resource = envoy::filter_resource(plugin, &local.wasm_path)?;
     files.push((XDS_RESOURCE.into(), json_text("xds resource", &resource)?));
     files.push((
+        XDS_HTTP_FILTER.into(),
+        json_text("xds http filter", &envoy::filter_discovery_ads())?,
+    ));
+    files.push((
         "docker-compose.yaml".into(),
         yaml(
             "docker-compose.yaml",
@@ -322,6 +326,8 @@ pub fn render(
 
 /// The xDS resource file, relative to the output directory.
 pub const XDS_RESOURCE: &str = "xds/keygate-filter.json";
+/// The HTTP filter entry that subscribes to it over ADS, for the listener an xDS server serves.
+pub const XDS_HTTP_FILTER: &str = "xds/http-filter.json";
 
 /// `<prefix>live/keygate-filter.yaml`.
 pub fn live_file(prefix: &str) -> String {
