@@ -1016,7 +1016,14 @@ fn regenerating_rewrites_only_what_changed_and_says_when_envoy_needs_a_restart()
     let again = |text: &str| {
         std::fs::write(&input, text).unwrap();
         Command::new(env!("CARGO_BIN_EXE_keygate"))
-            .args(["generate", "--input", "keygate.yaml", "--out", "out", "--wasm"])
+            .args([
+                "generate",
+                "--input",
+                "keygate.yaml",
+                "--out",
+                "out",
+                "--wasm",
+            ])
             .arg(wasm_arg())
             .current_dir(&dir)
             .output()
@@ -1040,7 +1047,11 @@ fn regenerating_rewrites_only_what_changed_and_says_when_envoy_needs_a_restart()
     assert_ne!(more_clients, original);
     let out = again(&more_clients);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(!stderr(&out).contains("restart required"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("restart required"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stdout(&out).contains("live/keygate-filter.yaml (replaced)"));
     assert!(stdout(&out).contains("envoy.yaml (unchanged)"));
     assert_ne!(inode(&live), before.0);
@@ -1066,7 +1077,10 @@ fn regenerating_rewrites_only_what_changed_and_says_when_envoy_needs_a_restart()
     assert!(line.contains(&format!("new cluster {upstream}")), "{line}");
     assert!(line.contains("routes"), "{line}");
     assert!(read(&g.out.join("envoy.yaml")).contains("18081"));
-    assert!(read(&live).contains("/stock/v1"), "the filter config is written too");
+    assert!(
+        read(&live).contains("/stock/v1"),
+        "the filter config is written too"
+    );
     // Once written, the same declaration again is no change.
     let out = again(&moved);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -1083,5 +1097,9 @@ fn regenerating_rewrites_only_what_changed_and_says_when_envoy_needs_a_restart()
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("no-such-api"), "{err}");
     assert!(err.contains("nothing written"), "{err}");
-    assert_eq!(snapshot(&g.out), files, "a refused declaration changed the output");
+    assert_eq!(
+        snapshot(&g.out),
+        files,
+        "a refused declaration changed the output"
+    );
 }
