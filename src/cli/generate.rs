@@ -467,7 +467,21 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
         });
     };
     let written = write_all(out, &files)?;
-    println!("keygate: wrote {} files to {}", files.len(), out.display());
+    let unchanged = written
+        .files
+        .iter()
+        .filter(|(_, how)| *how == live::Written::Unchanged)
+        .count();
+    if unchanged == 0 {
+        println!("keygate: wrote {} files to {}", files.len(), out.display());
+    } else {
+        println!(
+            "keygate: wrote {} of {} files to {} ({unchanged} unchanged)",
+            files.len() - unchanged,
+            files.len(),
+            out.display()
+        );
+    }
     for (relative, how) in &written.files {
         println!("  {relative} ({})", how.label());
     }
