@@ -481,6 +481,14 @@ fn declaration_changes_apply_under_load_without_a_failed_request() {
     }
     let fetches_after = rig.proxy.fetch_count();
     let reloads = ecds_stat(&rig, "config_reload") - reloads_before;
+    // Each replaced configuration is released once its streams ended: at least one root context
+    // per worker per change says so (none keeps ticking and fetching behind the new one).
+    let retired = |envoy: &support::Envoy| envoy.log().matches("configuration retired").count();
+    let want_retired = changes.len() * 2;
+    let all_retired = (0..100).any(|_| {
+        thread::sleep(Duration::from_millis(50));
+        retired(&stack.envoy) >= want_retired
+    });
 
     eprintln!(
         "live configuration: {} changes applied under load ({THREADS} client threads, 2 Envoy \
@@ -503,9 +511,10 @@ fn declaration_changes_apply_under_load_without_a_failed_request() {
     );
     eprintln!(
         "  JWKS fetches at the key manager during the changes: {}; ECDS reloads: {reloads}; \
-         rejected: {}",
+         rejected: {}; old configurations retired: {} root contexts",
         fetches_after - fetches_before,
-        ecds_stat(&rig, "update_rejected")
+        ecds_stat(&rig, "update_rejected"),
+        retired(&stack.envoy)
     );
     assert!(
         failures.is_empty(),
@@ -524,6 +533,11 @@ fn declaration_changes_apply_under_load_without_a_failed_request() {
     assert_eq!(reloads, changes.len() as u64, "one ECDS reload per change");
     assert_eq!(ecds_stat(&rig, "update_rejected"), 0);
     assert_eq!(stack.envoy.pid(), pid, "no restart");
+    assert!(
+        all_retired,
+        "{} of {want_retired} replaced root contexts retired",
+        retired(&stack.envoy)
+    );
 }
 
 /// A request parked in the filter (waiting for a JWKS refetch) when a new configuration arrives
