@@ -25,7 +25,7 @@
 //!
 //! # Many workers: one fetch per refresh
 //! Envoy runs one VM per worker thread; each has its own `KeyCache`, but the [`Record`] lives in
-//! proxy-wasm shared data under [`slot_key`] (key manager name + hash of the JWKS URI), read and
+//! proxy-wasm shared data under [`slot_key`] (key manager name + hash of the issuer and JWKS URI), read and
 //! written through [`SharedSlot`] (the shell implements it over `get_shared_data` /
 //! `set_shared_data`). Shared data gives compare-and-swap:
 //! a read returns the bytes and a CAS value, and a write with that value fails if anyone wrote

@@ -218,11 +218,45 @@ fn envoy_bootstrap_has_the_expected_shape() {
     assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST");
 
     let filters = hcm["http_filters"].as_array().unwrap();
-    assert_eq!(filters[0]["name"], "envoy.filters.http.wasm");
+    assert_eq!(filters[0]["name"], "keygate");
     assert_eq!(filters[1]["name"], "envoy.filters.http.router");
-    let wasm = &filters[0]["typed_config"]["config"];
+    // The filter's config is not in the bootstrap: ECDS from the live file, watched for renames.
+    assert!(filters[0].get("typed_config").is_none(), "{}", filters[0]);
+    let discovery = &filters[0]["config_discovery"];
+    assert_eq!(
+        discovery["type_urls"][0],
+        "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+    );
+    let live_dir = std::path::absolute(&g.out).unwrap().join("live");
+    let source = &discovery["config_source"]["path_config_source"];
+    assert_eq!(
+        source["path"].as_str().unwrap(),
+        live_dir.join("keygate-filter.yaml").to_str().unwrap()
+    );
+    assert_eq!(
+        source["watched_directory"]["path"].as_str().unwrap(),
+        live_dir.to_str().unwrap()
+    );
+    assert_eq!(envoy["node"]["id"], "keygate");
+    assert!(
+        !read(&g.out.join("envoy.yaml")).contains("9b2f0c1e"),
+        "no application in the bootstrap"
+    );
+
+    let live = yaml(&g.out.join("live/keygate-filter.yaml"));
+    let resource = &live["resources"][0];
+    assert_eq!(
+        resource["@type"],
+        "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
+    );
+    assert_eq!(
+        resource["name"], "keygate",
+        "the name the filter subscribes to"
+    );
+    let wasm = &resource["typed_config"]["config"];
     assert_eq!(wasm["root_id"], "keygate");
     assert_eq!(wasm["fail_open"], false);
+    assert_eq!(wasm["vm_config"]["vm_id"], "keygate");
     assert_eq!(wasm["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
     assert_eq!(
         wasm["vm_config"]["code"]["local"]["filename"],
@@ -232,8 +266,11 @@ fn envoy_bootstrap_has_the_expected_shape() {
         serde_json::from_str(wasm["configuration"]["value"].as_str().unwrap()).unwrap();
     assert_eq!(
         embedded, config,
-        "envoy.yaml embeds exactly plugin-config.json"
+        "the live file carries exactly plugin-config.json"
     );
+    // The xDS resource is the live file's one resource.
+    let xds: Value = serde_json::from_str(&read(&g.out.join("xds/keygate-filter.json"))).unwrap();
+    assert_eq!(&xds, resource);
 
     // Longest base path first; the catch-all last.
     let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
@@ -319,6 +356,27 @@ fn envoy_validate(envoy: &Path, config: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// The bootstrap with the live file's filter config in place of its `config_discovery` (what
+/// Envoy runs once it loaded the file), as a file next to it. `envoy --mode validate` does not
+/// load ECDS files; on this variant it runs the filter's `on_configure` on the plugin config.
+fn inlined(bootstrap: &Path, live: &Path, name: &str) -> PathBuf {
+    let mut envoy = yaml(bootstrap);
+    let resource = yaml(live)["resources"][0].clone();
+    let filter = envoy
+        .pointer_mut(
+            "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0",
+        )
+        .unwrap();
+    assert!(filter.get("config_discovery").is_some(), "{filter}");
+    *filter = serde_json::json!({
+        "name": resource["name"],
+        "typed_config": resource["typed_config"],
+    });
+    let path = bootstrap.with_file_name(name);
+    std::fs::write(&path, serde_saphyr::to_string(&envoy).unwrap()).unwrap();
+    path
+}
+
 #[test]
 fn envoy_validates_the_bootstrap_and_its_container_variant() {
     let envoy = require_envoy();
@@ -326,24 +384,90 @@ fn envoy_validates_the_bootstrap_and_its_container_variant() {
     let (ok, log) = envoy_validate(&envoy, &g.out.join("envoy.yaml"));
     assert!(ok, "envoy --mode validate failed:\n{log}");
     assert!(log.contains("OK"), "{log}");
+    let live = g.out.join("live/keygate-filter.yaml");
+    let with_filter = inlined(&g.out.join("envoy.yaml"), &live, "inlined.yaml");
+    let (ok, log) = envoy_validate(&envoy, &with_filter);
+    assert!(ok, "the live filter config failed validation:\n{log}");
 
-    // The container variant points at the in-container module path; swap in the real file.
+    // The container variant points at in-container paths; swap in the real ones.
     let compose_yaml = read(&g.out.join("compose/envoy.yaml"));
-    assert!(compose_yaml.contains("/etc/keygate/keygate.wasm"));
+    assert!(compose_yaml.contains("/etc/keygate/live/keygate-filter.yaml"));
+    let compose_live = std::path::absolute(g.out.join("compose/live")).unwrap();
     let local_copy = g.out.join("compose-validate.yaml");
     std::fs::write(
         &local_copy,
-        compose_yaml.replace("/etc/keygate/keygate.wasm", &wasm_arg()),
+        compose_yaml.replace("/etc/keygate/live", compose_live.to_str().unwrap()),
     )
     .unwrap();
     let (ok, log) = envoy_validate(&envoy, &local_copy);
     assert!(ok, "container bootstrap failed validation:\n{log}");
+    let container_live = read(&compose_live.join("keygate-filter.yaml"));
+    assert!(container_live.contains("/etc/keygate/keygate.wasm"));
+    let live_copy = g.out.join("compose-live.yaml");
+    std::fs::write(
+        &live_copy,
+        container_live.replace("/etc/keygate/keygate.wasm", &wasm_arg()),
+    )
+    .unwrap();
+    let with_filter = inlined(&local_copy, &live_copy, "compose-inlined.yaml");
+    let (ok, log) = envoy_validate(&envoy, &with_filter);
+    assert!(ok, "container filter config failed validation:\n{log}");
+}
+
+#[test]
+fn envoy_validates_the_xds_variant_of_the_filter() {
+    // What a fleet runs: the listener's keygate filter subscribes over ADS (xds/http-filter.json)
+    // to the resource an xDS server serves (xds/keygate-filter.json, named `keygate`).
+    let envoy = require_envoy();
+    let g = generate(&["--wasm", &wasm_arg()]);
+    let filter: Value = serde_json::from_str(&read(&g.out.join("xds/http-filter.json"))).unwrap();
+    let resource: Value =
+        serde_json::from_str(&read(&g.out.join("xds/keygate-filter.json"))).unwrap();
+    assert_eq!(filter["name"], resource["name"]);
+    assert_eq!(
+        filter["config_discovery"]["type_urls"][0],
+        resource["typed_config"]["@type"]
+    );
+    let mut bootstrap = yaml(&g.out.join("envoy.yaml"));
+    *bootstrap
+        .pointer_mut(
+            "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0",
+        )
+        .unwrap() = filter;
+    bootstrap["dynamic_resources"] = serde_json::json!({"ads_config": {
+        "api_type": "GRPC",
+        "transport_api_version": "V3",
+        "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_server"}}],
+    }});
+    bootstrap["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "xds_server",
+            "type": "STATIC",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                },
+            },
+            "load_assignment": {"cluster_name": "xds_server", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 18000}}}}
+            ]}]},
+        }));
+    let path = g.out.join("xds-validate.yaml");
+    std::fs::write(&path, serde_saphyr::to_string(&bootstrap).unwrap()).unwrap();
+    let (ok, log) = envoy_validate(&envoy, &path);
+    assert!(ok, "the ADS variant failed validation:\n{log}");
+    // The served resource is the live file's, so it passes the filter's on_configure the same way.
+    let live = yaml(&g.out.join("live/keygate-filter.yaml"));
+    assert_eq!(live["resources"][0], resource);
 }
 
 #[test]
 fn envoy_refuses_a_broken_bootstrap() {
     // Guards the test above: validation really checks the file, and it runs the filter's
-    // on_configure on the embedded plugin config.
+    // on_configure on the plugin config of the live file.
     let envoy = require_envoy();
     let g = generate(&["--wasm", &wasm_arg()]);
     let broken = g.out.join("broken.yaml");
@@ -355,14 +479,17 @@ fn envoy_refuses_a_broken_bootstrap() {
     let (ok, _) = envoy_validate(&envoy, &broken);
     assert!(!ok);
 
-    let mut bootstrap = yaml(&g.out.join("envoy.yaml"));
-    let pointer = "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0/typed_config/config/configuration/value";
-    let value = bootstrap.pointer_mut(pointer).unwrap();
+    let live = g.out.join("live/keygate-filter.yaml");
+    let mut resource = yaml(&live);
+    let value = resource
+        .pointer_mut("/resources/0/typed_config/config/configuration/value")
+        .unwrap();
     let mut config: Value = serde_json::from_str(value.as_str().unwrap()).unwrap();
     config["surprise"] = Value::from(true);
     *value = Value::from(config.to_string());
-    let bad_config = g.out.join("bad-config.yaml");
-    std::fs::write(&bad_config, serde_saphyr::to_string(&bootstrap).unwrap()).unwrap();
+    let bad_live = g.out.join("bad-live.yaml");
+    std::fs::write(&bad_live, serde_saphyr::to_string(&resource).unwrap()).unwrap();
+    let bad_config = inlined(&g.out.join("envoy.yaml"), &bad_live, "bad-config.yaml");
     let (ok, log) = envoy_validate(&envoy, &bad_config);
     assert!(
         !ok,
@@ -580,20 +707,38 @@ fn docker_compose_agrees_with_the_bootstraps() {
         config_volume.0
     );
 
-    let wasm_filter = |envoy: &Value| {
-        envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-            ["http_filters"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"]
+    // The live filter config is mounted as a directory (a file mount would not see renames),
+    // where the container bootstrap looks for it.
+    let live_volume = volumes
+        .iter()
+        .find(|(_, to)| to == "/etc/keygate/live")
+        .expect("live directory mounted");
+    assert!(g.out.join(&live_volume.0).is_dir(), "{}", live_volume.0);
+    assert!(g
+        .out
+        .join(&live_volume.0)
+        .join("keygate-filter.yaml")
+        .is_file());
+    assert_eq!(
+        container_envoy.pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0/config_discovery/config_source/path_config_source/path").unwrap(),
+        "/etc/keygate/live/keygate-filter.yaml"
+    );
+
+    let wasm_filter = |live: &Path| {
+        yaml(live)["resources"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]
+            ["filename"]
             .as_str()
             .unwrap()
             .to_string()
     };
+    let container_wasm = wasm_filter(&g.out.join("compose/live/keygate-filter.yaml"));
     let wasm_volume = volumes
         .iter()
-        .find(|(_, to)| *to == wasm_filter(&container_envoy))
+        .find(|(_, to)| *to == container_wasm)
         .expect("wasm mounted");
     assert_eq!(
         wasm_volume.0,
-        wasm_filter(&host_envoy),
+        wasm_filter(&g.out.join("live/keygate-filter.yaml")),
         "the same module as the host bootstrap"
     );
 
@@ -650,9 +795,9 @@ fn check_validates_without_writing() {
 #[test]
 fn default_wasm_path_is_absolute_and_points_at_the_release_build() {
     let g = generate(&[]);
-    let envoy = yaml(&g.out.join("envoy.yaml"));
-    let filename = envoy
-        .pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0/typed_config/config/vm_config/code/local/filename")
+    let live = yaml(&g.out.join("live/keygate-filter.yaml"));
+    let filename = live
+        .pointer("/resources/0/typed_config/config/vm_config/code/local/filename")
         .unwrap();
     let path = PathBuf::from(filename.as_str().unwrap());
     assert!(path.is_absolute());
@@ -841,4 +986,120 @@ key_managers:
         "{err}"
     );
     assert!(!out.exists(), "nothing written");
+}
+
+/// Every file under `dir` with its contents.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                files.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn regenerating_rewrites_only_what_changed_and_says_when_envoy_needs_a_restart() {
+    use std::os::unix::fs::MetadataExt;
+    let g = generate(&["--wasm", &wasm_arg()]);
+    let dir = g.out.parent().unwrap().to_path_buf();
+    let input = dir.join("keygate.yaml");
+    let original = read(&input);
+    let again = |text: &str| {
+        std::fs::write(&input, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args([
+                "generate",
+                "--input",
+                "keygate.yaml",
+                "--out",
+                "out",
+                "--wasm",
+            ])
+            .arg(wasm_arg())
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let live = g.out.join("live/keygate-filter.yaml");
+    let inode = |p: &Path| std::fs::metadata(p).unwrap().ino();
+
+    // The same declaration: nothing is touched (a running Envoy reloads nothing).
+    let before = (inode(&live), inode(&g.out.join("envoy.yaml")));
+    let out = again(&original);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("(replaced)"), "{}", stdout(&out));
+    assert_eq!(before, (inode(&live), inode(&g.out.join("envoy.yaml"))));
+
+    // Applications only: the live file is replaced (by a rename: a new inode), the bootstrap not.
+    let more_clients = original.replace(
+        "      - {key_manager: asgardeo, client_id: 9b2f0c1e}\n",
+        "      - {key_manager: asgardeo, client_id: 9b2f0c1e}\n      - {key_manager: asgardeo, client_id: 7c3d1f2a}\n",
+    );
+    assert_ne!(more_clients, original);
+    let out = again(&more_clients);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("restart required"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("live/keygate-filter.yaml (replaced)"));
+    assert!(stdout(&out).contains("envoy.yaml (unchanged)"));
+    assert_ne!(inode(&live), before.0);
+    assert_eq!(inode(&g.out.join("envoy.yaml")), before.1);
+    assert!(read(&live).contains("7c3d1f2a"));
+
+    // A new listener address and a new API on a new upstream: written, and a restart is named.
+    let moved = more_clients
+        .replace("listen: 127.0.0.1:18080", "listen: 127.0.0.1:18081")
+        .replace(
+            "apis:\n",
+            "apis:\n  - name: stock\n    base_path: /stock/v1\n    upstream: http://127.0.0.1:3999\n    resources:\n      - {method: GET, path: /items, scopes: [stock:read]}\n",
+        );
+    let out = again(&moved);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("keygate: restart required: envoy.yaml changed ("))
+        .unwrap_or_else(|| panic!("no restart line: {err}"));
+    assert!(line.contains("listener address"), "{line}");
+    let upstream = cluster_name("upstream", "http", "127.0.0.1", 3999);
+    assert!(line.contains(&format!("new cluster {upstream}")), "{line}");
+    assert!(line.contains("routes"), "{line}");
+    assert!(read(&g.out.join("envoy.yaml")).contains("18081"));
+    assert!(
+        read(&live).contains("/stock/v1"),
+        "the filter config is written too"
+    );
+    // Once written, the same declaration again is no change.
+    let out = again(&moved);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // A refused declaration writes nothing at all.
+    let files = snapshot(&g.out);
+    let refused = moved.replace(
+        "      - {api: pets}\n",
+        "      - {api: pets}\n      - {api: no-such-api}\n",
+    );
+    assert_ne!(refused, moved);
+    let out = again(&refused);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no-such-api"), "{err}");
+    assert!(err.contains("nothing written"), "{err}");
+    assert_eq!(
+        snapshot(&g.out),
+        files,
+        "a refused declaration changed the output"
+    );
 }

@@ -125,7 +125,7 @@ fn the_plugin_config_carries_tiers_and_the_local_limiter_by_default() {
     let bootstrap = yaml(&out.join("envoy.yaml"));
     assert_eq!(
         filter_names(&bootstrap),
-        ["envoy.filters.http.wasm", "envoy.filters.http.router"]
+        ["keygate", "envoy.filters.http.router"]
     );
     assert!(!read(&out.join("envoy.yaml")).contains("keygate_ratelimit"));
 }
@@ -221,7 +221,7 @@ fn a_rate_limit_service_gets_envoys_rate_limit_filter_and_its_config() {
     assert_eq!(
         filter_names(&bootstrap),
         [
-            "envoy.filters.http.wasm",
+            "keygate",
             "envoy.filters.http.ratelimit",
             "envoy.filters.http.router"
         ]

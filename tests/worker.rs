@@ -534,3 +534,93 @@ fn a_cached_token_is_authorized_per_resource() {
     assert_eq!(get(&mut w, &mut host, 4, &t), Verdict::Continue);
     assert!(allowed(&host, 4));
 }
+
+/// The plugin config of `policy` with another issuer / JWKS URI for `idp` and one more
+/// application (`web`, client `app-2`): what a new ECDS config delivers.
+fn reconfigured(issuer: &str, jwks_uri: &str) -> Policy {
+    let cfg = json!({
+        "environment": "production",
+        "key_managers": [{
+            "name": "idp",
+            "issuer": issuer,
+            "audiences": ["api://pets"],
+            "jwks": {"uri": jwks_uri, "cluster": "jwks_idp", "authority": "idp.example", "path": "/jwks"}
+        }],
+        "apis": [{"name": "pets", "base_path": "/pets", "resources": [
+            {"method": "GET", "path": "/items", "scopes": ["pets:read"]}
+        ]}],
+        "applications": [
+            {"name": "shop", "client_ids": [{"key_manager": "idp", "client_id": "app-1"}],
+             "subscriptions": [{"api": "pets"}]},
+            {"name": "web", "client_ids": [{"key_manager": "idp", "client_id": "app-2"}],
+             "subscriptions": [{"api": "pets"}]}
+        ]
+    });
+    Policy::from_json(cfg.to_string().as_bytes()).unwrap()
+}
+
+#[test]
+fn a_new_config_with_the_same_key_manager_adopts_the_stored_keys_without_fetching() {
+    // Envoy builds a new root context (a new Worker) in the same VM for a new filter config;
+    // shared data belongs to the VM id, so the old config's key record is still there.
+    let (_old, mut host) = warmed(&["k1"], json!({}));
+    assert_eq!(host.dispatched.len(), 1);
+    let mut new = Worker::new(
+        reconfigured("https://idp.example", "https://idp.example/jwks"),
+        8,
+    );
+    new.on_tick(&mut host);
+    assert_eq!(
+        get(&mut new, &mut host, 1, &signed("k1")),
+        Verdict::Continue
+    );
+    assert!(allowed(&host, 1), "{:?}", host.stream(1));
+    // Many ticks later (still within the refresh interval) nothing was fetched again.
+    for _ in 0..50 {
+        host.now_ms += 200;
+        new.on_tick(&mut host);
+    }
+    assert_eq!(host.dispatched.len(), 1, "no refetch for a new config");
+    // The new application is served with the same keys.
+    let mut c = claims();
+    c["scope"] = json!("pets:read");
+    c["client_id"] = json!("app-2");
+    let web = token(&json!({"alg": "ES256", "kid": "k1"}), &c, "p256");
+    assert_eq!(get(&mut new, &mut host, 2, &web), Verdict::Continue);
+    let log = host.stream(2).unwrap();
+    assert!(log.reply.is_none(), "{log:?}");
+    assert!(log
+        .set_headers
+        .iter()
+        .any(|(n, v)| n == "x-keygate-application" && v == "web"));
+    assert_eq!(host.dispatched.len(), 1);
+}
+
+#[test]
+fn a_new_config_that_moves_a_key_manager_fetches_its_keys_afresh() {
+    for (issuer, jwks_uri) in [
+        // Another issuer behind the same JWKS URI: its keys are not assumed to be the old ones.
+        ("https://idp2.example", "https://idp.example/jwks"),
+        // Another JWKS URI.
+        ("https://idp.example", "https://idp.example/other-jwks"),
+    ] {
+        let (_old, mut host) = warmed(&["k1"], json!({}));
+        let mut new = Worker::new(reconfigured(issuer, jwks_uri), 8);
+        new.on_tick(&mut host);
+        assert_eq!(
+            host.dispatched.len(),
+            2,
+            "{issuer} {jwks_uri}: fetched anew"
+        );
+        let mut c = claims();
+        c["scope"] = json!("pets:read");
+        c["iss"] = json!(issuer);
+        let t = token(&json!({"alg": "ES256", "kid": "k1"}), &c, "p256");
+        // Until the new fetch answers, the request waits: the old record is not served.
+        let verdict = new.on_request(&mut host, 1, &headers("/pets/items", Some(&t)));
+        assert_eq!(verdict, Verdict::Pause, "{issuer} {jwks_uri}");
+        let fetch = host.last_dispatch().unwrap().token;
+        host.answer(&mut new, fetch, 200, &keys(&["k1"]));
+        assert!(allowed(&host, 1), "{:?}", host.stream(1));
+    }
+}

@@ -1,6 +1,7 @@
 //! `docker-compose.yaml` for trying the gateway with Docker: the official Envoy image, the module
 //! and a container variant of `envoy.yaml` mounted read-only, the same ports published on the
-//! host's loopback.
+//! host's loopback. The live filter config is mounted as its directory (`compose/live`), not as a
+//! file: a file mount would keep showing the replaced file after `generate` renames a new one in.
 
 use std::net::SocketAddr;
 
@@ -12,6 +13,10 @@ pub const CONTAINER_ENVOY_YAML: &str = "/etc/keygate/envoy.yaml";
 pub const CONTAINER_WASM: &str = "/etc/keygate/keygate.wasm";
 /// The container bootstrap, relative to the output directory.
 pub const COMPOSE_ENVOY_YAML: &str = "compose/envoy.yaml";
+/// The container's live filter config directory, relative to the output directory, and where
+/// the container sees it.
+pub const COMPOSE_LIVE_DIR: &str = "compose/live";
+pub const CONTAINER_LIVE_DIR: &str = "/etc/keygate/live";
 /// How the container reaches services the declaration puts on the host's loopback.
 pub const HOST_ALIAS: &str = "host.docker.internal";
 
@@ -34,6 +39,7 @@ pub fn compose_file(wasm_host_path: &str, listen: &SocketAddr, admin: &SocketAdd
                 "volumes": [
                     format!("./{COMPOSE_ENVOY_YAML}:{CONTAINER_ENVOY_YAML}:ro"),
                     format!("{wasm_host_path}:{CONTAINER_WASM}:ro"),
+                    format!("./{COMPOSE_LIVE_DIR}:{CONTAINER_LIVE_DIR}:ro"),
                 ],
                 "ports": [publish(listen), publish(admin)],
                 "extra_hosts": [format!("{HOST_ALIAS}:host-gateway")],

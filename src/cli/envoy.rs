@@ -2,6 +2,11 @@
 //! then the router, one cluster per upstream and one per JWKS host (the filter reaches the JWKS
 //! with `dispatch_http_call` on that cluster), and the admin interface.
 //!
+//! The keygate filter's own configuration (the Wasm filter config carrying the plugin config) is
+//! not in the bootstrap: the HTTP filter names it through `config_discovery` (ECDS) from a file,
+//! `<dir>/live/keygate-filter.yaml`, which `generate` replaces atomically, so Envoy applies a new
+//! declaration without a restart ([`filter_discovery`], [`ecds_file`]).
+//!
 //! Cluster names are `keygate_<role>_<host>_<port>_<digest>`: the host with every character that
 //! is not a letter or digit turned into `_` (readable, but `a.b-c` and `a-b.c` look alike), then 8
 //! hex digits of SHA-256 over the exact `scheme://host:port`, which tell them apart. Every name is
@@ -34,7 +39,19 @@ pub struct EnvoyOptions {
     /// this name (`host.docker.internal`).
     pub loopback_alias: Option<String>,
     pub upstream_timeout_seconds: u64,
+    /// Absolute directory (as Envoy sees it) holding [`ECDS_FILE`]; Envoy watches it for renames.
+    pub ecds_dir: String,
 }
+
+/// The ECDS resource name: the keygate HTTP filter subscribes to it, an xDS server serves it.
+pub const FILTER_NAME: &str = "keygate";
+/// The type of the filter config inside the ECDS resource.
+pub const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// The ECDS resource's own type.
+pub const TYPED_EXTENSION_CONFIG: &str =
+    "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
+/// The file in `EnvoyOptions::ecds_dir` that Envoy reads the filter config from.
+pub const ECDS_FILE: &str = "keygate-filter.yaml";
 
 /// The Envoy cluster name of an upstream.
 pub fn upstream_cluster(url: &HttpUrl) -> String {
@@ -118,7 +135,6 @@ pub fn bootstrap(
     plugin: &PluginConfig,
     options: &EnvoyOptions,
 ) -> Result<Value, BootstrapError> {
-    let plugin_json = serde_json::to_string(plugin)?;
     let mut clusters: BTreeMap<String, Value> = BTreeMap::new();
     let mut names = TargetNames::default();
 
@@ -222,26 +238,7 @@ pub fn bootstrap(
             "virtual_hosts": [{"name": "keygate", "domains": ["*"], "routes": routes}],
         },
         "http_filters": [
-            {
-                "name": "envoy.filters.http.wasm",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                    "config": {
-                        "name": "keygate",
-                        "root_id": "keygate",
-                        "fail_open": false,
-                        "vm_config": {
-                            "vm_id": "keygate",
-                            "runtime": "envoy.wasm.runtime.v8",
-                            "code": {"local": {"filename": options.wasm_path}},
-                        },
-                        "configuration": {
-                            "@type": "type.googleapis.com/google.protobuf.StringValue",
-                            "value": plugin_json,
-                        },
-                    },
-                },
-            },
+            filter_discovery(options),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
@@ -254,6 +251,8 @@ pub fn bootstrap(
     }
 
     Ok(json!({
+        // File-based xDS (the filter's ECDS) needs the node named.
+        "node": {"id": "keygate", "cluster": "keygate"},
         "admin": {"address": socket_address(&options.admin)},
         "static_resources": {
             "listeners": [{
@@ -317,6 +316,78 @@ fn add_rate_limiting(hcm: &mut Value, filter: Value, plugin: &PluginConfig) {
     if let Some(obj) = hcm.as_object_mut() {
         obj.insert("local_reply_config".into(), ratelimit::local_reply_config());
     }
+}
+
+/// The keygate HTTP filter in the bootstrap: its configuration comes by ECDS from [`ECDS_FILE`].
+/// There is no default config: the listener starts serving once the file's config is loaded
+/// (warming), and a later config Envoy rejects leaves the last accepted one in place.
+fn filter_discovery(options: &EnvoyOptions) -> Value {
+    let dir = options.ecds_dir.trim_end_matches('/');
+    json!({
+        "name": FILTER_NAME,
+        "config_discovery": {
+            "config_source": {
+                "resource_api_version": "V3",
+                "path_config_source": {
+                    "path": format!("{dir}/{ECDS_FILE}"),
+                    // Reload on any rename into the directory: a replaced file, and a
+                    // Kubernetes ConfigMap's `..data` symlink swap.
+                    "watched_directory": {"path": dir},
+                },
+            },
+            "type_urls": [WASM_FILTER_TYPE],
+        },
+    })
+}
+
+/// The keygate HTTP filter for a listener served by an xDS management server: the same
+/// subscription as [`filter_discovery`], over the server's ADS stream instead of a file.
+pub fn filter_discovery_ads() -> Value {
+    json!({
+        "name": FILTER_NAME,
+        "config_discovery": {
+            "config_source": {"resource_api_version": "V3", "ads": {}},
+            "type_urls": [WASM_FILTER_TYPE],
+        },
+    })
+}
+
+/// The Wasm filter config: the module, and the plugin config as its `configuration`.
+pub fn filter_config(plugin: &PluginConfig, wasm_path: &str) -> Result<Value, BootstrapError> {
+    let plugin_json = serde_json::to_string(plugin)?;
+    Ok(json!({
+        "@type": WASM_FILTER_TYPE,
+        "config": {
+            "name": FILTER_NAME,
+            "root_id": "keygate",
+            "fail_open": false,
+            "vm_config": {
+                // Key records live in shared data, which belongs to the vm_id: a new filter
+                // config (even a new module) keeps the keys fetched under the old one.
+                "vm_id": "keygate",
+                "runtime": "envoy.wasm.runtime.v8",
+                "code": {"local": {"filename": wasm_path}},
+            },
+            "configuration": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": plugin_json,
+            },
+        },
+    }))
+}
+
+/// The ECDS resource: the filter config named [`FILTER_NAME`] (what an xDS server serves).
+pub fn filter_resource(plugin: &PluginConfig, wasm_path: &str) -> Result<Value, BootstrapError> {
+    Ok(json!({
+        "@type": TYPED_EXTENSION_CONFIG,
+        "name": FILTER_NAME,
+        "typed_config": filter_config(plugin, wasm_path)?,
+    }))
+}
+
+/// The contents of [`ECDS_FILE`]: a discovery response holding the one filter resource.
+pub fn ecds_file(plugin: &PluginConfig, wasm_path: &str) -> Result<Value, BootstrapError> {
+    Ok(json!({"resources": [filter_resource(plugin, wasm_path)?]}))
 }
 
 fn socket_address(addr: &SocketAddr) -> Value {
@@ -404,6 +475,7 @@ mod tests {
             ca_file: "/ca.pem".into(),
             loopback_alias: None,
             upstream_timeout_seconds: 15,
+            ecds_dir: "/out/live".into(),
         }
     }
 

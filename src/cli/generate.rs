@@ -1,5 +1,14 @@
-//! `keygate generate`: declaration → plugin config, Envoy bootstrap, Istio manifests and a
-//! docker-compose file. `--check` stops after validation and discovery.
+//! `keygate generate`: declaration → plugin config, Envoy bootstrap, the filter's live config
+//! (ECDS), Istio manifests and a docker-compose file. `--check` stops after validation and
+//! discovery.
+//!
+//! Live configuration: the bootstrap does not carry the filter's config; Envoy reads it by ECDS
+//! from `live/keygate-filter.yaml` and reloads it when that file is renamed into place. Every file
+//! is written by write-temp-then-rename and only when its contents change, so running `generate`
+//! again while Envoy runs applies the new declaration without a restart. When the bootstrap
+//! itself changes (a new cluster, listener, admin address or route), the new `envoy.yaml` is
+//! written too and `generate` says a restart is required (a `keygate: restart required:` line on
+//! stderr, exit status [`EXIT_RESTART_REQUIRED`]). A refused declaration writes nothing.
 //!
 //! Validation is the filter's: after discovery the plugin config is built, serialised exactly as it
 //! is written to `plugin-config.json`, and compiled by [`Policy::from_json`], the function the
@@ -17,12 +26,19 @@ use crate::cli::declaration::{
 use crate::cli::discover::{self, ResolveError};
 use crate::cli::envoy::{self, EnvoyOptions};
 use crate::cli::istio;
+use crate::cli::live;
 use crate::cli::oidc::{self, CheckedDiscovery};
 use crate::cli::plugin::{self, ClusterNaming};
 use crate::cli::ratelimit;
 use crate::cli::validate::{self, DeclarationError};
 use crate::config::PluginConfig;
 use crate::policy::Policy;
+
+/// Exit status when the files were written but the bootstrap changed: the live filter config is
+/// applied by the running Envoy, the rest needs a restart.
+pub const EXIT_RESTART_REQUIRED: i32 = 3;
+/// The directory (under `--out`) of the file Envoy watches for the filter's config.
+pub const LIVE_DIR: &str = "live";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -95,6 +111,11 @@ pub enum GenerateError {
         what: &'static str,
         detail: String,
     },
+    /// Writing the output failed part way: the files before `path` are written.
+    Written {
+        path: PathBuf,
+        detail: String,
+    },
 }
 
 impl GenerateError {
@@ -104,7 +125,13 @@ impl GenerateError {
             GenerateError::Declaration { .. } => "invalid_declaration",
             GenerateError::KeyManager { error, .. } => error.code(),
             GenerateError::Render { .. } => "render",
+            GenerateError::Written { .. } => "io",
         }
+    }
+
+    /// Whether some output was written before the error.
+    pub fn wrote(&self) -> bool {
+        matches!(self, GenerateError::Written { .. })
     }
 
     /// 1 for a refused declaration or discovery document, 2 for I/O and network.
@@ -132,6 +159,12 @@ impl fmt::Display for GenerateError {
                 write!(f, "line {line}: {field}: {error}")
             }
             GenerateError::Render { what, detail } => write!(f, "cannot render {what}: {detail}"),
+            GenerateError::Written { path, detail } => write!(
+                f,
+                "{}: {detail} (files before it were written; the live filter config is written \
+                 last, so a running Envoy still has the old one)",
+                path.display()
+            ),
         }
     }
 }
@@ -214,11 +247,13 @@ pub fn compile(resolved: Resolved) -> Result<Loaded, GenerateError> {
     })
 }
 
-/// Everything `generate` writes, as (relative path, contents).
+/// Everything `generate` writes, as (relative path, contents). `out_dir` is the absolute output
+/// directory, as Envoy on this machine sees it (the bootstrap names the live file inside it).
 pub fn render(
     loaded: &Loaded,
     wasm_path: &str,
     wasm_url: &str,
+    out_dir: &Path,
 ) -> Result<Vec<(String, String)>, GenerateError> {
     let decl = &loaded.declaration;
     let plugin = &loaded.plugin;
@@ -241,22 +276,38 @@ pub fn render(
             .unwrap_or_else(|| DEFAULT_CA_FILE.to_string()),
         loopback_alias: None,
         upstream_timeout_seconds: decl.gateway.upstream_timeout_seconds,
+        ecds_dir: out_dir.join(LIVE_DIR).to_string_lossy().into_owned(),
     };
     let container = EnvoyOptions {
         wasm_path: compose::CONTAINER_WASM.to_string(),
         listen: compose::container_address(&listen),
         admin: compose::container_address(&admin),
         loopback_alias: Some(compose::HOST_ALIAS.to_string()),
+        ecds_dir: compose::CONTAINER_LIVE_DIR.to_string(),
         ..local.clone()
     };
 
     let mut files = vec![("plugin-config.json".to_string(), loaded.plugin_json.clone())];
     let envoy_local = envoy::bootstrap(decl, plugin, &local)?;
     files.push(("envoy.yaml".into(), yaml("envoy.yaml", &envoy_local)?));
+    let ecds_local = envoy::ecds_file(plugin, &local.wasm_path)?;
+    files.push((live_file(""), yaml("live filter config", &ecds_local)?));
     let envoy_container = envoy::bootstrap(decl, plugin, &container)?;
     files.push((
         compose::COMPOSE_ENVOY_YAML.into(),
         yaml("compose/envoy.yaml", &envoy_container)?,
+    ));
+    let ecds_container = envoy::ecds_file(plugin, &container.wasm_path)?;
+    files.push((
+        live_file("compose/"),
+        yaml("live filter config", &ecds_container)?,
+    ));
+    // For an xDS management server: the one resource to serve (JSON, as protojson reads it).
+    let resource = envoy::filter_resource(plugin, &local.wasm_path)?;
+    files.push((XDS_RESOURCE.into(), json_text("xds resource", &resource)?));
+    files.push((
+        XDS_HTTP_FILTER.into(),
+        json_text("xds http filter", &envoy::filter_discovery_ads())?,
     ));
     files.push((
         "docker-compose.yaml".into(),
@@ -278,6 +329,25 @@ pub fn render(
         ));
     }
     Ok(files)
+}
+
+/// The xDS resource file, relative to the output directory.
+pub const XDS_RESOURCE: &str = "xds/keygate-filter.json";
+/// The HTTP filter entry that subscribes to it over ADS, for the listener an xDS server serves.
+pub const XDS_HTTP_FILTER: &str = "xds/http-filter.json";
+
+/// `<prefix>live/keygate-filter.yaml`.
+pub fn live_file(prefix: &str) -> String {
+    format!("{prefix}{LIVE_DIR}/{}", envoy::ECDS_FILE)
+}
+
+fn json_text(what: &'static str, value: &serde_json::Value) -> Result<String, GenerateError> {
+    serde_json::to_string_pretty(value)
+        .map(|text| text + "\n")
+        .map_err(|err| GenerateError::Render {
+            what,
+            detail: err.to_string(),
+        })
 }
 
 fn yaml(what: &'static str, value: &serde_json::Value) -> Result<String, GenerateError> {
@@ -325,10 +395,19 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Runs the subcommand and returns the process exit code.
+/// Runs the subcommand and returns the process exit code: 0, [`EXIT_RESTART_REQUIRED`], or the
+/// error's (1 refused, 2 I/O; nothing was written then).
 pub fn run(args: Args) -> i32 {
     match run_inner(&args) {
-        Ok(()) => 0,
+        Ok(restart) if restart.is_empty() => 0,
+        Ok(restart) => {
+            eprintln!(
+                "keygate: restart required: envoy.yaml changed ({}); a running Envoy applied the \
+                 new filter config live but keeps its old bootstrap until restarted",
+                restart.join("; ")
+            );
+            EXIT_RESTART_REQUIRED
+        }
         Err(err) => {
             match &err {
                 GenerateError::Declaration { errors } => {
@@ -343,12 +422,19 @@ pub fn run(args: Args) -> i32 {
                 }
                 _ => eprintln!("keygate: {}: {err}", args.input.display()),
             }
+            if let (Some(out), false, false) = (&args.out, args.check, err.wrote()) {
+                eprintln!(
+                    "keygate: nothing written to {}; a running Envoy keeps its configuration",
+                    out.display()
+                );
+            }
             err.exit_code()
         }
     }
 }
 
-fn run_inner(args: &Args) -> Result<(), GenerateError> {
+/// Generates; returns what changed in an existing `envoy.yaml` (empty when nothing did).
+fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
     let loaded = load(&args.input, args.allow_http)?;
     let wasm = absolute(&args.wasm.clone().unwrap_or_else(default_wasm_path));
     let wasm_url = args
@@ -356,7 +442,8 @@ fn run_inner(args: &Args) -> Result<(), GenerateError> {
         .clone()
         .or_else(|| loaded.declaration.istio.wasm_url.clone())
         .unwrap_or_else(|| istio::DEFAULT_WASM_URL.to_string());
-    let files = render(&loaded, &wasm.to_string_lossy(), &wasm_url)?;
+    let out_dir = args.out.as_deref().map(absolute).unwrap_or_default();
+    let files = render(&loaded, &wasm.to_string_lossy(), &wasm_url, &out_dir)?;
     let decl = &loaded.declaration;
     for km in decl
         .key_managers
@@ -378,7 +465,7 @@ fn run_inner(args: &Args) -> Result<(), GenerateError> {
             decl.apis.len(),
             decl.applications.len()
         );
-        return Ok(());
+        return Ok(Vec::new());
     }
     let Some(out) = &args.out else {
         return Err(GenerateError::Io {
@@ -386,20 +473,24 @@ fn run_inner(args: &Args) -> Result<(), GenerateError> {
             detail: "an output directory is required".into(),
         });
     };
-    for (relative, contents) in &files {
-        let path = out.join(relative);
-        let io = |err: std::io::Error| GenerateError::Io {
-            path: path.clone(),
-            detail: err.to_string(),
-        };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        std::fs::write(&path, contents).map_err(io)?;
+    let written = write_all(out, &files)?;
+    let unchanged = written
+        .files
+        .iter()
+        .filter(|(_, how)| *how == live::Written::Unchanged)
+        .count();
+    if unchanged == 0 {
+        println!("keygate: wrote {} files to {}", files.len(), out.display());
+    } else {
+        println!(
+            "keygate: wrote {} of {} files to {} ({unchanged} unchanged)",
+            files.len() - unchanged,
+            files.len(),
+            out.display()
+        );
     }
-    println!("keygate: wrote {} files to {}", files.len(), out.display());
-    for (relative, _) in &files {
-        println!("  {relative}");
+    for (relative, how) in &written.files {
+        println!("  {relative} ({})", how.label());
     }
     for (km, found) in decl.key_managers.iter().zip(&loaded.discovered) {
         println!(
@@ -420,5 +511,49 @@ fn run_inner(args: &Args) -> Result<(), GenerateError> {
         "  run: envoy -c {}",
         absolute(&out.join("envoy.yaml")).display()
     );
-    Ok(())
+    Ok(written.restart)
+}
+
+/// What [`write_all`] did.
+#[derive(Debug)]
+pub struct WriteReport {
+    pub files: Vec<(String, live::Written)>,
+    /// What changed in an `envoy.yaml` that was there before (a running Envoy needs a restart).
+    pub restart: Vec<String>,
+}
+
+/// Writes every file atomically, when changed. The live filter config goes last: by then
+/// everything it may refer to is on disk. A running Envoy reloads it on the rename.
+pub fn write_all(out: &Path, files: &[(String, String)]) -> Result<WriteReport, GenerateError> {
+    let live = live_file("");
+    let mut restart = Vec::new();
+    if let Some((_, contents)) = files.iter().find(|(name, _)| name == "envoy.yaml") {
+        let path = out.join("envoy.yaml");
+        if let Ok(old) = std::fs::read_to_string(&path) {
+            if old != *contents {
+                let parse = |text: &str| serde_saphyr::from_str::<serde_json::Value>(text).ok();
+                restart = match (parse(&old), parse(contents)) {
+                    (Some(old), Some(new)) => live::bootstrap_changes(&old, &new),
+                    _ => Vec::new(),
+                };
+                if restart.is_empty() {
+                    restart.push("edited since it was generated".to_string());
+                }
+            }
+        }
+    }
+    let (last, first): (Vec<_>, Vec<_>) = files.iter().partition(|(name, _)| *name == live);
+    let mut report = Vec::new();
+    for (relative, contents) in first.into_iter().chain(last) {
+        let path = out.join(relative);
+        let how = live::write_atomic(&path, contents).map_err(|err| GenerateError::Written {
+            path: path.clone(),
+            detail: err.to_string(),
+        })?;
+        report.push((relative.clone(), how));
+    }
+    Ok(WriteReport {
+        files: report,
+        restart,
+    })
 }

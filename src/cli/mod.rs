@@ -11,6 +11,7 @@ pub mod generate;
 pub mod http;
 pub mod instructions;
 pub mod istio;
+pub mod live;
 pub mod oidc;
 pub mod plugin;
 pub mod presets;

@@ -39,6 +39,15 @@ fn worker_id() -> u64 {
 }
 
 impl Context for Root {
+    /// Envoy retires a root context when a newer configuration has replaced it and the last
+    /// stream that started under it has ended, and at shutdown. Keys stay in shared data.
+    fn on_done(&mut self) -> bool {
+        if self.state.take().is_some() {
+            log::info!("keygate: configuration retired");
+        }
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token_id: u32,

@@ -45,12 +45,17 @@ pub trait SharedSlot {
     fn write(&self, bytes: &[u8], expect: Expect) -> Result<(), SlotError>;
 }
 
-/// Shared-data key for a key manager's record. The JWKS URI is part of it (hashed), so after a
-/// reconfiguration that points a key manager elsewhere no worker adopts keys from the old place.
-pub fn slot_key(key_manager: &str, jwks_uri: &str) -> String {
+/// Shared-data key for a key manager's record. Shared data outlives a configuration (it belongs
+/// to the VM id), so a new plugin config whose key manager has the same name, issuer and JWKS URI
+/// adopts the keys fetched under the old one instead of fetching again. The issuer and the JWKS
+/// URI are part of the key (hashed), so after a reconfiguration that points a key manager at
+/// another issuer or another JWKS no worker adopts keys from the old place.
+pub fn slot_key(key_manager: &str, issuer: &str, jwks_uri: &str) -> String {
+    // NUL cannot occur in either (both are URLs), so the concatenation is unambiguous.
+    let source = format!("{issuer}\0{jwks_uri}");
     format!(
         "keygate.jwks.{key_manager}.{:016x}",
-        fnv1a(jwks_uri.as_bytes())
+        fnv1a(source.as_bytes())
     )
 }
 
@@ -565,11 +570,16 @@ mod tests {
 
     #[test]
     fn slot_key_names_the_key_manager_and_its_source() {
-        let a = slot_key("asgardeo", "https://a.example/jwks");
+        let iss = "https://a.example";
+        let a = slot_key("asgardeo", iss, "https://a.example/jwks");
         assert!(a.starts_with("keygate.jwks.asgardeo."));
-        assert_eq!(a, slot_key("asgardeo", "https://a.example/jwks"));
-        assert_ne!(a, slot_key("asgardeo", "https://b.example/jwks"));
-        assert_ne!(a, slot_key("okta", "https://a.example/jwks"));
+        assert_eq!(a, slot_key("asgardeo", iss, "https://a.example/jwks"));
+        assert_ne!(a, slot_key("asgardeo", iss, "https://b.example/jwks"));
+        assert_ne!(a, slot_key("okta", iss, "https://a.example/jwks"));
+        assert_ne!(
+            a,
+            slot_key("asgardeo", "https://b.example", "https://a.example/jwks")
+        );
         // FNV-1a test vectors.
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);

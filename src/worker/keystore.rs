@@ -84,7 +84,7 @@ impl KeyStore {
     pub(super) fn new(manager: &KeyManager, settings: &Settings, worker_id: u64) -> Self {
         KeyStore {
             cache: KeyCache::new(settings, worker_id),
-            slot_key: slot_key(&manager.name, &manager.jwks.uri),
+            slot_key: slot_key(&manager.name, &manager.issuer, &manager.jwks.uri),
             name: manager.name.clone(),
             last: None,
             generation: 0,
