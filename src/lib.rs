@@ -11,6 +11,7 @@ pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod decide;
+pub mod dpop;
 pub mod identity;
 mod issuer;
 pub mod jose;

@@ -20,4 +20,4 @@ pub use error::{safe_label, Claim, KeyConflict, KeysError, Malformation, TokenEr
 pub use jwk::{Jwk, KeyMaterial, KeySet, SkipReason, SkippedKey};
 pub use offload::HostCrypto;
 pub use token::UntrustedToken;
-pub use verify::{verify, verify_with, VerifiedToken, MAX_KEYS_TRIED};
+pub use verify::{signed_by, verify, verify_with, VerifiedToken, MAX_KEYS_TRIED};

@@ -104,6 +104,31 @@ pub fn verify_with(
     })
 }
 
+/// Whether `token`'s signature verifies under `alg` with the one `key` given, rather than a key
+/// chosen from a key set: a DPoP proof is signed by the key its own header carries. The key must
+/// fit the algorithm ([`Jwk::permits`]); the check runs on the host when it can, as in
+/// [`verify_with`].
+pub fn signed_by(
+    token: &UntrustedToken,
+    alg: Alg,
+    key: &Jwk,
+    host: Option<&dyn HostCrypto>,
+) -> bool {
+    let signature = token.signature();
+    if key.permits(alg).is_err()
+        || alg
+            .signature_len()
+            .is_some_and(|expected| signature.len() != expected)
+    {
+        return false;
+    }
+    let message = token.signing_input();
+    let checked = host
+        .and_then(|host| offload::check(host, alg, key, message, signature))
+        .unwrap_or_else(|| backends::check(alg, &key.material, message, signature));
+    checked == SigCheck::Valid
+}
+
 /// Maps the header `alg` to a supported algorithm that the validation allows.
 fn allowed_alg(name: &str, validation: &Validation) -> Result<Alg, TokenError> {
     let alg = Alg::from_name(name).map_err(|refusal| match refusal {

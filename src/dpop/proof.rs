@@ -1,0 +1,142 @@
+//! One DPoP proof checked against the request it came with (RFC 9449 §4.3): a compact JWS whose
+//! header carries the client's public key, signed with the matching private key, naming the
+//! request's method (`htm`) and URI (`htu`), when it was made (`iat`), a unique id (`jti`) and
+//! the hash of the access token it accompanies (`ath`).
+//!
+//! Checks run cheapest first; the signature is checked before any claim is judged, so a claim
+//! reason is only reported for a proof that is genuinely signed by its key. What is left for the
+//! caller: that the token's `cnf.jkt` is the proof key's thumbprint and that the `jti` is new
+//! (shared state, `super::replay`).
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::error::DpopError;
+use super::htu;
+use super::thumbprint::thumbprint;
+use crate::jose::{b64, signed_by, Alg, HostCrypto, Jwk, UntrustedToken};
+
+/// JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2; §6.4 for `oct`).
+const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// What the gateway accepts in proofs.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofRules<'a> {
+    /// Accepted `alg` values (asymmetric only; the compiler guarantees it).
+    pub algorithms: &'a [String],
+    /// How old `iat` may be, seconds.
+    pub max_age_seconds: u64,
+    /// How far in the future `iat` may be (client clocks run ahead), seconds.
+    pub future_skew_seconds: u64,
+}
+
+/// The request a proof must describe.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofTarget<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// The request URI normalized by [`htu::request_uri`]; `None` when Envoy's pseudo-headers do
+    /// not make one (then no `htu` matches).
+    pub uri: Option<&'a str>,
+    /// The access token presented with the proof (for `ath`).
+    pub access_token: &'a str,
+}
+
+/// A proof whose signature and claims passed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedProof {
+    /// RFC 7638 thumbprint of the proof's key.
+    pub jkt: String,
+    pub jti: String,
+    pub iat: f64,
+}
+
+/// `base64url(SHA-256(token))`, the `ath` of a proof that accompanies `token`.
+pub fn access_token_hash(token: &str) -> String {
+    b64::encode(&Sha256::digest(token.as_bytes()))
+}
+
+/// Checks `proof` (the `DPoP` header value) for `target` at `now` (seconds since the epoch).
+pub fn verify_proof(
+    proof: &str,
+    target: &ProofTarget<'_>,
+    rules: &ProofRules<'_>,
+    now: f64,
+    host: Option<&dyn HostCrypto>,
+) -> Result<VerifiedProof, DpopError> {
+    let token = UntrustedToken::parse(proof).map_err(|err| DpopError::ProofMalformed {
+        reason: err.to_string(),
+    })?;
+    let header = token.header();
+    let typ = header.get("typ").and_then(Value::as_str).unwrap_or_default();
+    // Media types compare case-insensitively and may omit "application/" (RFC 7515 §4.1.9).
+    let typ = typ.strip_prefix("application/").unwrap_or(typ);
+    if !typ.eq_ignore_ascii_case("dpop+jwt") {
+        return Err(DpopError::TypInvalid);
+    }
+    let refused = || DpopError::AlgNotAllowed {
+        alg: crate::jose::safe_label(token.alg()),
+    };
+    let alg = Alg::from_name(token.alg()).map_err(|_| refused())?;
+    if alg.is_symmetric() || !rules.algorithms.iter().any(|a| a == alg.name()) {
+        return Err(refused());
+    }
+    let jwk = header
+        .get("jwk")
+        .and_then(Value::as_object)
+        .ok_or(DpopError::JwkInvalid)?;
+    if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
+        return Err(DpopError::JwkPrivate);
+    }
+    let key = Jwk::from_value(&Value::Object(jwk.clone())).map_err(|_| DpopError::JwkInvalid)?;
+    let jkt = thumbprint(jwk).ok_or(DpopError::JwkInvalid)?;
+    if key.permits(alg).is_err() {
+        return Err(DpopError::JwkInvalid);
+    }
+    if !signed_by(&token, alg, &key, host) {
+        return Err(DpopError::SignatureInvalid);
+    }
+
+    let claims = token.claims();
+    let jti = string_claim(claims, "jti")?;
+    let htm = string_claim(claims, "htm")?;
+    let htu = string_claim(claims, "htu")?;
+    let iat = claims
+        .get("iat")
+        .and_then(Value::as_f64)
+        .ok_or(DpopError::ClaimMissing { claim: "iat" })?;
+    let ath = string_claim(claims, "ath")?;
+    if jti.is_empty() {
+        return Err(DpopError::ClaimMissing { claim: "jti" });
+    }
+    // Methods are case-sensitive (RFC 9110 §9.1).
+    if htm != target.method {
+        return Err(DpopError::HtmMismatch);
+    }
+    match (htu::normalize(htu), target.uri) {
+        (Some(claimed), Some(actual)) if claimed == actual => {}
+        _ => return Err(DpopError::HtuMismatch),
+    }
+    // A clock that reads NaN would pass both comparisons; fail closed instead.
+    if now.is_nan() || iat < now - rules.max_age_seconds as f64 {
+        return Err(DpopError::ProofExpired);
+    }
+    if iat > now + rules.future_skew_seconds as f64 {
+        return Err(DpopError::IatInFuture);
+    }
+    if ath != access_token_hash(target.access_token) {
+        return Err(DpopError::AthMismatch);
+    }
+    Ok(VerifiedProof {
+        jkt,
+        jti: jti.to_string(),
+        iat,
+    })
+}
+
+fn string_claim<'c>(claims: &'c Map<String, Value>, claim: &'static str) -> Result<&'c str, DpopError> {
+    claims
+        .get(claim)
+        .and_then(Value::as_str)
+        .ok_or(DpopError::ClaimMissing { claim })
+}
