@@ -102,6 +102,27 @@ pub struct KeyManagerConfig {
     /// Accepted signing algorithms; empty means every asymmetric algorithm keygate supports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub algorithms: Vec<String>,
+    /// `required`: every token of this key manager must be DPoP-bound and come with a proof.
+    #[serde(default, skip_serializing_if = "DpopMode::is_default")]
+    pub dpop: DpopMode,
+}
+
+/// Whether tokens must be DPoP-bound (RFC 9449). Either way a token that *is* bound
+/// (`cnf.jkt`) needs the DPoP scheme and a valid proof.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DpopMode {
+    /// Bound tokens need a proof; plain bearer tokens are accepted.
+    #[default]
+    Allowed,
+    /// Plain bearer tokens are refused.
+    Required,
+}
+
+impl DpopMode {
+    pub fn is_default(&self) -> bool {
+        *self == DpopMode::Allowed
+    }
 }
 
 /// How the filter reaches the JWKS: through an Envoy cluster, with `dispatch_http_call`.
@@ -161,6 +182,9 @@ pub struct ApiConfig {
     pub base_path: String,
     #[serde(default)]
     pub resources: Vec<ResourceConfig>,
+    /// `required`: every token for this API must be DPoP-bound and come with a proof.
+    #[serde(default, skip_serializing_if = "DpopMode::is_default")]
+    pub dpop: DpopMode,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -270,6 +294,17 @@ pub struct Settings {
     pub token_cache_entries: usize,
     /// Approximate memory the verified-token cache may use per worker, bytes.
     pub token_cache_bytes: usize,
+    /// `alg` values accepted in DPoP proofs; empty means every asymmetric algorithm keygate
+    /// supports (they are listed in the `algs` of DPoP challenges).
+    pub dpop_algorithms: Vec<String>,
+    /// How old a DPoP proof's `iat` may be, seconds (also how long its `jti` is remembered).
+    pub dpop_max_age_seconds: u64,
+    /// How far a DPoP proof's `iat` may be in the future (client clock ahead), seconds.
+    pub dpop_future_skew_seconds: u64,
+    /// Shared-data slots of the DPoP `jti` replay store (all workers share them).
+    pub dpop_replay_slots: usize,
+    /// Proof ids one slot remembers at most; a proof whose slot is full is answered 503.
+    pub dpop_replay_slot_entries: usize,
 }
 
 impl Default for Settings {
@@ -294,6 +329,11 @@ impl Default for Settings {
             max_parked_per_key_manager: 256,
             token_cache_entries: 1_024,
             token_cache_bytes: 8 * 1024 * 1024,
+            dpop_algorithms: Vec::new(),
+            dpop_max_age_seconds: 300,
+            dpop_future_skew_seconds: 5,
+            dpop_replay_slots: 4_096,
+            dpop_replay_slot_entries: 32,
         }
     }
 }

@@ -8,6 +8,13 @@
 //! the two the worker may park the request while it fetches a JWKS; `finish` may be called again
 //! after a refetch, with `after_refetch` set so an unknown `kid` becomes a final answer.
 //! [`decide`] runs every step at once for callers that hold every key set (tests, the CLI).
+//!
+//! DPoP (RFC 9449): once a token is genuine, from the cache or freshly verified, [`check_dpop`]
+//! matches it with how it was presented: a token bound to a key (`cnf.jkt`) needs the `DPoP`
+//! scheme and a valid proof of that key on every request (a cache hit skips the token's
+//! signature, never the proof, which is per request), and a plain token is refused where DPoP
+//! is required. The proof's `jti` is recorded last, in the shared replay store, so only proofs
+//! that pass every other check take room in it.
 
 use std::rc::Rc;
 
@@ -15,10 +22,13 @@ use serde_json::{Map, Value};
 
 use crate::cache::{Verdict, VerifiedTokens};
 use crate::claims::{check_time, times, Validation};
+use crate::dpop::{
+    request_uri, verify_proof, DpopError, MemorySlots, ProofRules, ProofTarget, ReplayStore, Slots,
+};
 use crate::identity::Identity;
 use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
 use crate::policy::{Policy, Route, RouteMatch};
-use crate::response::{bearer_token, Denial};
+use crate::response::{credentials, Denial, Scheme};
 
 /// What the shell reads from the request.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +36,41 @@ pub struct Request<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub authorization: Option<&'a str>,
+    /// What a DPoP proof is checked against.
+    pub dpop: DpopRequest<'a>,
+}
+
+/// The parts of a request a DPoP proof must describe.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DpopRequest<'a> {
+    /// Every `DPoP` header value (exactly one is valid, RFC 9449 §4.3 check 1).
+    pub proofs: &'a [&'a str],
+    /// `:scheme` and `:authority`, which with `:path` make the URI `htu` must name.
+    pub scheme: &'a str,
+    pub authority: &'a str,
+}
+
+/// What DPoP checks need from the host: signature checks (`None`: in Wasm) and the shared data
+/// that holds the replay store.
+#[derive(Clone, Copy)]
+pub struct DpopHost<'a> {
+    pub crypto: Option<&'a dyn HostCrypto>,
+    pub slots: &'a dyn Slots,
+}
+
+/// How the token was presented: its scheme and, for DPoP, the proof and the request it is for.
+#[derive(Debug, Clone, PartialEq)]
+enum Presentation {
+    Bearer,
+    Dpop(Box<ProofInput>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ProofInput {
+    /// The one proof, or why there is not exactly one.
+    proof: Result<String, DpopError>,
+    method: String,
+    uri: Option<String>,
 }
 
 /// The final answer for a request, or what the shell must get before answering.
@@ -62,6 +107,7 @@ pub struct Pending {
     token: UntrustedToken,
     key_manager: usize,
     validation: Validation,
+    presentation: Presentation,
 }
 
 impl Pending {
@@ -69,13 +115,46 @@ impl Pending {
     pub fn key_manager(&self) -> usize {
         self.key_manager
     }
+
+    /// The token came with the DPoP scheme.
+    pub fn is_dpop(&self) -> bool {
+        matches!(self.presentation, Presentation::Dpop(_))
+    }
 }
 
-/// A request whose route needs a token, with the bearer token it carries.
+/// A request whose route needs a token, with the token it carries.
 #[derive(Debug, Clone, Copy)]
 pub struct Started<'r> {
     route: RouteMatch,
     token: &'r str,
+    scheme: Scheme,
+    request: Request<'r>,
+}
+
+impl Started<'_> {
+    /// The scheme the token came with.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    fn presentation(&self) -> Presentation {
+        match self.scheme {
+            Scheme::Bearer => Presentation::Bearer,
+            Scheme::Dpop => {
+                let dpop = &self.request.dpop;
+                let proof = match dpop.proofs {
+                    [] => Err(DpopError::ProofMissing),
+                    [one] => Ok((*one).to_string()),
+                    _ => Err(DpopError::ProofMultiple),
+                };
+                Presentation::Dpop(Box::new(ProofInput {
+                    proof,
+                    method: self.request.method.to_string(),
+                    uri: request_uri(dpop.scheme, dpop.authority, self.request.path),
+                }))
+            }
+        }
+    }
 }
 
 /// First phase: the route, then the bearer token (nothing is parsed yet).
@@ -86,8 +165,13 @@ pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Result<Started<'r>, 
         Route::PassThrough => return Err(Outcome::Pass),
         Route::Denied(denial) => return Err(Outcome::Deny(denial)),
     };
-    let token = bearer_token(request.authorization).map_err(Outcome::Deny)?;
-    Ok(Started { route, token })
+    let (scheme, token) = credentials(request.authorization).map_err(Outcome::Deny)?;
+    Ok(Started {
+        route,
+        token,
+        scheme,
+        request: *request,
+    })
 }
 
 /// The answer for a token this worker has verified or refused before, if the key manager that
@@ -100,6 +184,30 @@ pub fn recall(
     cache: &mut VerifiedTokens,
     generation: impl Fn(usize) -> Option<u64>,
     now: f64,
+    dpop: DpopHost<'_>,
+) -> Option<Outcome> {
+    let presented = Presented {
+        route: started.route,
+        token: started.token,
+        presentation: &started.presentation(),
+    };
+    recall_presented(policy, &presented, cache, generation, now, dpop)
+}
+
+/// A token and how it came, borrowed from a [`Started`] or a [`Pending`].
+struct Presented<'p> {
+    route: RouteMatch,
+    token: &'p str,
+    presentation: &'p Presentation,
+}
+
+fn recall_presented(
+    policy: &Policy,
+    started: &Presented<'_>,
+    cache: &mut VerifiedTokens,
+    generation: impl Fn(usize) -> Option<u64>,
+    now: f64,
+    dpop: DpopHost<'_>,
 ) -> Option<Outcome> {
     let hit = cache.get_mut(started.token)?;
     if generation(hit.key_manager) != Some(hit.generation) {
@@ -114,7 +222,11 @@ pub fn recall(
         } => {
             let manager = policy.key_managers().get(hit.key_manager)?;
             if let Err(err) = check_time(*exp, *nbf, manager.time_validation(), now) {
-                return Some(Outcome::Deny(invalid(&err)));
+                return Some(refuse(policy, started.presentation, invalid(&err)));
+            }
+            // Per request: a remembered token never stands in for its proof.
+            if let Err(err) = check_dpop(policy, started, hit.key_manager, claims, now, dpop) {
+                return Some(dpop_denial(policy, err));
             }
             // The authorization of a verified token for one resource never changes within a
             // policy: the last one is remembered.
@@ -131,20 +243,26 @@ pub fn recall(
                 }
             }
         }
-        Verdict::Invalid { code, description } => Outcome::Deny(Denial::InvalidToken {
-            code,
-            description: description.clone(),
-        }),
+        Verdict::Invalid { code, description } => refuse(
+            policy,
+            started.presentation,
+            Denial::InvalidToken {
+                code,
+                description: description.clone(),
+            },
+        ),
     };
     Some(outcome)
 }
 
 /// Second phase without keys: the token's syntax and its key manager (by issuer).
 pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> {
-    let token = UntrustedToken::parse(started.token).map_err(|err| Outcome::Deny(invalid(&err)))?;
+    let presentation = started.presentation();
+    let token = UntrustedToken::parse(started.token)
+        .map_err(|err| refuse(policy, &presentation, invalid(&err)))?;
     let found = policy
         .key_manager_for(token.issuer(), token.claims())
-        .map_err(Outcome::Deny)?;
+        .map_err(|denial| refuse(policy, &presentation, denial))?;
     let key_manager = found.index;
     let manager = policy.key_managers().get(key_manager).ok_or(Outcome::Deny(
         Denial::KeyManagerUnavailable { retry_after: 1 },
@@ -155,6 +273,7 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
         token,
         key_manager,
         validation,
+        presentation,
     })
 }
 
@@ -193,6 +312,7 @@ pub fn finish(
     now: f64,
     after_refetch: bool,
     cache: &mut VerifiedTokens,
+    dpop: DpopHost<'_>,
 ) -> Outcome {
     let Some(keys) = keys else {
         return Outcome::NeedKeys {
@@ -201,11 +321,13 @@ pub fn finish(
         };
     };
     let km = pending.key_manager;
-    let started = Started {
+    let presented = Presented {
         route: pending.route,
         token: pending.token.as_str(),
+        presentation: &pending.presentation,
     };
-    if let Some(outcome) = recall(policy, &started, cache, |_| Some(keys.generation), now) {
+    let generation = |_| Some(keys.generation);
+    if let Some(outcome) = recall_presented(policy, &presented, cache, generation, now, dpop) {
         return outcome;
     }
     match verify_with(
@@ -216,7 +338,11 @@ pub fn finish(
         keys.crypto,
     ) {
         Ok(verified) => {
-            let outcome = authorized(policy, &pending.route, km, &verified.claims);
+            let bound = check_dpop(policy, &presented, km, &verified.claims, now, dpop);
+            let outcome = match bound {
+                Ok(()) => authorized(policy, &pending.route, km, &verified.claims),
+                Err(err) => dpop_denial(policy, err),
+            };
             let (exp, nbf) = times(&verified.claims);
             let allowed = match &outcome {
                 Outcome::Allow(allowed) => Some((pending.route, Rc::clone(allowed))),
@@ -246,8 +372,78 @@ pub fn finish(
                     cache.insert(pending.token.as_str(), km, keys.generation, verdict);
                 }
             }
-            Outcome::Deny(denial)
+            refuse(policy, &pending.presentation, denial)
         }
+    }
+}
+
+/// RFC 9449 §7.1: how the token came must fit whether it is bound. A bound token (`cnf.jkt`)
+/// needs the DPoP scheme and a proof that passes [`verify_proof`] with the key it is bound to,
+/// whose `jti` is then recorded; a plain token needs the Bearer scheme, and is refused where the
+/// key manager or the API requires DPoP.
+fn check_dpop(
+    policy: &Policy,
+    presented: &Presented<'_>,
+    km: usize,
+    claims: &Map<String, Value>,
+    now: f64,
+    host: DpopHost<'_>,
+) -> Result<(), DpopError> {
+    let jkt = match claims.get("cnf").and_then(|cnf| cnf.get("jkt")) {
+        None => None,
+        Some(Value::String(jkt)) => Some(jkt.as_str()),
+        Some(_) => return Err(DpopError::CnfInvalid),
+    };
+    let (input, jkt) = match (presented.presentation, jkt) {
+        (Presentation::Bearer, Some(_)) => return Err(DpopError::BoundTokenAsBearer),
+        (Presentation::Bearer, None) if policy.dpop_required(&presented.route, km) => {
+            return Err(DpopError::Required)
+        }
+        (Presentation::Bearer, None) => return Ok(()),
+        (Presentation::Dpop(_), None) => return Err(DpopError::TokenNotBound),
+        (Presentation::Dpop(input), Some(jkt)) => (input, jkt),
+    };
+    let proof = input.proof.as_ref().map_err(Clone::clone)?;
+    let settings = policy.settings();
+    let rules = ProofRules {
+        algorithms: policy.dpop_algorithms(),
+        max_age_seconds: settings.dpop_max_age_seconds,
+        future_skew_seconds: settings.dpop_future_skew_seconds,
+    };
+    let target = ProofTarget {
+        method: &input.method,
+        uri: input.uri.as_deref(),
+        access_token: presented.token,
+    };
+    let verified = verify_proof(proof, &target, &rules, now, host.crypto)?;
+    if verified.jkt != jkt {
+        return Err(DpopError::KeyMismatch);
+    }
+    let store = ReplayStore {
+        slots: settings.dpop_replay_slots,
+        entries: settings.dpop_replay_slot_entries,
+    };
+    // Remembered while the proof's iat is acceptable (one second more for the rounding of `now`);
+    // `iat` is within the window here, so the value is finite and positive.
+    let until = (verified.iat + settings.dpop_max_age_seconds as f64).ceil() + 1.0;
+    let now_s = now.max(0.0) as u64;
+    store.first_use(host.slots, &verified.jkt, &verified.jti, until as u64, now_s)
+}
+
+fn dpop_denial(policy: &Policy, error: DpopError) -> Outcome {
+    Outcome::Deny(Denial::Dpop {
+        error,
+        algs: policy.dpop_algs().to_string(),
+    })
+}
+
+/// A token refusal, under the DPoP challenge when the token came with the DPoP scheme.
+fn refuse(policy: &Policy, presentation: &Presentation, denial: Denial) -> Outcome {
+    match (presentation, denial) {
+        (Presentation::Dpop(_), Denial::InvalidToken { code, description }) => {
+            dpop_denial(policy, DpopError::TokenInvalid { code, description })
+        }
+        (_, denial) => Outcome::Deny(denial),
     }
 }
 
@@ -277,7 +473,12 @@ pub fn decide<'k>(
         Ok(pending) => {
             let set = keys(pending.key_manager).map(|set| Keys::new(set, 0));
             let mut no_cache = VerifiedTokens::disabled();
-            finish(policy, Box::new(pending), set, now, true, &mut no_cache)
+            let slots = MemorySlots::default();
+            let dpop = DpopHost {
+                crypto: None,
+                slots: &slots,
+            };
+            finish(policy, Box::new(pending), set, now, true, &mut no_cache, dpop)
         }
         Err(outcome) => outcome,
     }

@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::claims::Validation;
 use crate::config::{
-    ConfigError, ConfigErrors, ConfigProblem, JwksSource, Limiter, PluginConfig, Settings,
+    ConfigError, ConfigErrors, ConfigProblem, DpopMode, JwksSource, Limiter, PluginConfig,
+    Settings,
     SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
 };
 use crate::identity::Identity;
@@ -37,6 +38,8 @@ pub struct KeyManager {
     pub algorithms: Vec<String>,
     /// Trusted in this gateway's environment.
     pub enabled_here: bool,
+    /// Whether its tokens must be DPoP-bound.
+    pub dpop: DpopMode,
     pub mapping: Mapping,
     /// What this key manager's tokens must pass, built once at compile time; the exact issuer
     /// is filled in per token ([`KeyManager::validation`]).
@@ -84,6 +87,8 @@ pub struct Api {
     pub version: String,
     pub base_path: String,
     pub resources: Vec<Resource>,
+    /// Whether tokens for this API must be DPoP-bound.
+    pub dpop: DpopMode,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +151,10 @@ pub struct Policy {
     applications: Vec<Application>,
     limiter: Limiter,
     router: Router,
+    /// `alg` values accepted in DPoP proofs (never empty, never HMAC) and the same list as the
+    /// `algs` of DPoP challenges.
+    dpop_algorithms: Vec<String>,
+    dpop_algs: String,
 }
 
 impl Policy {
@@ -225,6 +234,7 @@ impl Policy {
                 },
                 pattern: IssuerPattern::new(&km.issuer, &km.tenants),
                 mapping: Mapping::new(&km.claims),
+                dpop: km.dpop,
                 name: km.name,
                 issuer: km.issuer,
                 jwks: km.jwks,
@@ -240,6 +250,7 @@ impl Policy {
                 name: api.name,
                 version: api.version,
                 base_path: api.base_path,
+                dpop: api.dpop,
                 resources: api
                     .resources
                     .into_iter()
@@ -253,8 +264,12 @@ impl Policy {
                     .collect(),
             })
             .collect();
+        let dpop_algorithms = accepted_algorithms(&cfg.settings.dpop_algorithms);
+        let dpop_algs = dpop_algorithms.join(" ");
         Ok(Policy {
             environment,
+            dpop_algorithms,
+            dpop_algs,
             settings: cfg.settings,
             key_managers,
             apis,
@@ -271,6 +286,23 @@ impl Policy {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The `alg` values accepted in DPoP proofs.
+    pub fn dpop_algorithms(&self) -> &[String] {
+        &self.dpop_algorithms
+    }
+
+    /// [`Policy::dpop_algorithms`] space-separated, as DPoP challenges list them.
+    pub fn dpop_algs(&self) -> &str {
+        &self.dpop_algs
+    }
+
+    /// Whether a token of key manager `km` for the API of `route` must be DPoP-bound.
+    pub fn dpop_required(&self, route: &RouteMatch, km: usize) -> bool {
+        let required = |mode: DpopMode| mode == DpopMode::Required;
+        self.key_managers.get(km).is_some_and(|k| required(k.dpop))
+            || self.apis.get(route.api).is_some_and(|a| required(a.dpop))
     }
 
     pub fn environment(&self) -> &str {

@@ -1,6 +1,7 @@
 //! Denials and the one place that maps them to the wire: status, RFC 6750 `WWW-Authenticate`,
 //! a small JSON body `{"error", "error_description", "code"}`. No token ever reaches a reply.
 
+use crate::dpop::{DpopError, DpopErrorKind};
 use crate::path::PathProblem;
 use crate::routes::MethodProblem;
 use crate::tier::Tier;
@@ -87,6 +88,12 @@ pub enum Denial {
         /// Seconds until a request is admitted again.
         retry_after: u64,
     },
+    /// A DPoP refusal (RFC 9449 §7.1): challenged with the `DPoP` scheme and the proof
+    /// algorithms the gateway accepts (`algs`, space-separated).
+    Dpop {
+        error: DpopError,
+        algs: String,
+    },
 }
 
 impl Denial {
@@ -110,6 +117,7 @@ impl Denial {
             Denial::InsufficientScope { .. } => "insufficient_scope",
             Denial::InsufficientGroup { .. } => "insufficient_group",
             Denial::RateLimited { .. } => "rate_limited",
+            Denial::Dpop { error, .. } => error.code(),
         }
     }
 
@@ -129,6 +137,10 @@ impl Denial {
             Denial::MethodNotAllowed { .. } => 405,
             Denial::RateLimited { .. } => 429,
             Denial::KeyManagerUnavailable { .. } => 503,
+            Denial::Dpop { error, .. } => match error.kind() {
+                DpopErrorKind::InvalidProof | DpopErrorKind::InvalidToken => 401,
+                DpopErrorKind::Unavailable => 503,
+            },
         }
     }
 
@@ -153,6 +165,11 @@ impl Denial {
             | Denial::InsufficientGroup { .. } => Some("insufficient_scope"),
             // Not an OAuth error: the token is fine, the budget is spent.
             Denial::RateLimited { .. } => None,
+            Denial::Dpop { error, .. } => Some(match error.kind() {
+                DpopErrorKind::InvalidProof => "invalid_dpop_proof",
+                DpopErrorKind::InvalidToken => "invalid_token",
+                DpopErrorKind::Unavailable => "temporarily_unavailable",
+            }),
         }
     }
 
@@ -211,7 +228,31 @@ impl Denial {
                 "the subscription's tier \"{}\" allows {} requests per {}; retry in {retry_after} s",
                 tier.name, tier.requests, tier.per
             ),
+            Denial::Dpop { error, .. } => error.to_string(),
         }
+    }
+}
+
+/// The authorization scheme a token came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    /// `DPoP` (RFC 9449 §7.1): the token is DPoP-bound and a `DPoP` proof header comes with it.
+    Dpop,
+}
+
+/// The scheme and token of an `Authorization` header value: [`bearer_token`]'s rules, with
+/// `DPoP` accepted beside `Bearer` (both case-insensitive).
+pub fn credentials(authorization: Option<&str>) -> Result<(Scheme, &str), Denial> {
+    let dpop = authorization.is_some_and(|value| {
+        let value = value.trim_matches([' ', '\t']);
+        let scheme = value.split_once(' ').map_or(value, |(scheme, _)| scheme);
+        scheme.eq_ignore_ascii_case("dpop")
+    });
+    if dpop {
+        Ok((Scheme::Dpop, token_of(authorization, "dpop")?))
+    } else {
+        Ok((Scheme::Bearer, token_of(authorization, "bearer")?))
     }
 }
 
@@ -222,6 +263,11 @@ impl Denial {
 /// alone, or credentials that are not one token68 → 400 [`Denial::MalformedAuthorization`].
 /// The scheme is case-insensitive; one or more spaces may separate it from the token.
 pub fn bearer_token(authorization: Option<&str>) -> Result<&str, Denial> {
+    token_of(authorization, "bearer")
+}
+
+/// The token68 after scheme `scheme` (lower case) in an `Authorization` header value.
+fn token_of<'a>(authorization: Option<&'a str>, scheme: &str) -> Result<&'a str, Denial> {
     let value = authorization
         .ok_or(Denial::MissingToken)?
         .trim_matches([' ', '\t']);
@@ -230,8 +276,8 @@ pub fn bearer_token(authorization: Option<&str>) -> Result<&str, Denial> {
             problem: AuthorizationProblem::Empty,
         });
     }
-    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let (name, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    if !name.eq_ignore_ascii_case(scheme) {
         return Err(Denial::UnsupportedScheme);
     }
     let token = credentials.trim_start_matches(' ');
@@ -293,6 +339,11 @@ pub fn reply(denial: &Denial, realm: &str) -> Reply {
             headers.push(("ratelimit-policy".to_string(), tier.policy_header()));
             headers.push(("ratelimit".to_string(), tier.limit_header(0, *retry_after)));
         }
+        Denial::Dpop { error, .. } => {
+            if let Some(retry_after) = error.retry_after() {
+                headers.push(("retry-after".to_string(), retry_after.to_string()));
+            }
+        }
         _ => {}
     }
     headers.push(("content-type".to_string(), "application/json".to_string()));
@@ -312,7 +363,11 @@ pub fn reply(denial: &Denial, realm: &str) -> Reply {
 
 /// `Bearer realm="…"[, error="…", error_description="…"][, scope="…"]`.
 fn www_authenticate(denial: &Denial, realm: &str, description: &str) -> String {
-    let mut value = format!("Bearer realm=\"{}\"", quoted(realm));
+    let scheme = match denial {
+        Denial::Dpop { .. } => "DPoP",
+        _ => "Bearer",
+    };
+    let mut value = format!("{scheme} realm=\"{}\"", quoted(realm));
     if let Some(error) = denial.oauth_error() {
         value.push_str(&format!(
             ", error=\"{error}\", error_description=\"{}\"",
@@ -322,6 +377,9 @@ fn www_authenticate(denial: &Denial, realm: &str, description: &str) -> String {
     if let Denial::InsufficientScope { required } = denial {
         let scopes: Vec<String> = required.iter().map(|s| scope_chars(s)).collect();
         value.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
+    }
+    if let Denial::Dpop { algs, .. } = denial {
+        value.push_str(&format!(", algs=\"{}\"", quoted(algs)));
     }
     value
 }

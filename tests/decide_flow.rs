@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::{claims, jwks, public_jwk, token, NOW};
+use common::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
 use keygate::cache::VerifiedTokens;
-use keygate::decide::{begin, finish, Keys, Outcome, Request};
+use keygate::decide::{begin, finish, recall, start, DpopHost, DpopRequest, Keys, Outcome, Request};
+use keygate::dpop::{MemorySlots, Slots};
 use keygate::jose::KeySet;
 use keygate::policy::Policy;
 use serde_json::json;
@@ -49,6 +50,7 @@ fn run(
         method: "GET",
         path: "/pets/items",
         authorization: Some(&auth),
+        dpop: DpopRequest::default(),
     };
     let pending = match begin(policy, &request) {
         Ok(p) => p,
@@ -56,7 +58,12 @@ fn run(
         Err(other) => panic!("unexpected {other:?}"),
     };
     let keys = Some(Keys::new(keys, generation));
-    match finish(policy, Box::new(pending), keys, now, false, cache) {
+    let slots = MemorySlots::default();
+    let dpop = DpopHost {
+        crypto: None,
+        slots: &slots,
+    };
+    match finish(policy, Box::new(pending), keys, now, false, cache, dpop) {
         Outcome::Allow(allowed) => Ok(allowed.identity.application.clone()),
         Outcome::Deny(d) => Err(d.code().to_string()),
         Outcome::NeedKeys { unknown_kid, .. } => {
@@ -123,5 +130,145 @@ fn a_tampered_token_is_never_a_cache_hit() {
     assert_eq!(
         run(&policy, &forged, &keys, 1, NOW, &mut cache),
         Err("signature_invalid".into())
+    );
+}
+
+const URL: &str = "https://api.example/pets/items";
+
+/// One request as the worker makes it: the cache first, then parse and finish. `Ok(application)`
+/// or `Err(code)`, and the `WWW-Authenticate` scheme of a refusal.
+fn run_dpop(
+    policy: &Policy,
+    authorization: &str,
+    proofs: &[&str],
+    keys: &KeySet,
+    now: f64,
+    cache: &mut VerifiedTokens,
+    slots: &dyn Slots,
+) -> Result<String, String> {
+    let request = Request {
+        method: "GET",
+        path: "/pets/items",
+        authorization: Some(authorization),
+        dpop: DpopRequest {
+            proofs,
+            scheme: "https",
+            authority: "api.example",
+        },
+    };
+    let dpop = DpopHost {
+        crypto: None,
+        slots,
+    };
+    let started = match start(policy, &request) {
+        Ok(started) => started,
+        Err(Outcome::Deny(d)) => return Err(d.code().to_string()),
+        Err(other) => panic!("unexpected {other:?}"),
+    };
+    let outcome = match recall(policy, &started, cache, |_| Some(1), now, dpop) {
+        Some(outcome) => outcome,
+        None => {
+            let pending = keygate::decide::parse(policy, started).unwrap();
+            finish(policy, Box::new(pending), Some(Keys::new(keys, 1)), now, false, cache, dpop)
+        }
+    };
+    match outcome {
+        Outcome::Allow(allowed) => Ok(allowed.identity.application.clone()),
+        Outcome::Deny(d) => {
+            let reply = keygate::response::reply(&d, "keygate");
+            let challenge = reply
+                .headers
+                .iter()
+                .find(|(n, _)| n == "www-authenticate")
+                .map(|(_, v)| v.split(' ').next().unwrap_or_default().to_string())
+                .unwrap_or_default();
+            Err(format!("{challenge} {}", d.code()))
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn bound_token() -> String {
+    let mut c = claims();
+    c["scope"] = json!("pets:read");
+    c["cnf"] = json!({"jkt": jwk_thumbprint(&public_jwk("p384", "x"))});
+    token(&json!({"alg": "ES256", "kid": "k-p256"}), &c, "p256")
+}
+
+fn proof_for(token: &str, jti: &str) -> String {
+    dpop_proof(
+        "p384",
+        "ES384",
+        &json!({"jti": jti, "htm": "GET", "htu": URL, "iat": NOW, "ath": ath(token)}),
+    )
+}
+
+#[test]
+fn a_cached_dpop_bound_token_still_needs_a_fresh_proof_every_time() {
+    let policy = policy();
+    let keys = KeySet::from_json(&jwks(&[public_jwk("p256", "k-p256")])).unwrap();
+    let mut cache = VerifiedTokens::new(16, 1 << 20);
+    let slots = MemorySlots::default();
+    let token = bound_token();
+    let auth = format!("DPoP {token}");
+    let first = proof_for(&token, "jti-1");
+    let run = |proofs: &[&str], auth: &str, cache: &mut VerifiedTokens| {
+        run_dpop(&policy, auth, proofs, &keys, NOW, cache, &slots)
+    };
+
+    assert_eq!(run(&[&first], &auth, &mut cache), Ok("shop".into()));
+    assert_eq!(cache.len(), 1, "the token is cached after its first use");
+    // A cache hit without a proof, with the same proof again, or as a bearer token: refused.
+    assert_eq!(run(&[], &auth, &mut cache), Err("DPoP dpop_proof_missing".into()));
+    assert_eq!(run(&[&first], &auth, &mut cache), Err("DPoP dpop_jti_replayed".into()));
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        run(&[&first], &bearer, &mut cache),
+        Err("DPoP dpop_bound_token_as_bearer".into())
+    );
+    let second = proof_for(&token, "jti-2");
+    assert_eq!(
+        run(&[&second, &second], &auth, &mut cache),
+        Err("DPoP dpop_proof_multiple".into())
+    );
+    // A new proof on the cached token is allowed.
+    assert_eq!(run(&[&second], &auth, &mut cache), Ok("shop".into()));
+    // A proof of another key (thumbprint differs from cnf.jkt).
+    let stranger = dpop_proof(
+        "ed25519",
+        "EdDSA",
+        &json!({"jti": "jti-3", "htm": "GET", "htu": URL, "iat": NOW, "ath": ath(&token)}),
+    );
+    assert_eq!(run(&[&stranger], &auth, &mut cache), Err("DPoP dpop_key_mismatch".into()));
+}
+
+#[test]
+fn the_dpop_scheme_needs_a_bound_token_and_token_refusals_keep_their_code() {
+    let policy = policy();
+    let keys = KeySet::from_json(&jwks(&[public_jwk("p256", "k-p256")])).unwrap();
+    let mut cache = VerifiedTokens::new(16, 1 << 20);
+    let slots = MemorySlots::default();
+    let plain = signed("pets:read");
+    let proof = proof_for(&plain, "jti-1");
+    assert_eq!(
+        run_dpop(&policy, &format!("DPoP {plain}"), &[&proof], &keys, NOW, &mut cache, &slots),
+        Err("DPoP dpop_token_not_bound".into())
+    );
+    // The same plain token with Bearer is fine (DPoP is not required here).
+    assert_eq!(
+        run_dpop(&policy, &format!("Bearer {plain}"), &[], &keys, NOW, &mut cache, &slots),
+        Ok("shop".into())
+    );
+    // A bound token that expired is refused for that, under the DPoP challenge.
+    let token = bound_token();
+    let late = NOW + 3600.0;
+    let proof = dpop_proof(
+        "p384",
+        "ES384",
+        &json!({"jti": "j", "htm": "GET", "htu": URL, "iat": late, "ath": ath(&token)}),
+    );
+    assert_eq!(
+        run_dpop(&policy, &format!("DPoP {token}"), &[&proof], &keys, late, &mut cache, &slots),
+        Err("DPoP token_expired".into())
     );
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::cli::oidc::DiscoveryDocument;
-use crate::config::{ApplicationState, Settings, SubscriptionState};
+use crate::config::{ApplicationState, DpopMode, Settings, SubscriptionState};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
@@ -118,6 +118,9 @@ pub struct KeyManagerDecl {
     /// Accept plain http for this key manager's non-loopback URLs.
     #[serde(default)]
     pub allow_http: bool,
+    /// `required`: every token of this key manager must be DPoP-bound (RFC 9449).
+    #[serde(default)]
+    pub dpop: DpopMode,
 }
 
 /// Claim names: a single name or a list tried in order.
@@ -160,6 +163,9 @@ pub struct ApiDecl {
     pub upstream: Option<Located>,
     #[serde(default)]
     pub resources: Vec<ResourceDecl>,
+    /// `required`: every token for this API must be DPoP-bound (RFC 9449).
+    #[serde(default)]
+    pub dpop: DpopMode,
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cli::check_token::{parse_unix_seconds, read_token};
 use crate::cli::generate;
-use crate::decide::{decide, Outcome, Request};
+use crate::decide::{decide, DpopRequest, Outcome, Request};
 use crate::jose::KeySet;
 use crate::policy::{Policy, Route, RouteMatch};
 use crate::response::reply;
@@ -101,6 +101,8 @@ fn explain(args: &Args) -> Result<(Value, bool), Usage> {
         method: &args.method,
         path: &args.path,
         authorization: authorization.as_deref(),
+        // No DPoP proof offline: a DPoP-bound token is explained as presented with Bearer.
+        dpop: DpopRequest::default(),
     };
     let outcome = decide(
         &policy,

@@ -48,6 +48,7 @@ pub fn plugin_config(
                 name: api.name.value.clone(),
                 version: api.version.clone(),
                 base_path: api.base_path.value.clone(),
+                dpop: api.dpop,
                 resources: api
                     .resources
                     .iter()
@@ -131,6 +132,7 @@ fn key_manager(
         claims: claim_mapping(preset, &km.claims),
         tenants: km.tenants.clone(),
         algorithms: km.algorithms.clone(),
+        dpop: km.dpop,
     }
 }
 

@@ -391,6 +391,7 @@ fn subscriptions(c: &mut Checker, at: &str, app: &ApplicationConfig, config: &Pl
 
 fn settings(c: &mut Checker, s: &Settings) {
     c.range("settings.leeway_seconds", s.leeway_seconds, 0, 600);
+    dpop_settings(c, s);
     header_prefix(c, &s.header_prefix);
     if s.realm.is_empty() || !s.realm.bytes().all(|b| (b' '..=b'~').contains(&b)) {
         c.invalid(
@@ -485,4 +486,34 @@ fn header_prefix(c: &mut Checker, prefix: &str) {
             "the prefix would strip Envoy's or the forwarding headers",
         );
     }
+}
+
+/// DPoP proofs: asymmetric algorithms only, a window of at most an hour, a bounded replay store.
+fn dpop_settings(c: &mut Checker, s: &Settings) {
+    for (k, alg) in s.dpop_algorithms.iter().enumerate() {
+        if !SUPPORTED_ALGORITHMS.contains(&alg.as_str()) {
+            c.push(
+                format!("settings.dpop_algorithms[{k}]"),
+                ConfigProblem::UnsupportedAlgorithm {
+                    algorithm: alg.clone(),
+                },
+            );
+        }
+    }
+    c.range(
+        "settings.dpop_max_age_seconds",
+        s.dpop_max_age_seconds,
+        1,
+        3_600,
+    );
+    c.range(
+        "settings.dpop_future_skew_seconds",
+        s.dpop_future_skew_seconds,
+        0,
+        300,
+    );
+    let slots = u64::try_from(s.dpop_replay_slots).unwrap_or(u64::MAX);
+    c.range("settings.dpop_replay_slots", slots, 1, 65_536);
+    let entries = u64::try_from(s.dpop_replay_slot_entries).unwrap_or(u64::MAX);
+    c.range("settings.dpop_replay_slot_entries", entries, 1, 1_024);
 }

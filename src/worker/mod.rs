@@ -31,12 +31,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cache::VerifiedTokens;
 use crate::config::Limiter;
-use crate::decide::{self, Keys, Outcome, Pending, Request};
+use crate::decide::{self, DpopHost, DpopRequest, Keys, Outcome, Pending, Request};
+use crate::dpop::Slots;
 use crate::identity::is_identity_header;
 use crate::jose::HostCrypto;
 use crate::keys::FetchError;
 use crate::policy::Policy;
-use crate::response::{reply, Denial};
+use crate::response::{reply, Denial, Scheme};
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use fake::{Crypto, Dispatched, FakeHost, Interleaved, Sent, SharedData, StreamLog};
@@ -67,6 +68,22 @@ pub mod counters {
     /// Authorized requests answered 429 because their subscription's tier was spent (also
     /// counted as a denial with code `rate_limited`).
     pub const RATE_LIMITED: &str = "keygate_rate_limited";
+    /// Requests allowed with a DPoP-bound token and a valid proof (refusals count under
+    /// `keygate_denied_dpop_*`).
+    pub const DPOP_ALLOWED: &str = "keygate_dpop_allowed";
+}
+
+/// The host's shared data as the DPoP replay store's slots.
+struct SharedSlots<'h, H>(&'h H);
+
+impl<H: Host> Slots for SharedSlots<'_, H> {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.0.shared_get(key)
+    }
+
+    fn set(&self, key: &str, bytes: &[u8], expect: crate::keys::Expect) -> Result<(), crate::keys::SlotError> {
+        self.0.shared_set(key, bytes, expect)
+    }
 }
 
 /// A request waiting for keys.
@@ -153,15 +170,34 @@ impl Worker {
         let path = header(headers, ":path").unwrap_or_default();
         let authorization = authorization(headers);
         self.request_had_authorization = authorization.is_some();
+        let proofs: Vec<&str> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("dpop"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let scheme = header(headers, ":scheme").unwrap_or_default();
+        let authority = header(headers, ":authority").unwrap_or_default();
         let request = Request {
             method: &method,
             path: &path,
             authorization: authorization.as_deref(),
+            dpop: DpopRequest {
+                proofs: &proofs,
+                scheme: &scheme,
+                authority: &authority,
+            },
         };
         let now_ms = host.now_ms();
+        let mut dpop_scheme = false;
         let outcome = match decide::start(&self.policy, &request) {
             Err(outcome) => outcome,
             Ok(started) => {
+                dpop_scheme = started.scheme() == Scheme::Dpop;
+                let slots = SharedSlots(&*host);
+                let dpop = DpopHost {
+                    crypto: Some(&*host as &dyn HostCrypto),
+                    slots: &slots,
+                };
                 let stores = &self.stores;
                 let generation =
                     |km: usize| stores.get(km).and_then(|s| s.usable_generation(now_ms));
@@ -171,6 +207,7 @@ impl Worker {
                     &mut self.verified,
                     generation,
                     seconds(now_ms),
+                    dpop,
                 );
                 match recalled {
                     Some(outcome) => outcome,
@@ -189,7 +226,12 @@ impl Worker {
                 pending,
                 unknown_kid,
             } => self.park(host, stream, pending, unknown_kid, now_ms),
-            other => self.apply(host, stream, &other),
+            other => {
+                if dpop_scheme && matches!(other, Outcome::Allow(_)) {
+                    host.count(counters::DPOP_ALLOWED);
+                }
+                self.apply(host, stream, &other)
+            }
         };
         self.request_had_authorization = true;
         verdict
@@ -273,6 +315,11 @@ impl Worker {
             generation: *generation,
             crypto: Some(host as &dyn HostCrypto),
         });
+        let slots = SharedSlots(host);
+        let dpop = DpopHost {
+            crypto: Some(host as &dyn HostCrypto),
+            slots: &slots,
+        };
         decide::finish(
             &self.policy,
             pending,
@@ -280,6 +327,7 @@ impl Worker {
             seconds(now_ms),
             after_refetch,
             &mut self.verified,
+            dpop,
         )
     }
 
@@ -507,12 +555,16 @@ impl Worker {
             let Some(parked) = self.parked.remove(&stream) else {
                 continue;
             };
+            let dpop_scheme = parked.pending.is_dpop();
             let outcome = if has_keys {
                 // After a refetch (or when no fetch can help any more) an unknown kid is final.
                 self.finish(host, parked.pending, km, now_ms, true)
             } else {
                 Outcome::Deny(Denial::KeyManagerUnavailable { retry_after })
             };
+            if dpop_scheme && matches!(outcome, Outcome::Allow(_)) {
+                host.count(counters::DPOP_ALLOWED);
+            }
             if self.apply(host, stream, &outcome) == Verdict::Continue {
                 host.resume(stream);
             }

@@ -201,3 +201,32 @@ pub fn all_keys() -> Vec<Value> {
         public_jwk("ed25519", "k-ed"),
     ]
 }
+
+/// RFC 7638 thumbprint of a public JWK, computed here independently of the filter's code.
+pub fn jwk_thumbprint(jwk: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let members: &[&str] = match jwk["kty"].as_str().unwrap() {
+        "EC" => &["crv", "kty", "x", "y"],
+        "RSA" => &["e", "kty", "n"],
+        "OKP" => &["crv", "kty", "x"],
+        other => panic!("no thumbprint for kty {other}"),
+    };
+    let body: Vec<String> = members
+        .iter()
+        .map(|m| format!("\"{m}\":\"{}\"", jwk[*m].as_str().unwrap()))
+        .collect();
+    b64(&Sha256::digest(format!("{{{}}}", body.join(",")).as_bytes()))
+}
+
+/// A DPoP proof (RFC 9449 §4.2) signed for real with the named test key under `alg`.
+pub fn dpop_proof(key: &str, alg: &str, claims: &Value) -> String {
+    let mut jwk = public_jwk(key, "client");
+    jwk.as_object_mut().unwrap().remove("kid");
+    token(&json!({"typ": "dpop+jwt", "alg": alg, "jwk": jwk}), claims, key)
+}
+
+/// `ath` of an access token.
+pub fn ath(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    b64(&Sha256::digest(token.as_bytes()))
+}
