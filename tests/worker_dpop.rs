@@ -1,0 +1,232 @@
+//! DPoP through the worker and the fake host: proofs signed for real, the replay store in the
+//! fake host's shared data (which two workers share as two Envoy workers do), parked requests,
+//! the require-DPoP setting, and a full replay store.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use common::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
+use keygate::policy::Policy;
+use keygate::worker::{counters, FakeHost, Verdict, Worker};
+use serde_json::{json, Value};
+
+const NOW_MS: u64 = NOW as u64 * 1000;
+const URL: &str = "http://api.example/pets/items";
+
+fn policy(api_dpop: &str, settings: Value) -> Policy {
+    let cfg = json!({
+        "environment": "production",
+        "key_managers": [{
+            "name": "idp",
+            "issuer": "https://idp.example",
+            "audiences": ["api://pets"],
+            "jwks": {"uri": "https://idp.example/jwks", "cluster": "jwks_idp", "authority": "idp.example", "path": "/jwks"}
+        }],
+        "apis": [{"name": "pets", "base_path": "/pets", "dpop": api_dpop, "resources": [
+            {"method": "GET", "path": "/items", "scopes": ["pets:read"]}
+        ]}],
+        "applications": [{"name": "shop",
+            "client_ids": [{"key_manager": "idp", "client_id": "app-1"}],
+            "subscriptions": [{"api": "pets"}]}],
+        "settings": settings
+    });
+    Policy::from_json(cfg.to_string().as_bytes()).unwrap()
+}
+
+fn jwks_body() -> Vec<u8> {
+    jwks(&[public_jwk("p256", "k1")])
+}
+
+/// A worker that has its keys, and its host.
+fn warmed(api_dpop: &str, settings: Value) -> (Worker, FakeHost) {
+    let mut w = Worker::new(policy(api_dpop, settings), 7);
+    let mut host = FakeHost::new(NOW_MS);
+    w.on_tick(&mut host);
+    let token = host.last_dispatch().unwrap().token;
+    host.answer(&mut w, token, 200, &jwks_body());
+    (w, host)
+}
+
+/// An access token of the key manager; bound to the client key `p384` when `bound`.
+fn access_token(bound: bool) -> String {
+    let mut c = claims();
+    c["scope"] = json!("pets:read");
+    c["exp"] = json!(NOW + 3600.0);
+    if bound {
+        c["cnf"] = json!({"jkt": jwk_thumbprint(&public_jwk("p384", "x"))});
+    }
+    token(&json!({"alg": "ES256", "kid": "k1"}), &c, "p256")
+}
+
+fn proof(token: &str, jti: &str) -> String {
+    dpop_proof(
+        "p384",
+        "ES384",
+        &json!({"jti": jti, "htm": "GET", "htu": URL, "iat": NOW, "ath": ath(token)}),
+    )
+}
+
+fn request(
+    w: &mut Worker,
+    host: &mut FakeHost,
+    stream: u32,
+    authorization: &str,
+    proofs: &[&str],
+) -> Verdict {
+    let mut h = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":path".to_string(), "/pets/items?page=2".to_string()),
+        (":scheme".to_string(), "http".to_string()),
+        (":authority".to_string(), "API.example:80".to_string()),
+        ("authorization".to_string(), authorization.to_string()),
+    ];
+    for p in proofs {
+        h.push(("dpop".to_string(), p.to_string()));
+    }
+    let verdict = w.on_request(host, stream, &h);
+    host.run_wakeup(w);
+    verdict
+}
+
+fn allowed(host: &FakeHost, stream: u32) -> bool {
+    let log = host.stream(stream).unwrap();
+    log.reply.is_none()
+        && log
+            .set_headers
+            .iter()
+            .any(|(n, v)| n == "x-keygate-application" && v == "shop")
+}
+
+/// (status, code, WWW-Authenticate) of a refused stream.
+fn refused(host: &FakeHost, stream: u32) -> (u32, String, String) {
+    let sent = host.reply_of(stream).unwrap_or_else(|| panic!("stream {stream} was not refused"));
+    (
+        sent.status,
+        sent.code().unwrap_or_default(),
+        sent.header("www-authenticate").unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn one_proof_is_accepted_once_across_two_workers() {
+    let (mut a, mut host_a) = warmed("allowed", json!({}));
+    let mut host_b = host_a.sibling();
+    let mut b = Worker::new(policy("allowed", json!({})), 8);
+    b.on_tick(&mut host_b);
+    let fetch = host_b.last_dispatch().map(|d| d.token);
+    if let Some(token) = fetch {
+        host_b.answer(&mut b, token, 200, &jwks_body());
+    }
+    let token = access_token(true);
+    let auth = format!("DPoP {token}");
+    let once = proof(&token, "jti-1");
+
+    assert_eq!(request(&mut a, &mut host_a, 1, &auth, &[&once]), Verdict::Continue);
+    assert!(allowed(&host_a, 1));
+    assert_eq!(host_a.counter(counters::DPOP_ALLOWED), 1);
+    // The other worker has never seen this token or proof, and still refuses the replay.
+    assert_eq!(request(&mut b, &mut host_b, 2, &auth, &[&once]), Verdict::Pause);
+    let (status, code, challenge) = refused(&host_b, 2);
+    assert_eq!((status, code.as_str()), (401, "dpop_jti_replayed"));
+    assert!(challenge.starts_with("DPoP realm=\"keygate\", error=\"invalid_dpop_proof\""), "{challenge}");
+    assert!(challenge.contains("algs=\"RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA\""), "{challenge}");
+    // A fresh proof on worker B is fine.
+    let fresh = proof(&token, "jti-2");
+    assert_eq!(request(&mut b, &mut host_b, 3, &auth, &[&fresh]), Verdict::Continue);
+    assert!(allowed(&host_b, 3));
+}
+
+#[test]
+fn a_parked_dpop_request_is_checked_when_the_keys_arrive() {
+    let mut w = Worker::new(policy("allowed", json!({})), 7);
+    let mut host = FakeHost::new(NOW_MS);
+    let token = access_token(true);
+    let auth = format!("DPoP {token}");
+    let good = proof(&token, "jti-1");
+    let wrong_url = dpop_proof(
+        "p384",
+        "ES384",
+        &json!({"jti": "jti-2", "htm": "GET", "htu": "http://api.example/pets/other",
+                "iat": NOW, "ath": ath(&token)}),
+    );
+    assert_eq!(request(&mut w, &mut host, 1, &auth, &[&good]), Verdict::Pause);
+    assert_eq!(request(&mut w, &mut host, 2, &auth, &[&wrong_url]), Verdict::Pause);
+    assert_eq!(w.parked(), 2);
+    let fetch = host.last_dispatch().unwrap().token;
+    host.answer(&mut w, fetch, 200, &jwks_body());
+    assert!(allowed(&host, 1));
+    assert!(host.stream(1).unwrap().resumed);
+    assert_eq!(refused(&host, 2).1, "dpop_htu_mismatch");
+    assert_eq!(host.counter(counters::DPOP_ALLOWED), 1);
+}
+
+#[test]
+fn proofs_go_to_host_crypto_and_are_checked_on_cache_hits() {
+    let (mut w, mut host) = warmed("allowed", json!({}));
+    // The host is asked for every ES* check and lets Wasm decide: it counts them.
+    host.crypto = Some(Box::new(|_, _, _, _| None));
+    let token = access_token(true);
+    let auth = format!("DPoP {token}");
+    for (stream, jti) in [(1, "a"), (2, "b"), (3, "c")] {
+        let p = proof(&token, jti);
+        assert_eq!(request(&mut w, &mut host, stream, &auth, &[&p]), Verdict::Continue);
+    }
+    // One token verification (then cache hits) and one proof check per request.
+    assert_eq!(host.crypto_calls.get(), 1 + 3);
+    assert_eq!(request(&mut w, &mut host, 4, &auth, &[]), Verdict::Pause);
+    assert_eq!(refused(&host, 4).1, "dpop_proof_missing");
+}
+
+#[test]
+fn required_dpop_refuses_plain_bearer_tokens() {
+    let (mut w, mut host) = warmed("required", json!({"dpop_algorithms": ["ES384", "EdDSA"]}));
+    let plain = access_token(false);
+    assert_eq!(request(&mut w, &mut host, 1, &format!("Bearer {plain}"), &[]), Verdict::Pause);
+    let (status, code, challenge) = refused(&host, 1);
+    assert_eq!((status, code.as_str()), (401, "dpop_required"));
+    assert_eq!(
+        challenge,
+        "DPoP realm=\"keygate\", error=\"invalid_token\", error_description=\"this API requires DPoP-bound tokens\", algs=\"ES384 EdDSA\""
+    );
+    let bound = access_token(true);
+    let p = proof(&bound, "j");
+    assert_eq!(request(&mut w, &mut host, 2, &format!("DPoP {bound}"), &[&p]), Verdict::Continue);
+    // ES256 proofs are not on this gateway's list.
+    let mut key_claims = json!({"jti": "k", "htm": "GET", "htu": URL, "iat": NOW, "ath": ath(&bound)});
+    let es256 = dpop_proof("p256", "ES256", &key_claims);
+    assert_eq!(request(&mut w, &mut host, 3, &format!("DPoP {bound}"), &[&es256]), Verdict::Pause);
+    assert_eq!(refused(&host, 3).1, "dpop_alg_not_allowed");
+    key_claims["iat"] = json!(NOW - 301.0);
+    let stale = dpop_proof("p384", "ES384", &key_claims);
+    assert_eq!(request(&mut w, &mut host, 4, &format!("DPoP {bound}"), &[&stale]), Verdict::Pause);
+    assert_eq!(refused(&host, 4).1, "dpop_proof_expired");
+}
+
+#[test]
+fn a_full_replay_store_answers_503_and_never_forgets_a_live_jti() {
+    let settings = json!({"dpop_replay_slots": 1, "dpop_replay_slot_entries": 2});
+    let (mut w, mut host) = warmed("allowed", settings);
+    let token = access_token(true);
+    let auth = format!("DPoP {token}");
+    let (p1, p2, p3) = (proof(&token, "1"), proof(&token, "2"), proof(&token, "3"));
+    assert_eq!(request(&mut w, &mut host, 1, &auth, &[&p1]), Verdict::Continue);
+    assert_eq!(request(&mut w, &mut host, 2, &auth, &[&p2]), Verdict::Continue);
+    assert_eq!(request(&mut w, &mut host, 3, &auth, &[&p3]), Verdict::Pause);
+    let sent = host.reply_of(3).unwrap();
+    assert_eq!((sent.status, sent.code().as_deref()), (503, Some("dpop_replay_store_full")));
+    let retry: u64 = sent.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=302).contains(&retry), "{retry}");
+    assert_eq!(request(&mut w, &mut host, 4, &auth, &[&p1]), Verdict::Pause);
+    assert_eq!(refused(&host, 4).1, "dpop_jti_replayed");
+    // Once the window has passed, the slot has room again (a new proof, a new iat).
+    host.now_ms += 400_000;
+    let later = dpop_proof(
+        "p384",
+        "ES384",
+        &json!({"jti": "4", "htm": "GET", "htu": URL, "iat": NOW + 400.0, "ath": ath(&token)}),
+    );
+    assert_eq!(request(&mut w, &mut host, 5, &auth, &[&later]), Verdict::Continue);
+    let record = host.shared.borrow().get("keygate.dpop.0").map(|(b, _)| b.len());
+    assert_eq!(record, Some(16), "expired entries are dropped when the slot is written");
+}
