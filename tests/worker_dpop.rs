@@ -125,6 +125,9 @@ fn one_proof_is_accepted_once_across_two_workers() {
     assert_eq!(request(&mut a, &mut host_a, 1, &auth, &[&once]), Verdict::Continue);
     assert!(allowed(&host_a, 1));
     assert_eq!(host_a.counter(counters::DPOP_ALLOWED), 1);
+    // The proof goes no further than the token (strip_authorization, the default).
+    let removed = &host_a.stream(1).unwrap().removed_headers;
+    assert!(removed.iter().any(|n| n == "dpop"), "{removed:?}");
     // The other worker has never seen this token or proof, and still refuses the replay.
     assert_eq!(request(&mut b, &mut host_b, 2, &auth, &[&once]), Verdict::Pause);
     let (status, code, challenge) = refused(&host_b, 2);

@@ -110,6 +110,9 @@ pub struct Worker {
     /// The request being decided carries `Authorization` (so there is one to strip). Parked
     /// requests always do: only token-carrying requests wait for keys.
     request_had_authorization: bool,
+    /// The same for `DPoP` proof headers (removed with `Authorization`: without the token they
+    /// mean nothing upstream).
+    request_had_dpop: bool,
     verified: VerifiedTokens,
 }
 
@@ -134,6 +137,7 @@ impl Worker {
             wanted: BTreeSet::new(),
             wakeup_asked: false,
             request_had_authorization: true,
+            request_had_dpop: true,
             verified,
         }
     }
@@ -175,6 +179,7 @@ impl Worker {
             .filter(|(n, _)| n.eq_ignore_ascii_case("dpop"))
             .map(|(_, v)| v.as_str())
             .collect();
+        self.request_had_dpop = !proofs.is_empty();
         let scheme = header(headers, ":scheme").unwrap_or_default();
         let authority = header(headers, ":authority").unwrap_or_default();
         let request = Request {
@@ -234,6 +239,7 @@ impl Worker {
             }
         };
         self.request_had_authorization = true;
+        self.request_had_dpop = true;
         verdict
     }
 
@@ -456,12 +462,16 @@ impl Worker {
     fn apply(&mut self, host: &mut impl Host, stream: StreamId, outcome: &Outcome) -> Verdict {
         // Only requests that carried a token reach Allow; a public one may or may not have.
         let had_authorization = self.request_had_authorization;
+        let had_dpop = self.request_had_dpop;
         let settings = self.policy.settings();
         match outcome {
             Outcome::Pass => Verdict::Continue,
             Outcome::Public => {
                 if settings.strip_authorization && had_authorization {
                     host.remove_header(stream, "authorization");
+                }
+                if settings.strip_authorization && had_dpop {
+                    host.remove_header(stream, "dpop");
                 }
                 Verdict::Continue
             }
@@ -492,6 +502,9 @@ impl Worker {
                 }
                 if settings.strip_authorization && had_authorization {
                     host.remove_header(stream, "authorization");
+                }
+                if settings.strip_authorization && had_dpop {
+                    host.remove_header(stream, "dpop");
                 }
                 // Access logs read the identity from the headers just set; only the code is state.
                 host.set_filter_state(stream, "keygate.code", "allowed");

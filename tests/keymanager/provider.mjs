@@ -85,6 +85,12 @@ export function buildProvider(issuer, data, keys, cookieKeys) {
       clientCredentials: { enabled: true },
       introspection: { enabled: false },
       revocation: { enabled: false },
+      // --- DPoP (RFC 9449; keygate issue 14) ---------------------------------------------------
+      // A client that sends a DPoP proof to the token endpoint gets a DPoP-bound JWT access token:
+      // `token_type: DPoP` and `cnf.jkt` = the RFC 7638 thumbprint of the proof's key. Without a
+      // proof, tokens stay plain bearer tokens. No server nonces (proofs are checked on `iat`).
+      dPoP: { enabled: true, allowReplay: false },
+      // --- end DPoP ----------------------------------------------------------------------------
       resourceIndicators: {
         enabled: true,
         defaultResource: () => data.resource,

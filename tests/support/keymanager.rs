@@ -98,6 +98,44 @@ impl KeyManager {
 
     /// The raw token endpoint reply, for tests that expect an OAuth2 error.
     pub fn token_request(&self, client: &str, secret: &str, form: &[(&str, &str)]) -> Response {
+        self.token_request_with(client, secret, form, &[])
+    }
+
+    /// An application token bound to `key` (DPoP, RFC 9449 §5): the token request carries a
+    /// proof for `POST <issuer>/token`. Returns the whole token reply (`token_type` is `DPoP`).
+    pub fn token_client_credentials_dpop(
+        &self,
+        client: &str,
+        secret: &str,
+        scope: &str,
+        key: &super::jwt::DpopKey,
+    ) -> serde_json::Value {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        let proof = key.proof("POST", &format!("{}/token", self.issuer), now, None);
+        let mut form = vec![("grant_type", "client_credentials")];
+        if !scope.is_empty() {
+            form.push(("scope", scope));
+        }
+        let reply = self.token_request_with(client, secret, &form, &[("dpop", &proof)]);
+        assert_eq!(
+            reply.status, 200,
+            "token endpoint refused the DPoP request: {}",
+            reply.body
+        );
+        reply.json()
+    }
+
+    /// [`KeyManager::token_request`] with extra request headers.
+    pub fn token_request_with(
+        &self,
+        client: &str,
+        secret: &str,
+        form: &[(&str, &str)],
+        extra: &[(&str, &str)],
+    ) -> Response {
         // client_secret_basic: RFC 6749 §2.3.1 form-encodes id and secret before base64.
         let basic = STANDARD.encode(format!(
             "{}:{}",
@@ -106,16 +144,12 @@ impl KeyManager {
         ));
         let auth = format!("Basic {basic}");
         let body = form_encode(form);
-        http_with_body(
-            self.port,
-            "POST",
-            "/token",
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
-            body.as_bytes(),
-        )
+        let mut headers = vec![
+            ("authorization", auth.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        headers.extend_from_slice(extra);
+        http_with_body(self.port, "POST", "/token", &headers, body.as_bytes())
     }
 
     /// An application token (client_credentials grant). `scope` may be empty.
