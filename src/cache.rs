@@ -12,6 +12,9 @@
 //! the token (random key per worker) and confirmed by comparing the token itself, which is stored
 //! once. The cache is bounded both in entries and in (approximate) bytes; the oldest entry leaves
 //! first.
+//!
+//! An entry stands for the token only. A DPoP-bound token's proof is per request, so
+//! `crate::decide` checks it on every hit before anything remembered is used.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};

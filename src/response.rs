@@ -469,6 +469,69 @@ mod tests {
     }
 
     #[test]
+    fn credentials_tell_bearer_from_dpop() {
+        assert_eq!(credentials(Some("Bearer a.b.c")), Ok((Scheme::Bearer, "a.b.c")));
+        assert_eq!(credentials(Some("DPoP a.b.c")), Ok((Scheme::Dpop, "a.b.c")));
+        assert_eq!(credentials(Some(" dpop   a.b.c ")), Ok((Scheme::Dpop, "a.b.c")));
+        assert_eq!(
+            credentials(Some("DPoP")),
+            Err(Denial::MalformedAuthorization {
+                problem: AuthorizationProblem::NoToken
+            })
+        );
+        assert_eq!(
+            credentials(Some("DPoP a, Bearer b")),
+            Err(Denial::MalformedAuthorization {
+                problem: AuthorizationProblem::NotToken68
+            })
+        );
+        assert_eq!(credentials(Some("DPoPx a")), Err(Denial::UnsupportedScheme));
+        assert_eq!(credentials(None), Err(Denial::MissingToken));
+        // bearer_token itself still takes only Bearer.
+        assert_eq!(bearer_token(Some("DPoP a")), Err(Denial::UnsupportedScheme));
+    }
+
+    #[test]
+    fn dpop_refusals_are_dpop_challenges_with_algs() {
+        let algs = "ES256 EdDSA".to_string();
+        let proof = reply(
+            &Denial::Dpop {
+                error: DpopError::HtuMismatch,
+                algs: algs.clone(),
+            },
+            "keygate",
+        );
+        assert_eq!(proof.status, 401);
+        assert_eq!(
+            header(&proof, "www-authenticate"),
+            Some("DPoP realm=\"keygate\", error=\"invalid_dpop_proof\", error_description=\"DPoP proof htu is not the request URI\", algs=\"ES256 EdDSA\"")
+        );
+        let body: Value = serde_json::from_str(&proof.body).unwrap();
+        assert_eq!(body["error"], "invalid_dpop_proof");
+        assert_eq!(body["code"], "dpop_htu_mismatch");
+        let token = reply(
+            &Denial::Dpop {
+                error: DpopError::KeyMismatch,
+                algs: algs.clone(),
+            },
+            "keygate",
+        );
+        assert_eq!(token.status, 401);
+        assert!(header(&token, "www-authenticate")
+            .is_some_and(|v| v.starts_with("DPoP realm=\"keygate\", error=\"invalid_token\"")));
+        let full = reply(
+            &Denial::Dpop {
+                error: DpopError::ReplayStoreFull { retry_after: 42 },
+                algs,
+            },
+            "keygate",
+        );
+        assert_eq!(full.status, 503);
+        assert_eq!(header(&full, "retry-after"), Some("42"));
+        assert_eq!(header(&full, "www-authenticate"), None);
+    }
+
+    #[test]
     fn bearer_token_table() {
         let ok = [
             ("Bearer abc.def.ghi", "abc.def.ghi"),

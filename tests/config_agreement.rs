@@ -131,6 +131,11 @@ fn cases() -> Vec<Case> {
         case("a tier per week", &[("applications:", &format!("{TIERS}applications:").replace("per: minute", "per: week"))], Some(("tiers[0].per", Some("per: week")))),
         case("two tiers of one name", &[("applications:", &format!("{TIERS}applications:").replace("name: gold", "name: bronze"))], Some(("tiers[1].name", Some("name: bronze, requests: 99")))),
         case("a tier name with a space", &[("applications:", &format!("{TIERS}applications:").replace("name: gold", "name: \"go ld\""))], Some(("tiers[1].name", Some("go ld")))),
+        case("dpop: required on a key manager and an API", &[("    discovery: {issuer: https://idp.example.com,", "    dpop: required\n    discovery: {issuer: https://idp.example.com,"), ("    base_path: /pets/v1\n", "    base_path: /pets/v1\n    dpop: required\n")], None),
+        case("DPoP proof settings", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {dpop_algorithms: [ES256, EdDSA], dpop_max_age_seconds: 60, dpop_future_skew_seconds: 0, dpop_replay_slots: 64, dpop_replay_slot_entries: 8}\n")], None),
+        case("an HMAC DPoP proof algorithm", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {dpop_algorithms: [ES256, HS256]}\n")], Some(("settings.dpop_algorithms[1]", None))),
+        case("a DPoP proof window over an hour", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {dpop_max_age_seconds: 3601}\n")], Some(("settings.dpop_max_age_seconds", None))),
+        case("no DPoP replay slots", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {dpop_replay_slots: 0}\n")], Some(("settings.dpop_replay_slots", None))),
         case("a bad header prefix", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {header_prefix: x-envoy-}\n")], Some(("settings.header_prefix", None))),
     ]
 }
