@@ -427,7 +427,13 @@ fn check_dpop(
     // `iat` is within the window here, so the value is finite and positive.
     let until = (verified.iat + settings.dpop_max_age_seconds as f64).ceil() + 1.0;
     let now_s = now.max(0.0) as u64;
-    store.first_use(host.slots, &verified.jkt, &verified.jti, until as u64, now_s)
+    store.first_use(
+        host.slots,
+        &verified.jkt,
+        &verified.jti,
+        until as u64,
+        now_s,
+    )
 }
 
 fn dpop_denial(policy: &Policy, error: DpopError) -> Outcome {
@@ -478,7 +484,15 @@ pub fn decide<'k>(
                 crypto: None,
                 slots: &slots,
             };
-            finish(policy, Box::new(pending), set, now, true, &mut no_cache, dpop)
+            finish(
+                policy,
+                Box::new(pending),
+                set,
+                now,
+                true,
+                &mut no_cache,
+                dpop,
+            )
         }
         Err(outcome) => outcome,
     }

@@ -470,9 +470,15 @@ mod tests {
 
     #[test]
     fn credentials_tell_bearer_from_dpop() {
-        assert_eq!(credentials(Some("Bearer a.b.c")), Ok((Scheme::Bearer, "a.b.c")));
+        assert_eq!(
+            credentials(Some("Bearer a.b.c")),
+            Ok((Scheme::Bearer, "a.b.c"))
+        );
         assert_eq!(credentials(Some("DPoP a.b.c")), Ok((Scheme::Dpop, "a.b.c")));
-        assert_eq!(credentials(Some(" dpop   a.b.c ")), Ok((Scheme::Dpop, "a.b.c")));
+        assert_eq!(
+            credentials(Some(" dpop   a.b.c ")),
+            Ok((Scheme::Dpop, "a.b.c"))
+        );
         assert_eq!(
             credentials(Some("DPoP")),
             Err(Denial::MalformedAuthorization {

@@ -6,7 +6,9 @@ mod common;
 
 use common::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
 use keygate::cache::VerifiedTokens;
-use keygate::decide::{begin, finish, recall, start, DpopHost, DpopRequest, Keys, Outcome, Request};
+use keygate::decide::{
+    begin, finish, recall, start, DpopHost, DpopRequest, Keys, Outcome, Request,
+};
 use keygate::dpop::{MemorySlots, Slots};
 use keygate::jose::KeySet;
 use keygate::policy::Policy;
@@ -169,7 +171,15 @@ fn run_dpop(
         Some(outcome) => outcome,
         None => {
             let pending = keygate::decide::parse(policy, started).unwrap();
-            finish(policy, Box::new(pending), Some(Keys::new(keys, 1)), now, false, cache, dpop)
+            finish(
+                policy,
+                Box::new(pending),
+                Some(Keys::new(keys, 1)),
+                now,
+                false,
+                cache,
+                dpop,
+            )
         }
     };
     match outcome {
@@ -219,8 +229,14 @@ fn a_cached_dpop_bound_token_still_needs_a_fresh_proof_every_time() {
     assert_eq!(run(&[&first], &auth, &mut cache), Ok("shop".into()));
     assert_eq!(cache.len(), 1, "the token is cached after its first use");
     // A cache hit without a proof, with the same proof again, or as a bearer token: refused.
-    assert_eq!(run(&[], &auth, &mut cache), Err("DPoP dpop_proof_missing".into()));
-    assert_eq!(run(&[&first], &auth, &mut cache), Err("DPoP dpop_jti_replayed".into()));
+    assert_eq!(
+        run(&[], &auth, &mut cache),
+        Err("DPoP dpop_proof_missing".into())
+    );
+    assert_eq!(
+        run(&[&first], &auth, &mut cache),
+        Err("DPoP dpop_jti_replayed".into())
+    );
     let bearer = format!("Bearer {token}");
     assert_eq!(
         run(&[&first], &bearer, &mut cache),
@@ -239,7 +255,10 @@ fn a_cached_dpop_bound_token_still_needs_a_fresh_proof_every_time() {
         "EdDSA",
         &json!({"jti": "jti-3", "htm": "GET", "htu": URL, "iat": NOW, "ath": ath(&token)}),
     );
-    assert_eq!(run(&[&stranger], &auth, &mut cache), Err("DPoP dpop_key_mismatch".into()));
+    assert_eq!(
+        run(&[&stranger], &auth, &mut cache),
+        Err("DPoP dpop_key_mismatch".into())
+    );
 }
 
 #[test]
@@ -251,12 +270,28 @@ fn the_dpop_scheme_needs_a_bound_token_and_token_refusals_keep_their_code() {
     let plain = signed("pets:read");
     let proof = proof_for(&plain, "jti-1");
     assert_eq!(
-        run_dpop(&policy, &format!("DPoP {plain}"), &[&proof], &keys, NOW, &mut cache, &slots),
+        run_dpop(
+            &policy,
+            &format!("DPoP {plain}"),
+            &[&proof],
+            &keys,
+            NOW,
+            &mut cache,
+            &slots
+        ),
         Err("DPoP dpop_token_not_bound".into())
     );
     // The same plain token with Bearer is fine (DPoP is not required here).
     assert_eq!(
-        run_dpop(&policy, &format!("Bearer {plain}"), &[], &keys, NOW, &mut cache, &slots),
+        run_dpop(
+            &policy,
+            &format!("Bearer {plain}"),
+            &[],
+            &keys,
+            NOW,
+            &mut cache,
+            &slots
+        ),
         Ok("shop".into())
     );
     // A bound token that expired is refused for that, under the DPoP challenge.
@@ -268,7 +303,15 @@ fn the_dpop_scheme_needs_a_bound_token_and_token_refusals_keep_their_code() {
         &json!({"jti": "j", "htm": "GET", "htu": URL, "iat": late, "ath": ath(&token)}),
     );
     assert_eq!(
-        run_dpop(&policy, &format!("DPoP {token}"), &[&proof], &keys, late, &mut cache, &slots),
+        run_dpop(
+            &policy,
+            &format!("DPoP {token}"),
+            &[&proof],
+            &keys,
+            late,
+            &mut cache,
+            &slots
+        ),
         Err("DPoP token_expired".into())
     );
 }

@@ -14,7 +14,9 @@ mod stack;
 mod support;
 
 use stack::{generate, now, AUDIENCE};
-use support::{decode_jwt_claims, http, DpopKey, EchoUpstream, Envoy, KeyManager, Response, TempDir};
+use support::{
+    decode_jwt_claims, http, DpopKey, EchoUpstream, Envoy, KeyManager, Response, TempDir,
+};
 
 /// `pets` takes bearer and DPoP-bound tokens; `vault` requires DPoP.
 fn declaration(km: &KeyManager, listen: u16, admin: u16, upstream: u16) -> String {
@@ -126,7 +128,10 @@ fn assert_refused(r: &Response, error: &str, want_code: &str) {
         challenge.starts_with("DPoP ") && challenge.contains(&format!("error=\"{error}\"")),
         "{want_code}: {challenge}"
     );
-    assert!(challenge.contains("algs=\"") && challenge.contains("ES256"), "{challenge}");
+    assert!(
+        challenge.contains("algs=\"") && challenge.contains("ES256"),
+        "{challenge}"
+    );
     let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(body["error"], error);
     assert!(body["error_description"].is_string());
@@ -136,13 +141,16 @@ fn assert_refused(r: &Response, error: &str, want_code: &str) {
 fn dpop_bound_tokens_need_a_valid_single_use_proof() {
     let gw = Gateway::start();
     let key = DpopKey::generate();
-    let reply = gw
-        .km
-        .token_client_credentials_dpop("shop-app", "shop-app-secret", "pets:read", &key);
+    let reply =
+        gw.km
+            .token_client_credentials_dpop("shop-app", "shop-app-secret", "pets:read", &key);
     assert_eq!(reply["token_type"], "DPoP", "{reply}");
     let token = reply["access_token"].as_str().unwrap().to_string();
     // The real key manager bound the token to our key: cnf.jkt is its RFC 7638 thumbprint.
-    assert_eq!(decode_jwt_claims(&token)["cnf"]["jkt"], key.thumbprint().as_str());
+    assert_eq!(
+        decode_jwt_claims(&token)["cnf"]["jkt"],
+        key.thumbprint().as_str()
+    );
 
     let auth = format!("DPoP {token}");
     let pets = gw.url("/pets/v1/pets");
@@ -154,38 +162,94 @@ fn dpop_bound_tokens_need_a_valid_single_use_proof() {
         let ok = gw.call("GET", "/pets/v1/pets", &auth, &[&fresh("GET", &pets)]);
         assert_eq!(ok.status, 200, "{}", code(&ok));
         let echoed: serde_json::Value = serde_json::from_str(&ok.body).unwrap();
-        assert!(echoed["headers"]["dpop"].is_null(), "the proof is not forwarded");
+        assert!(
+            echoed["headers"]["dpop"].is_null(),
+            "the proof is not forwarded"
+        );
         assert!(echoed["headers"]["authorization"].is_null());
     }
     // htu normalization: the proof may spell scheme, host and default port differently; the
     // query and fragment are not part of it.
-    let spelled = key.proof("GET", &pets.replace("http://", "HTTP://"), now(), Some(&token));
+    let spelled = key.proof(
+        "GET",
+        &pets.replace("http://", "HTTP://"),
+        now(),
+        Some(&token),
+    );
     let ok = gw.call("GET", "/pets/v1/pets?limit=5", &auth, &[&spelled]);
     assert_eq!(ok.status, 200, "{}", code(&ok));
 
     // Refused, one rule each.
     let wrong_method = fresh("POST", &pets);
-    assert_refused(&gw.call("GET", "/pets/v1/pets", &auth, &[&wrong_method]), "invalid_dpop_proof", "dpop_htm_mismatch");
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &auth, &[&wrong_method]),
+        "invalid_dpop_proof",
+        "dpop_htm_mismatch",
+    );
     let wrong_url = fresh("GET", &gw.url("/pets/v1/other"));
-    assert_refused(&gw.call("GET", "/pets/v1/pets", &auth, &[&wrong_url]), "invalid_dpop_proof", "dpop_htu_mismatch");
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &auth, &[&wrong_url]),
+        "invalid_dpop_proof",
+        "dpop_htu_mismatch",
+    );
     let wrong_port = fresh("GET", &pets.replace(&gw.port.to_string(), "1"));
-    assert_refused(&gw.call("GET", "/pets/v1/pets", &auth, &[&wrong_port]), "invalid_dpop_proof", "dpop_htu_mismatch");
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &auth, &[&wrong_port]),
+        "invalid_dpop_proof",
+        "dpop_htu_mismatch",
+    );
     let wrong_ath = key.proof("GET", &pets, now(), Some("another-access-token"));
-    assert_refused(&gw.call("GET", "/pets/v1/pets", &auth, &[&wrong_ath]), "invalid_dpop_proof", "dpop_ath_mismatch");
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &auth, &[&wrong_ath]),
+        "invalid_dpop_proof",
+        "dpop_ath_mismatch",
+    );
     let no_ath = key.proof("GET", &pets, now(), None);
-    assert_refused(&gw.call("GET", "/pets/v1/pets", &auth, &[&no_ath]), "invalid_dpop_proof", "dpop_claim_missing");
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &auth, &[&no_ath]),
+        "invalid_dpop_proof",
+        "dpop_claim_missing",
+    );
     let stale = key.proof("GET", &pets, now() - 600, Some(&token));
-    assert_refused(&gw.call("GET", "/pets/v1/pets", &auth, &[&stale]), "invalid_dpop_proof", "dpop_proof_expired");
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &auth, &[&stale]),
+        "invalid_dpop_proof",
+        "dpop_proof_expired",
+    );
     let future = key.proof("GET", &pets, now() + 120, Some(&token));
-    assert_refused(&gw.call("GET", "/pets/v1/pets", &auth, &[&future]), "invalid_dpop_proof", "dpop_iat_in_future");
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &auth, &[&future]),
+        "invalid_dpop_proof",
+        "dpop_iat_in_future",
+    );
     let stranger = DpopKey::generate().proof("GET", &pets, now(), Some(&token));
-    assert_refused(&gw.call("GET", "/pets/v1/pets", &auth, &[&stranger]), "invalid_token", "dpop_key_mismatch");
-    assert_refused(&gw.call("GET", "/pets/v1/pets", &auth, &[]), "invalid_dpop_proof", "dpop_proof_missing");
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &auth, &[&stranger]),
+        "invalid_token",
+        "dpop_key_mismatch",
+    );
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &auth, &[]),
+        "invalid_dpop_proof",
+        "dpop_proof_missing",
+    );
     let (a, b) = (fresh("GET", &pets), fresh("GET", &pets));
-    assert_refused(&gw.call("GET", "/pets/v1/pets", &auth, &[&a, &b]), "invalid_dpop_proof", "dpop_proof_multiple");
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &auth, &[&a, &b]),
+        "invalid_dpop_proof",
+        "dpop_proof_multiple",
+    );
     let bearer = format!("Bearer {token}");
-    assert_refused(&gw.call("GET", "/pets/v1/pets", &bearer, &[&fresh("GET", &pets)]), "invalid_token", "dpop_bound_token_as_bearer");
-    assert_refused(&gw.call("GET", "/pets/v1/pets", &bearer, &[]), "invalid_token", "dpop_bound_token_as_bearer");
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &bearer, &[&fresh("GET", &pets)]),
+        "invalid_token",
+        "dpop_bound_token_as_bearer",
+    );
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &bearer, &[]),
+        "invalid_token",
+        "dpop_bound_token_as_bearer",
+    );
 
     // Replay: one proof sent on several connections is allowed once, wherever it lands. Rounds
     // repeat (bounded) until a round's connections reached both workers.
@@ -200,26 +264,47 @@ fn dpop_bound_tokens_need_a_valid_single_use_proof() {
             })
             .collect();
         let after = gw.connections_per_worker();
-        assert_eq!(statuses[0].0, 200, "the first use of a proof is allowed: {statuses:?}");
+        assert_eq!(
+            statuses[0].0, 200,
+            "the first use of a proof is allowed: {statuses:?}"
+        );
         for (status, code) in &statuses[1..] {
-            assert_eq!((*status, code.as_str()), (401, "dpop_jti_replayed"), "{statuses:?}");
+            assert_eq!(
+                (*status, code.as_str()),
+                (401, "dpop_jti_replayed"),
+                "{statuses:?}"
+            );
         }
         if after[0] > before[0] && after[1] > before[1] {
             spread = true;
             break;
         }
     }
-    assert!(spread, "no round reached both workers: {:?}", gw.connections_per_worker());
+    assert!(
+        spread,
+        "no round reached both workers: {:?}",
+        gw.connections_per_worker()
+    );
     // The replay refusal is a DPoP challenge like the others.
     let once = fresh("GET", &pets);
     assert_eq!(gw.call("GET", "/pets/v1/pets", &auth, &[&once]).status, 200);
-    assert_refused(&gw.call("GET", "/pets/v1/pets", &auth, &[&once]), "invalid_dpop_proof", "dpop_jti_replayed");
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &auth, &[&once]),
+        "invalid_dpop_proof",
+        "dpop_jti_replayed",
+    );
     // Scopes still apply to bound tokens (pets:write is not in this token).
     let post = gw.call("POST", "/pets/v1/pets", &auth, &[&fresh("POST", &pets)]);
-    assert_eq!((post.status, code(&post).as_str()), (403, "insufficient_scope"));
+    assert_eq!(
+        (post.status, code(&post).as_str()),
+        (403, "insufficient_scope")
+    );
     // Proofs are never logged.
     let log = gw.envoy.log();
-    assert!(!log.contains(&once[..40]), "a DPoP proof reached Envoy's log");
+    assert!(
+        !log.contains(&once[..40]),
+        "a DPoP proof reached Envoy's log"
+    );
 }
 
 #[test]
@@ -233,15 +318,23 @@ fn required_dpop_refuses_plain_bearer_tokens_and_takes_bound_ones() {
     let bearer = format!("Bearer {plain}");
     assert_eq!(gw.call("GET", "/pets/v1/pets", &bearer, &[]).status, 200);
     // ...and refused where it is.
-    assert_refused(&gw.call("GET", "/vault/items", &bearer, &[]), "invalid_token", "dpop_required");
+    assert_refused(
+        &gw.call("GET", "/vault/items", &bearer, &[]),
+        "invalid_token",
+        "dpop_required",
+    );
     // The DPoP scheme with an unbound token is refused anywhere.
     let key = DpopKey::generate();
     let proof = key.proof("GET", &gw.url("/vault/items"), now(), Some(&plain));
-    assert_refused(&gw.call("GET", "/vault/items", &format!("DPoP {plain}"), &[&proof]), "invalid_token", "dpop_token_not_bound");
+    assert_refused(
+        &gw.call("GET", "/vault/items", &format!("DPoP {plain}"), &[&proof]),
+        "invalid_token",
+        "dpop_token_not_bound",
+    );
     // A bound token with its proof passes.
-    let reply = gw
-        .km
-        .token_client_credentials_dpop("shop-app", "shop-app-secret", "pets:read", &key);
+    let reply =
+        gw.km
+            .token_client_credentials_dpop("shop-app", "shop-app-secret", "pets:read", &key);
     let token = reply["access_token"].as_str().unwrap();
     let proof = key.proof("GET", &gw.url("/vault/items"), now(), Some(token));
     let ok = gw.call("GET", "/vault/items", &format!("DPoP {token}"), &[&proof]);

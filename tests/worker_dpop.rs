@@ -100,11 +100,15 @@ fn allowed(host: &FakeHost, stream: u32) -> bool {
 
 /// (status, code, WWW-Authenticate) of a refused stream.
 fn refused(host: &FakeHost, stream: u32) -> (u32, String, String) {
-    let sent = host.reply_of(stream).unwrap_or_else(|| panic!("stream {stream} was not refused"));
+    let sent = host
+        .reply_of(stream)
+        .unwrap_or_else(|| panic!("stream {stream} was not refused"));
     (
         sent.status,
         sent.code().unwrap_or_default(),
-        sent.header("www-authenticate").unwrap_or_default().to_string(),
+        sent.header("www-authenticate")
+            .unwrap_or_default()
+            .to_string(),
     )
 }
 
@@ -122,21 +126,36 @@ fn one_proof_is_accepted_once_across_two_workers() {
     let auth = format!("DPoP {token}");
     let once = proof(&token, "jti-1");
 
-    assert_eq!(request(&mut a, &mut host_a, 1, &auth, &[&once]), Verdict::Continue);
+    assert_eq!(
+        request(&mut a, &mut host_a, 1, &auth, &[&once]),
+        Verdict::Continue
+    );
     assert!(allowed(&host_a, 1));
     assert_eq!(host_a.counter(counters::DPOP_ALLOWED), 1);
     // The proof goes no further than the token (strip_authorization, the default).
     let removed = &host_a.stream(1).unwrap().removed_headers;
     assert!(removed.iter().any(|n| n == "dpop"), "{removed:?}");
     // The other worker has never seen this token or proof, and still refuses the replay.
-    assert_eq!(request(&mut b, &mut host_b, 2, &auth, &[&once]), Verdict::Pause);
+    assert_eq!(
+        request(&mut b, &mut host_b, 2, &auth, &[&once]),
+        Verdict::Pause
+    );
     let (status, code, challenge) = refused(&host_b, 2);
     assert_eq!((status, code.as_str()), (401, "dpop_jti_replayed"));
-    assert!(challenge.starts_with("DPoP realm=\"keygate\", error=\"invalid_dpop_proof\""), "{challenge}");
-    assert!(challenge.contains("algs=\"RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA\""), "{challenge}");
+    assert!(
+        challenge.starts_with("DPoP realm=\"keygate\", error=\"invalid_dpop_proof\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("algs=\"RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA\""),
+        "{challenge}"
+    );
     // A fresh proof on worker B is fine.
     let fresh = proof(&token, "jti-2");
-    assert_eq!(request(&mut b, &mut host_b, 3, &auth, &[&fresh]), Verdict::Continue);
+    assert_eq!(
+        request(&mut b, &mut host_b, 3, &auth, &[&fresh]),
+        Verdict::Continue
+    );
     assert!(allowed(&host_b, 3));
 }
 
@@ -153,8 +172,14 @@ fn a_parked_dpop_request_is_checked_when_the_keys_arrive() {
         &json!({"jti": "jti-2", "htm": "GET", "htu": "http://api.example/pets/other",
                 "iat": NOW, "ath": ath(&token)}),
     );
-    assert_eq!(request(&mut w, &mut host, 1, &auth, &[&good]), Verdict::Pause);
-    assert_eq!(request(&mut w, &mut host, 2, &auth, &[&wrong_url]), Verdict::Pause);
+    assert_eq!(
+        request(&mut w, &mut host, 1, &auth, &[&good]),
+        Verdict::Pause
+    );
+    assert_eq!(
+        request(&mut w, &mut host, 2, &auth, &[&wrong_url]),
+        Verdict::Pause
+    );
     assert_eq!(w.parked(), 2);
     let fetch = host.last_dispatch().unwrap().token;
     host.answer(&mut w, fetch, 200, &jwks_body());
@@ -173,7 +198,10 @@ fn proofs_go_to_host_crypto_and_are_checked_on_cache_hits() {
     let auth = format!("DPoP {token}");
     for (stream, jti) in [(1, "a"), (2, "b"), (3, "c")] {
         let p = proof(&token, jti);
-        assert_eq!(request(&mut w, &mut host, stream, &auth, &[&p]), Verdict::Continue);
+        assert_eq!(
+            request(&mut w, &mut host, stream, &auth, &[&p]),
+            Verdict::Continue
+        );
     }
     // One token verification (then cache hits) and one proof check per request.
     assert_eq!(host.crypto_calls.get(), 1 + 3);
@@ -185,7 +213,10 @@ fn proofs_go_to_host_crypto_and_are_checked_on_cache_hits() {
 fn required_dpop_refuses_plain_bearer_tokens() {
     let (mut w, mut host) = warmed("required", json!({"dpop_algorithms": ["ES384", "EdDSA"]}));
     let plain = access_token(false);
-    assert_eq!(request(&mut w, &mut host, 1, &format!("Bearer {plain}"), &[]), Verdict::Pause);
+    assert_eq!(
+        request(&mut w, &mut host, 1, &format!("Bearer {plain}"), &[]),
+        Verdict::Pause
+    );
     let (status, code, challenge) = refused(&host, 1);
     assert_eq!((status, code.as_str()), (401, "dpop_required"));
     assert_eq!(
@@ -194,15 +225,25 @@ fn required_dpop_refuses_plain_bearer_tokens() {
     );
     let bound = access_token(true);
     let p = proof(&bound, "j");
-    assert_eq!(request(&mut w, &mut host, 2, &format!("DPoP {bound}"), &[&p]), Verdict::Continue);
+    assert_eq!(
+        request(&mut w, &mut host, 2, &format!("DPoP {bound}"), &[&p]),
+        Verdict::Continue
+    );
     // ES256 proofs are not on this gateway's list.
-    let mut key_claims = json!({"jti": "k", "htm": "GET", "htu": URL, "iat": NOW, "ath": ath(&bound)});
+    let mut key_claims =
+        json!({"jti": "k", "htm": "GET", "htu": URL, "iat": NOW, "ath": ath(&bound)});
     let es256 = dpop_proof("p256", "ES256", &key_claims);
-    assert_eq!(request(&mut w, &mut host, 3, &format!("DPoP {bound}"), &[&es256]), Verdict::Pause);
+    assert_eq!(
+        request(&mut w, &mut host, 3, &format!("DPoP {bound}"), &[&es256]),
+        Verdict::Pause
+    );
     assert_eq!(refused(&host, 3).1, "dpop_alg_not_allowed");
     key_claims["iat"] = json!(NOW - 301.0);
     let stale = dpop_proof("p384", "ES384", &key_claims);
-    assert_eq!(request(&mut w, &mut host, 4, &format!("DPoP {bound}"), &[&stale]), Verdict::Pause);
+    assert_eq!(
+        request(&mut w, &mut host, 4, &format!("DPoP {bound}"), &[&stale]),
+        Verdict::Pause
+    );
     assert_eq!(refused(&host, 4).1, "dpop_proof_expired");
 }
 
@@ -213,11 +254,20 @@ fn a_full_replay_store_answers_503_and_never_forgets_a_live_jti() {
     let token = access_token(true);
     let auth = format!("DPoP {token}");
     let (p1, p2, p3) = (proof(&token, "1"), proof(&token, "2"), proof(&token, "3"));
-    assert_eq!(request(&mut w, &mut host, 1, &auth, &[&p1]), Verdict::Continue);
-    assert_eq!(request(&mut w, &mut host, 2, &auth, &[&p2]), Verdict::Continue);
+    assert_eq!(
+        request(&mut w, &mut host, 1, &auth, &[&p1]),
+        Verdict::Continue
+    );
+    assert_eq!(
+        request(&mut w, &mut host, 2, &auth, &[&p2]),
+        Verdict::Continue
+    );
     assert_eq!(request(&mut w, &mut host, 3, &auth, &[&p3]), Verdict::Pause);
     let sent = host.reply_of(3).unwrap();
-    assert_eq!((sent.status, sent.code().as_deref()), (503, Some("dpop_replay_store_full")));
+    assert_eq!(
+        (sent.status, sent.code().as_deref()),
+        (503, Some("dpop_replay_store_full"))
+    );
     let retry: u64 = sent.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=302).contains(&retry), "{retry}");
     assert_eq!(request(&mut w, &mut host, 4, &auth, &[&p1]), Verdict::Pause);
@@ -229,7 +279,18 @@ fn a_full_replay_store_answers_503_and_never_forgets_a_live_jti() {
         "ES384",
         &json!({"jti": "4", "htm": "GET", "htu": URL, "iat": NOW + 400.0, "ath": ath(&token)}),
     );
-    assert_eq!(request(&mut w, &mut host, 5, &auth, &[&later]), Verdict::Continue);
-    let record = host.shared.borrow().get("keygate.dpop.0").map(|(b, _)| b.len());
-    assert_eq!(record, Some(16), "expired entries are dropped when the slot is written");
+    assert_eq!(
+        request(&mut w, &mut host, 5, &auth, &[&later]),
+        Verdict::Continue
+    );
+    let record = host
+        .shared
+        .borrow()
+        .get("keygate.dpop.0")
+        .map(|(b, _)| b.len());
+    assert_eq!(
+        record,
+        Some(16),
+        "expired entries are dropped when the slot is written"
+    );
 }

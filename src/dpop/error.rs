@@ -142,7 +142,10 @@ impl fmt::Display for DpopError {
                 f.write_str("DPoP proof signature does not verify with its jwk")
             }
             DpopError::ClaimMissing { claim } => {
-                write!(f, "DPoP proof claim {claim} is missing or of the wrong type")
+                write!(
+                    f,
+                    "DPoP proof claim {claim} is missing or of the wrong type"
+                )
             }
             DpopError::HtmMismatch => f.write_str("DPoP proof htm is not the request method"),
             DpopError::HtuMismatch => f.write_str("DPoP proof htu is not the request URI"),

@@ -94,7 +94,9 @@ fn is_unreserved(b: u8) -> bool {
 }
 
 fn hex(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 fn normalize_path(path: &str) -> Option<String> {
@@ -165,15 +167,15 @@ mod tests {
         let want = Some("https://api.example.com/pets".to_string());
         assert_eq!(normalize("HTTPS://API.Example.COM:443/pets"), want);
         assert_eq!(normalize("https://api.example.com/pets?limit=1#top"), want);
-        assert_eq!(request_uri("https", "api.example.com", "/pets?limit=1"), want);
+        assert_eq!(
+            request_uri("https", "api.example.com", "/pets?limit=1"),
+            want
+        );
         assert_eq!(
             normalize("http://127.0.0.1:8080/a"),
             Some("http://127.0.0.1:8080/a".to_string())
         );
-        assert_eq!(
-            normalize("http://h:80"),
-            Some("http://h/".to_string())
-        );
+        assert_eq!(normalize("http://h:80"), Some("http://h/".to_string()));
         // 443 is only the default for https.
         assert_eq!(
             normalize("http://h:443/a"),

@@ -68,7 +68,10 @@ pub fn verify_proof(
         reason: err.to_string(),
     })?;
     let header = token.header();
-    let typ = header.get("typ").and_then(Value::as_str).unwrap_or_default();
+    let typ = header
+        .get("typ")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     // Media types compare case-insensitively and may omit "application/" (RFC 7515 §4.1.9).
     let typ = typ.strip_prefix("application/").unwrap_or(typ);
     if !typ.eq_ignore_ascii_case("dpop+jwt") {
@@ -134,7 +137,10 @@ pub fn verify_proof(
     })
 }
 
-fn string_claim<'c>(claims: &'c Map<String, Value>, claim: &'static str) -> Result<&'c str, DpopError> {
+fn string_claim<'c>(
+    claims: &'c Map<String, Value>,
+    claim: &'static str,
+) -> Result<&'c str, DpopError> {
     claims
         .get(claim)
         .and_then(Value::as_str)

@@ -68,9 +68,8 @@ impl ReplayStore {
                 Some((bytes, cas)) => (bytes, Expect::Cas(cas)),
                 None => (Vec::new(), Expect::Absent),
             };
-            let mut live: Vec<([u8; 8], u64)> = decode(&record)
-                .filter(|(_, until)| *until > now)
-                .collect();
+            let mut live: Vec<([u8; 8], u64)> =
+                decode(&record).filter(|(_, until)| *until > now).collect();
             if live.iter().any(|(seen, _)| *seen == fingerprint) {
                 return Err(DpopError::Replayed);
             }
@@ -118,7 +117,10 @@ fn fingerprint(jkt: &str, jti: &str, slots: usize) -> (usize, [u8; 8]) {
 fn decode(record: &[u8]) -> impl Iterator<Item = ([u8; 8], u64)> + '_ {
     record.chunks_exact(ENTRY_BYTES).filter_map(|entry| {
         let (seen, until) = entry.split_at_checked(8)?;
-        Some((seen.try_into().ok()?, u64::from_be_bytes(until.try_into().ok()?)))
+        Some((
+            seen.try_into().ok()?,
+            u64::from_be_bytes(until.try_into().ok()?),
+        ))
     })
 }
 
@@ -187,14 +189,20 @@ mod tests {
         };
         let slots = MemorySlots::default();
         for (i, until) in [1_010, 1_020, 1_030].iter().enumerate() {
-            assert_eq!(one.first_use(&slots, "k", &format!("j{i}"), *until, 1_000), Ok(()));
+            assert_eq!(
+                one.first_use(&slots, "k", &format!("j{i}"), *until, 1_000),
+                Ok(())
+            );
         }
         assert_eq!(
             one.first_use(&slots, "k", "j9", 1_300, 1_000),
             Err(DpopError::ReplayStoreFull { retry_after: 10 })
         );
         // Still refused as replayed, not forgotten.
-        assert_eq!(one.first_use(&slots, "k", "j0", 1_300, 1_005), Err(DpopError::Replayed));
+        assert_eq!(
+            one.first_use(&slots, "k", "j0", 1_300, 1_005),
+            Err(DpopError::Replayed)
+        );
         let bytes = slots.get("keygate.dpop.0").map(|(b, _)| b.len());
         assert_eq!(bytes, Some(3 * ENTRY_BYTES));
         // After the first entry expires there is room again, and the record does not grow.
@@ -211,10 +219,17 @@ mod tests {
             entries: 64,
         };
         for i in 0..200 {
-            assert_eq!(store.first_use(&slots, "k", &format!("jti-{i}"), 2_000, 1_000), Ok(()));
+            assert_eq!(
+                store.first_use(&slots, "k", &format!("jti-{i}"), 2_000, 1_000),
+                Ok(())
+            );
         }
         let data = slots.data.borrow();
-        assert!(data.len() > 4 && data.len() <= 8, "{} slots used", data.len());
+        assert!(
+            data.len() > 4 && data.len() <= 8,
+            "{} slots used",
+            data.len()
+        );
         assert!(data.keys().all(|k| {
             k.strip_prefix(KEY_PREFIX)
                 .and_then(|i| i.parse::<usize>().ok())

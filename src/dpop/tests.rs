@@ -107,18 +107,62 @@ fn each_claim_is_checked() {
     let cases = [
         (edit(claims(), "htm", json!("POST")), DpopError::HtmMismatch),
         (edit(claims(), "htm", json!("get")), DpopError::HtmMismatch),
-        (edit(claims(), "htu", json!("https://api.example.com/pets/v1/other")), DpopError::HtuMismatch),
-        (edit(claims(), "htu", json!("http://api.example.com/pets/v1/pets")), DpopError::HtuMismatch),
-        (edit(claims(), "htu", json!("/pets/v1/pets")), DpopError::HtuMismatch),
-        (edit(claims(), "iat", json!(NOW - 301.0)), DpopError::ProofExpired),
-        (edit(claims(), "iat", json!(NOW + 6.0)), DpopError::IatInFuture),
-        (edit(claims(), "iat", json!("now")), DpopError::ClaimMissing { claim: "iat" }),
-        (edit(claims(), "ath", json!(access_token_hash("another token"))), DpopError::AthMismatch),
-        (edit(claims(), "ath", Value::Null), DpopError::ClaimMissing { claim: "ath" }),
-        (edit(claims(), "jti", Value::Null), DpopError::ClaimMissing { claim: "jti" }),
-        (edit(claims(), "jti", json!("")), DpopError::ClaimMissing { claim: "jti" }),
-        (edit(claims(), "htu", Value::Null), DpopError::ClaimMissing { claim: "htu" }),
-        (edit(claims(), "htm", Value::Null), DpopError::ClaimMissing { claim: "htm" }),
+        (
+            edit(
+                claims(),
+                "htu",
+                json!("https://api.example.com/pets/v1/other"),
+            ),
+            DpopError::HtuMismatch,
+        ),
+        (
+            edit(
+                claims(),
+                "htu",
+                json!("http://api.example.com/pets/v1/pets"),
+            ),
+            DpopError::HtuMismatch,
+        ),
+        (
+            edit(claims(), "htu", json!("/pets/v1/pets")),
+            DpopError::HtuMismatch,
+        ),
+        (
+            edit(claims(), "iat", json!(NOW - 301.0)),
+            DpopError::ProofExpired,
+        ),
+        (
+            edit(claims(), "iat", json!(NOW + 6.0)),
+            DpopError::IatInFuture,
+        ),
+        (
+            edit(claims(), "iat", json!("now")),
+            DpopError::ClaimMissing { claim: "iat" },
+        ),
+        (
+            edit(claims(), "ath", json!(access_token_hash("another token"))),
+            DpopError::AthMismatch,
+        ),
+        (
+            edit(claims(), "ath", Value::Null),
+            DpopError::ClaimMissing { claim: "ath" },
+        ),
+        (
+            edit(claims(), "jti", Value::Null),
+            DpopError::ClaimMissing { claim: "jti" },
+        ),
+        (
+            edit(claims(), "jti", json!("")),
+            DpopError::ClaimMissing { claim: "jti" },
+        ),
+        (
+            edit(claims(), "htu", Value::Null),
+            DpopError::ClaimMissing { claim: "htu" },
+        ),
+        (
+            edit(claims(), "htm", Value::Null),
+            DpopError::ClaimMissing { claim: "htm" },
+        ),
     ];
     for (claims, want) in cases {
         assert_eq!(check(&proof(&claims)), Err(want.clone()), "{claims}");
@@ -127,7 +171,11 @@ fn each_claim_is_checked() {
     for ok in [
         edit(claims(), "iat", json!(NOW - 299.0)),
         edit(claims(), "iat", json!(NOW + 4.5)),
-        edit(claims(), "htu", json!("HTTPS://API.example.com:443/pets/v1/pets?x=1")),
+        edit(
+            claims(),
+            "htu",
+            json!("HTTPS://API.example.com:443/pets/v1/pets?x=1"),
+        ),
     ] {
         assert!(check(&proof(&ok)).is_ok(), "{ok}");
     }
@@ -138,39 +186,64 @@ fn header_and_key_rules() {
     let key = p256_key(7);
     let jwk = p256_jwk(&key);
     let cases = [
-        (json!({"typ": "JWT", "alg": "ES256", "jwk": jwk}), DpopError::TypInvalid),
+        (
+            json!({"typ": "JWT", "alg": "ES256", "jwk": jwk}),
+            DpopError::TypInvalid,
+        ),
         (json!({"alg": "ES256", "jwk": jwk}), DpopError::TypInvalid),
-        (json!({"typ": "dpop+jwt", "alg": "ES256"}), DpopError::JwkInvalid),
-        (json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": "x"}), DpopError::JwkInvalid),
+        (
+            json!({"typ": "dpop+jwt", "alg": "ES256"}),
+            DpopError::JwkInvalid,
+        ),
+        (
+            json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": "x"}),
+            DpopError::JwkInvalid,
+        ),
         (
             json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": edit(jwk.clone(), "d", json!("AAAA"))}),
             DpopError::JwkPrivate,
         ),
         (
             json!({"typ": "dpop+jwt", "alg": "HS256", "jwk": jwk}),
-            DpopError::AlgNotAllowed { alg: crate::jose::safe_label("HS256") },
+            DpopError::AlgNotAllowed {
+                alg: crate::jose::safe_label("HS256"),
+            },
         ),
         (
             json!({"typ": "dpop+jwt", "alg": "none", "jwk": jwk}),
-            DpopError::AlgNotAllowed { alg: crate::jose::safe_label("none") },
+            DpopError::AlgNotAllowed {
+                alg: crate::jose::safe_label("none"),
+            },
         ),
         (
             json!({"typ": "dpop+jwt", "alg": "ES384", "jwk": jwk}),
-            DpopError::AlgNotAllowed { alg: crate::jose::safe_label("ES384") },
+            DpopError::AlgNotAllowed {
+                alg: crate::jose::safe_label("ES384"),
+            },
         ),
         // The key's type does not fit the alg.
-        (json!({"typ": "dpop+jwt", "alg": "RS256", "jwk": jwk}), DpopError::JwkInvalid),
+        (
+            json!({"typ": "dpop+jwt", "alg": "RS256", "jwk": jwk}),
+            DpopError::JwkInvalid,
+        ),
         (
             json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": p256_jwk(&p256_key(9))}),
             DpopError::SignatureInvalid,
         ),
     ];
     for (header, want) in cases {
-        assert_eq!(check(&sign_with(&key, &header, &claims())), Err(want.clone()), "{header}");
+        assert_eq!(
+            check(&sign_with(&key, &header, &claims())),
+            Err(want.clone()),
+            "{header}"
+        );
     }
     let application = json!({"typ": "application/DPoP+JWT", "alg": "ES256", "jwk": jwk});
     assert!(check(&sign_with(&key, &application, &claims())).is_ok());
-    assert!(matches!(check("not.a.jws"), Err(DpopError::ProofMalformed { .. })));
+    assert!(matches!(
+        check("not.a.jws"),
+        Err(DpopError::ProofMalformed { .. })
+    ));
     assert!(matches!(check("x"), Err(DpopError::ProofMalformed { .. })));
 }
 

@@ -79,10 +79,22 @@ mod tests {
 
     #[test]
     fn refuses_symmetric_unknown_and_incomplete_keys() {
-        assert_eq!(thumbprint(&object(json!({"kty": "oct", "k": "AAAA"}))), None);
-        assert_eq!(thumbprint(&object(json!({"kty": "EC", "crv": "P-256", "x": "AA"}))), None);
-        assert_eq!(thumbprint(&object(json!({"kty": "RSA", "n": "AA", "e": 3}))), None);
-        assert_eq!(thumbprint(&object(json!({"crv": "Ed25519", "x": "AA"}))), None);
+        assert_eq!(
+            thumbprint(&object(json!({"kty": "oct", "k": "AAAA"}))),
+            None
+        );
+        assert_eq!(
+            thumbprint(&object(json!({"kty": "EC", "crv": "P-256", "x": "AA"}))),
+            None
+        );
+        assert_eq!(
+            thumbprint(&object(json!({"kty": "RSA", "n": "AA", "e": 3}))),
+            None
+        );
+        assert_eq!(
+            thumbprint(&object(json!({"crv": "Ed25519", "x": "AA"}))),
+            None
+        );
         assert!(thumbprint(&object(json!({"kty": "OKP", "crv": "Ed25519", "x": "AA"}))).is_some());
     }
 }

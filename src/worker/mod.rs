@@ -81,7 +81,12 @@ impl<H: Host> Slots for SharedSlots<'_, H> {
         self.0.shared_get(key)
     }
 
-    fn set(&self, key: &str, bytes: &[u8], expect: crate::keys::Expect) -> Result<(), crate::keys::SlotError> {
+    fn set(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        expect: crate::keys::Expect,
+    ) -> Result<(), crate::keys::SlotError> {
         self.0.shared_set(key, bytes, expect)
     }
 }

@@ -156,7 +156,8 @@ mod native {
         let mut claims = claims();
         claims["scope"] = json!("pets:read");
         claims["cnf"] = json!({"jkt": jwk_thumbprint(&public_jwk("p256", "x"))});
-        let token = super::common::token(&json!({"alg": "RS256", "kid": "k-rsa"}), &claims, "rsa2048");
+        let token =
+            super::common::token(&json!({"alg": "RS256", "kid": "k-rsa"}), &claims, "rsa2048");
         let mut next = 0u64;
         let mut fresh = move || {
             next += 1;

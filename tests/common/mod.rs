@@ -215,14 +215,20 @@ pub fn jwk_thumbprint(jwk: &Value) -> String {
         .iter()
         .map(|m| format!("\"{m}\":\"{}\"", jwk[*m].as_str().unwrap()))
         .collect();
-    b64(&Sha256::digest(format!("{{{}}}", body.join(",")).as_bytes()))
+    b64(&Sha256::digest(
+        format!("{{{}}}", body.join(",")).as_bytes(),
+    ))
 }
 
 /// A DPoP proof (RFC 9449 §4.2) signed for real with the named test key under `alg`.
 pub fn dpop_proof(key: &str, alg: &str, claims: &Value) -> String {
     let mut jwk = public_jwk(key, "client");
     jwk.as_object_mut().unwrap().remove("kid");
-    token(&json!({"typ": "dpop+jwt", "alg": alg, "jwk": jwk}), claims, key)
+    token(
+        &json!({"typ": "dpop+jwt", "alg": alg, "jwk": jwk}),
+        claims,
+        key,
+    )
 }
 
 /// `ath` of an access token.
