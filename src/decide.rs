@@ -9,7 +9,7 @@
 //! after a refetch, with `after_refetch` set so an unknown `kid` becomes a final answer.
 //! [`decide`] runs every step at once for callers that hold every key set (tests, the CLI).
 //!
-//! DPoP (RFC 9449): once a token is genuine, from the cache or freshly verified, [`check_dpop`]
+//! DPoP (RFC 9449): once a token is genuine, from the cache or freshly verified, `check_dpop`
 //! matches it with how it was presented: a token bound to a key (`cnf.jkt`) needs the `DPoP`
 //! scheme and a valid proof of that key on every request (a cache hit skips the token's
 //! signature, never the proof, which is per request), and a plain token is refused where DPoP
