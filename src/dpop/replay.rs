@@ -98,15 +98,13 @@ fn fingerprint(jkt: &str, jti: &str, slots: usize) -> (usize, [u8; 8]) {
     hasher.update(b"\0");
     hasher.update(jti.as_bytes());
     let digest = hasher.finalize();
-    let mut chooser = [0u8; 8];
-    let mut kept = [0u8; 8];
-    for (i, byte) in digest.iter().enumerate() {
-        match i {
-            0..=7 => chooser[i % 8] = *byte,
-            8..=15 => kept[i % 8] = *byte,
-            _ => break,
-        }
-    }
+    let word = |range: std::ops::Range<usize>| -> [u8; 8] {
+        digest
+            .get(range)
+            .and_then(|bytes| bytes.try_into().ok())
+            .unwrap_or_default()
+    };
+    let (chooser, kept) = (word(0..8), word(8..16));
     let slots = u64::try_from(slots.max(1)).unwrap_or(u64::MAX);
     let slot = usize::try_from(u64::from_be_bytes(chooser) % slots).unwrap_or(0);
     (slot, kept)
