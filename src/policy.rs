@@ -11,8 +11,7 @@ use serde_json::{Map, Value};
 use crate::claims::Validation;
 use crate::config::{
     ConfigError, ConfigErrors, ConfigProblem, DpopMode, JwksSource, Limiter, PluginConfig,
-    Settings,
-    SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
+    Settings, SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
 };
 use crate::identity::Identity;
 use crate::issuer::{IssuerFit, IssuerPattern};
