@@ -120,7 +120,7 @@ bench: deps wasm cli
 # by git); the committed seeds in fuzz/corpus/<target> are read, never written. `make test`
 # replays those seeds on stable (tests/fuzz_corpora.rs).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= token jwks policy declaration route
+FUZZ_TARGETS ?= token jwks policy declaration route dpop
 FUZZ_TOOLCHAIN ?= nightly
 
 fuzz:

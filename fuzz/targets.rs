@@ -8,6 +8,7 @@
 
 use std::sync::OnceLock;
 
+use keygate::dpop::{normalize_uri, thumbprint, verify_proof, ProofRules, ProofTarget};
 use keygate::jose::{verify, KeySet, UntrustedToken, Validation};
 use keygate::path::CanonicalPath;
 use keygate::policy::{Policy, Route};
@@ -81,6 +82,58 @@ pub fn token(data: &[u8]) {
                 };
                 assert!(genuine().iter().any(is_genuine), "verified: {text:?}");
             }
+        }
+        Err(error) => assert!(!error.code().is_empty()),
+    }
+}
+
+/// The request every `dpop` input is checked against (the seed proofs are made for it).
+pub const DPOP_URI: &str = "https://api.example/pets/v1/pets";
+pub const DPOP_ACCESS_TOKEN: &str = "access-token-of-the-dpop-seeds";
+
+/// DPoP proof checks against a fixed request at the fixed `now`, and `htu` normalization. A proof
+/// that passes names exactly that request and carries the key its thumbprint is of; normalizing a
+/// URI twice changes nothing (the input read as a URI).
+pub fn dpop(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Some(once) = normalize_uri(text) {
+        assert_eq!(
+            normalize_uri(&once).as_deref(),
+            Some(once.as_str()),
+            "{text:?}"
+        );
+    }
+    let algorithms: Vec<String> = keygate::config::SUPPORTED_ALGORITHMS
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let rules = ProofRules {
+        algorithms: &algorithms,
+        max_age_seconds: 300,
+        future_skew_seconds: 5,
+    };
+    let target = ProofTarget {
+        method: "GET",
+        uri: Some(DPOP_URI),
+        access_token: DPOP_ACCESS_TOKEN,
+    };
+    match verify_proof(text, &target, &rules, NOW, None) {
+        Ok(proof) => {
+            let parsed = UntrustedToken::parse(text).ok();
+            let jwk = parsed
+                .as_ref()
+                .and_then(|t| t.header().get("jwk")?.as_object().cloned());
+            assert_eq!(
+                jwk.as_ref().and_then(thumbprint),
+                Some(proof.jkt),
+                "{text:?}"
+            );
+            let claims = parsed.as_ref().map(UntrustedToken::claims);
+            assert_eq!(claims.and_then(|c| c.get("htm")?.as_str()), Some("GET"));
+            assert!(!proof.jti.is_empty());
+            assert!((NOW - 300.0..=NOW + 5.0).contains(&proof.iat));
         }
         Err(error) => assert!(!error.code().is_empty()),
     }

@@ -58,6 +58,33 @@ fn token_corpus() {
 }
 
 #[test]
+fn the_valid_dpop_seeds_verify_so_the_dpop_oracle_is_not_vacuous() {
+    use keygate::dpop::{verify_proof, ProofRules, ProofTarget};
+    let algorithms = vec!["ES256".to_string(), "EdDSA".to_string()];
+    let rules = ProofRules {
+        algorithms: &algorithms,
+        max_age_seconds: 300,
+        future_skew_seconds: 5,
+    };
+    let target = ProofTarget {
+        method: "GET",
+        uri: Some(targets::DPOP_URI),
+        access_token: targets::DPOP_ACCESS_TOKEN,
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/dpop");
+    for seed in ["valid-es256", "valid-eddsa"] {
+        let proof = std::fs::read_to_string(dir.join(seed)).unwrap();
+        verify_proof(&proof, &target, &rules, targets::NOW, None).unwrap();
+    }
+}
+
+#[test]
+fn dpop_corpus() {
+    // The seeds hold a valid proof, so the oracle's accepting side runs.
+    assert!(replay("dpop", targets::dpop) >= 5);
+}
+
+#[test]
 fn jwks_corpus() {
     replay("jwks", targets::jwks);
 }

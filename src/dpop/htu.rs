@@ -64,10 +64,21 @@ fn normalize_authority(scheme: &str, authority: &str) -> Option<String> {
             None => (authority, None),
         }
     };
-    let ok_host = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b));
+    // A registered name or IPv4 address (no ':' or brackets), or a bracketed IPv6 address.
+    let ok_host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b))
+        }
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b))
+        }
+    };
     if !ok_host {
         return None;
     }
@@ -198,6 +209,16 @@ mod tests {
             Some("https://h/a/c".to_string())
         );
         assert_eq!(normalize("https://h/a/.."), Some("https://h/".to_string()));
+        // Normalizing twice changes nothing.
+        for uri in [
+            "HTTP://H:080//a/%2e%2E/%7e?q",
+            "http://[::1]:80/",
+            "https://h/%25",
+        ] {
+            let once = normalize(uri);
+            assert!(once.is_some(), "{uri}");
+            assert_eq!(once.as_deref().and_then(normalize), once, "{uri}");
+        }
         // Path case is significant.
         assert_ne!(normalize("https://h/Pets"), normalize("https://h/pets"));
     }
@@ -215,6 +236,10 @@ mod tests {
             "https://h/a%4",
             "https://h/a b",
             "1http://h/",
+            "http://a:b:80/",
+            "http://[::1/",
+            "http://[]/",
+            "http://[::1]x/",
         ] {
             assert_eq!(normalize(bad), None, "{bad}");
         }
