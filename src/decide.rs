@@ -69,6 +69,11 @@ impl Pending {
     pub fn key_manager(&self) -> usize {
         self.key_manager
     }
+
+    /// Index of the API the request is for.
+    pub fn api(&self) -> usize {
+        self.route.api
+    }
 }
 
 /// A request whose route needs a token, with the bearer token it carries.
@@ -80,7 +85,12 @@ pub struct Started<'r> {
 
 /// First phase: the route, then the bearer token (nothing is parsed yet).
 pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Result<Started<'r>, Outcome> {
-    let route = match policy.route(request.method, request.path) {
+    start_at(policy.route(request.method, request.path), request)
+}
+
+/// [`start`] for a route already found (the worker reads the API off it for its metrics).
+pub fn start_at<'r>(route: Route, request: &Request<'r>) -> Result<Started<'r>, Outcome> {
+    let route = match route {
         Route::Protected(route) => route,
         Route::Public(_) => return Err(Outcome::Public),
         Route::PassThrough => return Err(Outcome::Pass),
@@ -101,7 +111,19 @@ pub fn recall(
     generation: impl Fn(usize) -> Option<u64>,
     now: f64,
 ) -> Option<Outcome> {
+    recall_with_key_manager(policy, started, cache, generation, now).map(|(_, outcome)| outcome)
+}
+
+/// [`recall`], with the index of the key manager that verified the token.
+pub fn recall_with_key_manager(
+    policy: &Policy,
+    started: &Started<'_>,
+    cache: &mut VerifiedTokens,
+    generation: impl Fn(usize) -> Option<u64>,
+    now: f64,
+) -> Option<(usize, Outcome)> {
     let hit = cache.get_mut(started.token)?;
+    let key_manager = hit.key_manager;
     if generation(hit.key_manager) != Some(hit.generation) {
         return None;
     }
@@ -114,7 +136,7 @@ pub fn recall(
         } => {
             let manager = policy.key_managers().get(hit.key_manager)?;
             if let Err(err) = check_time(*exp, *nbf, manager.time_validation(), now) {
-                return Some(Outcome::Deny(invalid(&err)));
+                return Some((key_manager, Outcome::Deny(invalid(&err))));
             }
             // The authorization of a verified token for one resource never changes within a
             // policy: the last one is remembered.
@@ -136,7 +158,7 @@ pub fn recall(
             description: description.clone(),
         }),
     };
-    Some(outcome)
+    Some((key_manager, outcome))
 }
 
 /// Second phase without keys: the token's syntax and its key manager (by issuer).

@@ -16,6 +16,7 @@ mod issuer;
 pub mod jose;
 mod keys;
 mod mapping;
+pub mod metrics;
 pub mod path;
 pub mod policy;
 pub mod response;

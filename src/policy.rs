@@ -129,6 +129,16 @@ pub enum Route {
     Denied(Denial),
 }
 
+impl Route {
+    /// The API of a matched resource.
+    pub fn api(&self) -> Option<usize> {
+        match self {
+            Route::Public(found) | Route::Protected(found) => Some(found.api),
+            Route::PassThrough | Route::Denied(_) => None,
+        }
+    }
+}
+
 /// The key manager that will verify a token, and the exact `iss` the token must carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyManagerMatch {

@@ -23,6 +23,7 @@ use crate::cli::generate::GenerateError;
 use crate::cli::ratelimit;
 use crate::cli::url::{HttpUrl, NameCollision, Scheme, TargetNames};
 use crate::config::PluginConfig;
+use crate::metrics;
 
 /// Longest readable host part of a cluster name; the digest keeps truncated names apart.
 const READABLE_HOST_MAX: usize = 40;
@@ -254,6 +255,7 @@ pub fn bootstrap(
         // File-based xDS (the filter's ECDS) needs the node named.
         "node": {"id": "keygate", "cluster": "keygate"},
         "admin": {"address": socket_address(&options.admin)},
+        "stats_config": stats_config(),
         "static_resources": {
             "listeners": [{
                 "name": "keygate_listener",
@@ -388,6 +390,29 @@ pub fn filter_resource(plugin: &PluginConfig, wasm_path: &str) -> Result<Value, 
 /// The contents of [`ECDS_FILE`]: a discovery response holding the one filter resource.
 pub fn ecds_file(plugin: &PluginConfig, wasm_path: &str) -> Result<Value, BootstrapError> {
     Ok(json!({"resources": [filter_resource(plugin, wasm_path)?]}))
+}
+
+/// Histogram buckets of the filter's time per request, in microseconds (Envoy's defaults are
+/// meant for milliseconds).
+const FILTER_TIME_BUCKETS_US: [u64; 14] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
+];
+
+/// Tag extraction that turns the filter's labeled stat names into Prometheus labels (see
+/// `crate::metrics`), and microsecond buckets for its time histogram. Envoy's default tags stay.
+pub fn stats_config() -> Value {
+    let tags: Vec<Value> = metrics::stats_tags()
+        .into_iter()
+        .map(|(name, regex)| json!({"tag_name": name, "regex": regex}))
+        .collect();
+    json!({
+        "stats_tags": tags,
+        "use_all_default_tags": true,
+        "histogram_bucket_settings": [{
+            "match": {"prefix": format!("wasmcustom.{}", metrics::FILTER_TIME_US)},
+            "buckets": FILTER_TIME_BUCKETS_US,
+        }],
+    })
 }
 
 fn socket_address(addr: &SocketAddr) -> Value {

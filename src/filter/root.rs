@@ -8,6 +8,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
+use crate::metrics;
 use crate::policy::Policy;
 use crate::worker::Worker;
 
@@ -70,6 +71,7 @@ impl RootContext for Root {
             log::error!(
                 "keygate: configuration: missing (the filter needs a JSON plugin configuration)"
             );
+            host::count(metrics::configuration(false));
             return false;
         };
         match Policy::from_json(&bytes) {
@@ -90,6 +92,7 @@ impl RootContext for Root {
                     log::warn!("keygate: Envoy's verify_signature unavailable or unsound; all signatures checked in Wasm");
                 }
                 host::set_gauge("keygate_signature_host", u64::from(crypto));
+                host::count(metrics::configuration(true));
                 self.state = Some(Rc::new(RefCell::new(State::new(worker, queue, crypto))));
                 // The first tick pre-warms the key caches (clusters are ready by then).
                 host::set_tick_period_ms(TICK_MS);
@@ -97,6 +100,7 @@ impl RootContext for Root {
             }
             Err(err) => {
                 log::error!("keygate: configuration refused: {err}");
+                host::count(metrics::configuration(false));
                 false
             }
         }

@@ -87,6 +87,8 @@ pub struct FakeHost {
     /// Streams that no longer exist: calls on them fail.
     pub gone: HashSet<StreamId>,
     pub counters: BTreeMap<String, u64>,
+    /// Values recorded per histogram, in order.
+    pub histograms: BTreeMap<String, Vec<u64>>,
     /// Root wake-ups asked for and not run yet (see [`FakeHost::run_wakeup`]).
     pub wakeups: u32,
     /// When false, stream calls are counted but not logged (benchmarks run millions of them).
@@ -150,6 +152,23 @@ impl FakeHost {
 
     pub fn counter(&self, name: &str) -> u64 {
         self.counters.get(name).copied().unwrap_or(0)
+    }
+
+    /// The sum of the labeled counter `metric` over the samples whose labels include every one
+    /// of `labels` (as Prometheus would sum them).
+    pub fn counter_where(&self, metric: &str, labels: &[(&str, &str)]) -> u64 {
+        self.counters
+            .iter()
+            .filter_map(|(name, value)| {
+                let (m, have) = crate::metrics::parse(name)?;
+                (m == metric && labels.iter().all(|l| have.contains(l))).then_some(*value)
+            })
+            .sum()
+    }
+
+    /// The values recorded in histogram `name`.
+    pub fn histogram(&self, name: &str) -> &[u64] {
+        self.histograms.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// The last callout started, if any.
@@ -332,5 +351,13 @@ impl Host for FakeHost {
     fn count(&mut self, name: &str) {
         self.call();
         *self.counters.entry(name.to_string()).or_default() += 1;
+    }
+
+    fn record(&mut self, name: &str, value: u64) {
+        self.call();
+        self.histograms
+            .entry(name.to_string())
+            .or_default()
+            .push(value);
     }
 }

@@ -27,6 +27,11 @@ pub struct Fetch<'a> {
 pub trait Host: HostCrypto {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+    /// Microseconds since the Unix epoch (the filter's own time per request is measured with
+    /// it); a host without a finer clock answers in whole milliseconds.
+    fn now_us(&self) -> u64 {
+        self.now_ms().saturating_mul(1000)
+    }
 
     /// A shared-data entry visible to every worker of this Envoy: bytes and their CAS value.
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
@@ -66,6 +71,9 @@ pub trait Host: HostCrypto {
     /// are being handled).
     fn add_response_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool;
 
-    /// Adds one to the counter `name`.
+    /// Adds one to the counter `name` (a plain name, or a labeled one built with
+    /// [`crate::metrics::StatName`]).
     fn count(&mut self, name: &str);
+    /// Records `value` in the histogram `name`.
+    fn record(&mut self, name: &str, value: u64);
 }

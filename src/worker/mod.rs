@@ -19,6 +19,13 @@
 //! with `Retry-After`). Parking is bounded: at most `settings.max_parked_per_key_manager` for one
 //! key manager and `settings.max_parked_requests` in all, per worker; a request beyond either bound
 //! is answered 503 `key_manager_unavailable` at once, never forwarded.
+//!
+//! # Metrics
+//! Every request that gets a verdict is counted once in `keygate_requests` with its outcome, the
+//! denial's code, and the key manager and API when they are known by then, and its time in the
+//! filter is recorded once in `keygate_filter_time_us` (the time spent in the worker's callbacks
+//! for it; a parked request's wait for keys is not the filter's time). Names are built in
+//! [`crate::metrics`].
 
 mod host;
 mod keystore;
@@ -35,6 +42,7 @@ use crate::decide::{self, Keys, Outcome, Pending, Request};
 use crate::identity::is_identity_header;
 use crate::jose::HostCrypto;
 use crate::keys::FetchError;
+use crate::metrics::{self, RequestOutcome};
 use crate::policy::Policy;
 use crate::response::{reply, Denial};
 
@@ -54,14 +62,10 @@ pub enum Verdict {
     Pause,
 }
 
-/// Counter names (Envoy shows them as `wasmcustom.<name>`; all workers add to one stat).
+/// Plain counter names (Envoy shows them as `wasmcustom.<name>`; all workers add to one stat).
+/// Labeled metrics (requests by outcome and reason, JWKS fetches, the token cache) are named in
+/// [`crate::metrics`].
 pub mod counters {
-    pub const ALLOWED: &str = "keygate_allowed";
-    pub const DENIED: &str = "keygate_denied";
-    /// Followed by the denial's code.
-    pub const DENIED_PREFIX: &str = "keygate_denied_";
-    pub const JWKS_FETCHES: &str = "keygate_jwks_fetches";
-    pub const JWKS_FETCH_FAILURES: &str = "keygate_jwks_fetch_failures";
     /// Requests answered 503 because the parking bounds were reached.
     pub const PARKED_OVERFLOW: &str = "keygate_parked_overflow";
     /// Authorized requests answered 429 because their subscription's tier was spent (also
@@ -75,6 +79,44 @@ struct Parked {
     deadline_ms: u64,
     /// The key set generation it saw when it parked; it wakes when that changes.
     generation: u64,
+    /// The filter's time spent on it before it parked.
+    spent_us: u64,
+}
+
+/// The request about to be answered, for its metrics: what is known of it, and the filter's
+/// time spent on it (`spent_us` in earlier callbacks, plus the time since `since_us`).
+#[derive(Debug, Clone, Copy)]
+struct Answering {
+    api: Option<usize>,
+    key_manager: Option<usize>,
+    spent_us: u64,
+    since_us: u64,
+}
+
+impl Answering {
+    fn new(since_us: u64) -> Self {
+        Answering {
+            api: None,
+            key_manager: None,
+            spent_us: 0,
+            since_us,
+        }
+    }
+
+    /// A parked request taken up again at `now_us`.
+    fn resumed(parked: &Parked, now_us: u64) -> Self {
+        Answering {
+            api: Some(parked.pending.api()),
+            key_manager: Some(parked.pending.key_manager()),
+            spent_us: parked.spent_us,
+            since_us: now_us,
+        }
+    }
+
+    fn spent(&self, now_us: u64) -> u64 {
+        self.spent_us
+            .saturating_add(now_us.saturating_sub(self.since_us))
+    }
 }
 
 /// One worker's request handling. Built from a compiled [`Policy`] at `on_configure`.
@@ -94,6 +136,9 @@ pub struct Worker {
     /// requests always do: only token-carrying requests wait for keys.
     request_had_authorization: bool,
     verified: VerifiedTokens,
+    /// Label values of the key managers and APIs, by index.
+    key_manager_labels: Vec<String>,
+    api_labels: Vec<String>,
 }
 
 impl Worker {
@@ -108,6 +153,16 @@ impl Worker {
             .collect();
         let verified =
             VerifiedTokens::new(settings.token_cache_entries, settings.token_cache_bytes);
+        let key_manager_labels = policy
+            .key_managers()
+            .iter()
+            .map(|km| metrics::label_value(&km.name))
+            .collect();
+        let api_labels = policy
+            .apis()
+            .iter()
+            .map(|api| metrics::label_value(&api.name))
+            .collect();
         Worker {
             policy,
             stores,
@@ -118,6 +173,8 @@ impl Worker {
             wakeup_asked: false,
             request_had_authorization: true,
             verified,
+            key_manager_labels,
+            api_labels,
         }
     }
 
@@ -158,25 +215,34 @@ impl Worker {
             path: &path,
             authorization: authorization.as_deref(),
         };
-        let now_ms = host.now_ms();
-        let outcome = match decide::start(&self.policy, &request) {
+        let now_us = host.now_us();
+        let now_ms = now_us / 1000;
+        let mut answering = Answering::new(now_us);
+        let route = self.policy.route(&method, &path);
+        answering.api = route.api();
+        let outcome = match decide::start_at(route, &request) {
             Err(outcome) => outcome,
             Ok(started) => {
                 let stores = &self.stores;
                 let generation =
                     |km: usize| stores.get(km).and_then(|s| s.usable_generation(now_ms));
-                let recalled = decide::recall(
+                let recalled = decide::recall_with_key_manager(
                     &self.policy,
                     &started,
                     &mut self.verified,
                     generation,
                     seconds(now_ms),
                 );
+                host.count(metrics::token_cache(recalled.is_some()));
                 match recalled {
-                    Some(outcome) => outcome,
+                    Some((km, outcome)) => {
+                        answering.key_manager = Some(km);
+                        outcome
+                    }
                     None => match decide::parse(&self.policy, started) {
                         Ok(pending) => {
                             let km = pending.key_manager();
+                            answering.key_manager = Some(km);
                             self.finish(host, Box::new(pending), km, now_ms, false)
                         }
                         Err(outcome) => outcome,
@@ -188,8 +254,8 @@ impl Worker {
             Outcome::NeedKeys {
                 pending,
                 unknown_kid,
-            } => self.park(host, stream, pending, unknown_kid, now_ms),
-            other => self.apply(host, stream, &other),
+            } => self.park(host, stream, pending, unknown_kid, now_ms, answering),
+            other => self.apply(host, stream, &other, &answering),
         };
         self.request_had_authorization = true;
         verdict
@@ -224,9 +290,12 @@ impl Worker {
             .stores
             .get_mut(km)
             .map(|store| store.fetch_answered(host, now_ms, &headers, body.as_deref(), body_size));
-        if answered != Some(Answered::Keys) {
-            host.count(counters::JWKS_FETCH_FAILURES);
-        }
+        let outcome = match answered {
+            Some(Answered::Keys) => "ok",
+            Some(Answered::Failed(error)) => error.code(),
+            None => FetchError::DispatchFailed.code(),
+        };
+        self.count_fetch(host, km, outcome);
         self.wake(host, km, now_ms);
     }
 
@@ -291,6 +360,7 @@ impl Worker {
         pending: Box<Pending>,
         unknown_kid: bool,
         now_ms: u64,
+        answering: Answering,
     ) -> Verdict {
         let km = pending.key_manager();
         let settings = self.policy.settings();
@@ -309,12 +379,13 @@ impl Worker {
                 host,
                 stream,
                 &Outcome::Deny(Denial::KeyManagerUnavailable { retry_after }),
+                &answering,
             );
         }
         let deadline_ms = now_ms.saturating_add(settings.request_wait_ms);
         let Some(store) = self.stores.get_mut(km) else {
             let unavailable = Denial::KeyManagerUnavailable { retry_after: 1 };
-            return self.apply(host, stream, &Outcome::Deny(unavailable));
+            return self.apply(host, stream, &Outcome::Deny(unavailable), &answering);
         };
         // Requests decide with the keys adopted at the last tick; another worker may have
         // published newer ones since. Adopt them, and decide again if they changed.
@@ -328,12 +399,12 @@ impl Worker {
                     pending,
                     unknown_kid,
                 } => (pending, unknown_kid),
-                other => return self.apply(host, stream, &other),
+                other => return self.apply(host, stream, &other, &answering),
             }
         };
         let Some(store) = self.stores.get_mut(km) else {
             let unavailable = Denial::KeyManagerUnavailable { retry_after: 1 };
-            return self.apply(host, stream, &Outcome::Deny(unavailable));
+            return self.apply(host, stream, &Outcome::Deny(unavailable), &answering);
         };
         match store.need(host, unknown_kid, now_ms) {
             Need::Fetch => {
@@ -346,21 +417,23 @@ impl Worker {
             Need::DecideWithCurrentKeys => {
                 // Unknown kid but the refetch budget is spent: decide with what we have.
                 let outcome = self.finish(host, pending, km, now_ms, true);
-                return self.apply(host, stream, &outcome);
+                return self.apply(host, stream, &outcome, &answering);
             }
             Need::Unavailable { retry_after } => {
                 let unavailable = Denial::KeyManagerUnavailable { retry_after };
-                return self.apply(host, stream, &Outcome::Deny(unavailable));
+                return self.apply(host, stream, &Outcome::Deny(unavailable), &answering);
             }
         }
         // The generation it waits to see change (read after `need`, which may adopt new keys).
         let generation = self.stores.get(km).map_or(0, KeyStore::generation);
+        let spent_us = answering.spent(host.now_us());
         self.parked.insert(
             stream,
             Parked {
                 pending,
                 deadline_ms,
                 generation,
+                spent_us,
             },
         );
         Verdict::Pause
@@ -393,28 +466,65 @@ impl Worker {
         match host.dispatch(&fetch) {
             Some(token) => {
                 self.callouts.insert(token, km);
-                host.count(counters::JWKS_FETCHES);
                 true
             }
             None => {
                 store.fetch_failed(host, now_ms, FetchError::DispatchFailed);
-                host.count(counters::JWKS_FETCH_FAILURES);
+                self.count_fetch(host, km, FetchError::DispatchFailed.code());
                 false
             }
         }
     }
 
+    /// One finished (or refused) JWKS fetch of key manager `km`.
+    fn count_fetch(&self, host: &mut impl Host, km: usize, outcome: &str) {
+        let key_manager = self.key_manager_labels.get(km).map_or("_", String::as_str);
+        host.count(metrics::jwks_fetch(key_manager, outcome).as_str());
+    }
+
+    /// Counts a request's verdict and records the filter's time on it.
+    fn count_request(
+        &self,
+        host: &mut impl Host,
+        outcome: RequestOutcome,
+        reason: Option<&str>,
+        answering: &Answering,
+    ) {
+        fn label(labels: &[String], index: Option<usize>) -> Option<&str> {
+            index.and_then(|i| labels.get(i)).map(String::as_str)
+        }
+        let name = metrics::request(
+            outcome,
+            reason,
+            label(&self.key_manager_labels, answering.key_manager),
+            label(&self.api_labels, answering.api),
+        );
+        host.count(name.as_str());
+        let spent = answering.spent(host.now_us());
+        host.record(metrics::FILTER_TIME_US, spent);
+    }
+
     /// Answers or forwards `stream` according to a final outcome.
-    fn apply(&mut self, host: &mut impl Host, stream: StreamId, outcome: &Outcome) -> Verdict {
+    fn apply(
+        &mut self,
+        host: &mut impl Host,
+        stream: StreamId,
+        outcome: &Outcome,
+        answering: &Answering,
+    ) -> Verdict {
         // Only requests that carried a token reach Allow; a public one may or may not have.
         let had_authorization = self.request_had_authorization;
         let settings = self.policy.settings();
         match outcome {
-            Outcome::Pass => Verdict::Continue,
+            Outcome::Pass => {
+                self.count_request(host, RequestOutcome::Passed, None, answering);
+                Verdict::Continue
+            }
             Outcome::Public => {
                 if settings.strip_authorization && had_authorization {
                     host.remove_header(stream, "authorization");
                 }
+                self.count_request(host, RequestOutcome::Public, None, answering);
                 Verdict::Continue
             }
             Outcome::Allow(allowed) => {
@@ -434,7 +544,7 @@ impl Worker {
                         }
                         Err(denial) => {
                             host.count(counters::RATE_LIMITED);
-                            self.deny(host, stream, &denial);
+                            self.deny(host, stream, &denial, answering);
                             return Verdict::Pause;
                         }
                     }
@@ -447,11 +557,11 @@ impl Worker {
                 }
                 // Access logs read the identity from the headers just set; only the code is state.
                 host.set_filter_state(stream, "keygate.code", "allowed");
-                host.count(counters::ALLOWED);
+                self.count_request(host, RequestOutcome::Allowed, None, answering);
                 Verdict::Continue
             }
             Outcome::Deny(denial) => {
-                self.deny(host, stream, denial);
+                self.deny(host, stream, denial, answering);
                 Verdict::Pause
             }
             Outcome::NeedKeys { .. } => {
@@ -460,13 +570,14 @@ impl Worker {
                     host,
                     stream,
                     &Denial::KeyManagerUnavailable { retry_after: 1 },
+                    answering,
                 );
                 Verdict::Pause
             }
         }
     }
 
-    fn deny(&self, host: &mut impl Host, stream: StreamId, denial: &Denial) {
+    fn deny(&self, host: &mut impl Host, stream: StreamId, denial: &Denial, answering: &Answering) {
         let answer = reply(denial, &self.policy.settings().realm);
         log::info!(
             "keygate: denied {} {}: {}",
@@ -474,8 +585,6 @@ impl Worker {
             denial.code(),
             denial.description()
         );
-        host.count(counters::DENIED);
-        host.count(&format!("{}{}", counters::DENIED_PREFIX, denial.code()));
         host.set_filter_state(stream, "keygate.code", denial.code());
         host.reply(
             stream,
@@ -483,6 +592,7 @@ impl Worker {
             &answer.headers,
             answer.body.as_bytes(),
         );
+        self.count_request(host, RequestOutcome::Denied, Some(denial.code()), answering);
     }
 
     /// Finishes parked requests of key manager `km` that can be decided now: the key set changed
@@ -507,13 +617,14 @@ impl Worker {
             let Some(parked) = self.parked.remove(&stream) else {
                 continue;
             };
+            let answering = Answering::resumed(&parked, host.now_us());
             let outcome = if has_keys {
                 // After a refetch (or when no fetch can help any more) an unknown kid is final.
                 self.finish(host, parked.pending, km, now_ms, true)
             } else {
                 Outcome::Deny(Denial::KeyManagerUnavailable { retry_after })
             };
-            if self.apply(host, stream, &outcome) == Verdict::Continue {
+            if self.apply(host, stream, &outcome, &answering) == Verdict::Continue {
                 host.resume(stream);
             }
         }
@@ -534,7 +645,9 @@ impl Worker {
                 .stores
                 .get(parked.pending.key_manager())
                 .map_or(1, |s| s.retry_after(now_ms));
-            self.deny(host, stream, &Denial::KeyManagerUnavailable { retry_after });
+            let answering = Answering::resumed(&parked, host.now_us());
+            let unavailable = Denial::KeyManagerUnavailable { retry_after };
+            self.deny(host, stream, &unavailable, &answering);
         }
     }
 }

@@ -138,6 +138,22 @@ impl Envoy {
         self.stats().get(name).and_then(|v| v.parse().ok())
     }
 
+    /// The sum of every counter named `prefix` or `prefix.…` (a labeled metric summed over its
+    /// labels, e.g. `wasmcustom.keygate_jwks_fetches`, or over some: `….outcome.ok`).
+    pub fn stat_sum(&self, prefix: &str) -> u64 {
+        let dotted = format!("{prefix}.");
+        self.stats()
+            .iter()
+            .filter(|(name, _)| *name == prefix || name.starts_with(&dotted))
+            .filter_map(|(_, value)| value.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// `/stats/prometheus`, the text Prometheus scrapes.
+    pub fn prometheus(&self) -> String {
+        self.admin("/stats/prometheus").body
+    }
+
     /// Envoy's log so far (its stdout and stderr).
     pub fn log(&self) -> String {
         self.process.log()
