@@ -1,0 +1,273 @@
+//! Product test: the filter's metrics as Prometheus scrapes them from Envoy's admin
+//! `/stats/prometheus`, after known traffic through the built filter in a real Envoy with tokens
+//! from the real key manager. Labels come from the tag extraction `keygate generate` writes into
+//! the bootstrap; the counts are exact.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod stack;
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use stack::{Options, Stack};
+
+/// Label set → value.
+type Family = BTreeMap<Vec<(String, String)>, f64>;
+
+/// The samples of the Prometheus text format, by metric name (`name{labels} value`; `#` lines
+/// skipped). Label values are unescaped (`\\`, `\"`, `\n`).
+fn parse(text: &str) -> BTreeMap<String, Family> {
+    let mut out: BTreeMap<String, Family> = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("value in {line}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (name, labels_of(rest.strip_suffix('}').expect("}"))),
+            None => (series, Vec::new()),
+        };
+        out.entry(name.to_string())
+            .or_default()
+            .insert(labels, value);
+    }
+    out
+}
+
+fn labels_of(mut text: &str) -> Vec<(String, String)> {
+    let mut labels = Vec::new();
+    while !text.is_empty() {
+        let (name, rest) = text.split_once("=\"").expect("label=\"value\"");
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next().expect("closing quote") {
+                (_, '\\') => match chars.next().expect("escape").1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (i, '"') => break i,
+                (_, c) => value.push(c),
+            }
+        };
+        labels.push((name.to_string(), value));
+        text = rest[end + 1..].trim_start_matches(',');
+    }
+    labels.sort();
+    labels
+}
+
+fn set(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut labels: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    labels.sort();
+    labels
+}
+
+/// The token with its signature replaced by one of the right length that verifies nothing.
+fn forged(token: &str) -> String {
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let length = URL_SAFE_NO_PAD.decode(signature).unwrap().len();
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(vec![7u8; length]))
+}
+
+#[test]
+fn known_traffic_shows_up_at_stats_prometheus_with_labels_and_exact_counts() {
+    // One worker: the verified-token cache is per worker, so hits and misses are exact with one.
+    let stack = Stack::start(Options::default());
+    let reader = stack.token("shop-app", "pets:read");
+    let other = stack.token("other-app", "pets:read");
+    let blocked = stack.token("blocked-app", "pets:read");
+    let bad = forged(&reader);
+
+    // Known traffic; (count, path, token, status) and what each is counted as.
+    let traffic: [(usize, &str, Option<&str>, u16); 7] = [
+        (5, "/pets/v1/pets", Some(&reader), 200),
+        (3, "/pets/v1/pets", None, 401),
+        (3, "/nothing/here", None, 404),
+        (3, "/pets/v1/pets", Some(&bad), 401),
+        (2, "/pets/v1/pets", Some(&other), 403),
+        (2, "/pets/v1/pets", Some(&blocked), 403),
+        (2, "/pets/v1/health", None, 200),
+    ];
+    let mut sent = 0;
+    for (count, path, token, status) in traffic {
+        for _ in 0..count {
+            let response = stack.get(path, token);
+            assert_eq!(response.status, status, "{path}: {}", response.body);
+            sent += 1;
+        }
+    }
+    let codes = |token: &str| {
+        stack.get("/pets/v1/pets", Some(token)).json()["code"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // What the filter calls the signature failure and the two 403s (asked once more each, so
+    // they count too).
+    let (bad_code, other_code, blocked_code) = (codes(&bad), codes(&other), codes(&blocked));
+    sent += 3;
+    assert_eq!(
+        (other_code.as_str(), blocked_code.as_str()),
+        ("not_subscribed", "subscription_blocked")
+    );
+
+    // Histograms reach the admin output at Envoy's stats flush (every 5 s): wait for it, bounded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let scraped = loop {
+        let text = stack.envoy.prometheus();
+        let families = parse(&text);
+        let timed = families
+            .get("keygate_filter_time_us_count")
+            .and_then(|f| f.values().next().copied())
+            .unwrap_or(0.0);
+        if timed as usize >= sent || Instant::now() >= deadline {
+            break (text, families);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let (text, families) = scraped;
+    let family = |name: &str| -> Family {
+        families
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} at /stats/prometheus:\n{text}"))
+    };
+
+    // One metric name, labeled by outcome, reason, key manager and API; nothing else.
+    let requests = family("keygate_requests");
+    let demo_pets = |outcome: &str, reason: Option<&str>| {
+        let mut pairs = vec![
+            ("outcome", outcome),
+            ("key_manager", "demo"),
+            ("api", "pets"),
+        ];
+        if let Some(reason) = reason {
+            pairs.push(("reason", reason));
+        }
+        set(&pairs)
+    };
+    let expected: Family = [
+        (demo_pets("allowed", None), 5.0),
+        (
+            set(&[
+                ("outcome", "denied"),
+                ("reason", "missing_token"),
+                ("api", "pets"),
+            ]),
+            3.0,
+        ),
+        (set(&[("outcome", "denied"), ("reason", "no_api")]), 3.0),
+        (demo_pets("denied", Some(&bad_code)), 4.0),
+        (demo_pets("denied", Some("not_subscribed")), 3.0),
+        (demo_pets("denied", Some("subscription_blocked")), 3.0),
+        (set(&[("outcome", "public"), ("api", "pets")]), 2.0),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(requests, expected, "keygate_requests:\n{text}");
+    assert_eq!(bad_code, "signature_invalid");
+    assert!(
+        !families
+            .keys()
+            .any(|name| name.starts_with("keygate_denied")),
+        "no metric name per reason"
+    );
+
+    // The filter's time: one sample per request it handled.
+    let count = family("keygate_filter_time_us_count");
+    assert_eq!(count.values().copied().collect::<Vec<_>>(), [sent as f64]);
+    let buckets = family("keygate_filter_time_us_bucket");
+    let infinite = buckets
+        .get(&set(&[("le", "+Inf")]))
+        .copied()
+        .expect("+Inf bucket");
+    assert_eq!(infinite, sent as f64);
+    assert!(
+        buckets.contains_key(&set(&[("le", "1000")])),
+        "microsecond buckets from the bootstrap: {buckets:?}"
+    );
+    let sum = family("keygate_filter_time_us_sum");
+    let total_us = sum.values().next().copied().unwrap();
+    assert!(total_us > 0.0, "the filter's time adds up to something");
+
+    // The verified-token cache: each distinct token is verified once (a miss), its repeats are
+    // hits; requests without a token never look.
+    let cache = family("keygate_token_cache");
+    let distinct = 4.0; // reader, bad, other, blocked
+    let with_token = 5.0 + 4.0 + 3.0 + 3.0;
+    assert_eq!(
+        cache,
+        [
+            (set(&[("result", "miss")]), distinct),
+            (set(&[("result", "hit")]), with_token - distinct),
+        ]
+        .into_iter()
+        .collect::<Family>(),
+        "{text}"
+    );
+
+    // JWKS: the startup fetch, by key manager and outcome (the forged token names a known kid).
+    let jwks = family("keygate_jwks_fetches");
+    assert_eq!(
+        jwks,
+        [(set(&[("key_manager", "demo"), ("outcome", "ok")]), 1.0)]
+            .into_iter()
+            .collect::<Family>(),
+        "{text}"
+    );
+
+    // Configuration: every VM of the filter runs `on_configure` once. Envoy 1.40 runs it on two
+    // VMs of the main thread (the one it checks the module with, and the main thread's own) and
+    // on one per worker: 1 + 2 here (3 workers gave 5). No refusal.
+    let configurations = family("keygate_configurations");
+    assert_eq!(
+        configurations,
+        [(set(&[("outcome", "loaded")]), 3.0)]
+            .into_iter()
+            .collect::<Family>(),
+        "{text}"
+    );
+    let loaded = 3;
+
+    // Cardinality: no client id, application or subject in any keygate label.
+    for (name, family) in families.iter().filter(|(n, _)| n.starts_with("keygate")) {
+        for labels in family.keys() {
+            for (label, value) in labels {
+                assert!(
+                    ![
+                        "shop-app",
+                        "other-app",
+                        "blocked-app",
+                        "shop",
+                        "other",
+                        "blocked"
+                    ]
+                    .contains(&value.as_str()),
+                    "{name}: {label}={value}"
+                );
+            }
+        }
+    }
+    println!(
+        "product_metrics: {sent} requests; keygate_filter_time_us count {sent}, mean {:.0} us; \
+         cache {} hits / {} misses; {} configuration loads",
+        total_us / sent as f64,
+        with_token - distinct,
+        distinct,
+        loaded
+    );
+}
