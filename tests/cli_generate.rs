@@ -522,6 +522,35 @@ fn istio_check_value(dir: &Path, name: &str, resource: &Value) -> (Option<i32>, 
     (code, err)
 }
 
+/// A manifest digest as `keygate oci` prints it (any 64 hex digits do here).
+const DIGEST: &str = "661d7effdd5299a513d5c960cd60c5cd9adea3a560ed44a279d04330d5b8dbe5";
+
+#[test]
+fn a_wasm_sha256_that_is_no_sha256_is_refused_before_anything_is_written() {
+    let (_server, url) = serve_fixture("keycloak", "/realms/shop");
+    let dir = temp_dir("gen-sha");
+    std::fs::write(dir.join("keygate.yaml"), declaration(&url)).unwrap();
+    for bad in ["abc", &"g".repeat(64), &format!("md5:{DIGEST}")] {
+        let result = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(["generate", "--input", "keygate.yaml", "--out", "out"])
+            .args(["--wasm", &wasm_arg(), "--wasm-sha256", bad])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(result.status.code(), Some(2), "{bad}: {}", stderr(&result));
+        assert!(
+            stderr(&result).contains("--wasm-sha256"),
+            "{}",
+            stderr(&result)
+        );
+        assert!(!dir.join("out").exists(), "{bad}: nothing written");
+    }
+    // Without --wasm-sha256 the WasmPlugin has no sha256 (Istio then checks nothing).
+    let g = generate(&["--wasm", &wasm_arg()]);
+    let plugin = yaml(&g.out.join("istio").join("wasmplugin.yaml"));
+    assert!(plugin["spec"].get("sha256").is_none(), "{plugin}");
+}
+
 #[test]
 fn istio_manifests_validate_against_istios_schemas() {
     let g = generate(&[
@@ -529,6 +558,8 @@ fn istio_manifests_validate_against_istios_schemas() {
         &wasm_arg(),
         "--wasm-url",
         "oci://registry.example/keygate:1",
+        "--wasm-sha256",
+        &format!("sha256:{}", DIGEST.to_ascii_uppercase()),
     ]);
     let dir = g.out.join("istio");
     let files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -563,6 +594,7 @@ fn istio_manifests_validate_against_istios_schemas() {
     let plugin = yaml(&dir.join("wasmplugin.yaml"));
     let spec = &plugin["spec"];
     assert_eq!(spec["url"], "oci://registry.example/keygate:1");
+    assert_eq!(spec["sha256"], DIGEST, "lowercase hex, no prefix");
     assert_eq!(spec["phase"], "AUTHN");
     assert_eq!(spec["selector"]["matchLabels"]["app"], "pets");
     assert_eq!(plugin["metadata"]["namespace"], "shop");

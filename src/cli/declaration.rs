@@ -87,6 +87,9 @@ pub struct IstioDecl {
     /// Where the sidecars load the module from.
     #[serde(default)]
     pub wasm_url: Option<String>,
+    /// The WasmPlugin `sha256` (for an `oci://` URL the image's manifest digest).
+    #[serde(default)]
+    pub wasm_sha256: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -20,6 +20,38 @@ use crate::config::PluginConfig;
 
 pub const DEFAULT_WASM_URL: &str = "file:///opt/keygate/keygate.wasm";
 
+/// Where sidecars load the module from (`spec.url`) and the checksum Istio verifies
+/// (`spec.sha256`): for an `oci://` URL the image's manifest digest, for `file://`/`https://` the
+/// SHA-256 of the `.wasm` (`keygate oci` prints both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WasmSource {
+    pub url: String,
+    /// 64 lowercase hex digits.
+    pub sha256: Option<String>,
+}
+
+impl WasmSource {
+    /// `sha256` as given (`sha256:` prefix accepted, any case), or why it is not a SHA-256.
+    pub fn new(url: String, sha256: Option<&str>) -> Result<WasmSource, String> {
+        let sha256 = match sha256 {
+            None => None,
+            Some(text) => {
+                let hex = text
+                    .strip_prefix("sha256:")
+                    .unwrap_or(text)
+                    .to_ascii_lowercase();
+                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(format!(
+                        "{text:?} is not a SHA-256 (64 hex digits, optionally after \"sha256:\")"
+                    ));
+                }
+                Some(hex)
+            }
+        };
+        Ok(WasmSource { url, sha256 })
+    }
+}
+
 /// One manifest: the file name under `istio/` and the resource.
 #[derive(Debug, Clone)]
 pub struct Manifest {
@@ -40,7 +72,7 @@ impl From<NameCollision> for GenerateError {
 pub fn manifests(
     decl: &Declaration,
     plugin: &PluginConfig,
-    wasm_url: &str,
+    wasm: &WasmSource,
 ) -> Result<Vec<Manifest>, NameCollision> {
     let namespace = decl.istio.namespace.clone();
     let metadata = |name: &str| {
@@ -52,12 +84,15 @@ pub fn manifests(
     };
 
     let mut spec = json!({
-        "url": wasm_url,
+        "url": wasm.url,
         "pluginName": "keygate",
         "phase": "AUTHN",
         "failStrategy": "FAIL_CLOSE",
         "pluginConfig": plugin,
     });
+    if let (Some(sha256), Some(obj)) = (&wasm.sha256, spec.as_object_mut()) {
+        obj.insert("sha256".into(), json!(sha256));
+    }
     if !decl.istio.selector.is_empty() {
         if let Some(obj) = spec.as_object_mut() {
             obj.insert(
@@ -231,7 +266,11 @@ mod manifest_tests {
         let plugin: PluginConfig =
             serde_json::from_value(json!({"environment": "production", "key_managers": kms}))
                 .unwrap();
-        manifests(&decl, &plugin, DEFAULT_WASM_URL)
+        manifests(
+            &decl,
+            &plugin,
+            &WasmSource::new(DEFAULT_WASM_URL.into(), None).unwrap(),
+        )
     }
 
     fn service_entry_hosts(out: &[Manifest]) -> Vec<String> {
