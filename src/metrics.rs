@@ -31,9 +31,22 @@ pub const TOKEN_CACHE: &str = "keygate_token_cache";
 pub const JWKS_FETCHES: &str = "keygate_jwks_fetches";
 /// Plugin configurations the filter's `on_configure` loaded or refused.
 pub const CONFIGURATIONS: &str = "keygate_configurations";
+/// Gauge: 1 when Envoy's `verify_signature` checks RS*/ES* signatures, 0 when Wasm does.
+pub const SIGNATURE_HOST: &str = "keygate_signature_host";
 
 /// The label names, in the order they appear in stat names.
 pub const LABELS: [&str; 5] = ["outcome", "reason", "key_manager", "api", "result"];
+
+/// The labels each labeled metric carries (a sample may leave some out, see above).
+pub fn labels_of(metric: &str) -> &'static [&'static str] {
+    match metric {
+        REQUESTS => &["outcome", "reason", "key_manager", "api"],
+        TOKEN_CACHE => &["result"],
+        JWKS_FETCHES => &["key_manager", "outcome"],
+        CONFIGURATIONS => &["outcome"],
+        _ => &[],
+    }
+}
 
 /// What happened to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

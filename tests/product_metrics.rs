@@ -243,6 +243,26 @@ fn known_traffic_shows_up_at_stats_prometheus_with_labels_and_exact_counts() {
     );
     let loaded = 3;
 
+    // The shipped dashboard's queries find these series (the parking-bound counter exists
+    // only once a request was refused by it).
+    let dashboard =
+        std::fs::read_to_string(support::project_root().join("dashboards/keygate.json")).unwrap();
+    let mut rest = dashboard.as_str();
+    while let Some(at) = rest.find("keygate_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        if name != "keygate_parked_overflow" && !name.is_empty() {
+            assert!(
+                families.contains_key(name),
+                "the dashboard queries {name}, which /stats/prometheus does not have"
+            );
+        }
+        rest = &tail[end..];
+    }
+
     // Cardinality: no client id, application or subject in any keygate label.
     for (name, family) in families.iter().filter(|(n, _)| n.starts_with("keygate")) {
         for labels in family.keys() {

@@ -91,7 +91,7 @@ impl RootContext for Root {
                 } else {
                     log::warn!("keygate: Envoy's verify_signature unavailable or unsound; all signatures checked in Wasm");
                 }
-                host::set_gauge("keygate_signature_host", u64::from(crypto));
+                host::set_gauge(metrics::SIGNATURE_HOST, u64::from(crypto));
                 host::count(metrics::configuration(true));
                 self.state = Some(Rc::new(RefCell::new(State::new(worker, queue, crypto))));
                 // The first tick pre-warms the key caches (clusters are ready by then).
