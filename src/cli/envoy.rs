@@ -596,6 +596,37 @@ mod tests {
     }
 
     #[test]
+    fn the_bootstrap_extracts_every_metric_label_as_a_tag() {
+        let decl = declaration("gateway: {environment: production}\n");
+        let boot = bootstrap(&decl, &plugin(&[]), &options()).unwrap();
+        let config = &boot["stats_config"];
+        assert_eq!(config["use_all_default_tags"], true);
+        let tags: Vec<(&str, &str)> = config["stats_tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["tag_name"].as_str().unwrap(),
+                    t["regex"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let names: Vec<&str> = tags.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, metrics::LABELS);
+        for (name, regex) in tags {
+            assert!(regex.starts_with(r"^wasmcustom\.keygate_"), "{regex}");
+            assert!(regex.contains(&format!(r"(\.{name}\.([^.]+))")), "{regex}");
+        }
+        let buckets = &config["histogram_bucket_settings"][0];
+        assert_eq!(
+            buckets["match"]["prefix"],
+            format!("wasmcustom.{}", metrics::FILTER_TIME_US)
+        );
+        assert_eq!(buckets["buckets"][0], 10);
+    }
+
+    #[test]
     fn two_targets_behind_one_name_are_refused() {
         let decl = declaration("gateway: {environment: production}\n");
         // A plugin config whose JWKS cluster names collide (as the old naming made them do).
