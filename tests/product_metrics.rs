@@ -291,3 +291,117 @@ fn known_traffic_shows_up_at_stats_prometheus_with_labels_and_exact_counts() {
         loaded
     );
 }
+
+/// The value of `keygate_configurations{outcome=…}` at `/stats/prometheus` (0 when absent).
+fn configurations(stack: &Stack, outcome: &str) -> f64 {
+    parse(&stack.envoy.prometheus())
+        .get("keygate_configurations")
+        .and_then(|family| family.get(&set(&[("outcome", outcome)])).copied())
+        .unwrap_or(0.0)
+}
+
+/// Polls `probe` every 100 ms for at most `limit`.
+fn wait_until(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if probe() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn configuration_loads_and_refusals_are_counted_as_envoy_delivers_them() {
+    let stack = Stack::start(Options::default());
+    let reader = stack.token("shop-app", "pets:read");
+    assert_eq!(stack.get("/pets/v1/pets", Some(&reader)).status, 200);
+    let at_start = configurations(&stack, "loaded");
+    assert_eq!(at_start, 3.0);
+    let reloads = |stack: &Stack| {
+        stack
+            .envoy
+            .stat("extension_config_discovery.http_filter.keygate.config_reload")
+            .unwrap_or(0)
+    };
+    let rejected = |stack: &Stack| {
+        stack
+            .envoy
+            .stat("extension_config_discovery.http_filter.keygate.update_rejected")
+            .unwrap_or(0)
+    };
+    let reloads_before = reloads(&stack);
+
+    // A new declaration (one more application) through `keygate generate`: loaded again.
+    let live = stack
+        .dir
+        .join("out")
+        .join("live")
+        .join("keygate-filter.yaml");
+    let original = std::fs::read_to_string(&live).unwrap();
+    let config: serde_json::Value = serde_saphyr::from_str(&original).unwrap();
+    let value = config["resources"][0]["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut plugin: serde_json::Value = serde_json::from_str(&value).unwrap();
+    plugin["applications"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "late", "client_ids": [], "subscriptions": []}));
+    let replace = |plugin: &serde_json::Value| {
+        let mut next = config.clone();
+        next["resources"][0]["typed_config"]["config"]["configuration"]["value"] =
+            serde_json::Value::String(plugin.to_string());
+        let staged = live.with_extension("staged");
+        std::fs::write(&staged, serde_json::to_vec(&next).unwrap()).unwrap();
+        std::fs::rename(&staged, &live).unwrap();
+    };
+    replace(&plugin);
+    assert!(
+        wait_until(Duration::from_secs(10), || reloads(&stack) > reloads_before),
+        "Envoy did not reload the filter config"
+    );
+    // Each delivered config is loaded by the same VMs as the first one (3 with one worker).
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            configurations(&stack, "loaded") == 2.0 * at_start
+        }),
+        "loads after the reload: {} (expected {})",
+        configurations(&stack, "loaded"),
+        2.0 * at_start
+    );
+    let after_change = configurations(&stack, "loaded");
+    assert_eq!(configurations(&stack, "refused"), 0.0);
+    assert_eq!(stack.get("/pets/v1/pets", Some(&reader)).status, 200);
+
+    // A config the filter's on_configure refuses (written by hand: `generate` would refuse it
+    // first) is counted as refused, and the running configuration keeps serving.
+    let rejected_before = rejected(&stack);
+    plugin["environment"] = serde_json::json!("");
+    replace(&plugin);
+    assert!(
+        wait_until(Duration::from_secs(10), || configurations(
+            &stack, "refused"
+        ) >= 1.0),
+        "no refusal counted; Envoy log:\n{}",
+        stack.envoy.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || rejected(&stack)
+            > rejected_before),
+        "Envoy did not reject the update"
+    );
+    // Envoy checks a new config on its main thread first; refused there, it goes no further.
+    assert_eq!(configurations(&stack, "refused"), 1.0);
+    assert_eq!(configurations(&stack, "loaded"), after_change);
+    assert_eq!(stack.get("/pets/v1/pets", Some(&reader)).status, 200);
+    println!(
+        "product_metrics: configurations loaded {at_start} at start, {after_change} after one \
+         change, refused {} for one refused config",
+        configurations(&stack, "refused")
+    );
+}
