@@ -179,7 +179,7 @@ fn a_write_that_lost_the_race_is_decided_again_on_the_new_count() {
     let (w, host) = &mut *b.borrow_mut();
     assert_eq!(status(w, host, 101, "/pets/items", &t), 429);
     assert_eq!(status(&mut a, &mut host_a, 3, "/pets/items", &t), 429);
-    assert_eq!(allowed_count(&host), 1);
+    assert_eq!(allowed_count(host), 1);
     assert_eq!(allowed_count(&host_a), 2);
 }
 
