@@ -155,9 +155,8 @@ pub fn recall(
 /// Second phase without keys: the token's syntax and its key manager (by issuer). A token that is
 /// not a compact JWS goes to introspection when a key manager trusted here has it.
 pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> {
-    let token = UntrustedToken::parse(started.token).map_err(|err| {
-        opaque(policy, &started).unwrap_or_else(|| Outcome::Deny(invalid(&err)))
-    })?;
+    let token = UntrustedToken::parse(started.token)
+        .map_err(|err| opaque(policy, &started).unwrap_or_else(|| Outcome::Deny(invalid(&err))))?;
     let found = policy
         .key_manager_for(token.issuer(), token.claims())
         .map_err(Outcome::Deny)?;
@@ -233,8 +232,9 @@ pub fn introspected(
 pub fn inactive() -> Denial {
     Denial::InvalidToken {
         code: "token_inactive",
-        description: "the key manager reports the token as not active (expired, revoked or unknown)"
-            .to_string(),
+        description:
+            "the key manager reports the token as not active (expired, revoked or unknown)"
+                .to_string(),
     }
 }
 

@@ -49,7 +49,11 @@ impl TokenHash {
 impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A prefix is enough to tell hashes apart in a test failure.
-        write!(f, "TokenHash({}…)", self.hex().get(..12).unwrap_or_default())
+        write!(
+            f,
+            "TokenHash({}…)",
+            self.hex().get(..12).unwrap_or_default()
+        )
     }
 }
 
@@ -108,10 +112,9 @@ impl Secrets {
             };
             let variable = &introspection.client_secret_env;
             match env(variable).filter(|secret| !secret.is_empty()) {
-                Some(secret) => by_key_manager.push(Some(Credentials::new(
-                    &introspection.client_id,
-                    &secret,
-                ))),
+                Some(secret) => {
+                    by_key_manager.push(Some(Credentials::new(&introspection.client_id, &secret)))
+                }
                 None => {
                     errors.push(ConfigError::new(
                         format!("key_managers[{i}].introspection.client_secret_env"),
@@ -302,8 +305,17 @@ mod tests {
         };
         assert_eq!(claims.get("client_id"), Some(&json!("c")));
         assert!(!claims.contains_key("active"));
-        assert_eq!(parse_answer(200, br#"{"active":false}"#), Ok(Answer::Inactive));
-        for bad in [&b"{}"[..], b"[]", b"{\"active\":\"true\"}", b"not json", b""] {
+        assert_eq!(
+            parse_answer(200, br#"{"active":false}"#),
+            Ok(Answer::Inactive)
+        );
+        for bad in [
+            &b"{}"[..],
+            b"[]",
+            b"{\"active\":\"true\"}",
+            b"not json",
+            b"",
+        ] {
             assert_eq!(parse_answer(200, bad), Err(CallFailure::Malformed));
         }
         assert_eq!(
@@ -328,7 +340,9 @@ mod tests {
         assert!(back.holds_for(&hash, 9));
         assert!(!back.holds_for(&hash, 10));
         assert!(!back.holds_for(&TokenHash::of("other"), 9));
-        assert!(!String::from_utf8(record.to_bytes()).unwrap().contains("tok\""));
+        assert!(!String::from_utf8(record.to_bytes())
+            .unwrap()
+            .contains("tok\""));
         assert!(hash.entry(16) < 16);
     }
 }

@@ -313,12 +313,7 @@ pub fn render(
         "docker-compose.yaml".into(),
         yaml(
             "docker-compose.yaml",
-            &compose::compose_file(
-                wasm_path,
-                &listen,
-                &admin,
-                &envoy::secret_env_keys(plugin),
-            ),
+            &compose::compose_file(wasm_path, &listen, &admin, &envoy::secret_env_keys(plugin)),
         )?,
     ));
     if decl.gateway.rate_limit_service.is_some() || !plugin.tiers.is_empty() {

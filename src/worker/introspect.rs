@@ -49,7 +49,9 @@ struct Waiting {
 pub(super) enum Handled {
     Answer(Outcome),
     /// Parked; `wake` when the root must dispatch a call.
-    Parked { wake: bool },
+    Parked {
+        wake: bool,
+    },
 }
 
 pub(super) struct Introspector {
@@ -239,10 +241,7 @@ impl Introspector {
                     return Vec::new();
                 }
                 None => {
-                    log::warn!(
-                        "keygate: introspection at {} could not start",
-                        manager.name
-                    );
+                    log::warn!("keygate: introspection at {} could not start", manager.name);
                     host.count(counters::INTROSPECTION_FAILURES);
                     flight.failed = Some(CallFailure::NotStarted);
                     flight.next = flight.next.saturating_add(1);
@@ -328,7 +327,9 @@ impl Introspector {
                 match exp {
                     // An answer for a token already past `exp` is kept briefly, so a clock
                     // difference costs no call per request (requests are refused as expired).
-                    Some(exp) if exp <= now_ms => later(settings.introspection_negative_cache_seconds),
+                    Some(exp) if exp <= now_ms => {
+                        later(settings.introspection_negative_cache_seconds)
+                    }
                     Some(exp) => most.min(exp),
                     None => most,
                 }
@@ -366,9 +367,9 @@ impl Introspector {
             let Some(waiting) = self.parked.remove(&stream) else {
                 continue;
             };
-            let outcome = known(policy, record, &waiting.opaque, now_ms).unwrap_or(
-                Outcome::Deny(Denial::IntrospectionUnavailable { retry_after: 1 }),
-            );
+            let outcome = known(policy, record, &waiting.opaque, now_ms).unwrap_or(Outcome::Deny(
+                Denial::IntrospectionUnavailable { retry_after: 1 },
+            ));
             ready.push((stream, outcome));
         }
         ready
