@@ -145,6 +145,11 @@ impl Host for ProxyHost<'_> {
     fn dispatch(&mut self, fetch: &Fetch<'_>) -> Option<u32> {
         let current = self.current;
         self.focus(current);
+        // Sent as a length, not chunked: every HTTP/1.1 server reads that.
+        let length = fetch
+            .post
+            .map(|p| p.body.len().to_string())
+            .unwrap_or_default();
         let (headers, body) = match &fetch.post {
             None => (
                 vec![
@@ -162,6 +167,7 @@ impl Host for ProxyHost<'_> {
                     (":path", fetch.path),
                     (":authority", fetch.authority),
                     ("content-type", "application/x-www-form-urlencoded"),
+                    ("content-length", length.as_str()),
                     ("accept", "application/json"),
                     ("authorization", post.authorization),
                     ("user-agent", "keygate"),
