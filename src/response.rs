@@ -547,6 +547,12 @@ mod tests {
                 "key_manager_unavailable",
                 None,
             ),
+            (
+                Denial::IntrospectionUnavailable { retry_after: 3 },
+                503,
+                "introspection_unavailable",
+                None,
+            ),
             (Denial::NoApi, 404, "no_api", None),
             (Denial::ResourceNotFound, 404, "resource_not_found", None),
             (
@@ -676,5 +682,8 @@ mod tests {
         assert_eq!(header(&r, "retry-after"), Some("7"));
         let body: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["error"], "temporarily_unavailable");
+        let r = reply(&Denial::IntrospectionUnavailable { retry_after: 3 }, "k");
+        assert_eq!(header(&r, "retry-after"), Some("3"));
+        assert!(header(&r, "www-authenticate").is_none());
     }
 }
