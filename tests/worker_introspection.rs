@@ -629,3 +629,24 @@ fn a_missing_secret_refuses_the_configuration_naming_the_field() {
     assert_eq!(code(&host, 1).0, 503);
     assert!(calls(&host).is_empty());
 }
+
+#[test]
+fn an_answer_from_a_key_manager_not_asked_here_is_not_used() {
+    // Two configurations sharing data (as during a reload): the second no longer trusts `idp`.
+    let mut a = worker_for(policy_with(vec![km("idp", &[])], json!({})));
+    let mut b = worker_for(policy_with(
+        vec![km("idp", &["sandbox"]), km("second", &[])],
+        json!({}),
+    ));
+    let mut host_a = FakeHost::new(NOW_MS);
+    let mut host_b = host_a.sibling();
+    get(&mut a, &mut host_a, 1, OPAQUE);
+    answer(&mut a, &mut host_a, &active("app-1", "pets:read"));
+    assert!(allowed(&host_a, 1));
+    get(&mut b, &mut host_b, 2, OPAQUE);
+    let asked = calls(&host_b);
+    assert_eq!(asked.len(), 1, "idp's cached answer does not count here");
+    assert_eq!(asked[0].cluster, "intro_second");
+    answer(&mut b, &mut host_b, &json!({"active": false}));
+    assert_eq!(code(&host_b, 2), (401, "token_inactive".to_string()));
+}

@@ -398,12 +398,17 @@ impl Introspector {
                 .and_then(|(bytes, _)| Record::from_bytes(bytes))
                 .filter(|r| r.holds_for(&hash, now_ms));
             if let Some(record) = &record {
-                match record.state {
+                let usable = match &record.state {
                     State::Pending { .. } => continue,
-                    _ => {
-                        ready.extend(self.resolve(policy, record, hash, now_ms));
-                        continue;
+                    // An answer from a key manager no longer asked here counts as none.
+                    State::Active { key_manager, .. } => {
+                        introspecting(policy, key_manager).is_some()
                     }
+                    State::Inactive | State::Failed => true,
+                };
+                if usable {
+                    ready.extend(self.resolve(policy, record, hash, now_ms));
+                    continue;
                 }
             }
             // No answer and nobody calling (the lease ran out, or a colliding token replaced
@@ -449,12 +454,7 @@ fn known(policy: &Policy, record: &Record, opaque: &Opaque, now_ms: u64) -> Opti
             key_manager,
             claims,
         } => {
-            let km = policy.introspection_order().find(|&i| {
-                policy
-                    .key_managers()
-                    .get(i)
-                    .is_some_and(|m| &m.name == key_manager)
-            })?;
+            let km = introspecting(policy, key_manager)?;
             Some(decide::introspected(
                 policy,
                 &opaque.route,
@@ -473,6 +473,13 @@ fn known(policy: &Policy, record: &Record, opaque: &Opaque, now_ms: u64) -> Opti
         }
         State::Pending { .. } => None,
     }
+}
+
+/// The index of key manager `name` if opaque tokens are introspected there in this environment.
+fn introspecting(policy: &Policy, name: &str) -> Option<usize> {
+    policy
+        .introspection_order()
+        .find(|&i| policy.key_managers().get(i).is_some_and(|m| m.name == name))
 }
 
 /// Writes `record` over whatever the entry holds (compare-and-swap, retried a few times).
