@@ -1203,13 +1203,19 @@ fn introspection_gets_its_cluster_and_only_the_secrets_name() {
     );
     let (code, _, err) = istio_check(&istio);
     assert_eq!(code, Some(0), "{err}");
-    // `envoy --mode validate` runs the filter's on_configure: it needs the secrets in Envoy's
-    // environment, and refuses without them, naming each field (and never a value).
+    // `envoy --mode validate` on the bootstrap with the live filter config inlined runs the
+    // filter's on_configure: it needs the secrets in Envoy's environment, and refuses without
+    // them, naming each field (and never a value).
     let envoy = require_envoy();
+    let with_filter = inlined(
+        &out.join("envoy.yaml"),
+        &out.join("live/keygate-filter.yaml"),
+        "inlined.yaml",
+    );
     let validate = |secrets: &[(&str, &str)]| {
         let out = Command::new(&envoy)
             .args(["--mode", "validate", "--log-level", "warn", "-c"])
-            .arg(out.join("envoy.yaml"))
+            .arg(&with_filter)
             .env_remove("SPLIT_SECRET")
             .env_remove("SHARED_SECRET")
             .envs(secrets.iter().copied())

@@ -185,8 +185,9 @@ fn opaque_tokens_are_introspected_once_and_authorized_like_jwts() {
         );
     }
     let envoy_yaml = std::fs::read_to_string(rig.out.join("envoy.yaml")).unwrap();
-    assert!(envoy_yaml.contains("host_env_keys"), "{envoy_yaml}");
-    assert!(envoy_yaml.contains(SECRET_ENV));
+    let live = std::fs::read_to_string(rig.out.join("live/keygate-filter.yaml")).unwrap();
+    assert!(live.contains("host_env_keys"), "{live}");
+    assert!(live.contains(SECRET_ENV));
     assert!(
         envoy_yaml.contains(&format!(
             "keygate_introspection_127_0_0_1_{}_",
