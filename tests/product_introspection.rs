@@ -384,8 +384,9 @@ fn an_introspection_outage_is_503_for_new_tokens_while_cached_ones_keep_working(
 fn envoy_without_the_secret_refuses_the_configuration_naming_the_field() {
     let dir = TempDir::new("introspection-nosecret");
     let km = KeyManager::start();
+    let echo = EchoUpstream::start();
     let (listen, admin) = (free_port(), free_port());
-    let text = declaration(&km, km.port(), listen, admin, free_port());
+    let text = declaration(&km, km.port(), listen, admin, echo.port());
     let out = stack::generate(dir.path(), &text);
     let log_path = dir.join("envoy.log");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -406,8 +407,18 @@ fn envoy_without_the_secret_refuses_the_configuration_naming_the_field() {
     let refused = support::process::poll_until(Duration::from_secs(60), || {
         envoy.log().contains(needle).then_some(())
     });
+    // Without a configured filter nothing is served, and nothing reaches the upstream.
+    let token = km.token_client_credentials("shop-opaque", "shop-opaque-secret", "pets:read");
+    let auth = format!("Bearer {token}");
+    let answer = support::try_http(listen, "GET", PETS, &[("authorization", &auth)], b"");
     let text = envoy.log();
     envoy.stop();
     assert!(refused.is_some(), "no refusal naming the field:\n{text}");
     assert!(text.contains(SECRET_ENV), "{text}");
+    assert!(
+        answer.as_ref().map_or(true, |r| r.status != 200),
+        "served without a configuration: {:?}",
+        answer.map(|r| r.status)
+    );
+    assert_eq!(echo.request_count(), 0);
 }
