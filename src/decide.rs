@@ -14,8 +14,9 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 
 use crate::cache::{Verdict, VerifiedTokens};
-use crate::claims::{check_time, times, Validation};
+use crate::claims::{check, check_time, times, Validation};
 use crate::identity::Identity;
+use crate::introspection::{is_opaque, TokenHash};
 use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
 use crate::policy::{Policy, Route, RouteMatch};
 use crate::response::{bearer_token, Denial};
@@ -45,6 +46,18 @@ pub enum Outcome {
         pending: Box<Pending>,
         unknown_kid: bool,
     },
+    /// An opaque token (not a compact JWS) that only the key managers' introspection endpoints
+    /// can judge; [`introspected`] finishes the decision with an active answer.
+    NeedIntrospection(Box<Opaque>),
+}
+
+/// A request with an opaque bearer token, waiting for an introspection answer.
+#[derive(Debug)]
+pub struct Opaque {
+    pub route: RouteMatch,
+    /// The token, needed for the call only (the cache knows it by [`TokenHash`]).
+    pub token: String,
+    pub hash: TokenHash,
 }
 
 /// An authorized caller and the identity headers that go upstream (built once per token and
@@ -161,9 +174,11 @@ pub fn recall_with_key_manager(
     Some((key_manager, outcome))
 }
 
-/// Second phase without keys: the token's syntax and its key manager (by issuer).
+/// Second phase without keys: the token's syntax and its key manager (by issuer). A token that is
+/// not a compact JWS goes to introspection when a key manager trusted here has it.
 pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> {
-    let token = UntrustedToken::parse(started.token).map_err(|err| Outcome::Deny(invalid(&err)))?;
+    let token = UntrustedToken::parse(started.token)
+        .map_err(|err| opaque(policy, &started).unwrap_or_else(|| Outcome::Deny(invalid(&err))))?;
     let found = policy
         .key_manager_for(token.issuer(), token.claims())
         .map_err(Outcome::Deny)?;
@@ -178,6 +193,71 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
         key_manager,
         validation,
     })
+}
+
+fn opaque(policy: &Policy, started: &Started<'_>) -> Option<Outcome> {
+    if !is_opaque(started.token) {
+        return None;
+    }
+    policy.introspection_order().next()?;
+    Some(Outcome::NeedIntrospection(Box::new(Opaque {
+        route: started.route,
+        token: started.token.to_string(),
+        hash: TokenHash::of(started.token),
+    })))
+}
+
+/// The decision for an opaque token that key manager `key_manager` reported active, with the
+/// members of its answer as claims: the issuer (when the answer names one) must be that key
+/// manager's, the times and the audience pass the same checks as a JWT's (`exp` is optional, as
+/// in RFC 7662), the token must be a bearer token, and then the same authorization applies.
+pub fn introspected(
+    policy: &Policy,
+    route: &RouteMatch,
+    key_manager: usize,
+    claims: &Map<String, Value>,
+    now: f64,
+) -> Outcome {
+    let Some(manager) = policy.key_managers().get(key_manager) else {
+        return Outcome::Deny(Denial::IntrospectionUnavailable { retry_after: 1 });
+    };
+    match claims.get("iss") {
+        None => {}
+        Some(Value::String(iss)) if manager.issues(iss, claims) => {}
+        Some(_) => {
+            return Outcome::Deny(invalid(&TokenError::IssuerMismatch { missing: false }));
+        }
+    }
+    // A token bound to a key (RFC 7800 `cnf`) is not a bearer token.
+    let bearer = claims
+        .get("token_type")
+        .is_none_or(|t| t.as_str().is_some_and(|t| t.eq_ignore_ascii_case("bearer")));
+    if !bearer || claims.contains_key("cnf") {
+        return Outcome::Deny(Denial::InvalidToken {
+            code: "token_not_bearer",
+            description: "the key manager reports a token bound to a key, not a bearer token"
+                .to_string(),
+        });
+    }
+    let validation = Validation {
+        issuer: None,
+        require_exp: false,
+        ..manager.time_validation().clone()
+    };
+    if let Err(err) = check(claims, &validation, now) {
+        return Outcome::Deny(invalid(&err));
+    }
+    authorized(policy, route, key_manager, claims)
+}
+
+/// The answer for an opaque token no key manager reports active.
+pub fn inactive() -> Denial {
+    Denial::InvalidToken {
+        code: "token_inactive",
+        description:
+            "the key manager reports the token as not active (expired, revoked or unknown)"
+                .to_string(),
+    }
 }
 
 /// [`start`] then [`parse`]: everything that needs no keys.

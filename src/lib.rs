@@ -1,7 +1,7 @@
 //! keygate: authorize API calls in Envoy with access tokens from external OAuth2/OIDC key managers.
 //!
 //! Layers (data flows one way):
-//! - core (`config`, `jose`, `claims`, `policy`, `decide`, `worker`, `response`; internally
+//! - core (`config`, `jose`, `claims`, `policy`, `decide`, `introspection`, `worker`, `response`; internally
 //!   `keys`, `routes`, `mapping`, `issuer`): pure Rust,
 //!   no host calls, builds natively and for wasm32, every decision a function of inputs and `now`;
 //! - `filter`: the proxy-wasm shell (wasm32 only): the `worker::Host` trait over Envoy's host calls;
@@ -12,6 +12,7 @@ pub mod claims;
 pub mod config;
 pub mod decide;
 pub mod identity;
+pub mod introspection;
 mod issuer;
 pub mod jose;
 mod keys;

@@ -121,6 +121,18 @@ pub struct KeyManagerDecl {
     /// Accept plain http for this key manager's non-loopback URLs.
     #[serde(default)]
     pub allow_http: bool,
+    /// Check opaque (non-JWT) tokens at the discovery document's `introspection_endpoint`.
+    #[serde(default)]
+    pub introspection: Option<IntrospectionDecl>,
+}
+
+/// The gateway's client at the key manager for RFC 7662 introspection. The secret is not here:
+/// `client_secret_env` names the variable of Envoy's environment that holds it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionDecl {
+    pub client_id: Located,
+    pub client_secret_env: Located,
 }
 
 /// Claim names: a single name or a list tried in order.

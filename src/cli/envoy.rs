@@ -64,6 +64,24 @@ pub fn jwks_cluster(url: &HttpUrl) -> String {
     cluster_name("jwks", url)
 }
 
+/// The Envoy cluster name of an introspection host that is not the JWKS host.
+pub fn introspection_cluster(url: &HttpUrl) -> String {
+    cluster_name("introspection", url)
+}
+
+/// The environment variables the filter reads its introspection secrets from: names only (Envoy
+/// hands their values from its own environment to the Wasm VM), sorted, each once.
+pub fn secret_env_keys(plugin: &PluginConfig) -> Vec<String> {
+    let keys: std::collections::BTreeSet<String> = plugin
+        .key_managers
+        .iter()
+        .filter_map(|km| km.introspection.as_ref())
+        .map(|i| i.client_secret_env.clone())
+        .filter(|name| !name.is_empty())
+        .collect();
+    keys.into_iter().collect()
+}
+
 fn cluster_name(role: &str, url: &HttpUrl) -> String {
     let readable: String = url
         .host
@@ -142,6 +160,17 @@ pub fn bootstrap(
     for km in &plugin.key_managers {
         if let Ok(url) = HttpUrl::parse(&km.jwks.uri) {
             add_cluster(&mut clusters, &mut names, &km.jwks.cluster, &url, options)?;
+        }
+        if let Some(introspection) = &km.introspection {
+            if let Ok(url) = HttpUrl::parse(&introspection.endpoint) {
+                add_cluster(
+                    &mut clusters,
+                    &mut names,
+                    &introspection.cluster,
+                    &url,
+                    options,
+                )?;
+            }
         }
     }
 
@@ -357,19 +386,28 @@ pub fn filter_discovery_ads() -> Value {
 /// The Wasm filter config: the module, and the plugin config as its `configuration`.
 pub fn filter_config(plugin: &PluginConfig, wasm_path: &str) -> Result<Value, BootstrapError> {
     let plugin_json = serde_json::to_string(plugin)?;
+    let mut vm_config = json!({
+        // Key records live in shared data, which belongs to the vm_id: a new filter
+        // config (even a new module) keeps the keys fetched under the old one.
+        "vm_id": "keygate",
+        "runtime": "envoy.wasm.runtime.v8",
+        "code": {"local": {"filename": wasm_path}},
+    });
+    let secret_keys = secret_env_keys(plugin);
+    if let (false, Some(vm)) = (secret_keys.is_empty(), vm_config.as_object_mut()) {
+        // Names only: Envoy copies the values from its own environment into the VM's.
+        vm.insert(
+            "environment_variables".into(),
+            json!({"host_env_keys": secret_keys}),
+        );
+    }
     Ok(json!({
         "@type": WASM_FILTER_TYPE,
         "config": {
             "name": FILTER_NAME,
             "root_id": "keygate",
             "fail_open": false,
-            "vm_config": {
-                // Key records live in shared data, which belongs to the vm_id: a new filter
-                // config (even a new module) keeps the keys fetched under the old one.
-                "vm_id": "keygate",
-                "runtime": "envoy.wasm.runtime.v8",
-                "code": {"local": {"filename": wasm_path}},
-            },
+            "vm_config": vm_config,
             "configuration": {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
                 "value": plugin_json,

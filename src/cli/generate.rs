@@ -318,7 +318,7 @@ pub fn render(
         "docker-compose.yaml".into(),
         yaml(
             "docker-compose.yaml",
-            &compose::compose_file(wasm_path, &listen, &admin),
+            &compose::compose_file(wasm_path, &listen, &admin, &envoy::secret_env_keys(plugin)),
         )?,
     ));
     if decl.gateway.rate_limit_service.is_some() || !plugin.tiers.is_empty() {
@@ -510,6 +510,18 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
             "  key manager {}: issuer {}, JWKS {}",
             km.name.value, found.issuer, found.jwks_uri
         );
+        if let Some(introspection) = &km.introspection {
+            println!(
+                "    opaque tokens: introspected at {} as client {}; Envoy needs {} in its environment",
+                found
+                    .document
+                    .introspection_endpoint
+                    .as_deref()
+                    .unwrap_or_default(),
+                introspection.client_id.value,
+                introspection.client_secret_env.value
+            );
+        }
         for note in &found.notes {
             println!("    note: {note}");
         }

@@ -1,5 +1,6 @@
 //! Istio manifests: a `WasmPlugin` carrying the plugin config (with `outbound|port||host` JWKS
-//! clusters), and per key-manager JWKS host a `ServiceEntry` (so the sidecar has that cluster) and,
+//! clusters; `vmConfig.env` passes introspection secrets from the sidecar's environment), and per
+//! key-manager JWKS or introspection host a `ServiceEntry` (so the sidecar has that cluster) and,
 //! for https, a `DestinationRule` that originates TLS (the filter's `dispatch_http_call` speaks
 //! plain HTTP to the cluster; the cluster wraps it in TLS).
 //!
@@ -93,6 +94,15 @@ pub fn manifests(
     if let (Some(sha256), Some(obj)) = (&wasm.sha256, spec.as_object_mut()) {
         obj.insert("sha256".into(), json!(sha256));
     }
+    let secret_keys = crate::cli::envoy::secret_env_keys(plugin);
+    if let (false, Some(obj)) = (secret_keys.is_empty(), spec.as_object_mut()) {
+        // Names only: the sidecar hands the values from its own environment to the VM.
+        let env: Vec<Value> = secret_keys
+            .iter()
+            .map(|name| json!({"name": name, "valueFrom": "HOST"}))
+            .collect();
+        obj.insert("vmConfig".into(), json!({"env": env}));
+    }
     if !decl.istio.selector.is_empty() {
         if let Some(obj) = spec.as_object_mut() {
             obj.insert(
@@ -118,6 +128,13 @@ pub fn manifests(
         if let Ok(url) = HttpUrl::parse(&km.jwks.uri) {
             names.claim(&km.jwks.cluster, &url.target())?;
             targets.entry(url.target()).or_insert(url);
+        }
+        // The introspection host, when it is another one, needs its own entry.
+        if let Some(introspection) = &km.introspection {
+            if let Ok(url) = HttpUrl::parse(&introspection.endpoint) {
+                names.claim(&introspection.cluster, &url.target())?;
+                targets.entry(url.target()).or_insert(url);
+            }
         }
     }
     for url in targets.values() {

@@ -172,24 +172,47 @@ impl Host for ProxyHost<'_> {
     fn dispatch(&mut self, fetch: &Fetch<'_>) -> Option<u32> {
         let current = self.current;
         self.focus(current);
-        let headers = vec![
-            (":method", "GET"),
-            (":path", fetch.path),
-            (":authority", fetch.authority),
-            ("accept", "application/jwk-set+json, application/json"),
-            ("user-agent", "keygate"),
-        ];
+        // Sent as a length, not chunked: every HTTP/1.1 server reads that.
+        let length = fetch
+            .post
+            .map(|p| p.body.len().to_string())
+            .unwrap_or_default();
+        let (headers, body) = match &fetch.post {
+            None => (
+                vec![
+                    (":method", "GET"),
+                    (":path", fetch.path),
+                    (":authority", fetch.authority),
+                    ("accept", "application/jwk-set+json, application/json"),
+                    ("user-agent", "keygate"),
+                ],
+                None,
+            ),
+            Some(post) => (
+                vec![
+                    (":method", "POST"),
+                    (":path", fetch.path),
+                    (":authority", fetch.authority),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("content-length", length.as_str()),
+                    ("accept", "application/json"),
+                    ("authorization", post.authorization),
+                    ("user-agent", "keygate"),
+                ],
+                Some(post.body),
+            ),
+        };
         match hostcalls::dispatch_http_call(
             fetch.cluster,
             headers,
-            None,
+            body,
             vec![],
             Duration::from_millis(fetch.timeout_ms),
         ) {
             Ok(token) => Some(token),
             Err(status) => {
                 log::warn!(
-                    "keygate: JWKS fetch through cluster {} could not start: {status:?}",
+                    "keygate: callout through cluster {} could not start: {status:?}",
                     fetch.cluster
                 );
                 None

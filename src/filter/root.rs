@@ -8,6 +8,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
+use crate::introspection::Secrets;
 use crate::metrics;
 use crate::policy::Policy;
 use crate::worker::Worker;
@@ -74,8 +75,14 @@ impl RootContext for Root {
             host::count(metrics::configuration(false));
             return false;
         };
-        match Policy::from_json(&bytes) {
-            Ok(policy) => {
+        let configured = Policy::from_json(&bytes).and_then(|policy| {
+            // Introspection secrets come from the Wasm VM's environment (Envoy's
+            // `vm_config.environment_variables`); only the filter can see them.
+            let secrets = Secrets::from_env(&policy, |name| std::env::var(name).ok())?;
+            Ok((policy, secrets))
+        });
+        match configured {
+            Ok((policy, secrets)) => {
                 log::info!(
                     "keygate: configured for environment {}: {} key manager(s), {} API(s)",
                     policy.environment(),
@@ -84,7 +91,7 @@ impl RootContext for Root {
                 );
                 let id = worker_id();
                 let queue = host::register_queue(&format!("keygate.wakeup.{id:016x}"));
-                let worker = Worker::new(policy, id);
+                let worker = Worker::new(policy, id).with_secrets(secrets);
                 let crypto = host::probe_host_crypto();
                 if crypto {
                     log::info!("keygate: RS*/ES* signatures checked by Envoy (verify_signature)");

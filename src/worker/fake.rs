@@ -58,6 +58,10 @@ pub struct Dispatched {
     pub cluster: String,
     pub path: String,
     pub timeout_ms: u64,
+    /// `GET`, or `POST` for a call with a body.
+    pub method: String,
+    pub authorization: Option<String>,
+    pub body: Vec<u8>,
 }
 
 /// Runs in place of another worker's callback (see [`FakeHost::between_read_and_write`]).
@@ -273,6 +277,9 @@ impl Host for FakeHost {
             cluster: fetch.cluster.to_string(),
             path: fetch.path.to_string(),
             timeout_ms: fetch.timeout_ms,
+            method: if fetch.post.is_some() { "POST" } else { "GET" }.to_string(),
+            authorization: fetch.post.map(|p| p.authorization.to_string()),
+            body: fetch.post.map(|p| p.body.to_vec()).unwrap_or_default(),
         });
         Some(token)
     }

@@ -7,7 +7,8 @@ use crate::keys::{Expect, SlotError};
 /// A request stream, as the host numbers it (proxy-wasm's context id).
 pub type StreamId = u32;
 
-/// An outgoing GET the worker wants made (a JWKS fetch).
+/// An outgoing call the worker wants made: a GET (a JWKS fetch), or a form POST (an
+/// introspection call) when `post` is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fetch<'a> {
     /// The Envoy cluster that reaches the key manager.
@@ -15,6 +16,22 @@ pub struct Fetch<'a> {
     pub authority: &'a str,
     pub path: &'a str,
     pub timeout_ms: u64,
+    pub post: Option<Post<'a>>,
+}
+
+/// A POST of an `application/x-www-form-urlencoded` body with client credentials.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Post<'a> {
+    /// The `Authorization` header value (HTTP Basic client credentials).
+    pub authorization: &'a str,
+    pub body: &'a [u8],
+}
+
+impl std::fmt::Debug for Post<'_> {
+    /// The credentials and the body (which carries a token) are never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Post({} body bytes)", self.body.len())
+    }
 }
 
 /// Host calls, each one that can fail returning a value instead of panicking.
@@ -38,7 +55,7 @@ pub trait Host: HostCrypto {
     /// A compare-and-swap write of a shared-data entry.
     fn shared_set(&self, key: &str, bytes: &[u8], expect: Expect) -> Result<(), SlotError>;
 
-    /// Starts a GET that belongs to the worker, not to any stream: its answer arrives through
+    /// Starts a call that belongs to the worker, not to any stream: its answer arrives through
     /// [`super::Worker::on_fetch_answer`] even when the stream that needed it is gone. The worker
     /// calls it only from root callbacks (tick, wake-up, callout answer). Returns the callout
     /// token, or `None` when the host refused to start it.

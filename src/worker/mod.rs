@@ -28,6 +28,7 @@
 //! [`crate::metrics`].
 
 mod host;
+mod introspect;
 mod keystore;
 mod limiter;
 
@@ -40,6 +41,7 @@ use crate::cache::VerifiedTokens;
 use crate::config::Limiter;
 use crate::decide::{self, Keys, Outcome, Pending, Request};
 use crate::identity::is_identity_header;
+use crate::introspection::Secrets;
 use crate::jose::HostCrypto;
 use crate::keys::FetchError;
 use crate::metrics::{self, RequestOutcome};
@@ -48,8 +50,9 @@ use crate::response::{reply, Denial};
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use fake::{Crypto, Dispatched, FakeHost, Interleaved, Sent, SharedData, StreamLog};
-pub use host::{Fetch, Host, StreamId};
+pub use host::{Fetch, Host, Post, StreamId};
 
+use introspect::{Handled, Introspector};
 use keystore::{Answered, KeyStore, Need};
 
 /// What the shell tells the host about the request headers it was handed.
@@ -71,6 +74,12 @@ pub mod counters {
     /// Authorized requests answered 429 because their subscription's tier was spent (also
     /// counted as a denial with code `rate_limited`).
     pub const RATE_LIMITED: &str = "keygate_rate_limited";
+    /// Introspection calls started (RFC 7662; opaque tokens).
+    pub const INTROSPECTION_CALLS: &str = "keygate_introspection_calls";
+    /// Introspection calls that failed (no answer, non-200, malformed, not started).
+    pub const INTROSPECTION_FAILURES: &str = "keygate_introspection_failures";
+    /// Opaque-token requests decided from the shared introspection cache.
+    pub const INTROSPECTION_CACHE_HITS: &str = "keygate_introspection_cache_hits";
 }
 
 /// A request waiting for keys.
@@ -139,6 +148,10 @@ pub struct Worker {
     /// Label values of the key managers and APIs, by index.
     key_manager_labels: Vec<String>,
     api_labels: Vec<String>,
+    /// Opaque tokens: the shared introspection cache, calls and the requests waiting for them.
+    introspector: Introspector,
+    /// Metric labels and filter time so far of the requests waiting for introspection.
+    introspecting: BTreeMap<StreamId, Answering>,
 }
 
 impl Worker {
@@ -175,21 +188,30 @@ impl Worker {
             verified,
             key_manager_labels,
             api_labels,
+            introspector: Introspector::new(worker_id),
+            introspecting: BTreeMap::new(),
         }
+    }
+
+    /// The introspection client credentials, read at `on_configure` ([`Secrets::from_env`]).
+    /// Without them an opaque token can never be checked (answered 503).
+    pub fn with_secrets(mut self, secrets: Secrets) -> Worker {
+        self.introspector.set_secrets(secrets);
+        self
     }
 
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
-    /// Requests parked right now.
+    /// Requests parked right now (waiting for keys or for an introspection answer).
     pub fn parked(&self) -> usize {
-        self.parked.len()
+        self.parked.len() + self.introspector.parked()
     }
 
     /// Callouts started and not answered yet.
     pub fn callouts_in_flight(&self) -> usize {
-        self.callouts.len()
+        self.callouts.len() + self.introspector.callouts()
     }
 
     /// The request headers of `stream` arrived (`headers` as the host lists them, pseudo-headers
@@ -255,6 +277,30 @@ impl Worker {
                 pending,
                 unknown_kid,
             } => self.park(host, stream, pending, unknown_kid, now_ms, answering),
+            Outcome::NeedIntrospection(opaque) => {
+                let room = self.parked() < self.policy.settings().max_parked_requests;
+                let handled =
+                    self.introspector
+                        .request(&self.policy, host, stream, opaque, now_ms, room);
+                match handled {
+                    Handled::Answer(outcome) => self.apply(host, stream, &outcome, &answering),
+                    Handled::Parked { wake } => {
+                        // The wait for the key manager is not the filter's own time.
+                        let spent_us = answering.spent(host.now_us());
+                        self.introspecting.insert(
+                            stream,
+                            Answering {
+                                spent_us,
+                                ..answering
+                            },
+                        );
+                        if wake && !self.wakeup_asked {
+                            self.wakeup_asked = host.wake_root();
+                        }
+                        Verdict::Pause
+                    }
+                }
+            }
             other => self.apply(host, stream, &other, &answering),
         };
         self.request_had_authorization = true;
@@ -265,6 +311,8 @@ impl Worker {
     pub fn on_done(&mut self, stream: StreamId) {
         self.parked.remove(&stream);
         self.budgets.remove(&stream);
+        self.introspector.done(stream);
+        self.introspecting.remove(&stream);
     }
 
     /// The upstream's response headers of `stream` arrived: an allowed request with a tier tells
@@ -277,12 +325,36 @@ impl Worker {
         }
     }
 
+    /// Answers or resumes requests whose introspection answer arrived.
+    fn settle(&mut self, host: &mut impl Host, ready: Vec<(StreamId, Outcome)>) {
+        for (stream, outcome) in ready {
+            let now_us = host.now_us();
+            let answering = match self.introspecting.remove(&stream) {
+                Some(waited) => Answering {
+                    since_us: now_us,
+                    ..waited
+                },
+                None => Answering::new(now_us),
+            };
+            if self.apply(host, stream, &outcome, &answering) == Verdict::Continue {
+                host.resume(stream);
+            }
+        }
+    }
+
     /// A callout answered (`body_size` as the host reports it). Unknown tokens are ignored.
     pub fn on_fetch_answer(&mut self, host: &mut impl Host, token: u32, body_size: usize) {
+        let now_ms = host.now_ms();
+        if let Some(ready) =
+            self.introspector
+                .answered(&self.policy, host, token, body_size, now_ms)
+        {
+            self.settle(host, ready);
+            return;
+        }
         let Some(km) = self.callouts.remove(&token) else {
             return;
         };
-        let now_ms = host.now_ms();
         let headers = host.fetch_headers();
         let body = (body_size <= self.policy.settings().jwks_max_bytes)
             .then(|| host.fetch_body(body_size));
@@ -304,6 +376,10 @@ impl Worker {
         self.wakeup_asked = false;
         let now_ms = host.now_ms();
         self.dispatch_wanted(host, now_ms);
+        let ready = self
+            .introspector
+            .dispatch_wanted(&self.policy, host, now_ms);
+        self.settle(host, ready);
     }
 
     /// Timer: start due refreshes (and wanted fetches a lost wake-up left), adopt other workers'
@@ -322,6 +398,8 @@ impl Worker {
             self.wake(host, km, now_ms);
         }
         self.expire(host, now_ms);
+        let ready = self.introspector.tick(&self.policy, host, now_ms);
+        self.settle(host, ready);
     }
 
     /// The decision's second phase with the key manager's current keys.
@@ -462,6 +540,7 @@ impl Worker {
             authority: &manager.jwks.authority,
             path: &manager.jwks.path,
             timeout_ms: store.fetch_timeout_ms(),
+            post: None,
         };
         match host.dispatch(&fetch) {
             Some(token) => {
@@ -572,6 +651,11 @@ impl Worker {
                     &Denial::KeyManagerUnavailable { retry_after: 1 },
                     answering,
                 );
+                Verdict::Pause
+            }
+            Outcome::NeedIntrospection(_) => {
+                let unavailable = Denial::IntrospectionUnavailable { retry_after: 1 };
+                self.deny(host, stream, &unavailable, answering);
                 Verdict::Pause
             }
         }

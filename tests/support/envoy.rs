@@ -34,6 +34,12 @@ impl Envoy {
 
     /// As [`Envoy::start`] with `workers` worker threads (one wasm VM each).
     pub fn start_with_workers(config_path: &Path, workers: u32) -> Envoy {
+        Envoy::start_with_env(config_path, workers, &[])
+    }
+
+    /// As [`Envoy::start_with_workers`], with these variables added to Envoy's environment (the
+    /// filter reads introspection secrets from there).
+    pub fn start_with_env(config_path: &Path, workers: u32, env: &[(&str, &str)]) -> Envoy {
         let bin = envoy_bin();
         let tmp = TempDir::new("envoy");
         let log_path = tmp.join("envoy.log");
@@ -52,6 +58,7 @@ impl Envoy {
             .arg(workers.to_string())
             .arg("-l")
             .arg(&level)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
