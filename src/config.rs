@@ -105,6 +105,31 @@ pub struct KeyManagerConfig {
     /// `required`: every token of this key manager must be DPoP-bound and come with a proof.
     #[serde(default, skip_serializing_if = "DpopMode::is_default")]
     pub dpop: DpopMode,
+    /// Opaque (non-JWT) access tokens are checked at this key manager's RFC 7662 introspection
+    /// endpoint; absent: opaque tokens are not accepted from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introspection: Option<IntrospectionConfig>,
+}
+
+/// How the filter reaches a key manager's introspection endpoint (RFC 7662), and with which client
+/// credentials. The secret itself is never in the configuration: `client_secret_env` names the
+/// variable of Envoy's process environment (passed to the Wasm VM) that holds it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// The discovery document's `introspection_endpoint` (informational, used in logs); empty when
+    /// the document has none, which the compiler refuses.
+    pub endpoint: String,
+    /// Envoy cluster that routes to the introspection host.
+    pub cluster: String,
+    /// `:authority` of the call.
+    pub authority: String,
+    /// `:path` of the call.
+    pub path: String,
+    /// The gateway's client id at the key manager (HTTP Basic user).
+    pub client_id: String,
+    /// Environment variable holding the gateway client's secret.
+    pub client_secret_env: String,
 }
 
 /// Whether tokens must be DPoP-bound (RFC 9449). Either way a token that *is* bound
@@ -305,6 +330,19 @@ pub struct Settings {
     pub dpop_replay_slots: usize,
     /// Proof ids one slot remembers at most; a proof whose slot is full is answered 503.
     pub dpop_replay_slot_entries: usize,
+    /// Longest time an active introspection answer is reused (it never outlives the token's `exp`).
+    pub introspection_cache_seconds: u64,
+    /// How long an inactive answer is reused before the token is introspected again.
+    pub introspection_negative_cache_seconds: u64,
+    /// How long requests are answered 503 after an introspection call failed, before another try.
+    pub introspection_retry_seconds: u64,
+    /// Introspection call timeout, milliseconds.
+    pub introspection_timeout_ms: u64,
+    /// Largest introspection answer accepted, bytes.
+    pub introspection_max_bytes: usize,
+    /// Entries of the introspection cache shared by all workers (a token's hash picks its entry;
+    /// a colliding token replaces it), which bounds the cache's memory.
+    pub introspection_cache_entries: usize,
 }
 
 impl Default for Settings {
@@ -334,6 +372,12 @@ impl Default for Settings {
             dpop_future_skew_seconds: 5,
             dpop_replay_slots: 4_096,
             dpop_replay_slot_entries: 32,
+            introspection_cache_seconds: 60,
+            introspection_negative_cache_seconds: 10,
+            introspection_retry_seconds: 1,
+            introspection_timeout_ms: 3_000,
+            introspection_max_bytes: 16 * 1024,
+            introspection_cache_entries: 1_024,
         }
     }
 }

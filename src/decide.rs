@@ -21,11 +21,12 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 
 use crate::cache::{Verdict, VerifiedTokens};
-use crate::claims::{check_time, times, Validation};
+use crate::claims::{check, check_time, times, Validation};
 use crate::dpop::{
     request_uri, verify_proof, DpopError, MemorySlots, ProofRules, ProofTarget, ReplayStore, Slots,
 };
 use crate::identity::Identity;
+use crate::introspection::{is_opaque, TokenHash};
 use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
 use crate::policy::{Policy, Route, RouteMatch};
 use crate::response::{credentials, Denial, Scheme};
@@ -90,6 +91,18 @@ pub enum Outcome {
         pending: Box<Pending>,
         unknown_kid: bool,
     },
+    /// An opaque token (not a compact JWS) that only the key managers' introspection endpoints
+    /// can judge; [`introspected`] finishes the decision with an active answer.
+    NeedIntrospection(Box<Opaque>),
+}
+
+/// A request with an opaque bearer token, waiting for an introspection answer.
+#[derive(Debug)]
+pub struct Opaque {
+    pub route: RouteMatch,
+    /// The token, needed for the call only (the cache knows it by [`TokenHash`]).
+    pub token: String,
+    pub hash: TokenHash,
 }
 
 /// An authorized caller and the identity headers that go upstream (built once per token and
@@ -114,6 +127,11 @@ impl Pending {
     /// Index of the key manager whose keys are needed.
     pub fn key_manager(&self) -> usize {
         self.key_manager
+    }
+
+    /// Index of the API the request is for.
+    pub fn api(&self) -> usize {
+        self.route.api
     }
 
     /// The token came with the DPoP scheme.
@@ -159,7 +177,12 @@ impl Started<'_> {
 
 /// First phase: the route, then the bearer token (nothing is parsed yet).
 pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Result<Started<'r>, Outcome> {
-    let route = match policy.route(request.method, request.path) {
+    start_at(policy.route(request.method, request.path), request)
+}
+
+/// [`start`] for a route already found (the worker reads the API off it for its metrics).
+pub fn start_at<'r>(route: Route, request: &Request<'r>) -> Result<Started<'r>, Outcome> {
+    let route = match route {
         Route::Protected(route) => route,
         Route::Public(_) => return Err(Outcome::Public),
         Route::PassThrough => return Err(Outcome::Pass),
@@ -186,6 +209,19 @@ pub fn recall(
     now: f64,
     dpop: DpopHost<'_>,
 ) -> Option<Outcome> {
+    recall_with_key_manager(policy, started, cache, generation, now, dpop)
+        .map(|(_, outcome)| outcome)
+}
+
+/// [`recall`], with the index of the key manager that verified the token.
+pub fn recall_with_key_manager(
+    policy: &Policy,
+    started: &Started<'_>,
+    cache: &mut VerifiedTokens,
+    generation: impl Fn(usize) -> Option<u64>,
+    now: f64,
+    dpop: DpopHost<'_>,
+) -> Option<(usize, Outcome)> {
     let presented = Presented {
         route: started.route,
         token: started.token,
@@ -208,8 +244,9 @@ fn recall_presented(
     generation: impl Fn(usize) -> Option<u64>,
     now: f64,
     dpop: DpopHost<'_>,
-) -> Option<Outcome> {
+) -> Option<(usize, Outcome)> {
     let hit = cache.get_mut(started.token)?;
+    let key_manager = hit.key_manager;
     if generation(hit.key_manager) != Some(hit.generation) {
         return None;
     }
@@ -222,11 +259,14 @@ fn recall_presented(
         } => {
             let manager = policy.key_managers().get(hit.key_manager)?;
             if let Err(err) = check_time(*exp, *nbf, manager.time_validation(), now) {
-                return Some(refuse(policy, started.presentation, invalid(&err)));
+                return Some((
+                    key_manager,
+                    refuse(policy, started.presentation, invalid(&err)),
+                ));
             }
             // Per request: a remembered token never stands in for its proof.
             if let Err(err) = check_dpop(policy, started, hit.key_manager, claims, now, dpop) {
-                return Some(dpop_denial(policy, err));
+                return Some((key_manager, dpop_denial(policy, err)));
             }
             // The authorization of a verified token for one resource never changes within a
             // policy: the last one is remembered.
@@ -252,14 +292,16 @@ fn recall_presented(
             },
         ),
     };
-    Some(outcome)
+    Some((key_manager, outcome))
 }
 
-/// Second phase without keys: the token's syntax and its key manager (by issuer).
+/// Second phase without keys: the token's syntax and its key manager (by issuer). A bearer token
+/// that is not a compact JWS goes to introspection when a key manager trusted here has it.
 pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> {
     let presentation = started.presentation();
-    let token = UntrustedToken::parse(started.token)
-        .map_err(|err| refuse(policy, &presentation, invalid(&err)))?;
+    let token = UntrustedToken::parse(started.token).map_err(|err| {
+        opaque(policy, &started).unwrap_or_else(|| refuse(policy, &presentation, invalid(&err)))
+    })?;
     let found = policy
         .key_manager_for(token.issuer(), token.claims())
         .map_err(|denial| refuse(policy, &presentation, denial))?;
@@ -275,6 +317,72 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
         validation,
         presentation,
     })
+}
+
+fn opaque(policy: &Policy, started: &Started<'_>) -> Option<Outcome> {
+    // Opaque tokens are bearer tokens here: a DPoP-bound opaque token is refused (see README).
+    if started.scheme != Scheme::Bearer || !is_opaque(started.token) {
+        return None;
+    }
+    policy.introspection_order().next()?;
+    Some(Outcome::NeedIntrospection(Box::new(Opaque {
+        route: started.route,
+        token: started.token.to_string(),
+        hash: TokenHash::of(started.token),
+    })))
+}
+
+/// The decision for an opaque token that key manager `key_manager` reported active, with the
+/// members of its answer as claims: the issuer (when the answer names one) must be that key
+/// manager's, the times and the audience pass the same checks as a JWT's (`exp` is optional, as
+/// in RFC 7662), the token must be a bearer token, and then the same authorization applies.
+pub fn introspected(
+    policy: &Policy,
+    route: &RouteMatch,
+    key_manager: usize,
+    claims: &Map<String, Value>,
+    now: f64,
+) -> Outcome {
+    let Some(manager) = policy.key_managers().get(key_manager) else {
+        return Outcome::Deny(Denial::IntrospectionUnavailable { retry_after: 1 });
+    };
+    match claims.get("iss") {
+        None => {}
+        Some(Value::String(iss)) if manager.issues(iss, claims) => {}
+        Some(_) => {
+            return Outcome::Deny(invalid(&TokenError::IssuerMismatch { missing: false }));
+        }
+    }
+    // A token bound to a key (RFC 7800 `cnf`) is not a bearer token.
+    let bearer = claims
+        .get("token_type")
+        .is_none_or(|t| t.as_str().is_some_and(|t| t.eq_ignore_ascii_case("bearer")));
+    if !bearer || claims.contains_key("cnf") {
+        return Outcome::Deny(Denial::InvalidToken {
+            code: "token_not_bearer",
+            description: "the key manager reports a token bound to a key, not a bearer token"
+                .to_string(),
+        });
+    }
+    let validation = Validation {
+        issuer: None,
+        require_exp: false,
+        ..manager.time_validation().clone()
+    };
+    if let Err(err) = check(claims, &validation, now) {
+        return Outcome::Deny(invalid(&err));
+    }
+    authorized(policy, route, key_manager, claims)
+}
+
+/// The answer for an opaque token no key manager reports active.
+pub fn inactive() -> Denial {
+    Denial::InvalidToken {
+        code: "token_inactive",
+        description:
+            "the key manager reports the token as not active (expired, revoked or unknown)"
+                .to_string(),
+    }
 }
 
 /// [`start`] then [`parse`]: everything that needs no keys.
@@ -327,7 +435,7 @@ pub fn finish(
         presentation: &pending.presentation,
     };
     let generation = |_| Some(keys.generation);
-    if let Some(outcome) = recall_presented(policy, &presented, cache, generation, now, dpop) {
+    if let Some((_, outcome)) = recall_presented(policy, &presented, cache, generation, now, dpop) {
         return outcome;
     }
     match verify_with(

@@ -1,7 +1,8 @@
 //! keygate: authorize API calls in Envoy with access tokens from external OAuth2/OIDC key managers.
 //!
 //! Layers (data flows one way):
-//! - core (`config`, `jose`, `claims`, `policy`, `decide`, `dpop`, `worker`, `response`; internally
+//! - core (`config`, `jose`, `claims`, `policy`, `decide`, `dpop`, `introspection`, `worker`,
+//!   `response`; internally
 //!   `keys`, `routes`, `mapping`, `issuer`): pure Rust,
 //!   no host calls, builds natively and for wasm32, every decision a function of inputs and `now`;
 //! - `filter`: the proxy-wasm shell (wasm32 only): the `worker::Host` trait over Envoy's host calls;
@@ -13,10 +14,12 @@ pub mod config;
 pub mod decide;
 pub mod dpop;
 pub mod identity;
+pub mod introspection;
 mod issuer;
 pub mod jose;
 mod keys;
 mod mapping;
+pub mod metrics;
 pub mod path;
 pub mod policy;
 pub mod response;

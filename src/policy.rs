@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::claims::Validation;
 use crate::config::{
-    ConfigError, ConfigErrors, ConfigProblem, DpopMode, JwksSource, Limiter, PluginConfig,
-    Settings, SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
+    ConfigError, ConfigErrors, ConfigProblem, DpopMode, IntrospectionConfig, JwksSource, Limiter,
+    PluginConfig, Settings, SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
 };
 use crate::identity::Identity;
 use crate::issuer::{IssuerFit, IssuerPattern};
@@ -40,6 +40,8 @@ pub struct KeyManager {
     /// Whether its tokens must be DPoP-bound.
     pub dpop: DpopMode,
     pub mapping: Mapping,
+    /// Where opaque tokens of this key manager are introspected (RFC 7662), if anywhere.
+    pub introspection: Option<IntrospectionConfig>,
     /// What this key manager's tokens must pass, built once at compile time; the exact issuer
     /// is filled in per token ([`KeyManager::validation`]).
     validation: Validation,
@@ -66,6 +68,12 @@ impl KeyManager {
     /// The signing algorithms accepted from this key manager (never empty, never HMAC).
     pub fn accepted_algorithms(&self) -> &[String] {
         &self.validation.algorithms
+    }
+
+    /// Whether `iss` is this key manager's issuer (for a `{tenantid}` issuer: an allowed tenant,
+    /// taken from `claims`).
+    pub fn issues(&self, iss: &str, claims: &Map<String, Value>) -> bool {
+        matches!(self.pattern.fit(iss, claims), IssuerFit::Matches(_))
     }
 }
 
@@ -131,6 +139,16 @@ pub enum Route {
     /// No API at this path and `settings.unknown_api` is `pass`.
     PassThrough,
     Denied(Denial),
+}
+
+impl Route {
+    /// The API of a matched resource.
+    pub fn api(&self) -> Option<usize> {
+        match self {
+            Route::Public(found) | Route::Protected(found) => Some(found.api),
+            Route::PassThrough | Route::Denied(_) => None,
+        }
+    }
 }
 
 /// The key manager that will verify a token, and the exact `iss` the token must carry.
@@ -234,6 +252,7 @@ impl Policy {
                 pattern: IssuerPattern::new(&km.issuer, &km.tenants),
                 mapping: Mapping::new(&km.claims),
                 dpop: km.dpop,
+                introspection: km.introspection,
                 name: km.name,
                 issuer: km.issuer,
                 jwks: km.jwks,
@@ -310,6 +329,16 @@ impl Policy {
 
     pub fn key_managers(&self) -> &[KeyManager] {
         &self.key_managers
+    }
+
+    /// The key managers an opaque token is introspected at, in declaration order: those trusted
+    /// in this environment that have `introspection`.
+    pub fn introspection_order(&self) -> impl Iterator<Item = usize> + '_ {
+        self.key_managers
+            .iter()
+            .enumerate()
+            .filter(|(_, km)| km.enabled_here && km.introspection.is_some())
+            .map(|(i, _)| i)
     }
 
     pub fn apis(&self) -> &[Api] {

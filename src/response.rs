@@ -49,6 +49,11 @@ pub enum Denial {
     KeyManagerUnavailable {
         retry_after: u64,
     },
+    /// An opaque token could not be checked: the introspection endpoint failed or did not answer
+    /// in time, and no cached answer holds (fail closed).
+    IntrospectionUnavailable {
+        retry_after: u64,
+    },
     NoApi,
     ResourceNotFound,
     MethodNotAllowed {
@@ -105,6 +110,7 @@ impl Denial {
             Denial::MalformedAuthorization { .. } => "malformed_authorization",
             Denial::InvalidToken { code, .. } => code,
             Denial::KeyManagerUnavailable { .. } => "key_manager_unavailable",
+            Denial::IntrospectionUnavailable { .. } => "introspection_unavailable",
             Denial::NoApi => "no_api",
             Denial::ResourceNotFound => "resource_not_found",
             Denial::MethodNotAllowed { .. } => "method_not_allowed",
@@ -136,7 +142,7 @@ impl Denial {
             Denial::NoApi | Denial::ResourceNotFound => 404,
             Denial::MethodNotAllowed { .. } => 405,
             Denial::RateLimited { .. } => 429,
-            Denial::KeyManagerUnavailable { .. } => 503,
+            Denial::KeyManagerUnavailable { .. } | Denial::IntrospectionUnavailable { .. } => 503,
             Denial::Dpop { error, .. } => match error.kind() {
                 DpopErrorKind::InvalidProof | DpopErrorKind::InvalidToken => 401,
                 DpopErrorKind::Unavailable => 503,
@@ -155,7 +161,9 @@ impl Denial {
             | Denial::PathNotCanonical { .. }
             | Denial::MethodNotCanonical { .. } => Some("invalid_request"),
             Denial::InvalidToken { .. } => Some("invalid_token"),
-            Denial::KeyManagerUnavailable { .. } => Some("temporarily_unavailable"),
+            Denial::KeyManagerUnavailable { .. } | Denial::IntrospectionUnavailable { .. } => {
+                Some("temporarily_unavailable")
+            }
             Denial::NoApi | Denial::ResourceNotFound | Denial::MethodNotAllowed { .. } => None,
             Denial::ApplicationNotFound { .. }
             | Denial::ApplicationBlocked { .. }
@@ -195,6 +203,9 @@ impl Denial {
             Denial::InvalidToken { description, .. } => description.clone(),
             Denial::KeyManagerUnavailable { .. } => {
                 "the key manager's signing keys are unavailable; retry later".to_string()
+            }
+            Denial::IntrospectionUnavailable { .. } => {
+                "the key manager's introspection endpoint is unavailable; retry later".to_string()
             }
             Denial::NoApi => "no API is served at this path".to_string(),
             Denial::ResourceNotFound => "the API has no resource at this path".to_string(),
@@ -331,7 +342,8 @@ pub fn reply(denial: &Denial, realm: &str) -> Reply {
         Denial::MethodNotAllowed { allow } => {
             headers.push(("allow".to_string(), allow.join(", ")));
         }
-        Denial::KeyManagerUnavailable { retry_after } => {
+        Denial::KeyManagerUnavailable { retry_after }
+        | Denial::IntrospectionUnavailable { retry_after } => {
             headers.push(("retry-after".to_string(), retry_after.to_string()));
         }
         Denial::RateLimited { tier, retry_after } => {
@@ -662,6 +674,12 @@ mod tests {
                 "key_manager_unavailable",
                 None,
             ),
+            (
+                Denial::IntrospectionUnavailable { retry_after: 3 },
+                503,
+                "introspection_unavailable",
+                None,
+            ),
             (Denial::NoApi, 404, "no_api", None),
             (Denial::ResourceNotFound, 404, "resource_not_found", None),
             (
@@ -791,5 +809,8 @@ mod tests {
         assert_eq!(header(&r, "retry-after"), Some("7"));
         let body: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["error"], "temporarily_unavailable");
+        let r = reply(&Denial::IntrospectionUnavailable { retry_after: 3 }, "k");
+        assert_eq!(header(&r, "retry-after"), Some("3"));
+        assert!(header(&r, "www-authenticate").is_none());
     }
 }

@@ -256,3 +256,26 @@ fn usage_errors_exit_2() {
     let out = keygate(&["discover"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn points_at_the_introspection_endpoint_for_opaque_tokens() {
+    let (server, url) = serve_fixture("keycloak", "/realms/shop");
+    let (_, text) = discover_ok(&url);
+    let endpoint = format!(
+        "{}/realms/shop/protocol/openid-connect/token/introspect",
+        server.base
+    );
+    assert!(
+        text.contains(&format!("# introspection_endpoint: {endpoint}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "introspection: {client_id: <gateway client id>, client_secret_env: <VARIABLE>}"
+        ),
+        "{text}"
+    );
+    let (_s, url) = serve_fixture("auth0", "");
+    let (_, text) = discover_ok(&url);
+    assert!(!text.contains("introspection"), "{text}");
+}

@@ -540,3 +540,27 @@ fn usage_io_and_configuration_errors_exit_two() {
         r.stderr
     );
 }
+
+#[test]
+fn an_opaque_token_cannot_be_explained_offline() {
+    let text = DECLARATION.replace(
+        "    discovery: {issuer: https://idp.example, jwks_uri: https://idp.example/keys}\n",
+        "    introspection: {client_id: gateway, client_secret_env: IDP_SECRET}\n    discovery: {issuer: https://idp.example, jwks_uri: https://idp.example/keys, introspection_endpoint: https://idp.example/introspect}\n",
+    );
+    let setup = Setup {
+        input: write("opaque.yaml", text.as_bytes()),
+        jwks: write("opaque-jwks.json", &jwks(&all_keys())),
+    };
+    let r = ask(
+        &setup,
+        "GET",
+        "/pets/v1/pets/7",
+        Some("Lx8wOE7k1Ps0qHUdzy2Gf3CGqfoB6Nzm4cJmF9Mr2hx"),
+    );
+    assert_eq!(r.status, 2, "{} {}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("opaque"), "{}", r.stderr);
+    assert!(!r.stderr.contains("Lx8wOE7k"), "the token is not echoed");
+    // A JWT of the same key manager is still explained.
+    let t = es256(&shop_claims("pets:read"));
+    assert_eq!(ask(&setup, "GET", "/pets/v1/pets/7", Some(&t)).status, 0);
+}

@@ -522,6 +522,35 @@ fn istio_check_value(dir: &Path, name: &str, resource: &Value) -> (Option<i32>, 
     (code, err)
 }
 
+/// A manifest digest as `keygate oci` prints it (any 64 hex digits do here).
+const DIGEST: &str = "661d7effdd5299a513d5c960cd60c5cd9adea3a560ed44a279d04330d5b8dbe5";
+
+#[test]
+fn a_wasm_sha256_that_is_no_sha256_is_refused_before_anything_is_written() {
+    let (_server, url) = serve_fixture("keycloak", "/realms/shop");
+    let dir = temp_dir("gen-sha");
+    std::fs::write(dir.join("keygate.yaml"), declaration(&url)).unwrap();
+    for bad in ["abc", &"g".repeat(64), &format!("md5:{DIGEST}")] {
+        let result = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(["generate", "--input", "keygate.yaml", "--out", "out"])
+            .args(["--wasm", &wasm_arg(), "--wasm-sha256", bad])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(result.status.code(), Some(2), "{bad}: {}", stderr(&result));
+        assert!(
+            stderr(&result).contains("--wasm-sha256"),
+            "{}",
+            stderr(&result)
+        );
+        assert!(!dir.join("out").exists(), "{bad}: nothing written");
+    }
+    // Without --wasm-sha256 the WasmPlugin has no sha256 (Istio then checks nothing).
+    let g = generate(&["--wasm", &wasm_arg()]);
+    let plugin = yaml(&g.out.join("istio").join("wasmplugin.yaml"));
+    assert!(plugin["spec"].get("sha256").is_none(), "{plugin}");
+}
+
 #[test]
 fn istio_manifests_validate_against_istios_schemas() {
     let g = generate(&[
@@ -529,6 +558,8 @@ fn istio_manifests_validate_against_istios_schemas() {
         &wasm_arg(),
         "--wasm-url",
         "oci://registry.example/keygate:1",
+        "--wasm-sha256",
+        &format!("sha256:{}", DIGEST.to_ascii_uppercase()),
     ]);
     let dir = g.out.join("istio");
     let files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -563,6 +594,7 @@ fn istio_manifests_validate_against_istios_schemas() {
     let plugin = yaml(&dir.join("wasmplugin.yaml"));
     let spec = &plugin["spec"];
     assert_eq!(spec["url"], "oci://registry.example/keygate:1");
+    assert_eq!(spec["sha256"], DIGEST, "lowercase hex, no prefix");
     assert_eq!(spec["phase"], "AUTHN");
     assert_eq!(spec["selector"]["matchLabels"]["app"], "pets");
     assert_eq!(plugin["metadata"]["namespace"], "shop");
@@ -1102,4 +1134,159 @@ fn regenerating_rewrites_only_what_changed_and_says_when_envoy_needs_a_restart()
         files,
         "a refused declaration changed the output"
     );
+}
+
+/// A key manager whose introspection endpoint is on another host than its JWKS, and one whose
+/// endpoint shares the JWKS host.
+fn introspection_declaration() -> String {
+    "\
+gateway:
+  environment: production
+  listen: 127.0.0.1:18082
+  admin: 127.0.0.1:19903
+key_managers:
+  - name: split
+    well_known_url: https://idp.example.com/.well-known/openid-configuration
+    introspection: {client_id: gateway, client_secret_env: SPLIT_SECRET}
+    discovery:
+      issuer: https://idp.example.com
+      jwks_uri: https://idp.example.com/jwks
+      introspection_endpoint: https://introspect.example.com/oauth2/introspect
+  - name: shared
+    well_known_url: https://sso.example.com/.well-known/openid-configuration
+    introspection: {client_id: gateway, client_secret_env: SHARED_SECRET}
+    discovery:
+      issuer: https://sso.example.com
+      jwks_uri: https://sso.example.com/jwks
+      introspection_endpoint: https://sso.example.com/introspect
+"
+    .to_string()
+}
+
+#[test]
+fn introspection_gets_its_cluster_and_only_the_secrets_name() {
+    let (out, result) = generate_from(&introspection_declaration(), &["--wasm", &wasm_arg()]);
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    assert!(
+        stdout(&result).contains("SPLIT_SECRET in its environment"),
+        "{}",
+        stdout(&result)
+    );
+    let config = plugin(&out);
+    let split = config.key_managers[0].introspection.clone().unwrap();
+    assert_eq!(
+        split.cluster,
+        cluster_name("introspection", "https", "introspect.example.com", 443)
+    );
+    assert_eq!(
+        (split.authority.as_str(), split.path.as_str()),
+        ("introspect.example.com", "/oauth2/introspect")
+    );
+    let shared = config.key_managers[1].introspection.clone().unwrap();
+    assert_eq!(
+        shared.cluster, config.key_managers[1].jwks.cluster,
+        "same host, same cluster"
+    );
+
+    let envoy = yaml(&out.join("envoy.yaml"));
+    let clusters = envoy["static_resources"]["clusters"].as_array().unwrap();
+    let names: Vec<&str> = clusters
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(clusters.len(), 3, "{names:?}");
+    assert!(names.contains(&split.cluster.as_str()));
+    let live = yaml(&out.join("live/keygate-filter.yaml"));
+    let vm = &live["resources"][0]["typed_config"]["config"]["vm_config"];
+    assert_eq!(
+        vm["environment_variables"]["host_env_keys"],
+        serde_json::json!(["SHARED_SECRET", "SPLIT_SECRET"])
+    );
+    let compose = yaml(&out.join("docker-compose.yaml"));
+    assert_eq!(
+        compose["services"]["envoy"]["environment"],
+        serde_json::json!(["SHARED_SECRET", "SPLIT_SECRET"])
+    );
+
+    let plugin_manifest = yaml(&out.join("istio/wasmplugin.yaml"));
+    assert_eq!(
+        plugin_manifest["spec"]["vmConfig"]["env"],
+        serde_json::json!([{"name": "SHARED_SECRET", "valueFrom": "HOST"},
+                           {"name": "SPLIT_SECRET", "valueFrom": "HOST"}])
+    );
+    let istio: Vec<PathBuf> = std::fs::read_dir(out.join("istio"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let mut hosts: Vec<String> = istio
+        .iter()
+        .map(|p| yaml(p))
+        .filter(|r| r["kind"] == "ServiceEntry")
+        .map(|r| r["spec"]["hosts"][0].as_str().unwrap().to_string())
+        .collect();
+    hosts.sort();
+    assert_eq!(
+        hosts,
+        [
+            "idp.example.com",
+            "introspect.example.com",
+            "sso.example.com"
+        ]
+    );
+    let (code, _, err) = istio_check(&istio);
+    assert_eq!(code, Some(0), "{err}");
+    // `envoy --mode validate` on the bootstrap with the live filter config inlined runs the
+    // filter's on_configure: it needs the secrets in Envoy's environment, and refuses without
+    // them, naming each field (and never a value).
+    let envoy = require_envoy();
+    let with_filter = inlined(
+        &out.join("envoy.yaml"),
+        &out.join("live/keygate-filter.yaml"),
+        "inlined.yaml",
+    );
+    let validate = |secrets: &[(&str, &str)]| {
+        let out = Command::new(&envoy)
+            .args(["--mode", "validate", "--log-level", "warn", "-c"])
+            .arg(&with_filter)
+            .env_remove("SPLIT_SECRET")
+            .env_remove("SHARED_SECRET")
+            .envs(secrets.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", stdout(&out), stderr(&out)),
+        )
+    };
+    let (ok, log) = validate(&[
+        ("SPLIT_SECRET", "split-value"),
+        ("SHARED_SECRET", "shared-value"),
+    ]);
+    assert!(ok, "envoy --mode validate failed:\n{log}");
+    let (ok, log) = validate(&[("SPLIT_SECRET", "split-value")]);
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains("key_managers[1].introspection.client_secret_env"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("key_managers[0].introspection") && !log.contains("split-value"),
+        "{log}"
+    );
+}
+
+#[test]
+fn introspection_without_an_endpoint_is_refused_naming_the_field() {
+    let text = introspection_declaration().replace(
+        "      introspection_endpoint: https://introspect.example.com/oauth2/introspect\n",
+        "",
+    );
+    let (_, result) = generate_from(&text, &["--check"]);
+    assert_eq!(result.status.code(), Some(1));
+    let err = stderr(&result);
+    assert!(
+        err.contains("line 8: key_managers[0].introspection:"),
+        "{err}"
+    );
+    assert!(err.contains("no introspection_endpoint"), "{err}");
 }

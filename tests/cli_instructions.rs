@@ -265,3 +265,38 @@ fn exported_values_hold_the_client_id_literally() {
         assert!(!mark.exists(), "{script}");
     }
 }
+
+#[test]
+fn knows_whether_opaque_tokens_are_accepted() {
+    let (out, server) = instructions("shop");
+    let text = stdout(&out);
+    assert!(
+        text.contains("accepts JWT access tokens only from this key manager"),
+        "{text}"
+    );
+    assert!(!text.contains("Opaque"), "{text}");
+
+    let dir = temp_dir("instr-opaque");
+    let input = dir.join("keygate.yaml");
+    let url = format!("{}/realms/shop{WELL_KNOWN}", server.base);
+    let text = declaration(&url).replace(
+        "    provider: keycloak\n",
+        "    provider: keycloak\n    introspection: {client_id: gateway, client_secret_env: KC_SECRET}\n",
+    );
+    std::fs::write(&input, text).unwrap();
+    let out = keygate(&["instructions", "--input", input.to_str().unwrap(), "shop"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let endpoint = format!(
+        "{}/realms/shop/protocol/openid-connect/token/introspect",
+        server.base
+    );
+    assert!(
+        text.contains(&format!("Opaque (non-JWT) access tokens of this key manager are accepted too: the gateway checks them at {endpoint}")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("KC_SECRET"),
+        "the gateway's secret is not the consumer's business"
+    );
+}

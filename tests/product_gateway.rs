@@ -291,8 +291,18 @@ fn real_tokens_are_authorized_and_every_refusal_is_explained() {
     );
 
     // The filter's counters are in Envoy's stats.
-    assert!(stack.envoy.stat("wasmcustom.keygate_allowed").unwrap_or(0) >= 5);
-    assert!(stack.envoy.stat("wasmcustom.keygate_denied").unwrap_or(0) >= 10);
+    assert!(
+        stack
+            .envoy
+            .stat_sum("wasmcustom.keygate_requests.outcome.allowed")
+            >= 5
+    );
+    assert!(
+        stack
+            .envoy
+            .stat_sum("wasmcustom.keygate_requests.outcome.denied")
+            >= 10
+    );
 }
 
 #[test]

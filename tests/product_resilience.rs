@@ -209,10 +209,7 @@ fn down_at_start_is_503_then_recovers_within_the_retry_interval() {
         "no fetch reached the proxy while it dropped connections"
     );
     assert_eq!(stack.echo.request_count(), 0, "a 503 request was forwarded");
-    let attempts_while_down = stack
-        .envoy
-        .stat("wasmcustom.keygate_jwks_fetches")
-        .unwrap_or(0);
+    let attempts_while_down = stack.envoy.stat_sum("wasmcustom.keygate_jwks_fetches");
     assert!(attempts_while_down >= 1, "no fetch was even tried");
     assert!(
         stack.envoy.log().contains("not fetched: jwks_unreachable"),
@@ -342,10 +339,7 @@ fn failed_refreshes_keep_old_keys_and_never_forward_a_bad_token() {
     for (name, mode, error) in faults {
         let log_before = stack.envoy.log().len();
         let fetches_before = rig.proxy.fetch_count();
-        let failures_before = stack
-            .envoy
-            .stat("wasmcustom.keygate_jwks_fetch_failures")
-            .unwrap_or(0);
+        let failures_before = fetch_failures(stack);
         rig.proxy.set_mode(mode);
         let phase = Instant::now();
         let mut round = 0;
@@ -375,11 +369,7 @@ fn failed_refreshes_keep_old_keys_and_never_forward_a_bad_token() {
             thread::sleep(Duration::from_millis(20));
         }
         let fetches = rig.proxy.fetch_count() - fetches_before;
-        let failures = stack
-            .envoy
-            .stat("wasmcustom.keygate_jwks_fetch_failures")
-            .unwrap_or(0)
-            - failures_before;
+        let failures = fetch_failures(stack) - failures_before;
         let log = stack.envoy.log();
         let phase_log = log.get(log_before..).unwrap_or_default();
         let logged = phase_log.matches(error).count();
@@ -624,6 +614,18 @@ fn unknown_kid_flood_is_rate_limited() {
 }
 
 /// The JWKS error codes the filter logged, with how often (`not fetched: X`, `refused: X`).
+/// JWKS fetches the filter counted as ending in anything but new keys (all key managers).
+fn fetch_failures(stack: &Stack) -> u64 {
+    stack
+        .envoy
+        .stats()
+        .iter()
+        .filter(|(name, _)| name.starts_with("wasmcustom.keygate_jwks_fetches."))
+        .filter(|(name, _)| !name.ends_with(".outcome.ok"))
+        .filter_map(|(_, value)| value.parse::<u64>().ok())
+        .sum()
+}
+
 fn fetch_error_codes(log: &str) -> std::collections::BTreeMap<String, usize> {
     let mut codes = std::collections::BTreeMap::new();
     for line in log.lines() {
@@ -665,10 +667,7 @@ fn four_workers_fetch_about_once_per_refresh() {
     let workers_before = worker_connections(stack);
     let forwarded = stack.echo.request_count();
     let fetches_before = rig.proxy.fetch_count();
-    let stat_before = stack
-        .envoy
-        .stat("wasmcustom.keygate_jwks_fetches")
-        .unwrap_or(0);
+    let stat_before = stack.envoy.stat_sum("wasmcustom.keygate_jwks_fetches");
     let start = Instant::now();
     let port = stack.port;
     // Concurrent clients, a new connection per request, for the whole window: connections spread
@@ -693,12 +692,18 @@ fn four_workers_fetch_about_once_per_refresh() {
             .collect()
     });
     let window = start.elapsed();
-    let fetches = rig.proxy.fetch_count() - fetches_before;
-    let stat = stack
-        .envoy
-        .stat("wasmcustom.keygate_jwks_fetches")
-        .unwrap_or(0)
-        - stat_before;
+    // The filter counts a fetch when it ends: wait for the ones still in flight (bounded).
+    let settled = poll(Duration::from_secs(5), Duration::from_millis(50), || {
+        let fetches = rig.proxy.fetch_count() - fetches_before;
+        let stat = stack.envoy.stat_sum("wasmcustom.keygate_jwks_fetches") - stat_before;
+        (stat as usize == fetches).then_some((fetches, stat))
+    });
+    let (fetches, stat) = settled.unwrap_or_else(|| {
+        (
+            rig.proxy.fetch_count() - fetches_before,
+            stack.envoy.stat_sum("wasmcustom.keygate_jwks_fetches") - stat_before,
+        )
+    });
     let workers: Vec<u64> = worker_connections(stack)
         .iter()
         .zip(workers_before.iter().chain(std::iter::repeat(&0)))

@@ -7,11 +7,22 @@
 mod common;
 
 use common::{claims, jwks, public_jwk, token, NOW};
+use keygate::metrics::{self, RequestOutcome};
 use keygate::policy::Policy;
 use keygate::worker::{counters, FakeHost, Verdict, Worker};
 use serde_json::{json, Value};
 
 const NOW_MS: u64 = NOW as u64 * 1000;
+
+/// JWKS fetches that ended in anything but new keys.
+fn fetch_failures(host: &FakeHost) -> u64 {
+    host.counter_where(metrics::JWKS_FETCHES, &[])
+        - host.counter_where(metrics::JWKS_FETCHES, &[("outcome", "ok")])
+}
+
+fn requests(host: &FakeHost, labels: &[(&str, &str)]) -> u64 {
+    host.counter_where(metrics::REQUESTS, labels)
+}
 
 fn policy(settings: Value) -> Policy {
     let cfg = json!({
@@ -76,7 +87,7 @@ fn warmed(kids: &[&str], settings: Value) -> (Worker, FakeHost) {
     w.on_tick(&mut host);
     let token = host.last_dispatch().unwrap().token;
     host.answer(&mut w, token, 200, &keys(kids));
-    assert_eq!(host.counter(counters::JWKS_FETCH_FAILURES), 0);
+    assert_eq!(fetch_failures(&host), 0);
     (w, host)
 }
 
@@ -113,8 +124,13 @@ fn first_request_parks_fetches_once_and_resumes_with_identity() {
         );
         assert!(host.stream(stream).unwrap().resumed);
     }
-    assert_eq!(host.counter(counters::ALLOWED), 2);
-    assert_eq!(host.counter(counters::JWKS_FETCHES), 1);
+    assert_eq!(requests(&host, &[("outcome", "allowed")]), 2);
+    assert_eq!(
+        host.counter(metrics::jwks_fetch("idp", "ok").as_str()),
+        1,
+        "{:?}",
+        host.counters
+    );
     // The next request is decided at once, with no further fetch.
     assert_eq!(get(&mut w, &mut host, 12, &t), Verdict::Continue);
     assert!(allowed(&host, 12));
@@ -187,7 +203,7 @@ fn late_duplicate_and_unknown_callouts_change_nothing() {
     // The same answer again, and an answer for a token never dispatched.
     host.answer(&mut w, first, 500, b"oops");
     host.no_answer(&mut w, 4242);
-    assert_eq!(host.counter(counters::JWKS_FETCH_FAILURES), 0);
+    assert_eq!(fetch_failures(&host), 0);
     assert_eq!(w.callouts_in_flight(), 0);
     assert_eq!(get(&mut w, &mut host, 30, &signed("k1")), Verdict::Continue);
     assert!(allowed(&host, 30));
@@ -221,7 +237,7 @@ fn no_answer_at_all_fails_parked_requests_closed() {
     host.no_answer(&mut w, token);
     let sent = host.reply_of(50).unwrap();
     assert_eq!(sent.status, 503);
-    assert_eq!(host.counter(counters::JWKS_FETCH_FAILURES), 1);
+    assert_eq!(fetch_failures(&host), 1);
     assert!(!host.stream(50).unwrap().resumed);
 }
 
@@ -361,8 +377,14 @@ fn denials_are_answered_and_counted_by_code() {
         .header("www-authenticate")
         .unwrap()
         .starts_with("Bearer"));
-    assert_eq!(host.counter("keygate_denied_missing_token"), 1);
-    assert_eq!(host.counter(counters::DENIED), 1);
+    let name = metrics::request(
+        RequestOutcome::Denied,
+        Some("missing_token"),
+        None,
+        Some("pets"),
+    );
+    assert_eq!(host.counter(name.as_str()), 1, "{:?}", host.counters);
+    assert_eq!(requests(&host, &[("outcome", "denied")]), 1);
     let state = &host.stream(90).unwrap().filter_state;
     assert!(state.contains(&("keygate.code".to_string(), "missing_token".to_string())));
 }
@@ -623,4 +645,135 @@ fn a_new_config_that_moves_a_key_manager_fetches_its_keys_afresh() {
         host.answer(&mut new, fetch, 200, &keys(&["k1"]));
         assert!(allowed(&host, 1), "{:?}", host.stream(1));
     }
+}
+
+#[test]
+fn every_verdict_is_counted_once_with_its_labels_and_timed_once() {
+    let mut w = worker(json!({"request_wait_ms": 1000}));
+    let mut host = FakeHost::new(NOW_MS);
+    let good = signed("k1");
+    // Parked while the first fetch runs, then allowed: counted when answered, with the key
+    // manager and API it was decided under.
+    assert_eq!(get(&mut w, &mut host, 1, &good), Verdict::Pause);
+    assert_eq!(
+        requests(&host, &[]),
+        0,
+        "a parked request has no verdict yet"
+    );
+    assert!(host.histogram(metrics::FILTER_TIME_US).is_empty());
+    let fetch = host.last_dispatch().unwrap().token;
+    host.answer(&mut w, fetch, 200, &keys(&["k1"]));
+    let allowed_name = metrics::request(RequestOutcome::Allowed, None, Some("idp"), Some("pets"));
+    assert_eq!(
+        host.counter(allowed_name.as_str()),
+        1,
+        "{:?}",
+        host.counters
+    );
+    // Repeats come from the verified-token cache.
+    for stream in 2..5 {
+        assert_eq!(get(&mut w, &mut host, stream, &good), Verdict::Continue);
+    }
+    assert_eq!(host.counter(allowed_name.as_str()), 4);
+    assert_eq!(host.counter(metrics::token_cache(true)), 3);
+    assert_eq!(host.counter(metrics::token_cache(false)), 1);
+    // A token without the resource's scope: the cached verdict still names key manager and API.
+    let admin = headers("/pets/admin", Some(&good));
+    assert_eq!(w.on_request(&mut host, 5, &admin), Verdict::Pause);
+    let scope = metrics::request(
+        RequestOutcome::Denied,
+        Some("insufficient_scope"),
+        Some("idp"),
+        Some("pets"),
+    );
+    assert_eq!(host.counter(scope.as_str()), 1, "{:?}", host.counters);
+    // Public, unknown API, missing token: what is known is labeled, nothing else.
+    assert_eq!(
+        w.on_request(&mut host, 6, &headers("/pets/health", None)),
+        Verdict::Continue
+    );
+    assert_eq!(
+        host.counter(metrics::request(RequestOutcome::Public, None, None, Some("pets")).as_str()),
+        1
+    );
+    assert_eq!(
+        w.on_request(&mut host, 7, &headers("/nowhere", None)),
+        Verdict::Pause
+    );
+    assert_eq!(
+        host.counter(metrics::request(RequestOutcome::Denied, Some("no_api"), None, None).as_str()),
+        1
+    );
+    // A token of an issuer nobody trusts: refused before any key manager is known.
+    let mut c = claims();
+    c["iss"] = json!("https://stranger.example");
+    let stranger = token(&json!({"alg": "ES256", "kid": "k1"}), &c, "p256");
+    assert_eq!(get(&mut w, &mut host, 8, &stranger), Verdict::Pause);
+    let denied_8 = host.reply_of(8).unwrap().code().unwrap();
+    assert_eq!(
+        host.counter(
+            metrics::request(RequestOutcome::Denied, Some(&denied_8), None, Some("pets")).as_str()
+        ),
+        1,
+        "{:?}",
+        host.counters
+    );
+    // A request parked past request_wait_ms: one 503, counted with its labels.
+    let mut cold = worker(json!({"request_wait_ms": 1000}));
+    let mut cold_host = FakeHost::new(NOW_MS);
+    assert_eq!(get(&mut cold, &mut cold_host, 9, &good), Verdict::Pause);
+    cold_host.now_ms += 1_100;
+    cold.on_tick(&mut cold_host);
+    let unavailable = metrics::request(
+        RequestOutcome::Denied,
+        Some("key_manager_unavailable"),
+        Some("idp"),
+        Some("pets"),
+    );
+    assert_eq!(
+        cold_host.counter(unavailable.as_str()),
+        1,
+        "{:?}",
+        cold_host.counters
+    );
+    assert_eq!(cold_host.histogram(metrics::FILTER_TIME_US).len(), 1);
+    // One time sample per verdict, nothing else: no client id or subject anywhere in a name.
+    assert_eq!(
+        host.histogram(metrics::FILTER_TIME_US).len() as u64,
+        requests(&host, &[])
+    );
+    assert_eq!(requests(&host, &[]), 8);
+    for name in host.counters.keys() {
+        assert!(!name.contains("app-1"), "{name}");
+        let (metric, labels) = metrics::parse(name).unwrap();
+        assert!(metric.starts_with("keygate_"), "{name}");
+        for (label, _) in labels {
+            assert!(metrics::LABELS.contains(&label), "{name}");
+        }
+    }
+}
+
+#[test]
+fn jwks_fetches_are_counted_by_key_manager_and_outcome() {
+    let mut w = worker(json!({}));
+    let mut host = FakeHost::new(NOW_MS);
+    w.on_tick(&mut host);
+    let token = host.last_dispatch().unwrap().token;
+    host.answer(&mut w, token, 500, b"down");
+    assert_eq!(
+        host.counter(metrics::jwks_fetch("idp", "jwks_http_status").as_str()),
+        1,
+        "{:?}",
+        host.counters
+    );
+    let mut refusing = FakeHost::new(NOW_MS);
+    refusing.refuse_dispatch = true;
+    let mut w = worker(json!({}));
+    w.on_tick(&mut refusing);
+    assert_eq!(
+        refusing.counter(metrics::jwks_fetch("idp", "jwks_dispatch_failed").as_str()),
+        1,
+        "{:?}",
+        refusing.counters
+    );
 }

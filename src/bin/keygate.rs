@@ -28,6 +28,8 @@ fn main() {
         Generate(cli::generate::Args),
         /// Print what a consumer needs to get a token and call the subscribed APIs.
         Instructions(cli::instructions::Args),
+        /// Pack the filter module as an OCI image layout (Istio WasmPlugin `oci://`).
+        Oci(cli::oci::Args),
     }
 
     let cli = match Cli::try_parse() {
@@ -44,6 +46,7 @@ fn main() {
         Command::Explain(args) => cli::explain::run(args),
         Command::Generate(args) => cli::generate::run(args),
         Command::Instructions(args) => cli::instructions::run(args),
+        Command::Oci(args) => cli::oci::run(args),
     };
     std::process::exit(code);
 }

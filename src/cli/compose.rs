@@ -25,27 +25,34 @@ pub fn container_address(declared: &SocketAddr) -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], declared.port()))
 }
 
-pub fn compose_file(wasm_host_path: &str, listen: &SocketAddr, admin: &SocketAddr) -> Value {
+/// `secret_envs`: variables passed through from the environment `docker compose` runs in (names
+/// only; the values never reach a file).
+pub fn compose_file(
+    wasm_host_path: &str,
+    listen: &SocketAddr,
+    admin: &SocketAddr,
+    secret_envs: &[String],
+) -> Value {
     // Compose wants IPv6 host addresses in brackets: `[::1]:8080:8080`.
     let publish = |addr: &SocketAddr| match addr {
         SocketAddr::V4(v4) => format!("{}:{}:{}", v4.ip(), v4.port(), v4.port()),
         SocketAddr::V6(v6) => format!("[{}]:{}:{}", v6.ip(), v6.port(), v6.port()),
     };
-    json!({
-        "services": {
-            "envoy": {
-                "image": ENVOY_IMAGE,
-                "command": ["envoy", "-c", CONTAINER_ENVOY_YAML, "--log-level", "info"],
-                "volumes": [
-                    format!("./{COMPOSE_ENVOY_YAML}:{CONTAINER_ENVOY_YAML}:ro"),
-                    format!("{wasm_host_path}:{CONTAINER_WASM}:ro"),
-                    format!("./{COMPOSE_LIVE_DIR}:{CONTAINER_LIVE_DIR}:ro"),
-                ],
-                "ports": [publish(listen), publish(admin)],
-                "extra_hosts": [format!("{HOST_ALIAS}:host-gateway")],
-            },
-        },
-    })
+    let mut envoy = json!({
+        "image": ENVOY_IMAGE,
+        "command": ["envoy", "-c", CONTAINER_ENVOY_YAML, "--log-level", "info"],
+        "volumes": [
+            format!("./{COMPOSE_ENVOY_YAML}:{CONTAINER_ENVOY_YAML}:ro"),
+            format!("{wasm_host_path}:{CONTAINER_WASM}:ro"),
+            format!("./{COMPOSE_LIVE_DIR}:{CONTAINER_LIVE_DIR}:ro"),
+        ],
+        "ports": [publish(listen), publish(admin)],
+        "extra_hosts": [format!("{HOST_ALIAS}:host-gateway")],
+    });
+    if let (false, Some(obj)) = (secret_envs.is_empty(), envoy.as_object_mut()) {
+        obj.insert("environment".into(), json!(secret_envs));
+    }
+    json!({"services": {"envoy": envoy}})
 }
 
 #[cfg(test)]
@@ -56,7 +63,7 @@ mod tests {
     fn ports_publish_on_the_declared_host_address() {
         let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let admin: SocketAddr = "[::1]:9901".parse().unwrap();
-        let file = compose_file("/x/keygate.wasm", &listen, &admin);
+        let file = compose_file("/x/keygate.wasm", &listen, &admin, &[]);
         let ports = &file["services"]["envoy"]["ports"];
         assert_eq!(ports[0], "127.0.0.1:8080:8080");
         assert_eq!(ports[1], "[::1]:9901:9901");

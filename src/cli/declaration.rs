@@ -87,6 +87,9 @@ pub struct IstioDecl {
     /// Where the sidecars load the module from.
     #[serde(default)]
     pub wasm_url: Option<String>,
+    /// The WasmPlugin `sha256` (for an `oci://` URL the image's manifest digest).
+    #[serde(default)]
+    pub wasm_sha256: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +124,18 @@ pub struct KeyManagerDecl {
     /// `required`: every token of this key manager must be DPoP-bound (RFC 9449).
     #[serde(default)]
     pub dpop: DpopMode,
+    /// Check opaque (non-JWT) tokens at the discovery document's `introspection_endpoint`.
+    #[serde(default)]
+    pub introspection: Option<IntrospectionDecl>,
+}
+
+/// The gateway's client at the key manager for RFC 7662 introspection. The secret is not here:
+/// `client_secret_env` names the variable of Envoy's environment that holds it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionDecl {
+    pub client_id: Located,
+    pub client_secret_env: Located,
 }
 
 /// Claim names: a single name or a list tried in order.

@@ -91,6 +91,13 @@ pub fn render_entry(
         "# keep `discovery:` to pin this document, or delete it to fetch at generate time\n",
     );
     out.push_str(&audience_warning(&suggest_name(preset, checked)));
+    if let Some(endpoint) = &checked.document.introspection_endpoint {
+        out.push_str(&format!(
+            "# introspection_endpoint: {endpoint}\n# opaque (non-JWT) tokens can be checked there: add \
+             `introspection: {{client_id: <gateway client id>, client_secret_env: <VARIABLE>}}` and \
+             set VARIABLE in Envoy's environment\n"
+        ));
+    }
     out.push_str(&body);
     Ok(out)
 }

@@ -23,6 +23,7 @@ use crate::cli::generate::GenerateError;
 use crate::cli::ratelimit;
 use crate::cli::url::{HttpUrl, NameCollision, Scheme, TargetNames};
 use crate::config::PluginConfig;
+use crate::metrics;
 
 /// Longest readable host part of a cluster name; the digest keeps truncated names apart.
 const READABLE_HOST_MAX: usize = 40;
@@ -61,6 +62,24 @@ pub fn upstream_cluster(url: &HttpUrl) -> String {
 /// The Envoy cluster name of a JWKS host (the plugin config's `jwks.cluster`).
 pub fn jwks_cluster(url: &HttpUrl) -> String {
     cluster_name("jwks", url)
+}
+
+/// The Envoy cluster name of an introspection host that is not the JWKS host.
+pub fn introspection_cluster(url: &HttpUrl) -> String {
+    cluster_name("introspection", url)
+}
+
+/// The environment variables the filter reads its introspection secrets from: names only (Envoy
+/// hands their values from its own environment to the Wasm VM), sorted, each once.
+pub fn secret_env_keys(plugin: &PluginConfig) -> Vec<String> {
+    let keys: std::collections::BTreeSet<String> = plugin
+        .key_managers
+        .iter()
+        .filter_map(|km| km.introspection.as_ref())
+        .map(|i| i.client_secret_env.clone())
+        .filter(|name| !name.is_empty())
+        .collect();
+    keys.into_iter().collect()
 }
 
 fn cluster_name(role: &str, url: &HttpUrl) -> String {
@@ -141,6 +160,17 @@ pub fn bootstrap(
     for km in &plugin.key_managers {
         if let Ok(url) = HttpUrl::parse(&km.jwks.uri) {
             add_cluster(&mut clusters, &mut names, &km.jwks.cluster, &url, options)?;
+        }
+        if let Some(introspection) = &km.introspection {
+            if let Ok(url) = HttpUrl::parse(&introspection.endpoint) {
+                add_cluster(
+                    &mut clusters,
+                    &mut names,
+                    &introspection.cluster,
+                    &url,
+                    options,
+                )?;
+            }
         }
     }
 
@@ -254,6 +284,7 @@ pub fn bootstrap(
         // File-based xDS (the filter's ECDS) needs the node named.
         "node": {"id": "keygate", "cluster": "keygate"},
         "admin": {"address": socket_address(&options.admin)},
+        "stats_config": stats_config(),
         "static_resources": {
             "listeners": [{
                 "name": "keygate_listener",
@@ -355,19 +386,28 @@ pub fn filter_discovery_ads() -> Value {
 /// The Wasm filter config: the module, and the plugin config as its `configuration`.
 pub fn filter_config(plugin: &PluginConfig, wasm_path: &str) -> Result<Value, BootstrapError> {
     let plugin_json = serde_json::to_string(plugin)?;
+    let mut vm_config = json!({
+        // Key records live in shared data, which belongs to the vm_id: a new filter
+        // config (even a new module) keeps the keys fetched under the old one.
+        "vm_id": "keygate",
+        "runtime": "envoy.wasm.runtime.v8",
+        "code": {"local": {"filename": wasm_path}},
+    });
+    let secret_keys = secret_env_keys(plugin);
+    if let (false, Some(vm)) = (secret_keys.is_empty(), vm_config.as_object_mut()) {
+        // Names only: Envoy copies the values from its own environment into the VM's.
+        vm.insert(
+            "environment_variables".into(),
+            json!({"host_env_keys": secret_keys}),
+        );
+    }
     Ok(json!({
         "@type": WASM_FILTER_TYPE,
         "config": {
             "name": FILTER_NAME,
             "root_id": "keygate",
             "fail_open": false,
-            "vm_config": {
-                // Key records live in shared data, which belongs to the vm_id: a new filter
-                // config (even a new module) keeps the keys fetched under the old one.
-                "vm_id": "keygate",
-                "runtime": "envoy.wasm.runtime.v8",
-                "code": {"local": {"filename": wasm_path}},
-            },
+            "vm_config": vm_config,
             "configuration": {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
                 "value": plugin_json,
@@ -388,6 +428,29 @@ pub fn filter_resource(plugin: &PluginConfig, wasm_path: &str) -> Result<Value, 
 /// The contents of [`ECDS_FILE`]: a discovery response holding the one filter resource.
 pub fn ecds_file(plugin: &PluginConfig, wasm_path: &str) -> Result<Value, BootstrapError> {
     Ok(json!({"resources": [filter_resource(plugin, wasm_path)?]}))
+}
+
+/// Histogram buckets of the filter's time per request, in microseconds (Envoy's defaults are
+/// meant for milliseconds).
+const FILTER_TIME_BUCKETS_US: [u64; 14] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
+];
+
+/// Tag extraction that turns the filter's labeled stat names into Prometheus labels (see
+/// `crate::metrics`), and microsecond buckets for its time histogram. Envoy's default tags stay.
+pub fn stats_config() -> Value {
+    let tags: Vec<Value> = metrics::stats_tags()
+        .into_iter()
+        .map(|(name, regex)| json!({"tag_name": name, "regex": regex}))
+        .collect();
+    json!({
+        "stats_tags": tags,
+        "use_all_default_tags": true,
+        "histogram_bucket_settings": [{
+            "match": {"prefix": format!("wasmcustom.{}", metrics::FILTER_TIME_US)},
+            "buckets": FILTER_TIME_BUCKETS_US,
+        }],
+    })
 }
 
 fn socket_address(addr: &SocketAddr) -> Value {
@@ -568,6 +631,37 @@ mod tests {
                 .unwrap();
             assert_eq!(host_of(cluster), host, "{route}");
         }
+    }
+
+    #[test]
+    fn the_bootstrap_extracts_every_metric_label_as_a_tag() {
+        let decl = declaration("gateway: {environment: production}\n");
+        let boot = bootstrap(&decl, &plugin(&[]), &options()).unwrap();
+        let config = &boot["stats_config"];
+        assert_eq!(config["use_all_default_tags"], true);
+        let tags: Vec<(&str, &str)> = config["stats_tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["tag_name"].as_str().unwrap(),
+                    t["regex"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let names: Vec<&str> = tags.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, metrics::LABELS);
+        for (name, regex) in tags {
+            assert!(regex.starts_with(r"^wasmcustom\.keygate_"), "{regex}");
+            assert!(regex.contains(&format!(r"(\.{name}\.([^.]+))")), "{regex}");
+        }
+        let buckets = &config["histogram_bucket_settings"][0];
+        assert_eq!(
+            buckets["match"]["prefix"],
+            format!("wasmcustom.{}", metrics::FILTER_TIME_US)
+        );
+        assert_eq!(buckets["buckets"][0], 10);
     }
 
     #[test]

@@ -254,5 +254,12 @@ fn verdict(
                 "the token is from key manager {name}: give its keys with --jwks {name}=FILE"
             )));
         }
+        Outcome::NeedIntrospection(_) => {
+            return Err(Usage(
+                "the token is opaque (not a JWT): only the key manager's introspection endpoint \
+                 can judge it, which explain does not call"
+                    .to_string(),
+            ));
+        }
     })
 }

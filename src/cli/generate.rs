@@ -56,6 +56,11 @@ pub struct Args {
     /// else file:///opt/keygate/keygate.wasm).
     #[arg(long)]
     pub wasm_url: Option<String>,
+    /// The checksum Istio verifies (WasmPlugin `sha256`; default: istio.wasm_sha256 of the
+    /// declaration): for an oci:// URL the image's manifest digest, else the .wasm's SHA-256
+    /// (`keygate oci` prints both).
+    #[arg(long)]
+    pub wasm_sha256: Option<String>,
     /// Validate and resolve discovery, write nothing.
     #[arg(long)]
     pub check: bool,
@@ -252,7 +257,7 @@ pub fn compile(resolved: Resolved) -> Result<Loaded, GenerateError> {
 pub fn render(
     loaded: &Loaded,
     wasm_path: &str,
-    wasm_url: &str,
+    wasm: &istio::WasmSource,
     out_dir: &Path,
 ) -> Result<Vec<(String, String)>, GenerateError> {
     let decl = &loaded.declaration;
@@ -313,7 +318,7 @@ pub fn render(
         "docker-compose.yaml".into(),
         yaml(
             "docker-compose.yaml",
-            &compose::compose_file(wasm_path, &listen, &admin),
+            &compose::compose_file(wasm_path, &listen, &admin, &envoy::secret_env_keys(plugin)),
         )?,
     ));
     if decl.gateway.rate_limit_service.is_some() || !plugin.tiers.is_empty() {
@@ -322,7 +327,7 @@ pub fn render(
             yaml(ratelimit::CONFIG_FILE, &ratelimit::service_config(plugin))?,
         ));
     }
-    for manifest in istio::manifests(decl, &loaded.istio_plugin, wasm_url)? {
+    for manifest in istio::manifests(decl, &loaded.istio_plugin, wasm)? {
         files.push((
             format!("istio/{}", manifest.file),
             yaml("istio manifest", &manifest.resource)?,
@@ -442,8 +447,16 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
         .clone()
         .or_else(|| loaded.declaration.istio.wasm_url.clone())
         .unwrap_or_else(|| istio::DEFAULT_WASM_URL.to_string());
+    let sha256 = args
+        .wasm_sha256
+        .as_deref()
+        .or(loaded.declaration.istio.wasm_sha256.as_deref());
+    let source = istio::WasmSource::new(wasm_url, sha256).map_err(|detail| GenerateError::Io {
+        path: PathBuf::from("--wasm-sha256"),
+        detail,
+    })?;
     let out_dir = args.out.as_deref().map(absolute).unwrap_or_default();
-    let files = render(&loaded, &wasm.to_string_lossy(), &wasm_url, &out_dir)?;
+    let files = render(&loaded, &wasm.to_string_lossy(), &source, &out_dir)?;
     let decl = &loaded.declaration;
     for km in decl
         .key_managers
@@ -497,6 +510,18 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
             "  key manager {}: issuer {}, JWKS {}",
             km.name.value, found.issuer, found.jwks_uri
         );
+        if let Some(introspection) = &km.introspection {
+            println!(
+                "    opaque tokens: introspected at {} as client {}; Envoy needs {} in its environment",
+                found
+                    .document
+                    .introspection_endpoint
+                    .as_deref()
+                    .unwrap_or_default(),
+                introspection.client_id.value,
+                introspection.client_secret_env.value
+            );
+        }
         for note in &found.notes {
             println!("    note: {note}");
         }

@@ -120,6 +120,29 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
             continue;
         };
         let _ = writeln!(out, "# Token endpoint: {}", comment_safe(token_endpoint));
+        let introspected = decl
+            .key_managers
+            .iter()
+            .find(|km| km.name.value == client.key_manager.value)
+            .is_some_and(|km| km.introspection.is_some());
+        match (&found.document.introspection_endpoint, introspected) {
+            (Some(endpoint), true) => {
+                let _ = writeln!(
+                    out,
+                    "# Opaque (non-JWT) access tokens of this key manager are accepted too: the \
+                     gateway checks them at {} (RFC 7662) and caches the answer; send them the \
+                     same way (Authorization: Bearer).",
+                    comment_safe(endpoint)
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "# The gateway accepts JWT access tokens only from this key manager: if it \
+                     issues opaque tokens to this client, ask for JWTs (or declare `introspection`)."
+                );
+            }
+        }
         let scope_arg = if scope.is_empty() {
             String::new()
         } else {

@@ -1,5 +1,6 @@
 //! Istio manifests: a `WasmPlugin` carrying the plugin config (with `outbound|port||host` JWKS
-//! clusters), and per key-manager JWKS host a `ServiceEntry` (so the sidecar has that cluster) and,
+//! clusters; `vmConfig.env` passes introspection secrets from the sidecar's environment), and per
+//! key-manager JWKS or introspection host a `ServiceEntry` (so the sidecar has that cluster) and,
 //! for https, a `DestinationRule` that originates TLS (the filter's `dispatch_http_call` speaks
 //! plain HTTP to the cluster; the cluster wraps it in TLS).
 //!
@@ -19,6 +20,38 @@ use crate::cli::url::{HttpUrl, NameCollision, Scheme, TargetNames};
 use crate::config::PluginConfig;
 
 pub const DEFAULT_WASM_URL: &str = "file:///opt/keygate/keygate.wasm";
+
+/// Where sidecars load the module from (`spec.url`) and the checksum Istio verifies
+/// (`spec.sha256`): for an `oci://` URL the image's manifest digest, for `file://`/`https://` the
+/// SHA-256 of the `.wasm` (`keygate oci` prints both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WasmSource {
+    pub url: String,
+    /// 64 lowercase hex digits.
+    pub sha256: Option<String>,
+}
+
+impl WasmSource {
+    /// `sha256` as given (`sha256:` prefix accepted, any case), or why it is not a SHA-256.
+    pub fn new(url: String, sha256: Option<&str>) -> Result<WasmSource, String> {
+        let sha256 = match sha256 {
+            None => None,
+            Some(text) => {
+                let hex = text
+                    .strip_prefix("sha256:")
+                    .unwrap_or(text)
+                    .to_ascii_lowercase();
+                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(format!(
+                        "{text:?} is not a SHA-256 (64 hex digits, optionally after \"sha256:\")"
+                    ));
+                }
+                Some(hex)
+            }
+        };
+        Ok(WasmSource { url, sha256 })
+    }
+}
 
 /// One manifest: the file name under `istio/` and the resource.
 #[derive(Debug, Clone)]
@@ -40,7 +73,7 @@ impl From<NameCollision> for GenerateError {
 pub fn manifests(
     decl: &Declaration,
     plugin: &PluginConfig,
-    wasm_url: &str,
+    wasm: &WasmSource,
 ) -> Result<Vec<Manifest>, NameCollision> {
     let namespace = decl.istio.namespace.clone();
     let metadata = |name: &str| {
@@ -52,12 +85,24 @@ pub fn manifests(
     };
 
     let mut spec = json!({
-        "url": wasm_url,
+        "url": wasm.url,
         "pluginName": "keygate",
         "phase": "AUTHN",
         "failStrategy": "FAIL_CLOSE",
         "pluginConfig": plugin,
     });
+    if let (Some(sha256), Some(obj)) = (&wasm.sha256, spec.as_object_mut()) {
+        obj.insert("sha256".into(), json!(sha256));
+    }
+    let secret_keys = crate::cli::envoy::secret_env_keys(plugin);
+    if let (false, Some(obj)) = (secret_keys.is_empty(), spec.as_object_mut()) {
+        // Names only: the sidecar hands the values from its own environment to the VM.
+        let env: Vec<Value> = secret_keys
+            .iter()
+            .map(|name| json!({"name": name, "valueFrom": "HOST"}))
+            .collect();
+        obj.insert("vmConfig".into(), json!({"env": env}));
+    }
     if !decl.istio.selector.is_empty() {
         if let Some(obj) = spec.as_object_mut() {
             obj.insert(
@@ -83,6 +128,13 @@ pub fn manifests(
         if let Ok(url) = HttpUrl::parse(&km.jwks.uri) {
             names.claim(&km.jwks.cluster, &url.target())?;
             targets.entry(url.target()).or_insert(url);
+        }
+        // The introspection host, when it is another one, needs its own entry.
+        if let Some(introspection) = &km.introspection {
+            if let Ok(url) = HttpUrl::parse(&introspection.endpoint) {
+                names.claim(&introspection.cluster, &url.target())?;
+                targets.entry(url.target()).or_insert(url);
+            }
         }
     }
     for url in targets.values() {
@@ -231,7 +283,11 @@ mod manifest_tests {
         let plugin: PluginConfig =
             serde_json::from_value(json!({"environment": "production", "key_managers": kms}))
                 .unwrap();
-        manifests(&decl, &plugin, DEFAULT_WASM_URL)
+        manifests(
+            &decl,
+            &plugin,
+            &WasmSource::new(DEFAULT_WASM_URL.into(), None).unwrap(),
+        )
     }
 
     fn service_entry_hosts(out: &[Manifest]) -> Vec<String> {

@@ -1,5 +1,5 @@
 //! The native companion command `keygate`: `check-token`, `discover`, `explain`, `generate`,
-//! `instructions`.
+//! `instructions`, `oci`.
 
 pub mod check_token;
 pub mod compose;
@@ -12,6 +12,7 @@ pub mod http;
 pub mod instructions;
 pub mod istio;
 pub mod live;
+pub mod oci;
 pub mod oidc;
 pub mod plugin;
 pub mod presets;

@@ -5,8 +5,8 @@ use crate::cli::oidc::CheckedDiscovery;
 use crate::cli::presets::Preset;
 use crate::cli::url::HttpUrl;
 use crate::config::{
-    ApiConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, JwksSource, KeyManagerConfig,
-    Limiter, PluginConfig, ResourceConfig, SubscriptionConfig, TierConfig,
+    ApiConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, IntrospectionConfig, JwksSource,
+    KeyManagerConfig, Limiter, PluginConfig, ResourceConfig, SubscriptionConfig, TierConfig,
 };
 
 /// How the JWKS cluster of a host is named: differs between a plain Envoy bootstrap and Istio.
@@ -22,6 +22,18 @@ impl ClusterNaming {
     pub fn jwks_cluster(self, url: &HttpUrl) -> String {
         match self {
             ClusterNaming::Envoy => crate::cli::envoy::jwks_cluster(url),
+            ClusterNaming::Istio => format!("outbound|{}||{}", url.port, url.host),
+        }
+    }
+
+    /// The cluster of an introspection endpoint: the JWKS cluster when both are on one target
+    /// (scheme, host, port), else one of its own.
+    pub fn introspection_cluster(self, url: &HttpUrl, jwks: &HttpUrl) -> String {
+        if url.target() == jwks.target() {
+            return self.jwks_cluster(jwks);
+        }
+        match self {
+            ClusterNaming::Envoy => crate::cli::envoy::introspection_cluster(url),
             ClusterNaming::Istio => format!("outbound|{}||{}", url.port, url.host),
         }
     }
@@ -133,6 +145,32 @@ fn key_manager(
         tenants: km.tenants.clone(),
         algorithms: km.algorithms.clone(),
         dpop: km.dpop,
+        introspection: km.introspection.as_ref().map(|decl| {
+            let endpoint = found
+                .document
+                .introspection_endpoint
+                .as_deref()
+                .and_then(|e| HttpUrl::parse(e).ok());
+            // Without an endpoint the fields stay empty, which the compiler refuses, naming
+            // `introspection`.
+            let (endpoint, cluster, authority, path) = match endpoint {
+                Some(url) => (
+                    url.to_string(),
+                    naming.introspection_cluster(&url, &found.jwks_uri),
+                    url.authority(),
+                    url.path_and_query.clone(),
+                ),
+                None => Default::default(),
+            };
+            IntrospectionConfig {
+                endpoint,
+                cluster,
+                authority,
+                path,
+                client_id: decl.client_id.value.clone(),
+                client_secret_env: decl.client_secret_env.value.clone(),
+            }
+        }),
     }
 }
 

@@ -333,6 +333,11 @@ pub fn line_of_field(decl: &Declaration, path: &str) -> u64 {
         Some(("key_managers", Some(i))) => match decl.key_managers.get(i) {
             Some(km) => match rest.next() {
                 Some(("issuer" | "jwks" | "tenants", _)) => line_of(&km.well_known_url),
+                Some(("introspection", _)) => match (&km.introspection, rest.next()) {
+                    (Some(i), Some(("client_secret_env", _))) => line_of(&i.client_secret_env),
+                    (Some(i), _) => line_of(&i.client_id),
+                    (None, _) => line_of(&km.name),
+                },
                 Some(("claims", _)) => km.provider.as_ref().map_or(line_of(&km.name), line_of),
                 _ => line_of(&km.name),
             },

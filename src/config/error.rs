@@ -72,6 +72,13 @@ pub enum ConfigProblem {
     PublicWithRequirements,
     TenantsWithoutTemplate,
     TemplateWithoutTenants,
+    /// `introspection` is configured but the discovery document has no `introspection_endpoint`.
+    NoIntrospectionEndpoint,
+    /// The environment variable named by `client_secret_env` is not set (or empty) in the
+    /// filter's environment (only the filter can see it; `generate` does not check it).
+    SecretNotSet {
+        variable: String,
+    },
 }
 
 impl ConfigError {
@@ -103,6 +110,8 @@ impl ConfigError {
             ConfigProblem::PublicWithRequirements => "public_with_requirements",
             ConfigProblem::TenantsWithoutTemplate => "tenants_without_template",
             ConfigProblem::TemplateWithoutTenants => "template_without_tenants",
+            ConfigProblem::NoIntrospectionEndpoint => "no_introspection_endpoint",
+            ConfigProblem::SecretNotSet { .. } => "secret_not_set",
         }
     }
 
@@ -207,6 +216,15 @@ impl fmt::Display for ConfigError {
             }
             ConfigProblem::TemplateWithoutTenants => f.write_str(
                 "the issuer has a {tenantid} placeholder but no tenants are allowed",
+            ),
+            ConfigProblem::NoIntrospectionEndpoint => f.write_str(
+                "the key manager's discovery document has no introspection_endpoint, so opaque \
+                 tokens cannot be checked (remove `introspection` or use a key manager that has one)",
+            ),
+            ConfigProblem::SecretNotSet { variable } => write!(
+                f,
+                "environment variable {variable} is not set in Envoy's environment (the Wasm VM \
+                 gets it through vm_config environment_variables host_env_keys)"
             ),
         }
     }

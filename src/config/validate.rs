@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use super::{
-    ApiConfig, ApplicationConfig, ConfigError, ConfigProblem, KeyManagerConfig, PluginConfig,
-    Settings, TierConfig,
+    ApiConfig, ApplicationConfig, ConfigError, ConfigProblem, IntrospectionConfig,
+    KeyManagerConfig, PluginConfig, Settings, TierConfig,
 };
 use crate::mapping::check_claim_name;
 use crate::routes::{parse_base_path, MethodMatch, PathTemplate};
@@ -142,6 +142,9 @@ fn key_managers(c: &mut Checker, config: &PluginConfig) {
                 );
             }
         }
+        if let Some(introspection) = &km.introspection {
+            self::introspection(c, &at, introspection);
+        }
         if km.claims.client_id.is_empty() {
             c.push(format!("{at}.claims.client_id"), ConfigProblem::Missing);
         }
@@ -158,6 +161,42 @@ fn key_managers(c: &mut Checker, config: &PluginConfig) {
             }
         }
     }
+}
+
+fn introspection(c: &mut Checker, at: &str, i: &IntrospectionConfig) {
+    let at = format!("{at}.introspection");
+    if i.endpoint.is_empty() {
+        c.push(at.clone(), ConfigProblem::NoIntrospectionEndpoint);
+    } else {
+        if i.cluster.is_empty() {
+            c.push(format!("{at}.cluster"), ConfigProblem::Missing);
+        }
+        if i.authority.is_empty() {
+            c.push(format!("{at}.authority"), ConfigProblem::Missing);
+        }
+        if !i.path.starts_with('/') {
+            c.invalid(format!("{at}.path"), &i.path, "must start with '/'");
+        }
+    }
+    c.name(format!("{at}.client_id"), &i.client_id);
+    if i.client_secret_env.is_empty() {
+        c.push(format!("{at}.client_secret_env"), ConfigProblem::Missing);
+    } else if !is_env_name(&i.client_secret_env) {
+        c.invalid(
+            format!("{at}.client_secret_env"),
+            &i.client_secret_env,
+            "an environment variable name is letters, digits and '_', not starting with a digit",
+        );
+    }
+}
+
+/// A portable environment variable name (POSIX: letters, digits, `_`, no leading digit).
+pub(crate) fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn issuer(c: &mut Checker, at: &str, km: &KeyManagerConfig) {
@@ -455,6 +494,34 @@ fn settings(c: &mut Checker, s: &Settings) {
     c.range("settings.token_cache_entries", entries, 0, 100_000);
     let bytes = u64::try_from(s.token_cache_bytes).unwrap_or(u64::MAX);
     c.range("settings.token_cache_bytes", bytes, 4_096, 1 << 30);
+    c.range(
+        "settings.introspection_cache_seconds",
+        s.introspection_cache_seconds,
+        1,
+        86_400,
+    );
+    c.range(
+        "settings.introspection_negative_cache_seconds",
+        s.introspection_negative_cache_seconds,
+        1,
+        3_600,
+    );
+    c.range(
+        "settings.introspection_retry_seconds",
+        s.introspection_retry_seconds,
+        1,
+        300,
+    );
+    c.range(
+        "settings.introspection_timeout_ms",
+        s.introspection_timeout_ms,
+        100,
+        60_000,
+    );
+    let max_bytes = u64::try_from(s.introspection_max_bytes).unwrap_or(u64::MAX);
+    c.range("settings.introspection_max_bytes", max_bytes, 1024, 1 << 20);
+    let entries = u64::try_from(s.introspection_cache_entries).unwrap_or(u64::MAX);
+    c.range("settings.introspection_cache_entries", entries, 16, 65_536);
 }
 
 /// The prefix decides which incoming headers are stripped, so it must not reach headers others

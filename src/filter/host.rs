@@ -113,12 +113,39 @@ pub fn set_gauge(name: &str, value: u64) {
     }
 }
 
+/// Adds one to a counter outside any callback's host (configuration loads and refusals).
+pub fn count(name: &str) {
+    if let Ok(id) = hostcalls::define_metric(MetricType::Counter, name) {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+impl ProxyHost<'_> {
+    /// The host's id for metric `name` of `kind`, defined on first use.
+    fn metric(&mut self, kind: MetricType, name: &str) -> Option<u32> {
+        if let Some(id) = self.metrics.get(name) {
+            return *id;
+        }
+        let id = hostcalls::define_metric(kind, name).ok();
+        self.metrics.insert(name.to_string(), id);
+        id
+    }
+}
+
+/// Time since the Unix epoch by the host's clock.
+fn since_epoch() -> Option<Duration> {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+}
+
 impl Host for ProxyHost<'_> {
     fn now_ms(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        since_epoch().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn now_us(&self) -> u64 {
+        since_epoch().map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     }
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
@@ -145,24 +172,47 @@ impl Host for ProxyHost<'_> {
     fn dispatch(&mut self, fetch: &Fetch<'_>) -> Option<u32> {
         let current = self.current;
         self.focus(current);
-        let headers = vec![
-            (":method", "GET"),
-            (":path", fetch.path),
-            (":authority", fetch.authority),
-            ("accept", "application/jwk-set+json, application/json"),
-            ("user-agent", "keygate"),
-        ];
+        // Sent as a length, not chunked: every HTTP/1.1 server reads that.
+        let length = fetch
+            .post
+            .map(|p| p.body.len().to_string())
+            .unwrap_or_default();
+        let (headers, body) = match &fetch.post {
+            None => (
+                vec![
+                    (":method", "GET"),
+                    (":path", fetch.path),
+                    (":authority", fetch.authority),
+                    ("accept", "application/jwk-set+json, application/json"),
+                    ("user-agent", "keygate"),
+                ],
+                None,
+            ),
+            Some(post) => (
+                vec![
+                    (":method", "POST"),
+                    (":path", fetch.path),
+                    (":authority", fetch.authority),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("content-length", length.as_str()),
+                    ("accept", "application/json"),
+                    ("authorization", post.authorization),
+                    ("user-agent", "keygate"),
+                ],
+                Some(post.body),
+            ),
+        };
         match hostcalls::dispatch_http_call(
             fetch.cluster,
             headers,
-            None,
+            body,
             vec![],
             Duration::from_millis(fetch.timeout_ms),
         ) {
             Ok(token) => Some(token),
             Err(status) => {
                 log::warn!(
-                    "keygate: JWKS fetch through cluster {} could not start: {status:?}",
+                    "keygate: callout through cluster {} could not start: {status:?}",
                     fetch.cluster
                 );
                 None
@@ -252,16 +302,14 @@ impl Host for ProxyHost<'_> {
     }
 
     fn count(&mut self, name: &str) {
-        let id = match self.metrics.get(name) {
-            Some(id) => *id,
-            None => {
-                let id = hostcalls::define_metric(MetricType::Counter, name).ok();
-                self.metrics.insert(name.to_string(), id);
-                id
-            }
-        };
-        if let Some(id) = id {
+        if let Some(id) = self.metric(MetricType::Counter, name) {
             let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    fn record(&mut self, name: &str, value: u64) {
+        if let Some(id) = self.metric(MetricType::Histogram, name) {
+            let _ = hostcalls::record_metric(id, value);
         }
     }
 }

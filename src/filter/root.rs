@@ -8,6 +8,8 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
+use crate::introspection::Secrets;
+use crate::metrics;
 use crate::policy::Policy;
 use crate::worker::Worker;
 
@@ -70,10 +72,17 @@ impl RootContext for Root {
             log::error!(
                 "keygate: configuration: missing (the filter needs a JSON plugin configuration)"
             );
+            host::count(metrics::configuration(false));
             return false;
         };
-        match Policy::from_json(&bytes) {
-            Ok(policy) => {
+        let configured = Policy::from_json(&bytes).and_then(|policy| {
+            // Introspection secrets come from the Wasm VM's environment (Envoy's
+            // `vm_config.environment_variables`); only the filter can see them.
+            let secrets = Secrets::from_env(&policy, |name| std::env::var(name).ok())?;
+            Ok((policy, secrets))
+        });
+        match configured {
+            Ok((policy, secrets)) => {
                 log::info!(
                     "keygate: configured for environment {}: {} key manager(s), {} API(s)",
                     policy.environment(),
@@ -82,14 +91,15 @@ impl RootContext for Root {
                 );
                 let id = worker_id();
                 let queue = host::register_queue(&format!("keygate.wakeup.{id:016x}"));
-                let worker = Worker::new(policy, id);
+                let worker = Worker::new(policy, id).with_secrets(secrets);
                 let crypto = host::probe_host_crypto();
                 if crypto {
                     log::info!("keygate: RS*/ES* signatures checked by Envoy (verify_signature)");
                 } else {
                     log::warn!("keygate: Envoy's verify_signature unavailable or unsound; all signatures checked in Wasm");
                 }
-                host::set_gauge("keygate_signature_host", u64::from(crypto));
+                host::set_gauge(metrics::SIGNATURE_HOST, u64::from(crypto));
+                host::count(metrics::configuration(true));
                 self.state = Some(Rc::new(RefCell::new(State::new(worker, queue, crypto))));
                 // The first tick pre-warms the key caches (clusters are ready by then).
                 host::set_tick_period_ms(TICK_MS);
@@ -97,6 +107,7 @@ impl RootContext for Root {
             }
             Err(err) => {
                 log::error!("keygate: configuration refused: {err}");
+                host::count(metrics::configuration(false));
                 false
             }
         }

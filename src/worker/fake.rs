@@ -58,6 +58,10 @@ pub struct Dispatched {
     pub cluster: String,
     pub path: String,
     pub timeout_ms: u64,
+    /// `GET`, or `POST` for a call with a body.
+    pub method: String,
+    pub authorization: Option<String>,
+    pub body: Vec<u8>,
 }
 
 /// Runs in place of another worker's callback (see [`FakeHost::between_read_and_write`]).
@@ -87,6 +91,8 @@ pub struct FakeHost {
     /// Streams that no longer exist: calls on them fail.
     pub gone: HashSet<StreamId>,
     pub counters: BTreeMap<String, u64>,
+    /// Values recorded per histogram, in order.
+    pub histograms: BTreeMap<String, Vec<u64>>,
     /// Root wake-ups asked for and not run yet (see [`FakeHost::run_wakeup`]).
     pub wakeups: u32,
     /// When false, stream calls are counted but not logged (benchmarks run millions of them).
@@ -150,6 +156,23 @@ impl FakeHost {
 
     pub fn counter(&self, name: &str) -> u64 {
         self.counters.get(name).copied().unwrap_or(0)
+    }
+
+    /// The sum of the labeled counter `metric` over the samples whose labels include every one
+    /// of `labels` (as Prometheus would sum them).
+    pub fn counter_where(&self, metric: &str, labels: &[(&str, &str)]) -> u64 {
+        self.counters
+            .iter()
+            .filter_map(|(name, value)| {
+                let (m, have) = crate::metrics::parse(name)?;
+                (m == metric && labels.iter().all(|l| have.contains(l))).then_some(*value)
+            })
+            .sum()
+    }
+
+    /// The values recorded in histogram `name`.
+    pub fn histogram(&self, name: &str) -> &[u64] {
+        self.histograms.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// The last callout started, if any.
@@ -254,6 +277,9 @@ impl Host for FakeHost {
             cluster: fetch.cluster.to_string(),
             path: fetch.path.to_string(),
             timeout_ms: fetch.timeout_ms,
+            method: if fetch.post.is_some() { "POST" } else { "GET" }.to_string(),
+            authorization: fetch.post.map(|p| p.authorization.to_string()),
+            body: fetch.post.map(|p| p.body.to_vec()).unwrap_or_default(),
         });
         Some(token)
     }
@@ -332,5 +358,13 @@ impl Host for FakeHost {
     fn count(&mut self, name: &str) {
         self.call();
         *self.counters.entry(name.to_string()).or_default() += 1;
+    }
+
+    fn record(&mut self, name: &str, value: u64) {
+        self.call();
+        self.histograms
+            .entry(name.to_string())
+            .or_default()
+            .push(value);
     }
 }

@@ -7,7 +7,8 @@ use crate::keys::{Expect, SlotError};
 /// A request stream, as the host numbers it (proxy-wasm's context id).
 pub type StreamId = u32;
 
-/// An outgoing GET the worker wants made (a JWKS fetch).
+/// An outgoing call the worker wants made: a GET (a JWKS fetch), or a form POST (an
+/// introspection call) when `post` is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fetch<'a> {
     /// The Envoy cluster that reaches the key manager.
@@ -15,6 +16,22 @@ pub struct Fetch<'a> {
     pub authority: &'a str,
     pub path: &'a str,
     pub timeout_ms: u64,
+    pub post: Option<Post<'a>>,
+}
+
+/// A POST of an `application/x-www-form-urlencoded` body with client credentials.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Post<'a> {
+    /// The `Authorization` header value (HTTP Basic client credentials).
+    pub authorization: &'a str,
+    pub body: &'a [u8],
+}
+
+impl std::fmt::Debug for Post<'_> {
+    /// The credentials and the body (which carries a token) are never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Post({} body bytes)", self.body.len())
+    }
 }
 
 /// Host calls, each one that can fail returning a value instead of panicking.
@@ -27,13 +44,18 @@ pub struct Fetch<'a> {
 pub trait Host: HostCrypto {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+    /// Microseconds since the Unix epoch (the filter's own time per request is measured with
+    /// it); a host without a finer clock answers in whole milliseconds.
+    fn now_us(&self) -> u64 {
+        self.now_ms().saturating_mul(1000)
+    }
 
     /// A shared-data entry visible to every worker of this Envoy: bytes and their CAS value.
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
     /// A compare-and-swap write of a shared-data entry.
     fn shared_set(&self, key: &str, bytes: &[u8], expect: Expect) -> Result<(), SlotError>;
 
-    /// Starts a GET that belongs to the worker, not to any stream: its answer arrives through
+    /// Starts a call that belongs to the worker, not to any stream: its answer arrives through
     /// [`super::Worker::on_fetch_answer`] even when the stream that needed it is gone. The worker
     /// calls it only from root callbacks (tick, wake-up, callout answer). Returns the callout
     /// token, or `None` when the host refused to start it.
@@ -66,6 +88,9 @@ pub trait Host: HostCrypto {
     /// are being handled).
     fn add_response_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool;
 
-    /// Adds one to the counter `name`.
+    /// Adds one to the counter `name` (a plain name, or a labeled one built with
+    /// [`crate::metrics::StatName`]).
     fn count(&mut self, name: &str);
+    /// Records `value` in the histogram `name`.
+    fn record(&mut self, name: &str, value: u64);
 }

@@ -36,7 +36,7 @@ pub(super) enum Answered {
     /// A new key set is served.
     Keys,
     /// The fetch failed; old keys (if any) stay.
-    Failed,
+    Failed(FetchError),
 }
 
 /// The shared-data entry of one key manager, reached through the host.
@@ -205,11 +205,11 @@ impl KeyStore {
         if headers.is_empty() {
             let error = self.cache.no_answer_error(now_ms);
             self.fetch_failed(host, now_ms, error);
-            return Answered::Failed;
+            return Answered::Failed(error);
         }
         if let Err(error) = self.cache.check_size(body_size) {
             self.fetch_failed(host, now_ms, error);
-            return Answered::Failed;
+            return Answered::Failed(error);
         }
         let status = headers
             .iter()
@@ -220,7 +220,7 @@ impl KeyStore {
             // Envoy answered the call itself: the key manager timed out or was unreachable.
             let error = self.cache.no_answer_error(now_ms);
             self.fetch_failed(host, now_ms, error);
-            return Answered::Failed;
+            return Answered::Failed(error);
         }
         let body = body.unwrap_or_default();
         let slot = Slot::new(host, &self.slot_key);
@@ -238,7 +238,7 @@ impl KeyStore {
             }
             Err(error) => {
                 log::warn!("keygate: JWKS of {} refused: {}", self.name, error.code());
-                Answered::Failed
+                Answered::Failed(error)
             }
         }
     }

@@ -19,8 +19,16 @@
 //! with `Retry-After`). Parking is bounded: at most `settings.max_parked_per_key_manager` for one
 //! key manager and `settings.max_parked_requests` in all, per worker; a request beyond either bound
 //! is answered 503 `key_manager_unavailable` at once, never forwarded.
+//!
+//! # Metrics
+//! Every request that gets a verdict is counted once in `keygate_requests` with its outcome, the
+//! denial's code, and the key manager and API when they are known by then, and its time in the
+//! filter is recorded once in `keygate_filter_time_us` (the time spent in the worker's callbacks
+//! for it; a parked request's wait for keys is not the filter's time). Names are built in
+//! [`crate::metrics`].
 
 mod host;
+mod introspect;
 mod keystore;
 mod limiter;
 
@@ -34,15 +42,18 @@ use crate::config::Limiter;
 use crate::decide::{self, DpopHost, DpopRequest, Keys, Outcome, Pending, Request};
 use crate::dpop::Slots;
 use crate::identity::is_identity_header;
+use crate::introspection::Secrets;
 use crate::jose::HostCrypto;
 use crate::keys::FetchError;
+use crate::metrics::{self, RequestOutcome};
 use crate::policy::Policy;
 use crate::response::{reply, Denial, Scheme};
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use fake::{Crypto, Dispatched, FakeHost, Interleaved, Sent, SharedData, StreamLog};
-pub use host::{Fetch, Host, StreamId};
+pub use host::{Fetch, Host, Post, StreamId};
 
+use introspect::{Handled, Introspector};
 use keystore::{Answered, KeyStore, Need};
 
 /// What the shell tells the host about the request headers it was handed.
@@ -55,21 +66,23 @@ pub enum Verdict {
     Pause,
 }
 
-/// Counter names (Envoy shows them as `wasmcustom.<name>`; all workers add to one stat).
+/// Plain counter names (Envoy shows them as `wasmcustom.<name>`; all workers add to one stat).
+/// Labeled metrics (requests by outcome and reason, JWKS fetches, the token cache) are named in
+/// [`crate::metrics`].
 pub mod counters {
-    pub const ALLOWED: &str = "keygate_allowed";
-    pub const DENIED: &str = "keygate_denied";
-    /// Followed by the denial's code.
-    pub const DENIED_PREFIX: &str = "keygate_denied_";
-    pub const JWKS_FETCHES: &str = "keygate_jwks_fetches";
-    pub const JWKS_FETCH_FAILURES: &str = "keygate_jwks_fetch_failures";
     /// Requests answered 503 because the parking bounds were reached.
     pub const PARKED_OVERFLOW: &str = "keygate_parked_overflow";
     /// Authorized requests answered 429 because their subscription's tier was spent (also
     /// counted as a denial with code `rate_limited`).
     pub const RATE_LIMITED: &str = "keygate_rate_limited";
-    /// Requests allowed with a DPoP-bound token and a valid proof (refusals count under
-    /// `keygate_denied_dpop_*`).
+    /// Introspection calls started (RFC 7662; opaque tokens).
+    pub const INTROSPECTION_CALLS: &str = "keygate_introspection_calls";
+    /// Introspection calls that failed (no answer, non-200, malformed, not started).
+    pub const INTROSPECTION_FAILURES: &str = "keygate_introspection_failures";
+    /// Opaque-token requests decided from the shared introspection cache.
+    pub const INTROSPECTION_CACHE_HITS: &str = "keygate_introspection_cache_hits";
+    /// Requests allowed with a DPoP-bound token and a valid proof (refusals are counted in
+    /// `keygate_requests` under their reason).
     pub const DPOP_ALLOWED: &str = "keygate_dpop_allowed";
 }
 
@@ -97,6 +110,44 @@ struct Parked {
     deadline_ms: u64,
     /// The key set generation it saw when it parked; it wakes when that changes.
     generation: u64,
+    /// The filter's time spent on it before it parked.
+    spent_us: u64,
+}
+
+/// The request about to be answered, for its metrics: what is known of it, and the filter's
+/// time spent on it (`spent_us` in earlier callbacks, plus the time since `since_us`).
+#[derive(Debug, Clone, Copy)]
+struct Answering {
+    api: Option<usize>,
+    key_manager: Option<usize>,
+    spent_us: u64,
+    since_us: u64,
+}
+
+impl Answering {
+    fn new(since_us: u64) -> Self {
+        Answering {
+            api: None,
+            key_manager: None,
+            spent_us: 0,
+            since_us,
+        }
+    }
+
+    /// A parked request taken up again at `now_us`.
+    fn resumed(parked: &Parked, now_us: u64) -> Self {
+        Answering {
+            api: Some(parked.pending.api()),
+            key_manager: Some(parked.pending.key_manager()),
+            spent_us: parked.spent_us,
+            since_us: now_us,
+        }
+    }
+
+    fn spent(&self, now_us: u64) -> u64 {
+        self.spent_us
+            .saturating_add(now_us.saturating_sub(self.since_us))
+    }
 }
 
 /// One worker's request handling. Built from a compiled [`Policy`] at `on_configure`.
@@ -119,6 +170,13 @@ pub struct Worker {
     /// mean nothing upstream).
     request_had_dpop: bool,
     verified: VerifiedTokens,
+    /// Label values of the key managers and APIs, by index.
+    key_manager_labels: Vec<String>,
+    api_labels: Vec<String>,
+    /// Opaque tokens: the shared introspection cache, calls and the requests waiting for them.
+    introspector: Introspector,
+    /// Metric labels and filter time so far of the requests waiting for introspection.
+    introspecting: BTreeMap<StreamId, Answering>,
 }
 
 impl Worker {
@@ -133,6 +191,16 @@ impl Worker {
             .collect();
         let verified =
             VerifiedTokens::new(settings.token_cache_entries, settings.token_cache_bytes);
+        let key_manager_labels = policy
+            .key_managers()
+            .iter()
+            .map(|km| metrics::label_value(&km.name))
+            .collect();
+        let api_labels = policy
+            .apis()
+            .iter()
+            .map(|api| metrics::label_value(&api.name))
+            .collect();
         Worker {
             policy,
             stores,
@@ -144,21 +212,32 @@ impl Worker {
             request_had_authorization: true,
             request_had_dpop: true,
             verified,
+            key_manager_labels,
+            api_labels,
+            introspector: Introspector::new(worker_id),
+            introspecting: BTreeMap::new(),
         }
+    }
+
+    /// The introspection client credentials, read at `on_configure` ([`Secrets::from_env`]).
+    /// Without them an opaque token can never be checked (answered 503).
+    pub fn with_secrets(mut self, secrets: Secrets) -> Worker {
+        self.introspector.set_secrets(secrets);
+        self
     }
 
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
-    /// Requests parked right now.
+    /// Requests parked right now (waiting for keys or for an introspection answer).
     pub fn parked(&self) -> usize {
-        self.parked.len()
+        self.parked.len() + self.introspector.parked()
     }
 
     /// Callouts started and not answered yet.
     pub fn callouts_in_flight(&self) -> usize {
-        self.callouts.len()
+        self.callouts.len() + self.introspector.callouts()
     }
 
     /// The request headers of `stream` arrived (`headers` as the host lists them, pseudo-headers
@@ -197,9 +276,13 @@ impl Worker {
                 authority: &authority,
             },
         };
-        let now_ms = host.now_ms();
+        let now_us = host.now_us();
+        let now_ms = now_us / 1000;
         let mut dpop_scheme = false;
-        let outcome = match decide::start(&self.policy, &request) {
+        let mut answering = Answering::new(now_us);
+        let route = self.policy.route(&method, &path);
+        answering.api = route.api();
+        let outcome = match decide::start_at(route, &request) {
             Err(outcome) => outcome,
             Ok(started) => {
                 dpop_scheme = started.scheme() == Scheme::Dpop;
@@ -211,7 +294,7 @@ impl Worker {
                 let stores = &self.stores;
                 let generation =
                     |km: usize| stores.get(km).and_then(|s| s.usable_generation(now_ms));
-                let recalled = decide::recall(
+                let recalled = decide::recall_with_key_manager(
                     &self.policy,
                     &started,
                     &mut self.verified,
@@ -219,11 +302,16 @@ impl Worker {
                     seconds(now_ms),
                     dpop,
                 );
+                host.count(metrics::token_cache(recalled.is_some()));
                 match recalled {
-                    Some(outcome) => outcome,
+                    Some((km, outcome)) => {
+                        answering.key_manager = Some(km);
+                        outcome
+                    }
                     None => match decide::parse(&self.policy, started) {
                         Ok(pending) => {
                             let km = pending.key_manager();
+                            answering.key_manager = Some(km);
                             self.finish(host, Box::new(pending), km, now_ms, false)
                         }
                         Err(outcome) => outcome,
@@ -235,12 +323,36 @@ impl Worker {
             Outcome::NeedKeys {
                 pending,
                 unknown_kid,
-            } => self.park(host, stream, pending, unknown_kid, now_ms),
+            } => self.park(host, stream, pending, unknown_kid, now_ms, answering),
+            Outcome::NeedIntrospection(opaque) => {
+                let room = self.parked() < self.policy.settings().max_parked_requests;
+                let handled =
+                    self.introspector
+                        .request(&self.policy, host, stream, opaque, now_ms, room);
+                match handled {
+                    Handled::Answer(outcome) => self.apply(host, stream, &outcome, &answering),
+                    Handled::Parked { wake } => {
+                        // The wait for the key manager is not the filter's own time.
+                        let spent_us = answering.spent(host.now_us());
+                        self.introspecting.insert(
+                            stream,
+                            Answering {
+                                spent_us,
+                                ..answering
+                            },
+                        );
+                        if wake && !self.wakeup_asked {
+                            self.wakeup_asked = host.wake_root();
+                        }
+                        Verdict::Pause
+                    }
+                }
+            }
             other => {
                 if dpop_scheme && matches!(other, Outcome::Allow(_)) {
                     host.count(counters::DPOP_ALLOWED);
                 }
-                self.apply(host, stream, &other)
+                self.apply(host, stream, &other, &answering)
             }
         };
         self.request_had_authorization = true;
@@ -252,6 +364,8 @@ impl Worker {
     pub fn on_done(&mut self, stream: StreamId) {
         self.parked.remove(&stream);
         self.budgets.remove(&stream);
+        self.introspector.done(stream);
+        self.introspecting.remove(&stream);
     }
 
     /// The upstream's response headers of `stream` arrived: an allowed request with a tier tells
@@ -264,12 +378,36 @@ impl Worker {
         }
     }
 
+    /// Answers or resumes requests whose introspection answer arrived.
+    fn settle(&mut self, host: &mut impl Host, ready: Vec<(StreamId, Outcome)>) {
+        for (stream, outcome) in ready {
+            let now_us = host.now_us();
+            let answering = match self.introspecting.remove(&stream) {
+                Some(waited) => Answering {
+                    since_us: now_us,
+                    ..waited
+                },
+                None => Answering::new(now_us),
+            };
+            if self.apply(host, stream, &outcome, &answering) == Verdict::Continue {
+                host.resume(stream);
+            }
+        }
+    }
+
     /// A callout answered (`body_size` as the host reports it). Unknown tokens are ignored.
     pub fn on_fetch_answer(&mut self, host: &mut impl Host, token: u32, body_size: usize) {
+        let now_ms = host.now_ms();
+        if let Some(ready) =
+            self.introspector
+                .answered(&self.policy, host, token, body_size, now_ms)
+        {
+            self.settle(host, ready);
+            return;
+        }
         let Some(km) = self.callouts.remove(&token) else {
             return;
         };
-        let now_ms = host.now_ms();
         let headers = host.fetch_headers();
         let body = (body_size <= self.policy.settings().jwks_max_bytes)
             .then(|| host.fetch_body(body_size));
@@ -277,9 +415,12 @@ impl Worker {
             .stores
             .get_mut(km)
             .map(|store| store.fetch_answered(host, now_ms, &headers, body.as_deref(), body_size));
-        if answered != Some(Answered::Keys) {
-            host.count(counters::JWKS_FETCH_FAILURES);
-        }
+        let outcome = match answered {
+            Some(Answered::Keys) => "ok",
+            Some(Answered::Failed(error)) => error.code(),
+            None => FetchError::DispatchFailed.code(),
+        };
+        self.count_fetch(host, km, outcome);
         self.wake(host, km, now_ms);
     }
 
@@ -288,6 +429,10 @@ impl Worker {
         self.wakeup_asked = false;
         let now_ms = host.now_ms();
         self.dispatch_wanted(host, now_ms);
+        let ready = self
+            .introspector
+            .dispatch_wanted(&self.policy, host, now_ms);
+        self.settle(host, ready);
     }
 
     /// Timer: start due refreshes (and wanted fetches a lost wake-up left), adopt other workers'
@@ -306,6 +451,8 @@ impl Worker {
             self.wake(host, km, now_ms);
         }
         self.expire(host, now_ms);
+        let ready = self.introspector.tick(&self.policy, host, now_ms);
+        self.settle(host, ready);
     }
 
     /// The decision's second phase with the key manager's current keys.
@@ -350,6 +497,7 @@ impl Worker {
         pending: Box<Pending>,
         unknown_kid: bool,
         now_ms: u64,
+        answering: Answering,
     ) -> Verdict {
         let km = pending.key_manager();
         let settings = self.policy.settings();
@@ -368,12 +516,13 @@ impl Worker {
                 host,
                 stream,
                 &Outcome::Deny(Denial::KeyManagerUnavailable { retry_after }),
+                &answering,
             );
         }
         let deadline_ms = now_ms.saturating_add(settings.request_wait_ms);
         let Some(store) = self.stores.get_mut(km) else {
             let unavailable = Denial::KeyManagerUnavailable { retry_after: 1 };
-            return self.apply(host, stream, &Outcome::Deny(unavailable));
+            return self.apply(host, stream, &Outcome::Deny(unavailable), &answering);
         };
         // Requests decide with the keys adopted at the last tick; another worker may have
         // published newer ones since. Adopt them, and decide again if they changed.
@@ -387,12 +536,12 @@ impl Worker {
                     pending,
                     unknown_kid,
                 } => (pending, unknown_kid),
-                other => return self.apply(host, stream, &other),
+                other => return self.apply(host, stream, &other, &answering),
             }
         };
         let Some(store) = self.stores.get_mut(km) else {
             let unavailable = Denial::KeyManagerUnavailable { retry_after: 1 };
-            return self.apply(host, stream, &Outcome::Deny(unavailable));
+            return self.apply(host, stream, &Outcome::Deny(unavailable), &answering);
         };
         match store.need(host, unknown_kid, now_ms) {
             Need::Fetch => {
@@ -405,21 +554,23 @@ impl Worker {
             Need::DecideWithCurrentKeys => {
                 // Unknown kid but the refetch budget is spent: decide with what we have.
                 let outcome = self.finish(host, pending, km, now_ms, true);
-                return self.apply(host, stream, &outcome);
+                return self.apply(host, stream, &outcome, &answering);
             }
             Need::Unavailable { retry_after } => {
                 let unavailable = Denial::KeyManagerUnavailable { retry_after };
-                return self.apply(host, stream, &Outcome::Deny(unavailable));
+                return self.apply(host, stream, &Outcome::Deny(unavailable), &answering);
             }
         }
         // The generation it waits to see change (read after `need`, which may adopt new keys).
         let generation = self.stores.get(km).map_or(0, KeyStore::generation);
+        let spent_us = answering.spent(host.now_us());
         self.parked.insert(
             stream,
             Parked {
                 pending,
                 deadline_ms,
                 generation,
+                spent_us,
             },
         );
         Verdict::Pause
@@ -448,29 +599,66 @@ impl Worker {
             authority: &manager.jwks.authority,
             path: &manager.jwks.path,
             timeout_ms: store.fetch_timeout_ms(),
+            post: None,
         };
         match host.dispatch(&fetch) {
             Some(token) => {
                 self.callouts.insert(token, km);
-                host.count(counters::JWKS_FETCHES);
                 true
             }
             None => {
                 store.fetch_failed(host, now_ms, FetchError::DispatchFailed);
-                host.count(counters::JWKS_FETCH_FAILURES);
+                self.count_fetch(host, km, FetchError::DispatchFailed.code());
                 false
             }
         }
     }
 
+    /// One finished (or refused) JWKS fetch of key manager `km`.
+    fn count_fetch(&self, host: &mut impl Host, km: usize, outcome: &str) {
+        let key_manager = self.key_manager_labels.get(km).map_or("_", String::as_str);
+        host.count(metrics::jwks_fetch(key_manager, outcome).as_str());
+    }
+
+    /// Counts a request's verdict and records the filter's time on it.
+    fn count_request(
+        &self,
+        host: &mut impl Host,
+        outcome: RequestOutcome,
+        reason: Option<&str>,
+        answering: &Answering,
+    ) {
+        fn label(labels: &[String], index: Option<usize>) -> Option<&str> {
+            index.and_then(|i| labels.get(i)).map(String::as_str)
+        }
+        let name = metrics::request(
+            outcome,
+            reason,
+            label(&self.key_manager_labels, answering.key_manager),
+            label(&self.api_labels, answering.api),
+        );
+        host.count(name.as_str());
+        let spent = answering.spent(host.now_us());
+        host.record(metrics::FILTER_TIME_US, spent);
+    }
+
     /// Answers or forwards `stream` according to a final outcome.
-    fn apply(&mut self, host: &mut impl Host, stream: StreamId, outcome: &Outcome) -> Verdict {
+    fn apply(
+        &mut self,
+        host: &mut impl Host,
+        stream: StreamId,
+        outcome: &Outcome,
+        answering: &Answering,
+    ) -> Verdict {
         // Only requests that carried a token reach Allow; a public one may or may not have.
         let had_authorization = self.request_had_authorization;
         let had_dpop = self.request_had_dpop;
         let settings = self.policy.settings();
         match outcome {
-            Outcome::Pass => Verdict::Continue,
+            Outcome::Pass => {
+                self.count_request(host, RequestOutcome::Passed, None, answering);
+                Verdict::Continue
+            }
             Outcome::Public => {
                 if settings.strip_authorization && had_authorization {
                     host.remove_header(stream, "authorization");
@@ -478,6 +666,7 @@ impl Worker {
                 if settings.strip_authorization && had_dpop {
                     host.remove_header(stream, "dpop");
                 }
+                self.count_request(host, RequestOutcome::Public, None, answering);
                 Verdict::Continue
             }
             Outcome::Allow(allowed) => {
@@ -497,7 +686,7 @@ impl Worker {
                         }
                         Err(denial) => {
                             host.count(counters::RATE_LIMITED);
-                            self.deny(host, stream, &denial);
+                            self.deny(host, stream, &denial, answering);
                             return Verdict::Pause;
                         }
                     }
@@ -513,11 +702,11 @@ impl Worker {
                 }
                 // Access logs read the identity from the headers just set; only the code is state.
                 host.set_filter_state(stream, "keygate.code", "allowed");
-                host.count(counters::ALLOWED);
+                self.count_request(host, RequestOutcome::Allowed, None, answering);
                 Verdict::Continue
             }
             Outcome::Deny(denial) => {
-                self.deny(host, stream, denial);
+                self.deny(host, stream, denial, answering);
                 Verdict::Pause
             }
             Outcome::NeedKeys { .. } => {
@@ -526,13 +715,19 @@ impl Worker {
                     host,
                     stream,
                     &Denial::KeyManagerUnavailable { retry_after: 1 },
+                    answering,
                 );
+                Verdict::Pause
+            }
+            Outcome::NeedIntrospection(_) => {
+                let unavailable = Denial::IntrospectionUnavailable { retry_after: 1 };
+                self.deny(host, stream, &unavailable, answering);
                 Verdict::Pause
             }
         }
     }
 
-    fn deny(&self, host: &mut impl Host, stream: StreamId, denial: &Denial) {
+    fn deny(&self, host: &mut impl Host, stream: StreamId, denial: &Denial, answering: &Answering) {
         let answer = reply(denial, &self.policy.settings().realm);
         log::info!(
             "keygate: denied {} {}: {}",
@@ -540,8 +735,6 @@ impl Worker {
             denial.code(),
             denial.description()
         );
-        host.count(counters::DENIED);
-        host.count(&format!("{}{}", counters::DENIED_PREFIX, denial.code()));
         host.set_filter_state(stream, "keygate.code", denial.code());
         host.reply(
             stream,
@@ -549,6 +742,7 @@ impl Worker {
             &answer.headers,
             answer.body.as_bytes(),
         );
+        self.count_request(host, RequestOutcome::Denied, Some(denial.code()), answering);
     }
 
     /// Finishes parked requests of key manager `km` that can be decided now: the key set changed
@@ -574,6 +768,7 @@ impl Worker {
                 continue;
             };
             let dpop_scheme = parked.pending.is_dpop();
+            let answering = Answering::resumed(&parked, host.now_us());
             let outcome = if has_keys {
                 // After a refetch (or when no fetch can help any more) an unknown kid is final.
                 self.finish(host, parked.pending, km, now_ms, true)
@@ -583,7 +778,7 @@ impl Worker {
             if dpop_scheme && matches!(outcome, Outcome::Allow(_)) {
                 host.count(counters::DPOP_ALLOWED);
             }
-            if self.apply(host, stream, &outcome) == Verdict::Continue {
+            if self.apply(host, stream, &outcome, &answering) == Verdict::Continue {
                 host.resume(stream);
             }
         }
@@ -604,7 +799,9 @@ impl Worker {
                 .stores
                 .get(parked.pending.key_manager())
                 .map_or(1, |s| s.retry_after(now_ms));
-            self.deny(host, stream, &Denial::KeyManagerUnavailable { retry_after });
+            let answering = Answering::resumed(&parked, host.now_us());
+            let unavailable = Denial::KeyManagerUnavailable { retry_after };
+            self.deny(host, stream, &unavailable, &answering);
         }
     }
 }

@@ -17,6 +17,39 @@ function resourceServerInfo(data, keys) {
   };
 }
 
+// ---- Opaque tokens (RFC 7662 introspection) -------------------------------------------------
+// Clients marked `"access_token_format": "opaque"` in the data get opaque access tokens (a random
+// handle, no JWT) for the same resource server; the gateway checks those at
+// /token/introspection, authenticated as the `introspection_client` (client_secret_basic).
+// Revocation (RFC 7009) lets a client revoke its own tokens, so tests can make one inactive.
+function opaqueClient(data, client) {
+  return data.clients.some((c) => c.client_id === client?.clientId && c.access_token_format === 'opaque');
+}
+
+function opaqueResourceServerInfo(data) {
+  return {
+    scope: data.scopes.join(' '),
+    audience: data.resource,
+    accessTokenFormat: 'opaque',
+    accessTokenTTL: data.access_token_ttl_seconds,
+  };
+}
+
+function introspectionFeatures(data) {
+  return {
+    introspection: {
+      enabled: true,
+      // Only the gateway's own client may read introspection answers.
+      allowedPolicy: (ctx, client) => client.clientId === data.introspection_client,
+    },
+    revocation: {
+      enabled: true,
+      allowedPolicy: (ctx, client, token) => token.clientId === client.clientId,
+    },
+  };
+}
+// ---- end of opaque tokens ---------------------------------------------------------------------
+
 function clientMetadata(client) {
   return {
     client_id: client.client_id,
@@ -61,7 +94,8 @@ function passwordGrant(data, keys) {
 
     const { AccessToken, ResourceServer } = ctx.oidc.provider;
     const token = new AccessToken({ accountId: user.username, client, scope, gty: PASSWORD_GRANT });
-    token.resourceServer = new ResourceServer(resource, resourceServerInfo(data, keys));
+    const info = opaqueClient(data, client) ? opaqueResourceServerInfo(data) : resourceServerInfo(data, keys);
+    token.resourceServer = new ResourceServer(resource, info);
     const accessToken = await token.save();
 
     ctx.body = {
@@ -83,8 +117,7 @@ export function buildProvider(issuer, data, keys, cookieKeys) {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
-      introspection: { enabled: false },
-      revocation: { enabled: false },
+      ...introspectionFeatures(data),
       // --- DPoP (RFC 9449; keygate issue 14) ---------------------------------------------------
       // A client that sends a DPoP proof to the token endpoint gets a DPoP-bound JWT access token:
       // `token_type: DPoP` and `cnf.jkt` = the RFC 7638 thumbprint of the proof's key. Without a
@@ -95,10 +128,11 @@ export function buildProvider(issuer, data, keys, cookieKeys) {
         enabled: true,
         defaultResource: () => data.resource,
         useGrantedResource: () => true,
-        getResourceServerInfo: (ctx, indicator) => {
+        getResourceServerInfo: (ctx, indicator, client) => {
           if (indicator !== data.resource) {
             throw new errors.InvalidTarget();
           }
+          if (opaqueClient(data, client)) return opaqueResourceServerInfo(data);
           return resourceServerInfo(data, keys);
         },
       },

@@ -34,6 +34,12 @@ impl Envoy {
 
     /// As [`Envoy::start`] with `workers` worker threads (one wasm VM each).
     pub fn start_with_workers(config_path: &Path, workers: u32) -> Envoy {
+        Envoy::start_with_env(config_path, workers, &[])
+    }
+
+    /// As [`Envoy::start_with_workers`], with these variables added to Envoy's environment (the
+    /// filter reads introspection secrets from there).
+    pub fn start_with_env(config_path: &Path, workers: u32, env: &[(&str, &str)]) -> Envoy {
         let bin = envoy_bin();
         let tmp = TempDir::new("envoy");
         let log_path = tmp.join("envoy.log");
@@ -52,6 +58,7 @@ impl Envoy {
             .arg(workers.to_string())
             .arg("-l")
             .arg(&level)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -136,6 +143,22 @@ impl Envoy {
     /// A counter or gauge by full name (`None` when Envoy does not have it).
     pub fn stat(&self, name: &str) -> Option<u64> {
         self.stats().get(name).and_then(|v| v.parse().ok())
+    }
+
+    /// The sum of every counter named `prefix` or `prefix.…` (a labeled metric summed over its
+    /// labels, e.g. `wasmcustom.keygate_jwks_fetches`, or over some: `….outcome.ok`).
+    pub fn stat_sum(&self, prefix: &str) -> u64 {
+        let dotted = format!("{prefix}.");
+        self.stats()
+            .iter()
+            .filter(|(name, _)| *name == prefix || name.starts_with(&dotted))
+            .filter_map(|(_, value)| value.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// `/stats/prometheus`, the text Prometheus scrapes.
+    pub fn prometheus(&self) -> String {
+        self.admin("/stats/prometheus").body
     }
 
     /// Envoy's log so far (its stdout and stderr).

@@ -1,0 +1,497 @@
+//! Opaque tokens in one worker: the introspection cache shared by all workers, the lease that
+//! lets one worker call per token, requests parked while a call is out, and the calls themselves.
+//!
+//! # The shared cache
+//! A token's answer lives in one of `settings.introspection_cache_entries` shared-data entries,
+//! picked by the token's SHA-256 ([`TokenHash`]); the entry holds that hash, never the token.
+//! A colliding token replaces the entry (a later miss, never a wrong answer: the hash is compared).
+//! Active answers hold until the token's `exp`, at most `introspection_cache_seconds`; inactive
+//! ones `introspection_negative_cache_seconds`; a failed call `introspection_retry_seconds`.
+//!
+//! # One call per token
+//! A worker that misses writes a `Pending` record (compare-and-swap) before it calls: other workers
+//! that see it park their requests and read the entry on their ticks instead of calling too. In one
+//! worker, every request for the token parks behind the one call. Calls are dispatched from root
+//! callbacks only (see `super`), so an answer arrives whatever happened to the first request.
+//!
+//! # Several key managers
+//! The key managers trusted here that have `introspection` are asked in declaration order, one
+//! after the other; the first `active: true` wins. A token every one calls inactive is refused
+//! 401; if a call failed and none said active, the request is answered 503.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::decide::{self, Opaque, Outcome};
+use crate::introspection::{
+    entry_key, parse_answer, request_body, Answer, CallFailure, Record, Secrets, State, TokenHash,
+};
+use crate::keys::{made_by_proxy, Expect};
+use crate::policy::Policy;
+use crate::response::Denial;
+
+use super::host::{Fetch, Host, Post, StreamId};
+use super::{counters, seconds};
+
+/// A call this worker holds the lease for.
+struct InFlight {
+    token: String,
+    /// Position, in the policy's introspection order, of the key manager asked now (or next).
+    next: usize,
+    failed: Option<CallFailure>,
+}
+
+struct Waiting {
+    opaque: Box<Opaque>,
+    deadline_ms: u64,
+}
+
+/// What became of a request with an opaque token.
+pub(super) enum Handled {
+    Answer(Outcome),
+    /// Parked; `wake` when the root must dispatch a call.
+    Parked {
+        wake: bool,
+    },
+}
+
+pub(super) struct Introspector {
+    secrets: Secrets,
+    worker_id: u64,
+    inflight: BTreeMap<TokenHash, InFlight>,
+    wanted: BTreeSet<TokenHash>,
+    callouts: BTreeMap<u32, TokenHash>,
+    parked: BTreeMap<StreamId, Waiting>,
+}
+
+impl Introspector {
+    pub(super) fn new(worker_id: u64) -> Self {
+        Introspector {
+            secrets: Secrets::default(),
+            worker_id,
+            inflight: BTreeMap::new(),
+            wanted: BTreeSet::new(),
+            callouts: BTreeMap::new(),
+            parked: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn set_secrets(&mut self, secrets: Secrets) {
+        self.secrets = secrets;
+    }
+
+    pub(super) fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
+    pub(super) fn callouts(&self) -> usize {
+        self.callouts.len()
+    }
+
+    pub(super) fn done(&mut self, stream: StreamId) {
+        self.parked.remove(&stream);
+    }
+
+    /// A request with an opaque token: a cached answer, or park it (taking the lease and asking
+    /// for a call when nobody is calling yet). `room` is false when the parking bound is reached.
+    pub(super) fn request(
+        &mut self,
+        policy: &Policy,
+        host: &mut impl Host,
+        stream: StreamId,
+        opaque: Box<Opaque>,
+        now_ms: u64,
+        room: bool,
+    ) -> Handled {
+        let key = key_of(policy, &opaque.hash);
+        let current = host.shared_get(&key);
+        let record = current
+            .as_ref()
+            .and_then(|(bytes, _)| Record::from_bytes(bytes))
+            .filter(|r| r.holds_for(&opaque.hash, now_ms));
+        let mut pending_elsewhere = false;
+        if let Some(record) = &record {
+            if let Some(outcome) = known(policy, record, &opaque, now_ms) {
+                host.count(counters::INTROSPECTION_CACHE_HITS);
+                return Handled::Answer(outcome);
+            }
+            pending_elsewhere = matches!(record.state, State::Pending { .. });
+        }
+        if !room {
+            log::warn!("keygate: parked-request bound reached; answering 503");
+            host.count(counters::PARKED_OVERFLOW);
+            return Handled::Answer(Outcome::Deny(Denial::IntrospectionUnavailable {
+                retry_after: 1,
+            }));
+        }
+        let wake = if pending_elsewhere || self.inflight.contains_key(&opaque.hash) {
+            false
+        } else {
+            self.lease(policy, host, &opaque, current.map(|(_, cas)| cas), now_ms)
+        };
+        let deadline_ms = now_ms.saturating_add(policy.settings().request_wait_ms);
+        self.parked.insert(
+            stream,
+            Waiting {
+                opaque,
+                deadline_ms,
+            },
+        );
+        Handled::Parked { wake }
+    }
+
+    /// Writes this worker's `Pending` record for the token; true when it holds the lease now (the
+    /// call is wanted).
+    fn lease(
+        &mut self,
+        policy: &Policy,
+        host: &mut impl Host,
+        opaque: &Opaque,
+        cas: Option<u32>,
+        now_ms: u64,
+    ) -> bool {
+        let settings = policy.settings();
+        let calls = u64::try_from(policy.introspection_order().count()).unwrap_or(1);
+        let lease_ms = settings
+            .introspection_timeout_ms
+            .saturating_mul(calls)
+            .saturating_add(1_000);
+        let record = Record {
+            hash: opaque.hash.hex(),
+            until_ms: now_ms.saturating_add(lease_ms),
+            state: State::Pending {
+                worker: self.worker_id,
+            },
+        };
+        let expect = cas.map_or(Expect::Absent, Expect::Cas);
+        let key = key_of(policy, &opaque.hash);
+        if host.shared_set(&key, &record.to_bytes(), expect).is_err() {
+            // Another worker wrote first: its record is read again on the next tick.
+            return false;
+        }
+        self.inflight.insert(
+            opaque.hash,
+            InFlight {
+                token: opaque.token.clone(),
+                next: 0,
+                failed: None,
+            },
+        );
+        self.wanted.insert(opaque.hash);
+        true
+    }
+
+    /// Dispatches the wanted calls (root callbacks only).
+    pub(super) fn dispatch_wanted(
+        &mut self,
+        policy: &Policy,
+        host: &mut impl Host,
+        now_ms: u64,
+    ) -> Vec<(StreamId, Outcome)> {
+        let mut ready = Vec::new();
+        while let Some(hash) = self.wanted.pop_first() {
+            ready.extend(self.call(policy, host, hash, now_ms));
+        }
+        ready
+    }
+
+    /// Calls the next key manager for `hash`, or settles the token when none is left.
+    fn call(
+        &mut self,
+        policy: &Policy,
+        host: &mut impl Host,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Vec<(StreamId, Outcome)> {
+        loop {
+            let Some(flight) = self.inflight.get_mut(&hash) else {
+                return Vec::new();
+            };
+            let Some(km) = policy.introspection_order().nth(flight.next) else {
+                let state = if flight.failed.is_some() {
+                    State::Failed
+                } else {
+                    State::Inactive
+                };
+                return self.settle(policy, host, hash, state, now_ms);
+            };
+            let manager = policy.key_managers().get(km);
+            let target = manager.and_then(|m| Some((m, m.introspection.as_ref()?)));
+            let credentials = self.secrets.get(km);
+            let (Some((manager, introspection)), Some(credentials)) = (target, credentials) else {
+                log::warn!("keygate: introspection of key manager #{km} has no client secret");
+                flight.failed = Some(CallFailure::NotStarted);
+                flight.next = flight.next.saturating_add(1);
+                continue;
+            };
+            let body = request_body(&flight.token);
+            let fetch = Fetch {
+                cluster: &introspection.cluster,
+                authority: &introspection.authority,
+                path: &introspection.path,
+                timeout_ms: policy.settings().introspection_timeout_ms,
+                post: Some(Post {
+                    authorization: credentials.authorization(),
+                    body: body.as_bytes(),
+                }),
+            };
+            match host.dispatch(&fetch) {
+                Some(token) => {
+                    self.callouts.insert(token, hash);
+                    host.count(counters::INTROSPECTION_CALLS);
+                    return Vec::new();
+                }
+                None => {
+                    log::warn!("keygate: introspection at {} could not start", manager.name);
+                    host.count(counters::INTROSPECTION_FAILURES);
+                    flight.failed = Some(CallFailure::NotStarted);
+                    flight.next = flight.next.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// A callout answered: `None` when it is not an introspection call of this worker.
+    pub(super) fn answered(
+        &mut self,
+        policy: &Policy,
+        host: &mut impl Host,
+        token: u32,
+        body_size: usize,
+        now_ms: u64,
+    ) -> Option<Vec<(StreamId, Outcome)>> {
+        let hash = self.callouts.remove(&token)?;
+        let headers = host.fetch_headers();
+        let status = headers
+            .iter()
+            .find(|(name, _)| name == ":status")
+            .and_then(|(_, value)| value.parse::<u32>().ok())
+            .unwrap_or(0);
+        let result = if headers.is_empty() || made_by_proxy(status, &headers) {
+            Err(CallFailure::Unreachable)
+        } else if body_size > policy.settings().introspection_max_bytes {
+            Err(CallFailure::TooLarge)
+        } else {
+            parse_answer(status, &host.fetch_body(body_size))
+        };
+        let Some(flight) = self.inflight.get_mut(&hash) else {
+            return Some(Vec::new());
+        };
+        let km = policy.introspection_order().nth(flight.next);
+        let name = km
+            .and_then(|km| policy.key_managers().get(km))
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let ready = match result {
+            Ok(Answer::Active(claims)) => {
+                let state = State::Active {
+                    key_manager: name,
+                    claims,
+                };
+                self.settle(policy, host, hash, state, now_ms)
+            }
+            Ok(Answer::Inactive) => {
+                flight.next = flight.next.saturating_add(1);
+                self.call(policy, host, hash, now_ms)
+            }
+            Err(failure) => {
+                log::warn!("keygate: introspection at {name} failed: {failure}");
+                host.count(counters::INTROSPECTION_FAILURES);
+                flight.failed = Some(failure);
+                flight.next = flight.next.saturating_add(1);
+                self.call(policy, host, hash, now_ms)
+            }
+        };
+        Some(ready)
+    }
+
+    /// The final answer for `hash`: published for every worker, and given to the requests here.
+    fn settle(
+        &mut self,
+        policy: &Policy,
+        host: &mut impl Host,
+        hash: TokenHash,
+        state: State,
+        now_ms: u64,
+    ) -> Vec<(StreamId, Outcome)> {
+        self.inflight.remove(&hash);
+        let settings = policy.settings();
+        let later = |s: u64| now_ms.saturating_add(s.saturating_mul(1_000));
+        let until_ms = match &state {
+            State::Active { claims, .. } => {
+                let most = later(settings.introspection_cache_seconds);
+                let exp = claims
+                    .get("exp")
+                    .and_then(serde_json::Value::as_f64)
+                    .filter(|exp| exp.is_finite() && *exp >= 0.0)
+                    .map(|exp| (exp * 1000.0) as u64);
+                match exp {
+                    // An answer for a token already past `exp` is kept briefly, so a clock
+                    // difference costs no call per request (requests are refused as expired).
+                    Some(exp) if exp <= now_ms => {
+                        later(settings.introspection_negative_cache_seconds)
+                    }
+                    Some(exp) => most.min(exp),
+                    None => most,
+                }
+            }
+            State::Inactive | State::Pending { .. } => {
+                later(settings.introspection_negative_cache_seconds)
+            }
+            State::Failed => later(settings.introspection_retry_seconds),
+        };
+        let record = Record {
+            hash: hash.hex(),
+            until_ms,
+            state,
+        };
+        publish(host, &key_of(policy, &hash), &record);
+        self.resolve(policy, &record, hash, now_ms)
+    }
+
+    /// Answers the requests parked for `hash` from `record`.
+    fn resolve(
+        &mut self,
+        policy: &Policy,
+        record: &Record,
+        hash: TokenHash,
+        now_ms: u64,
+    ) -> Vec<(StreamId, Outcome)> {
+        let streams: Vec<StreamId> = self
+            .parked
+            .iter()
+            .filter(|(_, w)| w.opaque.hash == hash)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut ready = Vec::with_capacity(streams.len());
+        for stream in streams {
+            let Some(waiting) = self.parked.remove(&stream) else {
+                continue;
+            };
+            let outcome = known(policy, record, &waiting.opaque, now_ms).unwrap_or(Outcome::Deny(
+                Denial::IntrospectionUnavailable { retry_after: 1 },
+            ));
+            ready.push((stream, outcome));
+        }
+        ready
+    }
+
+    /// Timer: wanted calls a lost wake-up left, answers other workers published for requests
+    /// parked here, leases nobody holds any more, and requests that waited too long.
+    pub(super) fn tick(
+        &mut self,
+        policy: &Policy,
+        host: &mut impl Host,
+        now_ms: u64,
+    ) -> Vec<(StreamId, Outcome)> {
+        let mut ready = self.dispatch_wanted(policy, host, now_ms);
+        let waiting: BTreeSet<TokenHash> = self
+            .parked
+            .values()
+            .map(|w| w.opaque.hash)
+            .filter(|hash| !self.inflight.contains_key(hash))
+            .collect();
+        for hash in waiting {
+            let key = key_of(policy, &hash);
+            let current = host.shared_get(&key);
+            let record = current
+                .as_ref()
+                .and_then(|(bytes, _)| Record::from_bytes(bytes))
+                .filter(|r| r.holds_for(&hash, now_ms));
+            if let Some(record) = &record {
+                let usable = match &record.state {
+                    State::Pending { .. } => continue,
+                    // An answer from a key manager no longer asked here counts as none.
+                    State::Active { key_manager, .. } => {
+                        introspecting(policy, key_manager).is_some()
+                    }
+                    State::Inactive | State::Failed => true,
+                };
+                if usable {
+                    ready.extend(self.resolve(policy, record, hash, now_ms));
+                    continue;
+                }
+            }
+            // No answer and nobody calling (the lease ran out, or a colliding token replaced
+            // the entry): this worker calls.
+            let opaque = self
+                .parked
+                .values()
+                .find(|w| w.opaque.hash == hash)
+                .map(|w| Opaque {
+                    route: w.opaque.route,
+                    token: w.opaque.token.clone(),
+                    hash,
+                });
+            if let Some(opaque) = opaque {
+                self.lease(policy, host, &opaque, current.map(|(_, cas)| cas), now_ms);
+            }
+        }
+        ready.extend(self.dispatch_wanted(policy, host, now_ms));
+        let late: Vec<StreamId> = self
+            .parked
+            .iter()
+            .filter(|(_, w)| w.deadline_ms <= now_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for stream in late {
+            self.parked.remove(&stream);
+            let unavailable = Denial::IntrospectionUnavailable { retry_after: 1 };
+            ready.push((stream, Outcome::Deny(unavailable)));
+        }
+        ready
+    }
+}
+
+fn key_of(policy: &Policy, hash: &TokenHash) -> String {
+    entry_key(hash.entry(policy.settings().introspection_cache_entries))
+}
+
+/// The decision a record gives, `None` while it is pending (or names a key manager no longer
+/// trusted here for introspection).
+fn known(policy: &Policy, record: &Record, opaque: &Opaque, now_ms: u64) -> Option<Outcome> {
+    match &record.state {
+        State::Active {
+            key_manager,
+            claims,
+        } => {
+            let km = introspecting(policy, key_manager)?;
+            Some(decide::introspected(
+                policy,
+                &opaque.route,
+                km,
+                claims,
+                seconds(now_ms),
+            ))
+        }
+        State::Inactive => Some(Outcome::Deny(decide::inactive())),
+        State::Failed => {
+            let left_ms = record.until_ms.saturating_sub(now_ms);
+            let retry_after = left_ms.div_ceil(1_000).max(1);
+            Some(Outcome::Deny(Denial::IntrospectionUnavailable {
+                retry_after,
+            }))
+        }
+        State::Pending { .. } => None,
+    }
+}
+
+/// The index of key manager `name` if opaque tokens are introspected there in this environment.
+fn introspecting(policy: &Policy, name: &str) -> Option<usize> {
+    policy
+        .introspection_order()
+        .find(|&i| policy.key_managers().get(i).is_some_and(|m| m.name == name))
+}
+
+/// Writes `record` over whatever the entry holds (compare-and-swap, retried a few times).
+fn publish(host: &impl Host, key: &str, record: &Record) {
+    let bytes = record.to_bytes();
+    for _ in 0..4 {
+        let expect = host
+            .shared_get(key)
+            .map_or(Expect::Absent, |(_, cas)| Expect::Cas(cas));
+        if host.shared_set(key, &bytes, expect).is_ok() {
+            return;
+        }
+    }
+    log::warn!("keygate: introspection answer not shared (the cache entry kept changing)");
+}

@@ -1,0 +1,424 @@
+//! Product tests of opaque tokens (issue 14): the built filter in a real Envoy checks opaque
+//! access tokens from the real key manager (npm oidc-provider, `features.introspection`) at its
+//! RFC 7662 introspection endpoint, reached through a fault proxy that counts the calls and
+//! injects outages. The gateway's client secret reaches the filter only through Envoy's
+//! environment. `cargo test --test product_introspection -- --nocapture` prints the numbers.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod faultproxy;
+mod stack;
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use faultproxy::{FaultProxy, Mode};
+use stack::AUDIENCE;
+use support::{
+    envoy_bin, free_port, http, EchoUpstream, Envoy, KeyManager, ProcessGuard, Response, TempDir,
+};
+
+const PETS: &str = "/pets/v1/pets";
+const INTROSPECTION_PATH: &str = "/token/introspection";
+const SECRET_ENV: &str = "KEYGATE_TEST_INTROSPECTION_SECRET";
+/// The gateway client's secret at the demo key manager (tests/keymanager/demo-data.json).
+const SECRET: &str = "keygate-gateway-secret";
+
+/// Fields drop in order: Envoy goes before the proxy it talks to and the key manager.
+struct Rig {
+    envoy: Envoy,
+    echo: EchoUpstream,
+    proxy: FaultProxy,
+    km: KeyManager,
+    port: u16,
+    out: PathBuf,
+    _dir: TempDir,
+}
+
+fn declaration(km: &KeyManager, proxy: u16, listen: u16, admin: u16, upstream: u16) -> String {
+    let issuer = km.issuer();
+    format!(
+        r#"gateway:
+  environment: production
+  listen: 127.0.0.1:{listen}
+  admin: 127.0.0.1:{admin}
+settings:
+  introspection_timeout_ms: 500
+  introspection_retry_seconds: 1
+key_managers:
+  - name: demo
+    well_known_url: {issuer}/.well-known/openid-configuration
+    audiences: [{AUDIENCE}]
+    introspection: {{client_id: keygate-gateway, client_secret_env: {SECRET_ENV}}}
+    discovery:
+      issuer: {issuer}
+      jwks_uri: {issuer}/jwks
+      token_endpoint: {issuer}/token
+      introspection_endpoint: http://127.0.0.1:{proxy}{INTROSPECTION_PATH}
+apis:
+  - name: pets
+    version: v1
+    base_path: /pets/v1
+    upstream: http://127.0.0.1:{upstream}
+    resources:
+      - {{method: GET, path: /pets, scopes: [pets:read]}}
+      - {{method: POST, path: /pets, scopes: [pets:write], groups: [pet-admins]}}
+applications:
+  - name: shop
+    client_ids:
+      - {{key_manager: demo, client_id: shop-app}}
+      - {{key_manager: demo, client_id: shop-opaque}}
+    subscriptions:
+      - {{api: pets}}
+"#
+    )
+}
+
+fn rig(workers: u32) -> Rig {
+    // One start at a time: key managers and Envoys compiling the filter at once starve a small
+    // machine past the start-up deadlines.
+    static STARTING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
+    let dir = TempDir::new("introspection");
+    let km = KeyManager::start();
+    let proxy = FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], km.port())))
+        .expect("start the fault proxy");
+    let echo = EchoUpstream::start();
+    let (listen, admin) = (free_port(), free_port());
+    let text = declaration(&km, proxy.port(), listen, admin, echo.port());
+    let out = stack::generate(dir.path(), &text);
+    let envoy = Envoy::start_with_env(&out.join("envoy.yaml"), workers, &[(SECRET_ENV, SECRET)]);
+    Rig {
+        envoy,
+        echo,
+        proxy,
+        km,
+        port: listen,
+        out,
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    fn call(&self, method: &str, token: &str) -> Response {
+        let auth = format!("Bearer {token}");
+        http(self.port, method, PETS, &[("authorization", &auth)])
+    }
+
+    fn opaque(&self, client: &str, scope: &str) -> String {
+        let token = self
+            .km
+            .token_client_credentials(client, &format!("{client}-secret"), scope);
+        assert_eq!(token.matches('.').count(), 0, "{client} gets opaque tokens");
+        token
+    }
+
+    fn user_opaque(&self, user: &str, scope: &str) -> String {
+        let password = format!("{user}-pass");
+        self.km
+            .token_password("shop-opaque", "shop-opaque-secret", user, &password, scope)
+    }
+
+    fn introspection_calls(&self) -> usize {
+        self.proxy.fetch_count_path(INTROSPECTION_PATH)
+    }
+
+    fn stat(&self, name: &str) -> u64 {
+        self.envoy.stat(&format!("wasmcustom.{name}")).unwrap_or(0)
+    }
+}
+
+fn code(response: &Response) -> String {
+    serde_json::from_str::<serde_json::Value>(&response.body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+#[track_caller]
+fn expect(response: &Response, status: u16, expected: &str, what: &str) {
+    assert_eq!(
+        (response.status, code(response).as_str()),
+        (status, expected),
+        "{what}: {}",
+        response.body
+    );
+}
+
+/// Every file under `dir`, with its text.
+fn files(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            out.push((path, text));
+        }
+    }
+    out
+}
+
+#[test]
+fn opaque_tokens_are_introspected_once_and_authorized_like_jwts() {
+    let rig = rig(2);
+
+    // The secret's name is wired into Envoy and Istio; its value is in no generated file.
+    let generated = files(&rig.out);
+    assert!(generated.len() >= 4);
+    for (path, text) in &generated {
+        assert!(
+            !text.contains(SECRET),
+            "{} holds the secret",
+            path.display()
+        );
+    }
+    let envoy_yaml = std::fs::read_to_string(rig.out.join("envoy.yaml")).unwrap();
+    let live = std::fs::read_to_string(rig.out.join("live/keygate-filter.yaml")).unwrap();
+    assert!(live.contains("host_env_keys"), "{live}");
+    assert!(live.contains(SECRET_ENV));
+    assert!(
+        envoy_yaml.contains(&format!(
+            "keygate_introspection_127_0_0_1_{}_",
+            rig.proxy.port()
+        )),
+        "the introspection host gets its own cluster"
+    );
+    let plugin = std::fs::read_to_string(rig.out.join("istio/wasmplugin.yaml")).unwrap();
+    assert!(
+        plugin.contains("vmConfig") && plugin.contains("valueFrom: HOST"),
+        "{plugin}"
+    );
+
+    // Allowed, with identity headers, Authorization stripped.
+    let token = rig.opaque("shop-opaque", "pets:read");
+    let before = rig.echo.request_count();
+    let ok = rig.call("GET", &token);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(rig.echo.request_count(), before + 1);
+    let seen = rig.echo.last_request().unwrap();
+    assert_eq!(seen.header("x-keygate-application"), Some("shop"));
+    assert_eq!(seen.header("x-keygate-client-id"), Some("shop-opaque"));
+    assert_eq!(seen.header("x-keygate-key-manager"), Some("demo"));
+    assert_eq!(seen.header("authorization"), None);
+    assert_eq!(rig.introspection_calls(), 1);
+
+    // 100 more requests with the same token (the cache is shared by both workers): no call.
+    for _ in 0..100 {
+        assert_eq!(rig.call("GET", &token).status, 200);
+    }
+    let repeated_calls = rig.introspection_calls();
+    assert_eq!(repeated_calls, 1, "one introspection call for 101 requests");
+
+    // A fresh token sent by 16 clients at once: the workers share one call.
+    let burst = rig.opaque("shop-opaque", "pets:read");
+    let statuses: Vec<u16> = thread::scope(|s| {
+        let calls: Vec<_> = (0..16)
+            .map(|_| s.spawn(|| rig.call("GET", &burst).status))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let burst_calls = rig.introspection_calls() - repeated_calls;
+    assert_eq!(
+        burst_calls, 1,
+        "16 concurrent requests of a new token, one call"
+    );
+
+    // The same authorization as a JWT.
+    let orders_only = rig.opaque("shop-opaque", "orders:read");
+    expect(
+        &rig.call("GET", &orders_only),
+        403,
+        "insufficient_scope",
+        "wrong scope",
+    );
+    let orphan = rig.opaque("orphan-opaque", "pets:read");
+    expect(
+        &rig.call("GET", &orphan),
+        403,
+        "application_not_found",
+        "unknown client",
+    );
+    let alice = rig.user_opaque("alice", "pets:write");
+    assert_eq!(rig.call("POST", &alice).status, 200, "alice is a pet-admin");
+    let bob = rig.user_opaque("bob", "pets:write");
+    expect(
+        &rig.call("POST", &bob),
+        403,
+        "insufficient_group",
+        "bob is not",
+    );
+
+    // Inactive: unknown to the key manager, or revoked before use.
+    let unknown = "Zm9yZ2VkLW9wYXF1ZS10b2tlbi10aGF0LW5vYm9keS1pc3N1ZWQ";
+    let refused = rig.call("GET", unknown);
+    expect(&refused, 401, "token_inactive", "unknown token");
+    let www = refused.header("www-authenticate").unwrap_or_default();
+    assert!(www.contains("error=\"invalid_token\""), "{www}");
+    let revoked = rig.opaque("shop-opaque", "pets:read");
+    let revocation = support::http_with_body(
+        rig.km.port(),
+        "POST",
+        "/token/revocation",
+        &[
+            ("authorization", &basic("shop-opaque", "shop-opaque-secret")),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        format!("token={revoked}").as_bytes(),
+    );
+    assert_eq!(revocation.status, 200, "{}", revocation.body);
+    expect(
+        &rig.call("GET", &revoked),
+        401,
+        "token_inactive",
+        "revoked token",
+    );
+
+    // JWTs of the same key manager are still verified locally, never introspected.
+    let calls = rig.introspection_calls();
+    let jwt = rig
+        .km
+        .token_client_credentials("shop-app", "shop-app-secret", "pets:read");
+    assert_eq!(rig.call("GET", &jwt).status, 200);
+    assert_eq!(rig.introspection_calls(), calls);
+
+    // Neither the opaque tokens nor the secret show up in Envoy's log.
+    let log = rig.envoy.log();
+    for secret in [
+        token.as_str(),
+        burst.as_str(),
+        alice.as_str(),
+        unknown,
+        SECRET,
+    ] {
+        assert!(!log.contains(secret), "the log shows a token or the secret");
+    }
+    let filter_calls = rig.stat("keygate_introspection_calls");
+    let hits = rig.stat("keygate_introspection_cache_hits");
+    println!(
+        "introspection: 101 requests of one token -> {repeated_calls} call(s); 16 concurrent \
+         requests of a new token on 2 workers -> {burst_calls} call(s); filter counters: \
+         {filter_calls} calls, {hits} cache hits"
+    );
+}
+
+fn basic(user: &str, secret: &str) -> String {
+    use base64::Engine;
+    let pair = format!("{user}:{secret}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+#[test]
+fn an_introspection_outage_is_503_for_new_tokens_while_cached_ones_keep_working() {
+    let rig = rig(1);
+    let cached = rig.opaque("shop-opaque", "pets:read");
+    assert_eq!(rig.call("GET", &cached).status, 200);
+
+    let faults = [
+        ("connection closed without an answer", Mode::Down),
+        ("connection refused", Mode::Refuse),
+        ("HTTP 500", Mode::Status(500)),
+        ("HTTP 401", Mode::Status(401)),
+        ("not JSON", Mode::Body(b"<html>maintenance</html>".to_vec())),
+        (
+            "no active member",
+            Mode::Body(br#"{"client_id":"shop-opaque"}"#.to_vec()),
+        ),
+        (
+            "slower than the timeout",
+            Mode::Delay(Duration::from_millis(1_500)),
+        ),
+    ];
+    let before = rig.echo.request_count();
+    let mut fresh = String::new();
+    for (what, mode) in faults {
+        rig.proxy.set_mode(mode);
+        fresh = rig.opaque("shop-opaque", "pets:read");
+        let refused = rig.call("GET", &fresh);
+        expect(&refused, 503, "introspection_unavailable", what);
+        let retry = refused
+            .header("retry-after")
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            retry.parse::<u64>().is_ok_and(|s| s >= 1),
+            "{what}: Retry-After {retry:?}"
+        );
+        // The token introspected before the outage keeps working from the cache.
+        assert_eq!(rig.call("GET", &cached).status, 200, "{what}: cached token");
+    }
+    assert_eq!(
+        rig.echo.request_count(),
+        before + 7,
+        "only the cached token's requests were forwarded"
+    );
+
+    // Once the endpoint is back and the failure's retry time (1 s) passed, the token refused
+    // last is introspected again and allowed.
+    rig.proxy.set_mode(Mode::Pass);
+    thread::sleep(Duration::from_millis(1_100));
+    assert_eq!(rig.call("GET", &fresh).status, 200);
+    println!(
+        "introspection outage: 7 fault modes -> 503 for new tokens, cached token 200 throughout; \
+         {} introspection requests reached the proxy",
+        rig.introspection_calls()
+    );
+}
+
+#[test]
+fn envoy_without_the_secret_refuses_the_configuration_naming_the_field() {
+    let dir = TempDir::new("introspection-nosecret");
+    let km = KeyManager::start();
+    let echo = EchoUpstream::start();
+    let (listen, admin) = (free_port(), free_port());
+    let text = declaration(&km, km.port(), listen, admin, echo.port());
+    let out = stack::generate(dir.path(), &text);
+    let log_path = dir.join("envoy.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(envoy_bin())
+        .arg("-c")
+        .arg(out.join("envoy.yaml"))
+        .arg("--use-dynamic-base-id")
+        .arg("--concurrency")
+        .arg("1")
+        .env_remove(SECRET_ENV)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut envoy = ProcessGuard::new("envoy", child, Some(log_path));
+    let needle = "key_managers[0].introspection.client_secret_env";
+    let refused = support::process::poll_until(Duration::from_secs(60), || {
+        envoy.log().contains(needle).then_some(())
+    });
+    // Without a configured filter nothing is served, and nothing reaches the upstream.
+    let token = km.token_client_credentials("shop-opaque", "shop-opaque-secret", "pets:read");
+    let auth = format!("Bearer {token}");
+    let answer = support::try_http(listen, "GET", PETS, &[("authorization", &auth)], b"");
+    let text = envoy.log();
+    envoy.stop();
+    assert!(refused.is_some(), "no refusal naming the field:\n{text}");
+    assert!(text.contains(SECRET_ENV), "{text}");
+    assert!(
+        answer.as_ref().map_or(true, |r| r.status != 200),
+        "served without a configuration: {:?}",
+        answer.map(|r| r.status)
+    );
+    assert_eq!(echo.request_count(), 0);
+}
