@@ -364,6 +364,10 @@ pub fn introspected(
                 .to_string(),
         });
     }
+    // Opaque tokens are bearer tokens here, so where DPoP is required they are refused.
+    if policy.dpop_required(route, key_manager) {
+        return dpop_denial(policy, DpopError::Required);
+    }
     let validation = Validation {
         issuer: None,
         require_exp: false,

@@ -650,3 +650,29 @@ fn an_answer_from_a_key_manager_not_asked_here_is_not_used() {
     answer(&mut b, &mut host_b, &json!({"active": false}));
     assert_eq!(code(&host_b, 2), (401, "token_inactive".to_string()));
 }
+
+#[test]
+fn where_dpop_is_required_an_active_opaque_bearer_token_is_refused() {
+    // Required by the key manager: the answer is active, but the token is a bearer token.
+    let mut idp = km("idp", &[]);
+    idp["dpop"] = json!("required");
+    let mut w = worker_for(policy_with(vec![idp], json!({})));
+    let mut host = FakeHost::new(NOW_MS);
+    assert_eq!(get(&mut w, &mut host, 1, OPAQUE), Verdict::Pause);
+    answer(&mut w, &mut host, &active("app-1", "pets:read"));
+    assert_eq!(code(&host, 1), (401, "dpop_required".to_string()));
+    let www = host
+        .reply_of(1)
+        .unwrap()
+        .header("www-authenticate")
+        .unwrap()
+        .to_string();
+    assert!(www.starts_with("DPoP "), "{www}");
+    assert!(!allowed(&host, 1));
+    // The same answer where DPoP is not required is allowed.
+    let mut w = worker();
+    let mut host = FakeHost::new(NOW_MS);
+    get(&mut w, &mut host, 1, OPAQUE);
+    answer(&mut w, &mut host, &active("app-1", "pets:read"));
+    assert!(allowed(&host, 1), "{:?}", host.stream(1));
+}
