@@ -29,6 +29,10 @@ pub const FILTER_TIME_US: &str = "keygate_filter_time_us";
 pub const TOKEN_CACHE: &str = "keygate_token_cache";
 /// Finished JWKS fetches by key manager and outcome.
 pub const JWKS_FETCHES: &str = "keygate_jwks_fetches";
+/// Finished introspection calls (RFC 7662, opaque tokens) by key manager and outcome.
+pub const INTROSPECTIONS: &str = "keygate_introspections";
+/// Opaque-token lookups in the shared introspection cache by result.
+pub const INTROSPECTION_CACHE: &str = "keygate_introspection_cache";
 /// Plugin configurations the filter's `on_configure` loaded or refused.
 pub const CONFIGURATIONS: &str = "keygate_configurations";
 /// Gauge: 1 when Envoy's `verify_signature` checks RS*/ES* signatures, 0 when Wasm does.
@@ -43,6 +47,8 @@ pub fn labels_of(metric: &str) -> &'static [&'static str] {
         REQUESTS => &["outcome", "reason", "key_manager", "api"],
         TOKEN_CACHE => &["result"],
         JWKS_FETCHES => &["key_manager", "outcome"],
+        INTROSPECTIONS => &["key_manager", "outcome"],
+        INTROSPECTION_CACHE => &["result"],
         CONFIGURATIONS => &["outcome"],
         _ => &[],
     }
@@ -147,6 +153,23 @@ pub fn jwks_fetch(key_manager: &str, outcome: &str) -> StatName {
     StatName::new(JWKS_FETCHES)
         .label("key_manager", Some(key_manager))
         .label("outcome", Some(outcome))
+}
+
+/// `keygate_introspections{key_manager, outcome}`: `outcome` is `active`, `inactive` or the
+/// failure's code (`introspection_unreachable`, `introspection_status`, ...).
+pub fn introspection(key_manager: &str, outcome: &str) -> StatName {
+    StatName::new(INTROSPECTIONS)
+        .label("key_manager", Some(key_manager))
+        .label("outcome", Some(outcome))
+}
+
+/// `keygate_introspection_cache{result="hit"|"miss"}`.
+pub fn introspection_cache(hit: bool) -> &'static str {
+    if hit {
+        "keygate_introspection_cache.result.hit"
+    } else {
+        "keygate_introspection_cache.result.miss"
+    }
 }
 
 /// `keygate_configurations{outcome="loaded"|"refused"}`.

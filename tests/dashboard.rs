@@ -93,6 +93,8 @@ fn every_query_names_a_defined_metric_and_its_labels() {
         metrics::JWKS_FETCHES,
         metrics::CONFIGURATIONS,
         metrics::SIGNATURE_HOST,
+        metrics::INTROSPECTIONS,
+        metrics::INTROSPECTION_CACHE,
         counters::PARKED_OVERFLOW,
     ]
     .into_iter()
@@ -132,6 +134,8 @@ fn every_query_names_a_defined_metric_and_its_labels() {
         metrics::TOKEN_CACHE,
         metrics::JWKS_FETCHES,
         metrics::CONFIGURATIONS,
+        metrics::INTROSPECTIONS,
+        metrics::INTROSPECTION_CACHE,
     ] {
         assert!(used.contains(metric), "{metric} has no panel");
     }

@@ -305,8 +305,13 @@ fn opaque_tokens_are_introspected_once_and_authorized_like_jwts() {
     ] {
         assert!(!log.contains(secret), "the log shows a token or the secret");
     }
-    let filter_calls = rig.stat("keygate_introspection_calls");
-    let hits = rig.stat("keygate_introspection_cache_hits");
+    let filter_calls = rig.envoy.stat_sum("wasmcustom.keygate_introspections");
+    let hits = rig.stat("keygate_introspection_cache.result.hit");
+    assert_eq!(
+        filter_calls as usize,
+        rig.introspection_calls(),
+        "every call the key manager saw is counted once"
+    );
     println!(
         "introspection: 101 requests of one token -> {repeated_calls} call(s); 16 concurrent \
          requests of a new token on 2 workers -> {burst_calls} call(s); filter counters: \

@@ -166,8 +166,11 @@ fn one_call_for_concurrent_requests_then_cache_hits() {
         host.calls() / 100,
         host.shared_reads() / 100
     );
-    assert_eq!(host.counter(counters::INTROSPECTION_CALLS), 1);
-    assert_eq!(host.counter(counters::INTROSPECTION_CACHE_HITS), 100);
+    assert_eq!(
+        host.counter("keygate_introspections.key_manager.idp.outcome.active"),
+        1
+    );
+    assert_eq!(host.counter("keygate_introspection_cache.result.hit"), 100);
     // The shared cache holds the token's hash, never the token or the secret.
     for (key, (bytes, _)) in host.shared.borrow().iter() {
         let text = String::from_utf8_lossy(bytes);
@@ -328,7 +331,11 @@ fn failures_answer_503_with_retry_after_and_are_never_forwarded() {
         let sent = host.reply_of(1).unwrap();
         assert_eq!(sent.header("retry-after"), Some("1"), "{name}");
         assert!(!host.stream(1).unwrap().resumed, "{name}");
-        assert_eq!(host.counter(counters::INTROSPECTION_FAILURES), 1, "{name}");
+        // One finished call, and it is a failure (neither active nor inactive).
+        let finished = host.counter_where("keygate_introspections", &[("key_manager", "idp")]);
+        let answered = host.counter_where("keygate_introspections", &[("outcome", "active")])
+            + host.counter_where("keygate_introspections", &[("outcome", "inactive")]);
+        assert_eq!((finished, answered), (1, 0), "{name}");
         // Within the retry time: 503 again without a call; after it: a new call.
         get(&mut w, &mut host, 2, OPAQUE);
         assert_eq!(code(&host, 2).0, 503, "{name}");

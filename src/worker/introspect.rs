@@ -26,6 +26,7 @@ use crate::introspection::{
     entry_key, parse_answer, request_body, Answer, CallFailure, Record, Secrets, State, TokenHash,
 };
 use crate::keys::{made_by_proxy, Expect};
+use crate::metrics;
 use crate::policy::Policy;
 use crate::response::Denial;
 
@@ -111,11 +112,12 @@ impl Introspector {
         let mut pending_elsewhere = false;
         if let Some(record) = &record {
             if let Some(outcome) = known(policy, record, &opaque, now_ms) {
-                host.count(counters::INTROSPECTION_CACHE_HITS);
+                host.count(metrics::introspection_cache(true));
                 return Handled::Answer(outcome);
             }
             pending_elsewhere = matches!(record.state, State::Pending { .. });
         }
+        host.count(metrics::introspection_cache(false));
         if !room {
             log::warn!("keygate: parked-request bound reached; answering 503");
             host.count(counters::PARKED_OVERFLOW);
@@ -237,12 +239,13 @@ impl Introspector {
             match host.dispatch(&fetch) {
                 Some(token) => {
                     self.callouts.insert(token, hash);
-                    host.count(counters::INTROSPECTION_CALLS);
                     return Vec::new();
                 }
                 None => {
                     log::warn!("keygate: introspection at {} could not start", manager.name);
-                    host.count(counters::INTROSPECTION_FAILURES);
+                    let label = metrics::label_value(&manager.name);
+                    let outcome = CallFailure::NotStarted.code();
+                    host.count(metrics::introspection(&label, outcome).as_str());
                     flight.failed = Some(CallFailure::NotStarted);
                     flight.next = flight.next.saturating_add(1);
                 }
@@ -281,6 +284,13 @@ impl Introspector {
             .and_then(|km| policy.key_managers().get(km))
             .map(|m| m.name.clone())
             .unwrap_or_default();
+        let outcome = match &result {
+            Ok(Answer::Active(_)) => "active",
+            Ok(Answer::Inactive) => "inactive",
+            Err(failure) => failure.code(),
+        };
+        let label = metrics::label_value(&name);
+        host.count(metrics::introspection(&label, outcome).as_str());
         let ready = match result {
             Ok(Answer::Active(claims)) => {
                 let state = State::Active {
@@ -295,7 +305,6 @@ impl Introspector {
             }
             Err(failure) => {
                 log::warn!("keygate: introspection at {name} failed: {failure}");
-                host.count(counters::INTROSPECTION_FAILURES);
                 flight.failed = Some(failure);
                 flight.next = flight.next.saturating_add(1);
                 self.call(policy, host, hash, now_ms)

@@ -75,12 +75,6 @@ pub mod counters {
     /// Authorized requests answered 429 because their subscription's tier was spent (also
     /// counted as a denial with code `rate_limited`).
     pub const RATE_LIMITED: &str = "keygate_rate_limited";
-    /// Introspection calls started (RFC 7662; opaque tokens).
-    pub const INTROSPECTION_CALLS: &str = "keygate_introspection_calls";
-    /// Introspection calls that failed (no answer, non-200, malformed, not started).
-    pub const INTROSPECTION_FAILURES: &str = "keygate_introspection_failures";
-    /// Opaque-token requests decided from the shared introspection cache.
-    pub const INTROSPECTION_CACHE_HITS: &str = "keygate_introspection_cache_hits";
     /// Requests allowed with a DPoP-bound token and a valid proof (refusals are counted in
     /// `keygate_requests` under their reason).
     pub const DPOP_ALLOWED: &str = "keygate_dpop_allowed";
