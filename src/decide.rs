@@ -96,13 +96,15 @@ pub enum Outcome {
     NeedIntrospection(Box<Opaque>),
 }
 
-/// A request with an opaque bearer token, waiting for an introspection answer.
-#[derive(Debug)]
+/// A request with an opaque token, waiting for an introspection answer.
+#[derive(Debug, Clone)]
 pub struct Opaque {
     pub route: RouteMatch,
     /// The token, needed for the call only (the cache knows it by [`TokenHash`]).
     pub token: String,
     pub hash: TokenHash,
+    /// The scheme it came with and, for DPoP, the proof (checked per request once the answer is in).
+    presentation: Presentation,
 }
 
 /// An authorized caller and the identity headers that go upstream (built once per token and
@@ -320,8 +322,7 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
 }
 
 fn opaque(policy: &Policy, started: &Started<'_>) -> Option<Outcome> {
-    // Opaque tokens are bearer tokens here: a DPoP-bound opaque token is refused (see README).
-    if started.scheme != Scheme::Bearer || !is_opaque(started.token) {
+    if !is_opaque(started.token) {
         return None;
     }
     policy.introspection_order().next()?;
@@ -329,44 +330,58 @@ fn opaque(policy: &Policy, started: &Started<'_>) -> Option<Outcome> {
         route: started.route,
         token: started.token.to_string(),
         hash: TokenHash::of(started.token),
+        presentation: started.presentation(),
     })))
 }
 
 /// The decision for an opaque token that key manager `key_manager` reported active, with the
 /// members of its answer as claims: the issuer (when the answer names one) must be that key
 /// manager's, the times and the audience pass the same checks as a JWT's (`exp` is optional, as
-/// in RFC 7662), the token must be a bearer token, and then the same authorization applies.
+/// in RFC 7662), the binding fits the scheme (a `cnf.jkt` answer, RFC 9449 section 6.2, needs the
+/// DPoP scheme and a valid proof for that key, as a JWT's `cnf.jkt` does; any other binding is
+/// refused), and then the same authorization applies.
 pub fn introspected(
     policy: &Policy,
-    route: &RouteMatch,
+    opaque: &Opaque,
     key_manager: usize,
     claims: &Map<String, Value>,
     now: f64,
+    dpop: DpopHost<'_>,
 ) -> Outcome {
     let Some(manager) = policy.key_managers().get(key_manager) else {
         return Outcome::Deny(Denial::IntrospectionUnavailable { retry_after: 1 });
     };
+    let presentation = &opaque.presentation;
     match claims.get("iss") {
         None => {}
         Some(Value::String(iss)) if manager.issues(iss, claims) => {}
         Some(_) => {
-            return Outcome::Deny(invalid(&TokenError::IssuerMismatch { missing: false }));
+            let err = TokenError::IssuerMismatch { missing: false };
+            return refuse(policy, presentation, invalid(&err));
         }
     }
-    // A token bound to a key (RFC 7800 `cnf`) is not a bearer token.
-    let bearer = claims
-        .get("token_type")
-        .is_none_or(|t| t.as_str().is_some_and(|t| t.eq_ignore_ascii_case("bearer")));
-    if !bearer || claims.contains_key("cnf") {
-        return Outcome::Deny(Denial::InvalidToken {
-            code: "token_not_bearer",
-            description: "the key manager reports a token bound to a key, not a bearer token"
-                .to_string(),
-        });
-    }
-    // Opaque tokens are bearer tokens here, so where DPoP is required they are refused.
-    if policy.dpop_required(route, key_manager) {
-        return dpop_denial(policy, DpopError::Required);
+    // Bound to a key some other way (RFC 7800 `cnf` without `jkt`, e.g. a certificate), or a
+    // token type keygate cannot check: not usable here.
+    let token_type = claims.get("token_type").map(|t| t.as_str().unwrap_or_default());
+    let jkt = claims.get("cnf").map(|cnf| cnf.get("jkt").is_some());
+    let usable = match (token_type, jkt) {
+        // Bound, but not to a DPoP key.
+        (_, Some(false)) => false,
+        (None, _) => true,
+        (Some(t), jkt) if t.eq_ignore_ascii_case("bearer") => jkt.is_none(),
+        (Some(t), jkt) if t.eq_ignore_ascii_case("dpop") => jkt == Some(true),
+        (Some(_), _) => false,
+    };
+    if !usable {
+        return refuse(
+            policy,
+            presentation,
+            Denial::InvalidToken {
+                code: "token_not_bearer",
+                description: "the key manager reports a token bound to a key keygate cannot check"
+                    .to_string(),
+            },
+        );
     }
     let validation = Validation {
         issuer: None,
@@ -374,9 +389,18 @@ pub fn introspected(
         ..manager.time_validation().clone()
     };
     if let Err(err) = check(claims, &validation, now) {
-        return Outcome::Deny(invalid(&err));
+        return refuse(policy, presentation, invalid(&err));
     }
-    authorized(policy, route, key_manager, claims)
+    // Per request, like a JWT's binding: the scheme, the proof and its single use.
+    let presented = Presented {
+        route: opaque.route,
+        token: &opaque.token,
+        presentation,
+    };
+    if let Err(err) = check_dpop(policy, &presented, key_manager, claims, now, dpop) {
+        return dpop_denial(policy, err);
+    }
+    authorized(policy, &opaque.route, key_manager, claims)
 }
 
 /// The answer for an opaque token no key manager reports active.

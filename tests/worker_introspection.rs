@@ -5,6 +5,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
+mod common;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use keygate::introspection::{Secrets, TokenHash};
@@ -450,10 +452,22 @@ fn the_answer_is_authorized_like_a_jwt() {
             (401, "token_not_bearer"),
         ),
         (
-            "cnf",
+            "bound to a certificate",
+            with(json!({"cnf": {"x5t#S256": "x"}})),
+            "GET",
+            (401, "token_not_bearer"),
+        ),
+        (
+            "bearer type with a DPoP key",
             with(json!({"cnf": {"jkt": "x"}})),
             "GET",
             (401, "token_not_bearer"),
+        ),
+        (
+            "DPoP-bound, sent as a bearer token",
+            with(json!({"token_type": "DPoP", "cnf": {"jkt": "x"}})),
+            "GET",
+            (401, "dpop_bound_token_as_bearer"),
         ),
     ];
     for (name, body, method, (status, expected)) in cases {
@@ -682,4 +696,76 @@ fn where_dpop_is_required_an_active_opaque_bearer_token_is_refused() {
     get(&mut w, &mut host, 1, OPAQUE);
     answer(&mut w, &mut host, &active("app-1", "pets:read"));
     assert!(allowed(&host, 1), "{:?}", host.stream(1));
+}
+
+/// A request with `Authorization: DPoP <token>` and the given proofs, for
+/// `http://api.example/pets/items`.
+fn dpop_get(w: &mut Worker, host: &mut FakeHost, stream: u32, token: &str, proofs: &[&str]) {
+    let mut headers = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":path".to_string(), "/pets/items".to_string()),
+        (":scheme".to_string(), "http".to_string()),
+        (":authority".to_string(), "api.example".to_string()),
+        ("authorization".to_string(), format!("DPoP {token}")),
+    ];
+    for p in proofs {
+        headers.push(("dpop".to_string(), p.to_string()));
+    }
+    w.on_request(host, stream, &headers);
+    host.run_wakeup(w);
+}
+
+fn opaque_proof(jti: &str, htm: &str) -> String {
+    common::dpop_proof(
+        "p256",
+        "ES256",
+        &json!({"jti": jti, "htm": htm, "htu": "http://api.example/pets/items", "iat": NOW,
+                "ath": common::ath(OPAQUE)}),
+    )
+}
+
+#[test]
+fn a_dpop_bound_opaque_token_needs_its_proof_on_every_request() {
+    // RFC 9449 section 6.2: the introspection answer binds the token with cnf.jkt.
+    let jkt = common::jwk_thumbprint(&common::public_jwk("p256", "client"));
+    let mut bound = active("app-1", "pets:read");
+    bound["token_type"] = json!("DPoP");
+    bound["cnf"] = json!({"jkt": jkt});
+    let mut w = worker();
+    let mut host = FakeHost::new(NOW_MS);
+    let first = opaque_proof("one", "GET");
+    dpop_get(&mut w, &mut host, 1, OPAQUE, &[&first]);
+    answer(&mut w, &mut host, &bound);
+    assert!(allowed(&host, 1), "{:?}", host.stream(1));
+    // From the cache now (no second call), but each request still needs a fresh, valid proof.
+    let second = opaque_proof("two", "GET");
+    dpop_get(&mut w, &mut host, 2, OPAQUE, &[&second]);
+    assert!(allowed(&host, 2), "{:?}", host.stream(2));
+    dpop_get(&mut w, &mut host, 3, OPAQUE, &[&second]);
+    assert_eq!(code(&host, 3), (401, "dpop_jti_replayed".to_string()));
+    dpop_get(&mut w, &mut host, 4, OPAQUE, &[&opaque_proof("three", "POST")]);
+    assert_eq!(code(&host, 4), (401, "dpop_htm_mismatch".to_string()));
+    dpop_get(&mut w, &mut host, 5, OPAQUE, &[]);
+    assert_eq!(code(&host, 5), (401, "dpop_proof_missing".to_string()));
+    let www = host.reply_of(5).unwrap().header("www-authenticate").unwrap().to_string();
+    assert!(www.starts_with("DPoP "), "{www}");
+    get(&mut w, &mut host, 6, OPAQUE);
+    assert_eq!(code(&host, 6), (401, "dpop_bound_token_as_bearer".to_string()));
+    // A proof made with another key.
+    let other = common::dpop_proof(
+        "p384",
+        "ES384",
+        &json!({"jti": "four", "htm": "GET", "htu": "http://api.example/pets/items", "iat": NOW,
+                "ath": common::ath(OPAQUE)}),
+    );
+    dpop_get(&mut w, &mut host, 7, OPAQUE, &[&other]);
+    assert_eq!(code(&host, 7), (401, "dpop_key_mismatch".to_string()));
+    assert_eq!(calls(&host).len(), 1, "one introspection call for all of them");
+
+    // An unbound opaque token with the DPoP scheme is refused.
+    let mut w = worker();
+    let mut host = FakeHost::new(NOW_MS);
+    dpop_get(&mut w, &mut host, 1, OPAQUE, &[&opaque_proof("five", "GET")]);
+    answer(&mut w, &mut host, &active("app-1", "pets:read"));
+    assert_eq!(code(&host, 1), (401, "dpop_token_not_bound".to_string()));
 }

@@ -31,7 +31,7 @@ use crate::policy::Policy;
 use crate::response::Denial;
 
 use super::host::{Fetch, Host, Post, StreamId};
-use super::{counters, seconds};
+use super::{counters, seconds, with_dpop};
 
 /// A call this worker holds the lease for.
 struct InFlight {
@@ -111,7 +111,7 @@ impl Introspector {
             .filter(|r| r.holds_for(&opaque.hash, now_ms));
         let mut pending_elsewhere = false;
         if let Some(record) = &record {
-            if let Some(outcome) = known(policy, record, &opaque, now_ms) {
+            if let Some(outcome) = known(policy, record, &opaque, now_ms, host) {
                 host.count(metrics::introspection_cache(true));
                 return Handled::Answer(outcome);
             }
@@ -354,13 +354,14 @@ impl Introspector {
             state,
         };
         publish(host, &key_of(policy, &hash), &record);
-        self.resolve(policy, &record, hash, now_ms)
+        self.resolve(policy, host, &record, hash, now_ms)
     }
 
     /// Answers the requests parked for `hash` from `record`.
     fn resolve(
         &mut self,
         policy: &Policy,
+        host: &impl Host,
         record: &Record,
         hash: TokenHash,
         now_ms: u64,
@@ -376,7 +377,7 @@ impl Introspector {
             let Some(waiting) = self.parked.remove(&stream) else {
                 continue;
             };
-            let outcome = known(policy, record, &waiting.opaque, now_ms).unwrap_or(Outcome::Deny(
+            let outcome = known(policy, record, &waiting.opaque, now_ms, host).unwrap_or(Outcome::Deny(
                 Denial::IntrospectionUnavailable { retry_after: 1 },
             ));
             ready.push((stream, outcome));
@@ -416,7 +417,7 @@ impl Introspector {
                     State::Inactive | State::Failed => true,
                 };
                 if usable {
-                    ready.extend(self.resolve(policy, record, hash, now_ms));
+                    ready.extend(self.resolve(policy, host, record, hash, now_ms));
                     continue;
                 }
             }
@@ -426,11 +427,7 @@ impl Introspector {
                 .parked
                 .values()
                 .find(|w| w.opaque.hash == hash)
-                .map(|w| Opaque {
-                    route: w.opaque.route,
-                    token: w.opaque.token.clone(),
-                    hash,
-                });
+                .map(|w| (*w.opaque).clone());
             if let Some(opaque) = opaque {
                 self.lease(policy, host, &opaque, current.map(|(_, cas)| cas), now_ms);
             }
@@ -457,20 +454,23 @@ fn key_of(policy: &Policy, hash: &TokenHash) -> String {
 
 /// The decision a record gives, `None` while it is pending (or names a key manager no longer
 /// trusted here for introspection).
-fn known(policy: &Policy, record: &Record, opaque: &Opaque, now_ms: u64) -> Option<Outcome> {
+fn known(
+    policy: &Policy,
+    record: &Record,
+    opaque: &Opaque,
+    now_ms: u64,
+    host: &impl Host,
+) -> Option<Outcome> {
     match &record.state {
         State::Active {
             key_manager,
             claims,
         } => {
             let km = introspecting(policy, key_manager)?;
-            Some(decide::introspected(
-                policy,
-                &opaque.route,
-                km,
-                claims,
-                seconds(now_ms),
-            ))
+            let outcome = with_dpop(host, |dpop| {
+                decide::introspected(policy, opaque, km, claims, seconds(now_ms), dpop)
+            });
+            Some(outcome)
         }
         State::Inactive => Some(Outcome::Deny(decide::inactive())),
         State::Failed => {

@@ -98,6 +98,15 @@ impl<H: Host> Slots for SharedSlots<'_, H> {
     }
 }
 
+/// Runs `f` with the host as the DPoP checks' crypto and `jti` replay store.
+fn with_dpop<H: Host, R>(host: &H, f: impl FnOnce(DpopHost<'_>) -> R) -> R {
+    let slots = SharedSlots(host);
+    f(DpopHost {
+        crypto: Some(host as &dyn HostCrypto),
+        slots: &slots,
+    })
+}
+
 /// A request waiting for keys.
 struct Parked {
     pending: Box<Pending>,
