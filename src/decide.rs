@@ -362,7 +362,9 @@ pub fn introspected(
     }
     // Bound to a key some other way (RFC 7800 `cnf` without `jkt`, e.g. a certificate), or a
     // token type keygate cannot check: not usable here.
-    let token_type = claims.get("token_type").map(|t| t.as_str().unwrap_or_default());
+    let token_type = claims
+        .get("token_type")
+        .map(|t| t.as_str().unwrap_or_default());
     let jkt = claims.get("cnf").map(|cnf| cnf.get("jkt").is_some());
     let usable = match (token_type, jkt) {
         // Bound, but not to a DPoP key.

@@ -23,9 +23,10 @@ use std::thread;
 use std::time::Duration;
 
 use faultproxy::{FaultProxy, Mode};
-use stack::AUDIENCE;
+use stack::{now, AUDIENCE};
 use support::{
-    envoy_bin, free_port, http, EchoUpstream, Envoy, KeyManager, ProcessGuard, Response, TempDir,
+    envoy_bin, free_port, http, DpopKey, EchoUpstream, Envoy, KeyManager, ProcessGuard, Response,
+    TempDir,
 };
 
 const PETS: &str = "/pets/v1/pets";
@@ -426,4 +427,96 @@ fn envoy_without_the_secret_refuses_the_configuration_naming_the_field() {
         answer.map(|r| r.status)
     );
     assert_eq!(echo.request_count(), 0);
+}
+
+#[test]
+fn dpop_bound_opaque_tokens_need_a_valid_proof_on_every_request() {
+    let rig = rig(2);
+    // The real key manager binds an opaque token to the proof's key (RFC 9449 section 6.2: its
+    // introspection answer says token_type DPoP and cnf.jkt).
+    let key = DpopKey::generate();
+    let reply = rig.km.token_client_credentials_dpop(
+        "shop-opaque",
+        "shop-opaque-secret",
+        "pets:read",
+        &key,
+    );
+    assert_eq!(reply["token_type"], "DPoP", "{reply}");
+    let token = reply["access_token"].as_str().unwrap().to_string();
+    assert_eq!(token.matches('.').count(), 0, "an opaque token");
+    let url = format!("http://127.0.0.1:{}{PETS}", rig.port);
+    let auth = format!("DPoP {token}");
+    let with_proof = |proof: &str| {
+        http(
+            rig.port,
+            "GET",
+            PETS,
+            &[("authorization", &auth), ("dpop", proof)],
+        )
+    };
+    let fresh = || key.proof("GET", &url, now(), Some(&token));
+
+    // Allowed with a fresh proof each time; one introspection call for all of them.
+    let calls = rig.introspection_calls();
+    for _ in 0..4 {
+        let ok = with_proof(&fresh());
+        assert_eq!(ok.status, 200, "{}", ok.body);
+    }
+    assert_eq!(rig.introspection_calls(), calls + 1);
+    let seen = rig.echo.last_request().unwrap();
+    assert_eq!(seen.header("x-keygate-client-id"), Some("shop-opaque"));
+    assert_eq!(seen.header("authorization"), None);
+    assert_eq!(seen.header("dpop"), None);
+
+    // Refused: a replayed proof, another key, the wrong method, no proof, the Bearer scheme.
+    let once = fresh();
+    assert_eq!(with_proof(&once).status, 200);
+    let refusals = [
+        (with_proof(&once), "dpop_jti_replayed"),
+        (
+            with_proof(&DpopKey::generate().proof("GET", &url, now(), Some(&token))),
+            "dpop_key_mismatch",
+        ),
+        (
+            with_proof(&key.proof("POST", &url, now(), Some(&token))),
+            "dpop_htm_mismatch",
+        ),
+        (
+            with_proof(&key.proof("GET", &url, now(), Some("another token"))),
+            "dpop_ath_mismatch",
+        ),
+        (
+            http(rig.port, "GET", PETS, &[("authorization", &auth)]),
+            "dpop_proof_missing",
+        ),
+        (rig.call("GET", &token), "dpop_bound_token_as_bearer"),
+    ];
+    for (refused, expected) in &refusals {
+        assert_eq!(refused.status, 401, "{expected}: {}", refused.body);
+        assert_eq!(code(refused), *expected, "{}", refused.body);
+        let www = refused.header("www-authenticate").unwrap_or_default();
+        assert!(www.starts_with("DPoP "), "{expected}: {www}");
+    }
+    let bound_calls = rig.introspection_calls() - calls;
+    assert_eq!(bound_calls, 1, "all from the cache");
+
+    // A plain opaque token with the DPoP scheme is not bound: refused.
+    let plain = rig.opaque("shop-opaque", "pets:read");
+    let proof = key.proof("GET", &url, now(), Some(&plain));
+    let refused = http(
+        rig.port,
+        "GET",
+        PETS,
+        &[
+            ("authorization", &format!("DPoP {plain}")),
+            ("dpop", &proof),
+        ],
+    );
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert_eq!(code(&refused), "dpop_token_not_bound");
+    println!(
+        "DPoP-bound opaque token: 5 allowed with fresh proofs, {} refused, {bound_calls} \
+         introspection call(s)",
+        refusals.len()
+    );
 }

@@ -743,14 +743,28 @@ fn a_dpop_bound_opaque_token_needs_its_proof_on_every_request() {
     assert!(allowed(&host, 2), "{:?}", host.stream(2));
     dpop_get(&mut w, &mut host, 3, OPAQUE, &[&second]);
     assert_eq!(code(&host, 3), (401, "dpop_jti_replayed".to_string()));
-    dpop_get(&mut w, &mut host, 4, OPAQUE, &[&opaque_proof("three", "POST")]);
+    dpop_get(
+        &mut w,
+        &mut host,
+        4,
+        OPAQUE,
+        &[&opaque_proof("three", "POST")],
+    );
     assert_eq!(code(&host, 4), (401, "dpop_htm_mismatch".to_string()));
     dpop_get(&mut w, &mut host, 5, OPAQUE, &[]);
     assert_eq!(code(&host, 5), (401, "dpop_proof_missing".to_string()));
-    let www = host.reply_of(5).unwrap().header("www-authenticate").unwrap().to_string();
+    let www = host
+        .reply_of(5)
+        .unwrap()
+        .header("www-authenticate")
+        .unwrap()
+        .to_string();
     assert!(www.starts_with("DPoP "), "{www}");
     get(&mut w, &mut host, 6, OPAQUE);
-    assert_eq!(code(&host, 6), (401, "dpop_bound_token_as_bearer".to_string()));
+    assert_eq!(
+        code(&host, 6),
+        (401, "dpop_bound_token_as_bearer".to_string())
+    );
     // A proof made with another key.
     let other = common::dpop_proof(
         "p384",
@@ -760,12 +774,22 @@ fn a_dpop_bound_opaque_token_needs_its_proof_on_every_request() {
     );
     dpop_get(&mut w, &mut host, 7, OPAQUE, &[&other]);
     assert_eq!(code(&host, 7), (401, "dpop_key_mismatch".to_string()));
-    assert_eq!(calls(&host).len(), 1, "one introspection call for all of them");
+    assert_eq!(
+        calls(&host).len(),
+        1,
+        "one introspection call for all of them"
+    );
 
     // An unbound opaque token with the DPoP scheme is refused.
     let mut w = worker();
     let mut host = FakeHost::new(NOW_MS);
-    dpop_get(&mut w, &mut host, 1, OPAQUE, &[&opaque_proof("five", "GET")]);
+    dpop_get(
+        &mut w,
+        &mut host,
+        1,
+        OPAQUE,
+        &[&opaque_proof("five", "GET")],
+    );
     answer(&mut w, &mut host, &active("app-1", "pets:read"));
     assert_eq!(code(&host, 1), (401, "dpop_token_not_bound".to_string()));
 }

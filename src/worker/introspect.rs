@@ -377,9 +377,9 @@ impl Introspector {
             let Some(waiting) = self.parked.remove(&stream) else {
                 continue;
             };
-            let outcome = known(policy, record, &waiting.opaque, now_ms, host).unwrap_or(Outcome::Deny(
-                Denial::IntrospectionUnavailable { retry_after: 1 },
-            ));
+            let outcome = known(policy, record, &waiting.opaque, now_ms, host).unwrap_or(
+                Outcome::Deny(Denial::IntrospectionUnavailable { retry_after: 1 }),
+            );
             ready.push((stream, outcome));
         }
         ready
