@@ -173,6 +173,18 @@ fn one_call_for_concurrent_requests_then_cache_hits() {
         1
     );
     assert_eq!(host.counter("keygate_introspection_cache.result.hit"), 100);
+    // Every allowed request is counted under the key manager that vouched for the token, parked
+    // ones and cache hits alike.
+    let allowed_here = [
+        ("outcome", "allowed"),
+        ("key_manager", "idp"),
+        ("api", "pets"),
+    ];
+    assert_eq!(
+        host.counter_where("keygate_requests", &allowed_here),
+        host.counter_where("keygate_requests", &[("outcome", "allowed")])
+    );
+    assert!(host.counter_where("keygate_requests", &allowed_here) >= 100);
     // The shared cache holds the token's hash, never the token or the secret.
     for (key, (bytes, _)) in host.shared.borrow().iter() {
         let text = String::from_utf8_lossy(bytes);

@@ -46,9 +46,25 @@ struct Waiting {
     deadline_ms: u64,
 }
 
+/// A decision for an opaque token, with the key manager whose answer it rests on (for the
+/// metrics' `key_manager` label; `None` when no key manager vouched for the token).
+pub(super) struct Settled {
+    pub outcome: Outcome,
+    pub key_manager: Option<usize>,
+}
+
+impl Settled {
+    fn unvouched(outcome: Outcome) -> Self {
+        Settled {
+            outcome,
+            key_manager: None,
+        }
+    }
+}
+
 /// What became of a request with an opaque token.
 pub(super) enum Handled {
-    Answer(Outcome),
+    Answer(Settled),
     /// Parked; `wake` when the root must dispatch a call.
     Parked {
         wake: bool,
@@ -121,9 +137,9 @@ impl Introspector {
         if !room {
             log::warn!("keygate: parked-request bound reached; answering 503");
             host.count(counters::PARKED_OVERFLOW);
-            return Handled::Answer(Outcome::Deny(Denial::IntrospectionUnavailable {
-                retry_after: 1,
-            }));
+            return Handled::Answer(Settled::unvouched(Outcome::Deny(
+                Denial::IntrospectionUnavailable { retry_after: 1 },
+            )));
         }
         let wake = if pending_elsewhere || self.inflight.contains_key(&opaque.hash) {
             false
@@ -188,7 +204,7 @@ impl Introspector {
         policy: &Policy,
         host: &mut impl Host,
         now_ms: u64,
-    ) -> Vec<(StreamId, Outcome)> {
+    ) -> Vec<(StreamId, Settled)> {
         let mut ready = Vec::new();
         while let Some(hash) = self.wanted.pop_first() {
             ready.extend(self.call(policy, host, hash, now_ms));
@@ -203,7 +219,7 @@ impl Introspector {
         host: &mut impl Host,
         hash: TokenHash,
         now_ms: u64,
-    ) -> Vec<(StreamId, Outcome)> {
+    ) -> Vec<(StreamId, Settled)> {
         loop {
             let Some(flight) = self.inflight.get_mut(&hash) else {
                 return Vec::new();
@@ -261,7 +277,7 @@ impl Introspector {
         token: u32,
         body_size: usize,
         now_ms: u64,
-    ) -> Option<Vec<(StreamId, Outcome)>> {
+    ) -> Option<Vec<(StreamId, Settled)>> {
         let hash = self.callouts.remove(&token)?;
         let headers = host.fetch_headers();
         let status = headers
@@ -321,7 +337,7 @@ impl Introspector {
         hash: TokenHash,
         state: State,
         now_ms: u64,
-    ) -> Vec<(StreamId, Outcome)> {
+    ) -> Vec<(StreamId, Settled)> {
         self.inflight.remove(&hash);
         let settings = policy.settings();
         let later = |s: u64| now_ms.saturating_add(s.saturating_mul(1_000));
@@ -365,7 +381,7 @@ impl Introspector {
         record: &Record,
         hash: TokenHash,
         now_ms: u64,
-    ) -> Vec<(StreamId, Outcome)> {
+    ) -> Vec<(StreamId, Settled)> {
         let streams: Vec<StreamId> = self
             .parked
             .iter()
@@ -377,9 +393,12 @@ impl Introspector {
             let Some(waiting) = self.parked.remove(&stream) else {
                 continue;
             };
-            let outcome = known(policy, record, &waiting.opaque, now_ms, host).unwrap_or(
-                Outcome::Deny(Denial::IntrospectionUnavailable { retry_after: 1 }),
-            );
+            let outcome =
+                known(policy, record, &waiting.opaque, now_ms, host).unwrap_or_else(|| {
+                    Settled::unvouched(Outcome::Deny(Denial::IntrospectionUnavailable {
+                        retry_after: 1,
+                    }))
+                });
             ready.push((stream, outcome));
         }
         ready
@@ -392,7 +411,7 @@ impl Introspector {
         policy: &Policy,
         host: &mut impl Host,
         now_ms: u64,
-    ) -> Vec<(StreamId, Outcome)> {
+    ) -> Vec<(StreamId, Settled)> {
         let mut ready = self.dispatch_wanted(policy, host, now_ms);
         let waiting: BTreeSet<TokenHash> = self
             .parked
@@ -442,7 +461,7 @@ impl Introspector {
         for stream in late {
             self.parked.remove(&stream);
             let unavailable = Denial::IntrospectionUnavailable { retry_after: 1 };
-            ready.push((stream, Outcome::Deny(unavailable)));
+            ready.push((stream, Settled::unvouched(Outcome::Deny(unavailable))));
         }
         ready
     }
@@ -460,8 +479,8 @@ fn known(
     opaque: &Opaque,
     now_ms: u64,
     host: &impl Host,
-) -> Option<Outcome> {
-    match &record.state {
+) -> Option<Settled> {
+    let outcome = match &record.state {
         State::Active {
             key_manager,
             claims,
@@ -470,18 +489,20 @@ fn known(
             let outcome = with_dpop(host, |dpop| {
                 decide::introspected(policy, opaque, km, claims, seconds(now_ms), dpop)
             });
-            Some(outcome)
+            return Some(Settled {
+                outcome,
+                key_manager: Some(km),
+            });
         }
-        State::Inactive => Some(Outcome::Deny(decide::inactive())),
+        State::Inactive => Outcome::Deny(decide::inactive()),
         State::Failed => {
             let left_ms = record.until_ms.saturating_sub(now_ms);
             let retry_after = left_ms.div_ceil(1_000).max(1);
-            Some(Outcome::Deny(Denial::IntrospectionUnavailable {
-                retry_after,
-            }))
+            Outcome::Deny(Denial::IntrospectionUnavailable { retry_after })
         }
-        State::Pending { .. } => None,
-    }
+        State::Pending { .. } => return None,
+    };
+    Some(Settled::unvouched(outcome))
 }
 
 /// The index of key manager `name` if opaque tokens are introspected there in this environment.

@@ -53,7 +53,7 @@ use crate::response::{reply, Denial, Scheme};
 pub use fake::{Crypto, Dispatched, FakeHost, Interleaved, Sent, SharedData, StreamLog};
 pub use host::{Fetch, Host, Post, StreamId};
 
-use introspect::{Handled, Introspector};
+use introspect::{Handled, Introspector, Settled};
 use keystore::{Answered, KeyStore, Need};
 
 /// What the shell tells the host about the request headers it was handed.
@@ -333,7 +333,10 @@ impl Worker {
                     self.introspector
                         .request(&self.policy, host, stream, opaque, now_ms, room);
                 match handled {
-                    Handled::Answer(outcome) => self.apply(host, stream, &outcome, &answering),
+                    Handled::Answer(settled) => {
+                        answering.key_manager = settled.key_manager;
+                        self.apply(host, stream, &settled.outcome, &answering)
+                    }
                     Handled::Parked { wake } => {
                         // The wait for the key manager is not the filter's own time.
                         let spent_us = answering.spent(host.now_us());
@@ -382,17 +385,18 @@ impl Worker {
     }
 
     /// Answers or resumes requests whose introspection answer arrived.
-    fn settle(&mut self, host: &mut impl Host, ready: Vec<(StreamId, Outcome)>) {
-        for (stream, outcome) in ready {
+    fn settle(&mut self, host: &mut impl Host, ready: Vec<(StreamId, Settled)>) {
+        for (stream, settled) in ready {
             let now_us = host.now_us();
-            let answering = match self.introspecting.remove(&stream) {
+            let mut answering = match self.introspecting.remove(&stream) {
                 Some(waited) => Answering {
                     since_us: now_us,
                     ..waited
                 },
                 None => Answering::new(now_us),
             };
-            if self.apply(host, stream, &outcome, &answering) == Verdict::Continue {
+            answering.key_manager = settled.key_manager;
+            if self.apply(host, stream, &settled.outcome, &answering) == Verdict::Continue {
                 host.resume(stream);
             }
         }
