@@ -791,6 +791,11 @@ fn a_dpop_bound_opaque_token_needs_its_proof_on_every_request() {
         1,
         "one introspection call for all of them"
     );
+    assert_eq!(
+        host.counter(counters::DPOP_ALLOWED),
+        2,
+        "the parked request and the cache hit"
+    );
 
     // An unbound opaque token with the DPoP scheme is refused.
     let mut w = worker();

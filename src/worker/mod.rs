@@ -123,6 +123,8 @@ struct Parked {
 struct Answering {
     api: Option<usize>,
     key_manager: Option<usize>,
+    /// The token came with the DPoP scheme.
+    dpop: bool,
     spent_us: u64,
     since_us: u64,
 }
@@ -132,6 +134,7 @@ impl Answering {
         Answering {
             api: None,
             key_manager: None,
+            dpop: false,
             spent_us: 0,
             since_us,
         }
@@ -142,6 +145,7 @@ impl Answering {
         Answering {
             api: Some(parked.pending.api()),
             key_manager: Some(parked.pending.key_manager()),
+            dpop: parked.pending.is_dpop(),
             spent_us: parked.spent_us,
             since_us: now_us,
         }
@@ -281,30 +285,26 @@ impl Worker {
         };
         let now_us = host.now_us();
         let now_ms = now_us / 1000;
-        let mut dpop_scheme = false;
         let mut answering = Answering::new(now_us);
         let route = self.policy.route(&method, &path);
         answering.api = route.api();
         let outcome = match decide::start_at(route, &request) {
             Err(outcome) => outcome,
             Ok(started) => {
-                dpop_scheme = started.scheme() == Scheme::Dpop;
-                let slots = SharedSlots(&*host);
-                let dpop = DpopHost {
-                    crypto: Some(&*host as &dyn HostCrypto),
-                    slots: &slots,
-                };
+                answering.dpop = started.scheme() == Scheme::Dpop;
                 let stores = &self.stores;
                 let generation =
                     |km: usize| stores.get(km).and_then(|s| s.usable_generation(now_ms));
-                let recalled = decide::recall_with_key_manager(
-                    &self.policy,
-                    &started,
-                    &mut self.verified,
-                    generation,
-                    seconds(now_ms),
-                    dpop,
-                );
+                let recalled = with_dpop(&*host, |dpop| {
+                    decide::recall_with_key_manager(
+                        &self.policy,
+                        &started,
+                        &mut self.verified,
+                        generation,
+                        seconds(now_ms),
+                        dpop,
+                    )
+                });
                 host.count(metrics::token_cache(recalled.is_some()));
                 match recalled {
                     Some((km, outcome)) => {
@@ -354,12 +354,7 @@ impl Worker {
                     }
                 }
             }
-            other => {
-                if dpop_scheme && matches!(other, Outcome::Allow(_)) {
-                    host.count(counters::DPOP_ALLOWED);
-                }
-                self.apply(host, stream, &other, &answering)
-            }
+            other => self.apply(host, stream, &other, &answering),
         };
         self.request_had_authorization = true;
         self.request_had_dpop = true;
@@ -480,20 +475,17 @@ impl Worker {
             generation: *generation,
             crypto: Some(host as &dyn HostCrypto),
         });
-        let slots = SharedSlots(host);
-        let dpop = DpopHost {
-            crypto: Some(host as &dyn HostCrypto),
-            slots: &slots,
-        };
-        decide::finish(
-            &self.policy,
-            pending,
-            keys,
-            seconds(now_ms),
-            after_refetch,
-            &mut self.verified,
-            dpop,
-        )
+        with_dpop(host, |dpop| {
+            decide::finish(
+                &self.policy,
+                pending,
+                keys,
+                seconds(now_ms),
+                after_refetch,
+                &mut self.verified,
+                dpop,
+            )
+        })
     }
 
     /// Parks a request until keys arrive (starting a fetch when one is due), or answers it now.
@@ -649,6 +641,21 @@ impl Worker {
         host.record(metrics::FILTER_TIME_US, spent);
     }
 
+    /// Removes the credentials from a request that goes upstream (`settings.strip_authorization`):
+    /// `Authorization` and the `DPoP` proofs, which mean nothing without the token. Only requests
+    /// that carried a token reach Allow; a public one may or may not have.
+    fn strip_credentials(&self, host: &mut impl Host, stream: StreamId) {
+        if !self.policy.settings().strip_authorization {
+            return;
+        }
+        if self.request_had_authorization {
+            host.remove_header(stream, "authorization");
+        }
+        if self.request_had_dpop {
+            host.remove_header(stream, "dpop");
+        }
+    }
+
     /// Answers or forwards `stream` according to a final outcome.
     fn apply(
         &mut self,
@@ -657,22 +664,13 @@ impl Worker {
         outcome: &Outcome,
         answering: &Answering,
     ) -> Verdict {
-        // Only requests that carried a token reach Allow; a public one may or may not have.
-        let had_authorization = self.request_had_authorization;
-        let had_dpop = self.request_had_dpop;
-        let settings = self.policy.settings();
         match outcome {
             Outcome::Pass => {
                 self.count_request(host, RequestOutcome::Passed, None, answering);
                 Verdict::Continue
             }
             Outcome::Public => {
-                if settings.strip_authorization && had_authorization {
-                    host.remove_header(stream, "authorization");
-                }
-                if settings.strip_authorization && had_dpop {
-                    host.remove_header(stream, "dpop");
-                }
+                self.strip_credentials(host, stream);
                 self.count_request(host, RequestOutcome::Public, None, answering);
                 Verdict::Continue
             }
@@ -701,15 +699,13 @@ impl Worker {
                 for (name, value) in &allowed.headers {
                     host.set_header(stream, name, value);
                 }
-                if settings.strip_authorization && had_authorization {
-                    host.remove_header(stream, "authorization");
-                }
-                if settings.strip_authorization && had_dpop {
-                    host.remove_header(stream, "dpop");
-                }
+                self.strip_credentials(host, stream);
                 // Access logs read the identity from the headers just set; only the code is state.
                 host.set_filter_state(stream, "keygate.code", "allowed");
                 self.count_request(host, RequestOutcome::Allowed, None, answering);
+                if answering.dpop {
+                    host.count(counters::DPOP_ALLOWED);
+                }
                 Verdict::Continue
             }
             Outcome::Deny(denial) => {
@@ -774,7 +770,6 @@ impl Worker {
             let Some(parked) = self.parked.remove(&stream) else {
                 continue;
             };
-            let dpop_scheme = parked.pending.is_dpop();
             let answering = Answering::resumed(&parked, host.now_us());
             let outcome = if has_keys {
                 // After a refetch (or when no fetch can help any more) an unknown kid is final.
@@ -782,9 +777,6 @@ impl Worker {
             } else {
                 Outcome::Deny(Denial::KeyManagerUnavailable { retry_after })
             };
-            if dpop_scheme && matches!(outcome, Outcome::Allow(_)) {
-                host.count(counters::DPOP_ALLOWED);
-            }
             if self.apply(host, stream, &outcome, &answering) == Verdict::Continue {
                 host.resume(stream);
             }
