@@ -129,6 +129,12 @@ fn code(host: &FakeHost, stream: u32) -> (u32, String) {
     (sent.status, sent.code().unwrap_or_default())
 }
 
+/// The `WWW-Authenticate` of the reply to `stream`.
+fn www_authenticate(host: &FakeHost, stream: u32) -> String {
+    let sent = host.reply_of(stream).unwrap();
+    sent.header("www-authenticate").unwrap().to_string()
+}
+
 const OPAQUE: &str = "Lx8wOE7k1Ps0qHUdzy2Gf3CGqfoB6Nzm4cJmF9Mr2hx";
 
 #[test]
@@ -256,12 +262,7 @@ fn inactive_is_401_and_cached_for_the_negative_time() {
     get(&mut w, &mut host, 1, OPAQUE);
     answer(&mut w, &mut host, &json!({"active": false}));
     assert_eq!(code(&host, 1), (401, "token_inactive".to_string()));
-    let www = host
-        .reply_of(1)
-        .unwrap()
-        .header("www-authenticate")
-        .unwrap()
-        .to_string();
+    let www = www_authenticate(&host, 1);
     assert!(www.contains("error=\"invalid_token\""), "{www}");
     assert!(!host.stream(1).unwrap().resumed);
     host.now_ms += 9_000;
@@ -694,12 +695,7 @@ fn where_dpop_is_required_an_active_opaque_bearer_token_is_refused() {
     assert_eq!(get(&mut w, &mut host, 1, OPAQUE), Verdict::Pause);
     answer(&mut w, &mut host, &active("app-1", "pets:read"));
     assert_eq!(code(&host, 1), (401, "dpop_required".to_string()));
-    let www = host
-        .reply_of(1)
-        .unwrap()
-        .header("www-authenticate")
-        .unwrap()
-        .to_string();
+    let www = www_authenticate(&host, 1);
     assert!(www.starts_with("DPoP "), "{www}");
     assert!(!allowed(&host, 1));
     // The same answer where DPoP is not required is allowed.
@@ -765,12 +761,7 @@ fn a_dpop_bound_opaque_token_needs_its_proof_on_every_request() {
     assert_eq!(code(&host, 4), (401, "dpop_htm_mismatch".to_string()));
     dpop_get(&mut w, &mut host, 5, OPAQUE, &[]);
     assert_eq!(code(&host, 5), (401, "dpop_proof_missing".to_string()));
-    let www = host
-        .reply_of(5)
-        .unwrap()
-        .header("www-authenticate")
-        .unwrap()
-        .to_string();
+    let www = www_authenticate(&host, 5);
     assert!(www.starts_with("DPoP "), "{www}");
     get(&mut w, &mut host, 6, OPAQUE);
     assert_eq!(
