@@ -113,16 +113,14 @@ impl Gateway {
     }
 }
 
-fn code(r: &Response) -> String {
-    serde_json::from_str::<serde_json::Value>(&r.body)
-        .ok()
-        .and_then(|v| v["code"].as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("(no code; status {})", r.status))
-}
-
 /// A refusal: 401, the DPoP challenge with `error` and `algs`, and the JSON body's code.
 fn assert_refused(r: &Response, error: &str, want_code: &str) {
-    assert_eq!((r.status, code(r).as_str()), (401, want_code), "{}", r.body);
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (401, want_code),
+        "{}",
+        r.body
+    );
     let challenge = r.header("www-authenticate").unwrap_or_default();
     assert!(
         challenge.starts_with("DPoP ") && challenge.contains(&format!("error=\"{error}\"")),
@@ -160,7 +158,7 @@ fn dpop_bound_tokens_need_a_valid_single_use_proof() {
     // verified-token cache hit on its worker or the first on the other; both check the proof).
     for _ in 0..3 {
         let ok = gw.call("GET", "/pets/v1/pets", &auth, &[&fresh("GET", &pets)]);
-        assert_eq!(ok.status, 200, "{}", code(&ok));
+        assert_eq!(ok.status, 200, "{}", ok.code());
         let echoed: serde_json::Value = serde_json::from_str(&ok.body).unwrap();
         assert!(
             echoed["headers"]["dpop"].is_null(),
@@ -177,7 +175,7 @@ fn dpop_bound_tokens_need_a_valid_single_use_proof() {
         Some(&token),
     );
     let ok = gw.call("GET", "/pets/v1/pets?limit=5", &auth, &[&spelled]);
-    assert_eq!(ok.status, 200, "{}", code(&ok));
+    assert_eq!(ok.status, 200, "{}", ok.code());
 
     // Refused, one rule each.
     let wrong_method = fresh("POST", &pets);
@@ -260,7 +258,7 @@ fn dpop_bound_tokens_need_a_valid_single_use_proof() {
         let statuses: Vec<(u16, String)> = (0..6)
             .map(|_| {
                 let r = gw.call("GET", "/pets/v1/pets", &auth, &[&proof]);
-                (r.status, code(&r))
+                (r.status, r.code())
             })
             .collect();
         let after = gw.connections_per_worker();
@@ -296,7 +294,7 @@ fn dpop_bound_tokens_need_a_valid_single_use_proof() {
     // Scopes still apply to bound tokens (pets:write is not in this token).
     let post = gw.call("POST", "/pets/v1/pets", &auth, &[&fresh("POST", &pets)]);
     assert_eq!(
-        (post.status, code(&post).as_str()),
+        (post.status, post.code().as_str()),
         (403, "insufficient_scope")
     );
     // Proofs are never logged.
@@ -338,7 +336,7 @@ fn required_dpop_refuses_plain_bearer_tokens_and_takes_bound_ones() {
     let token = reply["access_token"].as_str().unwrap();
     let proof = key.proof("GET", &gw.url("/vault/items"), now(), Some(token));
     let ok = gw.call("GET", "/vault/items", &format!("DPoP {token}"), &[&proof]);
-    assert_eq!(ok.status, 200, "{}", code(&ok));
+    assert_eq!(ok.status, 200, "{}", ok.code());
     // A forged token under the DPoP scheme keeps its own code, under the DPoP challenge.
     let mut forged = token.to_string();
     forged.truncate(forged.len() - 4);

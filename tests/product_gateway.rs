@@ -14,17 +14,10 @@ use serde_json::json;
 use stack::{sign_es256, stranger_key, Options, Stack};
 use support::{http, KeyManager, TempDir};
 
-fn code(response: &support::Response) -> String {
-    response.json()["code"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[track_caller]
 fn expect(response: &support::Response, status: u16, code_: &str) {
     assert_eq!(
-        (response.status, code(response).as_str()),
+        (response.status, response.code().as_str()),
         (status, code_),
         "body: {}",
         response.body

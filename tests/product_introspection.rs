@@ -25,8 +25,8 @@ use std::time::Duration;
 use faultproxy::{FaultProxy, Mode};
 use stack::{now, AUDIENCE};
 use support::{
-    envoy_bin, free_port, http, DpopKey, EchoUpstream, Envoy, KeyManager, ProcessGuard, Response,
-    TempDir,
+    envoy_bin, expect_reply, free_port, http, DpopKey, EchoUpstream, Envoy, KeyManager,
+    ProcessGuard, Response, TempDir,
 };
 
 const PETS: &str = "/pets/v1/pets";
@@ -139,23 +139,6 @@ impl Rig {
     }
 }
 
-fn code(response: &Response) -> String {
-    serde_json::from_str::<serde_json::Value>(&response.body)
-        .ok()
-        .and_then(|v| v["code"].as_str().map(String::from))
-        .unwrap_or_default()
-}
-
-#[track_caller]
-fn expect(response: &Response, status: u16, expected: &str, what: &str) {
-    assert_eq!(
-        (response.status, code(response).as_str()),
-        (status, expected),
-        "{what}: {}",
-        response.body
-    );
-}
-
 /// Every file under `dir`, with its text.
 fn files(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
@@ -239,14 +222,14 @@ fn opaque_tokens_are_introspected_once_and_authorized_like_jwts() {
 
     // The same authorization as a JWT.
     let orders_only = rig.opaque("shop-opaque", "orders:read");
-    expect(
+    expect_reply(
         &rig.call("GET", &orders_only),
         403,
         "insufficient_scope",
         "wrong scope",
     );
     let orphan = rig.opaque("orphan-opaque", "pets:read");
-    expect(
+    expect_reply(
         &rig.call("GET", &orphan),
         403,
         "application_not_found",
@@ -255,7 +238,7 @@ fn opaque_tokens_are_introspected_once_and_authorized_like_jwts() {
     let alice = rig.user_opaque("alice", "pets:write");
     assert_eq!(rig.call("POST", &alice).status, 200, "alice is a pet-admin");
     let bob = rig.user_opaque("bob", "pets:write");
-    expect(
+    expect_reply(
         &rig.call("POST", &bob),
         403,
         "insufficient_group",
@@ -265,7 +248,7 @@ fn opaque_tokens_are_introspected_once_and_authorized_like_jwts() {
     // Inactive: unknown to the key manager, or revoked before use.
     let unknown = "Zm9yZ2VkLW9wYXF1ZS10b2tlbi10aGF0LW5vYm9keS1pc3N1ZWQ";
     let refused = rig.call("GET", unknown);
-    expect(&refused, 401, "token_inactive", "unknown token");
+    expect_reply(&refused, 401, "token_inactive", "unknown token");
     let www = refused.header("www-authenticate").unwrap_or_default();
     assert!(www.contains("error=\"invalid_token\""), "{www}");
     let revoked = rig.opaque("shop-opaque", "pets:read");
@@ -280,7 +263,7 @@ fn opaque_tokens_are_introspected_once_and_authorized_like_jwts() {
         format!("token={revoked}").as_bytes(),
     );
     assert_eq!(revocation.status, 200, "{}", revocation.body);
-    expect(
+    expect_reply(
         &rig.call("GET", &revoked),
         401,
         "token_inactive",
@@ -356,7 +339,7 @@ fn an_introspection_outage_is_503_for_new_tokens_while_cached_ones_keep_working(
         rig.proxy.set_mode(mode);
         fresh = rig.opaque("shop-opaque", "pets:read");
         let refused = rig.call("GET", &fresh);
-        expect(&refused, 503, "introspection_unavailable", what);
+        expect_reply(&refused, 503, "introspection_unavailable", what);
         let retry = refused
             .header("retry-after")
             .unwrap_or_default()
@@ -493,7 +476,7 @@ fn dpop_bound_opaque_tokens_need_a_valid_proof_on_every_request() {
     ];
     for (refused, expected) in &refusals {
         assert_eq!(refused.status, 401, "{expected}: {}", refused.body);
-        assert_eq!(code(refused), *expected, "{}", refused.body);
+        assert_eq!(refused.code(), *expected, "{}", refused.body);
         let www = refused.header("www-authenticate").unwrap_or_default();
         assert!(www.starts_with("DPoP "), "{expected}: {www}");
     }
@@ -513,7 +496,7 @@ fn dpop_bound_opaque_tokens_need_a_valid_proof_on_every_request() {
         ],
     );
     assert_eq!(refused.status, 401, "{}", refused.body);
-    assert_eq!(code(&refused), "dpop_token_not_bound");
+    assert_eq!(refused.code(), "dpop_token_not_bound");
     println!(
         "DPoP-bound opaque token: 5 allowed with fresh proofs, {} refused, {bound_calls} \
          introspection call(s)",

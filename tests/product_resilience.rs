@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use faultproxy::{FaultProxy, Mode};
 use serde_json::json;
 use stack::{sign_es256, stranger_key, Options, Stack};
-use support::{KeyManager, Response, TempDir};
+use support::{expect_reply, KeyManager, Response, TempDir};
 
 const PETS: &str = "/pets/v1/pets";
 
@@ -63,23 +63,6 @@ fn rig(pairs: &[(&str, u64)], workers: u32, mode: Mode) -> Rig {
     };
     let stack = Stack::start_with(options, km, dir);
     Rig { stack, proxy }
-}
-
-fn code(response: &Response) -> String {
-    serde_json::from_str::<serde_json::Value>(&response.body)
-        .ok()
-        .and_then(|v| v["code"].as_str().map(String::from))
-        .unwrap_or_default()
-}
-
-#[track_caller]
-fn expect(response: &Response, status: u16, expected: &str, what: &str) {
-    assert_eq!(
-        (response.status, code(response).as_str()),
-        (status, expected),
-        "{what}: {}",
-        response.body
-    );
 }
 
 fn get(port: u16, token: &str) -> Response {
@@ -181,7 +164,7 @@ fn down_at_start_is_503_then_recovers_within_the_retry_interval() {
     let mut unavailable = |what: &str| {
         let response = get(stack.port, &token);
         tried += 1;
-        expect(&response, 503, "key_manager_unavailable", what);
+        expect_reply(&response, 503, "key_manager_unavailable", what);
         let seconds = retry_after(&response);
         assert!(
             (1..=RETRY_MAX + 2).contains(&seconds),
@@ -364,7 +347,7 @@ fn failed_refreshes_keep_old_keys_and_never_forward_a_bad_token() {
                 );
             } else {
                 tally.bad += 1;
-                expect(&response, status, expected, name);
+                expect_reply(&response, status, expected, name);
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -414,7 +397,7 @@ fn failed_refreshes_keep_old_keys_and_never_forward_a_bad_token() {
     wait_for_fetch_after(&rig.proxy, count, Duration::from_secs(5));
     thread::sleep(Duration::from_millis(300));
     assert_eq!(get(stack.port, &good).status, 200);
-    expect(
+    expect_reply(
         &get(stack.port, &bad_sig),
         401,
         "signature_invalid",
@@ -495,8 +478,8 @@ fn rotation_is_picked_up_on_first_use_and_retired_keys_stop_after_refresh() {
     )
     .expect("the retired key still verifies");
     let refused_after = retired.elapsed();
-    expect(&refused, 401, "unknown_kid", "retired RSA key");
-    expect(
+    expect_reply(&refused, 401, "unknown_kid", "retired RSA key");
+    expect_reply(
         &get(stack.port, &old_ec),
         401,
         "unknown_kid",
@@ -585,7 +568,7 @@ fn unknown_kid_flood_is_rate_limited() {
         .filter(|(after, before)| after > before)
         .count();
     for response in answers.iter().flatten() {
-        expect(response, 401, "unknown_kid", "flood");
+        expect_reply(response, 401, "unknown_kid", "flood");
     }
     let allowed = (duration.as_secs_f64() / N as f64).ceil() as usize + 1;
     println!(
@@ -829,7 +812,7 @@ fn stale_keys_expire_after_the_bound_then_recover() {
     )
     .expect("stale keys were served past the bound");
     let expired_after = down.elapsed();
-    expect(
+    expect_reply(
         &unavailable,
         503,
         "key_manager_unavailable",
@@ -844,7 +827,7 @@ fn stale_keys_expire_after_the_bound_then_recover() {
     );
     let tried_unavailable = 5;
     for _ in 0..tried_unavailable {
-        expect(
+        expect_reply(
             &get(stack.port, &good),
             503,
             "key_manager_unavailable",

@@ -95,13 +95,6 @@ fn shown(body: &str) -> String {
     }
 }
 
-fn code(response: &Response) -> String {
-    serde_json::from_str::<serde_json::Value>(&response.body)
-        .ok()
-        .and_then(|v| v["code"].as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// What curl got back.
 struct Reply {
     status: u16,
@@ -176,7 +169,7 @@ fn method_variants_are_decided_by_the_most_specific_rule() {
     // Baselines: the strict rule for GET, the weaker one elsewhere under {page}.
     let r = request(&stack, "GET", "/adm/secret", &page);
     assert_eq!(
-        (r.status, code(&r).as_str()),
+        (r.status, r.code().as_str()),
         (403, "insufficient_scope"),
         "{}\n{}",
         shown(&r.body),
@@ -197,7 +190,7 @@ fn method_variants_are_decided_by_the_most_specific_rule() {
     // A method the specific template lacks is a 405, never the {page} rule.
     let post = request(&stack, "POST", "/adm/secret", &page);
     assert_eq!(
-        (post.status, code(&post).as_str()),
+        (post.status, post.code().as_str()),
         (405, "method_not_allowed")
     );
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
@@ -250,7 +243,7 @@ fn path_equivalents_of_the_strict_resource_are_refused() {
     for path in equivalents {
         let r = request(&stack, "GET", path, &page);
         assert_eq!(
-            (r.status, code(&r).as_str()),
+            (r.status, r.code().as_str()),
             (400, "path_not_canonical"),
             "{path}: {}",
             shown(&r.body)

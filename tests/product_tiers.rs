@@ -77,13 +77,6 @@ fn get(port: u16, path: &str, token: &str) -> Response {
     )
 }
 
-fn code(response: &Response) -> String {
-    response.json()["code"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// Windows are aligned to the clock: when little of this minute is left, start at the next one, so
 /// the whole test runs in one window (a wait for the clock, not an assertion about time).
 fn stay_inside_one_window() {
@@ -127,7 +120,7 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
     for _ in 0..5 {
         let refused = get(listen, "/pets/v1/pets", &shop_orders_only);
         assert_eq!(
-            (refused.status, code(&refused).as_str()),
+            (refused.status, refused.code().as_str()),
             (403, "insufficient_scope"),
             "{}\n{}",
             refused.body,
@@ -192,7 +185,7 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
     assert_eq!(counted, Some((BURST - TIER_REQUESTS) as u64));
 
     for refused in &limited {
-        assert_eq!(code(refused), "rate_limited", "{}", refused.body);
+        assert_eq!(refused.code(), "rate_limited", "{}", refused.body);
         assert_eq!(refused.json()["error"], "rate_limited");
         assert_eq!(refused.header("content-type"), Some("application/json"));
         let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
@@ -208,7 +201,7 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
     // Over budget and the wrong scope: the scope refusal comes first (step 7 before step 8).
     let refused = get(listen, "/pets/v1/pets", &shop_orders_only);
     assert_eq!(
-        (refused.status, code(&refused).as_str()),
+        (refused.status, refused.code().as_str()),
         (403, "insufficient_scope")
     );
 
@@ -258,7 +251,7 @@ fn a_rate_limit_service_that_cannot_answer_fails_closed_unless_told_otherwise() 
             assert_eq!(tiered.status, 200, "{}", tiered.body);
         } else {
             assert_eq!(
-                (tiered.status, code(&tiered).as_str()),
+                (tiered.status, tiered.code().as_str()),
                 (503, "rate_limit_unavailable"),
                 "{}\n{}",
                 tiered.body,
@@ -377,7 +370,7 @@ fn two_envoys_share_one_budget_through_the_rate_limit_service() {
     for i in 0..BURST {
         let response = get(listens[i % 2], "/pets/v1/pets", &shop);
         if response.status == 429 {
-            assert_eq!(code(&response), "rate_limited", "{}", response.body);
+            assert_eq!(response.code(), "rate_limited", "{}", response.body);
             assert_eq!(response.header("content-type"), Some("application/json"));
             let retry: u64 = response
                 .header("retry-after")

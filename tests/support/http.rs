@@ -36,11 +36,31 @@ impl Response {
             .collect()
     }
 
+    /// The `code` of keygate's JSON reply body; empty when the body has none (not JSON, or a
+    /// reply that is not keygate's).
+    pub fn code(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["code"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     /// The body as JSON; panics with the body when it is not JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {}", self.body))
     }
+}
+
+/// Asserts `response` is `status` with reply code `expected` (`what` names the case).
+#[track_caller]
+pub fn expect_reply(response: &Response, status: u16, expected: &str, what: &str) {
+    assert_eq!(
+        (response.status, response.code().as_str()),
+        (status, expected),
+        "{what}: {}",
+        response.body
+    );
 }
 
 /// `method path` on 127.0.0.1:`port` with `headers` and no body. Panics on I/O errors.
