@@ -97,19 +97,8 @@ impl Gateway {
     }
 
     /// Connections each worker accepted so far (Envoy's per-worker listener stats).
-    fn connections_per_worker(&self) -> [u64; 2] {
-        let stats = self.envoy.stats();
-        let mut per = [0u64; 2];
-        for (name, value) in &stats {
-            for (w, slot) in per.iter_mut().enumerate() {
-                if name.starts_with(&format!("listener.127.0.0.1_{}.", self.port))
-                    && name.ends_with(&format!("worker_{w}.downstream_cx_total"))
-                {
-                    *slot += value.parse::<u64>().unwrap_or(0);
-                }
-            }
-        }
-        per
+    fn connections_per_worker(&self) -> Vec<u64> {
+        self.envoy.worker_connections(self.port)
     }
 }
 
@@ -273,7 +262,7 @@ fn dpop_bound_tokens_need_a_valid_single_use_proof() {
                 "{statuses:?}"
             );
         }
-        if after[0] > before[0] && after[1] > before[1] {
+        if (0..2).all(|w| after.get(w) > before.get(w)) {
             spread = true;
             break;
         }

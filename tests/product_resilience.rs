@@ -527,7 +527,7 @@ fn unknown_kid_flood_is_rate_limited() {
     let stack = &rig.stack;
     let good = stack.token("shop-app", "pets:read");
     wait_for_keys(&rig, &good);
-    let workers_before = worker_connections(stack);
+    let workers_before = stack.envoy.worker_connections(stack.port);
     let stranger = stranger_key();
     let tokens: Vec<Vec<String>> = (0..THREADS)
         .map(|_| {
@@ -562,7 +562,9 @@ fn unknown_kid_flood_is_rate_limited() {
     let duration = start.elapsed();
     let fetches = rig.proxy.fetch_count() - before;
     let sent: usize = answers.iter().map(Vec::len).sum();
-    let busy_workers = worker_connections(stack)
+    let busy_workers = stack
+        .envoy
+        .worker_connections(stack.port)
         .iter()
         .zip(workers_before.iter())
         .filter(|(after, before)| after > before)
@@ -647,7 +649,7 @@ fn four_workers_fetch_about_once_per_refresh() {
     wait_for_keys(&rig, &good);
     let startup_fetches = rig.proxy.fetch_count();
     println!("{WORKERS} workers: {startup_fetches} fetches until the first 200");
-    let workers_before = worker_connections(stack);
+    let workers_before = stack.envoy.worker_connections(stack.port);
     let forwarded = stack.echo.request_count();
     let fetches_before = rig.proxy.fetch_count();
     let stat_before = stack.envoy.stat_sum("wasmcustom.keygate_jwks_fetches");
@@ -687,7 +689,9 @@ fn four_workers_fetch_about_once_per_refresh() {
             stack.envoy.stat_sum("wasmcustom.keygate_jwks_fetches") - stat_before,
         )
     });
-    let workers: Vec<u64> = worker_connections(stack)
+    let workers: Vec<u64> = stack
+        .envoy
+        .worker_connections(stack.port)
         .iter()
         .zip(workers_before.iter().chain(std::iter::repeat(&0)))
         .map(|(after, before)| after - before)
@@ -748,24 +752,6 @@ fn four_workers_fetch_about_once_per_refresh() {
         (1..=2).contains(&rotation_fetches),
         "{rotation_fetches} fetches for one rotation"
     );
-}
-
-/// Connections accepted by each worker of the gateway's listener, by worker index
-/// (`listener.<address>.worker_<n>.downstream_cx_total`).
-fn worker_connections(stack: &Stack) -> Vec<u64> {
-    let suffix = ".downstream_cx_total";
-    let listener = format!("listener.127.0.0.1_{}.worker_", stack.port);
-    let mut by_worker: Vec<(usize, u64)> = stack
-        .envoy
-        .stats()
-        .iter()
-        .filter_map(|(name, value)| {
-            let worker = name.strip_prefix(&listener)?.strip_suffix(suffix)?;
-            Some((worker.parse().ok()?, value.parse().ok()?))
-        })
-        .collect();
-    by_worker.sort_unstable();
-    by_worker.into_iter().map(|(_, n)| n).collect()
 }
 
 /// Issue 7: stale-if-error is bounded. With the key manager down, the last good keys are served

@@ -156,6 +156,23 @@ impl Envoy {
             .sum()
     }
 
+    /// Connections accepted by each worker of the listener on 127.0.0.1:`port`, by worker index
+    /// (`listener.127.0.0.1_<port>.worker_<n>.downstream_cx_total`).
+    pub fn worker_connections(&self, port: u16) -> Vec<u64> {
+        let suffix = ".downstream_cx_total";
+        let listener = format!("listener.127.0.0.1_{port}.worker_");
+        let mut by_worker: Vec<(usize, u64)> = self
+            .stats()
+            .iter()
+            .filter_map(|(name, value)| {
+                let worker = name.strip_prefix(&listener)?.strip_suffix(suffix)?;
+                Some((worker.parse().ok()?, value.parse().ok()?))
+            })
+            .collect();
+        by_worker.sort_unstable();
+        by_worker.into_iter().map(|(_, n)| n).collect()
+    }
+
     /// `/stats/prometheus`, the text Prometheus scrapes.
     pub fn prometheus(&self) -> String {
         self.admin("/stats/prometheus").body
