@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use keygate::dpop::{normalize_uri, thumbprint, verify_proof, ProofRules, ProofTarget};
 use keygate::jose::{verify, KeySet, UntrustedToken, Validation};
-use keygate::path::CanonicalPath;
+use keygate::policy::path::CanonicalPath;
 use keygate::policy::{Policy, Route};
 
 /// The fixed clock: inside the validity window of the tokens in `tests/vectors/interop.json`.

@@ -8,23 +8,13 @@
 //! - `filter`: the proxy-wasm shell (wasm32 only): the `worker::Host` trait over Envoy's host calls;
 //! - `cli`: the native companion command (`keygate`).
 
-pub mod cache;
-pub mod claims;
 pub mod config;
-pub mod decide;
+pub mod decision;
 pub mod dpop;
-pub mod identity;
 pub mod introspection;
-mod issuer;
 pub mod jose;
 mod keys;
-mod mapping;
-pub mod metrics;
-pub mod path;
 pub mod policy;
-pub mod response;
-mod routes;
-pub mod tier;
 pub mod worker;
 
 #[cfg(not(target_arch = "wasm32"))]

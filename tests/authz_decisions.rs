@@ -6,9 +6,9 @@
 // Helpers outside #[test] functions are test code too (clippy.toml only covers #[test] bodies).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-use keygate::identity::{identity_header_names, is_identity_header, Identity};
+use keygate::decision::denial::{bearer_token, reply, Denial};
+use keygate::decision::identity::{identity_header_names, is_identity_header, Identity};
 use keygate::policy::{Policy, Route};
-use keygate::response::{bearer_token, reply, Denial};
 use serde_json::{json, Map, Value};
 
 const FIXTURE: &str = include_str!("authz_fixture.json");

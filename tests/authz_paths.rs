@@ -5,9 +5,9 @@
 // Helpers outside #[test] functions are test code too (clippy.toml only covers #[test] bodies).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-use keygate::path::PathProblem;
+use keygate::decision::denial::{reply, Denial};
+use keygate::policy::path::PathProblem;
 use keygate::policy::{Policy, Route};
-use keygate::response::{reply, Denial};
 
 const FIXTURE: &str = include_str!("authz_fixture.json");
 

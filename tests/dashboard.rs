@@ -13,8 +13,8 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use keygate::metrics;
 use keygate::worker::counters;
+use keygate::worker::metrics;
 use serde_json::Value;
 
 fn dashboard() -> Value {

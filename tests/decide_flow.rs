@@ -1,12 +1,12 @@
-//! The whole decision chain of `keygate::decide` with real signed tokens: begin (route, bearer,
+//! The whole decision chain of `keygate::decision` with real signed tokens: begin (route, bearer,
 //! key manager), finish (signature, claims, application), and the verified-token cache between them.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
 
 use common::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
-use keygate::cache::VerifiedTokens;
-use keygate::decide::{
+use keygate::decision::verified_tokens::VerifiedTokens;
+use keygate::decision::{
     begin, finish, recall, start, DpopHost, DpopRequest, Keys, Outcome, Request,
 };
 use keygate::dpop::{MemorySlots, Slots};
@@ -170,7 +170,7 @@ fn run_dpop(
     let outcome = match recall(policy, &started, cache, |_| Some(1), now, dpop) {
         Some(outcome) => outcome,
         None => {
-            let pending = keygate::decide::parse(policy, started).unwrap();
+            let pending = keygate::decision::parse(policy, started).unwrap();
             finish(
                 policy,
                 Box::new(pending),
@@ -185,7 +185,7 @@ fn run_dpop(
     match outcome {
         Outcome::Allow(allowed) => Ok(allowed.identity.application.clone()),
         Outcome::Deny(d) => {
-            let reply = keygate::response::reply(&d, "keygate");
+            let reply = keygate::decision::denial::reply(&d, "keygate");
             let challenge = reply
                 .headers
                 .iter()

@@ -9,7 +9,7 @@ mod common;
 
 use std::cell::Cell;
 
-use keygate::claims::Validation;
+use keygate::jose::claims::Validation;
 use keygate::jose::offload::host_is_sound;
 use keygate::jose::{verify, verify_with, Alg, HostCrypto, KeySet, UntrustedToken};
 use serde_json::Value;

@@ -12,8 +12,8 @@
 
 mod common;
 
-use keygate::claims::Validation;
 use keygate::jose::backends::{self, SigCheck};
+use keygate::jose::claims::Validation;
 use keygate::jose::{verify, Alg, Jwk, KeySet, UntrustedToken};
 use serde_json::{json, Value};
 

@@ -7,8 +7,8 @@
 mod common;
 
 use common::{claims, jwks, public_jwk, token, NOW};
-use keygate::metrics::{self, RequestOutcome};
 use keygate::policy::Policy;
+use keygate::worker::metrics::{self, RequestOutcome};
 use keygate::worker::{counters, FakeHost, Verdict, Worker};
 use serde_json::{json, Value};
 

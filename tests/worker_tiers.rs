@@ -11,8 +11,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use common::{claims, jwks, public_jwk, token, NOW};
-use keygate::metrics;
 use keygate::policy::Policy;
+use keygate::worker::metrics;
 use keygate::worker::{counters, FakeHost, Verdict, Worker};
 use serde_json::{json, Value};
 

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::claims::Validation;
+use crate::jose::claims::Validation;
 use crate::jose::{self, KeySet, UntrustedToken};
 use crate::policy::accepted_algorithms;
 

@@ -23,7 +23,7 @@ use crate::cli::generate::GenerateError;
 use crate::cli::ratelimit;
 use crate::cli::url::{HttpUrl, NameCollision, Scheme, TargetNames};
 use crate::config::PluginConfig;
-use crate::metrics;
+use crate::worker::metrics;
 
 /// Longest readable host part of a cluster name; the digest keeps truncated names apart.
 const READABLE_HOST_MAX: usize = 40;
@@ -437,7 +437,7 @@ const FILTER_TIME_BUCKETS_US: [u64; 14] = [
 ];
 
 /// Tag extraction that turns the filter's labeled stat names into Prometheus labels (see
-/// `crate::metrics`), and microsecond buckets for its time histogram. Envoy's default tags stay.
+/// `crate::worker::metrics`), and microsecond buckets for its time histogram. Envoy's default tags stay.
 pub fn stats_config() -> Value {
     let tags: Vec<Value> = metrics::stats_tags()
         .into_iter()

@@ -9,9 +9,9 @@ use super::{
     ApiConfig, ApplicationConfig, ConfigError, ConfigProblem, IntrospectionConfig,
     KeyManagerConfig, PluginConfig, Settings, TierConfig,
 };
-use crate::mapping::check_claim_name;
-use crate::routes::{parse_base_path, MethodMatch, PathTemplate};
-use crate::tier::{Per, MAX_REQUESTS};
+use crate::policy::mapping::check_claim_name;
+use crate::policy::routes::{parse_base_path, MethodMatch, PathTemplate};
+use crate::policy::tier::{Per, MAX_REQUESTS};
 
 /// Signing algorithms a key manager may list in `algorithms` (asymmetric only: never `none`,
 /// never HMAC, whose "key" would be public).

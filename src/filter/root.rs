@@ -9,8 +9,8 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use crate::introspection::Secrets;
-use crate::metrics;
 use crate::policy::Policy;
+use crate::worker::metrics;
 use crate::worker::Worker;
 
 use super::host;

@@ -7,6 +7,7 @@
 pub mod alg;
 pub mod b64;
 pub mod backends;
+pub mod claims;
 pub mod error;
 pub mod json;
 pub mod jwk;
@@ -14,8 +15,8 @@ pub mod offload;
 pub mod token;
 pub mod verify;
 
-pub use crate::claims::Validation;
 pub use alg::{Alg, AlgRefusal, KeyKind};
+pub use claims::Validation;
 pub use error::{safe_label, Claim, KeyConflict, KeysError, Malformation, TokenError, TokenPart};
 pub use jwk::{Jwk, KeyMaterial, KeySet, SkipReason, SkippedKey};
 pub use offload::HostCrypto;

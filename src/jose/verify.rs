@@ -12,7 +12,7 @@ use super::error::{safe_label, KeyConflict, TokenError};
 use super::jwk::{Jwk, KeyMaterial, KeySet};
 use super::offload::{self, HostCrypto};
 use super::token::UntrustedToken;
-use crate::claims::{self, Validation};
+use crate::jose::claims::{self, Validation};
 
 /// Signature checks one token may cost at most. Without a `kid` every key of the alg's type fits,
 /// and a JWKS may hold up to [`super::jwk::MAX_KEYS`] (64) of them: a forged kid-less token would

@@ -164,7 +164,7 @@ impl FakeHost {
         self.counters
             .iter()
             .filter_map(|(name, value)| {
-                let (m, have) = crate::metrics::parse(name)?;
+                let (m, have) = crate::worker::metrics::parse(name)?;
                 (m == metric && labels.iter().all(|l| have.contains(l))).then_some(*value)
             })
             .sum()

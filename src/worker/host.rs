@@ -89,7 +89,7 @@ pub trait Host: HostCrypto {
     fn add_response_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool;
 
     /// Adds one to the counter `name` (a plain name, or a labeled one built with
-    /// [`crate::metrics::StatName`]).
+    /// [`crate::worker::metrics::StatName`]).
     fn count(&mut self, name: &str);
     /// Records `value` in the histogram `name`.
     fn record(&mut self, name: &str, value: u64);

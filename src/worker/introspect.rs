@@ -21,14 +21,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::decide::{self, Opaque, Outcome};
+use crate::decision::denial::Denial;
+use crate::decision::{self, Opaque, Outcome};
 use crate::introspection::{
     entry_key, parse_answer, request_body, Answer, CallFailure, Record, Secrets, State, TokenHash,
 };
 use crate::keys::{made_by_proxy, Expect};
-use crate::metrics;
 use crate::policy::Policy;
-use crate::response::Denial;
+use crate::worker::metrics;
 
 use super::host::{Fetch, Host, Post, StreamId};
 use super::{counters, seconds, with_dpop};
@@ -487,14 +487,14 @@ fn known(
         } => {
             let km = introspecting(policy, key_manager)?;
             let outcome = with_dpop(host, |dpop| {
-                decide::introspected(policy, opaque, km, claims, seconds(now_ms), dpop)
+                decision::introspected(policy, opaque, km, claims, seconds(now_ms), dpop)
             });
             return Some(Settled {
                 outcome,
                 key_manager: Some(km),
             });
         }
-        State::Inactive => Outcome::Deny(decide::inactive()),
+        State::Inactive => Outcome::Deny(decision::inactive()),
         State::Failed => {
             let left_ms = record.until_ms.saturating_sub(now_ms);
             let retry_after = left_ms.div_ceil(1_000).max(1);

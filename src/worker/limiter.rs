@@ -1,6 +1,6 @@
 //! Decision step 8 with the local limiter: one request of an authorized caller against its
 //! subscription's tier, counted in Envoy's shared data so that every worker of the Envoy spends
-//! from one budget (see [`crate::tier`] for the window).
+//! from one budget (see [`crate::policy::tier`] for the window).
 //!
 //! The counter is read with its CAS value and written back raised by one with that CAS value.
 //! Envoy refuses the write when another worker wrote in between; the request is then decided
@@ -9,9 +9,9 @@
 //! beyond [`ATTEMPTS`] rounds, or a shared-data error) the request is refused: an uncounted
 //! request is never let through.
 
+use crate::decision::denial::Denial;
 use crate::keys::{Expect, SlotError};
-use crate::response::Denial;
-use crate::tier::{Admission, Budget};
+use crate::policy::tier::{Admission, Budget};
 
 use super::host::Host;
 

@@ -25,29 +25,30 @@
 //! denial's code, and the key manager and API when they are known by then, and its time in the
 //! filter is recorded once in `keygate_filter_time_us` (the time spent in the worker's callbacks
 //! for it; a parked request's wait for keys is not the filter's time). Names are built in
-//! [`crate::metrics`].
+//! [`crate::worker::metrics`].
 
 mod host;
 mod introspect;
 mod keystore;
 mod limiter;
+pub mod metrics;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod fake;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::cache::VerifiedTokens;
 use crate::config::Limiter;
-use crate::decide::{self, DpopHost, DpopRequest, Keys, Outcome, Pending, Request};
+use crate::decision::denial::{reply, Denial, Scheme};
+use crate::decision::identity::is_identity_header;
+use crate::decision::verified_tokens::VerifiedTokens;
+use crate::decision::{self, DpopHost, DpopRequest, Keys, Outcome, Pending, Request};
 use crate::dpop::Slots;
-use crate::identity::is_identity_header;
 use crate::introspection::Secrets;
 use crate::jose::HostCrypto;
 use crate::keys::FetchError;
-use crate::metrics::{self, RequestOutcome};
 use crate::policy::Policy;
-use crate::response::{reply, Denial, Scheme};
+use metrics::RequestOutcome;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use fake::{Crypto, Dispatched, FakeHost, Interleaved, Sent, SharedData, StreamLog};
@@ -68,7 +69,7 @@ pub enum Verdict {
 
 /// Plain counter names (Envoy shows them as `wasmcustom.<name>`; all workers add to one stat).
 /// Labeled metrics (requests by outcome and reason, JWKS fetches, the token cache) are named in
-/// [`crate::metrics`].
+/// [`crate::worker::metrics`].
 pub mod counters {
     /// Requests answered 503 because the parking bounds were reached.
     pub const PARKED_OVERFLOW: &str = "keygate_parked_overflow";
@@ -288,7 +289,7 @@ impl Worker {
         let mut answering = Answering::new(now_us);
         let route = self.policy.route(&method, &path);
         answering.api = route.api();
-        let outcome = match decide::start_at(route, &request) {
+        let outcome = match decision::start_at(route, &request) {
             Err(outcome) => outcome,
             Ok(started) => {
                 answering.dpop = started.scheme() == Scheme::Dpop;
@@ -296,7 +297,7 @@ impl Worker {
                 let generation =
                     |km: usize| stores.get(km).and_then(|s| s.usable_generation(now_ms));
                 let recalled = with_dpop(&*host, |dpop| {
-                    decide::recall_with_key_manager(
+                    decision::recall_with_key_manager(
                         &self.policy,
                         &started,
                         &mut self.verified,
@@ -311,7 +312,7 @@ impl Worker {
                         answering.key_manager = Some(km);
                         outcome
                     }
-                    None => match decide::parse(&self.policy, started) {
+                    None => match decision::parse(&self.policy, started) {
                         Ok(pending) => {
                             let km = pending.key_manager();
                             answering.key_manager = Some(km);
@@ -476,7 +477,7 @@ impl Worker {
             crypto: Some(host as &dyn HostCrypto),
         });
         with_dpop(host, |dpop| {
-            decide::finish(
+            decision::finish(
                 &self.policy,
                 pending,
                 keys,

@@ -16,20 +16,24 @@
 //! is required. The proof's `jti` is recorded last, in the shared replay store, so only proofs
 //! that pass every other check take room in it.
 
+pub mod denial;
+pub mod identity;
+pub mod verified_tokens;
+
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use crate::cache::{Verdict, VerifiedTokens};
-use crate::claims::{check, check_time, times, Validation};
+use crate::decision::denial::{credentials, Denial, Scheme};
+use crate::decision::identity::Identity;
+use crate::decision::verified_tokens::{Verdict, VerifiedTokens};
 use crate::dpop::{
     request_uri, verify_proof, DpopError, MemorySlots, ProofRules, ProofTarget, ReplayStore, Slots,
 };
-use crate::identity::Identity;
 use crate::introspection::{is_opaque, TokenHash};
+use crate::jose::claims::{check, check_time, times, Validation};
 use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
 use crate::policy::{Policy, Route, RouteMatch};
-use crate::response::{credentials, Denial, Scheme};
 
 /// What the shell reads from the request.
 #[derive(Debug, Clone, Copy)]

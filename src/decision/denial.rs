@@ -2,9 +2,9 @@
 //! a small JSON body `{"error", "error_description", "code"}`. No token ever reaches a reply.
 
 use crate::dpop::{DpopError, DpopErrorKind};
-use crate::path::PathProblem;
-use crate::routes::MethodProblem;
-use crate::tier::Tier;
+use crate::policy::path::PathProblem;
+use crate::policy::routes::MethodProblem;
+use crate::policy::tier::Tier;
 
 /// What is wrong with an `Authorization` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -452,7 +452,7 @@ mod tests {
         Tier {
             name: "gold".into(),
             requests: 20,
-            per: crate::tier::Per::Minute,
+            per: crate::policy::tier::Per::Minute,
         }
     }
 

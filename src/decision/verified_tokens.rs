@@ -14,7 +14,7 @@
 //! first.
 //!
 //! An entry stands for the token only. A DPoP-bound token's proof is per request, so
-//! `crate::decide` checks it on every hit before anything remembered is used.
+//! `crate::decision` checks it on every hit before anything remembered is used.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -24,7 +24,7 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use crate::decide::Allowed;
+use crate::decision::Allowed;
 use crate::policy::RouteMatch;
 
 /// What verification concluded about a token.

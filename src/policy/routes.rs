@@ -23,7 +23,7 @@
 //! - A trailing slash is significant: `/pets/` is matched only by a `/*` template (or, at the API
 //!   root, by `/`). It never falls back to `/pets`, so it cannot reach a wider rule by accident.
 
-use crate::path::{CanonicalPath, PathProblem};
+use crate::policy::path::{CanonicalPath, PathProblem};
 
 /// One segment of a compiled template.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::tier::Budget;
+use crate::policy::tier::Budget;
 
 /// Who called, established from a verified token and the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]

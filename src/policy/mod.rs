@@ -3,23 +3,29 @@
 //! [`Policy::route`] → (bearer token) → [`Policy::key_manager_for`] → (keys, signature, time,
 //! audience: the jose layer) → [`Policy::authorize`].
 
+mod issuer;
+pub(crate) mod mapping;
+pub mod path;
+pub(crate) mod routes;
+pub mod tier;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::claims::Validation;
 use crate::config::{
     ConfigError, ConfigErrors, ConfigProblem, DpopMode, IntrospectionConfig, JwksSource, Limiter,
     PluginConfig, Settings, SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
 };
-use crate::identity::Identity;
-use crate::issuer::{IssuerFit, IssuerPattern};
-use crate::mapping::{ClientIdError, Mapping};
-use crate::path::CanonicalPath;
-use crate::response::Denial;
-use crate::routes::{check_method, ApiSpec, RouteOutcome, Router};
-use crate::tier::{Budget, Per, Tier};
+use crate::decision::denial::Denial;
+use crate::decision::identity::Identity;
+use crate::jose::claims::Validation;
+use crate::policy::issuer::{IssuerFit, IssuerPattern};
+use crate::policy::mapping::{ClientIdError, Mapping};
+use crate::policy::path::CanonicalPath;
+use crate::policy::routes::{check_method, ApiSpec, RouteOutcome, Router};
+use crate::policy::tier::{Budget, Per, Tier};
 
 /// The environment in which `production_only_blocked` subscriptions are blocked.
 pub const PRODUCTION: &str = "production";
@@ -351,7 +357,7 @@ impl Policy {
         Some((api, api.resources.get(route.resource)?))
     }
 
-    /// Step 1: method and path hygiene, then API, then resource and method (`crate::routes`).
+    /// Step 1: method and path hygiene, then API, then resource and method (`crate::policy::routes`).
     pub fn route(&self, method: &str, path: &str) -> Route {
         if let Err(problem) = check_method(method) {
             return Route::Denied(Denial::MethodNotCanonical { problem });
