@@ -5,7 +5,7 @@
 // Helpers outside #[test] functions are test code too (clippy.toml only covers #[test] bodies).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-use keygate::decision::denial::{reply, Denial};
+use keygate::decision::{reply, Denial};
 use keygate::policy::path::PathProblem;
 use keygate::policy::{Policy, Route};
 

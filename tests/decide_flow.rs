@@ -185,7 +185,7 @@ fn run_dpop(
     match outcome {
         Outcome::Allow(allowed) => Ok(allowed.identity.application.clone()),
         Outcome::Deny(d) => {
-            let reply = keygate::decision::denial::reply(&d, "keygate");
+            let reply = keygate::decision::reply(&d, "keygate");
             let challenge = reply
                 .headers
                 .iter()

@@ -1,5 +1,5 @@
 //! `keygate explain`: "why is this request refused?" answered offline with the filter's own
-//! decision ([`crate::decision::decide`]) and its own reply mapping ([`crate::decision::denial::reply`]).
+//! decision ([`crate::decision::decide`]) and its own reply mapping ([`crate::decision::reply`]).
 //!
 //! Input: the declaration (`--input`, compiled as `generate` compiles it) or a plugin config
 //! (`--plugin-config`), one JWKS file per key manager the token may need (`--jwks NAME=FILE`, or
@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cli::check_token::{parse_unix_seconds, read_token};
 use crate::cli::generate;
-use crate::decision::denial::reply;
+use crate::decision::reply;
 use crate::decision::{decide, DpopRequest, Outcome, Request};
 use crate::jose::KeySet;
 use crate::policy::{Policy, Route, RouteMatch};

@@ -9,31 +9,42 @@
 //! after a refetch, with `after_refetch` set so an unknown `kid` becomes a final answer.
 //! [`decide`] runs every step at once for callers that hold every key set (tests, the CLI).
 //!
-//! DPoP (RFC 9449): once a token is genuine, from the cache or freshly verified, `check_dpop`
-//! matches it with how it was presented: a token bound to a key (`cnf.jkt`) needs the `DPoP`
-//! scheme and a valid proof of that key on every request (a cache hit skips the token's
-//! signature, never the proof, which is per request), and a plain token is refused where DPoP
-//! is required. The proof's `jti` is recorded last, in the shared replay store, so only proofs
-//! that pass every other check take room in it.
+//! Once a token is genuine, from the cache or freshly verified, its binding is checked against
+//! how it was presented ([`dpop_binding`]); an opaque token is judged by introspection instead
+//! ([`opaque`]). The files, in request order: `credentials` (reading `Authorization` and `DPoP`),
+//! this file (request, outcome, the phases), `verified_tokens` (the per-worker cache),
+//! `dpop_binding`, `opaque`, `identity` (what goes upstream), `denial` (why not) and `reply` (the
+//! one mapping of a denial to status, headers and body).
 
-pub mod denial;
+mod credentials;
+mod denial;
+mod dpop_binding;
 pub mod identity;
+mod opaque;
+mod reply;
 pub mod verified_tokens;
+
+pub use credentials::{
+    authorization, bearer_token, credentials, dpop_proofs, AuthorizationProblem, Scheme,
+};
+pub use denial::Denial;
+pub use dpop_binding::DpopHost;
+pub use opaque::{inactive, introspected, Opaque};
+pub use reply::{reply, Reply};
 
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use crate::decision::denial::{credentials, Denial, Scheme};
 use crate::decision::identity::Identity;
 use crate::decision::verified_tokens::{Verdict, VerifiedTokens};
-use crate::dpop::{
-    request_uri, verify_proof, DpopError, MemorySlots, ProofRules, ProofTarget, ReplayStore, Slots,
-};
-use crate::introspection::{is_opaque, TokenHash};
-use crate::jose::claims::{check, check_time, times, Validation};
+use crate::dpop::MemorySlots;
+use crate::jose::claims::{check_time, times, Validation};
 use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
 use crate::policy::{Policy, Route, RouteMatch};
+
+use dpop_binding::{check_dpop, dpop_denial, refuse, Presentation, Presented};
+use opaque::opaque;
 
 /// What the shell reads from the request.
 #[derive(Debug, Clone, Copy)]
@@ -53,29 +64,6 @@ pub struct DpopRequest<'a> {
     /// `:scheme` and `:authority`, which with `:path` make the URI `htu` must name.
     pub scheme: &'a str,
     pub authority: &'a str,
-}
-
-/// What DPoP checks need from the host: signature checks (`None`: in Wasm) and the shared data
-/// that holds the replay store.
-#[derive(Clone, Copy)]
-pub struct DpopHost<'a> {
-    pub crypto: Option<&'a dyn HostCrypto>,
-    pub slots: &'a dyn Slots,
-}
-
-/// How the token was presented: its scheme and, for DPoP, the proof and the request it is for.
-#[derive(Debug, Clone, PartialEq)]
-enum Presentation {
-    Bearer,
-    Dpop(Box<ProofInput>),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct ProofInput {
-    /// The one proof, or why there is not exactly one.
-    proof: Result<String, DpopError>,
-    method: String,
-    uri: Option<String>,
 }
 
 /// The final answer for a request, or what the shell must get before answering.
@@ -98,17 +86,6 @@ pub enum Outcome {
     /// An opaque token (not a compact JWS) that only the key managers' introspection endpoints
     /// can judge; [`introspected`] finishes the decision with an active answer.
     NeedIntrospection(Box<Opaque>),
-}
-
-/// A request with an opaque token, waiting for an introspection answer.
-#[derive(Debug, Clone)]
-pub struct Opaque {
-    pub route: RouteMatch,
-    /// The token, needed for the call only (the cache knows it by [`TokenHash`]).
-    pub token: String,
-    pub hash: TokenHash,
-    /// The scheme it came with and, for DPoP, the proof (checked per request once the answer is in).
-    presentation: Presentation,
 }
 
 /// An authorized caller and the identity headers that go upstream (built once per token and
@@ -162,22 +139,7 @@ impl Started<'_> {
     }
 
     fn presentation(&self) -> Presentation {
-        match self.scheme {
-            Scheme::Bearer => Presentation::Bearer,
-            Scheme::Dpop => {
-                let dpop = &self.request.dpop;
-                let proof = match dpop.proofs {
-                    [] => Err(DpopError::ProofMissing),
-                    [one] => Ok((*one).to_string()),
-                    _ => Err(DpopError::ProofMultiple),
-                };
-                Presentation::Dpop(Box::new(ProofInput {
-                    proof,
-                    method: self.request.method.to_string(),
-                    uri: request_uri(dpop.scheme, dpop.authority, self.request.path),
-                }))
-            }
-        }
+        Presentation::of(self.scheme, &self.request)
     }
 }
 
@@ -234,13 +196,6 @@ pub fn recall_with_key_manager(
         presentation: &started.presentation(),
     };
     recall_presented(policy, &presented, cache, generation, now, dpop)
-}
-
-/// A token and how it came, borrowed from a [`Started`] or a [`Pending`].
-struct Presented<'p> {
-    route: RouteMatch,
-    token: &'p str,
-    presentation: &'p Presentation,
 }
 
 fn recall_presented(
@@ -323,100 +278,6 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
         validation,
         presentation,
     })
-}
-
-fn opaque(policy: &Policy, started: &Started<'_>) -> Option<Outcome> {
-    if !is_opaque(started.token) {
-        return None;
-    }
-    policy.introspection_order().next()?;
-    Some(Outcome::NeedIntrospection(Box::new(Opaque {
-        route: started.route,
-        token: started.token.to_string(),
-        hash: TokenHash::of(started.token),
-        presentation: started.presentation(),
-    })))
-}
-
-/// The decision for an opaque token that key manager `key_manager` reported active, with the
-/// members of its answer as claims: the issuer (when the answer names one) must be that key
-/// manager's, the times and the audience pass the same checks as a JWT's (`exp` is optional, as
-/// in RFC 7662), the binding fits the scheme (a `cnf.jkt` answer, RFC 9449 section 6.2, needs the
-/// DPoP scheme and a valid proof for that key, as a JWT's `cnf.jkt` does; any other binding is
-/// refused), and then the same authorization applies.
-pub fn introspected(
-    policy: &Policy,
-    opaque: &Opaque,
-    key_manager: usize,
-    claims: &Map<String, Value>,
-    now: f64,
-    dpop: DpopHost<'_>,
-) -> Outcome {
-    let Some(manager) = policy.key_managers().get(key_manager) else {
-        return Outcome::Deny(Denial::IntrospectionUnavailable { retry_after: 1 });
-    };
-    let presentation = &opaque.presentation;
-    match claims.get("iss") {
-        None => {}
-        Some(Value::String(iss)) if manager.issues(iss, claims) => {}
-        Some(_) => {
-            let err = TokenError::IssuerMismatch { missing: false };
-            return refuse(policy, presentation, invalid(&err));
-        }
-    }
-    // Bound to a key some other way (RFC 7800 `cnf` without `jkt`, e.g. a certificate), or a
-    // token type keygate cannot check: not usable here.
-    let token_type = claims
-        .get("token_type")
-        .map(|t| t.as_str().unwrap_or_default());
-    let jkt = claims.get("cnf").map(|cnf| cnf.get("jkt").is_some());
-    let usable = match (token_type, jkt) {
-        // Bound, but not to a DPoP key.
-        (_, Some(false)) => false,
-        (None, _) => true,
-        (Some(t), jkt) if t.eq_ignore_ascii_case("bearer") => jkt.is_none(),
-        (Some(t), jkt) if t.eq_ignore_ascii_case("dpop") => jkt == Some(true),
-        (Some(_), _) => false,
-    };
-    if !usable {
-        return refuse(
-            policy,
-            presentation,
-            Denial::InvalidToken {
-                code: "token_not_bearer",
-                description: "the key manager reports a token bound to a key keygate cannot check"
-                    .to_string(),
-            },
-        );
-    }
-    let validation = Validation {
-        issuer: None,
-        require_exp: false,
-        ..manager.time_validation().clone()
-    };
-    if let Err(err) = check(claims, &validation, now) {
-        return refuse(policy, presentation, invalid(&err));
-    }
-    // Per request, like a JWT's binding: the scheme, the proof and its single use.
-    let presented = Presented {
-        route: opaque.route,
-        token: &opaque.token,
-        presentation,
-    };
-    if let Err(err) = check_dpop(policy, &presented, key_manager, claims, now, dpop) {
-        return dpop_denial(policy, err);
-    }
-    authorized(policy, &opaque.route, key_manager, claims)
-}
-
-/// The answer for an opaque token no key manager reports active.
-pub fn inactive() -> Denial {
-    Denial::InvalidToken {
-        code: "token_inactive",
-        description:
-            "the key manager reports the token as not active (expired, revoked or unknown)"
-                .to_string(),
-    }
 }
 
 /// [`start`] then [`parse`]: everything that needs no keys.
@@ -519,83 +380,7 @@ pub fn finish(
     }
 }
 
-/// RFC 9449 §7.1: how the token came must fit whether it is bound. A bound token (`cnf.jkt`)
-/// needs the DPoP scheme and a proof that passes [`verify_proof`] with the key it is bound to,
-/// whose `jti` is then recorded; a plain token needs the Bearer scheme, and is refused where the
-/// key manager or the API requires DPoP.
-fn check_dpop(
-    policy: &Policy,
-    presented: &Presented<'_>,
-    km: usize,
-    claims: &Map<String, Value>,
-    now: f64,
-    host: DpopHost<'_>,
-) -> Result<(), DpopError> {
-    let jkt = match claims.get("cnf").and_then(|cnf| cnf.get("jkt")) {
-        None => None,
-        Some(Value::String(jkt)) => Some(jkt.as_str()),
-        Some(_) => return Err(DpopError::CnfInvalid),
-    };
-    let (input, jkt) = match (presented.presentation, jkt) {
-        (Presentation::Bearer, Some(_)) => return Err(DpopError::BoundTokenAsBearer),
-        (Presentation::Bearer, None) if policy.dpop_required(&presented.route, km) => {
-            return Err(DpopError::Required)
-        }
-        (Presentation::Bearer, None) => return Ok(()),
-        (Presentation::Dpop(_), None) => return Err(DpopError::TokenNotBound),
-        (Presentation::Dpop(input), Some(jkt)) => (input, jkt),
-    };
-    let proof = input.proof.as_ref().map_err(Clone::clone)?;
-    let settings = policy.settings();
-    let rules = ProofRules {
-        algorithms: policy.dpop_algorithms(),
-        max_age_seconds: settings.dpop_max_age_seconds,
-        future_skew_seconds: settings.dpop_future_skew_seconds,
-    };
-    let target = ProofTarget {
-        method: &input.method,
-        uri: input.uri.as_deref(),
-        access_token: presented.token,
-    };
-    let verified = verify_proof(proof, &target, &rules, now, host.crypto)?;
-    if verified.jkt != jkt {
-        return Err(DpopError::KeyMismatch);
-    }
-    let store = ReplayStore {
-        slots: settings.dpop_replay_slots,
-        entries: settings.dpop_replay_slot_entries,
-    };
-    // Remembered while the proof's iat is acceptable (one second more for the rounding of `now`);
-    // `iat` is within the window here, so the value is finite and positive.
-    let until = (verified.iat + settings.dpop_max_age_seconds as f64).ceil() + 1.0;
-    let now_s = now.max(0.0) as u64;
-    store.first_use(
-        host.slots,
-        &verified.jkt,
-        &verified.jti,
-        until as u64,
-        now_s,
-    )
-}
-
-fn dpop_denial(policy: &Policy, error: DpopError) -> Outcome {
-    Outcome::Deny(Denial::Dpop {
-        error,
-        algs: policy.dpop_algs().to_string(),
-    })
-}
-
-/// A token refusal, under the DPoP challenge when the token came with the DPoP scheme.
-fn refuse(policy: &Policy, presentation: &Presentation, denial: Denial) -> Outcome {
-    match (presentation, denial) {
-        (Presentation::Dpop(_), Denial::InvalidToken { code, description }) => {
-            dpop_denial(policy, DpopError::TokenInvalid { code, description })
-        }
-        (_, denial) => Outcome::Deny(denial),
-    }
-}
-
-fn authorized(
+pub(super) fn authorized(
     policy: &Policy,
     route: &RouteMatch,
     key_manager: usize,
@@ -640,7 +425,7 @@ pub fn decide<'k>(
     }
 }
 
-fn invalid(err: &TokenError) -> Denial {
+pub(super) fn invalid(err: &TokenError) -> Denial {
     Denial::InvalidToken {
         code: err.code(),
         description: err.to_string(),

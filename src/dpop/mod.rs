@@ -5,7 +5,8 @@
 //!   `jwk`, signature (host crypto first, as for access tokens), `htm`, `htu`, `iat`, `ath`;
 //! - [`thumbprint`] is the RFC 7638 thumbprint the token's `cnf.jkt` must equal;
 //! - [`ReplayStore`] remembers `jti`s across workers in shared data, bounded in memory;
-//! - the binding rules (which scheme with which token, required DPoP) are in `crate::decision`.
+//! - the binding rules (which scheme with which token, required DPoP) are in `crate::decision`
+//!   (`dpop_binding`).
 
 mod error;
 mod htu;

@@ -18,8 +18,8 @@ use crate::config::{
     ConfigError, ConfigErrors, ConfigProblem, DpopMode, IntrospectionConfig, JwksSource, Limiter,
     PluginConfig, Settings, SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
 };
-use crate::decision::denial::Denial;
 use crate::decision::identity::Identity;
+use crate::decision::Denial;
 use crate::jose::claims::Validation;
 use crate::policy::issuer::{IssuerFit, IssuerPattern};
 use crate::policy::mapping::{ClientIdError, Mapping};

@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::decision::denial::Denial;
+use crate::decision::Denial;
 use crate::decision::{self, Opaque, Outcome};
 use crate::introspection::{
     entry_key, parse_answer, request_body, Answer, CallFailure, Record, Secrets, State, TokenHash,

@@ -9,7 +9,7 @@
 //! beyond [`ATTEMPTS`] rounds, or a shared-data error) the request is refused: an uncounted
 //! request is never let through.
 
-use crate::decision::denial::Denial;
+use crate::decision::Denial;
 use crate::keys::{Expect, SlotError};
 use crate::policy::tier::{Admission, Budget};
 

@@ -39,10 +39,10 @@ mod fake;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Limiter;
-use crate::decision::denial::{reply, Denial, Scheme};
 use crate::decision::identity::is_identity_header;
 use crate::decision::verified_tokens::VerifiedTokens;
 use crate::decision::{self, DpopHost, DpopRequest, Keys, Outcome, Pending, Request};
+use crate::decision::{authorization, dpop_proofs, reply, Denial, Scheme};
 use crate::dpop::Slots;
 use crate::introspection::Secrets;
 use crate::jose::HostCrypto;
@@ -266,11 +266,7 @@ impl Worker {
         let path = header(headers, ":path").unwrap_or_default();
         let authorization = authorization(headers);
         self.request_had_authorization = authorization.is_some();
-        let proofs: Vec<&str> = headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("dpop"))
-            .map(|(_, v)| v.as_str())
-            .collect();
+        let proofs = dpop_proofs(headers);
         self.request_had_dpop = !proofs.is_empty();
         let scheme = header(headers, ":scheme").unwrap_or_default();
         let authority = header(headers, ":authority").unwrap_or_default();
@@ -816,20 +812,4 @@ fn header(headers: &[(String, String)], name: &str) -> Option<String> {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.clone())
-}
-
-/// `Authorization`, with repeated headers joined by commas as HTTP does (RFC 9110 §5.3): a
-/// request carrying two is then refused as malformed instead of being decided on either one.
-fn authorization(headers: &[(String, String)]) -> Option<String> {
-    let mut values = headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-        .map(|(_, v)| v.as_str());
-    let first = values.next()?;
-    let mut joined = first.to_string();
-    for more in values {
-        joined.push_str(", ");
-        joined.push_str(more);
-    }
-    Some(joined)
 }

@@ -1,0 +1,198 @@
+//! Reading the credentials of a request: the `Authorization` header's scheme (`Bearer` or `DPoP`,
+//! RFC 6750 §2.1 and RFC 9449 §7.1) and its token68, from the request headers as the host lists them.
+
+use super::denial::Denial;
+
+/// What is wrong with an `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizationProblem {
+    /// The header is present but blank.
+    Empty,
+    /// `Bearer` with nothing after it.
+    NoToken,
+    /// The credentials are not one token68 (spaces, commas from joined headers, other bytes).
+    NotToken68,
+}
+
+impl AuthorizationProblem {
+    pub(super) fn describe(&self) -> &'static str {
+        match self {
+            AuthorizationProblem::Empty => "the Authorization header is empty",
+            AuthorizationProblem::NoToken => "the Bearer scheme carries no token",
+            AuthorizationProblem::NotToken68 => {
+                "the bearer token has characters outside the token68 syntax"
+            }
+        }
+    }
+}
+
+/// The authorization scheme a token came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    /// `DPoP` (RFC 9449 §7.1): the token is DPoP-bound and a `DPoP` proof header comes with it.
+    Dpop,
+}
+
+/// The scheme and token of an `Authorization` header value: [`bearer_token`]'s rules, with
+/// `DPoP` accepted beside `Bearer` (both case-insensitive).
+pub fn credentials(authorization: Option<&str>) -> Result<(Scheme, &str), Denial> {
+    let dpop = authorization.is_some_and(|value| {
+        let value = value.trim_matches([' ', '\t']);
+        let scheme = value.split_once(' ').map_or(value, |(scheme, _)| scheme);
+        scheme.eq_ignore_ascii_case("dpop")
+    });
+    if dpop {
+        Ok((Scheme::Dpop, token_of(authorization, "dpop")?))
+    } else {
+        Ok((Scheme::Bearer, token_of(authorization, "bearer")?))
+    }
+}
+
+/// The bearer token of an `Authorization` header value.
+///
+/// Missing → [`Denial::MissingToken`]; another scheme (`Basic ...`) → [`Denial::UnsupportedScheme`]
+/// (RFC 6750 §3.1: the request has no bearer credentials, 401 without an error code); blank, `Bearer`
+/// alone, or credentials that are not one token68 → 400 [`Denial::MalformedAuthorization`].
+/// The scheme is case-insensitive; one or more spaces may separate it from the token.
+pub fn bearer_token(authorization: Option<&str>) -> Result<&str, Denial> {
+    token_of(authorization, "bearer")
+}
+
+/// The token68 after scheme `scheme` (lower case) in an `Authorization` header value.
+fn token_of<'a>(authorization: Option<&'a str>, scheme: &str) -> Result<&'a str, Denial> {
+    let value = authorization
+        .ok_or(Denial::MissingToken)?
+        .trim_matches([' ', '\t']);
+    if value.is_empty() {
+        return Err(Denial::MalformedAuthorization {
+            problem: AuthorizationProblem::Empty,
+        });
+    }
+    let (name, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    if !name.eq_ignore_ascii_case(scheme) {
+        return Err(Denial::UnsupportedScheme);
+    }
+    let token = credentials.trim_start_matches(' ');
+    if token.is_empty() {
+        return Err(Denial::MalformedAuthorization {
+            problem: AuthorizationProblem::NoToken,
+        });
+    }
+    if !is_token68(token) {
+        return Err(Denial::MalformedAuthorization {
+            problem: AuthorizationProblem::NotToken68,
+        });
+    }
+    Ok(token)
+}
+
+/// RFC 7235 token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_token68(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// `Authorization`, with repeated headers joined by commas as HTTP does (RFC 9110 §5.3): a
+/// request carrying two is then refused as malformed instead of being decided on either one.
+pub fn authorization(headers: &[(String, String)]) -> Option<String> {
+    let mut values = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.as_str());
+    let first = values.next()?;
+    let mut joined = first.to_string();
+    for more in values {
+        joined.push_str(", ");
+        joined.push_str(more);
+    }
+    Some(joined)
+}
+
+/// Every `DPoP` header value, in order (exactly one is valid, RFC 9449 §4.3 check 1).
+pub fn dpop_proofs(headers: &[(String, String)]) -> Vec<&str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("dpop"))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_tell_bearer_from_dpop() {
+        assert_eq!(
+            credentials(Some("Bearer a.b.c")),
+            Ok((Scheme::Bearer, "a.b.c"))
+        );
+        assert_eq!(credentials(Some("DPoP a.b.c")), Ok((Scheme::Dpop, "a.b.c")));
+        assert_eq!(
+            credentials(Some(" dpop   a.b.c ")),
+            Ok((Scheme::Dpop, "a.b.c"))
+        );
+        assert_eq!(
+            credentials(Some("DPoP")),
+            Err(Denial::MalformedAuthorization {
+                problem: AuthorizationProblem::NoToken
+            })
+        );
+        assert_eq!(
+            credentials(Some("DPoP a, Bearer b")),
+            Err(Denial::MalformedAuthorization {
+                problem: AuthorizationProblem::NotToken68
+            })
+        );
+        assert_eq!(credentials(Some("DPoPx a")), Err(Denial::UnsupportedScheme));
+        assert_eq!(credentials(None), Err(Denial::MissingToken));
+        // bearer_token itself still takes only Bearer.
+        assert_eq!(bearer_token(Some("DPoP a")), Err(Denial::UnsupportedScheme));
+    }
+
+    #[test]
+    fn bearer_token_table() {
+        let ok = [
+            ("Bearer abc.def.ghi", "abc.def.ghi"),
+            ("bearer abc", "abc"),
+            ("BEARER   abc", "abc"),
+            ("Bearer a-b_c~d+e/f==", "a-b_c~d+e/f=="),
+            (" Bearer abc ", "abc"),
+        ];
+        for (header, token) in ok {
+            assert_eq!(bearer_token(Some(header)), Ok(token), "{header:?}");
+        }
+        assert_eq!(bearer_token(None), Err(Denial::MissingToken));
+        assert_eq!(
+            bearer_token(Some("Basic dXNlcjpwYXNz")),
+            Err(Denial::UnsupportedScheme)
+        );
+        assert_eq!(
+            bearer_token(Some("Bearerabc")),
+            Err(Denial::UnsupportedScheme)
+        );
+        let malformed = [
+            ("", AuthorizationProblem::Empty),
+            ("   ", AuthorizationProblem::Empty),
+            ("Bearer", AuthorizationProblem::NoToken),
+            ("Bearer    ", AuthorizationProblem::NoToken),
+            ("Bearer a b", AuthorizationProblem::NotToken68),
+            ("Bearer a,Bearer b", AuthorizationProblem::NotToken68),
+            ("Bearer a\"b", AuthorizationProblem::NotToken68),
+            ("Bearer ===", AuthorizationProblem::NotToken68),
+            ("Bearer a=b", AuthorizationProblem::NotToken68),
+            ("Bearer \tabc", AuthorizationProblem::NotToken68),
+        ];
+        for (header, problem) in malformed {
+            assert_eq!(
+                bearer_token(Some(header)),
+                Err(Denial::MalformedAuthorization { problem }),
+                "{header:?}"
+            );
+        }
+    }
+}

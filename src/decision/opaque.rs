@@ -1,0 +1,117 @@
+//! Opaque tokens (not a compact JWS): the decision for a token that only a key manager's
+//! introspection endpoint (RFC 7662) can judge, once its answer is in.
+
+use serde_json::{Map, Value};
+
+use crate::introspection::{is_opaque, TokenHash};
+use crate::jose::claims::{check, Validation};
+use crate::jose::TokenError;
+use crate::policy::{Policy, RouteMatch};
+
+use super::dpop_binding::{check_dpop, dpop_denial, refuse, DpopHost, Presentation, Presented};
+use super::{authorized, invalid, Denial, Outcome, Started};
+
+/// A request with an opaque token, waiting for an introspection answer.
+#[derive(Debug, Clone)]
+pub struct Opaque {
+    pub route: RouteMatch,
+    /// The token, needed for the call only (the cache knows it by [`TokenHash`]).
+    pub token: String,
+    pub hash: TokenHash,
+    /// The scheme it came with and, for DPoP, the proof (checked per request once the answer is in).
+    presentation: Presentation,
+}
+
+pub(super) fn opaque(policy: &Policy, started: &Started<'_>) -> Option<Outcome> {
+    if !is_opaque(started.token) {
+        return None;
+    }
+    policy.introspection_order().next()?;
+    Some(Outcome::NeedIntrospection(Box::new(Opaque {
+        route: started.route,
+        token: started.token.to_string(),
+        hash: TokenHash::of(started.token),
+        presentation: started.presentation(),
+    })))
+}
+
+/// The decision for an opaque token that key manager `key_manager` reported active, with the
+/// members of its answer as claims: the issuer (when the answer names one) must be that key
+/// manager's, the times and the audience pass the same checks as a JWT's (`exp` is optional, as
+/// in RFC 7662), the binding fits the scheme (a `cnf.jkt` answer, RFC 9449 section 6.2, needs the
+/// DPoP scheme and a valid proof for that key, as a JWT's `cnf.jkt` does; any other binding is
+/// refused), and then the same authorization applies.
+pub fn introspected(
+    policy: &Policy,
+    opaque: &Opaque,
+    key_manager: usize,
+    claims: &Map<String, Value>,
+    now: f64,
+    dpop: DpopHost<'_>,
+) -> Outcome {
+    let Some(manager) = policy.key_managers().get(key_manager) else {
+        return Outcome::Deny(Denial::IntrospectionUnavailable { retry_after: 1 });
+    };
+    let presentation = &opaque.presentation;
+    match claims.get("iss") {
+        None => {}
+        Some(Value::String(iss)) if manager.issues(iss, claims) => {}
+        Some(_) => {
+            let err = TokenError::IssuerMismatch { missing: false };
+            return refuse(policy, presentation, invalid(&err));
+        }
+    }
+    // Bound to a key some other way (RFC 7800 `cnf` without `jkt`, e.g. a certificate), or a
+    // token type keygate cannot check: not usable here.
+    let token_type = claims
+        .get("token_type")
+        .map(|t| t.as_str().unwrap_or_default());
+    let jkt = claims.get("cnf").map(|cnf| cnf.get("jkt").is_some());
+    let usable = match (token_type, jkt) {
+        // Bound, but not to a DPoP key.
+        (_, Some(false)) => false,
+        (None, _) => true,
+        (Some(t), jkt) if t.eq_ignore_ascii_case("bearer") => jkt.is_none(),
+        (Some(t), jkt) if t.eq_ignore_ascii_case("dpop") => jkt == Some(true),
+        (Some(_), _) => false,
+    };
+    if !usable {
+        return refuse(
+            policy,
+            presentation,
+            Denial::InvalidToken {
+                code: "token_not_bearer",
+                description: "the key manager reports a token bound to a key keygate cannot check"
+                    .to_string(),
+            },
+        );
+    }
+    let validation = Validation {
+        issuer: None,
+        require_exp: false,
+        ..manager.time_validation().clone()
+    };
+    if let Err(err) = check(claims, &validation, now) {
+        return refuse(policy, presentation, invalid(&err));
+    }
+    // Per request, like a JWT's binding: the scheme, the proof and its single use.
+    let presented = Presented {
+        route: opaque.route,
+        token: &opaque.token,
+        presentation,
+    };
+    if let Err(err) = check_dpop(policy, &presented, key_manager, claims, now, dpop) {
+        return dpop_denial(policy, err);
+    }
+    authorized(policy, &opaque.route, key_manager, claims)
+}
+
+/// The answer for an opaque token no key manager reports active.
+pub fn inactive() -> Denial {
+    Denial::InvalidToken {
+        code: "token_inactive",
+        description:
+            "the key manager reports the token as not active (expired, revoked or unknown)"
+                .to_string(),
+    }
+}
