@@ -8,7 +8,7 @@
 
 use keygate::decision::identity::{identity_header_names, is_identity_header, Identity};
 use keygate::decision::{bearer_token, reply, Denial};
-use keygate::policy::{Policy, Route};
+use keygate::policy::{Policy, Route, RouteRefusal};
 use serde_json::{json, Map, Value};
 
 const FIXTURE: &str = include_str!("authz_fixture.json");
@@ -38,7 +38,7 @@ fn decide(policy: &Policy, method: &str, path: &str, auth: Option<&str>, claims:
     let found = match policy.route(method, path) {
         Route::Public(_) => return Outcome::Public,
         Route::PassThrough => return Outcome::Pass,
-        Route::Denied(d) => return denied(d),
+        Route::Denied(d) => return denied(d.into()),
         Route::Protected(found) => found,
     };
     if let Err(d) = bearer_token(auth) {
@@ -48,14 +48,14 @@ fn decide(policy: &Policy, method: &str, path: &str, auth: Option<&str>, claims:
     let iss = claims.get("iss").and_then(Value::as_str);
     let km = match policy.key_manager_for(iss, &claims) {
         Ok(km) => km,
-        Err(d) => return denied(d),
+        Err(d) => return denied(d.into()),
     };
     // The verifier would now require `iss == km.issuer` and a key of this key manager.
     assert_eq!(Some(km.issuer.as_str()), iss);
     assert!(policy.key_managers()[km.index].enabled_here);
     match policy.authorize(&found, km.index, &claims) {
-        Ok(identity) => Outcome::Allowed(identity),
-        Err(d) => denied(d),
+        Ok(access) => Outcome::Allowed(Identity::new(access, &claims)),
+        Err(d) => denied(d.into()),
     }
 }
 
@@ -550,11 +550,11 @@ fn method_not_allowed_lists_allow() {
     };
     assert_eq!(
         d,
-        Denial::MethodNotAllowed {
+        RouteRefusal::MethodNotAllowed {
             allow: vec!["GET".into(), "HEAD".into(), "POST".into()]
         }
     );
-    let r = reply(&d, policy.settings().realm.as_str());
+    let r = reply(&d.into(), policy.settings().realm.as_str());
     // HEAD is listed wherever GET is: it is matched as GET.
     assert!(r
         .headers
@@ -607,7 +607,7 @@ fn denial_replies_use_the_configured_realm_and_never_the_token() {
     let d = policy
         .authorize(&found, km.index, claims.as_object().unwrap())
         .unwrap_err();
-    let r = reply(&d, &policy.settings().realm);
+    let r = reply(&d.into(), &policy.settings().realm);
     assert_eq!(r.status, 403);
     let www = &r
         .headers

@@ -7,7 +7,7 @@
 
 use keygate::decision::{reply, Denial};
 use keygate::policy::path::PathProblem;
-use keygate::policy::{Policy, Route};
+use keygate::policy::{Policy, Route, RouteRefusal};
 
 const FIXTURE: &str = include_str!("authz_fixture.json");
 
@@ -37,9 +37,9 @@ fn classify(policy: &Policy, route: Route) -> Want {
             "/{page}" => Want::Page,
             other => panic!("reached another public resource {other}"),
         },
-        Route::Denied(Denial::PathNotCanonical { problem }) => Want::Refused(problem),
-        Route::Denied(Denial::ResourceNotFound) => Want::NotFound,
-        Route::Denied(Denial::NoApi) => Want::NoApi,
+        Route::Denied(RouteRefusal::PathNotCanonical { problem }) => Want::Refused(problem),
+        Route::Denied(RouteRefusal::ResourceNotFound) => Want::NotFound,
+        Route::Denied(RouteRefusal::NoApi) => Want::NoApi,
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -147,7 +147,7 @@ fn refused_paths_answer_400_invalid_request() {
     let Route::Denied(d) = policy.route("GET", "/pets/v1/health/../admin") else {
         panic!("expected a denial");
     };
-    let r = reply(&d, "keygate");
+    let r = reply(&Denial::from(d), "keygate");
     assert_eq!(r.status, 400);
     let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(body["error"], "invalid_request");
@@ -179,7 +179,7 @@ fn decided_by(policy: &Policy, method: &str, path: &str) -> String {
             let (_, r) = policy.resource(&m).unwrap();
             format!("{} {}", r.method, r.path)
         }
-        Route::Denied(d) => d.code().to_string(),
+        Route::Denied(d) => Denial::from(d).code().to_string(),
         Route::PassThrough => "pass".to_string(),
     }
 }
@@ -220,7 +220,7 @@ fn method_variants_never_reach_a_weaker_rule() {
     let Route::Denied(d) = policy.route("get", "/adm/secret") else {
         panic!("expected a denial");
     };
-    let r = reply(&d, "keygate");
+    let r = reply(&Denial::from(d), "keygate");
     assert_eq!(r.status, 400);
     let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(body["error"], "invalid_request");

@@ -3,14 +3,16 @@
 //! and body) is made in one place, [`super::reply`].
 
 use crate::dpop::{DpopError, DpopErrorKind};
+use crate::jose::TokenError;
 use crate::policy::path::PathProblem;
 use crate::policy::routes::MethodProblem;
 use crate::policy::tier::Tier;
+use crate::policy::{AccessRefusal, ClientIdError, IssuerRefusal, RouteRefusal};
 
 use super::credentials::AuthorizationProblem;
 
 /// Why a request is not forwarded. Each variant has a stable `code()`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Denial {
     /// No `Authorization` header (RFC 6750 §3.1: no error attribute).
     MissingToken,
@@ -20,10 +22,11 @@ pub enum Denial {
     MalformedAuthorization {
         problem: AuthorizationProblem,
     },
-    /// The token failed a check; `code` names the check (`token_expired`, `issuer_unknown`, ...).
+    /// The token is unusable here; the refusal names the check (`token_expired`,
+    /// `issuer_unknown`, ...). Challenged with the scheme the token came with.
     InvalidToken {
-        code: &'static str,
-        description: String,
+        refusal: TokenRefusal,
+        challenge: Challenge,
     },
     /// No usable key for the key manager and it cannot be reached (fail closed).
     KeyManagerUnavailable {
@@ -88,7 +91,7 @@ impl Denial {
             Denial::MissingToken => "missing_token",
             Denial::UnsupportedScheme => "unsupported_scheme",
             Denial::MalformedAuthorization { .. } => "malformed_authorization",
-            Denial::InvalidToken { code, .. } => code,
+            Denial::InvalidToken { refusal, .. } => refusal.code(),
             Denial::KeyManagerUnavailable { .. } => "key_manager_unavailable",
             Denial::IntrospectionUnavailable { .. } => "introspection_unavailable",
             Denial::NoApi => "no_api",
@@ -180,7 +183,7 @@ impl Denial {
                 "the Authorization header must use the Bearer scheme".to_string()
             }
             Denial::MalformedAuthorization { problem } => problem.describe().to_string(),
-            Denial::InvalidToken { description, .. } => description.clone(),
+            Denial::InvalidToken { refusal, .. } => refusal.description(),
             Denial::KeyManagerUnavailable { .. } => {
                 "the key manager's signing keys are unavailable; retry later".to_string()
             }
@@ -220,6 +223,137 @@ impl Denial {
                 tier.name, tier.requests, tier.per
             ),
             Denial::Dpop { error, .. } => error.to_string(),
+        }
+    }
+}
+
+/// Why a token is unusable (401 `invalid_token`): the one place of each refusal's code and text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenRefusal {
+    /// Syntax, signature or claims (`crate::jose`).
+    Token(TokenError),
+    /// Its `iss` names no key manager trusted here.
+    Issuer(IssuerRefusal),
+    /// It cannot be tied to one client id.
+    ClientId(ClientIdError),
+    /// Introspection reports it as not active.
+    Inactive,
+    /// Introspection reports it bound to a key keygate cannot check.
+    NotBearer,
+}
+
+impl TokenRefusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenRefusal::Token(err) => err.code(),
+            TokenRefusal::Issuer(IssuerRefusal::Missing) => "issuer_missing",
+            TokenRefusal::Issuer(IssuerRefusal::NotEnabled) => "key_manager_not_enabled",
+            TokenRefusal::Issuer(IssuerRefusal::TenantNotAllowed) => "tenant_not_allowed",
+            TokenRefusal::Issuer(IssuerRefusal::Unknown) => "issuer_unknown",
+            TokenRefusal::ClientId(ClientIdError::Missing) => "client_id_missing",
+            TokenRefusal::ClientId(ClientIdError::Ambiguous { .. }) => "client_id_ambiguous",
+            TokenRefusal::Inactive => "token_inactive",
+            TokenRefusal::NotBearer => "token_not_bearer",
+        }
+    }
+
+    pub fn description(&self) -> String {
+        match self {
+            TokenRefusal::Token(err) => err.to_string(),
+            TokenRefusal::Issuer(IssuerRefusal::Missing) => "the token has no iss claim".into(),
+            TokenRefusal::Issuer(IssuerRefusal::NotEnabled) => {
+                "the token's key manager is not trusted in this environment".into()
+            }
+            TokenRefusal::Issuer(IssuerRefusal::TenantNotAllowed) => {
+                "the token's tenant is not allowed by this gateway".into()
+            }
+            TokenRefusal::Issuer(IssuerRefusal::Unknown) => {
+                "the token's issuer is not a key manager of this gateway".into()
+            }
+            TokenRefusal::ClientId(ClientIdError::Missing) => {
+                "the token has no client id claim this key manager is configured with".into()
+            }
+            TokenRefusal::ClientId(ClientIdError::Ambiguous { first, second }) => {
+                format!("the token's client id claims {first} and {second} differ")
+            }
+            TokenRefusal::Inactive => {
+                "the key manager reports the token as not active (expired, revoked or unknown)"
+                    .into()
+            }
+            TokenRefusal::NotBearer => {
+                "the key manager reports a token bound to a key keygate cannot check".into()
+            }
+        }
+    }
+}
+
+/// The `WWW-Authenticate` scheme a token refusal is challenged with: the one the token came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Bearer,
+    /// RFC 9449 §7.1, with the proof algorithms the gateway accepts (space-separated).
+    Dpop {
+        algs: String,
+    },
+}
+
+impl From<TokenRefusal> for Denial {
+    fn from(refusal: TokenRefusal) -> Denial {
+        Denial::InvalidToken {
+            refusal,
+            challenge: Challenge::Bearer,
+        }
+    }
+}
+
+impl From<TokenError> for Denial {
+    fn from(err: TokenError) -> Denial {
+        TokenRefusal::Token(err).into()
+    }
+}
+
+impl From<IssuerRefusal> for Denial {
+    fn from(refusal: IssuerRefusal) -> Denial {
+        TokenRefusal::Issuer(refusal).into()
+    }
+}
+
+impl From<RouteRefusal> for Denial {
+    fn from(refusal: RouteRefusal) -> Denial {
+        match refusal {
+            RouteRefusal::NoApi => Denial::NoApi,
+            RouteRefusal::ResourceNotFound => Denial::ResourceNotFound,
+            RouteRefusal::MethodNotAllowed { allow } => Denial::MethodNotAllowed { allow },
+            RouteRefusal::PathNotCanonical { problem } => Denial::PathNotCanonical { problem },
+            RouteRefusal::MethodNotCanonical { problem } => Denial::MethodNotCanonical { problem },
+        }
+    }
+}
+
+impl From<AccessRefusal> for Denial {
+    fn from(refusal: AccessRefusal) -> Denial {
+        match refusal {
+            AccessRefusal::Issuer(issuer) => issuer.into(),
+            AccessRefusal::ClientId(err) => TokenRefusal::ClientId(err).into(),
+            AccessRefusal::ResourceNotFound => Denial::ResourceNotFound,
+            AccessRefusal::ApplicationNotFound {
+                key_manager,
+                client_id,
+            } => Denial::ApplicationNotFound {
+                key_manager,
+                client_id,
+            },
+            AccessRefusal::ApplicationBlocked { application } => {
+                Denial::ApplicationBlocked { application }
+            }
+            AccessRefusal::NotSubscribed { application, api } => {
+                Denial::NotSubscribed { application, api }
+            }
+            AccessRefusal::SubscriptionBlocked { application, api } => {
+                Denial::SubscriptionBlocked { application, api }
+            }
+            AccessRefusal::InsufficientScope { required } => Denial::InsufficientScope { required },
+            AccessRefusal::InsufficientGroup { required } => Denial::InsufficientGroup { required },
         }
     }
 }

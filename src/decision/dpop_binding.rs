@@ -12,7 +12,7 @@ use crate::dpop::{
 use crate::jose::HostCrypto;
 use crate::policy::{Policy, RouteMatch};
 
-use super::{Denial, Outcome, Request, Scheme};
+use super::{Challenge, Denial, Outcome, Request, Scheme, TokenRefusal};
 
 /// What DPoP checks need from the host: signature checks (`None`: in Wasm) and the shared data
 /// that holds the replay store.
@@ -134,11 +134,16 @@ pub(super) fn dpop_denial(policy: &Policy, error: DpopError) -> Outcome {
 }
 
 /// A token refusal, under the DPoP challenge when the token came with the DPoP scheme.
-pub(super) fn refuse(policy: &Policy, presentation: &Presentation, denial: Denial) -> Outcome {
-    match (presentation, denial) {
-        (Presentation::Dpop(_), Denial::InvalidToken { code, description }) => {
-            dpop_denial(policy, DpopError::TokenInvalid { code, description })
-        }
-        (_, denial) => Outcome::Deny(denial),
-    }
+pub(super) fn refuse(
+    policy: &Policy,
+    presentation: &Presentation,
+    refusal: TokenRefusal,
+) -> Outcome {
+    let challenge = match presentation {
+        Presentation::Bearer => Challenge::Bearer,
+        Presentation::Dpop(_) => Challenge::Dpop {
+            algs: policy.dpop_algs().to_string(),
+        },
+    };
+    Outcome::Deny(Denial::InvalidToken { refusal, challenge })
 }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use serde_json::Map;
+
 use crate::policy::tier::Budget;
+use crate::policy::Access;
 
 /// Who called, established from a verified token and the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,24 @@ pub fn is_identity_header(prefix: &str, name: &str) -> bool {
 }
 
 impl Identity {
+    /// The identity of a caller the policy granted `access`, with the subject from its claims.
+    pub fn new(access: Access<'_>, claims: &Map<String, Value>) -> Identity {
+        Identity {
+            application: access.application.to_string(),
+            client_id: access.client_id,
+            subject: claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            key_manager: access.key_manager.to_string(),
+            scopes: access.scopes,
+            api: access.api.name.clone(),
+            api_version: access.api.version.clone(),
+            resource: format!("{} {}", access.resource.method, access.resource.path),
+            budget: access.budget,
+        }
+    }
+
     /// The headers to add upstream, `(name, value)`; values are made safe for a header line.
     /// The subject header is left out when the token has no `sub`.
     pub fn headers(&self, prefix: &str) -> Vec<(String, String)> {

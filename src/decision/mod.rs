@@ -27,7 +27,7 @@ pub mod verified_tokens;
 pub use credentials::{
     authorization, bearer_token, credentials, dpop_proofs, AuthorizationProblem, Scheme,
 };
-pub use denial::Denial;
+pub use denial::{Challenge, Denial, TokenRefusal};
 pub use dpop_binding::DpopHost;
 pub use opaque::{inactive, introspected, Opaque};
 pub use reply::{reply, Reply};
@@ -154,7 +154,7 @@ pub fn start_at<'r>(route: Route, request: &Request<'r>) -> Result<Started<'r>, 
         Route::Protected(route) => route,
         Route::Public(_) => return Err(Outcome::Public),
         Route::PassThrough => return Err(Outcome::Pass),
-        Route::Denied(denial) => return Err(Outcome::Deny(denial)),
+        Route::Denied(refusal) => return Err(Outcome::Deny(refusal.into())),
     };
     let (scheme, token) = credentials(request.authorization).map_err(Outcome::Deny)?;
     Ok(Started {
@@ -222,7 +222,7 @@ fn recall_presented(
             if let Err(err) = check_time(*exp, *nbf, manager.time_validation(), now) {
                 return Some((
                     key_manager,
-                    refuse(policy, started.presentation, invalid(&err)),
+                    refuse(policy, started.presentation, TokenRefusal::Token(err)),
                 ));
             }
             // Per request: a remembered token never stands in for its proof.
@@ -244,14 +244,7 @@ fn recall_presented(
                 }
             }
         }
-        Verdict::Invalid { code, description } => refuse(
-            policy,
-            started.presentation,
-            Denial::InvalidToken {
-                code,
-                description: description.clone(),
-            },
-        ),
+        Verdict::Invalid(refusal) => refuse(policy, started.presentation, refusal.clone()),
     };
     Some((key_manager, outcome))
 }
@@ -261,11 +254,12 @@ fn recall_presented(
 pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> {
     let presentation = started.presentation();
     let token = UntrustedToken::parse(started.token).map_err(|err| {
-        opaque(policy, &started).unwrap_or_else(|| refuse(policy, &presentation, invalid(&err)))
+        opaque(policy, &started)
+            .unwrap_or_else(|| refuse(policy, &presentation, TokenRefusal::Token(err)))
     })?;
     let found = policy
         .key_manager_for(token.issuer(), token.claims())
-        .map_err(|denial| refuse(policy, &presentation, denial))?;
+        .map_err(|issuer| refuse(policy, &presentation, TokenRefusal::Issuer(issuer)))?;
     let key_manager = found.index;
     let manager = policy.key_managers().get(key_manager).ok_or(Outcome::Deny(
         Denial::KeyManagerUnavailable { retry_after: 1 },
@@ -365,17 +359,15 @@ pub fn finish(
             unknown_kid: true,
         },
         Err(err) => {
-            let denial = invalid(&err);
-            if !matches!(err, TokenError::Expired | TokenError::NotYetValid) {
-                if let Denial::InvalidToken { code, description } = &denial {
-                    let verdict = Verdict::Invalid {
-                        code,
-                        description: description.clone(),
-                    };
-                    cache.insert(pending.token.as_str(), km, keys.generation, verdict);
-                }
+            let refusal = TokenRefusal::Token(err);
+            if !matches!(
+                refusal,
+                TokenRefusal::Token(TokenError::Expired | TokenError::NotYetValid)
+            ) {
+                let verdict = Verdict::Invalid(refusal.clone());
+                cache.insert(pending.token.as_str(), km, keys.generation, verdict);
             }
-            refuse(policy, &pending.presentation, denial)
+            refuse(policy, &pending.presentation, refusal)
         }
     }
 }
@@ -387,11 +379,12 @@ pub(super) fn authorized(
     claims: &Map<String, Value>,
 ) -> Outcome {
     match policy.authorize(route, key_manager, claims) {
-        Ok(identity) => {
+        Ok(access) => {
+            let identity = Identity::new(access, claims);
             let headers = identity.headers(&policy.settings().header_prefix);
             Outcome::Allow(Rc::new(Allowed { identity, headers }))
         }
-        Err(denial) => Outcome::Deny(denial),
+        Err(refusal) => Outcome::Deny(refusal.into()),
     }
 }
 
@@ -422,12 +415,5 @@ pub fn decide<'k>(
             )
         }
         Err(outcome) => outcome,
-    }
-}
-
-pub(super) fn invalid(err: &TokenError) -> Denial {
-    Denial::InvalidToken {
-        code: err.code(),
-        description: err.to_string(),
     }
 }

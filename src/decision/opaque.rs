@@ -9,7 +9,7 @@ use crate::jose::TokenError;
 use crate::policy::{Policy, RouteMatch};
 
 use super::dpop_binding::{check_dpop, dpop_denial, refuse, DpopHost, Presentation, Presented};
-use super::{authorized, invalid, Denial, Outcome, Started};
+use super::{authorized, Denial, Outcome, Started, TokenRefusal};
 
 /// A request with an opaque token, waiting for an introspection answer.
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ pub fn introspected(
         Some(Value::String(iss)) if manager.issues(iss, claims) => {}
         Some(_) => {
             let err = TokenError::IssuerMismatch { missing: false };
-            return refuse(policy, presentation, invalid(&err));
+            return refuse(policy, presentation, TokenRefusal::Token(err));
         }
     }
     // Bound to a key some other way (RFC 7800 `cnf` without `jkt`, e.g. a certificate), or a
@@ -76,15 +76,7 @@ pub fn introspected(
         (Some(_), _) => false,
     };
     if !usable {
-        return refuse(
-            policy,
-            presentation,
-            Denial::InvalidToken {
-                code: "token_not_bearer",
-                description: "the key manager reports a token bound to a key keygate cannot check"
-                    .to_string(),
-            },
-        );
+        return refuse(policy, presentation, TokenRefusal::NotBearer);
     }
     let validation = Validation {
         issuer: None,
@@ -92,7 +84,7 @@ pub fn introspected(
         ..manager.time_validation().clone()
     };
     if let Err(err) = check(claims, &validation, now) {
-        return refuse(policy, presentation, invalid(&err));
+        return refuse(policy, presentation, TokenRefusal::Token(err));
     }
     // Per request, like a JWT's binding: the scheme, the proof and its single use.
     let presented = Presented {
@@ -108,10 +100,5 @@ pub fn introspected(
 
 /// The answer for an opaque token no key manager reports active.
 pub fn inactive() -> Denial {
-    Denial::InvalidToken {
-        code: "token_inactive",
-        description:
-            "the key manager reports the token as not active (expired, revoked or unknown)"
-                .to_string(),
-    }
+    TokenRefusal::Inactive.into()
 }

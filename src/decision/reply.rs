@@ -2,7 +2,7 @@
 //! JSON body `{"error", "error_description", "code"}` and `cache-control: no-store`. No token ever
 //! reaches a reply.
 
-use super::denial::Denial;
+use super::denial::{Challenge, Denial};
 
 /// A local reply for the shell to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,11 @@ pub fn reply(denial: &Denial, realm: &str) -> Reply {
 /// `Bearer realm="…"[, error="…", error_description="…"][, scope="…"]`.
 fn www_authenticate(denial: &Denial, realm: &str, description: &str) -> String {
     let scheme = match denial {
-        Denial::Dpop { .. } => "DPoP",
+        Denial::Dpop { .. }
+        | Denial::InvalidToken {
+            challenge: Challenge::Dpop { .. },
+            ..
+        } => "DPoP",
         _ => "Bearer",
     };
     let mut value = format!("{scheme} realm=\"{}\"", quoted(realm));
@@ -80,7 +84,12 @@ fn www_authenticate(denial: &Denial, realm: &str, description: &str) -> String {
         let scopes: Vec<String> = required.iter().map(|s| scope_chars(s)).collect();
         value.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
     }
-    if let Denial::Dpop { algs, .. } = denial {
+    if let Denial::Dpop { algs, .. }
+    | Denial::InvalidToken {
+        challenge: Challenge::Dpop { algs },
+        ..
+    } = denial
+    {
         value.push_str(&format!(", algs=\"{}\"", quoted(algs)));
     }
     value
@@ -129,11 +138,13 @@ fn scope_chars(scope: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::denial::TokenRefusal;
     use crate::decision::AuthorizationProblem;
     use crate::dpop::DpopError;
     use crate::policy::path::PathProblem;
     use crate::policy::routes::MethodProblem;
     use crate::policy::tier::Tier;
+    use crate::policy::{ClientIdError, IssuerRefusal};
     use serde_json::Value;
 
     fn header<'a>(r: &'a Reply, name: &str) -> Option<&'a str> {
@@ -232,20 +243,21 @@ mod tests {
 
     #[test]
     fn invalid_token_reply() {
-        let d = Denial::InvalidToken {
-            code: "token_expired",
-            description: "the token \"expired\"\r\nx: y \\".to_string(),
-        };
+        // Claim names reach the description; quotes, controls and backslashes never the header.
+        let d = Denial::from(TokenRefusal::ClientId(ClientIdError::Ambiguous {
+            first: "\"azp\"\r\nx:".to_string(),
+            second: "y \\".to_string(),
+        }));
         let r = reply(&d, "api");
         assert_eq!(r.status, 401);
         let www = header(&r, "www-authenticate").unwrap();
         assert_eq!(
             www,
-            "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"the token 'expired'??x: y /\""
+            "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"the token's client id claims 'azp'??x: and y / differ\""
         );
         let body: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["error"], "invalid_token");
-        assert_eq!(body["code"], "token_expired");
+        assert_eq!(body["code"], "client_id_ambiguous");
         assert_eq!(header(&r, "content-type"), Some("application/json"));
     }
 
@@ -284,10 +296,7 @@ mod tests {
                 Some("invalid_request"),
             ),
             (
-                Denial::InvalidToken {
-                    code: "issuer_unknown",
-                    description: s("x"),
-                },
+                Denial::from(IssuerRefusal::Unknown),
                 401,
                 "issuer_unknown",
                 Some("invalid_token"),

@@ -24,6 +24,7 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
+use crate::decision::denial::TokenRefusal;
 use crate::decision::Allowed;
 use crate::policy::RouteMatch;
 
@@ -37,10 +38,8 @@ pub enum Verdict {
         /// The last resource this token was allowed on, with what it was allowed as.
         allowed: Option<(RouteMatch, Rc<Allowed>)>,
     },
-    Invalid {
-        code: &'static str,
-        description: String,
-    },
+    /// The refusal, remembered unless it depends on the clock.
+    Invalid(TokenRefusal),
 }
 
 /// A remembered verdict.
@@ -243,10 +242,7 @@ mod tests {
     #[test]
     fn refusals_are_remembered_too() {
         let mut cache = VerifiedTokens::new(4, 1 << 20);
-        let refused = Verdict::Invalid {
-            code: "signature_invalid",
-            description: "bad".into(),
-        };
+        let refused = Verdict::Invalid(TokenRefusal::Inactive);
         cache.insert("forged", 1, 3, refused.clone());
         assert_eq!(
             cache.get("forged").map(|h| h.verdict.clone()),

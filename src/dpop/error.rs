@@ -57,12 +57,6 @@ pub enum DpopError {
     Required,
     /// `cnf.jkt` is not a string.
     CnfInvalid,
-    /// The token itself failed a check (signature, expiry, issuer, ...) and came with the DPoP
-    /// scheme, so it is refused under that scheme's challenge with the check's own code.
-    TokenInvalid {
-        code: &'static str,
-        description: String,
-    },
     /// Every jti slot that this proof maps to is taken by live entries.
     ReplayStoreFull { retry_after: u64 },
     /// Shared data refused the write (or kept losing the compare-and-swap race).
@@ -93,7 +87,6 @@ impl DpopError {
             DpopError::TokenNotBound => "dpop_token_not_bound",
             DpopError::Required => "dpop_required",
             DpopError::CnfInvalid => "dpop_cnf_invalid",
-            DpopError::TokenInvalid { code, .. } => code,
             DpopError::ReplayStoreFull { .. } => "dpop_replay_store_full",
             DpopError::ReplayStoreUnavailable => "dpop_replay_store_unavailable",
         }
@@ -105,8 +98,7 @@ impl DpopError {
             | DpopError::BoundTokenAsBearer
             | DpopError::TokenNotBound
             | DpopError::Required
-            | DpopError::CnfInvalid
-            | DpopError::TokenInvalid { .. } => DpopErrorKind::InvalidToken,
+            | DpopError::CnfInvalid => DpopErrorKind::InvalidToken,
             DpopError::ReplayStoreFull { .. } | DpopError::ReplayStoreUnavailable => {
                 DpopErrorKind::Unavailable
             }
@@ -166,7 +158,6 @@ impl fmt::Display for DpopError {
             }
             DpopError::Required => f.write_str("this API requires DPoP-bound tokens"),
             DpopError::CnfInvalid => f.write_str("the token's cnf.jkt is not a string"),
-            DpopError::TokenInvalid { description, .. } => f.write_str(description),
             DpopError::ReplayStoreFull { .. } => {
                 f.write_str("too many DPoP proofs to remember right now; retry later")
             }

@@ -6,6 +6,7 @@
 mod issuer;
 pub(crate) mod mapping;
 pub mod path;
+mod refusal;
 pub(crate) mod routes;
 pub mod tier;
 
@@ -18,14 +19,14 @@ use crate::config::{
     ConfigError, ConfigErrors, ConfigProblem, DpopMode, IntrospectionConfig, JwksSource, Limiter,
     PluginConfig, Settings, SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
 };
-use crate::decision::identity::Identity;
-use crate::decision::Denial;
 use crate::jose::claims::Validation;
 use crate::policy::issuer::{IssuerFit, IssuerPattern};
-use crate::policy::mapping::{ClientIdError, Mapping};
+use crate::policy::mapping::Mapping;
 use crate::policy::path::CanonicalPath;
 use crate::policy::routes::{check_method, ApiSpec, RouteOutcome, Router};
 use crate::policy::tier::{Budget, Per, Tier};
+
+pub use refusal::{AccessRefusal, ClientIdError, IssuerRefusal, RouteRefusal};
 
 /// The environment in which `production_only_blocked` subscriptions are blocked.
 pub const PRODUCTION: &str = "production";
@@ -144,7 +145,7 @@ pub enum Route {
     Protected(RouteMatch),
     /// No API at this path and `settings.unknown_api` is `pass`.
     PassThrough,
-    Denied(Denial),
+    Denied(RouteRefusal),
 }
 
 impl Route {
@@ -162,6 +163,20 @@ impl Route {
 pub struct KeyManagerMatch {
     pub index: usize,
     pub issuer: String,
+}
+
+/// What verified claims are granted on a resource: decision steps 6 and 7 passed.
+#[derive(Debug, Clone)]
+pub struct Access<'p> {
+    pub application: &'p str,
+    pub client_id: String,
+    pub key_manager: &'p str,
+    /// Every scope the token carries (not only the ones the resource asked for).
+    pub scopes: Vec<String>,
+    pub api: &'p Api,
+    pub resource: &'p Resource,
+    /// The subscription's tier and its counter (`None`: unlimited).
+    pub budget: Option<Arc<Budget>>,
 }
 
 /// The compiled configuration.
@@ -360,11 +375,11 @@ impl Policy {
     /// Step 1: method and path hygiene, then API, then resource and method (`crate::policy::routes`).
     pub fn route(&self, method: &str, path: &str) -> Route {
         if let Err(problem) = check_method(method) {
-            return Route::Denied(Denial::MethodNotCanonical { problem });
+            return Route::Denied(RouteRefusal::MethodNotCanonical { problem });
         }
         let path = match CanonicalPath::parse(path) {
             Ok(path) => path,
-            Err(problem) => return Route::Denied(Denial::PathNotCanonical { problem }),
+            Err(problem) => return Route::Denied(RouteRefusal::PathNotCanonical { problem }),
         };
         match self.router.find(method, &path) {
             RouteOutcome::Matched { api, resource } => {
@@ -372,18 +387,20 @@ impl Policy {
                 match self.resource(&found) {
                     Some((_, r)) if r.public => Route::Public(found),
                     Some(_) => Route::Protected(found),
-                    None => Route::Denied(Denial::ResourceNotFound),
+                    None => Route::Denied(RouteRefusal::ResourceNotFound),
                 }
             }
             RouteOutcome::NoApi => match self.settings.unknown_api {
-                UnknownApi::Deny => Route::Denied(Denial::NoApi),
+                UnknownApi::Deny => Route::Denied(RouteRefusal::NoApi),
                 UnknownApi::Pass => Route::PassThrough,
             },
-            RouteOutcome::ResourceNotFound { .. } => Route::Denied(Denial::ResourceNotFound),
+            RouteOutcome::ResourceNotFound { .. } => Route::Denied(RouteRefusal::ResourceNotFound),
             RouteOutcome::MethodNotAllowed { allow, .. } => {
-                Route::Denied(Denial::MethodNotAllowed { allow })
+                Route::Denied(RouteRefusal::MethodNotAllowed { allow })
             }
-            RouteOutcome::Refused(problem) => Route::Denied(Denial::PathNotCanonical { problem }),
+            RouteOutcome::Refused(problem) => {
+                Route::Denied(RouteRefusal::PathNotCanonical { problem })
+            }
         }
     }
 
@@ -393,9 +410,9 @@ impl Policy {
         &self,
         issuer: Option<&str>,
         unverified: &Map<String, Value>,
-    ) -> Result<KeyManagerMatch, Denial> {
+    ) -> Result<KeyManagerMatch, IssuerRefusal> {
         let Some(iss) = issuer else {
-            return Err(invalid("issuer_missing", "the token has no iss claim"));
+            return Err(IssuerRefusal::Missing);
         };
         let mut not_enabled = false;
         let mut tenant_refused = false;
@@ -410,62 +427,49 @@ impl Policy {
             }
         }
         Err(if not_enabled {
-            invalid(
-                "key_manager_not_enabled",
-                "the token's key manager is not trusted in this environment",
-            )
+            IssuerRefusal::NotEnabled
         } else if tenant_refused {
-            invalid(
-                "tenant_not_allowed",
-                "the token's tenant is not allowed by this gateway",
-            )
+            IssuerRefusal::TenantNotAllowed
         } else {
-            invalid(
-                "issuer_unknown",
-                "the token's issuer is not a key manager of this gateway",
-            )
+            IssuerRefusal::Unknown
         })
     }
 
-    /// Steps 6–8 on verified claims: application, subscription, scopes, groups → identity.
-    pub fn authorize(
-        &self,
+    /// Steps 6–7 on verified claims: application, subscription, scopes, groups → access.
+    pub fn authorize<'p>(
+        &'p self,
         route: &RouteMatch,
         km: usize,
         claims: &Map<String, Value>,
-    ) -> Result<Identity, Denial> {
+    ) -> Result<Access<'p>, AccessRefusal> {
         let key_manager = self
             .key_managers
             .get(km)
-            .ok_or_else(|| invalid("issuer_unknown", "the token's key manager is unknown"))?;
-        let (api, resource) = self.resource(route).ok_or(Denial::ResourceNotFound)?;
+            .ok_or(AccessRefusal::Issuer(IssuerRefusal::Unknown))?;
+        let (api, resource) = self
+            .resource(route)
+            .ok_or(AccessRefusal::ResourceNotFound)?;
         // A verified token without one client id cannot be tied to an application: the token, not
         // the caller's rights, is unusable here, so this is a 401.
-        let client_id = key_manager.mapping.client_id(claims).map_err(|e| match e {
-            ClientIdError::Missing => invalid(
-                "client_id_missing",
-                "the token has no client id claim this key manager is configured with",
-            ),
-            ClientIdError::Ambiguous { first, second } => invalid(
-                "client_id_ambiguous",
-                &format!("the token's client id claims {first} and {second} differ"),
-            ),
-        })?;
+        let client_id = key_manager
+            .mapping
+            .client_id(claims)
+            .map_err(AccessRefusal::ClientId)?;
         let application = key_manager
             .clients
             .get(client_id)
             .and_then(|&i| self.applications.get(i))
-            .ok_or_else(|| Denial::ApplicationNotFound {
+            .ok_or_else(|| AccessRefusal::ApplicationNotFound {
                 key_manager: key_manager.name.clone(),
                 client_id: client_id.to_string(),
             })?;
         if application.blocked {
-            return Err(Denial::ApplicationBlocked {
+            return Err(AccessRefusal::ApplicationBlocked {
                 application: application.name.clone(),
             });
         }
         let Some(subscription) = application.subscriptions.get(&route.api) else {
-            return Err(Denial::NotSubscribed {
+            return Err(AccessRefusal::NotSubscribed {
                 application: application.name.clone(),
                 api: api.name.clone(),
             });
@@ -476,37 +480,32 @@ impl Policy {
             SubscriptionState::ProductionOnlyBlocked => self.environment == PRODUCTION,
         };
         if blocked {
-            return Err(Denial::SubscriptionBlocked {
+            return Err(AccessRefusal::SubscriptionBlocked {
                 application: application.name.clone(),
                 api: api.name.clone(),
             });
         }
         let scopes = key_manager.mapping.scopes(claims);
         if !resource.scopes.is_empty() && !resource.scopes.iter().any(|s| scopes.contains(s)) {
-            return Err(Denial::InsufficientScope {
+            return Err(AccessRefusal::InsufficientScope {
                 required: resource.scopes.clone(),
             });
         }
         if !resource.groups.is_empty() {
             let groups = key_manager.mapping.groups(claims);
             if !resource.groups.iter().any(|g| groups.contains(g)) {
-                return Err(Denial::InsufficientGroup {
+                return Err(AccessRefusal::InsufficientGroup {
                     required: resource.groups.clone(),
                 });
             }
         }
-        Ok(Identity {
-            application: application.name.clone(),
+        Ok(Access {
+            application: &application.name,
             client_id: client_id.to_string(),
-            subject: claims
-                .get("sub")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            key_manager: key_manager.name.clone(),
+            key_manager: &key_manager.name,
             scopes,
-            api: api.name.clone(),
-            api_version: api.version.clone(),
-            resource: format!("{} {}", resource.method, resource.path),
+            api,
+            resource,
             budget: subscription.budget.clone(),
         })
     }
@@ -563,13 +562,6 @@ fn router(cfg: &PluginConfig) -> Result<Router, ConfigErrors> {
     })
 }
 
-fn invalid(code: &'static str, description: &str) -> Denial {
-    Denial::InvalidToken {
-        code,
-        description: description.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,7 +591,7 @@ mod tests {
         let sandbox = policy("sandbox").key_manager_for(Some("https://idp"), &none);
         assert_eq!(sandbox.unwrap().index, 1);
         let staging = policy("staging").key_manager_for(Some("https://idp"), &none);
-        assert_eq!(staging.unwrap_err().code(), "key_manager_not_enabled");
+        assert_eq!(staging.unwrap_err(), IssuerRefusal::NotEnabled);
     }
 
     #[test]
@@ -611,7 +603,13 @@ mod tests {
         let claims = json!({"client_id": "c"}).as_object().unwrap().clone();
         assert_eq!(p.authorize(&found, 1, &claims).unwrap().application, "app");
         let err = p.authorize(&found, 0, &claims).unwrap_err();
-        assert_eq!(err.code(), "application_not_found");
+        assert_eq!(
+            err,
+            AccessRefusal::ApplicationNotFound {
+                key_manager: "prod-idp".into(),
+                client_id: "c".into()
+            }
+        );
     }
 
     #[test]
@@ -623,16 +621,16 @@ mod tests {
             resource: 0,
         };
         assert_eq!(
-            p.authorize(&stray, 1, &claims).unwrap_err().code(),
-            "resource_not_found"
+            p.authorize(&stray, 1, &claims).unwrap_err(),
+            AccessRefusal::ResourceNotFound
         );
         let found = RouteMatch {
             api: 0,
             resource: 0,
         };
         assert_eq!(
-            p.authorize(&found, 9, &claims).unwrap_err().code(),
-            "issuer_unknown"
+            p.authorize(&found, 9, &claims).unwrap_err(),
+            AccessRefusal::Issuer(IssuerRefusal::Unknown)
         );
     }
 }
