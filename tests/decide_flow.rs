@@ -7,7 +7,7 @@ mod common;
 use common::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
 use keygate::decision::verified_tokens::VerifiedTokens;
 use keygate::decision::{
-    begin, finish, recall, start, DpopHost, DpopRequest, Keys, Outcome, Request,
+    finish, parse, recall, start, DpopHost, DpopRequest, Keys, Outcome, Request,
 };
 use keygate::dpop::{MemorySlots, Slots};
 use keygate::jose::KeySet;
@@ -54,18 +54,29 @@ fn run(
         authorization: Some(&auth),
         dpop: DpopRequest::default(),
     };
-    let pending = match begin(policy, &request) {
-        Ok(p) => p,
-        Err(Outcome::Deny(d)) => return Err(d.code().to_string()),
-        Err(other) => panic!("unexpected {other:?}"),
-    };
-    let keys = Some(Keys::new(keys, generation));
     let slots = MemorySlots::default();
     let dpop = DpopHost {
         crypto: None,
         slots: &slots,
     };
-    match finish(policy, Box::new(pending), keys, now, false, cache, dpop) {
+    // As the worker does: the cache by the raw token first, then parse and verify.
+    let started = match start(policy, &request).next {
+        Ok(started) => started,
+        Err(Outcome::Deny(d)) => return Err(d.code().to_string()),
+        Err(other) => panic!("unexpected {other:?}"),
+    };
+    let recalled = recall(policy, &started, cache, |_| Some(generation), now, dpop);
+    let outcome = match recalled {
+        Some((_, outcome)) => outcome,
+        None => match parse(policy, started) {
+            Ok(pending) => {
+                let keys = Some(Keys::new(keys, generation));
+                finish(policy, Box::new(pending), keys, now, false, cache, dpop)
+            }
+            Err(outcome) => outcome,
+        },
+    };
+    match outcome {
         Outcome::Allow(allowed) => Ok(allowed.identity.application.clone()),
         Outcome::Deny(d) => Err(d.code().to_string()),
         Outcome::NeedKeys { unknown_kid, .. } => {
@@ -162,12 +173,12 @@ fn run_dpop(
         crypto: None,
         slots,
     };
-    let started = match start(policy, &request) {
+    let started = match start(policy, &request).next {
         Ok(started) => started,
         Err(Outcome::Deny(d)) => return Err(d.code().to_string()),
         Err(other) => panic!("unexpected {other:?}"),
     };
-    let outcome = match recall(policy, &started, cache, |_| Some(1), now, dpop) {
+    let outcome = match recall(policy, &started, cache, |_| Some(1), now, dpop).map(|(_, o)| o) {
         Some(outcome) => outcome,
         None => {
             let pending = keygate::decision::parse(policy, started).unwrap();

@@ -104,6 +104,10 @@ pub struct Pending {
     key_manager: usize,
     validation: Validation,
     presentation: Presentation,
+    /// Look the token up in the verified-token cache before verifying: false on the first pass
+    /// (the caller's [`recall`] just missed), true once the request waited (another request may
+    /// have verified the same token meanwhile).
+    recheck_cache: bool,
 }
 
 impl Pending {
@@ -143,46 +147,56 @@ impl Started<'_> {
     }
 }
 
-/// First phase: the route, then the bearer token (nothing is parsed yet).
-pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Result<Started<'r>, Outcome> {
-    start_at(policy.route(request.method, request.path), request)
+/// What [`start`] settled: the API the route matched (for metrics, whatever comes next) and
+/// either a request that needs its token checked or the final outcome.
+#[derive(Debug)]
+pub struct Start<'r> {
+    pub api: Option<usize>,
+    pub next: Result<Started<'r>, Outcome>,
 }
 
-/// [`start`] for a route already found (the worker reads the API off it for its metrics).
-pub fn start_at<'r>(route: Route, request: &Request<'r>) -> Result<Started<'r>, Outcome> {
+/// First phase: the route, then the bearer token (nothing is parsed yet).
+pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Start<'r> {
+    let route = policy.route(request.method, request.path);
+    let api = route.api();
     let route = match route {
         Route::Protected(route) => route,
-        Route::Public(_) => return Err(Outcome::Public),
-        Route::PassThrough => return Err(Outcome::Pass),
-        Route::Denied(refusal) => return Err(Outcome::Deny(refusal.into())),
+        Route::Public(_) => {
+            return Start {
+                api,
+                next: Err(Outcome::Public),
+            }
+        }
+        Route::PassThrough => {
+            return Start {
+                api,
+                next: Err(Outcome::Pass),
+            }
+        }
+        Route::Denied(refusal) => {
+            return Start {
+                api,
+                next: Err(Outcome::Deny(refusal.into())),
+            }
+        }
     };
-    let (scheme, token) = credentials(request.authorization).map_err(Outcome::Deny)?;
-    Ok(Started {
-        route,
-        token,
-        scheme,
-        request: *request,
-    })
+    let next = credentials(request.authorization)
+        .map_err(Outcome::Deny)
+        .map(|(scheme, token)| Started {
+            route,
+            token,
+            scheme,
+            request: *request,
+        });
+    Start { api, next }
 }
 
 /// The answer for a token this worker has verified or refused before, if the key manager that
 /// did it still serves the same key set: `generation(km)` is that key manager's current key set
 /// generation, or `None` when it has no usable keys (then nothing is recalled). Only the times and
-/// the authorization are checked again.
+/// the authorization are checked again. With the answer comes the index of the key manager that
+/// verified the token.
 pub fn recall(
-    policy: &Policy,
-    started: &Started<'_>,
-    cache: &mut VerifiedTokens,
-    generation: impl Fn(usize) -> Option<u64>,
-    now: f64,
-    dpop: DpopHost<'_>,
-) -> Option<Outcome> {
-    recall_with_key_manager(policy, started, cache, generation, now, dpop)
-        .map(|(_, outcome)| outcome)
-}
-
-/// [`recall`], with the index of the key manager that verified the token.
-pub fn recall_with_key_manager(
     policy: &Policy,
     started: &Started<'_>,
     cache: &mut VerifiedTokens,
@@ -271,12 +285,13 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
         key_manager,
         validation,
         presentation,
+        recheck_cache: false,
     })
 }
 
 /// [`start`] then [`parse`]: everything that needs no keys.
-pub fn begin(policy: &Policy, request: &Request<'_>) -> Result<Pending, Outcome> {
-    parse(policy, start(policy, request)?)
+fn begin(policy: &Policy, request: &Request<'_>) -> Result<Pending, Outcome> {
+    parse(policy, start(policy, request).next?)
 }
 
 /// A key manager's key set and its generation (changes whenever another set is adopted), and
@@ -304,7 +319,7 @@ impl<'a> Keys<'a> {
 /// depend on the clock), so [`recall`] answers the same token next time without verifying.
 pub fn finish(
     policy: &Policy,
-    pending: Box<Pending>,
+    mut pending: Box<Pending>,
     keys: Option<Keys<'_>>,
     now: f64,
     after_refetch: bool,
@@ -312,6 +327,7 @@ pub fn finish(
     dpop: DpopHost<'_>,
 ) -> Outcome {
     let Some(keys) = keys else {
+        pending.recheck_cache = true;
         return Outcome::NeedKeys {
             pending,
             unknown_kid: false,
@@ -323,9 +339,13 @@ pub fn finish(
         token: pending.token.as_str(),
         presentation: &pending.presentation,
     };
-    let generation = |_| Some(keys.generation);
-    if let Some((_, outcome)) = recall_presented(policy, &presented, cache, generation, now, dpop) {
-        return outcome;
+    if pending.recheck_cache {
+        let generation = |_| Some(keys.generation);
+        if let Some((_, outcome)) =
+            recall_presented(policy, &presented, cache, generation, now, dpop)
+        {
+            return outcome;
+        }
     }
     match verify_with(
         &pending.token,
@@ -354,10 +374,13 @@ pub fn finish(
             cache.insert(pending.token.as_str(), km, keys.generation, verdict);
             outcome
         }
-        Err(TokenError::UnknownKid { .. }) if !after_refetch => Outcome::NeedKeys {
-            pending,
-            unknown_kid: true,
-        },
+        Err(TokenError::UnknownKid { .. }) if !after_refetch => {
+            pending.recheck_cache = true;
+            Outcome::NeedKeys {
+                pending,
+                unknown_kid: true,
+            }
+        }
         Err(err) => {
             let refusal = TokenRefusal::Token(err);
             if !matches!(

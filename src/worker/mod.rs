@@ -283,9 +283,9 @@ impl Worker {
         let now_us = host.now_us();
         let now_ms = now_us / 1000;
         let mut answering = Answering::new(now_us);
-        let route = self.policy.route(&method, &path);
-        answering.api = route.api();
-        let outcome = match decision::start_at(route, &request) {
+        let start = decision::start(&self.policy, &request);
+        answering.api = start.api;
+        let outcome = match start.next {
             Err(outcome) => outcome,
             Ok(started) => {
                 answering.dpop = started.scheme() == Scheme::Dpop;
@@ -293,7 +293,7 @@ impl Worker {
                 let generation =
                     |km: usize| stores.get(km).and_then(|s| s.usable_generation(now_ms));
                 let recalled = with_dpop(&*host, |dpop| {
-                    decision::recall_with_key_manager(
+                    decision::recall(
                         &self.policy,
                         &started,
                         &mut self.verified,
