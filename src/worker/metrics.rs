@@ -21,6 +21,10 @@
 //! by the configuration. A name is reduced to `[A-Za-z0-9_-]` (anything else becomes `_`): a `.`
 //! would split the stat name.
 
+use super::answering::Answering;
+use super::Host;
+use crate::policy::Policy;
+
 /// Every request the filter answered or let through, by outcome; denials by reason.
 pub const REQUESTS: &str = "keygate_requests";
 /// The filter's own time per request (microseconds; a parked request's wait is not counted).
@@ -208,6 +212,72 @@ pub fn parse(name: &str) -> Option<(&str, Vec<(&str, &str)>)> {
             (Some(label), Some(value)) => labels.push((label, value)),
             (Some(_), None) => return None,
         }
+    }
+}
+
+/// Plain counter names (Envoy shows them as `wasmcustom.<name>`; all workers add to one stat).
+/// Labeled metrics (requests by outcome and reason, JWKS fetches, the token cache) are named in
+/// this module.
+pub mod counters {
+    /// Requests answered 503 because the parking bounds were reached.
+    pub const PARKED_OVERFLOW: &str = "keygate_parked_overflow";
+    /// Authorized requests answered 429 because their subscription's tier was spent (also
+    /// counted as a denial with code `rate_limited`).
+    pub const RATE_LIMITED: &str = "keygate_rate_limited";
+    /// Requests allowed with a DPoP-bound token and a valid proof (refusals are counted in
+    /// `keygate_requests` under their reason).
+    pub const DPOP_ALLOWED: &str = "keygate_dpop_allowed";
+}
+
+/// The label values of one policy's key managers and APIs, by index, and the counting of what
+/// happened with them.
+pub(super) struct Labels {
+    key_managers: Vec<String>,
+    apis: Vec<String>,
+}
+
+impl Labels {
+    pub(super) fn new(policy: &Policy) -> Labels {
+        Labels {
+            key_managers: policy
+                .key_managers()
+                .iter()
+                .map(|km| label_value(&km.name))
+                .collect(),
+            apis: policy
+                .apis()
+                .iter()
+                .map(|api| label_value(&api.name))
+                .collect(),
+        }
+    }
+
+    /// One finished (or refused) JWKS fetch of key manager `km`.
+    pub(super) fn count_fetch(&self, host: &mut impl Host, km: usize, outcome: &str) {
+        let key_manager = self.key_managers.get(km).map_or("_", String::as_str);
+        host.count(jwks_fetch(key_manager, outcome).as_str());
+    }
+
+    /// Counts a request's verdict and records the filter's time on it.
+    pub(super) fn count_request(
+        &self,
+        host: &mut impl Host,
+        outcome: RequestOutcome,
+        reason: Option<&str>,
+        answering: &Answering,
+    ) {
+        fn label(labels: &[String], index: Option<usize>) -> Option<&str> {
+            index.and_then(|i| labels.get(i)).map(String::as_str)
+        }
+        let name = request(
+            outcome,
+            reason,
+            label(&self.key_managers, answering.key_manager),
+            label(&self.apis, answering.api),
+        );
+        host.count(name.as_str());
+        let spent = answering.spent(host.now_us());
+        host.record(FILTER_TIME_US, spent);
     }
 }
 

@@ -13,13 +13,6 @@
 //! The worker maps the callout token to the key manager; an unknown token (late, duplicate, or
 //! from a previous configuration) is ignored.
 //!
-//! # Parked requests
-//! A request whose key manager has no usable keys yet, or whose token names a `kid` the key set
-//! lacks, is parked until the keys change, the fetch ends, or `request_wait_ms` passes (then 503
-//! with `Retry-After`). Parking is bounded: at most `settings.max_parked_per_key_manager` for one
-//! key manager and `settings.max_parked_requests` in all, per worker; a request beyond either bound
-//! is answered 503 `key_manager_unavailable` at once, never forwarded.
-//!
 //! # Metrics
 //! Every request that gets a verdict is counted once in `keygate_requests` with its outcome, the
 //! denial's code, and the key manager and API when they are known by then, and its time in the
@@ -27,11 +20,13 @@
 //! for it; a parked request's wait for keys is not the filter's time). Names are built in
 //! [`crate::worker::metrics`].
 
+mod answering;
 mod host;
 mod introspect;
 mod keystore;
 mod limiter;
 pub mod metrics;
+mod parking;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod fake;
@@ -48,14 +43,18 @@ use crate::introspection::Secrets;
 use crate::jose::HostCrypto;
 use crate::keys::FetchError;
 use crate::policy::Policy;
-use metrics::RequestOutcome;
+use answering::Answering;
+use metrics::{Labels, RequestOutcome};
+use parking::Parked;
+
+pub use metrics::counters;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use fake::{Crypto, Dispatched, FakeHost, Interleaved, Sent, SharedData, StreamLog};
 pub use host::{Fetch, Host, Post, StreamId};
 
 use introspect::{Handled, Introspector, Settled};
-use keystore::{Answered, KeyStore, Need};
+use keystore::{Answered, KeyStore};
 
 /// What the shell tells the host about the request headers it was handed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,20 +64,6 @@ pub enum Verdict {
     /// Stop here: the request was answered locally, or it is parked and the worker will answer
     /// or resume it later.
     Pause,
-}
-
-/// Plain counter names (Envoy shows them as `wasmcustom.<name>`; all workers add to one stat).
-/// Labeled metrics (requests by outcome and reason, JWKS fetches, the token cache) are named in
-/// [`crate::worker::metrics`].
-pub mod counters {
-    /// Requests answered 503 because the parking bounds were reached.
-    pub const PARKED_OVERFLOW: &str = "keygate_parked_overflow";
-    /// Authorized requests answered 429 because their subscription's tier was spent (also
-    /// counted as a denial with code `rate_limited`).
-    pub const RATE_LIMITED: &str = "keygate_rate_limited";
-    /// Requests allowed with a DPoP-bound token and a valid proof (refusals are counted in
-    /// `keygate_requests` under their reason).
-    pub const DPOP_ALLOWED: &str = "keygate_dpop_allowed";
 }
 
 /// The host's shared data as the DPoP replay store's slots.
@@ -108,56 +93,6 @@ fn with_dpop<H: Host, R>(host: &H, f: impl FnOnce(DpopHost<'_>) -> R) -> R {
     })
 }
 
-/// A request waiting for keys.
-struct Parked {
-    pending: Box<Pending>,
-    deadline_ms: u64,
-    /// The key set generation it saw when it parked; it wakes when that changes.
-    generation: u64,
-    /// The filter's time spent on it before it parked.
-    spent_us: u64,
-}
-
-/// The request about to be answered, for its metrics: what is known of it, and the filter's
-/// time spent on it (`spent_us` in earlier callbacks, plus the time since `since_us`).
-#[derive(Debug, Clone, Copy)]
-struct Answering {
-    api: Option<usize>,
-    key_manager: Option<usize>,
-    /// The token came with the DPoP scheme.
-    dpop: bool,
-    spent_us: u64,
-    since_us: u64,
-}
-
-impl Answering {
-    fn new(since_us: u64) -> Self {
-        Answering {
-            api: None,
-            key_manager: None,
-            dpop: false,
-            spent_us: 0,
-            since_us,
-        }
-    }
-
-    /// A parked request taken up again at `now_us`.
-    fn resumed(parked: &Parked, now_us: u64) -> Self {
-        Answering {
-            api: Some(parked.pending.api()),
-            key_manager: Some(parked.pending.key_manager()),
-            dpop: parked.pending.is_dpop(),
-            spent_us: parked.spent_us,
-            since_us: now_us,
-        }
-    }
-
-    fn spent(&self, now_us: u64) -> u64 {
-        self.spent_us
-            .saturating_add(now_us.saturating_sub(self.since_us))
-    }
-}
-
 /// One worker's request handling. Built from a compiled [`Policy`] at `on_configure`.
 pub struct Worker {
     policy: Policy,
@@ -171,16 +106,9 @@ pub struct Worker {
     wanted: BTreeSet<usize>,
     /// A root wake-up was asked for and has not run yet.
     wakeup_asked: bool,
-    /// The request being decided carries `Authorization` (so there is one to strip). Parked
-    /// requests always do: only token-carrying requests wait for keys.
-    request_had_authorization: bool,
-    /// The same for `DPoP` proof headers (removed with `Authorization`: without the token they
-    /// mean nothing upstream).
-    request_had_dpop: bool,
     verified: VerifiedTokens,
-    /// Label values of the key managers and APIs, by index.
-    key_manager_labels: Vec<String>,
-    api_labels: Vec<String>,
+    /// Label values of the key managers and APIs.
+    labels: Labels,
     /// Opaque tokens: the shared introspection cache, calls and the requests waiting for them.
     introspector: Introspector,
     /// Metric labels and filter time so far of the requests waiting for introspection.
@@ -199,16 +127,7 @@ impl Worker {
             .collect();
         let verified =
             VerifiedTokens::new(settings.token_cache_entries, settings.token_cache_bytes);
-        let key_manager_labels = policy
-            .key_managers()
-            .iter()
-            .map(|km| metrics::label_value(&km.name))
-            .collect();
-        let api_labels = policy
-            .apis()
-            .iter()
-            .map(|api| metrics::label_value(&api.name))
-            .collect();
+        let labels = Labels::new(&policy);
         Worker {
             policy,
             stores,
@@ -217,11 +136,8 @@ impl Worker {
             callouts: BTreeMap::new(),
             wanted: BTreeSet::new(),
             wakeup_asked: false,
-            request_had_authorization: true,
-            request_had_dpop: true,
             verified,
-            key_manager_labels,
-            api_labels,
+            labels,
             introspector: Introspector::new(worker_id),
             introspecting: BTreeMap::new(),
         }
@@ -265,9 +181,7 @@ impl Worker {
         let method = header(headers, ":method").unwrap_or_default();
         let path = header(headers, ":path").unwrap_or_default();
         let authorization = authorization(headers);
-        self.request_had_authorization = authorization.is_some();
         let proofs = dpop_proofs(headers);
-        self.request_had_dpop = !proofs.is_empty();
         let scheme = header(headers, ":scheme").unwrap_or_default();
         let authority = header(headers, ":authority").unwrap_or_default();
         let request = Request {
@@ -283,6 +197,8 @@ impl Worker {
         let now_us = host.now_us();
         let now_ms = now_us / 1000;
         let mut answering = Answering::new(now_us);
+        answering.had_authorization = authorization.is_some();
+        answering.had_dpop = !proofs.is_empty();
         let start = decision::start(&self.policy, &request);
         answering.api = start.api;
         let outcome = match start.next {
@@ -353,8 +269,6 @@ impl Worker {
             }
             other => self.apply(host, stream, &other, &answering),
         };
-        self.request_had_authorization = true;
-        self.request_had_dpop = true;
         verdict
     }
 
@@ -419,7 +333,7 @@ impl Worker {
             Some(Answered::Failed(error)) => error.code(),
             None => FetchError::DispatchFailed.code(),
         };
-        self.count_fetch(host, km, outcome);
+        self.labels.count_fetch(host, km, outcome);
         self.wake(host, km, now_ms);
     }
 
@@ -485,93 +399,6 @@ impl Worker {
         })
     }
 
-    /// Parks a request until keys arrive (starting a fetch when one is due), or answers it now.
-    fn park(
-        &mut self,
-        host: &mut impl Host,
-        stream: StreamId,
-        pending: Box<Pending>,
-        unknown_kid: bool,
-        now_ms: u64,
-        answering: Answering,
-    ) -> Verdict {
-        let km = pending.key_manager();
-        let settings = self.policy.settings();
-        let here = self
-            .parked
-            .values()
-            .filter(|p| p.pending.key_manager() == km)
-            .count();
-        if self.parked.len() >= settings.max_parked_requests
-            || here >= settings.max_parked_per_key_manager
-        {
-            log::warn!("keygate: parked-request bound reached; answering 503");
-            host.count(counters::PARKED_OVERFLOW);
-            let retry_after = self.stores.get(km).map_or(1, |s| s.retry_after(now_ms));
-            return self.apply(
-                host,
-                stream,
-                &Outcome::Deny(Denial::KeyManagerUnavailable { retry_after }),
-                &answering,
-            );
-        }
-        let deadline_ms = now_ms.saturating_add(settings.request_wait_ms);
-        let Some(store) = self.stores.get_mut(km) else {
-            let unavailable = Denial::KeyManagerUnavailable { retry_after: 1 };
-            return self.apply(host, stream, &Outcome::Deny(unavailable), &answering);
-        };
-        // Requests decide with the keys adopted at the last tick; another worker may have
-        // published newer ones since. Adopt them, and decide again if they changed.
-        let before = store.generation();
-        store.adopt(host, now_ms);
-        let (pending, unknown_kid) = if store.generation() == before {
-            (pending, unknown_kid)
-        } else {
-            match self.finish(host, pending, km, now_ms, false) {
-                Outcome::NeedKeys {
-                    pending,
-                    unknown_kid,
-                } => (pending, unknown_kid),
-                other => return self.apply(host, stream, &other, &answering),
-            }
-        };
-        let Some(store) = self.stores.get_mut(km) else {
-            let unavailable = Denial::KeyManagerUnavailable { retry_after: 1 };
-            return self.apply(host, stream, &Outcome::Deny(unavailable), &answering);
-        };
-        match store.need(host, unknown_kid, now_ms) {
-            Need::Fetch => {
-                self.wanted.insert(km);
-                if !self.wakeup_asked {
-                    self.wakeup_asked = host.wake_root();
-                }
-            }
-            Need::Wait => {}
-            Need::DecideWithCurrentKeys => {
-                // Unknown kid but the refetch budget is spent: decide with what we have.
-                let outcome = self.finish(host, pending, km, now_ms, true);
-                return self.apply(host, stream, &outcome, &answering);
-            }
-            Need::Unavailable { retry_after } => {
-                let unavailable = Denial::KeyManagerUnavailable { retry_after };
-                return self.apply(host, stream, &Outcome::Deny(unavailable), &answering);
-            }
-        }
-        // The generation it waits to see change (read after `need`, which may adopt new keys).
-        let generation = self.stores.get(km).map_or(0, KeyStore::generation);
-        let spent_us = answering.spent(host.now_us());
-        self.parked.insert(
-            stream,
-            Parked {
-                pending,
-                deadline_ms,
-                generation,
-                spent_us,
-            },
-        );
-        Verdict::Pause
-    }
-
     /// Dispatches every wanted fetch (root callbacks only). A refused dispatch answers the
     /// requests waiting for it at once.
     fn dispatch_wanted(&mut self, host: &mut impl Host, now_ms: u64) {
@@ -604,51 +431,24 @@ impl Worker {
             }
             None => {
                 store.fetch_failed(host, now_ms, FetchError::DispatchFailed);
-                self.count_fetch(host, km, FetchError::DispatchFailed.code());
+                self.labels
+                    .count_fetch(host, km, FetchError::DispatchFailed.code());
                 false
             }
         }
     }
 
-    /// One finished (or refused) JWKS fetch of key manager `km`.
-    fn count_fetch(&self, host: &mut impl Host, km: usize, outcome: &str) {
-        let key_manager = self.key_manager_labels.get(km).map_or("_", String::as_str);
-        host.count(metrics::jwks_fetch(key_manager, outcome).as_str());
-    }
-
-    /// Counts a request's verdict and records the filter's time on it.
-    fn count_request(
-        &self,
-        host: &mut impl Host,
-        outcome: RequestOutcome,
-        reason: Option<&str>,
-        answering: &Answering,
-    ) {
-        fn label(labels: &[String], index: Option<usize>) -> Option<&str> {
-            index.and_then(|i| labels.get(i)).map(String::as_str)
-        }
-        let name = metrics::request(
-            outcome,
-            reason,
-            label(&self.key_manager_labels, answering.key_manager),
-            label(&self.api_labels, answering.api),
-        );
-        host.count(name.as_str());
-        let spent = answering.spent(host.now_us());
-        host.record(metrics::FILTER_TIME_US, spent);
-    }
-
     /// Removes the credentials from a request that goes upstream (`settings.strip_authorization`):
     /// `Authorization` and the `DPoP` proofs, which mean nothing without the token. Only requests
     /// that carried a token reach Allow; a public one may or may not have.
-    fn strip_credentials(&self, host: &mut impl Host, stream: StreamId) {
+    fn strip_credentials(&self, host: &mut impl Host, stream: StreamId, answering: &Answering) {
         if !self.policy.settings().strip_authorization {
             return;
         }
-        if self.request_had_authorization {
+        if answering.had_authorization {
             host.remove_header(stream, "authorization");
         }
-        if self.request_had_dpop {
+        if answering.had_dpop {
             host.remove_header(stream, "dpop");
         }
     }
@@ -663,12 +463,14 @@ impl Worker {
     ) -> Verdict {
         match outcome {
             Outcome::Pass => {
-                self.count_request(host, RequestOutcome::Passed, None, answering);
+                self.labels
+                    .count_request(host, RequestOutcome::Passed, None, answering);
                 Verdict::Continue
             }
             Outcome::Public => {
-                self.strip_credentials(host, stream);
-                self.count_request(host, RequestOutcome::Public, None, answering);
+                self.strip_credentials(host, stream, answering);
+                self.labels
+                    .count_request(host, RequestOutcome::Public, None, answering);
                 Verdict::Continue
             }
             Outcome::Allow(allowed) => {
@@ -696,10 +498,11 @@ impl Worker {
                 for (name, value) in &allowed.headers {
                     host.set_header(stream, name, value);
                 }
-                self.strip_credentials(host, stream);
+                self.strip_credentials(host, stream, answering);
                 // Access logs read the identity from the headers just set; only the code is state.
                 host.set_filter_state(stream, "keygate.code", "allowed");
-                self.count_request(host, RequestOutcome::Allowed, None, answering);
+                self.labels
+                    .count_request(host, RequestOutcome::Allowed, None, answering);
                 if answering.dpop {
                     host.count(counters::DPOP_ALLOWED);
                 }
@@ -742,63 +545,8 @@ impl Worker {
             &answer.headers,
             answer.body.as_bytes(),
         );
-        self.count_request(host, RequestOutcome::Denied, Some(denial.code()), answering);
-    }
-
-    /// Finishes parked requests of key manager `km` that can be decided now: the key set changed
-    /// since they parked, or no fetch is in flight any more (it failed or was never possible).
-    fn wake(&mut self, host: &mut impl Host, km: usize, now_ms: u64) {
-        let Some(store) = self.stores.get_mut(km) else {
-            return;
-        };
-        // Ticks adopt shared keys (`refresh_due`); answers publish them here first.
-        let has_keys = store.keys(now_ms).is_some();
-        let generation = store.generation();
-        let fetching = store.fetching(now_ms);
-        let retry_after = store.retry_after(now_ms);
-        let ready: Vec<StreamId> = self
-            .parked
-            .iter()
-            .filter(|(_, p)| p.pending.key_manager() == km)
-            .filter(|(_, p)| p.generation != generation || !fetching)
-            .map(|(id, _)| *id)
-            .collect();
-        for stream in ready {
-            let Some(parked) = self.parked.remove(&stream) else {
-                continue;
-            };
-            let answering = Answering::resumed(&parked, host.now_us());
-            let outcome = if has_keys {
-                // After a refetch (or when no fetch can help any more) an unknown kid is final.
-                self.finish(host, parked.pending, km, now_ms, true)
-            } else {
-                Outcome::Deny(Denial::KeyManagerUnavailable { retry_after })
-            };
-            if self.apply(host, stream, &outcome, &answering) == Verdict::Continue {
-                host.resume(stream);
-            }
-        }
-    }
-
-    fn expire(&mut self, host: &mut impl Host, now_ms: u64) {
-        let late: Vec<StreamId> = self
-            .parked
-            .iter()
-            .filter(|(_, p)| p.deadline_ms <= now_ms)
-            .map(|(id, _)| *id)
-            .collect();
-        for stream in late {
-            let Some(parked) = self.parked.remove(&stream) else {
-                continue;
-            };
-            let retry_after = self
-                .stores
-                .get(parked.pending.key_manager())
-                .map_or(1, |s| s.retry_after(now_ms));
-            let answering = Answering::resumed(&parked, host.now_us());
-            let unavailable = Denial::KeyManagerUnavailable { retry_after };
-            self.deny(host, stream, &unavailable, &answering);
-        }
+        self.labels
+            .count_request(host, RequestOutcome::Denied, Some(denial.code()), answering);
     }
 }
 
