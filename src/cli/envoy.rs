@@ -19,7 +19,6 @@ use std::net::SocketAddr;
 use serde_json::{json, Value};
 
 use crate::cli::declaration::Declaration;
-use crate::cli::generate::GenerateError;
 use crate::cli::ratelimit;
 use crate::cli::url::{HttpUrl, NameCollision, Scheme, TargetNames};
 use crate::config::PluginConfig;
@@ -121,15 +120,6 @@ impl From<serde_json::Error> for BootstrapError {
 impl From<NameCollision> for BootstrapError {
     fn from(err: NameCollision) -> Self {
         BootstrapError::Collision(err)
-    }
-}
-
-impl From<BootstrapError> for GenerateError {
-    fn from(err: BootstrapError) -> Self {
-        GenerateError::Render {
-            what: "envoy.yaml",
-            detail: err.to_string(),
-        }
     }
 }
 

@@ -24,12 +24,13 @@ use crate::cli::declaration::{
     line_of, Declaration, DEFAULT_ADMIN, DEFAULT_CA_FILE, DEFAULT_LISTEN,
 };
 use crate::cli::discover::{self, ResolveError};
-use crate::cli::envoy::{self, EnvoyOptions};
+use crate::cli::envoy::{self, BootstrapError, EnvoyOptions};
 use crate::cli::istio;
 use crate::cli::live;
 use crate::cli::oidc::{self, CheckedDiscovery};
 use crate::cli::plugin::{self, ClusterNaming};
 use crate::cli::ratelimit;
+use crate::cli::url::NameCollision;
 use crate::cli::validate::{self, DeclarationError};
 use crate::config::PluginConfig;
 use crate::policy::Policy;
@@ -170,6 +171,29 @@ impl fmt::Display for GenerateError {
                  last, so a running Envoy still has the old one)",
                 path.display()
             ),
+        }
+    }
+}
+
+// The render files' errors become `GenerateError` here, not in the render files, so that
+// rendering does not import `generate`.
+
+/// An Envoy file that cannot be rendered.
+impl From<BootstrapError> for GenerateError {
+    fn from(err: BootstrapError) -> Self {
+        GenerateError::Render {
+            what: "envoy.yaml",
+            detail: err.to_string(),
+        }
+    }
+}
+
+/// Two Istio targets behind one name ([`istio::manifests`]).
+impl From<NameCollision> for GenerateError {
+    fn from(err: NameCollision) -> Self {
+        GenerateError::Render {
+            what: "istio manifests",
+            detail: err.to_string(),
         }
     }
 }

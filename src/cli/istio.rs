@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::cli::declaration::Declaration;
-use crate::cli::generate::GenerateError;
 use crate::cli::url::{HttpUrl, NameCollision, Scheme, TargetNames};
 use crate::config::PluginConfig;
 
@@ -58,15 +57,6 @@ impl WasmSource {
 pub struct Manifest {
     pub file: String,
     pub resource: Value,
-}
-
-impl From<NameCollision> for GenerateError {
-    fn from(err: NameCollision) -> Self {
-        GenerateError::Render {
-            what: "istio manifests",
-            detail: err.to_string(),
-        }
-    }
 }
 
 /// Renders every manifest. `plugin` must use Istio cluster naming.
