@@ -19,19 +19,19 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::cli::compose;
-use crate::cli::declaration::{
+use crate::cli::declaration::model::{
     line_of, Declaration, DEFAULT_ADMIN, DEFAULT_CA_FILE, DEFAULT_LISTEN,
 };
+use crate::cli::declaration::validate::{self, DeclarationError};
 use crate::cli::discover::{self, ResolveError};
-use crate::cli::envoy::{self, BootstrapError, EnvoyOptions};
-use crate::cli::istio;
+use crate::cli::discovery::oidc::{self, CheckedDiscovery};
+use crate::cli::discovery::url::NameCollision;
 use crate::cli::live;
-use crate::cli::oidc::{self, CheckedDiscovery};
-use crate::cli::plugin::{self, ClusterNaming};
-use crate::cli::ratelimit;
-use crate::cli::url::NameCollision;
-use crate::cli::validate::{self, DeclarationError};
+use crate::cli::render::compose;
+use crate::cli::render::envoy::{self, BootstrapError, EnvoyOptions};
+use crate::cli::render::istio;
+use crate::cli::render::plugin::{self, ClusterNaming};
+use crate::cli::render::ratelimit;
 use crate::config::PluginConfig;
 use crate::policy::Policy;
 
@@ -490,7 +490,7 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
         eprint!(
             "{}:line {}: {}",
             args.input.display(),
-            super::declaration::line_of(&km.name),
+            line_of(&km.name),
             super::discover::audience_warning(&km.name.value).trim_start_matches("# ")
         );
     }

@@ -1,9 +1,9 @@
 //! Declaration + resolved discovery documents → the filter's `PluginConfig`.
 
-use crate::cli::declaration::{ClaimsDecl, Declaration, KeyManagerDecl};
-use crate::cli::oidc::CheckedDiscovery;
-use crate::cli::presets::Preset;
-use crate::cli::url::HttpUrl;
+use crate::cli::declaration::model::{ClaimsDecl, Declaration, KeyManagerDecl};
+use crate::cli::declaration::presets::Preset;
+use crate::cli::discovery::oidc::CheckedDiscovery;
+use crate::cli::discovery::url::HttpUrl;
 use crate::config::{
     ApiConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, IntrospectionConfig, JwksSource,
     KeyManagerConfig, Limiter, PluginConfig, ResourceConfig, SubscriptionConfig, TierConfig,
@@ -21,7 +21,7 @@ pub enum ClusterNaming {
 impl ClusterNaming {
     pub fn jwks_cluster(self, url: &HttpUrl) -> String {
         match self {
-            ClusterNaming::Envoy => crate::cli::envoy::jwks_cluster(url),
+            ClusterNaming::Envoy => crate::cli::render::envoy::jwks_cluster(url),
             ClusterNaming::Istio => format!("outbound|{}||{}", url.port, url.host),
         }
     }
@@ -33,7 +33,7 @@ impl ClusterNaming {
             return self.jwks_cluster(jwks);
         }
         match self {
-            ClusterNaming::Envoy => crate::cli::envoy::introspection_cluster(url),
+            ClusterNaming::Envoy => crate::cli::render::envoy::introspection_cluster(url),
             ClusterNaming::Istio => format!("outbound|{}||{}", url.port, url.host),
         }
     }
@@ -192,7 +192,7 @@ pub fn claim_mapping(preset: Preset, overrides: &ClaimsDecl) -> ClaimMapping {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::declaration::ClaimNames;
+    use crate::cli::declaration::model::ClaimNames;
 
     #[test]
     fn cluster_names() {
