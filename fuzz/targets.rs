@@ -160,7 +160,7 @@ pub fn policy(data: &[u8]) {
 /// The CLI's YAML declaration parser. Kept to the one public entry point on purpose.
 pub fn declaration(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = keygate::cli::validate::parse(text);
+        let _ = keygate::cli::declaration::validate::parse(text);
     }
 }
 

@@ -11,8 +11,8 @@
 mod cli_support;
 
 use cli_support::*;
+use keygate::cli::declaration::validate::{parse, parse_with, DeclarationError};
 use keygate::cli::generate::{self, GenerateError, Loaded};
-use keygate::cli::validate::{parse, parse_with, DeclarationError};
 
 /// A valid declaration; tests break one thing at a time. Line numbers matter below. Discovery is
 /// inline, so nothing is fetched.

@@ -14,7 +14,7 @@ mod cli_support;
 
 use cli_support::*;
 use keygate::cli::generate;
-use keygate::cli::plugin::ClusterNaming;
+use keygate::cli::render::cluster_naming::ClusterNaming;
 use keygate::policy::Policy;
 
 /// A valid declaration; each case edits it. Discovery is inline, so nothing is fetched.

@@ -5,9 +5,9 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::cli::http::{self, HttpGetError};
-use crate::cli::oidc::{self, CheckedDiscovery, DiscoveryDocument, DiscoveryError};
-use crate::cli::presets::Preset;
+use crate::cli::declaration::presets::Preset;
+use crate::cli::discovery::http::{self, HttpGetError};
+use crate::cli::discovery::oidc::{self, CheckedDiscovery, DiscoveryDocument, DiscoveryError};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

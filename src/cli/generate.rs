@@ -19,18 +19,20 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::cli::compose;
-use crate::cli::declaration::{
+use crate::cli::declaration::model::{
     line_of, Declaration, DEFAULT_ADMIN, DEFAULT_CA_FILE, DEFAULT_LISTEN,
 };
+use crate::cli::declaration::validate::{self, DeclarationError};
 use crate::cli::discover::{self, ResolveError};
-use crate::cli::envoy::{self, EnvoyOptions};
-use crate::cli::istio;
+use crate::cli::discovery::oidc::{self, CheckedDiscovery};
+use crate::cli::discovery::url::NameCollision;
 use crate::cli::live;
-use crate::cli::oidc::{self, CheckedDiscovery};
-use crate::cli::plugin::{self, ClusterNaming};
-use crate::cli::ratelimit;
-use crate::cli::validate::{self, DeclarationError};
+use crate::cli::render::cluster_naming::ClusterNaming;
+use crate::cli::render::compose;
+use crate::cli::render::envoy::{self, BootstrapError, EnvoyOptions};
+use crate::cli::render::istio;
+use crate::cli::render::plugin;
+use crate::cli::render::ratelimit;
 use crate::config::PluginConfig;
 use crate::policy::Policy;
 
@@ -170,6 +172,29 @@ impl fmt::Display for GenerateError {
                  last, so a running Envoy still has the old one)",
                 path.display()
             ),
+        }
+    }
+}
+
+// The render files' errors become `GenerateError` here, not in the render files, so that
+// rendering does not import `generate`.
+
+/// An Envoy file that cannot be rendered.
+impl From<BootstrapError> for GenerateError {
+    fn from(err: BootstrapError) -> Self {
+        GenerateError::Render {
+            what: "envoy.yaml",
+            detail: err.to_string(),
+        }
+    }
+}
+
+/// Two Istio targets behind one name ([`istio::manifests`]).
+impl From<NameCollision> for GenerateError {
+    fn from(err: NameCollision) -> Self {
+        GenerateError::Render {
+            what: "istio manifests",
+            detail: err.to_string(),
         }
     }
 }
@@ -466,7 +491,7 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
         eprint!(
             "{}:line {}: {}",
             args.input.display(),
-            super::declaration::line_of(&km.name),
+            line_of(&km.name),
             super::discover::audience_warning(&km.name.value).trim_start_matches("# ")
         );
     }

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::cli::declaration::{ApiDecl, ApplicationDecl, DEFAULT_LISTEN};
+use crate::cli::declaration::model::{ApiDecl, ApplicationDecl, DEFAULT_LISTEN};
 use crate::cli::generate::{self, GenerateError, Loaded};
 use crate::config::SubscriptionState;
 

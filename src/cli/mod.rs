@@ -1,21 +1,18 @@
 //! The native companion command `keygate`: `check-token`, `discover`, `explain`, `generate`,
 //! `instructions`, `oci`.
+//!
+//! The subcommands are the flat modules here. What they share lives in three wings, imported one
+//! way only: subcommands → wings; `render` → `declaration`, `discovery`; `declaration` →
+//! `discovery`; `discovery` → nothing in `cli`.
+
+pub mod declaration;
+pub mod discovery;
+pub mod render;
 
 pub mod check_token;
-pub mod compose;
-pub mod declaration;
 pub mod discover;
-pub mod envoy;
 pub mod explain;
 pub mod generate;
-pub mod http;
 pub mod instructions;
-pub mod istio;
 pub mod live;
 pub mod oci;
-pub mod oidc;
-pub mod plugin;
-pub mod presets;
-pub mod ratelimit;
-pub mod url;
-pub mod validate;

@@ -18,10 +18,9 @@ use std::net::SocketAddr;
 
 use serde_json::{json, Value};
 
-use crate::cli::declaration::Declaration;
-use crate::cli::generate::GenerateError;
-use crate::cli::ratelimit;
-use crate::cli::url::{HttpUrl, NameCollision, Scheme, TargetNames};
+use crate::cli::declaration::model::Declaration;
+use crate::cli::discovery::url::{HttpUrl, NameCollision, Scheme, TargetNames};
+use crate::cli::render::ratelimit;
 use crate::config::PluginConfig;
 use crate::worker::metrics;
 
@@ -121,15 +120,6 @@ impl From<serde_json::Error> for BootstrapError {
 impl From<NameCollision> for BootstrapError {
     fn from(err: NameCollision) -> Self {
         BootstrapError::Collision(err)
-    }
-}
-
-impl From<BootstrapError> for GenerateError {
-    fn from(err: BootstrapError) -> Self {
-        GenerateError::Render {
-            what: "envoy.yaml",
-            detail: err.to_string(),
-        }
     }
 }
 
@@ -300,7 +290,7 @@ pub fn bootstrap(
 }
 
 /// The cluster of `gateway.rate_limit_service` (gRPC, so HTTP/2) and the rate-limit filter, when
-/// the declaration names a service (see `crate::cli::ratelimit`).
+/// the declaration names a service (see `crate::cli::render::ratelimit`).
 fn rate_limit_service(
     decl: &Declaration,
     clusters: &mut BTreeMap<String, Value>,

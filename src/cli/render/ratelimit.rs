@@ -11,7 +11,7 @@
 
 use serde_json::{json, Value};
 
-use crate::cli::declaration::Declaration;
+use crate::cli::declaration::model::Declaration;
 use crate::config::PluginConfig;
 
 /// The rate-limit domain of keygate's descriptors.

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::url::{HttpUrl, Scheme, UrlProblem};
+use crate::cli::discovery::url::{HttpUrl, Scheme, UrlProblem};
 
 pub const WELL_KNOWN_SUFFIX: &str = "/.well-known/openid-configuration";
 

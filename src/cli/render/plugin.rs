@@ -1,43 +1,14 @@
 //! Declaration + resolved discovery documents → the filter's `PluginConfig`.
 
-use crate::cli::declaration::{ClaimsDecl, Declaration, KeyManagerDecl};
-use crate::cli::oidc::CheckedDiscovery;
-use crate::cli::presets::Preset;
-use crate::cli::url::HttpUrl;
+use crate::cli::declaration::model::{ClaimsDecl, Declaration, KeyManagerDecl};
+use crate::cli::declaration::presets::Preset;
+use crate::cli::discovery::oidc::CheckedDiscovery;
+use crate::cli::discovery::url::HttpUrl;
+use crate::cli::render::cluster_naming::ClusterNaming;
 use crate::config::{
     ApiConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, IntrospectionConfig, JwksSource,
     KeyManagerConfig, Limiter, PluginConfig, ResourceConfig, SubscriptionConfig, TierConfig,
 };
-
-/// How the JWKS cluster of a host is named: differs between a plain Envoy bootstrap and Istio.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClusterNaming {
-    /// `keygate_jwks_<host>_<port>_<digest>`, the clusters `envoy.yaml` defines.
-    Envoy,
-    /// `outbound|<port>||<host>`, the clusters Istio derives from a ServiceEntry.
-    Istio,
-}
-
-impl ClusterNaming {
-    pub fn jwks_cluster(self, url: &HttpUrl) -> String {
-        match self {
-            ClusterNaming::Envoy => crate::cli::envoy::jwks_cluster(url),
-            ClusterNaming::Istio => format!("outbound|{}||{}", url.port, url.host),
-        }
-    }
-
-    /// The cluster of an introspection endpoint: the JWKS cluster when both are on one target
-    /// (scheme, host, port), else one of its own.
-    pub fn introspection_cluster(self, url: &HttpUrl, jwks: &HttpUrl) -> String {
-        if url.target() == jwks.target() {
-            return self.jwks_cluster(jwks);
-        }
-        match self {
-            ClusterNaming::Envoy => crate::cli::envoy::introspection_cluster(url),
-            ClusterNaming::Istio => format!("outbound|{}||{}", url.port, url.host),
-        }
-    }
-}
 
 /// Builds the plugin config. `resolved` holds one checked discovery per key manager, in order.
 pub fn plugin_config(
@@ -192,19 +163,7 @@ pub fn claim_mapping(preset: Preset, overrides: &ClaimsDecl) -> ClaimMapping {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::declaration::ClaimNames;
-
-    #[test]
-    fn cluster_names() {
-        let url = HttpUrl::parse("https://login.example.com/keys").unwrap();
-        assert!(ClusterNaming::Envoy
-            .jwks_cluster(&url)
-            .starts_with("keygate_jwks_login_example_com_443_"));
-        assert_eq!(
-            ClusterNaming::Istio.jwks_cluster(&url),
-            "outbound|443||login.example.com"
-        );
-    }
+    use crate::cli::declaration::model::ClaimNames;
 
     #[test]
     fn overrides_replace_only_their_field() {

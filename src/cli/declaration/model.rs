@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::cli::oidc::DiscoveryDocument;
+use crate::cli::discovery::oidc::DiscoveryDocument;
 use crate::config::{ApplicationState, DpopMode, Settings, SubscriptionState};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

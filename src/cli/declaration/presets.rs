@@ -2,7 +2,7 @@
 //! access tokens (facts from the providers' public documentation, see PROVIDERS.md), and a guess of
 //! the provider from the shape of its discovery document.
 
-use crate::cli::url::HttpUrl;
+use crate::cli::discovery::url::HttpUrl;
 use crate::config::ClaimMapping;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

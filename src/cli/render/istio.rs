@@ -14,9 +14,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::cli::declaration::Declaration;
-use crate::cli::generate::GenerateError;
-use crate::cli::url::{HttpUrl, NameCollision, Scheme, TargetNames};
+use crate::cli::declaration::model::Declaration;
+use crate::cli::discovery::url::{HttpUrl, NameCollision, Scheme, TargetNames};
 use crate::config::PluginConfig;
 
 pub const DEFAULT_WASM_URL: &str = "file:///opt/keygate/keygate.wasm";
@@ -60,15 +59,6 @@ pub struct Manifest {
     pub resource: Value,
 }
 
-impl From<NameCollision> for GenerateError {
-    fn from(err: NameCollision) -> Self {
-        GenerateError::Render {
-            what: "istio manifests",
-            detail: err.to_string(),
-        }
-    }
-}
-
 /// Renders every manifest. `plugin` must use Istio cluster naming.
 pub fn manifests(
     decl: &Declaration,
@@ -94,7 +84,7 @@ pub fn manifests(
     if let (Some(sha256), Some(obj)) = (&wasm.sha256, spec.as_object_mut()) {
         obj.insert("sha256".into(), json!(sha256));
     }
-    let secret_keys = crate::cli::envoy::secret_env_keys(plugin);
+    let secret_keys = crate::cli::render::envoy::secret_env_keys(plugin);
     if let (false, Some(obj)) = (secret_keys.is_empty(), spec.as_object_mut()) {
         // Names only: the sidecar hands the values from its own environment to the VM.
         let env: Vec<Value> = secret_keys

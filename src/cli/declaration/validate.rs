@@ -11,10 +11,10 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use crate::cli::declaration::{line_of, Declaration, Located};
-use crate::cli::oidc::{self, DiscoveryError};
-use crate::cli::presets::Preset;
-use crate::cli::url::{HttpUrl, UrlProblem};
+use crate::cli::declaration::model::{line_of, Declaration, Located};
+use crate::cli::declaration::presets::Preset;
+use crate::cli::discovery::oidc::{self, DiscoveryError};
+use crate::cli::discovery::url::{HttpUrl, UrlProblem};
 use crate::config::{ConfigError, ConfigErrors, ConfigProblem};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
