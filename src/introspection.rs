@@ -228,17 +228,17 @@ pub fn parse_answer(status: u32, body: &[u8]) -> Result<Answer, CallFailure> {
 
 /// One shared cache entry: the token hash it is about, and what is known.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
+pub struct IntrospectionEntry {
     /// [`TokenHash::hex`] of the token.
     pub hash: String,
     /// Milliseconds since the epoch until which the state holds.
     pub until_ms: u64,
-    pub state: State,
+    pub state: EntryState,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum State {
+pub enum EntryState {
     /// A worker is asking the key managers (a lease: others wait instead of calling too).
     Pending { worker: u64 },
     /// Key manager `key_manager` (by name) said active, with these claims.
@@ -252,12 +252,12 @@ pub enum State {
     Failed,
 }
 
-impl Record {
+impl IntrospectionEntry {
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Option<Record> {
+    pub fn from_bytes(bytes: &[u8]) -> Option<IntrospectionEntry> {
         serde_json::from_slice(bytes).ok()
     }
 
@@ -327,15 +327,15 @@ mod tests {
     #[test]
     fn records_round_trip_and_hold_for_their_token_only() {
         let hash = TokenHash::of("tok");
-        let record = Record {
+        let record = IntrospectionEntry {
             hash: hash.hex(),
             until_ms: 10,
-            state: State::Active {
+            state: EntryState::Active {
                 key_manager: "km".into(),
                 claims: Map::new(),
             },
         };
-        let back = Record::from_bytes(&record.to_bytes()).unwrap();
+        let back = IntrospectionEntry::from_bytes(&record.to_bytes()).unwrap();
         assert_eq!(back, record);
         assert!(back.holds_for(&hash, 9));
         assert!(!back.holds_for(&hash, 10));

@@ -7,7 +7,7 @@ mod common;
 use common::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
 use keygate::decision::verified_tokens::VerifiedTokens;
 use keygate::decision::{
-    finish, parse, recall, start, DpopHost, DpopRequest, Keys, Outcome, Request,
+    finish, parse, recall, start, DpopHost, DpopRequest, Outcome, Request, SigningKeys,
 };
 use keygate::dpop::{MemorySlots, Slots};
 use keygate::jose::KeySet;
@@ -70,7 +70,7 @@ fn run(
         Some((_, outcome)) => outcome,
         None => match parse(policy, started) {
             Ok(pending) => {
-                let keys = Some(Keys::new(keys, generation));
+                let keys = Some(SigningKeys::new(keys, generation));
                 finish(policy, Box::new(pending), keys, now, false, cache, dpop)
             }
             Err(outcome) => outcome,
@@ -185,7 +185,7 @@ fn run_dpop(
             finish(
                 policy,
                 Box::new(pending),
-                Some(Keys::new(keys, 1)),
+                Some(SigningKeys::new(keys, 1)),
                 now,
                 false,
                 cache,

@@ -9,7 +9,7 @@ mod common;
 use common::{claims, jwks, public_jwk, token, NOW};
 use keygate::policy::Policy;
 use keygate::worker::metrics::{self, RequestOutcome};
-use keygate::worker::{counters, FakeHost, Verdict, Worker};
+use keygate::worker::{counters, FakeHost, RequestAction, Worker};
 use serde_json::{json, Value};
 
 const NOW_MS: u64 = NOW as u64 * 1000;
@@ -74,7 +74,7 @@ fn headers(path: &str, token: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// A request, then the root wake-up it may have asked for (Envoy runs it right after).
-fn get(worker: &mut Worker, host: &mut FakeHost, stream: u32, token: &str) -> Verdict {
+fn get(worker: &mut Worker, host: &mut FakeHost, stream: u32, token: &str) -> RequestAction {
     let verdict = worker.on_request(host, stream, &headers("/pets/items", Some(token)));
     host.run_wakeup(worker);
     verdict
@@ -105,8 +105,8 @@ fn first_request_parks_fetches_once_and_resumes_with_identity() {
     let mut w = worker(json!({}));
     let mut host = FakeHost::new(NOW_MS);
     let t = signed("k1");
-    assert_eq!(get(&mut w, &mut host, 10, &t), Verdict::Pause);
-    assert_eq!(get(&mut w, &mut host, 11, &t), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 10, &t), RequestAction::Pause);
+    assert_eq!(get(&mut w, &mut host, 11, &t), RequestAction::Pause);
     assert_eq!(w.parked(), 2);
     assert_eq!(host.dispatched.len(), 1, "one fetch for both requests");
     let fetch = host.last_dispatch().unwrap().clone();
@@ -132,7 +132,7 @@ fn first_request_parks_fetches_once_and_resumes_with_identity() {
         host.counters
     );
     // The next request is decided at once, with no further fetch.
-    assert_eq!(get(&mut w, &mut host, 12, &t), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 12, &t), RequestAction::Continue);
     assert!(allowed(&host, 12));
     assert_eq!(host.dispatched.len(), 1);
 }
@@ -143,11 +143,11 @@ fn a_stream_callback_never_dispatches_the_fetch_itself() {
     let mut w = worker(json!({}));
     let mut host = FakeHost::new(NOW_MS);
     let h = headers("/pets/items", Some(&signed("k1")));
-    assert_eq!(w.on_request(&mut host, 5, &h), Verdict::Pause);
+    assert_eq!(w.on_request(&mut host, 5, &h), RequestAction::Pause);
     assert!(host.dispatched.is_empty());
     assert_eq!(host.wakeups, 1, "the root is woken to dispatch");
     // A second request on the same wanted fetch asks for no second wake-up.
-    assert_eq!(w.on_request(&mut host, 6, &h), Verdict::Pause);
+    assert_eq!(w.on_request(&mut host, 6, &h), RequestAction::Pause);
     assert_eq!(host.wakeups, 1);
     host.run_wakeup(&mut w);
     assert_eq!(host.dispatched.len(), 1);
@@ -158,7 +158,7 @@ fn a_lost_wake_up_is_made_good_by_the_next_tick() {
     let mut w = worker(json!({}));
     let mut host = FakeHost::new(NOW_MS);
     let h = headers("/pets/items", Some(&signed("k1")));
-    assert_eq!(w.on_request(&mut host, 7, &h), Verdict::Pause);
+    assert_eq!(w.on_request(&mut host, 7, &h), RequestAction::Pause);
     host.wakeups = 0; // the host never calls back
     host.now_ms += 200;
     w.on_tick(&mut host);
@@ -173,11 +173,11 @@ fn a_client_gone_while_its_fetch_is_in_flight_does_not_lose_the_answer() {
     let (mut w, mut host) = warmed(&["k1"], json!({}));
     let rotated = signed("k2");
     // The request with the rotated key starts the unknown-kid refetch, then its client resets.
-    assert_eq!(get(&mut w, &mut host, 20, &rotated), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 20, &rotated), RequestAction::Pause);
     let refetch = host.last_dispatch().unwrap().token;
     assert_eq!(host.dispatched.len(), 2);
     // Another client with the same new key waits on the same fetch.
-    assert_eq!(get(&mut w, &mut host, 21, &rotated), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 21, &rotated), RequestAction::Pause);
     assert_eq!(host.dispatched.len(), 2, "waits on the fetch in flight");
     w.on_done(20);
     host.gone.insert(20);
@@ -191,7 +191,10 @@ fn a_client_gone_while_its_fetch_is_in_flight_does_not_lose_the_answer() {
         "nothing is sent to a stream that is gone"
     );
     // And a later request with the rotated key passes without another fetch.
-    assert_eq!(get(&mut w, &mut host, 22, &rotated), Verdict::Continue);
+    assert_eq!(
+        get(&mut w, &mut host, 22, &rotated),
+        RequestAction::Continue
+    );
     assert!(allowed(&host, 22));
     assert_eq!(host.dispatched.len(), 2);
 }
@@ -205,7 +208,10 @@ fn late_duplicate_and_unknown_callouts_change_nothing() {
     host.no_answer(&mut w, 4242);
     assert_eq!(fetch_failures(&host), 0);
     assert_eq!(w.callouts_in_flight(), 0);
-    assert_eq!(get(&mut w, &mut host, 30, &signed("k1")), Verdict::Continue);
+    assert_eq!(
+        get(&mut w, &mut host, 30, &signed("k1")),
+        RequestAction::Continue
+    );
     assert!(allowed(&host, 30));
 }
 
@@ -213,7 +219,10 @@ fn late_duplicate_and_unknown_callouts_change_nothing() {
 fn a_parked_request_times_out_with_503_and_retry_after() {
     let mut w = worker(json!({"request_wait_ms": 1000}));
     let mut host = FakeHost::new(NOW_MS);
-    assert_eq!(get(&mut w, &mut host, 40, &signed("k1")), Verdict::Pause);
+    assert_eq!(
+        get(&mut w, &mut host, 40, &signed("k1")),
+        RequestAction::Pause
+    );
     host.now_ms += 500;
     w.on_tick(&mut host);
     assert!(host.reply_of(40).is_none(), "still within request_wait_ms");
@@ -232,7 +241,10 @@ fn a_parked_request_times_out_with_503_and_retry_after() {
 fn no_answer_at_all_fails_parked_requests_closed() {
     let mut w = worker(json!({}));
     let mut host = FakeHost::new(NOW_MS);
-    assert_eq!(get(&mut w, &mut host, 50, &signed("k1")), Verdict::Pause);
+    assert_eq!(
+        get(&mut w, &mut host, 50, &signed("k1")),
+        RequestAction::Pause
+    );
     let token = host.last_dispatch().unwrap().token;
     host.no_answer(&mut w, token);
     let sent = host.reply_of(50).unwrap();
@@ -246,7 +258,10 @@ fn a_host_that_refuses_the_callout_answers_503_at_once() {
     let mut w = worker(json!({}));
     let mut host = FakeHost::new(NOW_MS);
     host.refuse_dispatch = true;
-    assert_eq!(get(&mut w, &mut host, 55, &signed("k1")), Verdict::Pause);
+    assert_eq!(
+        get(&mut w, &mut host, 55, &signed("k1")),
+        RequestAction::Pause
+    );
     assert_eq!(host.reply_of(55).unwrap().status, 503);
     assert_eq!(w.parked(), 0);
 }
@@ -257,7 +272,7 @@ fn parked_requests_are_bounded_per_key_manager_and_in_total() {
     let mut host = FakeHost::new(NOW_MS);
     let t = signed("k1");
     for stream in 100..110 {
-        assert_eq!(get(&mut w, &mut host, stream, &t), Verdict::Pause);
+        assert_eq!(get(&mut w, &mut host, stream, &t), RequestAction::Pause);
     }
     assert_eq!(w.parked(), 3);
     assert_eq!(host.dispatched.len(), 1);
@@ -295,9 +310,9 @@ fn two_workers_share_one_fetch_through_shared_data() {
     let mut host_a = FakeHost::new(NOW_MS);
     let mut host_b = host_a.sibling();
     let t = signed("k1");
-    assert_eq!(get(&mut a, &mut host_a, 1, &t), Verdict::Pause);
+    assert_eq!(get(&mut a, &mut host_a, 1, &t), RequestAction::Pause);
     // Worker B sees A's lease and waits instead of fetching.
-    assert_eq!(get(&mut b, &mut host_b, 2, &t), Verdict::Pause);
+    assert_eq!(get(&mut b, &mut host_b, 2, &t), RequestAction::Pause);
     assert_eq!(host_a.dispatched.len(), 1);
     assert!(host_b.dispatched.is_empty(), "only one worker fetches");
     let token = host_a.last_dispatch().unwrap().token;
@@ -315,13 +330,13 @@ fn two_workers_share_one_fetch_through_shared_data() {
 fn unknown_kid_refetch_is_rate_limited_then_decided_with_current_keys() {
     let (mut w, mut host) = warmed(&["k1"], json!({"jwks_unknown_kid_refetch_seconds": 30}));
     let forged = signed("nope");
-    assert_eq!(get(&mut w, &mut host, 60, &forged), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 60, &forged), RequestAction::Pause);
     let token = host.last_dispatch().unwrap().token;
     host.answer(&mut w, token, 200, &keys(&["k1"]));
     assert_eq!(host.reply_of(60).unwrap().status, 401);
     // Within the refetch interval an unknown kid is refused at once, with no fetch.
     let fetches = host.dispatched.len();
-    assert_eq!(get(&mut w, &mut host, 61, &forged), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 61, &forged), RequestAction::Pause);
     assert_eq!(host.reply_of(61).unwrap().status, 401);
     assert_eq!(host.dispatched.len(), fetches);
     assert_eq!(w.parked(), 0);
@@ -332,7 +347,7 @@ fn identity_headers_are_removed_and_authorization_follows_the_setting() {
     let (mut w, mut host) = warmed(&["k1"], json!({"strip_authorization": true}));
     let mut h = headers("/pets/items", Some(&signed("k1")));
     h.push(("X-Keygate-Application".to_string(), "forged".to_string()));
-    assert_eq!(w.on_request(&mut host, 70, &h), Verdict::Continue);
+    assert_eq!(w.on_request(&mut host, 70, &h), RequestAction::Continue);
     let log = host.stream(70).unwrap();
     assert!(log
         .removed_headers
@@ -343,7 +358,7 @@ fn identity_headers_are_removed_and_authorization_follows_the_setting() {
     // A public resource: identity headers removed too, no token needed.
     let mut h = headers("/pets/health", None);
     h.push(("x-keygate-client-id".to_string(), "forged".to_string()));
-    assert_eq!(w.on_request(&mut host, 71, &h), Verdict::Continue);
+    assert_eq!(w.on_request(&mut host, 71, &h), RequestAction::Continue);
     assert!(host
         .stream(71)
         .unwrap()
@@ -360,7 +375,7 @@ fn two_authorization_headers_are_refused_not_decided_on_either() {
         "authorization".to_string(),
         format!("Bearer {}", signed("k1")),
     ));
-    assert_eq!(w.on_request(&mut host, 80, &h), Verdict::Pause);
+    assert_eq!(w.on_request(&mut host, 80, &h), RequestAction::Pause);
     assert_eq!(host.reply_of(80).unwrap().status, 400);
 }
 
@@ -369,7 +384,7 @@ fn denials_are_answered_and_counted_by_code() {
     let (mut w, mut host) = warmed(&["k1"], json!({}));
     assert_eq!(
         w.on_request(&mut host, 90, &headers("/pets/items", None)),
-        Verdict::Pause
+        RequestAction::Pause
     );
     let sent = host.reply_of(90).unwrap();
     assert_eq!(sent.status, 401);
@@ -393,9 +408,9 @@ fn denials_are_answered_and_counted_by_code() {
 fn a_cache_hit_reads_no_shared_data_and_a_forged_token_is_verified_once() {
     let (mut w, mut host) = warmed(&["k1"], json!({}));
     let good = signed("k1");
-    assert_eq!(get(&mut w, &mut host, 1, &good), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 1, &good), RequestAction::Continue);
     host.reset_calls();
-    assert_eq!(get(&mut w, &mut host, 2, &good), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 2, &good), RequestAction::Continue);
     assert!(allowed(&host, 2));
     assert_eq!(
         host.shared_reads(),
@@ -406,10 +421,10 @@ fn a_cache_hit_reads_no_shared_data_and_a_forged_token_is_verified_once() {
     let mut parts: Vec<String> = good.split('.').map(String::from).collect();
     parts[2] = "A".repeat(parts[2].len());
     let forged = parts.join(".");
-    assert_eq!(get(&mut w, &mut host, 3, &forged), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 3, &forged), RequestAction::Pause);
     let first = host.reply_of(3).unwrap().clone();
     assert_eq!(first.status, 401);
-    assert_eq!(get(&mut w, &mut host, 4, &forged), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 4, &forged), RequestAction::Pause);
     assert_eq!(
         host.reply_of(4),
         Some(&first),
@@ -429,7 +444,7 @@ fn a_worker_that_has_not_adopted_yet_uses_published_keys_without_fetching() {
     // B has never ticked: it finds the published keys when the request would park.
     assert_eq!(
         get(&mut b, &mut host_b, 9, &signed("k1")),
-        Verdict::Continue
+        RequestAction::Continue
     );
     assert!(allowed(&host_b, 9));
     assert!(host_b.dispatched.is_empty());
@@ -444,17 +459,20 @@ fn a_worker_adopts_rotated_keys_published_by_another_before_refetching() {
     b.on_tick(&mut host_b); // adopts k1
     assert_eq!(
         get(&mut b, &mut host_b, 1, &signed("k1")),
-        Verdict::Continue
+        RequestAction::Continue
     );
     // A refetches after a rotation and publishes k2.
-    assert_eq!(get(&mut a, &mut host_a, 2, &signed("k2")), Verdict::Pause);
+    assert_eq!(
+        get(&mut a, &mut host_a, 2, &signed("k2")),
+        RequestAction::Pause
+    );
     let token = host_a.last_dispatch().unwrap().token;
     host_a.answer(&mut a, token, 200, &keys(&["k1", "k2"]));
     assert!(allowed(&host_a, 2));
     // B sees k2 unknown locally, adopts the shared record instead of fetching, and allows.
     assert_eq!(
         get(&mut b, &mut host_b, 3, &signed("k2")),
-        Verdict::Continue
+        RequestAction::Continue
     );
     assert!(allowed(&host_b, 3));
     assert!(host_b.dispatched.is_empty());
@@ -475,8 +493,8 @@ fn a_refresh_that_fetches_the_same_jwks_keeps_verified_tokens() {
         let token = host.last_dispatch().unwrap().token;
         host.answer(w, token, 200, &keys(kids));
     };
-    assert_eq!(get(&mut w, &mut host, 1, &t), Verdict::Continue);
-    assert_eq!(get(&mut w, &mut host, 2, &t), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 1, &t), RequestAction::Continue);
+    assert_eq!(get(&mut w, &mut host, 2, &t), RequestAction::Continue);
     assert_eq!(
         host.crypto_calls.get(),
         1,
@@ -485,7 +503,7 @@ fn a_refresh_that_fetches_the_same_jwks_keeps_verified_tokens() {
     // The scheduled refresh brings a byte-identical JWKS: still a hit.
     refresh(&mut w, &mut host, &["k1"]);
     assert_eq!(host.dispatched.len(), 2);
-    assert_eq!(get(&mut w, &mut host, 3, &t), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 3, &t), RequestAction::Continue);
     assert_eq!(
         host.crypto_calls.get(),
         1,
@@ -493,8 +511,8 @@ fn a_refresh_that_fetches_the_same_jwks_keeps_verified_tokens() {
     );
     // A JWKS that changed does: the token is verified again, once.
     refresh(&mut w, &mut host, &["k1", "k3"]);
-    assert_eq!(get(&mut w, &mut host, 4, &t), Verdict::Continue);
-    assert_eq!(get(&mut w, &mut host, 5, &t), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 4, &t), RequestAction::Continue);
+    assert_eq!(get(&mut w, &mut host, 5, &t), RequestAction::Continue);
     assert_eq!(host.crypto_calls.get(), 2);
     assert!(allowed(&host, 5));
 }
@@ -502,7 +520,10 @@ fn a_refresh_that_fetches_the_same_jwks_keeps_verified_tokens() {
 #[test]
 fn authorization_is_stripped_by_default_and_kept_on_request() {
     let (mut w, mut host) = warmed(&["k1"], json!({}));
-    assert_eq!(get(&mut w, &mut host, 1, &signed("k1")), Verdict::Continue);
+    assert_eq!(
+        get(&mut w, &mut host, 1, &signed("k1")),
+        RequestAction::Continue
+    );
     assert!(host
         .stream(1)
         .unwrap()
@@ -512,14 +533,14 @@ fn authorization_is_stripped_by_default_and_kept_on_request() {
     // A public request without a token has nothing to strip: no host call for it.
     assert_eq!(
         w.on_request(&mut host, 2, &headers("/pets/health", None)),
-        Verdict::Continue
+        RequestAction::Continue
     );
     assert!(host
         .stream(2)
         .is_none_or(|log| log.removed_headers.is_empty()));
     // With a token on a public resource, it is stripped there too.
     let h = headers("/pets/health", Some(&signed("k1")));
-    assert_eq!(w.on_request(&mut host, 3, &h), Verdict::Continue);
+    assert_eq!(w.on_request(&mut host, 3, &h), RequestAction::Continue);
     assert!(host
         .stream(3)
         .unwrap()
@@ -529,7 +550,7 @@ fn authorization_is_stripped_by_default_and_kept_on_request() {
     let (mut keep, mut host) = warmed(&["k1"], json!({"strip_authorization": false}));
     assert_eq!(
         get(&mut keep, &mut host, 4, &signed("k1")),
-        Verdict::Continue
+        RequestAction::Continue
     );
     assert!(!host
         .stream(4)
@@ -543,17 +564,17 @@ fn authorization_is_stripped_by_default_and_kept_on_request() {
 fn a_cached_token_is_authorized_per_resource() {
     let (mut w, mut host) = warmed(&["k1"], json!({}));
     let t = signed("k1");
-    assert_eq!(get(&mut w, &mut host, 1, &t), Verdict::Continue);
-    assert_eq!(get(&mut w, &mut host, 2, &t), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 1, &t), RequestAction::Continue);
+    assert_eq!(get(&mut w, &mut host, 2, &t), RequestAction::Continue);
     // The same verified token on a resource that needs another scope: refused, from the cache.
     let admin = headers("/pets/admin", Some(&t));
-    assert_eq!(w.on_request(&mut host, 3, &admin), Verdict::Pause);
+    assert_eq!(w.on_request(&mut host, 3, &admin), RequestAction::Pause);
     assert_eq!(host.reply_of(3).unwrap().status, 403);
     assert_eq!(
         host.reply_of(3).unwrap().code().as_deref(),
         Some("insufficient_scope")
     );
-    assert_eq!(get(&mut w, &mut host, 4, &t), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 4, &t), RequestAction::Continue);
     assert!(allowed(&host, 4));
 }
 
@@ -594,7 +615,7 @@ fn a_new_config_with_the_same_key_manager_adopts_the_stored_keys_without_fetchin
     new.on_tick(&mut host);
     assert_eq!(
         get(&mut new, &mut host, 1, &signed("k1")),
-        Verdict::Continue
+        RequestAction::Continue
     );
     assert!(allowed(&host, 1), "{:?}", host.stream(1));
     // Many ticks later (still within the refresh interval) nothing was fetched again.
@@ -608,7 +629,7 @@ fn a_new_config_with_the_same_key_manager_adopts_the_stored_keys_without_fetchin
     c["scope"] = json!("pets:read");
     c["client_id"] = json!("app-2");
     let web = token(&json!({"alg": "ES256", "kid": "k1"}), &c, "p256");
-    assert_eq!(get(&mut new, &mut host, 2, &web), Verdict::Continue);
+    assert_eq!(get(&mut new, &mut host, 2, &web), RequestAction::Continue);
     let log = host.stream(2).unwrap();
     assert!(log.reply.is_none(), "{log:?}");
     assert!(log
@@ -640,7 +661,7 @@ fn a_new_config_that_moves_a_key_manager_fetches_its_keys_afresh() {
         let t = token(&json!({"alg": "ES256", "kid": "k1"}), &c, "p256");
         // Until the new fetch answers, the request waits: the old record is not served.
         let verdict = new.on_request(&mut host, 1, &headers("/pets/items", Some(&t)));
-        assert_eq!(verdict, Verdict::Pause, "{issuer} {jwks_uri}");
+        assert_eq!(verdict, RequestAction::Pause, "{issuer} {jwks_uri}");
         let fetch = host.last_dispatch().unwrap().token;
         host.answer(&mut new, fetch, 200, &keys(&["k1"]));
         assert!(allowed(&host, 1), "{:?}", host.stream(1));
@@ -654,7 +675,7 @@ fn every_verdict_is_counted_once_with_its_labels_and_timed_once() {
     let good = signed("k1");
     // Parked while the first fetch runs, then allowed: counted when answered, with the key
     // manager and API it was decided under.
-    assert_eq!(get(&mut w, &mut host, 1, &good), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 1, &good), RequestAction::Pause);
     assert_eq!(
         requests(&host, &[]),
         0,
@@ -672,14 +693,17 @@ fn every_verdict_is_counted_once_with_its_labels_and_timed_once() {
     );
     // Repeats come from the verified-token cache.
     for stream in 2..5 {
-        assert_eq!(get(&mut w, &mut host, stream, &good), Verdict::Continue);
+        assert_eq!(
+            get(&mut w, &mut host, stream, &good),
+            RequestAction::Continue
+        );
     }
     assert_eq!(host.counter(allowed_name.as_str()), 4);
     assert_eq!(host.counter(metrics::token_cache(true)), 3);
     assert_eq!(host.counter(metrics::token_cache(false)), 1);
     // A token without the resource's scope: the cached verdict still names key manager and API.
     let admin = headers("/pets/admin", Some(&good));
-    assert_eq!(w.on_request(&mut host, 5, &admin), Verdict::Pause);
+    assert_eq!(w.on_request(&mut host, 5, &admin), RequestAction::Pause);
     let scope = metrics::request(
         RequestOutcome::Denied,
         Some("insufficient_scope"),
@@ -690,7 +714,7 @@ fn every_verdict_is_counted_once_with_its_labels_and_timed_once() {
     // Public, unknown API, missing token: what is known is labeled, nothing else.
     assert_eq!(
         w.on_request(&mut host, 6, &headers("/pets/health", None)),
-        Verdict::Continue
+        RequestAction::Continue
     );
     assert_eq!(
         host.counter(metrics::request(RequestOutcome::Public, None, None, Some("pets")).as_str()),
@@ -698,7 +722,7 @@ fn every_verdict_is_counted_once_with_its_labels_and_timed_once() {
     );
     assert_eq!(
         w.on_request(&mut host, 7, &headers("/nowhere", None)),
-        Verdict::Pause
+        RequestAction::Pause
     );
     assert_eq!(
         host.counter(metrics::request(RequestOutcome::Denied, Some("no_api"), None, None).as_str()),
@@ -708,7 +732,7 @@ fn every_verdict_is_counted_once_with_its_labels_and_timed_once() {
     let mut c = claims();
     c["iss"] = json!("https://stranger.example");
     let stranger = token(&json!({"alg": "ES256", "kid": "k1"}), &c, "p256");
-    assert_eq!(get(&mut w, &mut host, 8, &stranger), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 8, &stranger), RequestAction::Pause);
     let denied_8 = host.reply_of(8).unwrap().code().unwrap();
     assert_eq!(
         host.counter(
@@ -721,7 +745,10 @@ fn every_verdict_is_counted_once_with_its_labels_and_timed_once() {
     // A request parked past request_wait_ms: one 503, counted with its labels.
     let mut cold = worker(json!({"request_wait_ms": 1000}));
     let mut cold_host = FakeHost::new(NOW_MS);
-    assert_eq!(get(&mut cold, &mut cold_host, 9, &good), Verdict::Pause);
+    assert_eq!(
+        get(&mut cold, &mut cold_host, 9, &good),
+        RequestAction::Pause
+    );
     cold_host.now_ms += 1_100;
     cold.on_tick(&mut cold_host);
     let unavailable = metrics::request(

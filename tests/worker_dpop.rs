@@ -8,7 +8,7 @@ mod common;
 
 use common::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
 use keygate::policy::Policy;
-use keygate::worker::{counters, FakeHost, Verdict, Worker};
+use keygate::worker::{counters, FakeHost, RequestAction, Worker};
 use serde_json::{json, Value};
 
 const NOW_MS: u64 = NOW as u64 * 1000;
@@ -73,7 +73,7 @@ fn request(
     stream: u32,
     authorization: &str,
     proofs: &[&str],
-) -> Verdict {
+) -> RequestAction {
     let mut h = vec![
         (":method".to_string(), "GET".to_string()),
         (":path".to_string(), "/pets/items?page=2".to_string()),
@@ -128,7 +128,7 @@ fn one_proof_is_accepted_once_across_two_workers() {
 
     assert_eq!(
         request(&mut a, &mut host_a, 1, &auth, &[&once]),
-        Verdict::Continue
+        RequestAction::Continue
     );
     assert!(allowed(&host_a, 1));
     assert_eq!(host_a.counter(counters::DPOP_ALLOWED), 1);
@@ -138,7 +138,7 @@ fn one_proof_is_accepted_once_across_two_workers() {
     // The other worker has never seen this token or proof, and still refuses the replay.
     assert_eq!(
         request(&mut b, &mut host_b, 2, &auth, &[&once]),
-        Verdict::Pause
+        RequestAction::Pause
     );
     let (status, code, challenge) = refused(&host_b, 2);
     assert_eq!((status, code.as_str()), (401, "dpop_jti_replayed"));
@@ -154,7 +154,7 @@ fn one_proof_is_accepted_once_across_two_workers() {
     let fresh = proof(&token, "jti-2");
     assert_eq!(
         request(&mut b, &mut host_b, 3, &auth, &[&fresh]),
-        Verdict::Continue
+        RequestAction::Continue
     );
     assert!(allowed(&host_b, 3));
 }
@@ -174,11 +174,11 @@ fn a_parked_dpop_request_is_checked_when_the_keys_arrive() {
     );
     assert_eq!(
         request(&mut w, &mut host, 1, &auth, &[&good]),
-        Verdict::Pause
+        RequestAction::Pause
     );
     assert_eq!(
         request(&mut w, &mut host, 2, &auth, &[&wrong_url]),
-        Verdict::Pause
+        RequestAction::Pause
     );
     assert_eq!(w.parked(), 2);
     let fetch = host.last_dispatch().unwrap().token;
@@ -200,12 +200,15 @@ fn proofs_go_to_host_crypto_and_are_checked_on_cache_hits() {
         let p = proof(&token, jti);
         assert_eq!(
             request(&mut w, &mut host, stream, &auth, &[&p]),
-            Verdict::Continue
+            RequestAction::Continue
         );
     }
     // One token verification (then cache hits) and one proof check per request.
     assert_eq!(host.crypto_calls.get(), 1 + 3);
-    assert_eq!(request(&mut w, &mut host, 4, &auth, &[]), Verdict::Pause);
+    assert_eq!(
+        request(&mut w, &mut host, 4, &auth, &[]),
+        RequestAction::Pause
+    );
     assert_eq!(refused(&host, 4).1, "dpop_proof_missing");
 }
 
@@ -215,7 +218,7 @@ fn required_dpop_refuses_plain_bearer_tokens() {
     let plain = access_token(false);
     assert_eq!(
         request(&mut w, &mut host, 1, &format!("Bearer {plain}"), &[]),
-        Verdict::Pause
+        RequestAction::Pause
     );
     let (status, code, challenge) = refused(&host, 1);
     assert_eq!((status, code.as_str()), (401, "dpop_required"));
@@ -227,7 +230,7 @@ fn required_dpop_refuses_plain_bearer_tokens() {
     let p = proof(&bound, "j");
     assert_eq!(
         request(&mut w, &mut host, 2, &format!("DPoP {bound}"), &[&p]),
-        Verdict::Continue
+        RequestAction::Continue
     );
     // ES256 proofs are not on this gateway's list.
     let mut key_claims =
@@ -235,14 +238,14 @@ fn required_dpop_refuses_plain_bearer_tokens() {
     let es256 = dpop_proof("p256", "ES256", &key_claims);
     assert_eq!(
         request(&mut w, &mut host, 3, &format!("DPoP {bound}"), &[&es256]),
-        Verdict::Pause
+        RequestAction::Pause
     );
     assert_eq!(refused(&host, 3).1, "dpop_alg_not_allowed");
     key_claims["iat"] = json!(NOW - 301.0);
     let stale = dpop_proof("p384", "ES384", &key_claims);
     assert_eq!(
         request(&mut w, &mut host, 4, &format!("DPoP {bound}"), &[&stale]),
-        Verdict::Pause
+        RequestAction::Pause
     );
     assert_eq!(refused(&host, 4).1, "dpop_proof_expired");
 }
@@ -256,13 +259,16 @@ fn a_full_replay_store_answers_503_and_never_forgets_a_live_jti() {
     let (p1, p2, p3) = (proof(&token, "1"), proof(&token, "2"), proof(&token, "3"));
     assert_eq!(
         request(&mut w, &mut host, 1, &auth, &[&p1]),
-        Verdict::Continue
+        RequestAction::Continue
     );
     assert_eq!(
         request(&mut w, &mut host, 2, &auth, &[&p2]),
-        Verdict::Continue
+        RequestAction::Continue
     );
-    assert_eq!(request(&mut w, &mut host, 3, &auth, &[&p3]), Verdict::Pause);
+    assert_eq!(
+        request(&mut w, &mut host, 3, &auth, &[&p3]),
+        RequestAction::Pause
+    );
     let sent = host.reply_of(3).unwrap();
     assert_eq!(
         (sent.status, sent.code().as_deref()),
@@ -270,7 +276,10 @@ fn a_full_replay_store_answers_503_and_never_forgets_a_live_jti() {
     );
     let retry: u64 = sent.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=302).contains(&retry), "{retry}");
-    assert_eq!(request(&mut w, &mut host, 4, &auth, &[&p1]), Verdict::Pause);
+    assert_eq!(
+        request(&mut w, &mut host, 4, &auth, &[&p1]),
+        RequestAction::Pause
+    );
     assert_eq!(refused(&host, 4).1, "dpop_jti_replayed");
     // Once the window has passed, the slot has room again (a new proof, a new iat).
     host.now_ms += 400_000;
@@ -281,7 +290,7 @@ fn a_full_replay_store_answers_503_and_never_forgets_a_live_jti() {
     );
     assert_eq!(
         request(&mut w, &mut host, 5, &auth, &[&later]),
-        Verdict::Continue
+        RequestAction::Continue
     );
     let record = host
         .shared

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use keygate::introspection::{Secrets, TokenHash};
 use keygate::policy::Policy;
-use keygate::worker::{counters, Dispatched, FakeHost, Verdict, Worker};
+use keygate::worker::{counters, Dispatched, FakeHost, RequestAction, Worker};
 use serde_json::{json, Value};
 
 const NOW: u64 = 1_700_000_000;
@@ -72,7 +72,7 @@ fn request(
     stream: u32,
     method: &str,
     token: &str,
-) -> Verdict {
+) -> RequestAction {
     let headers = vec![
         (":method".to_string(), method.to_string()),
         (":path".to_string(), "/pets/items".to_string()),
@@ -84,7 +84,7 @@ fn request(
     verdict
 }
 
-fn get(worker: &mut Worker, host: &mut FakeHost, stream: u32, token: &str) -> Verdict {
+fn get(worker: &mut Worker, host: &mut FakeHost, stream: u32, token: &str) -> RequestAction {
     request(worker, host, stream, "GET", token)
 }
 
@@ -141,8 +141,8 @@ const OPAQUE: &str = "Lx8wOE7k1Ps0qHUdzy2Gf3CGqfoB6Nzm4cJmF9Mr2hx";
 fn one_call_for_concurrent_requests_then_cache_hits() {
     let mut w = worker();
     let mut host = FakeHost::new(NOW_MS);
-    assert_eq!(get(&mut w, &mut host, 1, OPAQUE), Verdict::Pause);
-    assert_eq!(get(&mut w, &mut host, 2, OPAQUE), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 1, OPAQUE), RequestAction::Pause);
+    assert_eq!(get(&mut w, &mut host, 2, OPAQUE), RequestAction::Pause);
     assert_eq!(w.parked(), 2);
     assert_eq!(calls(&host).len(), 1, "one call for both requests");
     let call = calls(&host).last().unwrap().clone();
@@ -166,7 +166,10 @@ fn one_call_for_concurrent_requests_then_cache_hits() {
     }
     host.reset_calls();
     for stream in 3..103 {
-        assert_eq!(get(&mut w, &mut host, stream, OPAQUE), Verdict::Continue);
+        assert_eq!(
+            get(&mut w, &mut host, stream, OPAQUE),
+            RequestAction::Continue
+        );
         assert!(allowed(&host, stream));
     }
     println!(
@@ -212,8 +215,8 @@ fn two_workers_share_one_call_and_its_answer() {
     let mut b = worker_for(policy);
     let mut host_a = FakeHost::new(NOW_MS);
     let mut host_b = host_a.sibling();
-    assert_eq!(get(&mut a, &mut host_a, 1, OPAQUE), Verdict::Pause);
-    assert_eq!(get(&mut b, &mut host_b, 2, OPAQUE), Verdict::Pause);
+    assert_eq!(get(&mut a, &mut host_a, 1, OPAQUE), RequestAction::Pause);
+    assert_eq!(get(&mut b, &mut host_b, 2, OPAQUE), RequestAction::Pause);
     assert!(
         calls(&host_b).is_empty(),
         "the second worker waits for the first's call"
@@ -224,7 +227,7 @@ fn two_workers_share_one_call_and_its_answer() {
     b.on_tick(&mut host_b);
     assert!(allowed(&host_b, 2), "{:?}", host_b.stream(2));
     assert!(host_b.stream(2).unwrap().resumed);
-    assert_eq!(get(&mut b, &mut host_b, 3, OPAQUE), Verdict::Continue);
+    assert_eq!(get(&mut b, &mut host_b, 3, OPAQUE), RequestAction::Continue);
     assert!(calls(&host_b).is_empty());
     assert_eq!(calls(&host_a).len(), 1);
 }
@@ -266,7 +269,7 @@ fn inactive_is_401_and_cached_for_the_negative_time() {
     assert!(www.contains("error=\"invalid_token\""), "{www}");
     assert!(!host.stream(1).unwrap().resumed);
     host.now_ms += 9_000;
-    assert_eq!(get(&mut w, &mut host, 2, OPAQUE), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 2, OPAQUE), RequestAction::Pause);
     assert_eq!(code(&host, 2), (401, "token_inactive".to_string()));
     assert_eq!(calls(&host).len(), 1);
     host.now_ms += 1_001;
@@ -281,9 +284,9 @@ fn an_active_answer_holds_until_exp_and_at_most_the_cache_time() {
     get(&mut w, &mut host, 1, OPAQUE);
     answer(&mut w, &mut host, &active("app-1", "pets:read"));
     host.now_ms += 59_000;
-    assert_eq!(get(&mut w, &mut host, 2, OPAQUE), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 2, OPAQUE), RequestAction::Continue);
     host.now_ms += 1_001;
-    assert_eq!(get(&mut w, &mut host, 3, OPAQUE), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 3, OPAQUE), RequestAction::Pause);
     assert_eq!(
         calls(&host).len(),
         2,
@@ -299,7 +302,7 @@ fn an_active_answer_holds_until_exp_and_at_most_the_cache_time() {
     answer(&mut w, &mut host, &soon);
     assert!(allowed(&host, 1));
     host.now_ms += 20_000;
-    assert_eq!(get(&mut w, &mut host, 2, short), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 2, short), RequestAction::Pause);
     assert_eq!(calls(&host).len(), 2, "the entry ends at the token's exp");
 }
 
@@ -385,7 +388,7 @@ fn a_cached_active_token_keeps_working_through_an_outage() {
     host.no_answer(&mut w, t);
     assert_eq!(code(&host, 2).0, 503);
     host.now_ms += 30_000;
-    assert_eq!(get(&mut w, &mut host, 3, OPAQUE), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 3, OPAQUE), RequestAction::Continue);
     assert!(allowed(&host, 3));
 }
 
@@ -568,7 +571,7 @@ fn a_parked_request_times_out_with_503_and_a_late_answer_still_fills_the_cache()
     assert!(host.stream(2).is_none(), "a gone stream is not answered");
     assert_eq!(w.parked(), 0);
     answer(&mut w, &mut host, &active("app-1", "pets:read"));
-    assert_eq!(get(&mut w, &mut host, 3, OPAQUE), Verdict::Continue);
+    assert_eq!(get(&mut w, &mut host, 3, OPAQUE), RequestAction::Continue);
     assert_eq!(calls(&host).len(), 1);
 }
 
@@ -692,7 +695,7 @@ fn where_dpop_is_required_an_active_opaque_bearer_token_is_refused() {
     idp["dpop"] = json!("required");
     let mut w = worker_for(policy_with(vec![idp], json!({})));
     let mut host = FakeHost::new(NOW_MS);
-    assert_eq!(get(&mut w, &mut host, 1, OPAQUE), Verdict::Pause);
+    assert_eq!(get(&mut w, &mut host, 1, OPAQUE), RequestAction::Pause);
     answer(&mut w, &mut host, &active("app-1", "pets:read"));
     assert_eq!(code(&host, 1), (401, "dpop_required".to_string()));
     let www = www_authenticate(&host, 1);

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use common::{claims, jwks, public_jwk, token, NOW};
 use keygate::policy::Policy;
 use keygate::worker::metrics;
-use keygate::worker::{counters, FakeHost, Verdict, Worker};
+use keygate::worker::{counters, FakeHost, RequestAction, Worker};
 use serde_json::{json, Value};
 
 /// Requests the worker allowed (all labels).
@@ -96,8 +96,8 @@ fn two_workers(limiter: &str) -> (Worker, FakeHost, Worker, FakeHost) {
 /// The status a request got: 200 when forwarded, else the local reply's.
 fn status(w: &mut Worker, host: &mut FakeHost, stream: u32, path: &str, token: &str) -> u32 {
     match w.on_request(host, stream, &headers(path, token)) {
-        Verdict::Continue => 200,
-        Verdict::Pause => host.reply_of(stream).map_or(0, |r| r.status),
+        RequestAction::Continue => 200,
+        RequestAction::Pause => host.reply_of(stream).map_or(0, |r| r.status),
     }
 }
 

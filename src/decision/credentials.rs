@@ -28,7 +28,7 @@ impl AuthorizationProblem {
 
 /// The authorization scheme a token came with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
+pub enum AuthScheme {
     Bearer,
     /// `DPoP` (RFC 9449 §7.1): the token is DPoP-bound and a `DPoP` proof header comes with it.
     Dpop,
@@ -36,16 +36,16 @@ pub enum Scheme {
 
 /// The scheme and token of an `Authorization` header value: [`bearer_token`]'s rules, with
 /// `DPoP` accepted beside `Bearer` (both case-insensitive).
-pub fn credentials(authorization: Option<&str>) -> Result<(Scheme, &str), Denial> {
+pub fn credentials(authorization: Option<&str>) -> Result<(AuthScheme, &str), Denial> {
     let dpop = authorization.is_some_and(|value| {
         let value = value.trim_matches([' ', '\t']);
         let scheme = value.split_once(' ').map_or(value, |(scheme, _)| scheme);
         scheme.eq_ignore_ascii_case("dpop")
     });
     if dpop {
-        Ok((Scheme::Dpop, token_of(authorization, "dpop")?))
+        Ok((AuthScheme::Dpop, token_of(authorization, "dpop")?))
     } else {
-        Ok((Scheme::Bearer, token_of(authorization, "bearer")?))
+        Ok((AuthScheme::Bearer, token_of(authorization, "bearer")?))
     }
 }
 
@@ -129,12 +129,15 @@ mod tests {
     fn credentials_tell_bearer_from_dpop() {
         assert_eq!(
             credentials(Some("Bearer a.b.c")),
-            Ok((Scheme::Bearer, "a.b.c"))
+            Ok((AuthScheme::Bearer, "a.b.c"))
         );
-        assert_eq!(credentials(Some("DPoP a.b.c")), Ok((Scheme::Dpop, "a.b.c")));
+        assert_eq!(
+            credentials(Some("DPoP a.b.c")),
+            Ok((AuthScheme::Dpop, "a.b.c"))
+        );
         assert_eq!(
             credentials(Some(" dpop   a.b.c ")),
-            Ok((Scheme::Dpop, "a.b.c"))
+            Ok((AuthScheme::Dpop, "a.b.c"))
         );
         assert_eq!(
             credentials(Some("DPoP")),

@@ -12,7 +12,7 @@ use crate::dpop::{
 use crate::jose::HostCrypto;
 use crate::policy::{Policy, RouteMatch};
 
-use super::{Challenge, Denial, Outcome, Request, Scheme, TokenRefusal};
+use super::{AuthScheme, Challenge, Denial, Outcome, Request, TokenRefusal};
 
 /// What DPoP checks need from the host: signature checks (`None`: in Wasm) and the shared data
 /// that holds the replay store.
@@ -40,10 +40,10 @@ pub(super) struct ProofInput {
 impl Presentation {
     /// How a token came: its scheme and, for DPoP, the one proof (or why there is not exactly
     /// one) with the method and URI it must describe.
-    pub(super) fn of(scheme: Scheme, request: &Request<'_>) -> Presentation {
+    pub(super) fn of(scheme: AuthScheme, request: &Request<'_>) -> Presentation {
         match scheme {
-            Scheme::Bearer => Presentation::Bearer,
-            Scheme::Dpop => {
+            AuthScheme::Bearer => Presentation::Bearer,
+            AuthScheme::Dpop => {
                 let dpop = &request.dpop;
                 let proof = match dpop.proofs {
                     [] => Err(DpopError::ProofMissing),

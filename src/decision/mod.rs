@@ -25,7 +25,7 @@ mod reply;
 pub mod verified_tokens;
 
 pub use credentials::{
-    authorization, bearer_token, credentials, dpop_proofs, AuthorizationProblem, Scheme,
+    authorization, bearer_token, credentials, dpop_proofs, AuthScheme, AuthorizationProblem,
 };
 pub use denial::{Challenge, Denial, TokenRefusal};
 pub use dpop_binding::DpopHost;
@@ -37,7 +37,7 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 
 use crate::decision::identity::Identity;
-use crate::decision::verified_tokens::{Verdict, VerifiedTokens};
+use crate::decision::verified_tokens::{Verification, VerifiedTokens};
 use crate::dpop::MemorySlots;
 use crate::jose::claims::{check_time, times, Validation};
 use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
@@ -132,13 +132,13 @@ impl Pending {
 pub struct Started<'r> {
     route: RouteMatch,
     token: &'r str,
-    scheme: Scheme,
+    scheme: AuthScheme,
     request: Request<'r>,
 }
 
 impl Started<'_> {
     /// The scheme the token came with.
-    pub fn scheme(&self) -> Scheme {
+    pub fn scheme(&self) -> AuthScheme {
         self.scheme
     }
 
@@ -226,7 +226,7 @@ fn recall_presented(
         return None;
     }
     let outcome = match hit.verdict {
-        Verdict::Valid {
+        Verification::Valid {
             claims,
             exp,
             nbf,
@@ -258,7 +258,7 @@ fn recall_presented(
                 }
             }
         }
-        Verdict::Invalid(refusal) => refuse(policy, started.presentation, refusal.clone()),
+        Verification::Invalid(refusal) => refuse(policy, started.presentation, refusal.clone()),
     };
     Some((key_manager, outcome))
 }
@@ -297,16 +297,16 @@ fn begin(policy: &Policy, request: &Request<'_>) -> Result<Pending, Outcome> {
 /// A key manager's key set and its generation (changes whenever another set is adopted), and
 /// the host that can check RS*/ES* signatures natively, if any.
 #[derive(Clone, Copy)]
-pub struct Keys<'a> {
+pub struct SigningKeys<'a> {
     pub set: &'a KeySet,
     pub generation: u64,
     pub crypto: Option<&'a dyn HostCrypto>,
 }
 
-impl<'a> Keys<'a> {
+impl<'a> SigningKeys<'a> {
     /// Keys checked entirely in Wasm (no host crypto).
     pub fn new(set: &'a KeySet, generation: u64) -> Self {
-        Keys {
+        SigningKeys {
             set,
             generation,
             crypto: None,
@@ -320,7 +320,7 @@ impl<'a> Keys<'a> {
 pub fn finish(
     policy: &Policy,
     mut pending: Box<Pending>,
-    keys: Option<Keys<'_>>,
+    keys: Option<SigningKeys<'_>>,
     now: f64,
     after_refetch: bool,
     cache: &mut VerifiedTokens,
@@ -365,7 +365,7 @@ pub fn finish(
                 Outcome::Allow(allowed) => Some((pending.route, Rc::clone(allowed))),
                 _ => None,
             };
-            let verdict = Verdict::Valid {
+            let verdict = Verification::Valid {
                 claims: verified.claims,
                 exp,
                 nbf,
@@ -387,7 +387,7 @@ pub fn finish(
                 refusal,
                 TokenRefusal::Token(TokenError::Expired | TokenError::NotYetValid)
             ) {
-                let verdict = Verdict::Invalid(refusal.clone());
+                let verdict = Verification::Invalid(refusal.clone());
                 cache.insert(pending.token.as_str(), km, keys.generation, verdict);
             }
             refuse(policy, &pending.presentation, refusal)
@@ -420,7 +420,7 @@ pub fn decide<'k>(
 ) -> Outcome {
     match begin(policy, request) {
         Ok(pending) => {
-            let set = keys(pending.key_manager).map(|set| Keys::new(set, 0));
+            let set = keys(pending.key_manager).map(|set| SigningKeys::new(set, 0));
             let mut no_cache = VerifiedTokens::disabled();
             let slots = MemorySlots::default();
             let dpop = DpopHost {

@@ -30,7 +30,7 @@ use crate::policy::RouteMatch;
 
 /// What verification concluded about a token.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
+pub enum Verification {
     Valid {
         claims: Map<String, Value>,
         exp: Option<f64>,
@@ -47,7 +47,7 @@ pub enum Verdict {
 pub struct Hit<'a> {
     pub key_manager: usize,
     pub generation: u64,
-    pub verdict: &'a Verdict,
+    pub verdict: &'a Verification,
 }
 
 /// A remembered verdict that the caller may extend (the `allowed` memo).
@@ -55,14 +55,14 @@ pub struct Hit<'a> {
 pub struct HitMut<'a> {
     pub key_manager: usize,
     pub generation: u64,
-    pub verdict: &'a mut Verdict,
+    pub verdict: &'a mut Verification,
 }
 
 struct Entry {
     token: Box<str>,
     key_manager: usize,
     generation: u64,
-    verdict: Verdict,
+    verdict: Verification,
     bytes: usize,
 }
 
@@ -132,7 +132,13 @@ impl VerifiedTokens {
         })
     }
 
-    pub fn insert(&mut self, token: &str, key_manager: usize, generation: u64, verdict: Verdict) {
+    pub fn insert(
+        &mut self,
+        token: &str,
+        key_manager: usize,
+        generation: u64,
+        verdict: Verification,
+    ) {
         let bytes = entry_bytes(token);
         if self.capacity == 0 || bytes > self.max_bytes {
             return;
@@ -180,8 +186,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn valid(sub: &str) -> Verdict {
-        Verdict::Valid {
+    fn valid(sub: &str) -> Verification {
+        Verification::Valid {
             claims: json!({"sub": sub}).as_object().cloned().unwrap_or_default(),
             exp: None,
             nbf: None,
@@ -191,8 +197,8 @@ mod tests {
 
     fn sub_of(hit: Option<Hit<'_>>) -> Option<String> {
         match hit?.verdict {
-            Verdict::Valid { claims, .. } => claims.get("sub")?.as_str().map(String::from),
-            Verdict::Invalid { .. } => None,
+            Verification::Valid { claims, .. } => claims.get("sub")?.as_str().map(String::from),
+            Verification::Invalid { .. } => None,
         }
     }
 
@@ -242,7 +248,7 @@ mod tests {
     #[test]
     fn refusals_are_remembered_too() {
         let mut cache = VerifiedTokens::new(4, 1 << 20);
-        let refused = Verdict::Invalid(TokenRefusal::Inactive);
+        let refused = Verification::Invalid(TokenRefusal::Inactive);
         cache.insert("forged", 1, 3, refused.clone());
         assert_eq!(
             cache.get("forged").map(|h| h.verdict.clone()),

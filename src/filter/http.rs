@@ -6,19 +6,19 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use crate::worker::Verdict;
+use crate::worker::RequestAction;
 
 use super::host;
-use super::State;
+use super::VmState;
 
 pub struct Http {
     context_id: u32,
     /// None only when configuration failed (Envoy then refuses the plugin; fail closed anyway).
-    state: Option<Rc<RefCell<State>>>,
+    state: Option<Rc<RefCell<VmState>>>,
 }
 
 impl Http {
-    pub fn new(context_id: u32, state: Option<Rc<RefCell<State>>>) -> Self {
+    pub fn new(context_id: u32, state: Option<Rc<RefCell<VmState>>>) -> Self {
         Http { context_id, state }
     }
 }
@@ -41,8 +41,8 @@ impl HttpContext for Http {
         let headers = host::request_headers();
         let (worker, mut host) = state.host(self.context_id);
         match worker.on_request(&mut host, self.context_id, &headers) {
-            Verdict::Continue => Action::Continue,
-            Verdict::Pause => Action::Pause,
+            RequestAction::Continue => Action::Continue,
+            RequestAction::Pause => Action::Pause,
         }
     }
 

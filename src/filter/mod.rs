@@ -15,7 +15,7 @@ use crate::worker::Worker;
 /// Per-VM state shared by the root context and the stream contexts of one worker thread. Envoy
 /// calls a VM on one thread only, so `Rc<RefCell<_>>` is enough; every borrow is `try_borrow_mut`
 /// so that a re-entrant call fails closed instead of panicking.
-pub struct State {
+pub struct VmState {
     worker: Worker,
     /// Counter name → host metric id (defined on first use).
     metrics: BTreeMap<String, Option<u32>>,
@@ -25,9 +25,9 @@ pub struct State {
     crypto: bool,
 }
 
-impl State {
+impl VmState {
     fn new(worker: Worker, queue: Option<u32>, crypto: bool) -> Self {
-        State {
+        VmState {
             worker,
             metrics: BTreeMap::new(),
             queue,
@@ -37,7 +37,7 @@ impl State {
 
     /// The host for one callback into `context`.
     fn host(&mut self, context: u32) -> (&mut Worker, host::ProxyHost<'_>) {
-        let State {
+        let VmState {
             worker,
             metrics,
             queue,

@@ -15,7 +15,7 @@ use crate::worker::Worker;
 
 use super::host;
 use super::http::Http;
-use super::State;
+use super::VmState;
 
 /// Timer period: bounds how late a worker adopts keys another worker fetched, and how precisely
 /// parked requests time out.
@@ -23,7 +23,7 @@ const TICK_MS: u64 = 200;
 
 pub struct Root {
     context_id: u32,
-    state: Option<Rc<RefCell<State>>>,
+    state: Option<Rc<RefCell<VmState>>>,
 }
 
 impl Root {
@@ -100,7 +100,7 @@ impl RootContext for Root {
                 }
                 host::set_gauge(metrics::SIGNATURE_HOST, u64::from(crypto));
                 host::count(metrics::configuration(true));
-                self.state = Some(Rc::new(RefCell::new(State::new(worker, queue, crypto))));
+                self.state = Some(Rc::new(RefCell::new(VmState::new(worker, queue, crypto))));
                 // The first tick pre-warms the key caches (clusters are ready by then).
                 host::set_tick_period_ms(TICK_MS);
                 true

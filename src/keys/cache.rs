@@ -1,4 +1,4 @@
-//! `KeyCache<K>`: one key manager's JWKS cache as seen by one worker: the record (timing,
+//! `JwksCache<K>`: one key manager's JWKS cache as seen by one worker: the record (timing,
 //! failures, lease) plus the key set parsed from it. `K` is whatever the parser builds (the
 //! shell passes `jose`'s key set); the cache never looks inside it.
 
@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::error::{BodyProblem, FetchError};
-use super::record::{FetchReason, Record};
+use super::record::{FetchReason, JwksRecord};
 use super::timing::Timing;
 use crate::config::Settings;
 
@@ -71,11 +71,11 @@ impl<K> Clone for Fetched<K> {
 }
 
 /// One key manager's JWKS cache in one worker. All times are milliseconds since the Unix epoch.
-pub struct KeyCache<K> {
+pub struct JwksCache<K> {
     timing: Timing,
     /// This worker's id, unique among the VMs that share the record.
     me: u64,
-    record: Record,
+    record: JwksRecord,
     /// Keys parsed from `record.jwks`, with the body they were parsed from. Invariant: when set,
     /// the body equals `record.jwks` (kept by `apply` and `sync`).
     keys: Option<(Arc<[u8]>, Arc<K>)>,
@@ -91,9 +91,9 @@ impl<K> fmt::Debug for Fetched<K> {
     }
 }
 
-impl<K> fmt::Debug for KeyCache<K> {
+impl<K> fmt::Debug for JwksCache<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyCache")
+        f.debug_struct("JwksCache")
             .field("me", &self.me)
             .field("timing", &self.timing)
             .field("record", &self.record)
@@ -102,13 +102,13 @@ impl<K> fmt::Debug for KeyCache<K> {
     }
 }
 
-impl<K> KeyCache<K> {
+impl<K> JwksCache<K> {
     /// An empty cache; the first `poll` asks for the startup fetch.
-    pub fn new(settings: &Settings, me: u64) -> KeyCache<K> {
-        KeyCache {
+    pub fn new(settings: &Settings, me: u64) -> JwksCache<K> {
+        JwksCache {
             timing: Timing::from_settings(settings),
             me,
-            record: Record::default(),
+            record: JwksRecord::default(),
             keys: None,
         }
     }
@@ -118,7 +118,7 @@ impl<K> KeyCache<K> {
     }
 
     /// This worker's copy of the record (to encode and CAS-write into shared data).
-    pub fn record(&self) -> &Record {
+    pub fn record(&self) -> &JwksRecord {
         &self.record
     }
 
@@ -257,7 +257,7 @@ impl<K> KeyCache<K> {
     /// Returns whether the served keys changed.
     pub fn sync(
         &mut self,
-        record: Record,
+        record: JwksRecord,
         parse: impl FnOnce(&[u8]) -> Result<K, BodyProblem>,
     ) -> Result<bool, FetchError> {
         self.record = record;
@@ -377,17 +377,17 @@ mod tests {
         }
     }
 
-    fn cache() -> KeyCache<Kids> {
-        KeyCache::new(&settings(), 1)
+    fn cache() -> JwksCache<Kids> {
+        JwksCache::new(&settings(), 1)
     }
 
-    fn kids(cache: &KeyCache<Kids>, now: u64) -> Option<Vec<&str>> {
+    fn kids(cache: &JwksCache<Kids>, now: u64) -> Option<Vec<&str>> {
         cache
             .keys(now)
             .map(|k| k.0.iter().map(String::as_str).collect())
     }
 
-    fn ok(cache: &mut KeyCache<Kids>, now: u64, body: &str) {
+    fn ok(cache: &mut JwksCache<Kids>, now: u64, body: &str) {
         assert_eq!(
             cache.on_response(now, 200, &[], body.as_bytes(), parse),
             Ok(())
@@ -576,7 +576,7 @@ mod tests {
         assert_eq!(c.no_answer_error(2_950), FetchError::Timeout);
         assert_eq!(c.no_answer_error(3_000), FetchError::Timeout);
         // Another worker's lease says nothing about this worker's fetch.
-        let mut other: KeyCache<Kids> = KeyCache::new(&settings(), 2);
+        let mut other: JwksCache<Kids> = JwksCache::new(&settings(), 2);
         assert_eq!(other.sync(c.record().clone(), parse), Ok(false));
         assert_eq!(other.no_answer_error(3_000), FetchError::Unreachable);
     }
@@ -626,7 +626,7 @@ mod tests {
     #[test]
     fn sync_parses_only_new_versions() {
         let mut a = cache();
-        let mut b: KeyCache<Kids> = KeyCache::new(&settings(), 2);
+        let mut b: JwksCache<Kids> = JwksCache::new(&settings(), 2);
         a.poll(0);
         ok(&mut a, 0, "k1");
         assert_eq!(b.sync(a.record().clone(), parse), Ok(true));

@@ -2,7 +2,7 @@
 //! worker VMs of one Envoy.
 //!
 //! # One worker
-//! [`KeyCache<K>`] holds a [`Record`] (plain timing data) and the key set `K` parsed from the last
+//! [`JwksCache<K>`] holds a [`JwksRecord`] (plain timing data) and the key set `K` parsed from the last
 //! good body. `K` is whatever the caller's parser builds (the shell passes `jose`'s key set), so
 //! this module never looks inside keys. All clock values are milliseconds since the Unix epoch,
 //! passed in by the caller.
@@ -24,7 +24,7 @@
 //! - `status(now)` derives the state (Empty, Fresh, Stale, Refreshing, Failed) for logs/metrics.
 //!
 //! # Many workers: one fetch per refresh
-//! Envoy runs one VM per worker thread; each has its own `KeyCache`, but the [`Record`] lives in
+//! Envoy runs one VM per worker thread; each has its own `JwksCache`, but the [`JwksRecord`] lives in
 //! proxy-wasm shared data under [`slot_key`] (key manager name + hash of the issuer and JWKS URI), read and
 //! written through [`SharedSlot`] (the shell implements it over `get_shared_data` /
 //! `set_shared_data`). Shared data gives compare-and-swap:
@@ -72,6 +72,6 @@ mod shared;
 mod timing;
 
 pub use answer::made_by_proxy;
-pub use cache::{KeyCache, UnknownKidAction};
+pub use cache::{JwksCache, UnknownKidAction};
 pub use error::{BodyProblem, FetchError};
 pub use shared::{slot_key, Expect, SharedSlot, SlotError};

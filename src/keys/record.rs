@@ -1,7 +1,7 @@
 //! The per-key-manager record: every fact the cache's decisions depend on, as plain data that
 //! encodes to bytes, so that all worker VMs can share one copy through proxy-wasm shared data.
 //!
-//! The transitions here are pure functions of the record, the worker id and `now`; `KeyCache`
+//! The transitions here are pure functions of the record, the worker id and `now`; `JwksCache`
 //! adds the parsed keys on top, and `shared` moves the record through compare-and-swap.
 
 use std::fmt;
@@ -55,7 +55,7 @@ pub struct Lease {
 
 /// Everything known about one key manager's JWKS, shared by all workers.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Record {
+pub struct JwksRecord {
     /// Number of good key sets published so far; 0 means never fetched. Workers re-parse `jwks`
     /// only when this moves.
     pub(crate) version: u64,
@@ -76,9 +76,9 @@ pub struct Record {
 }
 
 /// Debug shows the body's size only: a whole JWKS never goes to a log.
-impl fmt::Debug for Record {
+impl fmt::Debug for JwksRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Record")
+        f.debug_struct("JwksRecord")
             .field("version", &self.version)
             .field("fetched_at_ms", &self.fetched_at_ms)
             .field("refresh_at_ms", &self.refresh_at_ms)
@@ -96,7 +96,7 @@ impl fmt::Debug for Record {
 /// The record's bytes start with this, so a record of another format is never misread.
 const MAGIC: &[u8; 4] = b"KGJ1";
 
-impl Record {
+impl JwksRecord {
     /// The lease, if a fetch is in flight and not yet presumed lost.
     pub fn active_lease(&self, now_ms: u64) -> Option<&Lease> {
         self.lease.as_ref().filter(|lease| now_ms < lease.until_ms)
@@ -223,7 +223,7 @@ impl Record {
     }
 
     /// `None` for bytes that are not a record of this format (the caller then starts afresh).
-    pub fn decode(bytes: &[u8], max_bytes: usize) -> Option<Record> {
+    pub fn decode(bytes: &[u8], max_bytes: usize) -> Option<JwksRecord> {
         let mut r = Reader { rest: bytes };
         if r.take(MAGIC.len())? != MAGIC {
             return None;
@@ -250,7 +250,7 @@ impl Record {
             1 => Some(r.u64()?),
             _ => return None,
         };
-        Some(Record {
+        Some(JwksRecord {
             version,
             fetched_at_ms,
             refresh_at_ms,
@@ -300,9 +300,9 @@ mod tests {
         Timing::from_settings(&Settings::default())
     }
 
-    fn sample() -> Record {
+    fn sample() -> JwksRecord {
         let t = timing();
-        let mut r = Record::default();
+        let mut r = JwksRecord::default();
         r.record_success(1_000, Arc::from(&b"{\"keys\":[1]}"[..]), 300_000, &t);
         r.take_lease(7, 400_000, FetchReason::UnknownKid, &t);
         assert!(r.record_failure(7, 400_500, FetchError::Status { status: 502 }, &t));
@@ -314,33 +314,33 @@ mod tests {
     fn encode_decode_round_trip() {
         let r = sample();
         let bytes = r.encode();
-        assert_eq!(Record::decode(&bytes, 1024), Some(r));
-        let empty = Record::default();
-        assert_eq!(Record::decode(&empty.encode(), 1024), Some(empty));
+        assert_eq!(JwksRecord::decode(&bytes, 1024), Some(r));
+        let empty = JwksRecord::default();
+        assert_eq!(JwksRecord::decode(&empty.encode(), 1024), Some(empty));
     }
 
     #[test]
     fn decode_rejects_every_truncation_and_bad_tags() {
-        let bytes = Record::default().encode();
+        let bytes = JwksRecord::default().encode();
         for cut in 0..bytes.len() {
             assert_eq!(
-                Record::decode(bytes.get(..cut).unwrap(), 1),
+                JwksRecord::decode(bytes.get(..cut).unwrap(), 1),
                 None,
                 "cut {cut}"
             );
         }
         let mut bad_magic = bytes.clone();
         bad_magic[0] = b'X';
-        assert_eq!(Record::decode(&bad_magic, 1), None);
+        assert_eq!(JwksRecord::decode(&bad_magic, 1), None);
         let mut bad_error = bytes.clone();
         bad_error[4 + 5 * 8 + 4] = 200;
-        assert_eq!(Record::decode(&bad_error, 1), None);
+        assert_eq!(JwksRecord::decode(&bad_error, 1), None);
     }
 
     #[test]
     fn due_reasons_follow_history() {
         let t = timing();
-        let mut r = Record::default();
+        let mut r = JwksRecord::default();
         assert_eq!(r.due(0), Some(FetchReason::Startup));
         r.take_lease(1, 0, FetchReason::Startup, &t);
         assert_eq!(r.due(10), None, "lease blocks a second fetch");
@@ -356,7 +356,7 @@ mod tests {
     #[test]
     fn debug_never_shows_the_body() {
         let t = timing();
-        let mut r = Record::default();
+        let mut r = JwksRecord::default();
         r.record_success(
             0,
             Arc::from(&b"{\"keys\":[{\"n\":\"SECRETISH\"}]}"[..]),
@@ -371,7 +371,7 @@ mod tests {
     #[test]
     fn lost_lease_expires() {
         let t = timing();
-        let mut r = Record::default();
+        let mut r = JwksRecord::default();
         r.take_lease(1, 0, FetchReason::Startup, &t);
         assert!(r.active_lease(t.lease_ms() - 1).is_some());
         assert!(r.active_lease(t.lease_ms()).is_none());
@@ -381,7 +381,7 @@ mod tests {
     #[test]
     fn failure_of_a_non_owner_changes_nothing() {
         let t = timing();
-        let mut r = Record::default();
+        let mut r = JwksRecord::default();
         r.take_lease(1, 0, FetchReason::Startup, &t);
         let before = r.clone();
         assert!(!r.record_failure(2, 10, FetchError::Unreachable, &t));
@@ -391,7 +391,7 @@ mod tests {
     #[test]
     fn failed_unknown_kid_fetch_does_not_delay_planned_refresh() {
         let t = timing();
-        let mut r = Record::default();
+        let mut r = JwksRecord::default();
         r.record_success(0, Arc::from(&b"k"[..]), 300_000, &t);
         // Five failures in a row: backoff grows to 16 s, but refresh time is closer.
         for i in 0..5u64 {

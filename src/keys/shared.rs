@@ -2,9 +2,9 @@
 //! doc for the protocol). The host side is the small `SharedSlot` trait: the shell implements it
 //! over `get_shared_data`/`set_shared_data`, tests over an in-memory map.
 
-use super::cache::{Fetched, KeyCache, UnknownKidAction};
+use super::cache::{Fetched, JwksCache, UnknownKidAction};
 use super::error::{BodyProblem, FetchError};
-use super::record::{FetchReason, Record};
+use super::record::{FetchReason, JwksRecord};
 
 /// How many times a write that lost a compare-and-swap is redone on the newer record.
 const CAS_ATTEMPTS: usize = 4;
@@ -66,7 +66,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-impl<K> KeyCache<K> {
+impl<K> JwksCache<K> {
     /// Adopt the shared record (call on every tick; resume waiting requests afterwards when
     /// `fetch_in_flight` is false). Returns whether the served keys changed, or why the shared
     /// key set could not be parsed.
@@ -188,7 +188,7 @@ impl<K> KeyCache<K> {
     ) -> (Expect, Result<bool, FetchError>) {
         match slot.read() {
             None => (Expect::Absent, Ok(false)),
-            Some((bytes, cas)) => match Record::decode(&bytes, self.timing().max_bytes) {
+            Some((bytes, cas)) => match JwksRecord::decode(&bytes, self.timing().max_bytes) {
                 Some(record) => (Expect::Cas(cas), self.sync(record, parse)),
                 None => (Expect::Cas(cas), Ok(false)),
             },
@@ -295,7 +295,7 @@ mod tests {
     /// `latency_ms` (or fails while `down`), and a log of fetches.
     struct Sim {
         store: Store,
-        workers: Vec<KeyCache<Body>>,
+        workers: Vec<JwksCache<Body>>,
         /// (worker, reason, dispatched at, answer at)
         in_flight: Vec<(usize, FetchReason, u64)>,
         fetches: Vec<(u64, FetchReason)>,
@@ -309,7 +309,7 @@ mod tests {
             Sim {
                 store: Store::default(),
                 workers: (0..n)
-                    .map(|i| KeyCache::new(&settings(), 1_000 + i as u64))
+                    .map(|i| JwksCache::new(&settings(), 1_000 + i as u64))
                     .collect(),
                 in_flight: Vec::new(),
                 fetches: Vec::new(),
@@ -400,8 +400,8 @@ mod tests {
     fn racing_reads_before_writes_still_give_one_fetch() {
         // All four workers read the empty record before any of them writes: the worst race.
         let store = Store::default();
-        let mut workers: Vec<KeyCache<Body>> =
-            (0..4).map(|i| KeyCache::new(&settings(), i)).collect();
+        let mut workers: Vec<JwksCache<Body>> =
+            (0..4).map(|i| JwksCache::new(&settings(), i)).collect();
         let expects: Vec<Expect> = workers
             .iter_mut()
             .map(|w| w.read_slot(&store, &parse).0)
@@ -531,15 +531,15 @@ mod tests {
     fn foreign_bytes_in_the_slot_are_replaced() {
         let store = Store::default();
         store.write(b"not a record", Expect::Absent).unwrap();
-        let mut w: KeyCache<Body> = KeyCache::new(&settings(), 1);
+        let mut w: JwksCache<Body> = JwksCache::new(&settings(), 1);
         assert_eq!(w.poll_shared(&store, 0, parse), Some(FetchReason::Startup));
         let (bytes, _) = store.read().unwrap();
-        assert!(Record::decode(&bytes, 1 << 20).is_some());
+        assert!(JwksRecord::decode(&bytes, 1 << 20).is_some());
     }
 
     #[test]
     fn without_shared_data_each_worker_works_alone() {
-        let mut w: KeyCache<Body> = KeyCache::new(&settings(), 1);
+        let mut w: JwksCache<Body> = JwksCache::new(&settings(), 1);
         assert_eq!(w.poll_shared(&Broken, 0, parse), Some(FetchReason::Startup));
         assert_eq!(
             w.on_response_shared(&Broken, 10, 200, &[], b"k", parse),
@@ -552,8 +552,8 @@ mod tests {
     #[test]
     fn stale_failure_report_does_not_write() {
         let store = Store::default();
-        let mut a: KeyCache<Body> = KeyCache::new(&settings(), 1);
-        let mut b: KeyCache<Body> = KeyCache::new(&settings(), 2);
+        let mut a: JwksCache<Body> = JwksCache::new(&settings(), 1);
+        let mut b: JwksCache<Body> = JwksCache::new(&settings(), 2);
         assert!(a.poll_shared(&store, 0, parse).is_some());
         // a's lease expires, b takes over and succeeds; then a's late timeout arrives.
         assert!(b.poll_shared(&store, 3_000, parse).is_some());

@@ -24,7 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::decision::Denial;
 use crate::decision::{self, Opaque, Outcome};
 use crate::introspection::{
-    entry_key, parse_answer, request_body, Answer, CallFailure, Record, Secrets, State, TokenHash,
+    entry_key, parse_answer, request_body, Answer, CallFailure, EntryState, IntrospectionEntry,
+    Secrets, TokenHash,
 };
 use crate::keys::{made_by_proxy, Expect};
 use crate::policy::Policy;
@@ -123,7 +124,7 @@ impl Introspector {
         let current = host.shared_get(&key);
         let record = current
             .as_ref()
-            .and_then(|(bytes, _)| Record::from_bytes(bytes))
+            .and_then(|(bytes, _)| IntrospectionEntry::from_bytes(bytes))
             .filter(|r| r.holds_for(&opaque.hash, now_ms));
         let mut pending_elsewhere = false;
         if let Some(record) = &record {
@@ -131,7 +132,7 @@ impl Introspector {
                 host.count(metrics::introspection_cache(true));
                 return Handled::Answer(outcome);
             }
-            pending_elsewhere = matches!(record.state, State::Pending { .. });
+            pending_elsewhere = matches!(record.state, EntryState::Pending { .. });
         }
         host.count(metrics::introspection_cache(false));
         if !room {
@@ -173,10 +174,10 @@ impl Introspector {
             .introspection_timeout_ms
             .saturating_mul(calls)
             .saturating_add(1_000);
-        let record = Record {
+        let record = IntrospectionEntry {
             hash: opaque.hash.hex(),
             until_ms: now_ms.saturating_add(lease_ms),
-            state: State::Pending {
+            state: EntryState::Pending {
                 worker: self.worker_id,
             },
         };
@@ -226,9 +227,9 @@ impl Introspector {
             };
             let Some(km) = policy.introspection_order().nth(flight.next) else {
                 let state = if flight.failed.is_some() {
-                    State::Failed
+                    EntryState::Failed
                 } else {
-                    State::Inactive
+                    EntryState::Inactive
                 };
                 return self.settle(policy, host, hash, state, now_ms);
             };
@@ -309,7 +310,7 @@ impl Introspector {
         host.count(metrics::introspection(&label, outcome).as_str());
         let ready = match result {
             Ok(Answer::Active(claims)) => {
-                let state = State::Active {
+                let state = EntryState::Active {
                     key_manager: name,
                     claims,
                 };
@@ -335,14 +336,14 @@ impl Introspector {
         policy: &Policy,
         host: &mut impl Host,
         hash: TokenHash,
-        state: State,
+        state: EntryState,
         now_ms: u64,
     ) -> Vec<(StreamId, Settled)> {
         self.inflight.remove(&hash);
         let settings = policy.settings();
         let later = |s: u64| now_ms.saturating_add(s.saturating_mul(1_000));
         let until_ms = match &state {
-            State::Active { claims, .. } => {
+            EntryState::Active { claims, .. } => {
                 let most = later(settings.introspection_cache_seconds);
                 let exp = claims
                     .get("exp")
@@ -359,12 +360,12 @@ impl Introspector {
                     None => most,
                 }
             }
-            State::Inactive | State::Pending { .. } => {
+            EntryState::Inactive | EntryState::Pending { .. } => {
                 later(settings.introspection_negative_cache_seconds)
             }
-            State::Failed => later(settings.introspection_retry_seconds),
+            EntryState::Failed => later(settings.introspection_retry_seconds),
         };
-        let record = Record {
+        let record = IntrospectionEntry {
             hash: hash.hex(),
             until_ms,
             state,
@@ -378,7 +379,7 @@ impl Introspector {
         &mut self,
         policy: &Policy,
         host: &impl Host,
-        record: &Record,
+        record: &IntrospectionEntry,
         hash: TokenHash,
         now_ms: u64,
     ) -> Vec<(StreamId, Settled)> {
@@ -424,16 +425,16 @@ impl Introspector {
             let current = host.shared_get(&key);
             let record = current
                 .as_ref()
-                .and_then(|(bytes, _)| Record::from_bytes(bytes))
+                .and_then(|(bytes, _)| IntrospectionEntry::from_bytes(bytes))
                 .filter(|r| r.holds_for(&hash, now_ms));
             if let Some(record) = &record {
                 let usable = match &record.state {
-                    State::Pending { .. } => continue,
+                    EntryState::Pending { .. } => continue,
                     // An answer from a key manager no longer asked here counts as none.
-                    State::Active { key_manager, .. } => {
+                    EntryState::Active { key_manager, .. } => {
                         introspecting(policy, key_manager).is_some()
                     }
-                    State::Inactive | State::Failed => true,
+                    EntryState::Inactive | EntryState::Failed => true,
                 };
                 if usable {
                     ready.extend(self.resolve(policy, host, record, hash, now_ms));
@@ -475,13 +476,13 @@ fn key_of(policy: &Policy, hash: &TokenHash) -> String {
 /// trusted here for introspection).
 fn known(
     policy: &Policy,
-    record: &Record,
+    record: &IntrospectionEntry,
     opaque: &Opaque,
     now_ms: u64,
     host: &impl Host,
 ) -> Option<Settled> {
     let outcome = match &record.state {
-        State::Active {
+        EntryState::Active {
             key_manager,
             claims,
         } => {
@@ -494,13 +495,13 @@ fn known(
                 key_manager: Some(km),
             });
         }
-        State::Inactive => Outcome::Deny(decision::inactive()),
-        State::Failed => {
+        EntryState::Inactive => Outcome::Deny(decision::inactive()),
+        EntryState::Failed => {
             let left_ms = record.until_ms.saturating_sub(now_ms);
             let retry_after = left_ms.div_ceil(1_000).max(1);
             Outcome::Deny(Denial::IntrospectionUnavailable { retry_after })
         }
-        State::Pending { .. } => return None,
+        EntryState::Pending { .. } => return None,
     };
     Some(Settled::unvouched(outcome))
 }
@@ -513,7 +514,7 @@ fn introspecting(policy: &Policy, name: &str) -> Option<usize> {
 }
 
 /// Writes `record` over whatever the entry holds (compare-and-swap, retried a few times).
-fn publish(host: &impl Host, key: &str, record: &Record) {
+fn publish(host: &impl Host, key: &str, record: &IntrospectionEntry) {
     let bytes = record.to_bytes();
     for _ in 0..4 {
         let expect = host

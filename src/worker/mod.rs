@@ -23,7 +23,7 @@
 mod answering;
 mod host;
 mod introspect;
-mod keystore;
+mod jwks_client;
 mod limiter;
 pub mod metrics;
 mod parking;
@@ -36,8 +36,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::config::Limiter;
 use crate::decision::identity::is_identity_header;
 use crate::decision::verified_tokens::VerifiedTokens;
-use crate::decision::{self, DpopHost, DpopRequest, Keys, Outcome, Pending, Request};
-use crate::decision::{authorization, dpop_proofs, reply, Denial, Scheme};
+use crate::decision::{self, DpopHost, DpopRequest, Outcome, Pending, Request, SigningKeys};
+use crate::decision::{authorization, dpop_proofs, reply, AuthScheme, Denial};
 use crate::dpop::Slots;
 use crate::introspection::Secrets;
 use crate::jose::HostCrypto;
@@ -54,11 +54,11 @@ pub use fake::{Crypto, Dispatched, FakeHost, Interleaved, Sent, SharedData, Stre
 pub use host::{Fetch, Host, Post, StreamId};
 
 use introspect::{Handled, Introspector, Settled};
-use keystore::{Answered, KeyStore};
+use jwks_client::{Answered, JwksClient};
 
 /// What the shell tells the host about the request headers it was handed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum RequestAction {
     /// Forward upstream now.
     Continue,
     /// Stop here: the request was answered locally, or it is parked and the worker will answer
@@ -96,7 +96,7 @@ fn with_dpop<H: Host, R>(host: &H, f: impl FnOnce(DpopHost<'_>) -> R) -> R {
 /// One worker's request handling. Built from a compiled [`Policy`] at `on_configure`.
 pub struct Worker {
     policy: Policy,
-    stores: Vec<KeyStore>,
+    stores: Vec<JwksClient>,
     parked: BTreeMap<StreamId, Parked>,
     /// `RateLimit-Policy` and `RateLimit` for the responses of allowed streams with a tier.
     budgets: BTreeMap<StreamId, [(&'static str, String); 2]>,
@@ -123,7 +123,7 @@ impl Worker {
         let stores = policy
             .key_managers()
             .iter()
-            .map(|km| KeyStore::new(km, settings, worker_id))
+            .map(|km| JwksClient::new(km, settings, worker_id))
             .collect();
         let verified =
             VerifiedTokens::new(settings.token_cache_entries, settings.token_cache_bytes);
@@ -171,7 +171,7 @@ impl Worker {
         host: &mut impl Host,
         stream: StreamId,
         headers: &[(String, String)],
-    ) -> Verdict {
+    ) -> RequestAction {
         let prefix = &self.policy.settings().header_prefix;
         for (name, _) in headers {
             if is_identity_header(prefix, name) {
@@ -204,7 +204,7 @@ impl Worker {
         let outcome = match start.next {
             Err(outcome) => outcome,
             Ok(started) => {
-                answering.dpop = started.scheme() == Scheme::Dpop;
+                answering.dpop = started.scheme() == AuthScheme::Dpop;
                 let stores = &self.stores;
                 let generation =
                     |km: usize| stores.get(km).and_then(|s| s.usable_generation(now_ms));
@@ -263,7 +263,7 @@ impl Worker {
                         if wake && !self.wakeup_asked {
                             self.wakeup_asked = host.wake_root();
                         }
-                        Verdict::Pause
+                        RequestAction::Pause
                     }
                 }
             }
@@ -302,7 +302,7 @@ impl Worker {
                 None => Answering::new(now_us),
             };
             answering.key_manager = settled.key_manager;
-            if self.apply(host, stream, &settled.outcome, &answering) == Verdict::Continue {
+            if self.apply(host, stream, &settled.outcome, &answering) == RequestAction::Continue {
                 host.resume(stream);
             }
         }
@@ -381,7 +381,7 @@ impl Worker {
             .stores
             .get_mut(km)
             .and_then(|store| Some((store.keys(now_ms)?, store.generation())));
-        let keys = keys.as_ref().map(|(set, generation)| Keys {
+        let keys = keys.as_ref().map(|(set, generation)| SigningKeys {
             set,
             generation: *generation,
             crypto: Some(host as &dyn HostCrypto),
@@ -460,18 +460,18 @@ impl Worker {
         stream: StreamId,
         outcome: &Outcome,
         answering: &Answering,
-    ) -> Verdict {
+    ) -> RequestAction {
         match outcome {
             Outcome::Pass => {
                 self.labels
                     .count_request(host, RequestOutcome::Passed, None, answering);
-                Verdict::Continue
+                RequestAction::Continue
             }
             Outcome::Public => {
                 self.strip_credentials(host, stream, answering);
                 self.labels
                     .count_request(host, RequestOutcome::Public, None, answering);
-                Verdict::Continue
+                RequestAction::Continue
             }
             Outcome::Allow(allowed) => {
                 // Step 8, after every other check passed (a cached authorization counts too).
@@ -491,7 +491,7 @@ impl Worker {
                         Err(denial) => {
                             host.count(counters::RATE_LIMITED);
                             self.deny(host, stream, &denial, answering);
-                            return Verdict::Pause;
+                            return RequestAction::Pause;
                         }
                     }
                 }
@@ -506,11 +506,11 @@ impl Worker {
                 if answering.dpop {
                     host.count(counters::DPOP_ALLOWED);
                 }
-                Verdict::Continue
+                RequestAction::Continue
             }
             Outcome::Deny(denial) => {
                 self.deny(host, stream, denial, answering);
-                Verdict::Pause
+                RequestAction::Pause
             }
             Outcome::NeedKeys { .. } => {
                 // Never forwarded without a decision.
@@ -520,12 +520,12 @@ impl Worker {
                     &Denial::KeyManagerUnavailable { retry_after: 1 },
                     answering,
                 );
-                Verdict::Pause
+                RequestAction::Pause
             }
             Outcome::NeedIntrospection(_) => {
                 let unavailable = Denial::IntrospectionUnavailable { retry_after: 1 };
                 self.deny(host, stream, &unavailable, answering);
-                Verdict::Pause
+                RequestAction::Pause
             }
         }
     }

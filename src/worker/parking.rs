@@ -7,8 +7,8 @@
 //!
 
 use super::answering::Answering;
-use super::keystore::{KeyStore, Need};
-use super::{counters, Host, StreamId, Verdict, Worker};
+use super::jwks_client::{JwksClient, Need};
+use super::{counters, Host, RequestAction, StreamId, Worker};
 use crate::decision::{Denial, Outcome, Pending};
 
 /// A request waiting for keys.
@@ -31,7 +31,7 @@ impl Worker {
         unknown_kid: bool,
         now_ms: u64,
         answering: Answering,
-    ) -> Verdict {
+    ) -> RequestAction {
         let km = pending.key_manager();
         let settings = self.policy.settings();
         let here = self
@@ -95,7 +95,7 @@ impl Worker {
             }
         }
         // The generation it waits to see change (read after `need`, which may adopt new keys).
-        let generation = self.stores.get(km).map_or(0, KeyStore::generation);
+        let generation = self.stores.get(km).map_or(0, JwksClient::generation);
         let spent_us = answering.spent(host.now_us());
         self.parked.insert(
             stream,
@@ -106,7 +106,7 @@ impl Worker {
                 spent_us,
             },
         );
-        Verdict::Pause
+        RequestAction::Pause
     }
 
     /// Finishes parked requests of key manager `km` that can be decided now: the key set changed
@@ -138,7 +138,7 @@ impl Worker {
             } else {
                 Outcome::Deny(Denial::KeyManagerUnavailable { retry_after })
             };
-            if self.apply(host, stream, &outcome, &answering) == Verdict::Continue {
+            if self.apply(host, stream, &outcome, &answering) == RequestAction::Continue {
                 host.resume(stream);
             }
         }

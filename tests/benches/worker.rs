@@ -23,7 +23,7 @@ mod native {
     use super::common::*;
     use criterion::{criterion_group, BatchSize, Criterion};
     use keygate::policy::Policy;
-    use keygate::worker::{FakeHost, Verdict, Worker};
+    use keygate::worker::{FakeHost, RequestAction, Worker};
     use serde_json::{json, Value};
 
     const NOW_MS: u64 = NOW as u64 * 1000;
@@ -85,7 +85,7 @@ mod native {
         name: &'static str,
         cache: usize,
         headers: Vec<(String, String)>,
-        expect: Verdict,
+        expect: RequestAction,
     }
 
     fn cases() -> Vec<Case> {
@@ -96,31 +96,31 @@ mod native {
                 name: "cache_hit_rs256",
                 cache: 1024,
                 headers: headers("/pets/v1/pets", Some(&rs)),
-                expect: Verdict::Continue,
+                expect: RequestAction::Continue,
             },
             Case {
                 name: "cache_off_rs256",
                 cache: 0,
                 headers: headers("/pets/v1/pets", Some(&rs)),
-                expect: Verdict::Continue,
+                expect: RequestAction::Continue,
             },
             Case {
                 name: "cache_off_es256",
                 cache: 0,
                 headers: headers("/pets/v1/pets", Some(&es)),
-                expect: Verdict::Continue,
+                expect: RequestAction::Continue,
             },
             Case {
                 name: "public",
                 cache: 1024,
                 headers: headers("/pets/v1/health", None),
-                expect: Verdict::Continue,
+                expect: RequestAction::Continue,
             },
             Case {
                 name: "denied_missing_token",
                 cache: 1024,
                 headers: headers("/pets/v1/pets", None),
-                expect: Verdict::Pause,
+                expect: RequestAction::Pause,
             },
         ]
     }
@@ -173,9 +173,15 @@ mod native {
             h
         };
         let (mut w, mut host) = worker(1024);
-        assert_eq!(w.on_request(&mut host, 1, &fresh()), Verdict::Continue);
+        assert_eq!(
+            w.on_request(&mut host, 1, &fresh()),
+            RequestAction::Continue
+        );
         host.reset_calls();
-        assert_eq!(w.on_request(&mut host, 1, &fresh()), Verdict::Continue);
+        assert_eq!(
+            w.on_request(&mut host, 1, &fresh()),
+            RequestAction::Continue
+        );
         println!(
             "dpop_cache_hit_rs256_proof_es256: {} host calls per request ({} shared-data reads)",
             host.calls(),

@@ -1,4 +1,4 @@
-//! One key manager's keys in one worker: the `keys` module's `KeyCache` over the host's shared data.
+//! One key manager's keys in one worker: the `keys` module's `JwksCache` over the host's shared data.
 //!
 //! The cache record lives in shared data so that every worker of an Envoy serves the same keys and
 //! about one of them fetches per refresh (the protocol is in `crate::keys`). This file adapts the
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::config::Settings;
 use crate::jose::KeySet;
 use crate::keys::{
-    made_by_proxy, slot_key, BodyProblem, Expect, FetchError, KeyCache, SharedSlot, SlotError,
+    made_by_proxy, slot_key, BodyProblem, Expect, FetchError, JwksCache, SharedSlot, SlotError,
     UnknownKidAction,
 };
 use crate::policy::KeyManager;
@@ -68,8 +68,8 @@ fn parse(body: &[u8]) -> Result<KeySet, BodyProblem> {
     })
 }
 
-pub(super) struct KeyStore {
-    cache: KeyCache<KeySet>,
+pub(super) struct JwksClient {
+    cache: JwksCache<KeySet>,
     slot_key: String,
     name: String,
     /// The key set last served. Holding the `Arc` keeps its address from being reused, so
@@ -80,10 +80,10 @@ pub(super) struct KeyStore {
     generation: u64,
 }
 
-impl KeyStore {
+impl JwksClient {
     pub(super) fn new(manager: &KeyManager, settings: &Settings, worker_id: u64) -> Self {
-        KeyStore {
-            cache: KeyCache::new(settings, worker_id),
+        JwksClient {
+            cache: JwksCache::new(settings, worker_id),
             slot_key: slot_key(&manager.name, &manager.issuer, &manager.jwks.uri),
             name: manager.name.clone(),
             last: None,
@@ -117,7 +117,7 @@ impl KeyStore {
     }
 
     /// Bumps the generation when the served key set changes (another set, or none). A refresh
-    /// that fetched the same JWKS keeps the same set (`KeyCache::apply`), so it bumps nothing.
+    /// that fetched the same JWKS keeps the same set (`JwksCache::apply`), so it bumps nothing.
     fn note(&mut self, keys: Option<&Arc<KeySet>>) {
         let same = match (&self.last, keys) {
             (Some(old), Some(new)) => Arc::ptr_eq(old, new),
