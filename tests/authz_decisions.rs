@@ -6,8 +6,8 @@
 // Helpers outside #[test] functions are test code too (clippy.toml only covers #[test] bodies).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-use keygate::decision::identity::{identity_header_names, is_identity_header, Identity};
 use keygate::decision::{bearer_token, reply, Denial};
+use keygate::decision::{identity_header_names, is_identity_header, Identity};
 use keygate::policy::{Policy, Route, RouteRefusal};
 use serde_json::{json, Map, Value};
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
-use keygate::decision::verified_tokens::VerifiedTokens;
+use keygate::decision::VerifiedTokens;
 use keygate::decision::{
     finish, parse, recall, start, DpopHost, DpopRequest, Outcome, Request, SigningKeys,
 };

@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use keygate::jose::claims::Validation;
+use keygate::jose::Validation;
 use keygate::jose::{verify, KeySet, UntrustedToken};
 use proptest::prelude::*;
 use serde_json::json;

@@ -9,8 +9,8 @@ mod common;
 
 use std::cell::Cell;
 
-use keygate::jose::claims::Validation;
 use keygate::jose::offload::host_is_sound;
+use keygate::jose::Validation;
 use keygate::jose::{verify, verify_with, Alg, HostCrypto, KeySet, UntrustedToken};
 use serde_json::Value;
 use sha2::{Digest, Sha256, Sha384, Sha512};

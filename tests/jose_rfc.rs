@@ -13,7 +13,7 @@
 mod common;
 
 use keygate::jose::backends::{self, SigCheck};
-use keygate::jose::claims::Validation;
+use keygate::jose::Validation;
 use keygate::jose::{verify, Alg, Jwk, KeySet, UntrustedToken};
 use serde_json::{json, Value};
 

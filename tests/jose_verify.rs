@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use keygate::jose::claims::Validation;
+use keygate::jose::Validation;
 use keygate::jose::{verify, KeyConflict, KeySet, TokenError, UntrustedToken};
 use serde_json::{json, Value};
 

@@ -10,8 +10,8 @@
 //! [`decide`] runs every step at once for callers that hold every key set (tests, the CLI).
 //!
 //! Once a token is genuine, from the cache or freshly verified, its binding is checked against
-//! how it was presented ([`dpop_binding`]); an opaque token is judged by introspection instead
-//! ([`opaque`]). The files, in request order: `credentials` (reading `Authorization` and `DPoP`),
+//! how it was presented (`dpop_binding`); an opaque token is judged by introspection instead
+//! (`opaque`). The files, in request order: `credentials` (reading `Authorization` and `DPoP`),
 //! this file (request, outcome, the phases), `verified_tokens` (the per-worker cache),
 //! `dpop_binding`, `opaque`, `identity` (what goes upstream), `denial` (why not) and `reply` (the
 //! one mapping of a denial to status, headers and body).
@@ -19,29 +19,30 @@
 mod credentials;
 mod denial;
 mod dpop_binding;
-pub mod identity;
+mod identity;
 mod opaque;
 mod reply;
-pub mod verified_tokens;
+mod verified_tokens;
 
 pub use credentials::{
     authorization, bearer_token, credentials, dpop_proofs, AuthScheme, AuthorizationProblem,
 };
 pub use denial::{Challenge, Denial, TokenRefusal};
 pub use dpop_binding::DpopHost;
+pub use identity::{identity_header_names, is_identity_header, Identity};
 pub use opaque::{inactive, introspected, Opaque};
 pub use reply::{reply, Reply};
+pub use verified_tokens::VerifiedTokens;
 
 use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use crate::decision::identity::Identity;
-use crate::decision::verified_tokens::{Verification, VerifiedTokens};
 use crate::dpop::MemorySlots;
 use crate::jose::claims::{check_time, times, Validation};
 use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
 use crate::policy::{Policy, Route, RouteMatch};
+use verified_tokens::Verification;
 
 use dpop_binding::{check_dpop, dpop_denial, refuse, Presentation, Presented};
 use opaque::opaque;

@@ -4,16 +4,16 @@
 //! Flow: [`UntrustedToken::parse`] (strict syntax) → pick the key manager by
 //! [`UntrustedToken::issuer`] → [`verify`] with its [`KeySet`] and a [`Validation`].
 
-pub mod alg;
+mod alg;
 pub mod b64;
 pub mod backends;
 pub mod claims;
-pub mod error;
-pub mod json;
+mod error;
+mod json;
 pub mod jwk;
 pub mod offload;
 pub mod token;
-pub mod verify;
+mod verify;
 
 pub use alg::{Alg, AlgRefusal, KeyKind};
 pub use claims::Validation;

@@ -34,8 +34,8 @@ mod fake;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Limiter;
-use crate::decision::identity::is_identity_header;
-use crate::decision::verified_tokens::VerifiedTokens;
+use crate::decision::is_identity_header;
+use crate::decision::VerifiedTokens;
 use crate::decision::{self, DpopHost, DpopRequest, Outcome, Pending, Request, SigningKeys};
 use crate::decision::{authorization, dpop_proofs, reply, AuthScheme, Denial};
 use crate::dpop::Slots;

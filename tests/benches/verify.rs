@@ -24,7 +24,7 @@ mod native {
 
     use super::common::*;
     use criterion::{criterion_group, Criterion};
-    use keygate::jose::claims::Validation;
+    use keygate::jose::Validation;
     use keygate::jose::{verify, KeySet, UntrustedToken};
     use serde_json::json;
 
