@@ -1,5 +1,5 @@
-//! The whole decision chain of `keygate::decision` with real signed tokens: begin (route, bearer,
-//! key manager), finish (signature, claims, application), and the verified-token cache between them.
+//! The whole decision chain of `keygate::decision` with real signed tokens: start (route, bearer),
+//! recall (the verified-token cache), parse (key manager) and finish (signature, claims, application).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;

@@ -1,7 +1,12 @@
-//! What the worker knows of one request until it is answered: it travels with the request
-//! (parked or waiting for introspection), never as worker state.
+//! Answering a request: forward it (with identity headers, after spending its tier) or reply
+//! with a denial, and count it. What the worker knows of one request until then travels with the
+//! request ([`Answering`], parked or waiting for introspection), never as worker state.
 
+use super::metrics::{counters, RequestOutcome};
 use super::parking::Parked;
+use super::{limiter, Host, RequestAction, StreamId, Worker};
+use crate::config::Limiter;
+use crate::decision::{reply, Denial, Outcome};
 
 /// The request about to be answered: what is known of it for its metrics, the filter's time spent
 /// on it (`spent_us` in earlier callbacks, plus the time since `since_us`), and which credential
@@ -52,5 +57,124 @@ impl Answering {
     pub(super) fn spent(&self, now_us: u64) -> u64 {
         self.spent_us
             .saturating_add(now_us.saturating_sub(self.since_us))
+    }
+}
+
+impl Worker {
+    /// Removes the credentials from a request that goes upstream (`settings.strip_authorization`):
+    /// `Authorization` and the `DPoP` proofs, which mean nothing without the token. Only requests
+    /// that carried a token reach Allow; a public one may or may not have.
+    fn strip_credentials(&self, host: &mut impl Host, stream: StreamId, answering: &Answering) {
+        if !self.policy.settings().strip_authorization {
+            return;
+        }
+        if answering.had_authorization {
+            host.remove_header(stream, "authorization");
+        }
+        if answering.had_dpop {
+            host.remove_header(stream, "dpop");
+        }
+    }
+
+    /// Answers or forwards `stream` according to a final outcome.
+    pub(super) fn apply(
+        &mut self,
+        host: &mut impl Host,
+        stream: StreamId,
+        outcome: &Outcome,
+        answering: &Answering,
+    ) -> RequestAction {
+        match outcome {
+            Outcome::Pass => {
+                self.labels
+                    .count_request(host, RequestOutcome::Passed, None, answering);
+                RequestAction::Continue
+            }
+            Outcome::Public => {
+                self.strip_credentials(host, stream, answering);
+                self.labels
+                    .count_request(host, RequestOutcome::Public, None, answering);
+                RequestAction::Continue
+            }
+            Outcome::Allow(allowed) => {
+                // Step 8, after every other check passed (a cached authorization counts too).
+                if let (Some(budget), Limiter::Local) =
+                    (&allowed.identity.budget, self.policy.limiter())
+                {
+                    let now_ms = host.now_ms();
+                    match limiter::spend(host, budget, now_ms) {
+                        Ok(left) => {
+                            let limit = budget.tier.limit_header(left.remaining, left.reset);
+                            let headers = [
+                                ("ratelimit-policy", budget.policy_header.clone()),
+                                ("ratelimit", limit),
+                            ];
+                            self.budgets.insert(stream, headers);
+                        }
+                        Err(denial) => {
+                            host.count(counters::RATE_LIMITED);
+                            self.deny(host, stream, &denial, answering);
+                            return RequestAction::Pause;
+                        }
+                    }
+                }
+                for (name, value) in &allowed.headers {
+                    host.set_header(stream, name, value);
+                }
+                self.strip_credentials(host, stream, answering);
+                // Access logs read the identity from the headers just set; only the code is state.
+                host.set_filter_state(stream, "keygate.code", "allowed");
+                self.labels
+                    .count_request(host, RequestOutcome::Allowed, None, answering);
+                if answering.dpop {
+                    host.count(counters::DPOP_ALLOWED);
+                }
+                RequestAction::Continue
+            }
+            Outcome::Deny(denial) => {
+                self.deny(host, stream, denial, answering);
+                RequestAction::Pause
+            }
+            Outcome::NeedKeys { .. } => {
+                // Never forwarded without a decision.
+                self.deny(
+                    host,
+                    stream,
+                    &Denial::KeyManagerUnavailable { retry_after: 1 },
+                    answering,
+                );
+                RequestAction::Pause
+            }
+            Outcome::NeedIntrospection(_) => {
+                let unavailable = Denial::IntrospectionUnavailable { retry_after: 1 };
+                self.deny(host, stream, &unavailable, answering);
+                RequestAction::Pause
+            }
+        }
+    }
+
+    pub(super) fn deny(
+        &self,
+        host: &mut impl Host,
+        stream: StreamId,
+        denial: &Denial,
+        answering: &Answering,
+    ) {
+        let answer = reply(denial, &self.policy.settings().realm);
+        log::info!(
+            "keygate: denied {} {}: {}",
+            answer.status,
+            denial.code(),
+            denial.description()
+        );
+        host.set_filter_state(stream, "keygate.code", denial.code());
+        host.reply(
+            stream,
+            answer.status,
+            &answer.headers,
+            answer.body.as_bytes(),
+        );
+        self.labels
+            .count_request(host, RequestOutcome::Denied, Some(denial.code()), answering);
     }
 }

@@ -33,18 +33,17 @@ mod fake;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::Limiter;
 use crate::decision::is_identity_header;
 use crate::decision::VerifiedTokens;
 use crate::decision::{self, DpopHost, DpopRequest, Outcome, Pending, Request, SigningKeys};
-use crate::decision::{authorization, dpop_proofs, reply, AuthScheme, Denial};
+use crate::decision::{authorization, dpop_proofs, AuthScheme};
 use crate::dpop::Slots;
 use crate::introspection::Secrets;
 use crate::jose::HostCrypto;
 use crate::keys::FetchError;
 use crate::policy::Policy;
 use answering::Answering;
-use metrics::{Labels, RequestOutcome};
+use metrics::Labels;
 use parking::Parked;
 
 pub use metrics::counters;
@@ -436,117 +435,6 @@ impl Worker {
                 false
             }
         }
-    }
-
-    /// Removes the credentials from a request that goes upstream (`settings.strip_authorization`):
-    /// `Authorization` and the `DPoP` proofs, which mean nothing without the token. Only requests
-    /// that carried a token reach Allow; a public one may or may not have.
-    fn strip_credentials(&self, host: &mut impl Host, stream: StreamId, answering: &Answering) {
-        if !self.policy.settings().strip_authorization {
-            return;
-        }
-        if answering.had_authorization {
-            host.remove_header(stream, "authorization");
-        }
-        if answering.had_dpop {
-            host.remove_header(stream, "dpop");
-        }
-    }
-
-    /// Answers or forwards `stream` according to a final outcome.
-    fn apply(
-        &mut self,
-        host: &mut impl Host,
-        stream: StreamId,
-        outcome: &Outcome,
-        answering: &Answering,
-    ) -> RequestAction {
-        match outcome {
-            Outcome::Pass => {
-                self.labels
-                    .count_request(host, RequestOutcome::Passed, None, answering);
-                RequestAction::Continue
-            }
-            Outcome::Public => {
-                self.strip_credentials(host, stream, answering);
-                self.labels
-                    .count_request(host, RequestOutcome::Public, None, answering);
-                RequestAction::Continue
-            }
-            Outcome::Allow(allowed) => {
-                // Step 8, after every other check passed (a cached authorization counts too).
-                if let (Some(budget), Limiter::Local) =
-                    (&allowed.identity.budget, self.policy.limiter())
-                {
-                    let now_ms = host.now_ms();
-                    match limiter::spend(host, budget, now_ms) {
-                        Ok(left) => {
-                            let limit = budget.tier.limit_header(left.remaining, left.reset);
-                            let headers = [
-                                ("ratelimit-policy", budget.policy_header.clone()),
-                                ("ratelimit", limit),
-                            ];
-                            self.budgets.insert(stream, headers);
-                        }
-                        Err(denial) => {
-                            host.count(counters::RATE_LIMITED);
-                            self.deny(host, stream, &denial, answering);
-                            return RequestAction::Pause;
-                        }
-                    }
-                }
-                for (name, value) in &allowed.headers {
-                    host.set_header(stream, name, value);
-                }
-                self.strip_credentials(host, stream, answering);
-                // Access logs read the identity from the headers just set; only the code is state.
-                host.set_filter_state(stream, "keygate.code", "allowed");
-                self.labels
-                    .count_request(host, RequestOutcome::Allowed, None, answering);
-                if answering.dpop {
-                    host.count(counters::DPOP_ALLOWED);
-                }
-                RequestAction::Continue
-            }
-            Outcome::Deny(denial) => {
-                self.deny(host, stream, denial, answering);
-                RequestAction::Pause
-            }
-            Outcome::NeedKeys { .. } => {
-                // Never forwarded without a decision.
-                self.deny(
-                    host,
-                    stream,
-                    &Denial::KeyManagerUnavailable { retry_after: 1 },
-                    answering,
-                );
-                RequestAction::Pause
-            }
-            Outcome::NeedIntrospection(_) => {
-                let unavailable = Denial::IntrospectionUnavailable { retry_after: 1 };
-                self.deny(host, stream, &unavailable, answering);
-                RequestAction::Pause
-            }
-        }
-    }
-
-    fn deny(&self, host: &mut impl Host, stream: StreamId, denial: &Denial, answering: &Answering) {
-        let answer = reply(denial, &self.policy.settings().realm);
-        log::info!(
-            "keygate: denied {} {}: {}",
-            answer.status,
-            denial.code(),
-            denial.description()
-        );
-        host.set_filter_state(stream, "keygate.code", denial.code());
-        host.reply(
-            stream,
-            answer.status,
-            &answer.headers,
-            answer.body.as_bytes(),
-        );
-        self.labels
-            .count_request(host, RequestOutcome::Denied, Some(denial.code()), answering);
     }
 }
 
