@@ -3,6 +3,7 @@
 //! [`Policy::route`] → (bearer token) → [`Policy::key_manager_for`] → (keys, signature, time,
 //! audience: the jose layer) → [`Policy::authorize`].
 
+mod compile;
 mod issuer;
 pub(crate) mod mapping;
 pub mod path;
@@ -205,7 +206,7 @@ impl Policy {
     /// The configuration compiler: every problem with its field path, or the policy. The checks
     /// run once, here; nothing else judges a configuration.
     pub fn compile(cfg: PluginConfig) -> Result<Policy, ConfigErrors> {
-        if let Some(errors) = ConfigErrors::from_vec(cfg.problems()) {
+        if let Some(errors) = ConfigErrors::from_vec(compile::problems(&cfg)) {
             return Err(errors);
         }
         let router = router(&cfg)?;

@@ -5,22 +5,13 @@
 
 use std::collections::HashMap;
 
-use super::{
+use crate::config::{
     ApiConfig, ApplicationConfig, ConfigError, ConfigProblem, IntrospectionConfig,
-    KeyManagerConfig, PluginConfig, Settings, TierConfig,
+    KeyManagerConfig, PluginConfig, Settings, TierConfig, SUPPORTED_ALGORITHMS, TENANT_PLACEHOLDER,
 };
 use crate::policy::mapping::check_claim_name;
 use crate::policy::routes::{parse_base_path, MethodMatch, PathTemplate};
 use crate::policy::tier::{Per, MAX_REQUESTS};
-
-/// Signing algorithms a key manager may list in `algorithms` (asymmetric only: never `none`,
-/// never HMAC, whose "key" would be public).
-pub const SUPPORTED_ALGORITHMS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
-];
-
-/// The placeholder of an Entra ID multi-tenant issuer.
-pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
 
 /// Collects problems with their paths.
 struct Checker {
@@ -191,7 +182,7 @@ fn introspection(c: &mut Checker, at: &str, i: &IntrospectionConfig) {
 }
 
 /// A portable environment variable name (POSIX: letters, digits, `_`, no leading digit).
-pub(crate) fn is_env_name(name: &str) -> bool {
+fn is_env_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes
         .next()
