@@ -1,15 +1,23 @@
 //! Plugin configuration: the JSON the CLI writes and the filter reads in `on_configure`.
 //!
-//! The serde structs below are the wire contract between `keygate generate` and the filter.
-//! Validation and compilation into indexed, typed structures live beside them.
+//! The serde structs below are the wire contract between `keygate generate` and the filter, with
+//! their errors (`error.rs`) and the wire-level constants. Judging a configuration and compiling it
+//! into indexed, typed structures is the policy compiler's work (`crate::policy::compile`).
 
 use serde::{Deserialize, Serialize};
 
 mod error;
-mod validate;
 
 pub use error::{ConfigError, ConfigErrors, ConfigProblem};
-pub use validate::{SUPPORTED_ALGORITHMS, TENANT_PLACEHOLDER};
+
+/// Signing algorithms a key manager may list in `algorithms` (asymmetric only: never `none`,
+/// never HMAC, whose "key" would be public).
+pub const SUPPORTED_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+];
+
+/// The placeholder of an Entra ID multi-tenant issuer.
+pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
 
 impl PluginConfig {
     /// Parse the plugin configuration JSON: syntax and types only. A syntax or type error names
@@ -23,11 +31,6 @@ impl PluginConfig {
             .end()
             .map_err(|e| ConfigError::from_serde(".".to_string(), &e))?;
         Ok(config)
-    }
-
-    /// Every semantic problem, in field order: the checking half of the compiler.
-    pub(crate) fn problems(&self) -> Vec<ConfigError> {
-        validate::problems(self)
     }
 }
 

@@ -3,12 +3,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::TENANT_PLACEHOLDER;
-
-/// A compiled issuer.
+/// A compiled issuer (the compiler parses the configured one, `policy::compile`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IssuerPattern {
     Exact(String),
+    /// The issuer's text before and after its `{tenantid}`, and the allowed tenants.
     Tenant {
         prefix: String,
         suffix: String,
@@ -27,17 +26,6 @@ pub enum IssuerFit {
 }
 
 impl IssuerPattern {
-    pub fn new(issuer: &str, tenants: &[String]) -> IssuerPattern {
-        match issuer.split_once(TENANT_PLACEHOLDER) {
-            Some((prefix, suffix)) => IssuerPattern::Tenant {
-                prefix: prefix.to_string(),
-                suffix: suffix.to_string(),
-                tenants: tenants.to_vec(),
-            },
-            None => IssuerPattern::Exact(issuer.to_string()),
-        }
-    }
-
     /// Check `iss` (and, for a tenant pattern, `tid` from the not yet verified claims: the exact
     /// issuer returned here is then verified with the signature, and it contains the tenant).
     pub fn fit(&self, iss: &str, claims: &Map<String, Value>) -> IssuerFit {
@@ -80,7 +68,7 @@ mod tests {
 
     #[test]
     fn exact() {
-        let p = IssuerPattern::new("https://idp/", &[]);
+        let p = IssuerPattern::Exact("https://idp/".into());
         let none = Map::new();
         assert_eq!(
             p.fit("https://idp/", &none),
@@ -92,8 +80,11 @@ mod tests {
 
     #[test]
     fn tenant_template() {
-        let t = "7a1b".to_string();
-        let p = IssuerPattern::new("https://login.microsoftonline.com/{tenantid}/v2.0", &[t]);
+        let p = IssuerPattern::Tenant {
+            prefix: "https://login.microsoftonline.com/".into(),
+            suffix: "/v2.0".into(),
+            tenants: vec!["7a1b".into()],
+        };
         let iss = "https://login.microsoftonline.com/7a1b/v2.0";
         assert_eq!(
             p.fit(iss, &claims(json!({"tid": "7a1b"}))),

@@ -1,8 +1,10 @@
-//! The authorization decision: the configuration compiled once into indexed structures, and the
-//! steps the shell calls in order (ARCHITECTURE.md §3):
+//! The authorization decision: the configuration compiled once into indexed structures
+//! ([`Policy::compile`], in `compile.rs`), and the steps the shell calls in order
+//! (ARCHITECTURE.md §3):
 //! [`Policy::route`] → (bearer token) → [`Policy::key_manager_for`] → (keys, signature, time,
 //! audience: the jose layer) → [`Policy::authorize`].
 
+mod compile;
 mod issuer;
 pub(crate) mod mapping;
 pub mod path;
@@ -16,15 +18,15 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::config::{
-    ConfigError, ConfigErrors, ConfigProblem, DpopMode, IntrospectionConfig, JwksSource, Limiter,
-    PluginConfig, Settings, SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
+    DpopMode, IntrospectionConfig, JwksSource, Limiter, Settings, SubscriptionState, UnknownApi,
+    SUPPORTED_ALGORITHMS,
 };
 use crate::jose::claims::Validation;
 use crate::policy::issuer::{IssuerFit, IssuerPattern};
 use crate::policy::mapping::Mapping;
 use crate::policy::path::CanonicalPath;
-use crate::policy::routes::{check_method, ApiSpec, RouteOutcome, Router};
-use crate::policy::tier::{Budget, Per, Tier};
+use crate::policy::routes::{check_method, RouteOutcome, Router};
+use crate::policy::tier::Budget;
 
 pub use refusal::{AccessRefusal, ClientIdError, IssuerRefusal, RouteRefusal};
 
@@ -196,128 +198,6 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Parse and compile the plugin configuration (what `on_configure` calls, and what
-    /// `keygate generate` runs on the plugin config it writes).
-    pub fn from_json(bytes: &[u8]) -> Result<Policy, ConfigErrors> {
-        Policy::compile(PluginConfig::parse(bytes)?)
-    }
-
-    /// The configuration compiler: every problem with its field path, or the policy. The checks
-    /// run once, here; nothing else judges a configuration.
-    pub fn compile(cfg: PluginConfig) -> Result<Policy, ConfigErrors> {
-        if let Some(errors) = ConfigErrors::from_vec(cfg.problems()) {
-            return Err(errors);
-        }
-        let router = router(&cfg)?;
-
-        let api_index: HashMap<&str, usize> = cfg
-            .apis
-            .iter()
-            .enumerate()
-            .map(|(i, api)| (api.name.as_str(), i))
-            .collect();
-        let km_index: HashMap<&str, usize> = cfg
-            .key_managers
-            .iter()
-            .enumerate()
-            .map(|(i, km)| (km.name.as_str(), i))
-            .collect();
-
-        let mut clients: Vec<HashMap<String, usize>> = vec![HashMap::new(); cfg.key_managers.len()];
-        let mut applications = Vec::with_capacity(cfg.applications.len());
-        for (app_i, app) in cfg.applications.iter().enumerate() {
-            for id in &app.client_ids {
-                if let Some(map) = km_index
-                    .get(id.key_manager.as_str())
-                    .and_then(|&k| clients.get_mut(k))
-                {
-                    map.insert(id.client_id.clone(), app_i);
-                }
-            }
-            let subscriptions = app
-                .subscriptions
-                .iter()
-                .filter_map(|s| {
-                    let subscription = Subscription {
-                        state: s.state,
-                        budget: s
-                            .tier
-                            .as_deref()
-                            .and_then(|name| tier(&cfg, name))
-                            .map(|tier| Arc::new(Budget::new(tier, &app.name, &s.api))),
-                    };
-                    Some((*api_index.get(s.api.as_str())?, subscription))
-                })
-                .collect();
-            applications.push(Application {
-                name: app.name.clone(),
-                blocked: app.state == crate::config::ApplicationState::Blocked,
-                subscriptions,
-            });
-        }
-
-        let environment = cfg.environment;
-        let key_managers = cfg
-            .key_managers
-            .into_iter()
-            .zip(clients)
-            .map(|(km, clients)| KeyManager {
-                enabled_here: km.environments.is_empty() || km.environments.contains(&environment),
-                validation: Validation {
-                    issuer: None,
-                    audiences: km.audiences.clone(),
-                    leeway_seconds: cfg.settings.leeway_seconds,
-                    require_exp: true,
-                    algorithms: accepted_algorithms(&km.algorithms),
-                },
-                pattern: IssuerPattern::new(&km.issuer, &km.tenants),
-                mapping: Mapping::new(&km.claims),
-                dpop: km.dpop,
-                introspection: km.introspection,
-                name: km.name,
-                issuer: km.issuer,
-                jwks: km.jwks,
-                audiences: km.audiences,
-                algorithms: km.algorithms,
-                clients,
-            })
-            .collect();
-        let apis = cfg
-            .apis
-            .into_iter()
-            .map(|api| Api {
-                name: api.name,
-                version: api.version,
-                base_path: api.base_path,
-                dpop: api.dpop,
-                resources: api
-                    .resources
-                    .into_iter()
-                    .map(|r| Resource {
-                        method: r.method,
-                        path: r.path,
-                        scopes: r.scopes,
-                        groups: r.groups,
-                        public: r.public,
-                    })
-                    .collect(),
-            })
-            .collect();
-        let dpop_algorithms = accepted_algorithms(&cfg.settings.dpop_algorithms);
-        let dpop_algs = dpop_algorithms.join(" ");
-        Ok(Policy {
-            environment,
-            dpop_algorithms,
-            dpop_algs,
-            settings: cfg.settings,
-            key_managers,
-            apis,
-            applications,
-            limiter: cfg.limiter,
-            router,
-        })
-    }
-
     /// Who counts the tiers' budgets.
     pub fn limiter(&self) -> Limiter {
         self.limiter
@@ -509,57 +389,6 @@ impl Policy {
             budget: subscription.budget.clone(),
         })
     }
-}
-
-/// The compiled tier `name` of a checked configuration (the checks refused unknown names and
-/// bad `per` values, so `None` cannot happen there).
-fn tier(cfg: &PluginConfig, name: &str) -> Option<Tier> {
-    let tier = cfg.tiers.iter().find(|t| t.name == name)?;
-    Some(Tier {
-        name: tier.name.clone(),
-        requests: tier.requests,
-        per: Per::parse(&tier.per)?,
-    })
-}
-
-/// The route matcher of a checked configuration. The checks above parse every base path, method
-/// and template with the same functions the router uses, so this cannot fail on a configuration
-/// that passed them; should the two ever disagree, the configuration is refused, never half-used.
-fn router(cfg: &PluginConfig) -> Result<Router, ConfigErrors> {
-    let specs: Vec<ApiSpec> = cfg
-        .apis
-        .iter()
-        .map(|api| ApiSpec {
-            base_path: &api.base_path,
-            resources: api
-                .resources
-                .iter()
-                .map(|r| (r.method.as_str(), r.path.as_str()))
-                .collect(),
-        })
-        .collect();
-    Router::new(&specs).map_err(|(api, resource, reason)| {
-        let (path, value) = match resource {
-            Some(r) => (
-                format!("apis[{api}].resources[{r}].path"),
-                cfg.apis
-                    .get(api)
-                    .and_then(|a| a.resources.get(r))
-                    .map(|r| r.path.clone()),
-            ),
-            None => (
-                format!("apis[{api}].base_path"),
-                cfg.apis.get(api).map(|a| a.base_path.clone()),
-            ),
-        };
-        ConfigErrors::from(ConfigError::new(
-            path,
-            ConfigProblem::Invalid {
-                value: value.unwrap_or_default(),
-                reason,
-            },
-        ))
-    })
 }
 
 #[cfg(test)]

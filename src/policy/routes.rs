@@ -304,46 +304,41 @@ pub struct Router {
     apis: Vec<ApiRoutes>,
 }
 
-/// Input to [`Router::new`]: one API's base path and its resources' (method, template).
-pub struct ApiSpec<'a> {
-    pub base_path: &'a str,
-    pub resources: Vec<(&'a str, &'a str)>,
-}
-
 impl Router {
-    /// Build the matcher; errors carry (api index, resource index or None, reason).
-    pub fn new(apis: &[ApiSpec<'_>]) -> Result<Router, (usize, Option<usize>, &'static str)> {
-        let mut compiled = Vec::with_capacity(apis.len());
-        for (api_index, spec) in apis.iter().enumerate() {
-            let base = parse_base_path(spec.base_path).map_err(|e| (api_index, None, e))?;
-            let mut resources = Vec::with_capacity(spec.resources.len());
-            for (resource, (method, template)) in spec.resources.iter().enumerate() {
-                let method =
-                    MethodMatch::parse(method).map_err(|e| (api_index, Some(resource), e))?;
-                let template =
-                    PathTemplate::parse(template).map_err(|e| (api_index, Some(resource), e))?;
-                resources.push(ResourceRoute {
-                    resource,
-                    rank: template.specificity(),
-                    method,
-                    template,
-                });
-            }
-            // Stable sort: at equal specificity a named method beats `*`, then declaration order.
-            resources.sort_by_cached_key(|r| {
-                (
-                    std::cmp::Reverse(r.rank.clone()),
-                    r.method == MethodMatch::Any,
-                )
-            });
-            compiled.push(ApiRoutes {
-                api: api_index,
+    /// Add API `api` (its index in the configuration) with its parsed base path and its resources'
+    /// (index, method, template), in declaration order.
+    pub fn add(
+        &mut self,
+        api: usize,
+        base: Vec<String>,
+        resources: Vec<(usize, MethodMatch, PathTemplate)>,
+    ) {
+        let mut resources: Vec<ResourceRoute> = resources
+            .into_iter()
+            .map(|(resource, method, template)| ResourceRoute {
+                resource,
+                rank: template.specificity(),
+                method,
+                template,
+            })
+            .collect();
+        // Stable sort: at equal specificity a named method beats `*`, then declaration order.
+        resources.sort_by_cached_key(|r| {
+            (
+                std::cmp::Reverse(r.rank.clone()),
+                r.method == MethodMatch::Any,
+            )
+        });
+        // Longest base path first; among equal lengths, in the order added.
+        let at = self.apis.partition_point(|a| a.base.len() >= base.len());
+        self.apis.insert(
+            at,
+            ApiRoutes {
+                api,
                 base,
                 resources,
-            });
-        }
-        compiled.sort_by_key(|a| std::cmp::Reverse(a.base.len()));
-        Ok(Router { apis: compiled })
+            },
+        );
     }
 
     /// Find the API, then the resource, for a method and a canonical path.
@@ -424,14 +419,19 @@ mod tests {
     use super::*;
 
     fn router(apis: &[(&str, &[(&str, &str)])]) -> Router {
-        let specs: Vec<ApiSpec> = apis
-            .iter()
-            .map(|(base, res)| ApiSpec {
-                base_path: base,
-                resources: res.to_vec(),
-            })
-            .collect();
-        Router::new(&specs).unwrap()
+        let mut router = Router::default();
+        for (api, (base, resources)) in apis.iter().enumerate() {
+            let resources = resources
+                .iter()
+                .enumerate()
+                .map(|(r, (method, template))| {
+                    let method = MethodMatch::parse(method).unwrap();
+                    (r, method, PathTemplate::parse(template).unwrap())
+                })
+                .collect();
+            router.add(api, parse_base_path(base).unwrap(), resources);
+        }
+        router
     }
 
     fn find(r: &Router, method: &str, path: &str) -> RouteOutcome {

@@ -1,28 +1,69 @@
-//! Semantic checks of a parsed plugin configuration, each naming its field path.
+//! The configuration compiler: one pass over a parsed [`PluginConfig`] that judges every field
+//! and builds the [`Policy`] out of what it parsed.
 //!
-//! These run once at `on_configure` (and in `keygate generate`), so the request path can rely on a
-//! configuration that is consistent: names resolve, client ids are unambiguous, templates compile.
+//! Every rule names its field path. A problem is pushed and the walk goes on, so one run reports
+//! every problem, in field order, and only a run without any yields the policy. What is parsed to
+//! be judged (a base path, a method, a route template, an issuer pattern, a tier's window, the
+//! accepted algorithms, a claim mapping) is the value the policy keeps: nothing is parsed twice,
+//! and there is no second pass that "cannot fail".
+//!
+//! This runs once at `on_configure` (and in `keygate generate`, on the configuration it writes),
+//! so the request path can rely on a configuration that is consistent: names resolve, client ids
+//! are unambiguous, templates compile.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use super::{
-    ApiConfig, ApplicationConfig, ConfigError, ConfigProblem, IntrospectionConfig,
-    KeyManagerConfig, PluginConfig, Settings, TierConfig,
+use super::issuer::IssuerPattern;
+use super::mapping::{check_claim_name, Mapping};
+use super::routes::{parse_base_path, MethodMatch, PathTemplate, Router};
+use super::tier::{Budget, Per, Tier, MAX_REQUESTS};
+use super::{accepted_algorithms, Api, Application, KeyManager, Policy, Resource, Subscription};
+use crate::config::{
+    ApiConfig, ApplicationConfig, ApplicationState, ClaimMapping, ConfigError, ConfigErrors,
+    ConfigProblem, IntrospectionConfig, KeyManagerConfig, PluginConfig, Settings, TierConfig,
+    SUPPORTED_ALGORITHMS, TENANT_PLACEHOLDER,
 };
-use crate::policy::mapping::check_claim_name;
-use crate::policy::routes::{parse_base_path, MethodMatch, PathTemplate};
-use crate::policy::tier::{Per, MAX_REQUESTS};
+use crate::jose::claims::Validation;
 
-/// Signing algorithms a key manager may list in `algorithms` (asymmetric only: never `none`,
-/// never HMAC, whose "key" would be public).
-pub const SUPPORTED_ALGORITHMS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
-];
+impl Policy {
+    /// Parse and compile the plugin configuration (what `on_configure` calls, and what
+    /// `keygate generate` runs on the plugin config it writes).
+    pub fn from_json(bytes: &[u8]) -> Result<Policy, ConfigErrors> {
+        Policy::compile(PluginConfig::parse(bytes)?)
+    }
 
-/// The placeholder of an Entra ID multi-tenant issuer.
-pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
+    /// The configuration compiler: every problem with its field path, or the policy. The checks
+    /// run once, here; nothing else judges a configuration.
+    pub fn compile(cfg: PluginConfig) -> Result<Policy, ConfigErrors> {
+        let mut c = Checker { errors: Vec::new() };
+        if c.name("environment".into(), &cfg.environment) && cfg.environment.contains(' ') {
+            c.invalid("environment", &cfg.environment, "spaces are not allowed");
+        }
+        let mut key_managers = key_managers(&mut c, &cfg);
+        let (apis, router) = apis(&mut c, &cfg.apis);
+        let tiers = tiers(&mut c, &cfg.tiers);
+        let applications = applications(&mut c, &cfg, &mut key_managers, &tiers);
+        let dpop_algorithms = settings(&mut c, &cfg.settings);
+        if let Some(errors) = ConfigErrors::from_vec(c.errors) {
+            return Err(errors);
+        }
+        let dpop_algs = dpop_algorithms.join(" ");
+        Ok(Policy {
+            environment: cfg.environment,
+            settings: cfg.settings,
+            key_managers,
+            apis,
+            applications,
+            limiter: cfg.limiter,
+            router,
+            dpop_algorithms,
+            dpop_algs,
+        })
+    }
+}
 
-/// Collects problems with their paths.
+/// Collects problems with their paths while the policy is built.
 struct Checker {
     errors: Vec<ConfigError>,
 }
@@ -78,27 +119,16 @@ impl Checker {
     }
 }
 
-pub(super) fn problems(config: &PluginConfig) -> Vec<ConfigError> {
-    let mut c = Checker { errors: Vec::new() };
-    if c.name("environment".into(), &config.environment) && config.environment.contains(' ') {
-        c.invalid("environment", &config.environment, "spaces are not allowed");
-    }
-    key_managers(&mut c, config);
-    apis(&mut c, &config.apis);
-    tiers(&mut c, &config.tiers);
-    applications(&mut c, config);
-    settings(&mut c, &config.settings);
-    c.errors
-}
-
-fn key_managers(c: &mut Checker, config: &PluginConfig) {
+/// The key managers, each without its client ids yet ([`applications`] adds them).
+fn key_managers(c: &mut Checker, config: &PluginConfig) -> Vec<KeyManager> {
     let mut names = HashMap::new();
+    let mut compiled = Vec::with_capacity(config.key_managers.len());
     for (i, km) in config.key_managers.iter().enumerate() {
         let at = format!("key_managers[{i}]");
         if c.name(format!("{at}.name"), &km.name) {
             c.unique(&mut names, format!("{at}.name"), &km.name);
         }
-        issuer(c, &at, km);
+        let pattern = issuer(c, &at, km);
         if let Some(first) = config
             .key_managers
             .iter()
@@ -132,35 +162,71 @@ fn key_managers(c: &mut Checker, config: &PluginConfig) {
         for (k, aud) in km.audiences.iter().enumerate() {
             c.name(format!("{at}.audiences[{k}]"), aud);
         }
-        for (k, alg) in km.algorithms.iter().enumerate() {
-            if !SUPPORTED_ALGORITHMS.contains(&alg.as_str()) {
-                c.push(
-                    format!("{at}.algorithms[{k}]"),
-                    ConfigProblem::UnsupportedAlgorithm {
-                        algorithm: alg.clone(),
-                    },
-                );
-            }
-        }
+        let algorithms = algorithms(c, &format!("{at}.algorithms"), &km.algorithms);
         if let Some(introspection) = &km.introspection {
             self::introspection(c, &at, introspection);
         }
-        if km.claims.client_id.is_empty() {
-            c.push(format!("{at}.claims.client_id"), ConfigProblem::Missing);
+        let mapping = claims(c, &at, &km.claims);
+        compiled.push(KeyManager {
+            name: km.name.clone(),
+            issuer: km.issuer.clone(),
+            jwks: km.jwks.clone(),
+            audiences: km.audiences.clone(),
+            algorithms: km.algorithms.clone(),
+            enabled_here: km.environments.is_empty()
+                || km.environments.contains(&config.environment),
+            dpop: km.dpop,
+            mapping,
+            introspection: km.introspection.clone(),
+            validation: Validation {
+                issuer: None,
+                audiences: km.audiences.clone(),
+                leeway_seconds: config.settings.leeway_seconds,
+                require_exp: true,
+                algorithms,
+            },
+            pattern,
+            clients: HashMap::new(),
+        });
+    }
+    compiled
+}
+
+/// Every `alg` of a configured list (`at` is its path) must be supported; the algorithms accepted
+/// for the list.
+fn algorithms(c: &mut Checker, at: &str, configured: &[String]) -> Vec<String> {
+    for (k, alg) in configured.iter().enumerate() {
+        if !SUPPORTED_ALGORITHMS.contains(&alg.as_str()) {
+            c.push(
+                format!("{at}[{k}]"),
+                ConfigProblem::UnsupportedAlgorithm {
+                    algorithm: alg.clone(),
+                },
+            );
         }
-        let lists = [
-            ("client_id", &km.claims.client_id),
-            ("scopes", &km.claims.scopes),
-            ("groups", &km.claims.groups),
-        ];
-        for (field, names) in lists {
-            for (k, name) in names.iter().enumerate() {
-                if let Err(reason) = check_claim_name(name) {
-                    c.invalid(format!("{at}.claims.{field}[{k}]"), name, reason);
-                }
+    }
+    accepted_algorithms(configured)
+}
+
+/// Where a key manager's tokens carry the client id, scopes and groups: at least one client id
+/// claim, and every name a claim or a dotted path without empty parts.
+fn claims(c: &mut Checker, at: &str, claims: &ClaimMapping) -> Mapping {
+    if claims.client_id.is_empty() {
+        c.push(format!("{at}.claims.client_id"), ConfigProblem::Missing);
+    }
+    let lists = [
+        ("client_id", &claims.client_id),
+        ("scopes", &claims.scopes),
+        ("groups", &claims.groups),
+    ];
+    for (field, names) in lists {
+        for (k, name) in names.iter().enumerate() {
+            if let Err(reason) = check_claim_name(name) {
+                c.invalid(format!("{at}.claims.{field}[{k}]"), name, reason);
             }
         }
     }
+    Mapping::new(claims)
 }
 
 fn introspection(c: &mut Checker, at: &str, i: &IntrospectionConfig) {
@@ -191,7 +257,7 @@ fn introspection(c: &mut Checker, at: &str, i: &IntrospectionConfig) {
 }
 
 /// A portable environment variable name (POSIX: letters, digits, `_`, no leading digit).
-pub(crate) fn is_env_name(name: &str) -> bool {
+fn is_env_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes
         .next()
@@ -199,31 +265,35 @@ pub(crate) fn is_env_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-fn issuer(c: &mut Checker, at: &str, km: &KeyManagerConfig) {
+/// The issuer pattern: the exact issuer, or the parts around its one `{tenantid}` with the allowed
+/// tenants. Any other brace (a second placeholder among them) is refused.
+fn issuer(c: &mut Checker, at: &str, km: &KeyManagerConfig) -> IssuerPattern {
     if km.issuer.is_empty() {
         c.push(format!("{at}.issuer"), ConfigProblem::Missing);
-        return;
+        return IssuerPattern::Exact(String::new());
     }
-    let placeholders = km.issuer.matches(TENANT_PLACEHOLDER).count();
-    let rest = km.issuer.replace(TENANT_PLACEHOLDER, "");
-    if placeholders > 1 || rest.contains(['{', '}']) {
+    let split = km.issuer.split_once(TENANT_PLACEHOLDER);
+    let braces = match split {
+        Some((prefix, suffix)) => prefix.contains(['{', '}']) || suffix.contains(['{', '}']),
+        None => km.issuer.contains(['{', '}']),
+    };
+    if braces {
         c.invalid(
             format!("{at}.issuer"),
             &km.issuer,
             "the only placeholder allowed is one {tenantid}",
         );
     }
-    if placeholders > 0 && km.tenants.is_empty() {
-        c.push(
+    match (split.is_some(), km.tenants.is_empty()) {
+        (true, true) => c.push(
             format!("{at}.tenants"),
             ConfigProblem::TemplateWithoutTenants,
-        );
-    }
-    if placeholders == 0 && !km.tenants.is_empty() {
-        c.push(
+        ),
+        (false, false) => c.push(
             format!("{at}.tenants"),
             ConfigProblem::TenantsWithoutTemplate,
-        );
+        ),
+        _ => {}
     }
     for (k, tenant) in km.tenants.iter().enumerate() {
         let ok = !tenant.is_empty()
@@ -238,6 +308,14 @@ fn issuer(c: &mut Checker, at: &str, km: &KeyManagerConfig) {
             );
         }
     }
+    match split {
+        Some((prefix, suffix)) => IssuerPattern::Tenant {
+            prefix: prefix.to_string(),
+            suffix: suffix.to_string(),
+            tenants: km.tenants.clone(),
+        },
+        None => IssuerPattern::Exact(km.issuer.clone()),
+    }
 }
 
 /// Two key managers with one issuer are ambiguous only where both are trusted.
@@ -247,30 +325,42 @@ fn environments_overlap(a: &KeyManagerConfig, b: &KeyManagerConfig) -> bool {
         || a.environments.iter().any(|e| b.environments.contains(e))
 }
 
-fn apis(c: &mut Checker, apis: &[ApiConfig]) {
+/// The APIs and the router over their parsed base paths, methods and templates (an API whose base
+/// path is refused stays out of the router; so does a resource that is refused).
+fn apis(c: &mut Checker, apis: &[ApiConfig]) -> (Vec<Api>, Router) {
     let mut names = HashMap::new();
     let mut base_paths: HashMap<&str, &str> = HashMap::new();
+    let mut router = Router::default();
+    let mut compiled = Vec::with_capacity(apis.len());
     for (i, api) in apis.iter().enumerate() {
         let at = format!("apis[{i}]");
         if c.name(format!("{at}.name"), &api.name) {
             c.unique(&mut names, format!("{at}.name"), &api.name);
         }
-        match parse_base_path(&api.base_path) {
-            Err(reason) => c.invalid(format!("{at}.base_path"), &api.base_path, reason),
-            Ok(_) => match base_paths.get(api.base_path.as_str()) {
-                Some(first) => c.push(
-                    format!("{at}.base_path"),
-                    ConfigProblem::DuplicateBasePath {
-                        base_path: api.base_path.clone(),
-                        api: first.to_string(),
-                    },
-                ),
-                None => {
-                    base_paths.insert(&api.base_path, &api.name);
+        let base = match parse_base_path(&api.base_path) {
+            Err(reason) => {
+                c.invalid(format!("{at}.base_path"), &api.base_path, reason);
+                None
+            }
+            Ok(base) => {
+                match base_paths.get(api.base_path.as_str()) {
+                    Some(first) => c.push(
+                        format!("{at}.base_path"),
+                        ConfigProblem::DuplicateBasePath {
+                            base_path: api.base_path.clone(),
+                            api: first.to_string(),
+                        },
+                    ),
+                    None => {
+                        base_paths.insert(&api.base_path, &api.name);
+                    }
                 }
-            },
-        }
-        let mut seen: Vec<(MethodMatch, PathTemplate, usize)> = Vec::new();
+                Some(base)
+            }
+        };
+        // (resource index, method, template) of the resources that parsed, in declaration order.
+        let mut routes: Vec<(usize, MethodMatch, PathTemplate)> = Vec::new();
+        let mut resources = Vec::with_capacity(api.resources.len());
         for (r, res) in api.resources.iter().enumerate() {
             let at = format!("{at}.resources[{r}]");
             let method = MethodMatch::parse(&res.method)
@@ -281,8 +371,9 @@ fn apis(c: &mut Checker, apis: &[ApiConfig]) {
                 .ok();
             if let (Some(method), Some(template)) = (method, template) {
                 // Templates equal up to parameter names are the same resource.
-                if let Some((_, _, first)) =
-                    seen.iter().find(|(m, t, _)| *m == method && *t == template)
+                if let Some((first, _, _)) = routes
+                    .iter()
+                    .find(|(_, m, t)| *m == method && *t == template)
                 {
                     c.push(
                         format!("{at}.path"),
@@ -292,7 +383,7 @@ fn apis(c: &mut Checker, apis: &[ApiConfig]) {
                         },
                     );
                 } else {
-                    seen.push((method, template, r));
+                    routes.push((r, method, template));
                 }
             }
             for (k, scope) in res.scopes.iter().enumerate() {
@@ -318,14 +409,40 @@ fn apis(c: &mut Checker, apis: &[ApiConfig]) {
                     ConfigProblem::PublicWithRequirements,
                 );
             }
+            resources.push(Resource {
+                method: res.method.clone(),
+                path: res.path.clone(),
+                scopes: res.scopes.clone(),
+                groups: res.groups.clone(),
+                public: res.public,
+            });
         }
+        if let Some(base) = base {
+            router.add(i, base, routes);
+        }
+        compiled.push(Api {
+            name: api.name.clone(),
+            version: api.version.clone(),
+            base_path: api.base_path.clone(),
+            resources,
+            dpop: api.dpop,
+        });
     }
+    (compiled, router)
 }
 
-fn applications(c: &mut Checker, config: &PluginConfig) {
+/// The applications; each client id is entered at its key manager (`key_managers`, in the order of
+/// the configuration's).
+fn applications(
+    c: &mut Checker,
+    config: &PluginConfig,
+    key_managers: &mut [KeyManager],
+    tiers: &[Option<Tier>],
+) -> Vec<Application> {
     let mut names = HashMap::new();
     // (key manager, client id) → application name.
     let mut owners: HashMap<(&str, &str), &str> = HashMap::new();
+    let mut compiled = Vec::with_capacity(config.applications.len());
     for (i, app) in config.applications.iter().enumerate() {
         let at = format!("applications[{i}]");
         if c.name(format!("{at}.name"), &app.name) {
@@ -333,11 +450,11 @@ fn applications(c: &mut Checker, config: &PluginConfig) {
         }
         for (k, id) in app.client_ids.iter().enumerate() {
             let at = format!("{at}.client_ids[{k}]");
-            if !config
+            let key_manager = config
                 .key_managers
                 .iter()
-                .any(|km| km.name == id.key_manager)
-            {
+                .position(|km| km.name == id.key_manager);
+            if key_manager.is_none() {
                 c.push(
                     format!("{at}.key_manager"),
                     ConfigProblem::UnknownKeyManager {
@@ -360,17 +477,27 @@ fn applications(c: &mut Checker, config: &PluginConfig) {
                 ),
                 None => {
                     owners.insert(key, &app.name);
+                    if let Some(km) = key_manager.and_then(|k| key_managers.get_mut(k)) {
+                        km.clients.insert(id.client_id.clone(), i);
+                    }
                 }
             }
         }
-        subscriptions(c, &at, app, config);
+        let subscriptions = subscriptions(c, &at, app, config, tiers);
+        compiled.push(Application {
+            name: app.name.clone(),
+            blocked: app.state == ApplicationState::Blocked,
+            subscriptions,
+        });
     }
+    compiled
 }
 
-/// Tier names end up in a header value and in the rate-limit service's configuration, so they
-/// are plain identifiers.
-fn tiers(c: &mut Checker, tiers: &[TierConfig]) {
+/// The tiers, in the configuration's order (`None` where `per` is refused). Tier names end up in a
+/// header value and in the rate-limit service's configuration, so they are plain identifiers.
+fn tiers(c: &mut Checker, tiers: &[TierConfig]) -> Vec<Option<Tier>> {
     let mut names = HashMap::new();
+    let mut compiled = Vec::with_capacity(tiers.len());
     for (i, tier) in tiers.iter().enumerate() {
         let at = format!("tiers[{i}]");
         if c.name(format!("{at}.name"), &tier.name) {
@@ -389,48 +516,76 @@ fn tiers(c: &mut Checker, tiers: &[TierConfig]) {
             }
         }
         c.range(&format!("{at}.requests"), tier.requests, 1, MAX_REQUESTS);
-        if Per::parse(&tier.per).is_none() {
+        let per = Per::parse(&tier.per);
+        if per.is_none() {
             c.invalid(
                 format!("{at}.per"),
                 &tier.per,
                 "one of second, minute, hour, day",
             );
         }
+        compiled.push(per.map(|per| Tier {
+            name: tier.name.clone(),
+            requests: tier.requests,
+            per,
+        }));
     }
+    compiled
 }
 
-fn subscriptions(c: &mut Checker, at: &str, app: &ApplicationConfig, config: &PluginConfig) {
+/// An application's subscriptions by API index, each with its tier's budget (`tiers` are the
+/// compiled tiers in the configuration's order).
+fn subscriptions(
+    c: &mut Checker,
+    at: &str,
+    app: &ApplicationConfig,
+    config: &PluginConfig,
+    tiers: &[Option<Tier>],
+) -> HashMap<usize, Subscription> {
+    let mut subscriptions = HashMap::new();
     for (k, sub) in app.subscriptions.iter().enumerate() {
+        let mut budget = None;
         if let Some(tier) = &sub.tier {
-            if !config.tiers.iter().any(|t| t.name == *tier) {
-                c.push(
+            match config.tiers.iter().position(|t| t.name == *tier) {
+                None => c.push(
                     format!("{at}.subscriptions[{k}].tier"),
                     ConfigProblem::UnknownTier { name: tier.clone() },
-                );
+                ),
+                Some(t) => {
+                    budget = tiers
+                        .get(t)
+                        .and_then(Option::clone)
+                        .map(|tier| Arc::new(Budget::new(tier, &app.name, &sub.api)));
+                }
             }
         }
         let path = format!("{at}.subscriptions[{k}].api");
-        if !config.apis.iter().any(|api| api.name == sub.api) {
-            c.push(
+        match config.apis.iter().position(|api| api.name == sub.api) {
+            None => c.push(
                 path,
                 ConfigProblem::UnknownApi {
                     name: sub.api.clone(),
                 },
-            );
-        } else if app.subscriptions.iter().take(k).any(|s| s.api == sub.api) {
-            c.push(
+            ),
+            Some(api) if subscriptions.contains_key(&api) => c.push(
                 path,
                 ConfigProblem::DuplicateSubscription {
                     api: sub.api.clone(),
                 },
-            );
+            ),
+            Some(api) => {
+                let state = sub.state;
+                subscriptions.insert(api, Subscription { state, budget });
+            }
         }
     }
+    subscriptions
 }
 
-fn settings(c: &mut Checker, s: &Settings) {
+/// The settings are kept as configured once in range; the DPoP algorithms accepted.
+fn settings(c: &mut Checker, s: &Settings) -> Vec<String> {
     c.range("settings.leeway_seconds", s.leeway_seconds, 0, 600);
-    dpop_settings(c, s);
+    let dpop_algorithms = dpop_settings(c, s);
     header_prefix(c, &s.header_prefix);
     if s.realm.is_empty() || !s.realm.bytes().all(|b| (b' '..=b'~').contains(&b)) {
         c.invalid(
@@ -522,6 +677,7 @@ fn settings(c: &mut Checker, s: &Settings) {
     c.range("settings.introspection_max_bytes", max_bytes, 1024, 1 << 20);
     let entries = u64::try_from(s.introspection_cache_entries).unwrap_or(u64::MAX);
     c.range("settings.introspection_cache_entries", entries, 16, 65_536);
+    dpop_algorithms
 }
 
 /// The prefix decides which incoming headers are stripped, so it must not reach headers others
@@ -556,17 +712,9 @@ fn header_prefix(c: &mut Checker, prefix: &str) {
 }
 
 /// DPoP proofs: asymmetric algorithms only, a window of at most an hour, a bounded replay store.
-fn dpop_settings(c: &mut Checker, s: &Settings) {
-    for (k, alg) in s.dpop_algorithms.iter().enumerate() {
-        if !SUPPORTED_ALGORITHMS.contains(&alg.as_str()) {
-            c.push(
-                format!("settings.dpop_algorithms[{k}]"),
-                ConfigProblem::UnsupportedAlgorithm {
-                    algorithm: alg.clone(),
-                },
-            );
-        }
-    }
+/// The algorithms accepted in proofs.
+fn dpop_settings(c: &mut Checker, s: &Settings) -> Vec<String> {
+    let accepted = algorithms(c, "settings.dpop_algorithms", &s.dpop_algorithms);
     c.range(
         "settings.dpop_max_age_seconds",
         s.dpop_max_age_seconds,
@@ -583,4 +731,99 @@ fn dpop_settings(c: &mut Checker, s: &Settings) {
     c.range("settings.dpop_replay_slots", slots, 1, 65_536);
     let entries = u64::try_from(s.dpop_replay_slot_entries).unwrap_or(u64::MAX);
     c.range("settings.dpop_replay_slot_entries", entries, 1, 1_024);
+    accepted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Route;
+    use serde_json::{json, Value};
+
+    /// One key manager with `issuer` and `tenants`, one API, one application subscribed to it.
+    fn config(issuer: &str, tenants: &[&str]) -> Value {
+        json!({
+            "environment": "production",
+            "key_managers": [{"name": "idp", "issuer": issuer, "tenants": tenants,
+                "jwks": {"uri": "u", "cluster": "c", "authority": "a", "path": "/k"}}],
+            "apis": [{"name": "a", "base_path": "/a", "resources": [{"method": "GET", "path": "/x"}]}],
+            "tiers": [{"name": "gold", "requests": 5, "per": "minute"}],
+            "applications": [{"name": "app",
+                "client_ids": [{"key_manager": "idp", "client_id": "c"}],
+                "subscriptions": [{"api": "a", "tier": "gold"}]}]
+        })
+    }
+
+    /// The policy, or every problem as `path: code`.
+    fn compile(cfg: &Value) -> Result<Policy, Vec<String>> {
+        Policy::from_json(cfg.to_string().as_bytes()).map_err(|errors| {
+            let show = |e: ConfigError| format!("{}: {}", e.path, e.code());
+            errors.into_iter().map(show).collect()
+        })
+    }
+
+    fn set(cfg: &mut Value, pointer: &str, value: Value) {
+        *cfg.pointer_mut(pointer).unwrap() = value;
+    }
+
+    #[test]
+    fn the_issuer_checked_is_the_pattern_kept() {
+        let exact = compile(&config("https://idp/", &[])).unwrap();
+        let want = IssuerPattern::Exact("https://idp/".into());
+        assert_eq!(exact.key_managers()[0].pattern, want);
+        let entra = compile(&config("https://login/{tenantid}/v2.0", &["t1"])).unwrap();
+        let want = IssuerPattern::Tenant {
+            prefix: "https://login/".into(),
+            suffix: "/v2.0".into(),
+            tenants: vec!["t1".into()],
+        };
+        assert_eq!(entra.key_managers()[0].pattern, want);
+    }
+
+    #[test]
+    fn a_refused_issuer_still_has_its_tenants_judged() {
+        let errors = compile(&config("https://x/{tenantid}/{tenantid}", &[])).unwrap_err();
+        let want = [
+            "key_managers[0].issuer: invalid",
+            "key_managers[0].tenants: template_without_tenants",
+        ];
+        assert_eq!(errors, want);
+        let errors = compile(&config("https://x/{tenant}", &["t1", "t/2"])).unwrap_err();
+        let want = [
+            "key_managers[0].issuer: invalid",
+            "key_managers[0].tenants: tenants_without_template",
+            "key_managers[0].tenants[1]: invalid",
+        ];
+        assert_eq!(errors, want);
+    }
+
+    #[test]
+    fn what_is_refused_leaves_the_rest_judged() {
+        let mut cfg = config("https://idp/", &[]);
+        set(&mut cfg, "/apis/0/base_path", json!("a"));
+        set(&mut cfg, "/apis/0/resources/0/path", json!("/x/*/y"));
+        set(&mut cfg, "/tiers/0/per", json!("week"));
+        cfg["settings"] = json!({"dpop_algorithms": ["HS256"]});
+        // The subscription names an API and a tier that exist, refused or not: no more problems.
+        let want = [
+            "apis[0].base_path: invalid",
+            "apis[0].resources[0].path: invalid",
+            "tiers[0].per: invalid",
+            "settings.dpop_algorithms[0]: unsupported_algorithm",
+        ];
+        assert_eq!(compile(&cfg).unwrap_err(), want);
+    }
+
+    #[test]
+    fn the_router_and_budgets_come_from_the_checked_values() {
+        let policy = compile(&config("https://idp/", &[])).unwrap();
+        let Route::Protected(found) = policy.route("GET", "/a/x") else {
+            panic!("expected a protected route");
+        };
+        let claims = json!({"client_id": "c"}).as_object().unwrap().clone();
+        let access = policy.authorize(&found, 0, &claims).unwrap();
+        let budget = access.budget.unwrap();
+        assert_eq!((budget.tier.requests, budget.tier.per), (5, Per::Minute));
+        assert_eq!(budget.policy_header, "\"gold\";q=5;w=60");
+    }
 }
