@@ -190,6 +190,58 @@ fn every_algorithm_is_verified_on_its_real_path() {
         forwarded,
         "a tampered token reached the upstream"
     );
+
+    // README "Reason codes": every denial Envoy sends for keygate is `cache-control: no-store`.
+    let es256 = |scope: &str| {
+        let mut c = claims(&gateway.issuer, "scoped");
+        c["scope"] = json!(scope);
+        common::token(
+            &json!({"alg": "ES256", "kid": "k-p256", "typ": "at+jwt"}),
+            &c,
+            "p256",
+        )
+    };
+    let wrong_scope = format!("Bearer {}", es256("orders:read"));
+    let cases: [(&str, &str, Vec<(&str, &str)>, u16, &str); 7] = [
+        ("GET", "/pets/v1/pets", vec![], 401, "missing_token"),
+        (
+            "GET",
+            "/pets/v1/pets",
+            vec![("authorization", "Basic YTpi")],
+            401,
+            "unsupported_scheme",
+        ),
+        (
+            "GET",
+            "/pets/v1/pets",
+            vec![("authorization", "Bearer a b")],
+            400,
+            "malformed_authorization",
+        ),
+        (
+            "GET",
+            "/pets/v1/pets",
+            vec![("authorization", wrong_scope.as_str())],
+            403,
+            "insufficient_scope",
+        ),
+        ("GET", "/nothing", vec![], 404, "no_api"),
+        ("POST", "/pets/v1/pets", vec![], 405, "method_not_allowed"),
+        (
+            "GET",
+            "/pets/v1/pets%3Bx",
+            vec![],
+            400,
+            "path_not_canonical",
+        ),
+    ];
+    for (method, path, headers, status, code) in cases {
+        let r = http(gateway.port, method, path, &headers);
+        support::expect_reply(&r, status, code, path);
+        assert_eq!(r.header_all("cache-control"), vec!["no-store"], "{code}");
+        assert_eq!(r.header("content-type"), Some("application/json"), "{code}");
+    }
+
     // The verified-token cache did not decide any of them: every token was new.
     assert_eq!(
         gateway
