@@ -202,40 +202,39 @@ fn every_algorithm_is_verified_on_its_real_path() {
         )
     };
     let wrong_scope = format!("Bearer {}", es256("orders:read"));
-    let cases: [(&str, &str, Vec<(&str, &str)>, u16, &str); 7] = [
-        ("GET", "/pets/v1/pets", vec![], 401, "missing_token"),
+    // (method, path, Authorization, status, code)
+    let cases = [
+        ("GET", "/pets/v1/pets", None, 401, "missing_token"),
         (
             "GET",
             "/pets/v1/pets",
-            vec![("authorization", "Basic YTpi")],
+            Some("Basic YTpi"),
             401,
             "unsupported_scheme",
         ),
         (
             "GET",
             "/pets/v1/pets",
-            vec![("authorization", "Bearer a b")],
+            Some("Bearer a b"),
             400,
             "malformed_authorization",
         ),
         (
             "GET",
             "/pets/v1/pets",
-            vec![("authorization", wrong_scope.as_str())],
+            Some(wrong_scope.as_str()),
             403,
             "insufficient_scope",
         ),
-        ("GET", "/nothing", vec![], 404, "no_api"),
-        ("POST", "/pets/v1/pets", vec![], 405, "method_not_allowed"),
-        (
-            "GET",
-            "/pets/v1/pets%3Bx",
-            vec![],
-            400,
-            "path_not_canonical",
-        ),
+        ("GET", "/nothing", None, 404, "no_api"),
+        ("POST", "/pets/v1/pets", None, 405, "method_not_allowed"),
+        ("GET", "/pets/v1/pets%3Bx", None, 400, "path_not_canonical"),
     ];
-    for (method, path, headers, status, code) in cases {
+    for (method, path, authorization, status, code) in cases {
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|a| ("authorization", a))
+            .into_iter()
+            .collect();
         let r = http(gateway.port, method, path, &headers);
         support::expect_reply(&r, status, code, path);
         assert_eq!(r.header_all("cache-control"), vec!["no-store"], "{code}");
