@@ -419,7 +419,8 @@ fn the_service_config_has_envoyproxy_ratelimits_format_for_every_unit() {
     assert_eq!(limits, expected);
 
     // The check refuses what the service would refuse, so the pass above means something.
-    let tampered: [(&str, fn(&mut Value)); 7] = [
+    type Tamper = fn(&mut Value);
+    let tampered: [(&str, Tamper); 7] = [
         ("unit", |v| {
             v["descriptors"][0]["descriptors"][0]["descriptors"][0]["rate_limit"]["unit"] =
                 json!("minutes")
