@@ -165,6 +165,7 @@ fn down_at_start_is_503_then_recovers_within_the_retry_interval() {
         let response = get(stack.port, &token);
         tried += 1;
         expect_reply(&response, 503, "key_manager_unavailable", what);
+        assert_eq!(response.header_all("cache-control"), vec!["no-store"]);
         let seconds = retry_after(&response);
         assert!(
             (1..=RETRY_MAX + 2).contains(&seconds),

@@ -232,6 +232,7 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
         assert_eq!(refused.code(), "rate_limited", "{}", refused.body);
         assert_eq!(refused.json()["error"], "rate_limited");
         assert_eq!(refused.header("content-type"), Some("application/json"));
+        assert_eq!(refused.header_all("cache-control"), vec!["no-store"]);
         let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
         assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
         assert_eq!(refused.header("ratelimit-policy"), Some(policy.as_str()));
@@ -302,6 +303,7 @@ fn a_rate_limit_service_that_cannot_answer_fails_closed_unless_told_otherwise() 
                 envoy.log()
             );
             assert_eq!(tiered.header("content-type"), Some("application/json"));
+            assert_eq!(tiered.header_all("cache-control"), vec!["no-store"]);
         }
         let free = get(listen, "/orders/v1/orders", &unlimited);
         assert_eq!(free.status, 200, "fail_open {fail_open}: {}", free.body);
@@ -425,6 +427,7 @@ fn two_envoys_share_one_budget_through_the_rate_limit_service() {
             if response.status == 429 {
                 assert_eq!(response.code(), "rate_limited", "{}", response.body);
                 assert_eq!(response.header("content-type"), Some("application/json"));
+                assert_eq!(response.header_all("cache-control"), vec!["no-store"]);
                 let retry: u64 = response
                     .header("retry-after")
                     .and_then(|v| v.parse().ok())
