@@ -1,7 +1,7 @@
 //! Every signature algorithm through the built filter in a real Envoy (issue 20, finding 1).
 //!
-//! The key manager's JWKS (one RSA-2048, RSA-3072, P-256, P-384, P-521 and Ed25519 key, the
-//! committed test keys) is served from loopback; the tokens are signed here by test code, fresh
+//! The key manager's JWKS (one RSA-2048, RSA-3072, P-256, P-384, P-521 and Ed25519 key and an
+//! HMAC secret, the committed test keys) is served from loopback; the tokens are signed here by test code, fresh
 //! for the run. RS* and ES* go to Envoy's `verify_signature` foreign function (BoringSSL) once the
 //! filter's self-test passed (gauge `keygate_signature_host` 1); PS*, EdDSA stay in Wasm. An
 //! error answer from Envoy (a key it cannot import, a hash it does not know) is "does not verify",
@@ -54,11 +54,8 @@ struct Gateway {
 }
 
 fn start() -> Gateway {
-    let keys: Vec<Value> = common::all_keys()
-        .into_iter()
-        .filter(|k| k["kty"] != "oct")
-        .collect();
-    let jwks = String::from_utf8(common::jwks(&keys)).unwrap();
+    // Every test key, the HMAC secret included: a JWKS is public, so it must never verify.
+    let jwks = String::from_utf8(common::jwks(&common::all_keys())).unwrap();
     let server = cli_support::Server::start(vec![("/jwks".to_string(), 200, jwks)]);
     let issuer = server.base.clone();
     let echo = EchoUpstream::start();
@@ -189,6 +186,37 @@ fn every_algorithm_is_verified_on_its_real_path() {
         gateway.echo.request_count(),
         forwarded,
         "a tampered token reached the upstream"
+    );
+
+    // HMAC is never accepted from a key manager (even with its oct key published), nor `none`.
+    for alg in ["HS256", "HS384", "HS512"] {
+        let header = json!({"alg": alg, "kid": "k-oct", "typ": "at+jwt"});
+        let token = common::token(&header, &claims(&gateway.issuer, alg), "oct64");
+        let r = get(&gateway, &token);
+        support::expect_reply(&r, 401, "alg_not_allowed", alg);
+    }
+    for none in ["none", "None", "NONE"] {
+        let input = common::signing_input(
+            &json!({"alg": none, "typ": "at+jwt"}),
+            &claims(&gateway.issuer, none),
+        );
+        for token in [
+            format!("{input}."),
+            format!("{input}.{}", common::b64(b"x")),
+        ] {
+            let r = get(&gateway, &token);
+            assert_eq!(r.status, 401, "{none}: {}", r.body);
+            assert!(
+                matches!(r.code().as_str(), "alg_not_allowed" | "malformed_token"),
+                "{none}: {}",
+                r.body
+            );
+        }
+    }
+    assert_eq!(
+        gateway.echo.request_count(),
+        forwarded,
+        "an HMAC or unsigned token reached the upstream"
     );
 
     // README "Reason codes": every denial Envoy sends for keygate is `cache-control: no-store`.
