@@ -1,18 +1,27 @@
-//! Decision table: the request chain the filter shell runs, on the core alone.
-//!
-//! Signature, time and audience checks belong to the jose layer and are not exercised here: the
-//! claims below stand for a token that verified. The bearer value is opaque for the same reason.
+//! Decision table: every row goes through the product's own decision entry points
+//! (`keygate::decision::{start, recall, parse, finish}` as the worker runs them, and
+//! `keygate::decision::decide` as the CLI does), never a chain rebuilt here. The tokens are real
+//! ES256 JWTs of the row's claims (with `exp`), signed by test code with the committed P-256 test
+//! key, which every key manager of the fixture is given.
 
 // Helpers outside #[test] functions are test code too (clippy.toml only covers #[test] bodies).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-use keygate::decision::{bearer_token, reply, Denial};
-use keygate::decision::{identity_header_names, is_identity_header, Identity};
+mod common;
+
+use keygate::decision::{self as product, DpopHost, DpopRequest, Request, SigningKeys};
+use keygate::decision::{
+    bearer_token, identity_header_names, is_identity_header, reply, Denial, Identity,
+    VerifiedTokens,
+};
+use keygate::dpop::MemorySlots;
+use keygate::jose::KeySet;
 use keygate::policy::{Policy, Route, RouteRefusal};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 const FIXTURE: &str = include_str!("authz_fixture.json");
-const BEARER: Option<&str> = Some("Bearer opaque-token-value");
+/// Stands for "a bearer JWT of the row's claims" (built per row by [`decide`]).
+const BEARER: Option<&str> = Some("Bearer <the row's token>");
 const ASGARDEO: &str = "https://api.asgardeo.io/t/acme/oauth2/token";
 const SANDBOX: &str = "https://sandbox.example/issuer";
 const KEYCLOAK: &str = "https://kc.example/realms/acme";
@@ -32,31 +41,92 @@ enum Outcome {
     Denied(u32, &'static str),
 }
 
-/// What the shell does, in order: route, bearer token, key manager, (verify), authorize.
+fn keys() -> KeySet {
+    KeySet::from_json(&common::jwks(&[common::public_jwk("p256", "k-p256")])).unwrap()
+}
+
+/// The row's claims as a real token, valid at `common::NOW`.
+fn jwt(claims: &Value) -> String {
+    let mut claims = claims.clone();
+    if let Some(object) = claims.as_object_mut() {
+        object.entry("exp").or_insert(json!(common::NOW + 300.0));
+    }
+    common::token(&json!({"alg": "ES256", "kid": "k-p256"}), &claims, "p256")
+}
+
+fn outcome(decided: product::Outcome) -> Outcome {
+    match decided {
+        product::Outcome::Public => Outcome::Public,
+        product::Outcome::Pass => Outcome::Pass,
+        product::Outcome::Allow(allowed) => Outcome::Allowed(allowed.identity.clone()),
+        product::Outcome::Deny(d) => Outcome::Denied(d.status(), d.code()),
+        other => panic!("the decision asked for more: {other:?}"),
+    }
+}
+
+/// What the filter decides for the request: the worker's phases (route and credentials, the
+/// verified-token cache, token syntax and key manager, keys and authorization), run twice with
+/// one cache so the second answer may come from `recall`; both must agree with the one-call
+/// `decide` the CLI runs.
 fn decide(policy: &Policy, method: &str, path: &str, auth: Option<&str>, claims: Value) -> Outcome {
-    let denied = |d: Denial| Outcome::Denied(d.status(), d.code());
-    let found = match policy.route(method, path) {
-        Route::Public(_) => return Outcome::Public,
-        Route::PassThrough => return Outcome::Pass,
-        Route::Denied(d) => return denied(d.into()),
-        Route::Protected(found) => found,
+    let token = jwt(&claims);
+    let bearer = format!("Bearer {token}");
+    let authorization = if auth == BEARER {
+        Some(bearer.as_str())
+    } else {
+        auth
     };
-    if let Err(d) = bearer_token(auth) {
-        return denied(d);
-    }
-    let claims: Map<String, Value> = claims.as_object().cloned().unwrap_or_default();
-    let iss = claims.get("iss").and_then(Value::as_str);
-    let km = match policy.key_manager_for(iss, &claims) {
-        Ok(km) => km,
-        Err(d) => return denied(d.into()),
+    let request = Request {
+        method,
+        path,
+        authorization,
+        dpop: DpopRequest::default(),
     };
-    // The verifier would now require `iss == km.issuer` and a key of this key manager.
-    assert_eq!(Some(km.issuer.as_str()), iss);
-    assert!(policy.key_managers()[km.index].enabled_here);
-    match policy.authorize(&found, km.index, &claims) {
-        Ok(access) => Outcome::Allowed(Identity::new(access, &claims)),
-        Err(d) => denied(d.into()),
-    }
+    let keys = keys();
+    let slots = MemorySlots::default();
+    let host = DpopHost {
+        crypto: None,
+        slots: &slots,
+    };
+    let mut cache = VerifiedTokens::new(16, 1 << 20);
+    let mut phased = || -> product::Outcome {
+        let started = match product::start(policy, &request).next {
+            Ok(started) => started,
+            Err(done) => return done,
+        };
+        if let Some((_, done)) =
+            product::recall(policy, &started, &mut cache, |_| Some(1), common::NOW, host)
+        {
+            return done;
+        }
+        let pending = match product::parse(policy, started) {
+            Ok(pending) => pending,
+            Err(done) => return done,
+        };
+        product::finish(
+            policy,
+            Box::new(pending),
+            Some(SigningKeys::new(&keys, 1)),
+            common::NOW,
+            false,
+            &mut cache,
+            host,
+        )
+    };
+    let first = outcome(phased());
+    let again = outcome(phased());
+    let at_once = outcome(product::decide(
+        policy,
+        &request,
+        |_| Some(&keys),
+        common::NOW,
+    ));
+    assert_eq!(first, again, "{method} {path}: the cached answer differs");
+    assert_eq!(
+        first, at_once,
+        "{method} {path}: decide() differs from the phases"
+    );
+    first
 }
 
 fn allowed_app(outcome: &Outcome) -> Option<&str> {
@@ -554,7 +624,7 @@ fn method_not_allowed_lists_allow() {
             allow: vec!["GET".into(), "HEAD".into(), "POST".into()]
         }
     );
-    let r = reply(&d.into(), policy.settings().realm.as_str());
+    let r = reply(&Denial::from(d), policy.settings().realm.as_str());
     // HEAD is listed wherever GET is: it is matched as GET.
     assert!(r
         .headers
@@ -607,7 +677,7 @@ fn denial_replies_use_the_configured_realm_and_never_the_token() {
     let d = policy
         .authorize(&found, km.index, claims.as_object().unwrap())
         .unwrap_err();
-    let r = reply(&d.into(), &policy.settings().realm);
+    let r = reply(&Denial::from(d), &policy.settings().realm);
     assert_eq!(r.status, 403);
     let www = &r
         .headers

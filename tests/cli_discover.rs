@@ -279,3 +279,25 @@ fn points_at_the_introspection_endpoint_for_opaque_tokens() {
     let (_, text) = discover_ok(&url);
     assert!(!text.contains("introspection"), "{text}");
 }
+
+#[test]
+fn warns_that_the_suggested_entry_has_no_audiences() {
+    // README "Security rules": discover warns, naming the key manager, when `audiences` is
+    // omitted (it cannot know the API's identifier, so its entry never has one).
+    for (fixture, prefix) in [
+        ("keycloak", "/realms/shop"),
+        ("auth0", ""),
+        ("asgardeo", "/t/acme/oauth2/token"),
+    ] {
+        let (_server, url) = serve_fixture(fixture, prefix);
+        let (entry, text) = discover_ok(&url);
+        let name = entry["name"].as_str().unwrap();
+        let warning = format!(
+            "# warning: key manager {name}: add `audiences: [<this API's identifier>]`; without \
+             it a token minted for any other resource server of this key manager is accepted\n"
+        );
+        assert!(text.contains(&warning), "{fixture}: {text}");
+        assert_eq!(text.matches("# warning:").count(), 1, "{fixture}: {text}");
+        assert!(entry.get("audiences").is_none(), "{fixture}: {entry}");
+    }
+}

@@ -412,105 +412,79 @@ fn usage_io_and_configuration_errors_exit_two() {
     let jwks = s(&setup.jwks);
     let named = format!("idp={jwks}");
     let unknown = format!("nobody={jwks}");
-    let cases: Vec<Vec<&str>> = vec![
-        vec!["--jwks", jwks, "--at", AT, "--path", "/pets/v1/pets/1", &t], // no configuration
-        vec![
-            "--input",
-            input,
-            "--jwks",
-            jwks,
-            "--path",
-            "/pets/v1/pets/1",
-            &t,
-        ], // no --at
-        vec!["--input", input, "--jwks", jwks, "--at", AT, &t],            // no --path
-        vec![
-            "--input",
-            input,
-            "--at",
-            AT,
-            "--path",
-            "/pets/v1/pets/1",
-            &t,
-        ], // keys needed
-        vec![
-            "--input", input, "--jwks", &unknown, "--at", AT, "--path", "/x", &t,
-        ],
-        vec![
-            "--input", input, "--jwks", jwks, "--jwks", &named, "--at", AT, "--path", "/x", &t,
-        ],
-        vec![
-            "--input",
-            input,
-            "--jwks",
-            s(&bad_jwks),
-            "--at",
-            AT,
-            "--path",
-            "/x",
-            &t,
-        ],
-        vec![
-            "--input",
-            input,
-            "--jwks",
-            "/nonexistent/jwks.json",
-            "--at",
-            AT,
-            "--path",
-            "/x",
-            &t,
-        ],
-        vec![
-            "--input",
-            "/nonexistent/keygate.yaml",
-            "--jwks",
-            jwks,
-            "--at",
-            AT,
-            "--path",
-            "/x",
-        ],
-        vec![
-            "--input",
-            s(&refused),
-            "--jwks",
-            jwks,
-            "--at",
-            AT,
-            "--path",
-            "/x",
-        ],
-        vec![
-            "--input",
-            s(&two_kms),
-            "--jwks",
-            jwks,
-            "--at",
-            AT,
-            "--path",
-            "/x",
-            &t,
-        ],
+    let two = s(&two_kms);
+    let refused = s(&refused);
+    let bad_jwks = s(&bad_jwks);
+    let x = "/x";
+    let p1 = "/pets/v1/pets/1";
+    // (arguments, what stderr must say)
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--jwks", jwks, "--at", AT, "--path", p1, &t],
+            "required arguments were not provided:\n  <--input <FILE>|--plugin-config <FILE>>".into(),
+        ),
+        (
+            vec!["--input", input, "--jwks", jwks, "--path", p1, &t],
+            "required arguments were not provided:\n  --at <UNIX_SECONDS>".into(),
+        ),
+        (
+            vec!["--input", input, "--jwks", jwks, "--at", AT, &t],
+            "required arguments were not provided:\n  --path <PATH>".into(),
+        ),
+        (
+            vec!["--input", input, "--at", AT, "--path", p1, &t],
+            "the token is from key manager idp: give its keys with --jwks idp=FILE".into(),
+        ),
+        // An unknown key manager name where the name matters (two key managers): refused as such.
+        (
+            vec!["--input", two, "--jwks", &unknown, "--at", AT, "--path", x, &t],
+            format!("--jwks {unknown}: name the key manager as NAME=FILE (one of: idp, other)"),
+        ),
+        // With one key manager `--jwks FILE` needs no name, so `nobody=FILE` is a file name
+        // (README "keygate explain"), here one that does not exist.
+        (
+            vec!["--input", input, "--jwks", &unknown, "--at", AT, "--path", x, &t],
+            format!("cannot read the JWKS of idp ({unknown}): No such file"),
+        ),
+        (
+            vec!["--input", input, "--jwks", jwks, "--jwks", &named, "--at", AT, "--path", x, &t],
+            "--jwks: idp is given twice".into(),
+        ),
+        (
+            vec!["--input", input, "--jwks", bad_jwks, "--at", AT, "--path", x, &t],
+            format!("the JWKS of idp ({bad_jwks}) is unusable: JWKS is not an object with a \"keys\" array"),
+        ),
+        (
+            vec!["--input", input, "--jwks", "/nonexistent/jwks.json", "--at", AT, "--path", x, &t],
+            "cannot read the JWKS of idp (/nonexistent/jwks.json): No such file".into(),
+        ),
+        (
+            vec!["--input", "/nonexistent/keygate.yaml", "--jwks", jwks, "--at", AT, "--path", x],
+            "/nonexistent/keygate.yaml: configuration refused:\n/nonexistent/keygate.yaml: No such file".into(),
+        ),
+        (
+            vec!["--input", refused, "--jwks", jwks, "--at", AT, "--path", x],
+            format!("{refused}: configuration refused:\nline 19: apis[1].resources[0].path"),
+        ),
+        (
+            vec!["--input", two, "--jwks", jwks, "--at", AT, "--path", x, &t],
+            format!("--jwks {jwks}: name the key manager as NAME=FILE (one of: idp, other)"),
+        ),
     ];
-    for args in cases {
+    for (args, message) in cases {
         let r = run(&args, None);
         assert_eq!(r.status, 2, "{args:?}: {} {}", r.stdout, r.stderr);
         assert!(r.stdout.is_empty(), "{args:?}");
+        assert!(
+            r.stderr.contains(&message),
+            "{args:?}: expected {message:?} in:\n{}",
+            r.stderr
+        );
         assert!(!r.stderr.contains(&t), "never echo the token");
     }
     // The refused declaration names the field and line, as generate does.
     let r = run(
-        &[
-            "--input",
-            s(&refused),
-            "--jwks",
-            jwks,
-            "--at",
-            AT,
-            "--path",
-            "/x",
-        ],
+        &["--input", refused, "--jwks", jwks, "--at", AT, "--path", x],
         None,
     );
     assert!(
@@ -522,7 +496,7 @@ fn usage_io_and_configuration_errors_exit_two() {
     let r = run(
         &[
             "--input",
-            s(&two_kms),
+            two,
             "--jwks",
             &named,
             "--at",

@@ -1290,3 +1290,29 @@ fn introspection_without_an_endpoint_is_refused_naming_the_field() {
     );
     assert!(err.contains("no introspection_endpoint"), "{err}");
 }
+
+#[test]
+fn warns_for_each_key_manager_without_audiences_naming_its_line() {
+    let (_server, url) = serve_fixture("keycloak", "/realms/shop");
+    let dir = temp_dir("gen-audience");
+    std::fs::write(dir.join("keygate.yaml"), declaration(&url)).unwrap();
+    let result = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["generate", "--input", "keygate.yaml", "--out", "out"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(result.status.code(), Some(0), "stderr: {}", stderr(&result));
+    let text = stderr(&result);
+    let warning = |name: &str, line: usize| {
+        format!(
+            "keygate.yaml:line {line}: warning: key manager {name}: add `audiences: [<this API's \
+             identifier>]`; without it a token minted for any other resource server of this key \
+             manager is accepted\n"
+        )
+    };
+    // keycloak declares audiences (line 12); asgardeo (line 17) and entra (line 25) do not.
+    assert!(text.contains(&warning("asgardeo", 17)), "{text}");
+    assert!(text.contains(&warning("entra", 25)), "{text}");
+    assert!(!text.contains("key manager keycloak"), "{text}");
+    assert_eq!(text.matches("warning:").count(), 2, "{text}");
+}

@@ -9,6 +9,7 @@
 )]
 
 mod cli_support;
+mod support;
 
 use std::process::Command;
 
@@ -117,26 +118,87 @@ fn prints_token_endpoint_grants_scopes_and_the_call() {
     );
 }
 
-#[test]
-fn the_client_credentials_commands_really_fetch_a_token() {
-    let (out, _server) = instructions("shop");
-    let text = stdout(&out);
-    // Run the client-credentials block as printed, then show what TOKEN holds.
-    let block: String = text
-        .split("# Client credentials")
+/// The lines of the printed block that starts with `# {title}`, up to the next blank line.
+fn block(text: &str, title: &str) -> String {
+    text.split(&format!("# {title}"))
         .nth(1)
-        .unwrap()
-        .split("\n# Password grant")
-        .next()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no block {title:?} in:\n{text}"))
         .lines()
         .skip(1)
+        .take_while(|line| !line.is_empty())
         .collect::<Vec<_>>()
-        .join("\n");
+        .join("\n")
+}
+
+/// Runs a printed block as a user would (after putting in their secret and account) and returns
+/// what `$TOKEN` holds.
+fn run_block(block: &str, fill: &[(&str, &str)]) -> String {
+    let mut block = block.to_string();
+    for (placeholder, value) in fill {
+        assert!(block.contains(placeholder), "{placeholder} in:\n{block}");
+        block = block.replace(placeholder, value);
+    }
     let script = format!("set -e\n{block}\nprintf '%s' \"$TOKEN\"\n");
     let run = Command::new("sh").arg("-c").arg(&script).output().unwrap();
     assert!(run.status.success(), "{script}\n{}", stderr(&run));
-    assert_eq!(stdout(&run), "eyJ.test.token");
+    stdout(&run)
+}
+
+#[test]
+fn the_printed_token_commands_really_fetch_a_token_from_the_key_manager() {
+    // The demo key manager (oidc-provider, tests/keymanager), its discovery fetched by the CLI.
+    let km = support::KeyManager::start();
+    let dir = temp_dir("instr-live");
+    let input = dir.join("keygate.yaml");
+    let text = declaration(&km.well_known_url())
+        .replace("    provider: keycloak\n", "    allow_http: true\n")
+        .replace("pets:write, pets:admin", "pets:write");
+    std::fs::write(&input, text).unwrap();
+    let out = keygate(&["instructions", "--input", input.to_str().unwrap(), "shop"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("# Token endpoint: {}/token", km.issuer())),
+        "{text}"
+    );
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, km.jwks().to_string()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+
+    let secret = [("<client secret of shop-app>", "shop-app-secret")];
+    let client_credentials = block(&text, "Client credentials");
+    let application = run_block(&client_credentials, &secret);
+    // The password grant follows in the same shell, which exported CLIENT_SECRET above.
+    let user = run_block(
+        &format!("{client_credentials}\n{}", block(&text, "Password grant")),
+        &[secret[0], ("<user>", "alice"), ("<password>", "alice-pass")],
+    );
+    for (token, subject) in [(application, "shop-app"), (user, "alice")] {
+        // A JWT the key manager signed, checked with keygate's own verifier against its JWKS.
+        let check = keygate(&[
+            "check-token",
+            "--jwks",
+            jwks.to_str().unwrap(),
+            "--at",
+            &now,
+            "--issuer",
+            km.issuer(),
+            "--audience",
+            "https://api.keygate.test",
+            &token,
+        ]);
+        let verdict: serde_json::Value = serde_json::from_str(&stdout(&check)).unwrap();
+        assert_eq!(verdict["valid"], true, "{subject}: {verdict}");
+        let claims = &verdict["claims"];
+        assert_eq!(claims["sub"], subject);
+        assert_eq!(claims["client_id"], "shop-app");
+        // The printed scope request: every scope of the active subscriptions.
+        assert_eq!(claims["scope"], "pets:read pets:write", "{subject}");
+    }
 }
 
 #[test]

@@ -287,6 +287,172 @@ fn a_rate_limit_service_gets_envoys_rate_limit_filter_and_its_config() {
     assert!(!envoy_validate(&broken).0);
 }
 
+/// What envoyproxy/ratelimit's README documents for a configuration file ("Configuration",
+/// "Definitions" and "Descriptor list definition"): a `domain` string and a `descriptors` list;
+/// each descriptor a `key` string, an optional `value` string, an optional `rate_limit` with a
+/// `unit` of `second`, `minute`, `hour` or `day` and an integer `requests_per_unit`, and
+/// optionally nested `descriptors`. The service refuses members it does not know, and so does
+/// this check (the documented optional ones are let through). Returns the problems found.
+fn ratelimit_config_problems(doc: &Value) -> Vec<String> {
+    fn descriptor(d: &Value, at: &str, problems: &mut Vec<String>) {
+        let Some(object) = d.as_object() else {
+            problems.push(format!("{at}: not a mapping"));
+            return;
+        };
+        for member in object.keys() {
+            let known = [
+                "key",
+                "value",
+                "rate_limit",
+                "descriptors",
+                "shadow_mode",
+                "detailed_metric",
+            ];
+            if !known.contains(&member.as_str()) {
+                problems.push(format!("{at}.{member}: unknown member"));
+            }
+        }
+        if object
+            .get("key")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            problems.push(format!("{at}.key: missing or not a non-empty string"));
+        }
+        if object.get("value").is_some_and(|v| !v.is_string()) {
+            problems.push(format!("{at}.value: not a string"));
+        }
+        if let Some(limit) = object.get("rate_limit") {
+            let Some(limit) = limit.as_object() else {
+                problems.push(format!("{at}.rate_limit: not a mapping"));
+                return;
+            };
+            for member in limit.keys() {
+                if !["unit", "requests_per_unit", "unlimited", "name", "replaces"]
+                    .contains(&member.as_str())
+                {
+                    problems.push(format!("{at}.rate_limit.{member}: unknown member"));
+                }
+            }
+            let unit = limit.get("unit").and_then(Value::as_str);
+            if !matches!(unit, Some("second" | "minute" | "hour" | "day")) {
+                problems.push(format!("{at}.rate_limit.unit: {unit:?}"));
+            }
+            if !limit.get("requests_per_unit").is_some_and(|n| n.is_u64()) {
+                problems.push(format!(
+                    "{at}.rate_limit.requests_per_unit: {:?}",
+                    limit.get("requests_per_unit")
+                ));
+            }
+        }
+        if let Some(nested) = object.get("descriptors") {
+            list(nested, &format!("{at}.descriptors"), problems);
+        }
+    }
+    fn list(l: &Value, at: &str, problems: &mut Vec<String>) {
+        match l.as_array() {
+            Some(items) => {
+                for (i, d) in items.iter().enumerate() {
+                    descriptor(d, &format!("{at}[{i}]"), problems);
+                }
+            }
+            None => problems.push(format!("{at}: not a list")),
+        }
+    }
+    let mut problems = Vec::new();
+    let Some(root) = doc.as_object() else {
+        return vec!["not a mapping".into()];
+    };
+    for member in root.keys() {
+        if !["domain", "descriptors"].contains(&member.as_str()) {
+            problems.push(format!("{member}: unknown member"));
+        }
+    }
+    if root
+        .get("domain")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        problems.push("domain: missing or not a non-empty string".into());
+    }
+    match root.get("descriptors") {
+        Some(descriptors) => list(descriptors, "descriptors", &mut problems),
+        None => problems.push("descriptors: missing".into()),
+    }
+    problems
+}
+
+#[test]
+fn the_service_config_has_envoyproxy_ratelimits_format_for_every_unit() {
+    let text = declaration("  rate_limit_service: ratelimit.internal:8081\n", "bronze").replace(
+        "tiers:\n",
+        "tiers:\n  - {name: burst, requests: 5, per: second}\n  - {name: daily, requests: 100000, per: day}\n",
+    );
+    let (out, result) = generate("tiers-schema", &text);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let service = yaml(&out.join("ratelimit/config.yaml"));
+    assert_eq!(ratelimit_config_problems(&service), Vec::<String>::new());
+    // Every tier, every unit, each under (tier, application, api).
+    let mut limits: Vec<(String, String, u64)> = service["descriptors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tier| {
+            let limit = &tier["descriptors"][0]["descriptors"][0]["rate_limit"];
+            (
+                tier["value"].as_str().unwrap().to_string(),
+                limit["unit"].as_str().unwrap().to_string(),
+                limit["requests_per_unit"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    limits.sort();
+    let expected = [
+        ("bronze", "minute", 1000),
+        ("burst", "second", 5),
+        ("daily", "day", 100_000),
+        ("gold", "hour", 20_000),
+    ]
+    .map(|(t, u, n)| (t.to_string(), u.to_string(), n));
+    assert_eq!(limits, expected);
+
+    // The check refuses what the service would refuse, so the pass above means something.
+    type Tamper = fn(&mut Value);
+    let tampered: [(&str, Tamper); 7] = [
+        ("unit", |v| {
+            v["descriptors"][0]["descriptors"][0]["descriptors"][0]["rate_limit"]["unit"] =
+                json!("minutes")
+        }),
+        ("count as text", |v| {
+            v["descriptors"][0]["descriptors"][0]["descriptors"][0]["rate_limit"]
+                ["requests_per_unit"] = json!("1000")
+        }),
+        ("fractional count", |v| {
+            v["descriptors"][0]["descriptors"][0]["descriptors"][0]["rate_limit"]
+                ["requests_per_unit"] = json!(10.5)
+        }),
+        ("no key", |v| {
+            v["descriptors"][0].as_object_mut().unwrap().remove("key");
+        }),
+        ("no domain", |v| {
+            v.as_object_mut().unwrap().remove("domain");
+        }),
+        ("unknown member", |v| {
+            v["descriptors"][0]["rate_limits"] = json!([])
+        }),
+        ("value not a string", |v| {
+            v["descriptors"][0]["value"] = json!(7)
+        }),
+    ];
+    for (what, change) in tampered {
+        let mut doc = service.clone();
+        change(&mut doc);
+        assert!(!ratelimit_config_problems(&doc).is_empty(), "{what} passed");
+    }
+}
+
 #[test]
 fn fail_open_is_the_operators_choice() {
     let (out, result) = generate(

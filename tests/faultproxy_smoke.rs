@@ -240,14 +240,17 @@ fn down_closes_without_answer_and_refuse_stops_listening() {
 fn delay_then_pass_and_hang_past_client_timeout() {
     let upstream = Upstream::start().unwrap();
     let proxy = FaultProxy::start(upstream.addr).unwrap();
+    // A delay is a wait before passing: the reply can come no sooner (a lower bound, which a
+    // loaded machine only makes longer).
     proxy.set_mode(Mode::Delay(Duration::from_millis(300)));
     let started = Instant::now();
     let reply = get(proxy.port(), "/jwks", T).unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(reply.body, UPSTREAM_BODY.as_bytes());
 
+    // Longer than the client's timeout, it is a hang: the client gives up (its own timeout, not
+    // a time measured here).
     proxy.set_mode(Mode::Delay(Duration::from_secs(3600)));
-    let started = Instant::now();
     let err = get(proxy.port(), "/jwks", Duration::from_millis(200))
         .err()
         .expect("client times out");
@@ -258,7 +261,6 @@ fn delay_then_pass_and_hang_past_client_timeout() {
         ),
         "{err:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(upstream.served(), 1);
     assert_eq!(proxy.fetch_count(), 2);
 }
@@ -282,13 +284,18 @@ fn drop_stops_everything_even_with_a_hanging_request() {
     proxy.set_mode(Mode::Delay(Duration::from_secs(3600)));
     let waiting = thread::spawn(move || get(port, "/jwks", Duration::from_secs(10)));
     assert!(proxy.wait_for_fetches(1, T), "request reached the proxy");
-    let started = Instant::now();
-    drop(proxy);
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "drop took {:?}",
-        started.elapsed()
-    );
+    // Dropping returns although the request would hang for an hour: polled, with a deadline far
+    // below the hang and far above any scheduling delay.
+    let dropping = thread::spawn(move || drop(proxy));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dropping.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "drop waited for the hanging request"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    dropping.join().unwrap();
     // The hanging request ends (connection closed) instead of waiting for its own timeout.
     let outcome = waiting.join().unwrap();
     assert!(outcome.is_err());

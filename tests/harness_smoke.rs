@@ -39,7 +39,18 @@ fn key_manager_issues_application_and_user_tokens() {
     );
 
     let kids = km.jwks_kids();
-    assert!(kids.len() >= 3, "JWKS should hold several keys: {kids:?}");
+    // The demo key manager publishes its RSA signer, an older RSA key and an EC P-256 key.
+    assert_eq!(kids.len(), 3, "{kids:?}");
+    assert_eq!(
+        kids.iter().filter(|k| k.starts_with("rsa-")).count(),
+        2,
+        "{kids:?}"
+    );
+    assert_eq!(
+        kids.iter().filter(|k| k.starts_with("ec-")).count(),
+        1,
+        "{kids:?}"
+    );
     let jwks = km.jwks();
     for key in jwks["keys"].as_array().expect("keys") {
         assert!(

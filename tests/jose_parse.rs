@@ -10,9 +10,13 @@
 mod common;
 
 use common::*;
-use keygate::jose::token::{MAX_HEADER_BYTES, MAX_PAYLOAD_DEPTH, MAX_TOKEN_BYTES};
 use keygate::jose::{Malformation, TokenError, TokenPart, UntrustedToken};
 use serde_json::json;
+
+// README "Token verification" limits, as documented (tests/jose_limits.rs checks each boundary).
+const MAX_TOKEN_BYTES: usize = 32 * 1024;
+const MAX_HEADER_BYTES: usize = 8 * 1024;
+const MAX_PAYLOAD_DEPTH: usize = 16;
 
 fn err(token: &str) -> TokenError {
     UntrustedToken::parse(token).unwrap_err()

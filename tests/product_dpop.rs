@@ -286,6 +286,25 @@ fn dpop_bound_tokens_need_a_valid_single_use_proof() {
         (post.status, post.code().as_str()),
         (403, "insufficient_scope")
     );
+    // DPoP refusals are counted in keygate_requests under their reason (README "Metrics"),
+    // and there is no metric per reason.
+    assert_eq!(
+        gw.envoy.stat_sum(
+            "wasmcustom.keygate_requests.outcome.denied.reason.dpop_bound_token_as_bearer"
+        ),
+        2,
+        "{:?}",
+        gw.envoy
+            .stats()
+            .keys()
+            .filter(|k| k.contains("dpop"))
+            .collect::<Vec<_>>()
+    );
+    assert!(gw
+        .envoy
+        .stats()
+        .keys()
+        .all(|name| !name.starts_with("wasmcustom.keygate_denied")));
     // Proofs are never logged.
     let log = gw.envoy.log();
     assert!(

@@ -14,7 +14,7 @@
 mod stack;
 mod support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use stack::AUDIENCE;
 use support::{free_port, http, EchoUpstream, Envoy, KeyManager, Response, TempDir};
@@ -77,16 +77,52 @@ fn get(port: u16, path: &str, token: &str) -> Response {
     )
 }
 
-/// Windows are aligned to the clock: when little of this minute is left, start at the next one, so
-/// the whole test runs in one window (a wait for the clock, not an assertion about time).
-fn stay_inside_one_window() {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let into_minute = now.as_millis() % 60_000;
-    if into_minute > 40_000 {
-        let wait = 60_000 - into_minute + 250;
-        eprintln!("waiting {wait} ms for the next minute's window");
-        std::thread::sleep(Duration::from_millis(wait as u64));
+/// Seconds left in the current window of a subscription, as its reply says: the `t` of keygate's
+/// `RateLimit` header (local limiter), else Envoy's `x-ratelimit-reset` (rate-limit service).
+fn window_left(reply: &Response) -> u64 {
+    if let Some(value) = reply.header("ratelimit") {
+        let t = value.rsplit(";t=").next().unwrap();
+        return t.parse().unwrap_or_else(|_| panic!("RateLimit {value}"));
     }
+    reply
+        .header("x-ratelimit-reset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no window in the reply: {reply:?}"))
+}
+
+/// Time left in the window before a burst starts (the burst itself takes well under a second).
+const WINDOW_MARGIN_SECONDS: u64 = 10;
+
+/// Runs `burst` inside one window of the tier, read from the replies of a `probe` request on
+/// another subscription of the same tier (windows are aligned to the clock, so they share it):
+/// with less than the margin left it first waits for the next window, polling the probe; when
+/// the window turned during the burst after all (a loaded machine), it waits for the next one and
+/// runs the burst again, so the result never depends on timing.
+fn in_one_window<T>(probe: impl Fn() -> Response, mut burst: impl FnMut() -> T) -> T {
+    let next_window = |left: u64| {
+        // Poll (a second apart, the header's resolution) until the time left goes up: a new window.
+        let turned = support::process::poll_until(Duration::from_secs(left + 30), || {
+            std::thread::sleep(Duration::from_millis(950));
+            let now = window_left(&probe());
+            (now > left).then_some(now)
+        });
+        turned.expect("the tier's window never turned")
+    };
+    let mut left = window_left(&probe());
+    for _ in 0..3 {
+        if left < WINDOW_MARGIN_SECONDS {
+            eprintln!("{left} s left in this window: waiting for the next one");
+            left = next_window(left);
+        }
+        let out = burst();
+        let after = window_left(&probe());
+        if after <= left {
+            return out;
+        }
+        eprintln!("the window turned during the burst: again in the next one");
+        left = next_window(after);
+    }
+    panic!("no burst fitted in a window three times")
 }
 
 /// A counter from Envoy's stats whose name ends with `suffix` (custom wasm metrics carry a prefix).
@@ -114,8 +150,6 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
     let shop_orders_only = token("shop-app", "orders:read");
     let other = token("other-app", "pets:read");
 
-    stay_inside_one_window();
-
     // Refused for another reason (scope, step 7): these never reach the tier (step 8).
     for _ in 0..5 {
         let refused = get(listen, "/pets/v1/pets", &shop_orders_only);
@@ -129,23 +163,37 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
     }
 
     // 30 rapid requests of one subscription, from three clients at once, each on its own
-    // connection, so both workers take some.
-    let upstream_before = echo.request_count();
+    // connection, so both workers take some; the window is read from the (shop, orders)
+    // subscription of the same tier.
     let policy = format!("\"twenty\";q={TIER_REQUESTS};w=60");
-    let responses: Vec<Response> = std::thread::scope(|scope| {
-        let clients: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                scope.spawn(|| {
-                    (0..BURST / CLIENTS)
-                        .map(|_| get(listen, "/pets/v1/pets", &shop))
-                        .collect::<Vec<_>>()
+    let probe = || {
+        let r = get(listen, "/orders/v1/orders", &shop);
+        assert!(matches!(r.status, 200 | 429), "{}", r.body);
+        r
+    };
+    let (responses, forwarded, limited_before) = in_one_window(probe, || {
+        let upstream_before = echo.request_count();
+        let limited_before = stat_ending(&envoy, "keygate_rate_limited").unwrap_or(0);
+        let responses: Vec<Response> = std::thread::scope(|scope| {
+            let clients: Vec<_> = (0..CLIENTS)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..BURST / CLIENTS)
+                            .map(|_| get(listen, "/pets/v1/pets", &shop))
+                            .collect::<Vec<_>>()
+                    })
                 })
-            })
-            .collect();
-        clients
-            .into_iter()
-            .flat_map(|c| c.join().unwrap())
-            .collect()
+                .collect();
+            clients
+                .into_iter()
+                .flat_map(|c| c.join().unwrap())
+                .collect()
+        });
+        (
+            responses,
+            echo.request_count() - upstream_before,
+            limited_before,
+        )
     });
     let allowed = responses.iter().filter(|r| r.status == 200).count();
     let limited: Vec<&Response> = responses.iter().filter(|r| r.status == 429).collect();
@@ -160,7 +208,7 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
     );
     assert_eq!(allowed, TIER_REQUESTS, "allowed across both workers");
     assert_eq!(limited.len(), BURST - TIER_REQUESTS);
-    assert_eq!(echo.request_count() - upstream_before, TIER_REQUESTS);
+    assert_eq!(forwarded, TIER_REQUESTS);
     // Each allowed response says what was left after it: every count from 19 down to 0 exactly
     // once, whichever worker took the request.
     let mut left: Vec<u64> = responses
@@ -176,14 +224,15 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
     left.sort_unstable();
     assert_eq!(left, (0..TIER_REQUESTS as u64).collect::<Vec<_>>());
     // Envoy's stats count the rate-limited requests, summed over the workers.
-    let counted = stat_ending(&envoy, "keygate_rate_limited");
-    eprintln!("Envoy stat keygate_rate_limited after the burst = {counted:?}");
-    assert_eq!(counted, Some((BURST - TIER_REQUESTS) as u64));
+    let counted = stat_ending(&envoy, "keygate_rate_limited").unwrap_or(0) - limited_before;
+    eprintln!("Envoy stat keygate_rate_limited after the burst: +{counted}");
+    assert_eq!(counted, (BURST - TIER_REQUESTS) as u64);
 
     for refused in &limited {
         assert_eq!(refused.code(), "rate_limited", "{}", refused.body);
         assert_eq!(refused.json()["error"], "rate_limited");
         assert_eq!(refused.header("content-type"), Some("application/json"));
+        assert_eq!(refused.header_all("cache-control"), vec!["no-store"]);
         let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
         assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
         assert_eq!(refused.header("ratelimit-policy"), Some(policy.as_str()));
@@ -211,8 +260,8 @@ fn a_tier_is_exact_across_two_workers_and_refuses_with_the_429_shape() {
     let response = get(listen, "/pets/v1/pets", &shop);
     assert_eq!(response.status, 429, "{}", response.body);
 
-    let counted = stat_ending(&envoy, "keygate_rate_limited");
-    assert_eq!(counted, Some((BURST - TIER_REQUESTS + 1) as u64));
+    let counted = stat_ending(&envoy, "keygate_rate_limited").unwrap_or(0) - limited_before;
+    assert_eq!(counted, (BURST - TIER_REQUESTS + 1) as u64);
 }
 
 /// Fleet mode with the rate-limit service down (nothing listens on its port): by default Envoy's
@@ -254,6 +303,7 @@ fn a_rate_limit_service_that_cannot_answer_fails_closed_unless_told_otherwise() 
                 envoy.log()
             );
             assert_eq!(tiered.header("content-type"), Some("application/json"));
+            assert_eq!(tiered.header_all("cache-control"), vec!["no-store"]);
         }
         let free = get(listen, "/orders/v1/orders", &unlimited);
         assert_eq!(free.status, 200, "fail_open {fail_open}: {}", free.body);
@@ -330,6 +380,7 @@ fn two_envoys_share_one_budget_through_the_rate_limit_service() {
     let echo = EchoUpstream::start();
     let shop = km.token_client_credentials("shop-app", "shop-app-secret", "pets:read");
     let unlimited = km.token_client_credentials("other-app", "other-app-secret", "orders:read");
+    let shop_orders = km.token_client_credentials("shop-app", "shop-app-secret", "orders:read");
     let dir = TempDir::new("tiers-fleet-rls");
     // The service port must be in the declaration before the service starts: pick it first.
     let service_port = free_port();
@@ -360,31 +411,42 @@ fn two_envoys_share_one_budget_through_the_rate_limit_service() {
         listens.push(listen);
     }
     let service = service.unwrap();
-    stay_inside_one_window();
 
-    let mut statuses = Vec::new();
-    for i in 0..BURST {
-        let response = get(listens[i % 2], "/pets/v1/pets", &shop);
-        if response.status == 429 {
-            assert_eq!(response.code(), "rate_limited", "{}", response.body);
-            assert_eq!(response.header("content-type"), Some("application/json"));
-            let retry: u64 = response
-                .header("retry-after")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("429 without a numeric Retry-After: {response:?}"));
-            assert!((1..=60).contains(&retry), "Retry-After {retry}");
-            assert!(!response.body.contains(&shop), "the token is never echoed");
-        } else {
-            assert_eq!(
-                response.status,
-                200,
-                "{}\n{}",
-                response.body,
-                envoys[0].log()
-            );
+    // The window is read from the service's reset time on the (shop, orders) subscription of the
+    // same tier (Envoy's `x-ratelimit-reset`).
+    let probe = || {
+        let r = get(listens[0], "/orders/v1/orders", &shop_orders);
+        assert!(matches!(r.status, 200 | 429), "{}", r.body);
+        r
+    };
+    let (statuses, calls_before) = in_one_window(probe, || {
+        let calls_before = service.calls().len();
+        let mut statuses = Vec::new();
+        for i in 0..BURST {
+            let response = get(listens[i % 2], "/pets/v1/pets", &shop);
+            if response.status == 429 {
+                assert_eq!(response.code(), "rate_limited", "{}", response.body);
+                assert_eq!(response.header("content-type"), Some("application/json"));
+                assert_eq!(response.header_all("cache-control"), vec!["no-store"]);
+                let retry: u64 = response
+                    .header("retry-after")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("429 without a numeric Retry-After: {response:?}"));
+                assert!((1..=60).contains(&retry), "Retry-After {retry}");
+                assert!(!response.body.contains(&shop), "the token is never echoed");
+            } else {
+                assert_eq!(
+                    response.status,
+                    200,
+                    "{}\n{}",
+                    response.body,
+                    envoys[0].log()
+                );
+            }
+            statuses.push(response.status);
         }
-        statuses.push(response.status);
-    }
+        (statuses, calls_before)
+    });
     let allowed = statuses.iter().filter(|s| **s == 200).count();
     let limited = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!((allowed, limited), (TIER_REQUESTS, BURST - TIER_REQUESTS));
@@ -405,7 +467,13 @@ fn two_envoys_share_one_budget_through_the_rate_limit_service() {
     let free = get(listens[0], "/orders/v1/orders", &unlimited);
     assert_eq!(free.status, 200, "{}", free.body);
 
-    let calls = service.calls();
+    // The burst's calls: one per tiered request (the probes are orders calls).
+    let calls: Vec<serde_json::Value> = service
+        .calls()
+        .into_iter()
+        .skip(calls_before)
+        .filter(|call| call["descriptors"][0]["entries"][2][1] != "orders")
+        .collect();
     assert_eq!(calls.len(), BURST, "one service call per tiered request");
     for call in &calls {
         assert_eq!(call["domain"], "keygate");

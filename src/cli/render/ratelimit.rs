@@ -104,6 +104,10 @@ pub fn local_reply_config() -> Value {
                 "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
                 "content_type": "application/json",
             },
+            "headers_to_add": [
+                {"header": {"key": "cache-control", "value": "no-store"},
+                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+            ],
         },
     ]})
 }

@@ -1,0 +1,331 @@
+//! README "Security rules" on the request headers, through the built filter in a real Envoy over
+//! HTTP/1.1 (raw requests on a TcpStream) and HTTP/2 (curl, h2c prior knowledge, which the
+//! generated listener accepts) (issue 20, finding 6): two `Authorization` headers are 400, forged
+//! identity headers in any spelling (`_` for `-`, any case) never reach the upstream, and
+//! `Authorization` stays at the gateway unless `strip_authorization: false`. What the upstream
+//! receives is read from the echo upstream's record.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod cli_support;
+mod common;
+mod stack;
+mod support;
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use stack::{generate, now, AUDIENCE};
+use support::{expect_reply, free_port, http, EchoUpstream, EchoedRequest, Envoy, TempDir};
+
+struct Gateway {
+    envoy: Envoy,
+    echo: EchoUpstream,
+    issuer: String,
+    port: u16,
+    _jwks: cli_support::Server,
+    _dir: TempDir,
+}
+
+/// A gateway whose key manager's JWKS (the committed P-256 test key) is served from loopback;
+/// `settings` are extra declaration lines under `settings:`.
+fn start(settings: &str) -> Gateway {
+    start_with(settings, false)
+}
+
+/// [`start`]; with `underscores` the listener accepts header names with `_`, as Istio sidecars
+/// do (the generated bootstrap rejects them: `headers_with_underscores_action: REJECT_REQUEST`).
+fn start_with(settings: &str, underscores: bool) -> Gateway {
+    let jwks = String::from_utf8(common::jwks(&[common::public_jwk("p256", "k-p256")])).unwrap();
+    let server = cli_support::Server::start(vec![("/jwks".to_string(), 200, jwks)]);
+    let issuer = server.base.clone();
+    let echo = EchoUpstream::start();
+    let (listen, admin) = (free_port(), free_port());
+    let dir = TempDir::new("headers");
+    let settings = if settings.is_empty() {
+        String::new()
+    } else {
+        format!("settings:\n  {settings}\n")
+    };
+    let declaration = format!(
+        r#"gateway:
+  environment: production
+  listen: 127.0.0.1:{listen}
+  admin: 127.0.0.1:{admin}
+{settings}key_managers:
+  - name: demo
+    well_known_url: {issuer}/.well-known/openid-configuration
+    audiences: [{AUDIENCE}]
+    discovery:
+      issuer: {issuer}
+      jwks_uri: {issuer}/jwks
+      token_endpoint: {issuer}/token
+apis:
+  - name: pets
+    version: v1
+    base_path: /pets/v1
+    upstream: http://127.0.0.1:{upstream}
+    resources:
+      - {{method: GET, path: /pets, scopes: [pets:read]}}
+      - {{method: GET, path: /health, public: true}}
+applications:
+  - name: shop
+    client_ids:
+      - {{key_manager: demo, client_id: shop-app}}
+    subscriptions:
+      - {{api: pets}}
+"#,
+        upstream = echo.port()
+    );
+    let out = generate(dir.path(), &declaration);
+    let bootstrap = out.join("envoy.yaml");
+    if underscores {
+        let text = std::fs::read_to_string(&bootstrap).unwrap();
+        let rule = "headers_with_underscores_action: REJECT_REQUEST";
+        assert_eq!(text.matches(rule).count(), 1, "{text}");
+        std::fs::write(
+            &bootstrap,
+            text.replace(rule, "headers_with_underscores_action: ALLOW"),
+        )
+        .unwrap();
+    }
+    let envoy = Envoy::start(&bootstrap);
+    Gateway {
+        envoy,
+        echo,
+        issuer,
+        port: listen,
+        _jwks: server,
+        _dir: dir,
+    }
+}
+
+/// A real ES256 token of the key manager's key for `shop-app`.
+fn token(gateway: &Gateway, subject: &str) -> String {
+    let now = now();
+    let claims: Value = json!({
+        "iss": gateway.issuer,
+        "sub": subject,
+        "aud": AUDIENCE,
+        "client_id": "shop-app",
+        "scope": "pets:read",
+        "iat": now,
+        "exp": now + 3600,
+    });
+    common::token(&json!({"alg": "ES256", "kid": "k-p256"}), &claims, "p256")
+}
+
+/// Status and `code` of a request over HTTP/2 (h2c prior knowledge) with curl, headers as given.
+fn h2(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    try_h2(port, path, headers).unwrap_or_else(|e| panic!("curl {path}: {e}"))
+}
+
+/// [`h2`], or curl's error (a reset stream).
+fn try_h2(port: u16, path: &str, headers: &[(&str, &str)]) -> Result<(u16, String), String> {
+    let mut command = Command::new("curl");
+    command.args([
+        "-sS",
+        "--max-time",
+        "10",
+        "--http2-prior-knowledge",
+        "-w",
+        "\n%{http_code}",
+    ]);
+    // HTTP/2 field names are lower case (RFC 9113 §8.2.1; Envoy resets a stream that has an
+    // upper-case one): case variants are an HTTP/1.1 spelling.
+    for (name, value) in headers {
+        command
+            .arg("-H")
+            .arg(format!("{}: {value}", name.to_ascii_lowercase()));
+    }
+    let out = command
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run curl");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    let code = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    Ok((status.trim().parse().unwrap(), code))
+}
+
+/// The headers of a request the upstream saw whose name is an identity header in any spelling.
+fn identity_like(seen: &EchoedRequest) -> Vec<(String, String)> {
+    seen.headers
+        .iter()
+        .filter(|(name, _)| name.replace('_', "-").starts_with("x-keygate-"))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn two_authorization_headers_are_refused_over_both_protocols() {
+    let gateway = start("");
+    let a = format!("Bearer {}", token(&gateway, "a"));
+    let b = format!("Bearer {}", token(&gateway, "b"));
+    // Each alone is allowed.
+    let one = http(
+        gateway.port,
+        "GET",
+        "/pets/v1/pets",
+        &[("authorization", &a)],
+    );
+    assert_eq!(one.status, 200, "{}", one.body);
+    // Envoy hands the filter both values joined by a comma (`authorization` is one of its inline
+    // headers), which is not one token68: keygate refuses it rather than deciding on either.
+    let before = gateway.echo.request_count();
+    for (first, second) in [(&a, &b), (&a, &a), (&a, &"Bearer junk".to_string())] {
+        let headers = [
+            ("authorization", first.as_str()),
+            ("authorization", second.as_str()),
+        ];
+        let r = http(gateway.port, "GET", "/pets/v1/pets", &headers);
+        expect_reply(&r, 400, "malformed_authorization", "HTTP/1.1, two headers");
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert_eq!(
+            h2(gateway.port, "/pets/v1/pets", &headers),
+            (400, "malformed_authorization".to_string()),
+            "HTTP/2, two headers"
+        );
+    }
+    assert_eq!(
+        gateway.echo.request_count(),
+        before,
+        "a request with two Authorization headers reached the upstream"
+    );
+}
+
+/// Requests `path` with `headers` over `protocol`; the status.
+fn status(gateway: &Gateway, protocol: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
+    if protocol == "HTTP/1.1" {
+        http(gateway.port, "GET", path, headers).status
+    } else {
+        h2(gateway.port, path, headers).0
+    }
+}
+
+/// Sends `forged` identity headers with a token and without one (public resource) over both
+/// protocols: every request is forwarded with keygate's identity only.
+fn forged_headers_are_removed(gateway: &Gateway, forged: &[(&str, &str)]) {
+    let bearer = format!("Bearer {}", token(gateway, "alice"));
+    let mut with_token: Vec<(&str, &str)> = vec![("authorization", bearer.as_str())];
+    with_token.extend(forged);
+    let own: Vec<(String, String)> = [
+        ("x-keygate-api", "pets"),
+        ("x-keygate-application", "shop"),
+        ("x-keygate-client-id", "shop-app"),
+        ("x-keygate-key-manager", "demo"),
+        ("x-keygate-scopes", "pets:read"),
+        ("x-keygate-subject", "alice"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    let before = gateway.echo.request_count();
+    for protocol in ["HTTP/1.1", "HTTP/2"] {
+        // An allowed request: keygate's own identity and nothing forged.
+        assert_eq!(
+            status(gateway, protocol, "/pets/v1/pets", &with_token),
+            200,
+            "{protocol}"
+        );
+        let seen = gateway.echo.last_request().unwrap();
+        let mut identity = identity_like(&seen);
+        identity.sort();
+        assert_eq!(identity, own, "{protocol}");
+        // A public request: no identity at all.
+        assert_eq!(
+            status(gateway, protocol, "/pets/v1/health", forged),
+            200,
+            "{protocol}"
+        );
+        let seen = gateway.echo.last_request().unwrap();
+        assert_eq!(seen.path, "/pets/v1/health");
+        assert_eq!(identity_like(&seen), vec![], "{protocol}");
+    }
+    assert_eq!(gateway.echo.request_count(), before + 4);
+}
+
+#[test]
+fn forged_identity_headers_never_reach_the_upstream() {
+    // The generated bootstrap: names with `_` are refused by Envoy before keygate runs (HTTP/1.1
+    // 400, HTTP/2 a reset stream); other spellings are removed by keygate.
+    let gateway = start("");
+    let before = gateway.echo.request_count();
+    let headers = [("x-keygate_client-id", "forged")];
+    let r = http(gateway.port, "GET", "/pets/v1/health", &headers);
+    assert_eq!((r.status, r.code().as_str()), (400, ""), "{}", r.body);
+    let reset = try_h2(gateway.port, "/pets/v1/health", &headers).unwrap_err();
+    assert!(reset.contains("INTERNAL_ERROR"), "{reset}");
+    assert_eq!(gateway.echo.request_count(), before);
+    forged_headers_are_removed(
+        &gateway,
+        &[
+            ("x-keygate-client-id", "forged"),
+            ("X-KEYGATE-APPLICATION", "forged"),
+            ("x-keygate-tier", "forged"),
+            ("x-KeyGate-Whatever", "forged"),
+        ],
+    );
+}
+
+#[test]
+fn identity_headers_spelled_with_underscores_are_removed_where_envoy_accepts_them() {
+    // An Istio-like listener that lets `_` through: keygate removes those spellings itself.
+    let gateway = start_with("", true);
+    forged_headers_are_removed(
+        &gateway,
+        &[
+            ("x-keygate_client-id", "forged"),
+            ("x_keygate_application", "forged"),
+            ("X-KEYGATE_SUBJECT", "forged"),
+            ("x_keygate_tier", "forged"),
+            ("x-keygate-api", "forged"),
+        ],
+    );
+}
+
+#[test]
+fn authorization_stays_at_the_gateway_unless_configured_otherwise() {
+    let stripping = start("");
+    let keeping = start("strip_authorization: false");
+    for (gateway, kept) in [(&stripping, false), (&keeping, true)] {
+        let bearer = format!("Bearer {}", token(gateway, "alice"));
+        let headers = [("authorization", bearer.as_str())];
+        for protocol in ["HTTP/1.1", "HTTP/2"] {
+            for path in ["/pets/v1/pets", "/pets/v1/health"] {
+                assert_eq!(
+                    status(gateway, protocol, path, &headers),
+                    200,
+                    "{protocol} {path}"
+                );
+                let seen = gateway.echo.last_request().unwrap();
+                assert_eq!(seen.path, path);
+                let expected = kept.then_some(bearer.as_str());
+                assert!(
+                    seen.header("authorization") == expected,
+                    "{protocol} {path}: strip_authorization {}: the upstream got {}",
+                    !kept,
+                    if seen.header("authorization").is_some() {
+                        "an Authorization header"
+                    } else {
+                        "none"
+                    }
+                );
+            }
+        }
+        assert_eq!(gateway.echo.request_count(), 4);
+    }
+    assert!(stripping.envoy.admin_port() != keeping.envoy.admin_port());
+}
