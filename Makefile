@@ -96,7 +96,7 @@ wrk:
 	  echo "deps: wrk not installed (optional, for load tests): sudo apt-get install wrk"; \
 	fi
 
-# skopeo (Debian) reads and copies the `make oci` layout; tests/oci_image.rs needs it and fails
+# skopeo (Debian) reads and copies the `make oci` layout; tests/cli_oci.rs needs it and fails
 # with a message when it is missing.
 skopeo:
 	@if command -v skopeo >/dev/null; then \
@@ -105,9 +105,9 @@ skopeo:
 	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null 2>&1 \
 	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null; }; } \
 	    && echo "deps: skopeo installed ($$(skopeo --version))" \
-	    || echo "deps: could not install skopeo (tests/oci_image.rs needs it): apt-get install skopeo"; \
+	    || echo "deps: could not install skopeo (tests/cli_oci.rs needs it): apt-get install skopeo"; \
 	else \
-	  echo "deps: skopeo not installed (tests/oci_image.rs needs it): sudo apt-get install skopeo"; \
+	  echo "deps: skopeo not installed (tests/cli_oci.rs needs it): sudo apt-get install skopeo"; \
 	fi
 
 wasm: rust-target

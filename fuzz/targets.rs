@@ -22,7 +22,7 @@ const JWKS: &str = include_str!("fixtures/jwks.json");
 /// One genuine token per algorithm, signed by an independent implementation.
 const GENUINE: &str = include_str!("../tests/vectors/interop.json");
 /// The compiled policy that `route` matches against.
-const POLICY: &str = include_str!("../tests/authz_fixture.json");
+const POLICY: &str = include_str!("../tests/fixtures/policy_fixture.json");
 
 /// The fixed key set (`None` only if the committed JWKS is broken; the corpus test checks it).
 pub fn fixed_keys() -> Option<&'static KeySet> {

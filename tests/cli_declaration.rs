@@ -8,11 +8,11 @@
     clippy::indexing_slicing
 )]
 
-mod cli_support;
+mod support;
 
-use cli_support::*;
 use keygate::cli::declaration::validate::{parse, parse_with, DeclarationError};
 use keygate::cli::generate::{self, GenerateError, Loaded};
+use support::canned::*;
 
 /// A valid declaration; tests break one thing at a time. Line numbers matter below. Discovery is
 /// inline, so nothing is fetched.

@@ -8,11 +8,11 @@
     clippy::indexing_slicing
 )]
 
-mod cli_support;
+mod support;
 
-use cli_support::*;
 use keygate::cli::discover::{self, ResolveError};
 use serde_json::Value;
+use support::canned::*;
 
 const TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 

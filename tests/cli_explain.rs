@@ -1,6 +1,6 @@
 //! `keygate explain`: the filter's own decision on one request, offline, as one JSON object;
 //! exit 0 forwarded, 1 refused, 2 usage/I/O/configuration. Tokens are signed here with the
-//! committed test keys (tests/common), independently of keygate's verifier.
+//! committed test keys (tests/support/signers.rs), independently of keygate's verifier.
 #![cfg(not(target_arch = "wasm32"))]
 // Test code: panicking on a broken fixture is the point.
 #![allow(
@@ -10,13 +10,13 @@
     clippy::panic
 )]
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::{json, Value};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use support::signers::*;
 
 const DECLARATION: &str = "\
 gateway:

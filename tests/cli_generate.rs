@@ -9,14 +9,14 @@
     clippy::indexing_slicing
 )]
 
-mod cli_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cli_support::*;
 use keygate::config::{PluginConfig, UnknownApi};
 use serde_json::Value;
+use support::canned::*;
 
 const TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 

@@ -8,12 +8,11 @@
     clippy::indexing_slicing
 )]
 
-mod cli_support;
 mod support;
 
 use std::process::Command;
 
-use cli_support::*;
+use support::canned::*;
 
 fn declaration(keycloak_url: &str) -> String {
     format!(

@@ -10,14 +10,14 @@
     clippy::indexing_slicing
 )]
 
-mod cli_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cli_support::*;
 use keygate::config::{Limiter, PluginConfig};
 use serde_json::{json, Value};
+use support::canned::*;
 
 fn declaration(gateway_extra: &str, sub_tier: &str) -> String {
     format!(

@@ -8,13 +8,13 @@
     clippy::panic
 )]
 
-mod common;
+mod support;
 
-use common::*;
 use serde_json::{json, Value};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use support::signers::*;
 
 struct Run {
     status: i32,

@@ -8,14 +8,14 @@
     clippy::panic
 )]
 
-mod common;
+mod support;
 
-use common::*;
 use keygate::jose::Validation;
 use keygate::jose::{verify, KeySet, UntrustedToken};
 use proptest::prelude::*;
 use serde_json::json;
 use std::sync::OnceLock;
+use support::signers::*;
 
 fn keys() -> &'static KeySet {
     static KEYS: OnceLock<KeySet> = OnceLock::new();

@@ -8,12 +8,12 @@
     clippy::panic
 )]
 
-mod common;
+mod support;
 
-use common::*;
 use keygate::jose::Validation;
 use keygate::jose::{verify, KeySet, UntrustedToken};
 use serde_json::{json, Value};
+use support::signers::*;
 
 /// Header members that would name a key elsewhere, all pointing at the attacker's key.
 fn key_members(attacker: &Value) -> Value {

@@ -8,11 +8,11 @@
     clippy::panic
 )]
 
-mod common;
+mod support;
 
-use common::*;
 use keygate::jose::{Jwk, KeyKind, SkipReason};
 use serde_json::json;
+use support::signers::*;
 
 fn skip(value: serde_json::Value) -> SkipReason {
     Jwk::from_value(&value).unwrap_err()

@@ -9,14 +9,14 @@
     clippy::panic
 )]
 
-mod common;
+mod support;
 
-use common::*;
 use keygate::jose::Validation;
 use keygate::jose::{
     verify, KeySet, KeysError, Malformation, TokenError, TokenPart, UntrustedToken,
 };
 use serde_json::{json, Value};
+use support::signers::*;
 
 /// README: whole token 32 KiB.
 const TOKEN_BYTES: usize = 32 * 1024;

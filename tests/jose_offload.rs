@@ -5,7 +5,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-mod common;
+mod support;
+
+use support::signers;
 
 use std::cell::Cell;
 
@@ -91,15 +93,15 @@ impl HostCrypto for Absent {
 fn tampered(token: &str) -> String {
     // Flip one bit of the signature's first byte (still canonical base64url: change one char).
     let (input, sig) = token.rsplit_once('.').unwrap();
-    let mut bytes = common::unb64(sig);
+    let mut bytes = signers::unb64(sig);
     bytes[0] ^= 0x01;
-    format!("{input}.{}", common::b64(&bytes))
+    format!("{input}.{}", signers::b64(&bytes))
 }
 
 #[test]
 fn both_paths_decide_every_algorithm_alike() {
     let tokens: Value = serde_json::from_str(include_str!("vectors/interop.json")).unwrap();
-    let keys = KeySet::from_json(&common::jwks(&common::all_keys())).unwrap();
+    let keys = KeySet::from_json(&signers::jwks(&signers::all_keys())).unwrap();
     let validation = Validation {
         issuer: Some("https://idp.example".into()),
         audiences: vec!["api://pets".into()],
@@ -112,8 +114,8 @@ fn both_paths_decide_every_algorithm_alike() {
             (false, tampered(tokens[alg.name()].as_str().unwrap())),
         ] {
             let token = UntrustedToken::parse(&text).unwrap();
-            let wasm = verify(&token, &keys, &validation, common::NOW).map_err(|e| e.code());
-            let host = verify_with(&token, &keys, &validation, common::NOW, Some(&native))
+            let wasm = verify(&token, &keys, &validation, signers::NOW).map_err(|e| e.code());
+            let host = verify_with(&token, &keys, &validation, signers::NOW, Some(&native))
                 .map_err(|e| e.code());
             assert_eq!(
                 wasm.as_ref().map(|v| &v.claims),
@@ -151,14 +153,14 @@ fn the_self_test_accepts_only_a_host_that_answers_right() {
 #[test]
 fn the_host_is_never_asked_for_hmac_pss_or_eddsa() {
     let tokens: Value = serde_json::from_str(include_str!("vectors/interop.json")).unwrap();
-    let keys = KeySet::from_json(&common::jwks(&common::all_keys())).unwrap();
+    let keys = KeySet::from_json(&signers::jwks(&signers::all_keys())).unwrap();
     let validation = Validation::default();
     let native = Native::default();
     for alg in ["HS256", "PS256", "PS384", "PS512", "EdDSA"] {
         let token = UntrustedToken::parse(tokens[alg].as_str().unwrap()).unwrap();
         // Each one really verified (a token refused before its signature was checked would
         // make "no host call" vacuous).
-        let verified = verify_with(&token, &keys, &validation, common::NOW, Some(&native));
+        let verified = verify_with(&token, &keys, &validation, signers::NOW, Some(&native));
         assert!(verified.is_ok(), "{alg}: {:?}", verified.map(|_| ()));
     }
     assert_eq!(native.calls.get(), 0);

@@ -7,11 +7,11 @@
     clippy::panic
 )]
 
-mod common;
+mod support;
 
-use common::*;
 use keygate::jose::{Malformation, TokenError, TokenPart, UntrustedToken};
 use serde_json::json;
+use support::signers::*;
 
 // README "Token verification" limits, as documented (tests/jose_limits.rs checks each boundary).
 const MAX_TOKEN_BYTES: usize = 32 * 1024;

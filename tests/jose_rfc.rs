@@ -10,7 +10,9 @@
     clippy::panic
 )]
 
-mod common;
+mod support;
+
+use support::signers;
 
 use keygate::jose::backends::{self, SigCheck};
 use keygate::jose::Validation;
@@ -120,7 +122,7 @@ fn tokens_signed_by_an_independent_implementation_verify() {
     // tests/vectors/interop.json: signed with Python `cryptography` (gen_interop.py) using the
     // same test keys, one token per algorithm.
     let tokens: Value = serde_json::from_str(include_str!("vectors/interop.json")).unwrap();
-    let keys = KeySet::from_json(&common::jwks(&common::all_keys())).unwrap();
+    let keys = KeySet::from_json(&signers::jwks(&signers::all_keys())).unwrap();
     let validation = Validation {
         issuer: Some("https://idp.example".into()),
         audiences: vec!["api://pets".into()],
@@ -129,7 +131,7 @@ fn tokens_signed_by_an_independent_implementation_verify() {
     for alg in Alg::ALL {
         let text = tokens[alg.name()].as_str().unwrap();
         let token = UntrustedToken::parse(text).unwrap();
-        let verified = verify(&token, &keys, &validation, common::NOW)
+        let verified = verify(&token, &keys, &validation, signers::NOW)
             .unwrap_or_else(|e| panic!("{}: {e}", alg.name()));
         assert_eq!(verified.claims["sub"], format!("py-{}", alg.name()));
     }

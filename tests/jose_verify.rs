@@ -7,12 +7,12 @@
     clippy::panic
 )]
 
-mod common;
+mod support;
 
-use common::*;
 use keygate::jose::Validation;
 use keygate::jose::{verify, KeyConflict, KeySet, TokenError, UntrustedToken};
 use serde_json::{json, Value};
+use support::signers::*;
 
 fn keyset() -> KeySet {
     KeySet::from_json(&jwks(&all_keys())).unwrap()

@@ -10,10 +10,9 @@
     clippy::indexing_slicing
 )]
 
-mod stack;
 mod support;
 
-use stack::{generate, now, AUDIENCE};
+use support::stack::{generate, now, AUDIENCE};
 use support::{
     decode_jwt_claims, http, DpopKey, EchoUpstream, Envoy, KeyManager, Response, TempDir,
 };

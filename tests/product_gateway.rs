@@ -7,11 +7,12 @@
     clippy::indexing_slicing
 )]
 
-mod stack;
 mod support;
 
+use support::stack;
+
 use serde_json::json;
-use stack::{sign_es256, stranger_key, Options, Stack};
+use support::stack::{sign_es256, stranger_key, Options, Stack};
 use support::{http, KeyManager, TempDir};
 
 #[track_caller]

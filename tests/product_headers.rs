@@ -12,16 +12,15 @@
     clippy::indexing_slicing
 )]
 
-mod cli_support;
-mod common;
-mod stack;
 mod support;
+
+use support::{canned, signers};
 
 use std::process::Command;
 
 use serde_json::{json, Value};
 
-use stack::{generate, now, AUDIENCE};
+use support::stack::{generate, now, AUDIENCE};
 use support::{expect_reply, free_port, http, EchoUpstream, EchoedRequest, Envoy, TempDir};
 
 struct Gateway {
@@ -29,7 +28,7 @@ struct Gateway {
     echo: EchoUpstream,
     issuer: String,
     port: u16,
-    _jwks: cli_support::Server,
+    _jwks: canned::Server,
     _dir: TempDir,
 }
 
@@ -42,8 +41,8 @@ fn start(settings: &str) -> Gateway {
 /// [`start`]; with `underscores` the listener accepts header names with `_`, as Istio sidecars
 /// do (the generated bootstrap rejects them: `headers_with_underscores_action: REJECT_REQUEST`).
 fn start_with(settings: &str, underscores: bool) -> Gateway {
-    let jwks = String::from_utf8(common::jwks(&[common::public_jwk("p256", "k-p256")])).unwrap();
-    let server = cli_support::Server::start(vec![("/jwks".to_string(), 200, jwks)]);
+    let jwks = String::from_utf8(signers::jwks(&[signers::public_jwk("p256", "k-p256")])).unwrap();
+    let server = canned::Server::start(vec![("/jwks".to_string(), 200, jwks)]);
     let issuer = server.base.clone();
     let echo = EchoUpstream::start();
     let (listen, admin) = (free_port(), free_port());
@@ -118,7 +117,7 @@ fn token(gateway: &Gateway, subject: &str) -> String {
         "iat": now,
         "exp": now + 3600,
     });
-    common::token(&json!({"alg": "ES256", "kid": "k-p256"}), &claims, "p256")
+    signers::token(&json!({"alg": "ES256", "kid": "k-p256"}), &claims, "p256")
 }
 
 /// Status and `code` of a request over HTTP/2 (h2c prior knowledge) with curl, headers as given.

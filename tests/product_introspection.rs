@@ -11,9 +11,9 @@
     clippy::indexing_slicing
 )]
 
-mod faultproxy;
-mod stack;
 mod support;
+
+use support::stack;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,8 +22,8 @@ use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use faultproxy::{FaultProxy, Mode};
-use stack::{now, AUDIENCE};
+use support::faultproxy::{FaultProxy, Mode};
+use support::stack::{now, AUDIENCE};
 use support::{
     envoy_bin, expect_reply, free_port, http, DpopKey, EchoUpstream, Envoy, KeyManager,
     ProcessGuard, Response, TempDir,

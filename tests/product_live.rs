@@ -11,8 +11,6 @@
     clippy::indexing_slicing
 )]
 
-mod faultproxy;
-mod stack;
 mod support;
 
 use std::io::{Read, Write};
@@ -24,8 +22,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use faultproxy::{FaultProxy, Mode};
-use stack::{Options, Stack};
+use support::faultproxy::{FaultProxy, Mode};
+use support::stack::{Options, Stack};
 use support::{keygate_bin, try_http, wasm_path, KeyManager, Response, TempDir};
 
 const PETS: &str = "/pets/v1/pets";

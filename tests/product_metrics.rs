@@ -10,7 +10,6 @@
     clippy::indexing_slicing
 )]
 
-mod stack;
 mod support;
 
 use std::collections::BTreeMap;
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use stack::{Options, Stack};
+use support::stack::{Options, Stack};
 
 /// Label set → value.
 type Family = BTreeMap<Vec<(String, String)>, f64>;

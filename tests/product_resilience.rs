@@ -10,18 +10,18 @@
     clippy::indexing_slicing
 )]
 
-mod faultproxy;
-mod stack;
 mod support;
+
+use support::stack;
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use faultproxy::{FaultProxy, Mode};
 use serde_json::json;
-use stack::{sign_es256, stranger_key, Options, Stack};
+use support::faultproxy::{FaultProxy, Mode};
+use support::stack::{sign_es256, stranger_key, Options, Stack};
 use support::{expect_reply, KeyManager, Response, TempDir};
 
 const PETS: &str = "/pets/v1/pets";

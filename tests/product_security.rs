@@ -9,12 +9,11 @@
     clippy::indexing_slicing
 )]
 
-mod stack;
 mod support;
 
 use std::process::Command;
 
-use stack::{generate, sign_es256, Stack, AUDIENCE};
+use support::stack::{generate, sign_es256, Stack, AUDIENCE};
 use support::{free_port, http, EchoUpstream, Envoy, KeyManager, Response, TempDir};
 
 /// `GET /adm/secret` needs `adm:secret`; everything else under `/adm/{page}` only `adm:page`.

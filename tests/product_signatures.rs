@@ -15,14 +15,13 @@
     clippy::indexing_slicing
 )]
 
-mod cli_support;
-mod common;
-mod stack;
 mod support;
+
+use support::{canned, signers};
 
 use serde_json::{json, Value};
 
-use stack::{generate, now, AUDIENCE};
+use support::stack::{generate, now, AUDIENCE};
 use support::{free_port, http, EchoUpstream, Envoy, Response, TempDir};
 
 /// Algorithms, as (alg, test key, kid); HMAC is never accepted from a key manager.
@@ -49,14 +48,14 @@ struct Gateway {
     echo: EchoUpstream,
     issuer: String,
     port: u16,
-    _jwks: cli_support::Server,
+    _jwks: canned::Server,
     _dir: TempDir,
 }
 
 fn start() -> Gateway {
     // Every test key, the HMAC secret included: a JWKS is public, so it must never verify.
-    let jwks = String::from_utf8(common::jwks(&common::all_keys())).unwrap();
-    let server = cli_support::Server::start(vec![("/jwks".to_string(), 200, jwks)]);
+    let jwks = String::from_utf8(signers::jwks(&signers::all_keys())).unwrap();
+    let server = canned::Server::start(vec![("/jwks".to_string(), 200, jwks)]);
     let issuer = server.base.clone();
     let echo = EchoUpstream::start();
     let (listen, admin) = (free_port(), free_port());
@@ -123,7 +122,7 @@ fn tampered(token: &str, issuer: &str) -> String {
         parts.next().unwrap(),
         parts.next().unwrap(),
     );
-    let payload = common::b64(&serde_json::to_vec(&claims(issuer, "mallory")).unwrap());
+    let payload = signers::b64(&serde_json::to_vec(&claims(issuer, "mallory")).unwrap());
     format!("{header}.{payload}.{signature}")
 }
 
@@ -154,7 +153,7 @@ fn every_algorithm_is_verified_on_its_real_path() {
     let mut forwarded = 0;
     for (alg, key, kid) in ALGS {
         let header = json!({"alg": alg, "kid": kid, "typ": "at+jwt"});
-        let token = common::token(&header, &claims(&gateway.issuer, alg), key);
+        let token = signers::token(&header, &claims(&gateway.issuer, alg), key);
         let path = if host_checked(alg) { "host" } else { "wasm" };
 
         let ok = get(&gateway, &token);
@@ -191,18 +190,18 @@ fn every_algorithm_is_verified_on_its_real_path() {
     // HMAC is never accepted from a key manager (even with its oct key published), nor `none`.
     for alg in ["HS256", "HS384", "HS512"] {
         let header = json!({"alg": alg, "kid": "k-oct", "typ": "at+jwt"});
-        let token = common::token(&header, &claims(&gateway.issuer, alg), "oct64");
+        let token = signers::token(&header, &claims(&gateway.issuer, alg), "oct64");
         let r = get(&gateway, &token);
         support::expect_reply(&r, 401, "alg_not_allowed", alg);
     }
     for none in ["none", "None", "NONE"] {
-        let input = common::signing_input(
+        let input = signers::signing_input(
             &json!({"alg": none, "typ": "at+jwt"}),
             &claims(&gateway.issuer, none),
         );
         for token in [
             format!("{input}."),
-            format!("{input}.{}", common::b64(b"x")),
+            format!("{input}.{}", signers::b64(b"x")),
         ] {
             let r = get(&gateway, &token);
             assert_eq!(r.status, 401, "{none}: {}", r.body);
@@ -223,7 +222,7 @@ fn every_algorithm_is_verified_on_its_real_path() {
     let es256 = |scope: &str| {
         let mut c = claims(&gateway.issuer, "scoped");
         c["scope"] = json!(scope);
-        common::token(
+        signers::token(
             &json!({"alg": "ES256", "kid": "k-p256", "typ": "at+jwt"}),
             &c,
             "p256",

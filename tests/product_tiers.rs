@@ -11,12 +11,13 @@
     clippy::indexing_slicing
 )]
 
-mod stack;
 mod support;
+
+use support::stack;
 
 use std::time::Duration;
 
-use stack::AUDIENCE;
+use support::stack::AUDIENCE;
 use support::{free_port, http, EchoUpstream, Envoy, KeyManager, Response, TempDir};
 
 const TIER_REQUESTS: usize = 20;

@@ -4,12 +4,12 @@
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-mod common;
+mod support;
 
-use common::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
 use keygate::policy::Policy;
 use keygate::worker::{counters, FakeHost, RequestAction, Worker};
 use serde_json::{json, Value};
+use support::signers::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
 
 const NOW_MS: u64 = NOW as u64 * 1000;
 const URL: &str = "http://api.example/pets/items";

@@ -5,7 +5,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-mod common;
+mod support;
+
+use support::signers;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -728,18 +730,18 @@ fn dpop_get(w: &mut Worker, host: &mut FakeHost, stream: u32, token: &str, proof
 }
 
 fn opaque_proof(jti: &str, htm: &str) -> String {
-    common::dpop_proof(
+    signers::dpop_proof(
         "p256",
         "ES256",
         &json!({"jti": jti, "htm": htm, "htu": "http://api.example/pets/items", "iat": NOW,
-                "ath": common::ath(OPAQUE)}),
+                "ath": signers::ath(OPAQUE)}),
     )
 }
 
 #[test]
 fn a_dpop_bound_opaque_token_needs_its_proof_on_every_request() {
     // RFC 9449 section 6.2: the introspection answer binds the token with cnf.jkt.
-    let jkt = common::jwk_thumbprint(&common::public_jwk("p256", "client"));
+    let jkt = signers::jwk_thumbprint(&signers::public_jwk("p256", "client"));
     let mut bound = active("app-1", "pets:read");
     bound["token_type"] = json!("DPoP");
     bound["cnf"] = json!({"jkt": jkt});
@@ -773,11 +775,11 @@ fn a_dpop_bound_opaque_token_needs_its_proof_on_every_request() {
         (401, "dpop_bound_token_as_bearer".to_string())
     );
     // A proof made with another key.
-    let other = common::dpop_proof(
+    let other = signers::dpop_proof(
         "p384",
         "ES384",
         &json!({"jti": "four", "htm": "GET", "htu": "http://api.example/pets/items", "iat": NOW,
-                "ath": common::ath(OPAQUE)}),
+                "ath": signers::ath(OPAQUE)}),
     );
     dpop_get(&mut w, &mut host, 7, OPAQUE, &[&other]);
     assert_eq!(code(&host, 7), (401, "dpop_key_mismatch".to_string()));

@@ -5,16 +5,16 @@
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-mod common;
+mod support;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use common::{claims, jwks, public_jwk, token, NOW};
 use keygate::policy::Policy;
 use keygate::worker::metrics;
 use keygate::worker::{counters, FakeHost, RequestAction, Worker};
 use serde_json::{json, Value};
+use support::signers::{claims, jwks, public_jwk, token, NOW};
 
 /// Requests the worker allowed (all labels).
 fn allowed_count(host: &FakeHost) -> u64 {

@@ -12,8 +12,8 @@
 )]
 
 #[cfg(not(target_arch = "wasm32"))]
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../support/signers.rs"]
+mod signers;
 
 // criterion is a native-only dev-dependency; the wasm32 build of this target is an empty main.
 #[cfg(not(target_arch = "wasm32"))]
@@ -22,7 +22,7 @@ mod native {
     use std::hint::black_box;
     use std::time::Duration;
 
-    use super::common::*;
+    use super::signers::*;
     use criterion::{criterion_group, Criterion};
     use keygate::jose::Validation;
     use keygate::jose::{verify, KeySet, UntrustedToken};

@@ -12,15 +12,15 @@
 )]
 
 #[cfg(not(target_arch = "wasm32"))]
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../support/signers.rs"]
+mod signers;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
     use std::hint::black_box;
     use std::time::Duration;
 
-    use super::common::*;
+    use super::signers::*;
     use criterion::{criterion_group, BatchSize, Criterion};
     use keygate::policy::Policy;
     use keygate::worker::{FakeHost, RequestAction, Worker};
@@ -78,7 +78,7 @@ mod native {
     fn token(alg: &str, key: &str, kid: &str) -> String {
         let mut c = claims();
         c["scope"] = json!("pets:read");
-        super::common::token(&json!({"alg": alg, "kid": kid}), &c, key)
+        super::signers::token(&json!({"alg": alg, "kid": kid}), &c, key)
     }
 
     struct Case {
@@ -157,7 +157,7 @@ mod native {
         claims["scope"] = json!("pets:read");
         claims["cnf"] = json!({"jkt": jwk_thumbprint(&public_jwk("p256", "x"))});
         let token =
-            super::common::token(&json!({"alg": "RS256", "kid": "k-rsa"}), &claims, "rsa2048");
+            super::signers::token(&json!({"alg": "RS256", "kid": "k-rsa"}), &claims, "rsa2048");
         let mut next = 0u64;
         let mut fresh = move || {
             next += 1;

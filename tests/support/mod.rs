@@ -1,5 +1,8 @@
-//! Harness for keygate's product tests: real processes (the demo key manager, Envoy) and an
-//! in-process echo upstream, all on 127.0.0.1, every wait bounded, every process killed on drop.
+//! The one harness of keygate's tests: real processes (the demo key manager, Envoy) and an
+//! in-process echo upstream, all on 127.0.0.1, every wait bounded, every process killed on drop;
+//! the whole stack of a product test (`stack`); a fault-injecting proxy (`faultproxy`); canned
+//! HTTP documents for the CLI tests (`canned`); real signers and token/JWKS builders with the
+//! committed test keys (`signers`).
 //!
 //! A test file includes it with `mod support;` and uses what it needs, so items may go unused.
 #![allow(dead_code, unused_imports)]
@@ -12,14 +15,19 @@
     clippy::indexing_slicing
 )]
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod canned;
 pub mod cli;
 pub mod echo;
 pub mod envoy;
+pub mod faultproxy;
 pub mod http;
 pub mod jwt;
 pub mod keymanager;
 pub mod paths;
 pub mod process;
+pub mod signers;
+pub mod stack;
 pub mod tempdir;
 
 pub use cli::{keygate, CliRun};

@@ -4,13 +4,13 @@
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-mod common;
+mod support;
 
-use common::{claims, jwks, public_jwk, token, NOW};
 use keygate::policy::Policy;
 use keygate::worker::metrics::{self, RequestOutcome};
 use keygate::worker::{counters, FakeHost, RequestAction, Worker};
 use serde_json::{json, Value};
+use support::signers::{claims, jwks, public_jwk, token, NOW};
 
 const NOW_MS: u64 = NOW as u64 * 1000;
 

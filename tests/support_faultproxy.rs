@@ -2,7 +2,7 @@
 //! The fault proxy against a std-only upstream on 127.0.0.1: every mode as a client sees it,
 //! the counters, and that dropping the proxy stops it (even with a hanging request).
 
-mod faultproxy;
+mod support;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use faultproxy::{FaultProxy, Mode};
+use support::faultproxy::{FaultProxy, Mode};
 
 const UPSTREAM_BODY: &str = r#"{"keys":[{"kty":"oct","kid":"upstream"}]}"#;
 

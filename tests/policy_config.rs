@@ -7,7 +7,7 @@ use keygate::config::{ConfigError, ConfigErrors, PluginConfig};
 use keygate::policy::Policy;
 use serde_json::{json, Value};
 
-const FIXTURE: &str = include_str!("authz_fixture.json");
+const FIXTURE: &str = include_str!("fixtures/policy_fixture.json");
 
 fn fixture() -> Value {
     serde_json::from_str(FIXTURE).unwrap()

@@ -7,7 +7,9 @@
 // Helpers outside #[test] functions are test code too (clippy.toml only covers #[test] bodies).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-mod common;
+mod support;
+
+use support::signers;
 
 use keygate::decision::{self as product, DpopHost, DpopRequest, Request, SigningKeys};
 use keygate::decision::{
@@ -19,7 +21,7 @@ use keygate::jose::KeySet;
 use keygate::policy::{Policy, Route, RouteRefusal};
 use serde_json::{json, Value};
 
-const FIXTURE: &str = include_str!("authz_fixture.json");
+const FIXTURE: &str = include_str!("fixtures/policy_fixture.json");
 /// Stands for "a bearer JWT of the row's claims" (built per row by [`decide`]).
 const BEARER: Option<&str> = Some("Bearer <the row's token>");
 const ASGARDEO: &str = "https://api.asgardeo.io/t/acme/oauth2/token";
@@ -42,16 +44,16 @@ enum Outcome {
 }
 
 fn keys() -> KeySet {
-    KeySet::from_json(&common::jwks(&[common::public_jwk("p256", "k-p256")])).unwrap()
+    KeySet::from_json(&signers::jwks(&[signers::public_jwk("p256", "k-p256")])).unwrap()
 }
 
-/// The row's claims as a real token, valid at `common::NOW`.
+/// The row's claims as a real token, valid at `signers::NOW`.
 fn jwt(claims: &Value) -> String {
     let mut claims = claims.clone();
     if let Some(object) = claims.as_object_mut() {
-        object.entry("exp").or_insert(json!(common::NOW + 300.0));
+        object.entry("exp").or_insert(json!(signers::NOW + 300.0));
     }
-    common::token(&json!({"alg": "ES256", "kid": "k-p256"}), &claims, "p256")
+    signers::token(&json!({"alg": "ES256", "kid": "k-p256"}), &claims, "p256")
 }
 
 fn outcome(decided: product::Outcome) -> Outcome {
@@ -94,9 +96,14 @@ fn decide(policy: &Policy, method: &str, path: &str, auth: Option<&str>, claims:
             Ok(started) => started,
             Err(done) => return done,
         };
-        if let Some((_, done)) =
-            product::recall(policy, &started, &mut cache, |_| Some(1), common::NOW, host)
-        {
+        if let Some((_, done)) = product::recall(
+            policy,
+            &started,
+            &mut cache,
+            |_| Some(1),
+            signers::NOW,
+            host,
+        ) {
             return done;
         }
         let pending = match product::parse(policy, started) {
@@ -107,7 +114,7 @@ fn decide(policy: &Policy, method: &str, path: &str, auth: Option<&str>, claims:
             policy,
             Box::new(pending),
             Some(SigningKeys::new(&keys, 1)),
-            common::NOW,
+            signers::NOW,
             false,
             &mut cache,
             host,
@@ -119,7 +126,7 @@ fn decide(policy: &Policy, method: &str, path: &str, auth: Option<&str>, claims:
         policy,
         &request,
         |_| Some(&keys),
-        common::NOW,
+        signers::NOW,
     ));
     assert_eq!(first, again, "{method} {path}: the cached answer differs");
     assert_eq!(

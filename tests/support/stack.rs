@@ -1,7 +1,7 @@
 //! A whole keygate stack for product tests: the real key manager, an echo upstream, and a real
 //! Envoy running the built filter with a bootstrap made by `keygate generate`.
 //!
-//! Include with `mod support; mod stack;`. Tokens are either real (from the key manager's token
+//! Reached as `support::stack` (with `mod support;`). Tokens are either real (from the key manager's token
 //! endpoint) or crafted here and signed for real with P-256 keys: the key manager's own private key
 //! (read from its persisted keys file) or a key of the test's own.
 #![allow(dead_code)]

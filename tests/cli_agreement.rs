@@ -10,12 +10,12 @@
     clippy::indexing_slicing
 )]
 
-mod cli_support;
+mod support;
 
-use cli_support::*;
 use keygate::cli::generate;
 use keygate::cli::render::cluster_naming::ClusterNaming;
 use keygate::policy::Policy;
+use support::canned::*;
 
 /// A valid declaration; each case edits it. Discovery is inline, so nothing is fetched.
 const BASE: &str = "\

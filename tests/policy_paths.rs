@@ -9,7 +9,7 @@ use keygate::decision::{reply, Denial};
 use keygate::policy::path::PathProblem;
 use keygate::policy::{Policy, Route, RouteRefusal};
 
-const FIXTURE: &str = include_str!("authz_fixture.json");
+const FIXTURE: &str = include_str!("fixtures/policy_fixture.json");
 
 #[derive(Debug, PartialEq)]
 enum Want {

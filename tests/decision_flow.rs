@@ -2,9 +2,8 @@
 //! recall (the verified-token cache), parse (key manager) and finish (signature, claims, application).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-mod common;
+mod support;
 
-use common::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
 use keygate::decision::VerifiedTokens;
 use keygate::decision::{
     finish, parse, recall, start, DpopHost, DpopRequest, Outcome, Request, SigningKeys,
@@ -13,6 +12,7 @@ use keygate::dpop::{MemorySlots, Slots};
 use keygate::jose::KeySet;
 use keygate::policy::Policy;
 use serde_json::json;
+use support::signers::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
 
 fn policy() -> Policy {
     let cfg = json!({
