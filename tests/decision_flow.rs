@@ -12,25 +12,11 @@ use keygate::dpop::{MemorySlots, Slots};
 use keygate::jose::KeySet;
 use keygate::policy::Policy;
 use serde_json::json;
+use support::policies::{compile, config};
 use support::signers::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
 
 fn policy() -> Policy {
-    let cfg = json!({
-        "environment": "production",
-        "key_managers": [{
-            "name": "idp",
-            "issuer": "https://idp.example",
-            "audiences": ["api://pets"],
-            "jwks": {"uri": "https://idp.example/jwks", "cluster": "jwks", "authority": "idp.example", "path": "/jwks"}
-        }],
-        "apis": [{"name": "pets", "base_path": "/pets", "resources": [
-            {"method": "GET", "path": "/items", "scopes": ["pets:read"]}
-        ]}],
-        "applications": [{"name": "shop",
-            "client_ids": [{"key_manager": "idp", "client_id": "app-1"}],
-            "subscriptions": [{"api": "pets"}]}]
-    });
-    Policy::from_json(cfg.to_string().as_bytes()).unwrap()
+    compile(&config(json!({})))
 }
 
 fn signed(scope: &str) -> String {

@@ -12,29 +12,16 @@
 
 mod support;
 
-use support::stack::{generate, now, AUDIENCE};
+use support::stack::{demo_head, generate, now};
 use support::{
     decode_jwt_claims, http, DpopKey, EchoUpstream, Envoy, KeyManager, Response, TempDir,
 };
 
 /// `pets` takes bearer and DPoP-bound tokens; `vault` requires DPoP.
 fn declaration(km: &KeyManager, listen: u16, admin: u16, upstream: u16) -> String {
-    let issuer = km.issuer();
-    let jwks_uri = format!("http://127.0.0.1:{}{}", km.port(), km.jwks_path());
+    let head = demo_head(km, listen, admin);
     format!(
-        r#"gateway:
-  environment: production
-  listen: 127.0.0.1:{listen}
-  admin: 127.0.0.1:{admin}
-key_managers:
-  - name: demo
-    well_known_url: {issuer}/.well-known/openid-configuration
-    audiences: [{AUDIENCE}]
-    discovery:
-      issuer: {issuer}
-      jwks_uri: {jwks_uri}
-      token_endpoint: {issuer}/token
-apis:
+        r#"{head}apis:
   - name: pets
     version: v1
     base_path: /pets/v1

@@ -13,27 +13,14 @@ mod support;
 
 use std::process::Command;
 
-use support::stack::{generate, sign_es256, Stack, AUDIENCE};
+use support::stack::{demo_head, generate, sign_es256, Stack};
 use support::{free_port, http, EchoUpstream, Envoy, KeyManager, Response, TempDir};
 
 /// `GET /adm/secret` needs `adm:secret`; everything else under `/adm/{page}` only `adm:page`.
 fn declaration(km: &KeyManager, listen: u16, admin: u16, upstream: u16) -> String {
-    let issuer = km.issuer();
-    let jwks_uri = format!("http://127.0.0.1:{}{}", km.port(), km.jwks_path());
+    let head = demo_head(km, listen, admin);
     format!(
-        r#"gateway:
-  environment: production
-  listen: 127.0.0.1:{listen}
-  admin: 127.0.0.1:{admin}
-key_managers:
-  - name: demo
-    well_known_url: {issuer}/.well-known/openid-configuration
-    audiences: [{AUDIENCE}]
-    discovery:
-      issuer: {issuer}
-      jwks_uri: {jwks_uri}
-      token_endpoint: {issuer}/token
-apis:
+        r#"{head}apis:
   - name: adm
     version: v1
     base_path: /adm

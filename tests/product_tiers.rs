@@ -17,7 +17,7 @@ use support::stack;
 
 use std::time::Duration;
 
-use support::stack::AUDIENCE;
+use support::stack::demo_head;
 use support::{free_port, http, EchoUpstream, Envoy, KeyManager, Response, TempDir};
 
 const TIER_REQUESTS: usize = 20;
@@ -25,21 +25,9 @@ const BURST: usize = 30;
 const CLIENTS: usize = 3;
 
 fn declaration(km: &KeyManager, listen: u16, admin: u16, upstream: u16) -> String {
-    let issuer = km.issuer();
+    let head = demo_head(km, listen, admin);
     format!(
-        r#"gateway:
-  environment: production
-  listen: 127.0.0.1:{listen}
-  admin: 127.0.0.1:{admin}
-key_managers:
-  - name: demo
-    well_known_url: {issuer}/.well-known/openid-configuration
-    audiences: [{AUDIENCE}]
-    discovery:
-      issuer: {issuer}
-      jwks_uri: {issuer}{jwks}
-      token_endpoint: {issuer}/token
-tiers:
+        r#"{head}tiers:
   - {{name: twenty, requests: {TIER_REQUESTS}, per: minute}}
 apis:
   - name: pets
@@ -64,8 +52,7 @@ applications:
       - {{key_manager: demo, client_id: other-app}}
     subscriptions:
       - {{api: pets, tier: twenty}}
-"#,
-        jwks = km.jwks_path(),
+"#
     )
 }
 

@@ -9,29 +9,15 @@ mod support;
 use keygate::policy::Policy;
 use keygate::worker::{counters, FakeHost, RequestAction, Worker};
 use serde_json::{json, Value};
+use support::policies::{self, compile, config, NOW_MS};
 use support::signers::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
 
-const NOW_MS: u64 = NOW as u64 * 1000;
 const URL: &str = "http://api.example/pets/items";
 
 fn policy(api_dpop: &str, settings: Value) -> Policy {
-    let cfg = json!({
-        "environment": "production",
-        "key_managers": [{
-            "name": "idp",
-            "issuer": "https://idp.example",
-            "audiences": ["api://pets"],
-            "jwks": {"uri": "https://idp.example/jwks", "cluster": "jwks_idp", "authority": "idp.example", "path": "/jwks"}
-        }],
-        "apis": [{"name": "pets", "base_path": "/pets", "dpop": api_dpop, "resources": [
-            {"method": "GET", "path": "/items", "scopes": ["pets:read"]}
-        ]}],
-        "applications": [{"name": "shop",
-            "client_ids": [{"key_manager": "idp", "client_id": "app-1"}],
-            "subscriptions": [{"api": "pets"}]}],
-        "settings": settings
-    });
-    Policy::from_json(cfg.to_string().as_bytes()).unwrap()
+    let mut cfg = config(settings);
+    cfg["apis"][0]["dpop"] = json!(api_dpop);
+    compile(&cfg)
 }
 
 fn jwks_body() -> Vec<u8> {
@@ -40,12 +26,7 @@ fn jwks_body() -> Vec<u8> {
 
 /// A worker that has its keys, and its host.
 fn warmed(api_dpop: &str, settings: Value) -> (Worker, FakeHost) {
-    let mut w = Worker::new(policy(api_dpop, settings), 7);
-    let mut host = FakeHost::new(NOW_MS);
-    w.on_tick(&mut host);
-    let token = host.last_dispatch().unwrap().token;
-    host.answer(&mut w, token, 200, &jwks_body());
-    (w, host)
+    policies::warmed(policy(api_dpop, settings), &jwks_body())
 }
 
 /// An access token of the key manager; bound to the client key `p384` when `bound`.

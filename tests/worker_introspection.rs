@@ -7,6 +7,7 @@
 
 mod support;
 
+use support::policies::{compile, key_manager};
 use support::signers;
 
 use base64::engine::general_purpose::STANDARD;
@@ -21,17 +22,13 @@ const NOW_MS: u64 = NOW * 1000;
 const SECRET: &str = "s3cret:/+";
 
 fn km(name: &str, envs: &[&str]) -> Value {
-    json!({
-        "name": name,
-        "issuer": format!("https://{name}.example"),
-        "audiences": ["api://pets"],
-        "environments": envs,
-        "jwks": {"uri": format!("https://{name}.example/jwks"), "cluster": format!("jwks_{name}"),
-                 "authority": format!("{name}.example"), "path": "/jwks"},
-        "introspection": {"endpoint": format!("https://{name}.example/introspect"),
-            "cluster": format!("intro_{name}"), "authority": format!("{name}.example"),
-            "path": "/introspect", "client_id": "gateway", "client_secret_env": format!("{}_SECRET", name.to_uppercase())}
-    })
+    let mut km = key_manager(name);
+    km["environments"] = json!(envs);
+    km["introspection"] = json!({"endpoint": format!("https://{name}.example/introspect"),
+        "cluster": format!("intro_{name}"), "authority": format!("{name}.example"),
+        "path": "/introspect", "client_id": "gateway",
+        "client_secret_env": format!("{}_SECRET", name.to_uppercase())});
+    km
 }
 
 fn policy_with(key_managers: Vec<Value>, settings: Value) -> Policy {
@@ -52,7 +49,7 @@ fn policy_with(key_managers: Vec<Value>, settings: Value) -> Policy {
             "subscriptions": [{"api": "pets"}]}],
         "settings": settings
     });
-    Policy::from_json(cfg.to_string().as_bytes()).unwrap()
+    compile(&cfg)
 }
 
 fn env(name: &str) -> Option<String> {

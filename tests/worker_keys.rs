@@ -10,9 +10,8 @@ use keygate::policy::Policy;
 use keygate::worker::metrics::{self, RequestOutcome};
 use keygate::worker::{counters, FakeHost, RequestAction, Worker};
 use serde_json::{json, Value};
+use support::policies::{self, compile, config, NOW_MS};
 use support::signers::{claims, jwks, public_jwk, token, NOW};
-
-const NOW_MS: u64 = NOW as u64 * 1000;
 
 /// JWKS fetches that ended in anything but new keys.
 fn fetch_failures(host: &FakeHost) -> u64 {
@@ -25,25 +24,13 @@ fn requests(host: &FakeHost, labels: &[(&str, &str)]) -> u64 {
 }
 
 fn policy(settings: Value) -> Policy {
-    let cfg = json!({
-        "environment": "production",
-        "key_managers": [{
-            "name": "idp",
-            "issuer": "https://idp.example",
-            "audiences": ["api://pets"],
-            "jwks": {"uri": "https://idp.example/jwks", "cluster": "jwks_idp", "authority": "idp.example", "path": "/jwks"}
-        }],
-        "apis": [{"name": "pets", "base_path": "/pets", "resources": [
-            {"method": "GET", "path": "/items", "scopes": ["pets:read"]},
-            {"method": "GET", "path": "/health", "public": true},
-            {"method": "GET", "path": "/admin", "scopes": ["pets:admin"]}
-        ]}],
-        "applications": [{"name": "shop",
-            "client_ids": [{"key_manager": "idp", "client_id": "app-1"}],
-            "subscriptions": [{"api": "pets"}]}],
-        "settings": settings
-    });
-    Policy::from_json(cfg.to_string().as_bytes()).unwrap()
+    let mut cfg = config(settings);
+    cfg["apis"][0]["resources"] = json!([
+        {"method": "GET", "path": "/items", "scopes": ["pets:read"]},
+        {"method": "GET", "path": "/health", "public": true},
+        {"method": "GET", "path": "/admin", "scopes": ["pets:admin"]}
+    ]);
+    compile(&cfg)
 }
 
 fn worker(settings: Value) -> Worker {
@@ -82,11 +69,7 @@ fn get(worker: &mut Worker, host: &mut FakeHost, stream: u32, token: &str) -> Re
 
 /// A worker that has fetched `kids` already.
 fn warmed(kids: &[&str], settings: Value) -> (Worker, FakeHost) {
-    let mut w = worker(settings);
-    let mut host = FakeHost::new(NOW_MS);
-    w.on_tick(&mut host);
-    let token = host.last_dispatch().unwrap().token;
-    host.answer(&mut w, token, 200, &keys(kids));
+    let (w, host) = policies::warmed(policy(settings), &keys(kids));
     assert_eq!(fetch_failures(&host), 0);
     (w, host)
 }

@@ -14,6 +14,7 @@ use keygate::policy::Policy;
 use keygate::worker::metrics;
 use keygate::worker::{counters, FakeHost, RequestAction, Worker};
 use serde_json::{json, Value};
+use support::policies::{compile, key_manager};
 use support::signers::{claims, jwks, public_jwk, token, NOW};
 
 /// Requests the worker allowed (all labels).
@@ -29,12 +30,7 @@ const MINUTE_MS: u64 = (NOW as u64 / 60 + 1) * 60_000;
 fn policy(limiter: &str) -> Policy {
     let cfg = json!({
         "environment": "production",
-        "key_managers": [{
-            "name": "idp",
-            "issuer": "https://idp.example",
-            "audiences": ["api://pets"],
-            "jwks": {"uri": "https://idp.example/jwks", "cluster": "jwks_idp", "authority": "idp.example", "path": "/jwks"}
-        }],
+        "key_managers": [key_manager("idp")],
         "apis": [
             {"name": "pets", "base_path": "/pets", "resources": [
                 {"method": "GET", "path": "/items", "scopes": ["pets:read"]},
@@ -53,7 +49,7 @@ fn policy(limiter: &str) -> Policy {
              "subscriptions": [{"api": "pets", "tier": "three"}]}
         ]
     });
-    Policy::from_json(cfg.to_string().as_bytes()).unwrap()
+    compile(&cfg)
 }
 
 fn signed(client: &str, scope: &str) -> String {

@@ -2,7 +2,7 @@
 //! in-process echo upstream, all on 127.0.0.1, every wait bounded, every process killed on drop;
 //! the whole stack of a product test (`stack`); a fault-injecting proxy (`faultproxy`); canned
 //! HTTP documents for the CLI tests (`canned`); real signers and token/JWKS builders with the
-//! committed test keys (`signers`).
+//! committed test keys (`signers`); the plugin config the native tests start from (`policies`).
 //!
 //! A test file includes it with `mod support;` and uses what it needs, so items may go unused.
 #![allow(dead_code, unused_imports)]
@@ -25,6 +25,7 @@ pub mod http;
 pub mod jwt;
 pub mod keymanager;
 pub mod paths;
+pub mod policies;
 pub mod process;
 pub mod signers;
 pub mod stack;

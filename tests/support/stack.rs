@@ -59,14 +59,15 @@ pub struct Stack {
     pub dir: TempDir,
 }
 
-/// The declaration the product tests run: APIs, applications and the demo key manager.
-pub fn declaration(
+/// The head every product declaration shares: the gateway (environment, listener, admin, any
+/// `settings`) and the demo key manager with its discovery inline (or fetched, per `options`).
+/// A test appends its own `tiers:`, `apis:` and `applications:`.
+pub fn gateway_and_key_manager(
     options: &Options,
     issuer: &str,
     jwks_uri: &str,
     listen: u16,
     admin: u16,
-    upstream: u16,
 ) -> String {
     let environments = if options.km_environments.is_empty() {
         String::new()
@@ -97,7 +98,29 @@ pub fn declaration(
   - name: demo
     well_known_url: {issuer}/.well-known/openid-configuration
     audiences: [{AUDIENCE}]
-{environments}{discovery}apis:
+{environments}{discovery}"#,
+        env = options.environment,
+    )
+}
+
+/// [`gateway_and_key_manager`] for a default stack of `km`, its JWKS straight from it.
+pub fn demo_head(km: &KeyManager, listen: u16, admin: u16) -> String {
+    let jwks_uri = format!("http://127.0.0.1:{}{}", km.port(), km.jwks_path());
+    gateway_and_key_manager(&Options::default(), km.issuer(), &jwks_uri, listen, admin)
+}
+
+/// The declaration the product tests run: APIs, applications and the demo key manager.
+pub fn declaration(
+    options: &Options,
+    issuer: &str,
+    jwks_uri: &str,
+    listen: u16,
+    admin: u16,
+    upstream: u16,
+) -> String {
+    let head = gateway_and_key_manager(options, issuer, jwks_uri, listen, admin);
+    format!(
+        r#"{head}apis:
   - name: pets
     version: v1
     base_path: /pets/v1
@@ -130,8 +153,7 @@ applications:
       - {{key_manager: demo, client_id: blocked-app}}
     subscriptions:
       - {{api: pets, state: blocked}}
-"#,
-        env = options.environment,
+"#
     )
 }
 
