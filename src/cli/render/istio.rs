@@ -137,20 +137,20 @@ pub fn manifests(
     };
     let labels = proxy_labels(istio);
 
-    let mut spec = json!({
-        "url": wasm.url,
-        "imagePullPolicy": "IfNotPresent",
-        "pluginName": "keygate",
-        "phase": "AUTHN",
-        "priority": istio.priority,
-        "failStrategy": "FAIL_CLOSE",
-        "pluginConfig": plugin,
-    });
-    let Some(obj) = spec.as_object_mut() else {
-        return Ok(Vec::new());
-    };
+    let mut spec = serde_json::Map::new();
+    spec.insert("url".into(), json!(wasm.url));
     if let Some(sha256) = &wasm.sha256 {
-        obj.insert("sha256".into(), json!(sha256));
+        spec.insert("sha256".into(), json!(sha256));
+    }
+    for (field, value) in [
+        ("imagePullPolicy", json!("IfNotPresent")),
+        ("pluginName", json!("keygate")),
+        ("phase", json!("AUTHN")),
+        ("priority", json!(istio.priority)),
+        ("failStrategy", json!("FAIL_CLOSE")),
+        ("pluginConfig", json!(plugin)),
+    ] {
+        spec.insert(field.into(), value);
     }
     let secret_keys = crate::cli::render::envoy::secret_env_keys(plugin);
     if !secret_keys.is_empty() {
@@ -159,20 +159,20 @@ pub fn manifests(
             .iter()
             .map(|name| json!({"name": name, "valueFrom": "HOST"}))
             .collect();
-        obj.insert("vmConfig".into(), json!({"env": env}));
+        spec.insert("vmConfig".into(), json!({"env": env}));
     }
     match attach(istio) {
         Attach::Sidecar => {
             // Inbound only: outbound calls of the selected workloads are none of its business.
-            obj.insert("match".into(), json!([{"mode": "SERVER"}]));
+            spec.insert("match".into(), json!([{"mode": "SERVER"}]));
             if let Some(labels) = &labels {
-                obj.insert("selector".into(), json!({"matchLabels": labels}));
+                spec.insert("selector".into(), json!({"matchLabels": labels}));
             }
         }
         // A Gateway's listeners count as CLIENT for Istio's `match`, so `mode: SERVER` would
         // never apply there; a gateway or waypoint only carries traffic sent to it anyway.
         Attach::Gateway(name) | Attach::Waypoint(name) => {
-            obj.insert(
+            spec.insert(
                 "targetRefs".into(),
                 json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": name}]),
             );
@@ -191,8 +191,7 @@ pub fn manifests(
     // One entry per JWKS target, shared by key managers on the same scheme, host and port.
     let mut names = TargetNames::default();
     let mut targets: BTreeMap<String, HttpUrl> = BTreeMap::new();
-    for url in targets_of(plugin) {
-        let (cluster, url) = url;
+    for (cluster, url) in targets_of(plugin) {
         names.claim(&cluster, &url.target())?;
         targets.entry(url.target()).or_insert(url);
     }
@@ -311,78 +310,73 @@ fn workload(
     metadata: &dyn Fn(&str) -> Value,
 ) -> Vec<Manifest> {
     let mut out = Vec::new();
-    let mut container = json!({"name": "istio-proxy", "image": "auto"});
-    let mut template = json!({"spec": {"containers": []}});
     if !secret_keys.is_empty() {
-        let data: BTreeMap<&str, &str> = secret_keys.iter().map(|k| (k.as_str(), "")).collect();
-        let mut secret = Manifest::new(
-            format!("workload/secret-{SECRET_NAME}.yaml"),
-            json!({
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": metadata(SECRET_NAME),
-                "type": "Opaque",
-                "stringData": data,
-            }),
-        );
-        secret.notes = vec![
-            "A template: fill in each value (the client secret of the key manager's introspection".into(),
-            "client), apply it, and keep the filled copy out of version control; or create it with".into(),
-            format!(
-                "  kubectl create secret generic {SECRET_NAME}{} {}",
-                istio
-                    .namespace
-                    .as_ref()
-                    .map_or(String::new(), |ns| format!(" -n {}", ns.value)),
-                secret_keys
-                    .iter()
-                    .map(|k| format!("--from-literal={k}=..."))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            "Without this Secret the pod does not start (CreateContainerConfigError); with an empty".into(),
-            "value the filter refuses its configuration and, failStrategy FAIL_CLOSE, the pod's".into(),
-            "inbound requests are denied.".into(),
-        ];
-        out.push(secret);
-        let env: Vec<Value> = secret_keys
-            .iter()
-            .map(|key| {
-                json!({"name": key, "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": key}}})
-            })
-            .collect();
-        if let Some(obj) = container.as_object_mut() {
-            obj.insert("env".into(), json!(env));
-        }
+        out.push(secret_template(istio, secret_keys, metadata));
     }
-    let file = wasm.file_path();
-    if let (Some(path), Some(obj)) = (file, template.as_object_mut()) {
-        let dir = match path.rsplit_once('/') {
-            Some(("", _)) | None => "/",
-            Some((dir, _)) => dir,
-        };
-        let volume = json!([{"name": WASM_CONFIG_MAP, "configMap": {"name": WASM_CONFIG_MAP}}]);
-        let mount = json!([{"name": WASM_CONFIG_MAP, "mountPath": dir, "readOnly": true}]);
-        obj.insert(
-            "metadata".into(),
-            json!({"annotations": {
-                "sidecar.istio.io/userVolume": volume.to_string(),
-                "sidecar.istio.io/userVolumeMount": mount.to_string(),
-            }}),
-        );
+    if let Some(patch) = deployment_patch(istio, secret_keys, wasm.file_path()) {
+        out.push(patch);
     }
+    out
+}
+
+/// ` -n NAMESPACE` for the kubectl lines of the comments (empty without a namespace).
+fn namespace_flag(istio: &IstioDecl) -> String {
+    istio
+        .namespace
+        .as_ref()
+        .map_or(String::new(), |ns| format!(" -n {}", ns.value))
+}
+
+/// A Secret with one empty value per variable: the names are the declaration's, the values the
+/// operator's, never written here.
+fn secret_template(
+    istio: &IstioDecl,
+    secret_keys: &[String],
+    metadata: &dyn Fn(&str) -> Value,
+) -> Manifest {
+    let data: BTreeMap<&str, &str> = secret_keys.iter().map(|k| (k.as_str(), "")).collect();
+    let literals: Vec<String> = secret_keys
+        .iter()
+        .map(|k| format!("--from-literal={k}=..."))
+        .collect();
+    let mut secret = Manifest::new(
+        format!("workload/secret-{SECRET_NAME}.yaml"),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata(SECRET_NAME),
+            "type": "Opaque",
+            "stringData": data,
+        }),
+    );
+    secret.notes = vec![
+        "A template: fill in each value (the client secret of the key manager's introspection"
+            .into(),
+        "client), apply it, and keep the filled copy out of version control; or create it with"
+            .into(),
+        format!(
+            "  kubectl create secret generic {SECRET_NAME}{} {}",
+            namespace_flag(istio),
+            literals.join(" ")
+        ),
+        "Without this Secret the pod does not start (CreateContainerConfigError); with an empty"
+            .into(),
+        "value the filter refuses its configuration and, failStrategy FAIL_CLOSE, the pod's".into(),
+        "inbound requests are denied.".into(),
+    ];
+    secret
+}
+
+/// The strategic-merge patch of the pod template: an `istio-proxy` container with the secrets
+/// from the Secret (the injector merges it into the proxy it injects), and for a `file://` module
+/// the annotations that mount it. None when the pod needs neither.
+fn deployment_patch(
+    istio: &IstioDecl,
+    secret_keys: &[String],
+    file: Option<&str>,
+) -> Option<Manifest> {
     if secret_keys.is_empty() && file.is_none() {
-        return out;
-    }
-    if !secret_keys.is_empty() {
-        if let Some(containers) = template
-            .pointer_mut("/spec/containers")
-            .and_then(Value::as_array_mut)
-        {
-            containers.push(container);
-        }
-    } else if let Some(obj) = template.as_object_mut() {
-        obj.remove("spec");
+        return None;
     }
     let target = match attach(istio) {
         Attach::Sidecar => "each Deployment the WasmPlugin selects".to_string(),
@@ -394,29 +388,51 @@ fn workload(
         format!("A strategic-merge patch for {target}:"),
         format!(
             "  kubectl patch deployment NAME{} --patch-file deployment-patch.yaml",
-            istio
-                .namespace
-                .as_ref()
-                .map_or(String::new(), |ns| format!(" -n {}", ns.value))
+            namespace_flag(istio)
         ),
     ];
+    let mut template = serde_json::Map::new();
     if !secret_keys.is_empty() {
+        let env: Vec<Value> = secret_keys
+            .iter()
+            .map(|key| {
+                json!({"name": key, "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": key}}})
+            })
+            .collect();
+        template.insert(
+            "spec".into(),
+            json!({"containers": [{"name": "istio-proxy", "image": "auto", "env": env}]}),
+        );
         notes.push(format!(
-            "The sidecar injector merges the `istio-proxy` container below into the one it injects (`image: auto` is replaced by the proxy image), so Envoy gets {} from Secret {SECRET_NAME}.",
+            "The sidecar injector merges the `istio-proxy` container below into the one it injects \
+             (`image: auto` is replaced by the proxy image), so Envoy gets {} from Secret \
+             {SECRET_NAME}.",
             secret_keys.join(", ")
         ));
     }
     if let Some(path) = file {
+        let (dir, name) = match path.rsplit_once('/') {
+            Some(("", name)) => ("/", name),
+            Some((dir, name)) => (dir, name),
+            None => ("/", path),
+        };
+        let volume = json!([{"name": WASM_CONFIG_MAP, "configMap": {"name": WASM_CONFIG_MAP}}]);
+        let mount = json!([{"name": WASM_CONFIG_MAP, "mountPath": dir, "readOnly": true}]);
+        template.insert(
+            "metadata".into(),
+            json!({"annotations": {
+                "sidecar.istio.io/userVolume": volume.to_string(),
+                "sidecar.istio.io/userVolumeMount": mount.to_string(),
+            }}),
+        );
         notes.push(format!(
-            "The annotations mount ConfigMap {WASM_CONFIG_MAP} into istio-proxy so that {path} exists; create it with"
+            "The annotations mount ConfigMap {WASM_CONFIG_MAP} into istio-proxy so that {path} \
+             exists; create it with"
         ));
         notes.push(format!(
-            "  kubectl create configmap {WASM_CONFIG_MAP}{} --from-file={}=target/wasm32-wasip1/release/keygate.wasm",
-            istio
-                .namespace
-                .as_ref()
-                .map_or(String::new(), |ns| format!(" -n {}", ns.value)),
-            path.rsplit('/').next().unwrap_or(path)
+            "  kubectl create configmap {WASM_CONFIG_MAP}{} \
+             --from-file={name}=target/wasm32-wasip1/release/keygate.wasm",
+            namespace_flag(istio)
         ));
     }
     let mut patch = Manifest::new(
@@ -424,8 +440,7 @@ fn workload(
         json!({"spec": {"template": template}}),
     );
     patch.notes = notes;
-    out.push(patch);
-    out
+    Some(patch)
 }
 
 /// A DNS-1123 label `keygate-jwks-<host>-<port>-<digest>`, at most 63 characters: the host part
