@@ -648,6 +648,14 @@ fn the_schema_check_refuses_tampered_manifests() {
         "data/spec/plugin_config is not a field of the schema",
     ));
     let mut bad = plugin.clone();
+    bad["spec"]["targetRefs"] = serde_json::json!([{"group": "gateway.networking.k8s.io",
+                                                    "kind": "Gateway", "name": "ingress"}]);
+    cases.push((
+        "both.yaml",
+        bad,
+        "only one of selector, targetRef and targetRefs can be set",
+    ));
+    let mut bad = plugin.clone();
     bad["spec"]["url"] = Value::from(7);
     cases.push(("url.yaml", bad, "data/spec/url must be string"));
     let mut bad = rule.clone();
