@@ -322,6 +322,14 @@ fn the_module_comes_from_the_declared_image_with_its_digest() {
             &["selector: {app: pets}", "image: oci://r.example/keygate:1"],
             "without a scheme (oci:// is added)",
         ),
+        (
+            &[
+                "selector: {app: pets}",
+                "image: r.example/keygate:1",
+                "wasm_sha256: abc",
+            ],
+            "line 5: istio.wasm_sha256: `abc` is not a SHA-256",
+        ),
     ];
     for (istio, want) in refused {
         let (out, result) = run(
