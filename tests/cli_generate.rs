@@ -70,6 +70,7 @@ settings:
 istio:
   namespace: shop
   selector: {{app: pets}}
+  image: registry.example/keygate:0.1.0
 key_managers:
   - name: keycloak
     well_known_url: {keycloak_url}
@@ -497,23 +498,6 @@ fn envoy_refuses_a_broken_bootstrap() {
     );
 }
 
-/// Runs `tests/istio/validate.mjs` (Istio's schemas from npm `@kubernetes-models/istio`, installed
-/// by `make npm`) on manifest files: exit code, stdout, stderr.
-fn istio_check(files: &[PathBuf]) -> (Option<i32>, String, String) {
-    let dir = project_root().join("tests/istio");
-    assert!(
-        dir.join("node_modules/@kubernetes-models/istio").is_dir(),
-        "Istio schemas not installed in {} (run `make npm`)",
-        dir.display()
-    );
-    let out = Command::new("node")
-        .arg(dir.join("validate.mjs"))
-        .args(files)
-        .output()
-        .expect("node on PATH");
-    (out.status.code(), stdout(&out), stderr(&out))
-}
-
 /// Writes `resource` as YAML next to the generated manifests and checks it alone.
 fn istio_check_value(dir: &Path, name: &str, resource: &Value) -> (Option<i32>, String) {
     let path = dir.join(name);
@@ -545,10 +529,12 @@ fn a_wasm_sha256_that_is_no_sha256_is_refused_before_anything_is_written() {
         );
         assert!(!dir.join("out").exists(), "{bad}: nothing written");
     }
-    // Without --wasm-sha256 the WasmPlugin has no sha256 (Istio then checks nothing).
+    // Without --wasm-sha256 the WasmPlugin has the manifest digest of the image `keygate oci`
+    // packs from --wasm.
     let g = generate(&["--wasm", &wasm_arg()]);
     let plugin = yaml(&g.out.join("istio").join("wasmplugin.yaml"));
-    assert!(plugin["spec"].get("sha256").is_none(), "{plugin}");
+    let image = keygate::cli::oci::build(&std::fs::read(wasm_path()).unwrap(), "0.1.0").unwrap();
+    assert_eq!(plugin["spec"]["sha256"], image.manifest_hex(), "{plugin}");
 }
 
 #[test]
@@ -660,6 +646,14 @@ fn the_schema_check_refuses_tampered_manifests() {
         "typo.yaml",
         bad,
         "data/spec/plugin_config is not a field of the schema",
+    ));
+    let mut bad = plugin.clone();
+    bad["spec"]["targetRefs"] = serde_json::json!([{"group": "gateway.networking.k8s.io",
+                                                    "kind": "Gateway", "name": "ingress"}]);
+    cases.push((
+        "both.yaml",
+        bad,
+        "only one of selector, targetRef and targetRefs can be set",
     ));
     let mut bad = plugin.clone();
     bad["spec"]["url"] = Value::from(7);
@@ -870,10 +864,22 @@ fn refused_discovery_stops_generation_with_the_key_manager_line() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("line 13: key_managers[0].well_known_url") && err.contains("issuer"),
+        err.contains("line 14: key_managers[0].well_known_url") && err.contains("issuer"),
         "{err}"
     );
     assert!(!dir.join("out").exists());
+}
+
+/// Appended to declarations that need Istio manifests (last, so line numbers stay).
+const ISTIO_BLOCK: &str = "istio: {selector: {app: pets}, image: registry.example/keygate:0.1.0}\n";
+
+/// The YAML files of `dir` (not its subdirectories).
+fn manifest_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect()
 }
 
 /// Two key managers and two APIs whose hosts differ only in `.` versus `-` (issue 11, finding 1).
@@ -908,7 +914,7 @@ key_managers:
 ",
         km("corp", "idp.example-corp.com"),
         km("example", "idp-example.corp.com")
-    )
+    ) + ISTIO_BLOCK
 }
 
 fn generate_from(text: &str, extra: &[&str]) -> (PathBuf, std::process::Output) {
@@ -965,10 +971,7 @@ fn hosts_that_differ_only_in_dots_and_dashes_keep_their_own_clusters() {
     assert_eq!(upstream_of("api_example"), "api-example.corp.com");
 
     // Istio: both hosts keep a ServiceEntry and a DestinationRule, all valid.
-    let istio: Vec<PathBuf> = std::fs::read_dir(out.join("istio"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let istio = manifest_files(&out.join("istio"));
     let mut entry_hosts: Vec<String> = istio
         .iter()
         .map(|p| yaml(p))
@@ -1007,8 +1010,10 @@ key_managers:
   - name: tls
     well_known_url: https://keys.example:8443/b/.well-known/openid-configuration
     discovery: {issuer: \"https://keys.example:8443/b\", jwks_uri: \"https://keys.example:8443/b/jwks\"}
-";
-    let (out, result) = generate_from(text, &["--allow-http"]);
+"
+    .to_string()
+        + ISTIO_BLOCK;
+    let (out, result) = generate_from(&text, &["--allow-http"]);
     assert_ne!(result.status.code(), Some(0), "{}", stdout(&result));
     let err = stderr(&result);
     assert!(
@@ -1018,24 +1023,6 @@ key_managers:
         "{err}"
     );
     assert!(!out.exists(), "nothing written");
-}
-
-/// Every file under `dir` with its contents.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                files.push((path.clone(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 #[test]
@@ -1161,6 +1148,7 @@ key_managers:
       introspection_endpoint: https://sso.example.com/introspect
 "
     .to_string()
+        + ISTIO_BLOCK
 }
 
 #[test]
@@ -1214,10 +1202,7 @@ fn introspection_gets_its_cluster_and_only_the_secrets_name() {
         serde_json::json!([{"name": "SHARED_SECRET", "valueFrom": "HOST"},
                            {"name": "SPLIT_SECRET", "valueFrom": "HOST"}])
     );
-    let istio: Vec<PathBuf> = std::fs::read_dir(out.join("istio"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let istio = manifest_files(&out.join("istio"));
     let mut hosts: Vec<String> = istio
         .iter()
         .map(|p| yaml(p))

@@ -51,6 +51,7 @@ applications:
       - {{key_manager: idp, client_id: def}}
     subscriptions:
       - {{api: pets}}
+istio: {{selector: {{app: pets}}, image: registry.example/keygate:0.1.0}}
 "
     )
 }

@@ -81,6 +81,7 @@ applications:
       - {{key_manager: demo, client_id: shop-opaque}}
     subscriptions:
       - {{api: pets}}
+istio: {{selector: {{app: pets}}, image: registry.example/keygate:0.1.0}}
 "#
     )
 }

@@ -33,6 +33,7 @@ use crate::cli::render::envoy::{self, BootstrapError, EnvoyOptions};
 use crate::cli::render::istio;
 use crate::cli::render::plugin;
 use crate::cli::render::ratelimit;
+use crate::cli::wasm_source::{self, SourceError};
 use crate::config::PluginConfig;
 use crate::policy::Policy;
 
@@ -54,13 +55,13 @@ pub struct Args {
     /// target/wasm32-wasip1/release/keygate.wasm).
     #[arg(long)]
     pub wasm: Option<PathBuf>,
-    /// Where Istio sidecars load the module from (default: istio.wasm_url of the declaration,
-    /// else file:///opt/keygate/keygate.wasm).
+    /// Where Istio proxies load the module from (oci://, file://, http(s)://; default:
+    /// oci:// + istio.image, else istio.wasm_url of the declaration).
     #[arg(long)]
     pub wasm_url: Option<String>,
     /// The checksum Istio verifies (WasmPlugin `sha256`; default: istio.wasm_sha256 of the
-    /// declaration): for an oci:// URL the image's manifest digest, else the .wasm's SHA-256
-    /// (`keygate oci` prints both).
+    /// declaration, else computed from --wasm): for an oci:// URL the image's manifest digest,
+    /// else the .wasm's SHA-256 (`keygate oci` prints both).
     #[arg(long)]
     pub wasm_sha256: Option<String>,
     /// Validate and resolve discovery, write nothing.
@@ -189,6 +190,21 @@ impl From<BootstrapError> for GenerateError {
     }
 }
 
+/// No module source for Istio, or a wrong `--wasm-url`/`--wasm-sha256`.
+impl From<SourceError> for GenerateError {
+    fn from(err: SourceError) -> Self {
+        match err {
+            SourceError::Flag { flag, detail } => GenerateError::Io {
+                path: PathBuf::from(flag),
+                detail,
+            },
+            SourceError::Declaration(error) => GenerateError::Declaration {
+                errors: vec![error],
+            },
+        }
+    }
+}
+
 /// Two Istio targets behind one name ([`istio::manifests`]).
 impl From<NameCollision> for GenerateError {
     fn from(err: NameCollision) -> Self {
@@ -282,7 +298,7 @@ pub fn compile(resolved: Resolved) -> Result<Loaded, GenerateError> {
 pub fn render(
     loaded: &Loaded,
     wasm_path: &str,
-    wasm: &istio::WasmSource,
+    wasm: Option<&istio::WasmSource>,
     out_dir: &Path,
 ) -> Result<Vec<(String, String)>, GenerateError> {
     let decl = &loaded.declaration;
@@ -352,11 +368,15 @@ pub fn render(
             yaml(ratelimit::CONFIG_FILE, &ratelimit::service_config(plugin))?,
         ));
     }
-    for manifest in istio::manifests(decl, &loaded.istio_plugin, wasm)? {
-        files.push((
-            format!("istio/{}", manifest.file),
-            yaml("istio manifest", &manifest.resource)?,
-        ));
+    // Only when the declaration has an `istio` block (and so a module source).
+    if let (Some(istio), Some(wasm)) = (&decl.istio, wasm) {
+        for manifest in istio::manifests(&istio.value, &loaded.istio_plugin, wasm)? {
+            let text = yaml("istio manifest", &manifest.resource)?;
+            files.push((
+                format!("istio/{}", manifest.file),
+                manifest.comment() + &text,
+            ));
+        }
     }
     Ok(files)
 }
@@ -467,21 +487,24 @@ pub fn run(args: Args) -> i32 {
 fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
     let loaded = load(&args.input, args.allow_http)?;
     let wasm = absolute(&args.wasm.clone().unwrap_or_else(default_wasm_path));
-    let wasm_url = args
-        .wasm_url
-        .clone()
-        .or_else(|| loaded.declaration.istio.wasm_url.clone())
-        .unwrap_or_else(|| istio::DEFAULT_WASM_URL.to_string());
-    let sha256 = args
-        .wasm_sha256
-        .as_deref()
-        .or(loaded.declaration.istio.wasm_sha256.as_deref());
-    let source = istio::WasmSource::new(wasm_url, sha256).map_err(|detail| GenerateError::Io {
-        path: PathBuf::from("--wasm-sha256"),
-        detail,
-    })?;
+    let source = match &loaded.declaration.istio {
+        Some(istio) => {
+            let (source, warning) = wasm_source::resolve(
+                istio,
+                args.wasm_url.as_deref(),
+                args.wasm_sha256.as_deref(),
+                &wasm,
+            )?;
+            let warnings = istio::warnings(&loaded.istio_plugin);
+            for warning in warning.iter().chain(&warnings) {
+                eprintln!("keygate: warning: istio: {warning}");
+            }
+            Some(source)
+        }
+        None => None,
+    };
     let out_dir = args.out.as_deref().map(absolute).unwrap_or_default();
-    let files = render(&loaded, &wasm.to_string_lossy(), &source, &out_dir)?;
+    let files = render(&loaded, &wasm.to_string_lossy(), source.as_ref(), &out_dir)?;
     let decl = &loaded.declaration;
     for km in decl
         .key_managers

@@ -16,3 +16,4 @@ pub mod generate;
 pub mod instructions;
 pub mod live;
 pub mod oci;
+pub mod wasm_source;

@@ -12,6 +12,8 @@
 // is also run on a view of the manifest that records which fields it reads: a field of an object
 // whose schema the validator walks, that it never read, is not in Istio's schema. Objects the
 // schema leaves open (maps, `pluginConfig`) are read by enumeration or not at all, and pass.
+// Of the CRDs' CEL rules, which validate() does not evaluate, the WasmPlugin's choice between
+// selector and targetRefs is checked by hand.
 
 import { readFileSync } from "node:fs";
 import { parse } from "yaml";
@@ -94,6 +96,13 @@ function problemsOf(doc) {
          !DNS_LABEL.test(meta.namespace))) {
       problems.push(`data/metadata/namespace ${JSON.stringify(meta.namespace)} is not a DNS-1123 label`);
     }
+  }
+  // Istio's CRD has a CEL rule validate() does not run: a WasmPlugin names its proxies by one of
+  // selector, targetRef and targetRefs.
+  const spec = isPlainObject(doc.spec) ? doc.spec : {};
+  if (doc.kind === "WasmPlugin" &&
+      ["selector", "targetRef", "targetRefs"].filter((k) => spec[k] !== undefined).length > 1) {
+    problems.push("data/spec: only one of selector, targetRef and targetRefs can be set");
   }
   const model = new Kind(doc);
   try {

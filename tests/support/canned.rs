@@ -143,3 +143,38 @@ pub fn read(path: &Path) -> String {
 pub fn yaml(path: &Path) -> serde_json::Value {
     serde_saphyr::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// Runs `tests/istio/validate.mjs` (Istio's schemas from npm `@kubernetes-models/istio`, installed
+/// by `make npm`) on manifest files: exit code, stdout, stderr.
+pub fn istio_check(files: &[PathBuf]) -> (Option<i32>, String, String) {
+    let dir = project_root().join("tests/istio");
+    assert!(
+        dir.join("node_modules/@kubernetes-models/istio").is_dir(),
+        "Istio schemas not installed in {} (run `make npm`)",
+        dir.display()
+    );
+    let out = Command::new("node")
+        .arg(dir.join("validate.mjs"))
+        .args(files)
+        .output()
+        .expect("node on PATH");
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
+/// Every file under `dir` with its contents.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                files.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}

@@ -33,8 +33,9 @@ pub struct Declaration {
     /// The filter's tunables (`Settings` of the plugin config); every field optional.
     #[serde(default)]
     pub settings: Settings,
+    /// Istio manifests are generated only when this block is present.
     #[serde(default)]
-    pub istio: IstioDecl,
+    pub istio: Option<Spanned<IstioDecl>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,21 +76,49 @@ fn default_upstream_timeout() -> u64 {
     30
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The `istio` block: where the WasmPlugin attaches, where sidecars load the module from, how
+/// the key managers' hosts are reached from the pod.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IstioDecl {
-    /// Namespace of the generated resources (omitted: the namespace `kubectl apply` uses).
+    /// Namespace of the generated resources (a DNS-1123 label; omitted: the namespace
+    /// `kubectl apply` uses).
     #[serde(default)]
-    pub namespace: Option<String>,
-    /// `spec.selector.matchLabels` of the WasmPlugin (omitted: every workload of the namespace).
+    pub namespace: Option<Located>,
+    /// `sidecar` (default), `gateway NAME` or `waypoint NAME`: which proxies run the filter.
     #[serde(default)]
-    pub selector: BTreeMap<String, String>,
-    /// Where the sidecars load the module from.
+    pub attach: Option<Located>,
+    /// `spec.selector.matchLabels` of the WasmPlugin (sidecar attachment).
     #[serde(default)]
-    pub wasm_url: Option<String>,
-    /// The WasmPlugin `sha256` (for an `oci://` URL the image's manifest digest).
+    pub selector: BTreeMap<String, Located>,
+    /// Accept a sidecar WasmPlugin without a selector: every workload of the namespace (of the
+    /// whole mesh in Istio's root namespace).
     #[serde(default)]
-    pub wasm_sha256: Option<String>,
+    pub mesh_wide: bool,
+    /// The image `make oci` builds, as pushed (`registry.example/keygate:0.1.0`): the WasmPlugin
+    /// loads `oci://` + this.
+    #[serde(default)]
+    pub image: Option<Located>,
+    /// Where the sidecars load the module from instead (`oci://`, `file://`, `http(s)://`).
+    #[serde(default)]
+    pub wasm_url: Option<Located>,
+    /// The WasmPlugin `sha256` (for an `oci://` URL the image's manifest digest); omitted:
+    /// computed from the local module.
+    #[serde(default)]
+    pub wasm_sha256: Option<Located>,
+    /// `spec.priority` of the WasmPlugin (higher runs first within `phase: AUTHN`).
+    #[serde(default = "default_istio_priority")]
+    pub priority: i32,
+    /// CA bundle inside the proxy container that verifies the key managers' certificates.
+    #[serde(default)]
+    pub ca_certificates: Option<Located>,
+}
+
+pub const DEFAULT_ISTIO_PRIORITY: i32 = 1000;
+pub const DEFAULT_ISTIO_CA_CERTIFICATES: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+fn default_istio_priority() -> i32 {
+    DEFAULT_ISTIO_PRIORITY
 }
 
 #[derive(Debug, Deserialize)]

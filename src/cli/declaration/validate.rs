@@ -11,7 +11,8 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use crate::cli::declaration::model::{line_of, Declaration, Located};
+use crate::cli::declaration::istio::{self, Attach, KubeProblem};
+use crate::cli::declaration::model::{line_of, Declaration, IstioDecl, Located};
 use crate::cli::declaration::presets::Preset;
 use crate::cli::discovery::oidc::{self, DiscoveryError};
 use crate::cli::discovery::url::{HttpUrl, UrlProblem};
@@ -41,6 +42,27 @@ pub enum DeclarationError {
         other_line: Option<u64>,
         error: ConfigError,
     },
+    /// A field that must be set, or two that exclude each other (`line` of the block or field).
+    Istio {
+        field: String,
+        line: u64,
+        problem: IstioProblem,
+    },
+}
+
+/// What is missing or contradictory in the `istio` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IstioProblem {
+    /// A sidecar WasmPlugin without a selector and without `mesh_wide: true`.
+    SelectorRequired,
+    /// `selector` with `attach: gateway|waypoint` (Istio takes one of selector and targetRefs).
+    SelectorWithTarget,
+    /// `mesh_wide: true` with a selector or a gateway/waypoint: it would not be mesh-wide.
+    MeshWideNotWide,
+    /// Both `image` and `wasm_url`.
+    TwoSources,
+    /// Neither `image` nor `wasm_url` (nor `--wasm-url`).
+    SourceRequired,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +73,8 @@ pub enum ValueProblem {
     UpstreamWithPath,
     UnknownProvider,
     Discovery { error: DiscoveryError },
+    Kubernetes { problem: KubeProblem },
+    NotSha256,
 }
 
 impl DeclarationError {
@@ -59,6 +83,7 @@ impl DeclarationError {
             DeclarationError::Syntax { .. } => "syntax",
             DeclarationError::InvalidValue { .. } => "invalid_value",
             DeclarationError::Refused { error, .. } => error.code(),
+            DeclarationError::Istio { .. } => "istio",
         }
     }
 
@@ -66,7 +91,8 @@ impl DeclarationError {
         match self {
             DeclarationError::Syntax { line, .. }
             | DeclarationError::InvalidValue { line, .. }
-            | DeclarationError::Refused { line, .. } => *line,
+            | DeclarationError::Refused { line, .. }
+            | DeclarationError::Istio { line, .. } => *line,
         }
     }
 
@@ -74,7 +100,8 @@ impl DeclarationError {
     pub fn field(&self) -> &str {
         match self {
             DeclarationError::Syntax { .. } => "",
-            DeclarationError::InvalidValue { field, .. } => field,
+            DeclarationError::InvalidValue { field, .. }
+            | DeclarationError::Istio { field, .. } => field,
             DeclarationError::Refused { error, .. } => &error.path,
         }
     }
@@ -108,7 +135,39 @@ impl fmt::Display for DeclarationError {
                     _ => Ok(()),
                 }
             }
+            DeclarationError::Istio {
+                field,
+                line,
+                problem,
+            } => write!(f, "line {line}: {field}: {problem}"),
         }
+    }
+}
+
+impl fmt::Display for IstioProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IstioProblem::SelectorRequired => {
+                "is required: a WasmPlugin without a selector runs in every workload of its \
+                 namespace (in Istio's root namespace: the whole mesh); set istio.selector, or \
+                 attach to a gateway or waypoint (istio.attach), or say istio.mesh_wide: true"
+            }
+            IstioProblem::SelectorWithTarget => {
+                "cannot be combined with attach gateway/waypoint (Istio takes either a selector \
+                 or targetRefs); the Gateway's name selects its proxies"
+            }
+            IstioProblem::MeshWideNotWide => {
+                "is true but a selector or a gateway/waypoint limits the WasmPlugin; drop one"
+            }
+            IstioProblem::TwoSources => {
+                "and istio.image both say where the module comes from; keep one"
+            }
+            IstioProblem::SourceRequired => {
+                "is required: the image `make oci` builds, as pushed to a registry the cluster \
+                 pulls from (e.g. registry.example/keygate:0.1.0); or set istio.wasm_url \
+                 (file://, https://) or --wasm-url"
+            }
+        })
     }
 }
 
@@ -130,6 +189,10 @@ impl fmt::Display for ValueProblem {
                 write!(f, "is not a known provider (one of: {})", names.join(", "))
             }
             ValueProblem::Discovery { error } => write!(f, "is refused: {error}"),
+            ValueProblem::Kubernetes { problem } => write!(f, "{problem}"),
+            ValueProblem::NotSha256 => {
+                f.write_str("is not a SHA-256 (64 hex digits, optionally after \"sha256:\")")
+            }
         }
     }
 }
@@ -237,7 +300,120 @@ pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
             }
         }
     }
+    if let Some(block) = &decl.istio {
+        check_istio(&block.value, line_of(block), &mut errors);
+    }
     errors
+}
+
+/// The `istio` block: names and labels as the API server accepts them, where the WasmPlugin
+/// attaches (never silently to a whole namespace), where the module comes from.
+fn check_istio(istio: &IstioDecl, block_line: u64, errors: &mut Vec<DeclarationError>) {
+    let kube = |problem| ValueProblem::Kubernetes { problem };
+    let block = |field: &str, problem| DeclarationError::Istio {
+        field: field.to_string(),
+        line: block_line,
+        problem,
+    };
+    if let Some(namespace) = &istio.namespace {
+        if !istio::is_dns_label(&namespace.value) {
+            errors.push(invalid(
+                "istio.namespace",
+                namespace,
+                kube(KubeProblem::NotDnsLabel),
+            ));
+        }
+    }
+    let attach = match &istio.attach {
+        None => Some(Attach::Sidecar),
+        Some(text) => match Attach::parse(&text.value) {
+            Ok(attach) => Some(attach),
+            Err(problem) => {
+                errors.push(invalid("istio.attach", text, kube(problem)));
+                None
+            }
+        },
+    };
+    for (key, value) in &istio.selector {
+        if !istio::is_label_key(key) {
+            let key = Located::new(key.clone(), value.referenced, value.defined);
+            errors.push(invalid(
+                "istio.selector",
+                &key,
+                kube(KubeProblem::NotLabelKey),
+            ));
+        } else if !istio::is_label_value(&value.value) {
+            errors.push(invalid(
+                &format!("istio.selector.{key}"),
+                value,
+                kube(KubeProblem::NotLabelValue),
+            ));
+        }
+    }
+    let first_selector_line = istio.selector.values().map(line_of).min();
+    match (&attach, istio.selector.is_empty(), istio.mesh_wide) {
+        (Some(Attach::Sidecar), true, false) => {
+            errors.push(block("istio.selector", IstioProblem::SelectorRequired))
+        }
+        (Some(Attach::Gateway(_) | Attach::Waypoint(_)), false, _) => {
+            errors.push(DeclarationError::Istio {
+                field: "istio.selector".into(),
+                line: first_selector_line.unwrap_or(block_line),
+                problem: IstioProblem::SelectorWithTarget,
+            })
+        }
+        _ => {}
+    }
+    if istio.mesh_wide && (!istio.selector.is_empty() || attach != Some(Attach::Sidecar)) {
+        errors.push(block("istio.mesh_wide", IstioProblem::MeshWideNotWide));
+    }
+    if let Some(image) = &istio.image {
+        if !istio::is_image(&image.value) {
+            errors.push(invalid("istio.image", image, kube(KubeProblem::NotImage)));
+        }
+    }
+    if let Some(url) = &istio.wasm_url {
+        if istio.image.is_some() {
+            errors.push(DeclarationError::Istio {
+                field: "istio.wasm_url".into(),
+                line: line_of(url),
+                problem: IstioProblem::TwoSources,
+            });
+        } else if !istio::has_wasm_scheme(&url.value) {
+            errors.push(invalid(
+                "istio.wasm_url",
+                url,
+                kube(KubeProblem::NotWasmScheme),
+            ));
+        }
+    }
+    if let Some(sha256) = &istio.wasm_sha256 {
+        if parse_sha256(&sha256.value).is_none() {
+            errors.push(invalid(
+                "istio.wasm_sha256",
+                sha256,
+                ValueProblem::NotSha256,
+            ));
+        }
+    }
+    if let Some(path) = &istio.ca_certificates {
+        if !path.value.starts_with('/') || path.value.chars().any(char::is_control) {
+            errors.push(invalid(
+                "istio.ca_certificates",
+                path,
+                kube(KubeProblem::NotAbsolutePath),
+            ));
+        }
+    }
+}
+
+/// A SHA-256 as 64 lower-case hex digits (`sha256:` prefix and upper case accepted).
+pub fn parse_sha256(text: &str) -> Option<String> {
+    let hex = text
+        .strip_prefix("sha256:")
+        .unwrap_or(text)
+        .to_ascii_lowercase();
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
 }
 
 /// `host:port` (a name, an IPv4 address or a bracketed IPv6 address, and a port other than 0).

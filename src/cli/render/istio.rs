@@ -1,8 +1,16 @@
 //! Istio manifests: a `WasmPlugin` carrying the plugin config (with `outbound|port||host` JWKS
 //! clusters; `vmConfig.env` passes introspection secrets from the sidecar's environment), and per
-//! key-manager JWKS or introspection host a `ServiceEntry` (so the sidecar has that cluster) and,
+//! key-manager JWKS or introspection host a `ServiceEntry` (so the proxy has that cluster) and,
 //! for https, a `DestinationRule` that originates TLS (the filter's `dispatch_http_call` speaks
-//! plain HTTP to the cluster; the cluster wraps it in TLS).
+//! plain HTTP to the cluster; the cluster wraps it in TLS, verifying the server's CA and name).
+//!
+//! Safe to apply: the WasmPlugin runs on inbound traffic of the selected sidecars only
+//! (`match: [{mode: SERVER}]`), or on one Gateway/waypoint (`targetRefs`); the ServiceEntries and
+//! DestinationRules are visible in their own namespace only (`exportTo: ["."]`), and the TLS
+//! origination applies to the proxies that run the filter (`workloadSelector`), so another
+//! workload calling the same identity provider over https is left alone. What the pod itself needs
+//! (the introspection secrets in `istio-proxy`'s environment, a volume for a `file://` module)
+//! is under `workload/`: a Secret template and a Deployment patch, applied separately.
 //!
 //! Resource names are `keygate-jwks-<host>-<port>-<digest>`: the host with every character that is
 //! not a letter or digit turned into `-`, then 8 hex digits of SHA-256 over the exact
@@ -14,11 +22,17 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::cli::declaration::model::Declaration;
+use crate::cli::declaration::istio::Attach;
+use crate::cli::declaration::model::{IstioDecl, DEFAULT_ISTIO_CA_CERTIFICATES};
 use crate::cli::discovery::url::{HttpUrl, NameCollision, Scheme, TargetNames};
 use crate::config::PluginConfig;
 
-pub const DEFAULT_WASM_URL: &str = "file:///opt/keygate/keygate.wasm";
+/// The Secret `workload/secret-keygate-introspection.yaml` declares (one key per variable).
+pub const SECRET_NAME: &str = "keygate-introspection";
+/// The ConfigMap a `file://` module is mounted from (`workload/deployment-patch.yaml`).
+pub const WASM_CONFIG_MAP: &str = "keygate-wasm";
+/// The label the Gateway API puts on a Gateway's (and a waypoint's) pods.
+pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 
 /// Where sidecars load the module from (`spec.url`) and the checksum Istio verifies
 /// (`spec.sha256`): for an `oci://` URL the image's manifest digest, for `file://`/`https://` the
@@ -35,37 +49,85 @@ impl WasmSource {
     pub fn new(url: String, sha256: Option<&str>) -> Result<WasmSource, String> {
         let sha256 = match sha256 {
             None => None,
-            Some(text) => {
-                let hex = text
-                    .strip_prefix("sha256:")
-                    .unwrap_or(text)
-                    .to_ascii_lowercase();
-                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(format!(
+            Some(text) => Some(
+                crate::cli::declaration::validate::parse_sha256(text).ok_or_else(|| {
+                    format!(
                         "{text:?} is not a SHA-256 (64 hex digits, optionally after \"sha256:\")"
-                    ));
-                }
-                Some(hex)
-            }
+                    )
+                })?,
+            ),
         };
         Ok(WasmSource { url, sha256 })
     }
+
+    /// The file inside the proxy for a `file://` URL.
+    pub fn file_path(&self) -> Option<&str> {
+        self.url
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("file://"))
+            .and_then(|_| self.url.get(7..))
+    }
 }
 
-/// One manifest: the file name under `istio/` and the resource.
+/// One manifest: the file name under `istio/`, comment lines written above it, the resource.
 #[derive(Debug, Clone)]
 pub struct Manifest {
     pub file: String,
+    pub notes: Vec<String>,
     pub resource: Value,
+}
+
+impl Manifest {
+    fn new(file: String, resource: Value) -> Manifest {
+        Manifest {
+            file,
+            notes: Vec::new(),
+            resource,
+        }
+    }
+
+    /// The comment block above the YAML (empty without notes).
+    pub fn comment(&self) -> String {
+        self.notes
+            .iter()
+            .map(|note| format!("# {note}\n"))
+            .collect()
+    }
+}
+
+/// Where the filter runs, as the declaration says (checked before rendering; an unreadable
+/// `attach` falls back to sidecar, which the checks have refused by then).
+pub fn attach(istio: &IstioDecl) -> Attach {
+    istio
+        .attach
+        .as_ref()
+        .and_then(|text| Attach::parse(&text.value).ok())
+        .unwrap_or(Attach::Sidecar)
+}
+
+/// The labels of the proxies that run the filter, for `workloadSelector` (none: every proxy of
+/// the namespace, or a waypoint, whose pods Istio does not select this way).
+fn proxy_labels(istio: &IstioDecl) -> Option<BTreeMap<String, String>> {
+    match attach(istio) {
+        Attach::Sidecar if !istio.selector.is_empty() => Some(
+            istio
+                .selector
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+        ),
+        Attach::Gateway(name) => Some(BTreeMap::from([(GATEWAY_NAME_LABEL.to_string(), name)])),
+        Attach::Sidecar | Attach::Waypoint(_) => None,
+    }
 }
 
 /// Renders every manifest. `plugin` must use Istio cluster naming.
 pub fn manifests(
-    decl: &Declaration,
+    istio: &IstioDecl,
     plugin: &PluginConfig,
     wasm: &WasmSource,
 ) -> Result<Vec<Manifest>, NameCollision> {
-    let namespace = decl.istio.namespace.clone();
+    let namespace = istio.namespace.as_ref().map(|ns| ns.value.clone());
     let metadata = |name: &str| {
         let mut meta = json!({"name": name, "labels": {"app.kubernetes.io/managed-by": "keygate"}});
         if let (Some(ns), Some(obj)) = (&namespace, meta.as_object_mut()) {
@@ -73,60 +135,72 @@ pub fn manifests(
         }
         meta
     };
+    let labels = proxy_labels(istio);
 
-    let mut spec = json!({
-        "url": wasm.url,
-        "pluginName": "keygate",
-        "phase": "AUTHN",
-        "failStrategy": "FAIL_CLOSE",
-        "pluginConfig": plugin,
-    });
-    if let (Some(sha256), Some(obj)) = (&wasm.sha256, spec.as_object_mut()) {
-        obj.insert("sha256".into(), json!(sha256));
+    let mut spec = serde_json::Map::new();
+    spec.insert("url".into(), json!(wasm.url));
+    if let Some(sha256) = &wasm.sha256 {
+        spec.insert("sha256".into(), json!(sha256));
+    }
+    for (field, value) in [
+        ("imagePullPolicy", json!("IfNotPresent")),
+        ("pluginName", json!("keygate")),
+        ("phase", json!("AUTHN")),
+        ("priority", json!(istio.priority)),
+        ("failStrategy", json!("FAIL_CLOSE")),
+        ("pluginConfig", json!(plugin)),
+    ] {
+        spec.insert(field.into(), value);
     }
     let secret_keys = crate::cli::render::envoy::secret_env_keys(plugin);
-    if let (false, Some(obj)) = (secret_keys.is_empty(), spec.as_object_mut()) {
-        // Names only: the sidecar hands the values from its own environment to the VM.
+    if !secret_keys.is_empty() {
+        // Names only: the proxy hands the values from its own environment to the VM.
         let env: Vec<Value> = secret_keys
             .iter()
             .map(|name| json!({"name": name, "valueFrom": "HOST"}))
             .collect();
-        obj.insert("vmConfig".into(), json!({"env": env}));
+        spec.insert("vmConfig".into(), json!({"env": env}));
     }
-    if !decl.istio.selector.is_empty() {
-        if let Some(obj) = spec.as_object_mut() {
-            obj.insert(
-                "selector".into(),
-                json!({"matchLabels": decl.istio.selector}),
+    match attach(istio) {
+        Attach::Sidecar => {
+            // Inbound only: outbound calls of the selected workloads are none of its business.
+            spec.insert("match".into(), json!([{"mode": "SERVER"}]));
+            if let Some(labels) = &labels {
+                spec.insert("selector".into(), json!({"matchLabels": labels}));
+            }
+        }
+        // A Gateway's listeners count as CLIENT for Istio's `match`, so `mode: SERVER` would
+        // never apply there; a gateway or waypoint only carries traffic sent to it anyway.
+        Attach::Gateway(name) | Attach::Waypoint(name) => {
+            spec.insert(
+                "targetRefs".into(),
+                json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": name}]),
             );
         }
     }
-    let mut out = vec![Manifest {
-        file: "wasmplugin.yaml".into(),
-        resource: json!({
+    let mut out = vec![Manifest::new(
+        "wasmplugin.yaml".into(),
+        json!({
             "apiVersion": "extensions.istio.io/v1alpha1",
             "kind": "WasmPlugin",
             "metadata": metadata("keygate"),
             "spec": spec,
         }),
-    }];
+    )];
 
     // One entry per JWKS target, shared by key managers on the same scheme, host and port.
     let mut names = TargetNames::default();
     let mut targets: BTreeMap<String, HttpUrl> = BTreeMap::new();
-    for km in &plugin.key_managers {
-        if let Ok(url) = HttpUrl::parse(&km.jwks.uri) {
-            names.claim(&km.jwks.cluster, &url.target())?;
-            targets.entry(url.target()).or_insert(url);
-        }
-        // The introspection host, when it is another one, needs its own entry.
-        if let Some(introspection) = &km.introspection {
-            if let Ok(url) = HttpUrl::parse(&introspection.endpoint) {
-                names.claim(&introspection.cluster, &url.target())?;
-                targets.entry(url.target()).or_insert(url);
-            }
-        }
+    for (cluster, url) in targets_of(plugin) {
+        names.claim(&cluster, &url.target())?;
+        targets.entry(url.target()).or_insert(url);
     }
+    let ca = istio
+        .ca_certificates
+        .as_ref()
+        .map_or(DEFAULT_ISTIO_CA_CERTIFICATES.to_string(), |ca| {
+            ca.value.clone()
+        });
     for url in targets.values() {
         let name = resource_name(url);
         names.claim(&name, &url.target())?;
@@ -136,9 +210,9 @@ pub fn manifests(
             "name": if tls { "https" } else { "http" },
             "protocol": if tls { "TLS" } else { "HTTP" },
         });
-        out.push(Manifest {
-            file: format!("serviceentry-{name}.yaml"),
-            resource: json!({
+        out.push(Manifest::new(
+            format!("serviceentry-{name}.yaml"),
+            json!({
                 "apiVersion": "networking.istio.io/v1",
                 "kind": "ServiceEntry",
                 "metadata": metadata(&name),
@@ -147,28 +221,226 @@ pub fn manifests(
                     "location": "MESH_EXTERNAL",
                     "resolution": "DNS",
                     "ports": [port],
+                    "exportTo": ["."],
                 },
             }),
-        });
+        ));
         if tls {
-            out.push(Manifest {
-                file: format!("destinationrule-{name}.yaml"),
-                resource: json!({
+            // As the standalone bootstrap does: the CA bundle and the URL's host as the only
+            // accepted name; SNI only for a name (never for an IP literal).
+            let mut settings = json!({
+                "mode": "SIMPLE",
+                "caCertificates": ca,
+                "subjectAltNames": [url.host],
+            });
+            if let (None, Some(obj)) = (url.ip(), settings.as_object_mut()) {
+                obj.insert("sni".into(), json!(url.host));
+            }
+            let mut spec = json!({
+                "host": url.host,
+                "exportTo": ["."],
+                "trafficPolicy": {"portLevelSettings": [{
+                    "port": {"number": url.port},
+                    "tls": settings,
+                }]},
+            });
+            if let (Some(labels), Some(obj)) = (&labels, spec.as_object_mut()) {
+                obj.insert("workloadSelector".into(), json!({"matchLabels": labels}));
+            }
+            out.push(Manifest::new(
+                format!("destinationrule-{name}.yaml"),
+                json!({
                     "apiVersion": "networking.istio.io/v1",
                     "kind": "DestinationRule",
                     "metadata": metadata(&name),
-                    "spec": {
-                        "host": url.host,
-                        "trafficPolicy": {"portLevelSettings": [{
-                            "port": {"number": url.port},
-                            "tls": {"mode": "SIMPLE", "sni": url.host},
-                        }]},
-                    },
+                    "spec": spec,
                 }),
-            });
+            ));
         }
     }
+    out.extend(workload(istio, &secret_keys, wasm, &metadata));
     Ok(out)
+}
+
+/// Every JWKS and introspection URL of the plugin config with its cluster name.
+fn targets_of(plugin: &PluginConfig) -> Vec<(String, HttpUrl)> {
+    let mut out = Vec::new();
+    for km in &plugin.key_managers {
+        if let Ok(url) = HttpUrl::parse(&km.jwks.uri) {
+            out.push((km.jwks.cluster.clone(), url));
+        }
+        // The introspection host, when it is another one, needs its own entry.
+        if let Some(introspection) = &km.introspection {
+            if let Ok(url) = HttpUrl::parse(&introspection.endpoint) {
+                out.push((introspection.cluster.clone(), url));
+            }
+        }
+    }
+    out
+}
+
+/// What Istio cannot check for the operator, one line each (never a secret: names only).
+pub fn warnings(plugin: &PluginConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for km in &plugin.key_managers {
+        let mut urls = vec![("JWKS", km.jwks.uri.as_str())];
+        if let Some(introspection) = &km.introspection {
+            urls.push(("introspection", introspection.endpoint.as_str()));
+        }
+        for (what, uri) in urls {
+            if HttpUrl::parse(uri).is_ok_and(|url| url.is_loopback()) {
+                out.push(format!(
+                    "key manager {}: {what} {uri} is on a loopback address: inside a pod that is \
+                     the pod itself, so the ServiceEntry for it means nothing there; declare a \
+                     host the pod can reach",
+                    km.name
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `workload/`: the Secret template for introspection secrets and the Deployment patch that puts
+/// them (and a `file://` module) into the `istio-proxy` container.
+fn workload(
+    istio: &IstioDecl,
+    secret_keys: &[String],
+    wasm: &WasmSource,
+    metadata: &dyn Fn(&str) -> Value,
+) -> Vec<Manifest> {
+    let mut out = Vec::new();
+    if !secret_keys.is_empty() {
+        out.push(secret_template(istio, secret_keys, metadata));
+    }
+    if let Some(patch) = deployment_patch(istio, secret_keys, wasm.file_path()) {
+        out.push(patch);
+    }
+    out
+}
+
+/// ` -n NAMESPACE` for the kubectl lines of the comments (empty without a namespace).
+fn namespace_flag(istio: &IstioDecl) -> String {
+    istio
+        .namespace
+        .as_ref()
+        .map_or(String::new(), |ns| format!(" -n {}", ns.value))
+}
+
+/// A Secret with one empty value per variable: the names are the declaration's, the values the
+/// operator's, never written here.
+fn secret_template(
+    istio: &IstioDecl,
+    secret_keys: &[String],
+    metadata: &dyn Fn(&str) -> Value,
+) -> Manifest {
+    let data: BTreeMap<&str, &str> = secret_keys.iter().map(|k| (k.as_str(), "")).collect();
+    let literals: Vec<String> = secret_keys
+        .iter()
+        .map(|k| format!("--from-literal={k}=..."))
+        .collect();
+    let mut secret = Manifest::new(
+        format!("workload/secret-{SECRET_NAME}.yaml"),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata(SECRET_NAME),
+            "type": "Opaque",
+            "stringData": data,
+        }),
+    );
+    secret.notes = vec![
+        "A template: fill in each value (the client secret of the key manager's introspection"
+            .into(),
+        "client), apply it, and keep the filled copy out of version control; or create it with"
+            .into(),
+        format!(
+            "  kubectl create secret generic {SECRET_NAME}{} {}",
+            namespace_flag(istio),
+            literals.join(" ")
+        ),
+        "Without this Secret the pod does not start (CreateContainerConfigError); with an empty"
+            .into(),
+        "value the filter refuses its configuration and, failStrategy FAIL_CLOSE, the pod's".into(),
+        "inbound requests are denied.".into(),
+    ];
+    secret
+}
+
+/// The strategic-merge patch of the pod template: an `istio-proxy` container with the secrets
+/// from the Secret (the injector merges it into the proxy it injects), and for a `file://` module
+/// the annotations that mount it. None when the pod needs neither.
+fn deployment_patch(
+    istio: &IstioDecl,
+    secret_keys: &[String],
+    file: Option<&str>,
+) -> Option<Manifest> {
+    if secret_keys.is_empty() && file.is_none() {
+        return None;
+    }
+    let target = match attach(istio) {
+        Attach::Sidecar => "each Deployment the WasmPlugin selects".to_string(),
+        Attach::Gateway(name) | Attach::Waypoint(name) => {
+            format!("the Deployment of Gateway {name}")
+        }
+    };
+    let mut notes = vec![
+        format!("A strategic-merge patch for {target}:"),
+        format!(
+            "  kubectl patch deployment NAME{} --patch-file deployment-patch.yaml",
+            namespace_flag(istio)
+        ),
+    ];
+    let mut template = serde_json::Map::new();
+    if !secret_keys.is_empty() {
+        let env: Vec<Value> = secret_keys
+            .iter()
+            .map(|key| {
+                json!({"name": key, "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": key}}})
+            })
+            .collect();
+        template.insert(
+            "spec".into(),
+            json!({"containers": [{"name": "istio-proxy", "image": "auto", "env": env}]}),
+        );
+        notes.push(format!(
+            "The sidecar injector merges the `istio-proxy` container below into the one it injects \
+             (`image: auto` is replaced by the proxy image), so Envoy gets {} from Secret \
+             {SECRET_NAME}.",
+            secret_keys.join(", ")
+        ));
+    }
+    if let Some(path) = file {
+        let (dir, name) = match path.rsplit_once('/') {
+            Some(("", name)) => ("/", name),
+            Some((dir, name)) => (dir, name),
+            None => ("/", path),
+        };
+        let volume = json!([{"name": WASM_CONFIG_MAP, "configMap": {"name": WASM_CONFIG_MAP}}]);
+        let mount = json!([{"name": WASM_CONFIG_MAP, "mountPath": dir, "readOnly": true}]);
+        template.insert(
+            "metadata".into(),
+            json!({"annotations": {
+                "sidecar.istio.io/userVolume": volume.to_string(),
+                "sidecar.istio.io/userVolumeMount": mount.to_string(),
+            }}),
+        );
+        notes.push(format!(
+            "The annotations mount ConfigMap {WASM_CONFIG_MAP} into istio-proxy so that {path} \
+             exists; create it with"
+        ));
+        notes.push(format!(
+            "  kubectl create configmap {WASM_CONFIG_MAP}{} \
+             --from-file={name}=target/wasm32-wasip1/release/keygate.wasm",
+            namespace_flag(istio)
+        ));
+    }
+    let mut patch = Manifest::new(
+        "workload/deployment-patch.yaml".into(),
+        json!({"spec": {"template": template}}),
+    );
+    patch.notes = notes;
+    Some(patch)
 }
 
 /// A DNS-1123 label `keygate-jwks-<host>-<port>-<digest>`, at most 63 characters: the host part
@@ -194,18 +466,10 @@ fn resource_name(url: &HttpUrl) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::declaration::istio::is_dns_label;
 
     fn name(url: &str) -> String {
         resource_name(&HttpUrl::parse(url).unwrap())
-    }
-
-    fn is_dns_label(name: &str) -> bool {
-        name.len() <= 63
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !name.starts_with('-')
-            && !name.ends_with('-')
     }
 
     #[test]
@@ -258,8 +522,7 @@ mod manifest_tests {
     use serde_json::json;
 
     fn manifests_for(jwks: &[&str]) -> Result<Vec<Manifest>, NameCollision> {
-        let decl: Declaration =
-            serde_saphyr::from_str("gateway: {environment: production}\n").unwrap();
+        let istio: IstioDecl = serde_saphyr::from_str("selector: {app: pets}\n").unwrap();
         let kms: Vec<Value> = jwks
             .iter()
             .enumerate()
@@ -274,9 +537,9 @@ mod manifest_tests {
             serde_json::from_value(json!({"environment": "production", "key_managers": kms}))
                 .unwrap();
         manifests(
-            &decl,
+            &istio,
             &plugin,
-            &WasmSource::new(DEFAULT_WASM_URL.into(), None).unwrap(),
+            &WasmSource::new("oci://registry.example/keygate:1".into(), None).unwrap(),
         )
     }
 
