@@ -11,13 +11,13 @@
     clippy::indexing_slicing
 )]
 
-mod cli_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cli_support::*;
 use serde_json::{json, Value};
+use support::canned::*;
 
 /// A declaration without network needs (inline discovery); `{ISTIO}` is replaced by the lines
 /// of the `istio` block (line 3 on), `{KM}` by the key manager's host.
