@@ -128,7 +128,7 @@ impl Introspector {
             .filter(|r| r.holds_for(&opaque.hash, now_ms));
         let mut pending_elsewhere = false;
         if let Some(record) = &record {
-            if let Some(outcome) = known(policy, record, &opaque, now_ms, host) {
+            if let Some(outcome) = known(policy, record, &opaque, now_ms, host, self.worker_id) {
                 host.count(metrics::introspection_cache(true));
                 return Handled::Answer(outcome);
             }
@@ -394,12 +394,19 @@ impl Introspector {
             let Some(waiting) = self.parked.remove(&stream) else {
                 continue;
             };
-            let outcome =
-                known(policy, record, &waiting.opaque, now_ms, host).unwrap_or_else(|| {
-                    Settled::unvouched(Outcome::Deny(Denial::IntrospectionUnavailable {
-                        retry_after: 1,
-                    }))
-                });
+            let outcome = known(
+                policy,
+                record,
+                &waiting.opaque,
+                now_ms,
+                host,
+                self.worker_id,
+            )
+            .unwrap_or_else(|| {
+                Settled::unvouched(Outcome::Deny(Denial::IntrospectionUnavailable {
+                    retry_after: 1,
+                }))
+            });
             ready.push((stream, outcome));
         }
         ready
@@ -473,13 +480,14 @@ fn key_of(policy: &Policy, hash: &TokenHash) -> String {
 }
 
 /// The decision a record gives, `None` while it is pending (or names a key manager no longer
-/// trusted here for introspection).
+/// trusted here for introspection). `seed` is the worker's, for the DPoP replay store.
 fn known(
     policy: &Policy,
     record: &IntrospectionEntry,
     opaque: &Opaque,
     now_ms: u64,
     host: &impl Host,
+    seed: u64,
 ) -> Option<Settled> {
     let outcome = match &record.state {
         EntryState::Active {
@@ -487,7 +495,7 @@ fn known(
             claims,
         } => {
             let km = introspecting(policy, key_manager)?;
-            let outcome = with_dpop(host, |dpop| {
+            let outcome = with_dpop(host, seed, |dpop| {
                 decision::introspected(policy, opaque, km, claims, seconds(now_ms), dpop)
             });
             return Some(Settled {
