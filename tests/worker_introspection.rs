@@ -330,6 +330,18 @@ fn failures_answer_503_with_retry_after_and_are_never_forwarded() {
             let t = last_call(h);
             h.answer(w, t, 200, br#"{"client_id":"app-1"}"#)
         }),
+        // Issue 21, finding 2: duplicate members are refused like a token's, at any depth, and
+        // a refused answer is a failed call (503), never "inactive" or "active".
+        ("duplicate active", |w, h| {
+            let t = last_call(h);
+            let body = br#"{"active":false,"client_id":"app-1","scope":"pets:read","active":true}"#;
+            h.answer(w, t, 200, body)
+        }),
+        ("nested duplicate", |w, h| {
+            let t = last_call(h);
+            let body = br#"{"active":true,"client_id":"app-1","scope":"pets:read","cnf":{"jkt":"a","jkt":"b"}}"#;
+            h.answer(w, t, 200, body)
+        }),
         ("too large", |w, h| {
             let t = last_call(h);
             let big = format!(r#"{{"active":true,"x":"{}"}}"#, "a".repeat(20_000));
