@@ -59,9 +59,15 @@ impl fmt::Debug for TokenHash {
     }
 }
 
-/// The shared-data key of cache entry `entry`.
+/// The shared-data key of cache entry `entry` (active answers only).
 pub fn entry_key(entry: usize) -> String {
     format!("keygate.introspection.{entry}")
+}
+
+/// The shared-data key of entry `entry` of the separate area for everything but active answers
+/// (inactive answers, failures, the lease of a call in flight).
+pub fn negative_entry_key(entry: usize) -> String {
+    format!("keygate.introspection.negative.{entry}")
 }
 
 /// The gateway's client credentials at one key manager: the `Authorization` value of the call.
@@ -186,6 +192,9 @@ pub enum CallFailure {
     Malformed,
     /// The host refused to start the call (no such cluster).
     NotStarted,
+    /// Not started: the introspection calls of this second are spent
+    /// (`settings.introspection_calls_per_second`, `introspection_worker_calls_per_second`).
+    Throttled,
 }
 
 impl CallFailure {
@@ -196,6 +205,7 @@ impl CallFailure {
             CallFailure::TooLarge => "introspection_too_large",
             CallFailure::Malformed => "introspection_malformed",
             CallFailure::NotStarted => "introspection_not_started",
+            CallFailure::Throttled => "introspection_throttled",
         }
     }
 }
@@ -210,6 +220,9 @@ impl fmt::Display for CallFailure {
                 "answer is not a strict JSON object (no repeated members) with a boolean `active`",
             ),
             CallFailure::NotStarted => f.write_str("call could not be started"),
+            CallFailure::Throttled => {
+                f.write_str("call not started: this second's calls are spent")
+            }
         }
     }
 }

@@ -46,7 +46,15 @@ struct Rig {
     _dir: TempDir,
 }
 
-fn declaration(km: &KeyManager, proxy: u16, listen: u16, admin: u16, upstream: u16) -> String {
+/// `settings` are more `settings:` lines (indented), or empty.
+fn declaration(
+    km: &KeyManager,
+    proxy: u16,
+    listen: u16,
+    admin: u16,
+    upstream: u16,
+    settings: &str,
+) -> String {
     let issuer = km.issuer();
     format!(
         r#"gateway:
@@ -56,7 +64,7 @@ fn declaration(km: &KeyManager, proxy: u16, listen: u16, admin: u16, upstream: u
 settings:
   introspection_timeout_ms: 500
   introspection_retry_seconds: 1
-key_managers:
+{settings}key_managers:
   - name: demo
     well_known_url: {issuer}/.well-known/openid-configuration
     audiences: [{AUDIENCE}]
@@ -86,6 +94,10 @@ applications:
 }
 
 fn rig(workers: u32) -> Rig {
+    rig_with(workers, "")
+}
+
+fn rig_with(workers: u32, settings: &str) -> Rig {
     // One start at a time: key managers and Envoys compiling the filter at once starve a small
     // machine past the start-up deadlines.
     static STARTING: Mutex<()> = Mutex::new(());
@@ -96,7 +108,7 @@ fn rig(workers: u32) -> Rig {
         .expect("start the fault proxy");
     let echo = EchoUpstream::start();
     let (listen, admin) = (free_port(), free_port());
-    let text = declaration(&km, proxy.port(), listen, admin, echo.port());
+    let text = declaration(&km, proxy.port(), listen, admin, echo.port(), settings);
     let out = stack::generate(dir.path(), &text);
     let envoy = Envoy::start_with_env(&out.join("envoy.yaml"), workers, &[(SECRET_ENV, SECRET)]);
     Rig {
@@ -375,7 +387,7 @@ fn envoy_without_the_secret_refuses_the_configuration_naming_the_field() {
     let km = KeyManager::start();
     let echo = EchoUpstream::start();
     let (listen, admin) = (free_port(), free_port());
-    let text = declaration(&km, km.port(), listen, admin, echo.port());
+    let text = declaration(&km, km.port(), listen, admin, echo.port(), "");
     let out = stack::generate(dir.path(), &text);
     let log_path = dir.join("envoy.log");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -502,4 +514,51 @@ fn dpop_bound_opaque_tokens_need_a_valid_proof_on_every_request() {
          introspection call(s)",
         refusals.len()
     );
+}
+
+/// Issue 21, finding 3: made-up opaque tokens from an anonymous client cost at most the call
+/// budget (3 a second here), are answered 503 with `Retry-After` past it, and their inactive
+/// answers never evict a cached active token, even from a cache of 16 entries.
+#[test]
+fn junk_opaque_tokens_cost_bounded_calls_and_never_evict_a_cached_token() {
+    let settings = "  introspection_cache_entries: 16\n  introspection_calls_per_second: 3\n  \
+                    introspection_worker_calls_per_second: 3\n";
+    let rig = rig_with(2, settings);
+    let good = rig.opaque("shop-opaque", "pets:read");
+    assert_eq!(rig.call("GET", &good).status, 200);
+    let calls_before = rig.introspection_calls();
+    let second = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let first_second = second();
+    let (mut inactive, mut unavailable) = (0, 0);
+    for i in 0..40 {
+        let junk = format!("junk-{i}-{first_second}-not-a-real-token");
+        let r = rig.call("GET", &junk);
+        match (r.status, r.code().as_str()) {
+            (401, "token_inactive") => inactive += 1,
+            (503, "introspection_unavailable") => {
+                assert_eq!(r.header("retry-after"), Some("1"), "{}", r.body);
+                unavailable += 1;
+            }
+            other => panic!("junk {i}: {other:?} {}", r.body),
+        }
+    }
+    let seconds = second() - first_second + 1;
+    let calls = rig.introspection_calls() - calls_before;
+    println!(
+        "40 junk opaque tokens in {seconds} s: {calls} introspection calls, {inactive} x 401, \
+         {unavailable} x 503"
+    );
+    assert!(calls as u64 <= 3 * seconds, "{calls} calls in {seconds} s");
+    assert_eq!(calls, inactive, "one call per inactive answer");
+    assert!(unavailable > 0, "the bound was reached");
+    assert!(rig.stat("keygate_introspection_throttled") >= unavailable as u64);
+    // The good token is still cached: allowed without a call.
+    let before = rig.introspection_calls();
+    assert_eq!(rig.call("GET", &good).status, 200);
+    assert_eq!(rig.introspection_calls(), before, "still cached");
 }

@@ -341,8 +341,17 @@ pub struct Settings {
     /// Largest introspection answer accepted, bytes.
     pub introspection_max_bytes: usize,
     /// Entries of the introspection cache shared by all workers (a token's hash picks its entry;
-    /// a colliding token replaces it), which bounds the cache's memory.
+    /// a colliding token replaces it), which bounds the cache's memory. Only active answers live
+    /// there.
     pub introspection_cache_entries: usize,
+    /// Entries of the separate shared area for everything but active answers (inactive answers,
+    /// failures, the lease of a call in flight), so junk tokens never evict an active answer.
+    pub introspection_negative_cache_entries: usize,
+    /// Introspection calls the workers of one Envoy start together in one second (counted in
+    /// shared data); past it a token that needs a call is answered 503 with `Retry-After`.
+    pub introspection_calls_per_second: u64,
+    /// Introspection calls one worker starts in one second (within the Envoy's bound).
+    pub introspection_worker_calls_per_second: u64,
 }
 
 impl Default for Settings {
@@ -378,6 +387,9 @@ impl Default for Settings {
             introspection_timeout_ms: 3_000,
             introspection_max_bytes: 16 * 1024,
             introspection_cache_entries: 1_024,
+            introspection_negative_cache_entries: 1_024,
+            introspection_calls_per_second: 100,
+            introspection_worker_calls_per_second: 50,
         }
     }
 }

@@ -522,6 +522,31 @@ fn settings(c: &mut Checker, s: &Settings) {
     c.range("settings.introspection_max_bytes", max_bytes, 1024, 1 << 20);
     let entries = u64::try_from(s.introspection_cache_entries).unwrap_or(u64::MAX);
     c.range("settings.introspection_cache_entries", entries, 16, 65_536);
+    introspection_bounds(c, s);
+}
+
+/// The bounds that keep junk opaque tokens from costing calls or evicting active answers (issue
+/// 21): the separate area for non-active answers, and the call budgets.
+fn introspection_bounds(c: &mut Checker, s: &Settings) {
+    let entries = u64::try_from(s.introspection_negative_cache_entries).unwrap_or(u64::MAX);
+    c.range(
+        "settings.introspection_negative_cache_entries",
+        entries,
+        16,
+        65_536,
+    );
+    c.range(
+        "settings.introspection_calls_per_second",
+        s.introspection_calls_per_second,
+        1,
+        100_000,
+    );
+    c.range(
+        "settings.introspection_worker_calls_per_second",
+        s.introspection_worker_calls_per_second,
+        1,
+        100_000,
+    );
 }
 
 /// The prefix decides which incoming headers are stripped, so it must not reach headers others
