@@ -146,6 +146,9 @@ fn cases() -> Vec<Case> {
         case("an HMAC DPoP proof algorithm", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {dpop_algorithms: [ES256, HS256]}\n")], Some(("settings.dpop_algorithms[1]", None))),
         case("a DPoP proof window over an hour", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {dpop_max_age_seconds: 3601}\n")], Some(("settings.dpop_max_age_seconds", None))),
         case("no DPoP replay slots", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {dpop_replay_slots: 0}\n")], Some(("settings.dpop_replay_slots", None))),
+        case("another readiness path", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {ready_path: /healthz/keygate}\n")], None),
+        case("a readiness path with a query", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {ready_path: \"/ready?x=1\"}\n")], Some(("settings.ready_path", None))),
+        case("a relative readiness path", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {ready_path: ready}\n")], Some(("settings.ready_path", None))),
         case("a bad header prefix", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {header_prefix: x-envoy-}\n")], Some(("settings.header_prefix", None))),
     ]
 }

@@ -209,6 +209,14 @@ fn opaque_tokens_are_introspected_once_and_authorized_like_jwts() {
     assert_eq!(seen.header("x-keygate-key-manager"), Some("demo"));
     assert_eq!(seen.header("authorization"), None);
     assert_eq!(rig.introspection_calls(), 1);
+    // A configured gateway answers its readiness path itself (no token, nothing upstream).
+    let forwarded = rig.echo.request_count();
+    let ready = http(rig.port, "GET", "/keygate/ready", &[]);
+    assert_eq!(
+        (ready.status, ready.body.as_str()),
+        (200, r#"{"status":"ready"}"#)
+    );
+    assert_eq!(rig.echo.request_count(), forwarded);
 
     // 100 more requests with the same token (the cache is shared by both workers): no call.
     for _ in 0..100 {
@@ -412,8 +420,17 @@ fn envoy_without_the_secret_refuses_the_configuration_naming_the_field() {
     let token = km.token_client_credentials("shop-opaque", "shop-opaque-secret", "pets:read");
     let auth = format!("Bearer {token}");
     let answer = support::try_http(listen, "GET", PETS, &[("authorization", &auth)], b"");
+    // Issue 21, item 10: Envoy's own readiness cannot see the refusal, the filter's can.
+    let envoy_ready = support::try_http(admin, "GET", "/ready", &[], b"").map(|r| r.status);
+    let keygate_ready = support::try_http(listen, "GET", "/keygate/ready", &[], b"");
     let text = envoy.log();
     envoy.stop();
+    assert_eq!(envoy_ready.ok(), Some(200), "Envoy's /ready cannot tell");
+    let keygate_ready = keygate_ready.map(|r| r.status);
+    assert!(
+        keygate_ready.as_ref().is_ok_and(|s| *s >= 500),
+        "/keygate/ready of a gateway that cannot decide: {keygate_ready:?}"
+    );
     assert!(refused.is_some(), "no refusal naming the field:\n{text}");
     assert!(text.contains(SECRET_ENV), "{text}");
     assert!(

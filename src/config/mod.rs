@@ -290,6 +290,10 @@ pub struct Settings {
     pub header_prefix: String,
     /// Remove `Authorization` from every request keygate forwards (allowed or public).
     pub strip_authorization: bool,
+    /// A `GET`/`HEAD` of exactly this path is answered 200 by the filter itself (a readiness
+    /// check through the listener: a gateway whose configuration was refused answers 500 there);
+    /// empty: off.
+    pub ready_path: String,
     /// `realm` in `WWW-Authenticate`.
     pub realm: String,
     /// JWKS fetch timeout, milliseconds.
@@ -360,6 +364,7 @@ impl Default for Settings {
             leeway_seconds: 60,
             unknown_api: UnknownApi::Deny,
             header_prefix: "x-keygate-".to_string(),
+            ready_path: "/keygate/ready".to_string(),
             strip_authorization: true,
             realm: "keygate".to_string(),
             jwks_fetch_timeout_ms: 5_000,

@@ -432,6 +432,7 @@ fn settings(c: &mut Checker, s: &Settings) {
     c.range("settings.leeway_seconds", s.leeway_seconds, 0, 600);
     dpop_settings(c, s);
     header_prefix(c, &s.header_prefix);
+    ready_path(c, &s.ready_path);
     if s.realm.is_empty() || !s.realm.bytes().all(|b| (b' '..=b'~').contains(&b)) {
         c.invalid(
             "settings.realm",
@@ -547,6 +548,24 @@ fn introspection_bounds(c: &mut Checker, s: &Settings) {
         1,
         100_000,
     );
+}
+
+/// The readiness path: empty (off), or an absolute path of visible ASCII without query or
+/// fragment, at most 256 bytes.
+fn ready_path(c: &mut Checker, path: &str) {
+    let shape = path.is_empty()
+        || (path.starts_with('/')
+            && path.len() <= 256
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#'));
+    if !shape {
+        c.invalid(
+            "settings.ready_path",
+            path,
+            "a readiness path is empty (off) or starts with '/', without query, fragment or spaces",
+        );
+    }
 }
 
 /// The prefix decides which incoming headers are stripped, so it must not reach headers others

@@ -187,6 +187,20 @@ impl Worker {
         }
         let method = header(headers, ":method").unwrap_or_default();
         let path = header(headers, ":path").unwrap_or_default();
+        let ready_path = &self.policy.settings().ready_path;
+        if !ready_path.is_empty()
+            && path == *ready_path
+            && matches!(method.as_str(), "GET" | "HEAD")
+        {
+            // Configured, so able to decide (a refused configuration never gets here: Envoy
+            // answers 500). Not an API request: not counted in `keygate_requests`.
+            let headers = [
+                ("content-type".to_string(), "application/json".to_string()),
+                ("cache-control".to_string(), "no-store".to_string()),
+            ];
+            host.reply(stream, 200, &headers, br#"{"status":"ready"}"#);
+            return RequestAction::Pause;
+        }
         let authorization = authorization(headers);
         let proofs = dpop_proofs(headers);
         let scheme = header(headers, ":scheme").unwrap_or_default();
