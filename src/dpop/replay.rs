@@ -24,7 +24,7 @@
 //!   only refuses the proofs that happen to land there.
 //! - One key holds at most half of a slot (`entries / 2`, rounded up): the entries carry a tag of
 //!   their key (secret-keyed too), and a proof of a key that already holds that many live entries
-//!   in its slot is refused as the store being full, before anything else is refused for it.
+//!   in its slot is refused as the store being full, while other keys still find room there.
 //! - Expiry: `iat + max_age`, rounded up. After that the proof is refused as too old anyway, so
 //!   the entry is no longer needed; expired entries are dropped whenever their record is written.
 //! - Race: the write names the version it read (CAS). Two workers seeing the same new proof both
