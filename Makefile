@@ -141,7 +141,7 @@ bench: deps wasm cli
 # by git); the committed seeds in fuzz/corpus/<target> are read, never written. `make test`
 # replays those seeds on stable (tests/fuzz_corpora.rs).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= token jwks policy declaration route dpop
+FUZZ_TARGETS ?= token jwks policy declaration route dpop introspection
 FUZZ_TOOLCHAIN ?= nightly
 
 fuzz:

@@ -9,6 +9,7 @@
 use std::sync::OnceLock;
 
 use keygate::dpop::{normalize_uri, thumbprint, verify_proof, ProofRules, ProofTarget};
+use keygate::introspection::{parse_answer, Answer, CallFailure};
 use keygate::jose::{verify, KeySet, UntrustedToken, Validation};
 use keygate::policy::path::CanonicalPath;
 use keygate::policy::{Policy, Route};
@@ -136,6 +137,28 @@ pub fn dpop(data: &[u8]) {
             assert!((NOW - 300.0..=NOW + 5.0).contains(&proof.iat));
         }
         Err(error) => assert!(!error.code().is_empty()),
+    }
+}
+
+/// An introspection answer (RFC 7662 §2.2) with status 200 through `parse_answer`, which reads it
+/// as strictly as a token's payload. An accepted answer reads the same with plain serde_json
+/// (no member it kept could have been read another way): `active` is the boolean it found and
+/// the claims are the other members. A refused one is a failed call (`Malformed`), never
+/// "inactive".
+pub fn introspection(data: &[u8]) {
+    let lenient = serde_json::from_slice::<serde_json::Value>(data).ok();
+    let mut lenient = match lenient {
+        Some(serde_json::Value::Object(members)) => Some(members),
+        _ => None,
+    };
+    let active = lenient.as_mut().and_then(|m| m.remove("active"));
+    match parse_answer(200, data) {
+        Ok(Answer::Active(claims)) => {
+            assert_eq!(active, Some(serde_json::Value::Bool(true)));
+            assert_eq!(lenient.as_ref(), Some(&claims));
+        }
+        Ok(Answer::Inactive) => assert_eq!(active, Some(serde_json::Value::Bool(false))),
+        Err(failure) => assert_eq!(failure, CallFailure::Malformed),
     }
 }
 

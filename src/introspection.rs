@@ -15,6 +15,8 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, ConfigErrors, ConfigProblem};
+use crate::jose::parse_object;
+use crate::jose::token::MAX_PAYLOAD_DEPTH;
 use crate::policy::Policy;
 
 /// Whether a bearer token is not a compact JWS (three dot-separated parts): such a token is
@@ -57,9 +59,15 @@ impl fmt::Debug for TokenHash {
     }
 }
 
-/// The shared-data key of cache entry `entry`.
+/// The shared-data key of cache entry `entry` (active answers only).
 pub fn entry_key(entry: usize) -> String {
     format!("keygate.introspection.{entry}")
+}
+
+/// The shared-data key of entry `entry` of the separate area for everything but active answers
+/// (inactive answers, failures, the lease of a call in flight).
+pub fn negative_entry_key(entry: usize) -> String {
+    format!("keygate.introspection.negative.{entry}")
 }
 
 /// The gateway's client credentials at one key manager: the `Authorization` value of the call.
@@ -179,10 +187,14 @@ pub enum CallFailure {
     Status(u32),
     /// Larger than `settings.introspection_max_bytes`.
     TooLarge,
-    /// Not a JSON object with a boolean `active`.
+    /// Not a strict JSON object (no member named twice at any depth, bounded nesting) with a
+    /// boolean `active`.
     Malformed,
     /// The host refused to start the call (no such cluster).
     NotStarted,
+    /// Not started: the introspection calls of this second are spent
+    /// (`settings.introspection_calls_per_second`, `introspection_worker_calls_per_second`).
+    Throttled,
 }
 
 impl CallFailure {
@@ -193,6 +205,7 @@ impl CallFailure {
             CallFailure::TooLarge => "introspection_too_large",
             CallFailure::Malformed => "introspection_malformed",
             CallFailure::NotStarted => "introspection_not_started",
+            CallFailure::Throttled => "introspection_throttled",
         }
     }
 }
@@ -203,20 +216,28 @@ impl fmt::Display for CallFailure {
             CallFailure::Unreachable => f.write_str("no answer (unreachable or timed out)"),
             CallFailure::Status(status) => write!(f, "answered HTTP {status}"),
             CallFailure::TooLarge => f.write_str("answer too large"),
-            CallFailure::Malformed => {
-                f.write_str("answer is not a JSON object with a boolean `active`")
-            }
+            CallFailure::Malformed => f.write_str(
+                "answer is not a strict JSON object (no repeated members) with a boolean `active`",
+            ),
             CallFailure::NotStarted => f.write_str("call could not be started"),
+            CallFailure::Throttled => {
+                f.write_str("call not started: this second's calls are spent")
+            }
         }
     }
 }
 
-/// Reads an introspection response body with status `status` (RFC 7662 §2.2).
+/// How deep an introspection answer may nest (as a token's payload may).
+pub const MAX_ANSWER_DEPTH: usize = MAX_PAYLOAD_DEPTH;
+
+/// Reads an introspection response body with status `status` (RFC 7662 §2.2), as strictly as a
+/// token's payload ([`parse_object`]): a member named twice at any depth, or nesting deeper than
+/// [`MAX_ANSWER_DEPTH`], refuses the answer (a failed call, never "inactive").
 pub fn parse_answer(status: u32, body: &[u8]) -> Result<Answer, CallFailure> {
     if status != 200 {
         return Err(CallFailure::Status(status));
     }
-    let Ok(Value::Object(mut members)) = serde_json::from_slice::<Value>(body) else {
+    let Ok(mut members) = parse_object(body, MAX_ANSWER_DEPTH) else {
         return Err(CallFailure::Malformed);
     };
     match members.remove("active") {
@@ -322,6 +343,31 @@ mod tests {
             parse_answer(401, br#"{"error":"invalid_client"}"#),
             Err(CallFailure::Status(401))
         );
+    }
+
+    #[test]
+    fn answers_are_parsed_as_strictly_as_tokens() {
+        // Duplicate members at any depth: serde_json would keep the last one.
+        for bad in [
+            &br#"{"active":false,"client_id":"c","active":true}"#[..],
+            br#"{"active":true,"scope":"a","scope":"b"}"#,
+            br#"{"active":true,"cnf":{"jkt":"a","jkt":"b"}}"#,
+            br#"{"active":true,"x":[{"a":1,"a":2}]}"#,
+        ] {
+            assert_eq!(parse_answer(200, bad), Err(CallFailure::Malformed));
+        }
+        // Nesting is bounded too.
+        let deep = format!(
+            r#"{{"active":true,"x":{}1{}}}"#,
+            "[".repeat(64),
+            "]".repeat(64)
+        );
+        assert_eq!(
+            parse_answer(200, deep.as_bytes()),
+            Err(CallFailure::Malformed)
+        );
+        let nested = br#"{"active":true,"cnf":{"jkt":"a"},"x":[{"a":1}]}"#;
+        assert!(matches!(parse_answer(200, nested), Ok(Answer::Active(_))));
     }
 
     #[test]

@@ -131,6 +131,10 @@ fn cases() -> Vec<Case> {
         case("an empty introspection client id", &[("    discovery: {issuer: https://idp.example.com, jwks_uri: https://idp.example.com/keys}", "    introspection:\n      client_id: \"\"\n      client_secret_env: KM_SECRET\n    discovery: {issuer: https://idp.example.com, jwks_uri: https://idp.example.com/keys, introspection_endpoint: https://idp.example.com/introspect}")], Some(("key_managers[0].introspection.client_id", Some("client_id: \"\"\n      client_secret_env")))),
         case("an introspection cache time out of range", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {introspection_cache_seconds: 0}\n")], Some(("settings.introspection_cache_seconds", None))),
         case("a setting out of range", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {leeway_seconds: 601}\n")], Some(("settings.leeway_seconds", None))),
+        case("introspection call bounds", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {introspection_calls_per_second: 5, introspection_worker_calls_per_second: 2, introspection_negative_cache_entries: 64}\n")], None),
+        case("no introspection calls", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {introspection_calls_per_second: 0}\n")], Some(("settings.introspection_calls_per_second", None))),
+        case("no introspection calls per worker", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {introspection_worker_calls_per_second: 0}\n")], Some(("settings.introspection_worker_calls_per_second", None))),
+        case("a tiny negative introspection area", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {introspection_negative_cache_entries: 8}\n")], Some(("settings.introspection_negative_cache_entries", None))),
         case("a tier on a subscription", &[("applications:", &format!("{TIERS}applications:")), ("{api: pets}", "{api: pets, tier: bronze}")], None),
         case("an unknown tier", &[("applications:", &format!("{TIERS}applications:")), ("{api: pets}", "{api: pets, tier: silver}")], Some(("applications[0].subscriptions[0].tier", Some("tier: silver")))),
         case("a tier of zero requests", &[("applications:", &format!("{TIERS}applications:").replace("requests: 10,", "requests: 0,"))], Some(("tiers[0].requests", Some("name: bronze")))),
@@ -142,6 +146,9 @@ fn cases() -> Vec<Case> {
         case("an HMAC DPoP proof algorithm", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {dpop_algorithms: [ES256, HS256]}\n")], Some(("settings.dpop_algorithms[1]", None))),
         case("a DPoP proof window over an hour", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {dpop_max_age_seconds: 3601}\n")], Some(("settings.dpop_max_age_seconds", None))),
         case("no DPoP replay slots", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {dpop_replay_slots: 0}\n")], Some(("settings.dpop_replay_slots", None))),
+        case("another readiness path", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {ready_path: /healthz/keygate}\n")], None),
+        case("a readiness path with a query", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {ready_path: \"/ready?x=1\"}\n")], Some(("settings.ready_path", None))),
+        case("a relative readiness path", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {ready_path: ready}\n")], Some(("settings.ready_path", None))),
         case("a bad header prefix", &[("      - {api: pets}\n", "      - {api: pets}\nsettings: {header_prefix: x-envoy-}\n")], Some(("settings.header_prefix", None))),
     ]
 }
@@ -196,7 +203,7 @@ fn cli_verdict(text: &str, dir: &std::path::Path, index: usize) -> (i32, Vec<(u6
 fn generate_check_and_on_configure_agree() {
     let dir = temp_dir("agreement");
     let cases = cases();
-    assert_eq!(cases.len(), 65, "the table has 65 cases");
+    assert_eq!(cases.len(), 72, "the table has 72 cases");
     let mut failures = Vec::new();
     for (index, case) in cases.iter().enumerate() {
         let mut text = BASE.to_string();

@@ -1295,9 +1295,21 @@ fn warns_for_each_key_manager_without_audiences_naming_its_line() {
              manager is accepted\n"
         )
     };
-    // keycloak declares audiences (line 12); asgardeo (line 17) and entra (line 25) do not.
-    assert!(text.contains(&warning("asgardeo", 17)), "{text}");
-    assert!(text.contains(&warning("entra", 25)), "{text}");
-    assert!(!text.contains("key manager keycloak"), "{text}");
-    assert_eq!(text.matches("warning:").count(), 2, "{text}");
+    // keycloak declares audiences; asgardeo and entra do not. Each warning names the line of
+    // its key manager's `- name:` in the declaration.
+    let line_of = |name: &str| {
+        let entry = format!("- name: {name}");
+        declaration(&url)
+            .lines()
+            .position(|l| l.trim_start() == entry)
+            .map(|i| i + 1)
+            .unwrap()
+    };
+    assert!(
+        text.contains(&warning("asgardeo", line_of("asgardeo"))),
+        "{text}"
+    );
+    assert!(text.contains(&warning("entra", line_of("entra"))), "{text}");
+    assert!(!text.contains("warning: key manager keycloak"), "{text}");
+    assert_eq!(text.matches("add `audiences").count(), 2, "{text}");
 }

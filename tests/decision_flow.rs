@@ -63,7 +63,7 @@ fn run(
         },
     };
     match outcome {
-        Outcome::Allow(allowed) => Ok(allowed.identity.application.clone()),
+        Outcome::Allow { allowed, .. } => Ok(allowed.identity.application.clone()),
         Outcome::Deny(d) => Err(d.code().to_string()),
         Outcome::NeedKeys { unknown_kid, .. } => {
             Err(format!("need_keys unknown_kid={unknown_kid}"))
@@ -179,8 +179,22 @@ fn run_dpop(
             )
         }
     };
+    // As the worker does once the request is allowed (and its tier spent): record the proof.
+    let outcome = match outcome {
+        Outcome::Allow {
+            allowed,
+            proof: Some(proof),
+        } => match keygate::decision::record_proof(policy, &proof, slots, now) {
+            Ok(()) => Outcome::Allow {
+                allowed,
+                proof: None,
+            },
+            Err(denial) => Outcome::Deny(denial),
+        },
+        other => other,
+    };
     match outcome {
-        Outcome::Allow(allowed) => Ok(allowed.identity.application.clone()),
+        Outcome::Allow { allowed, .. } => Ok(allowed.identity.application.clone()),
         Outcome::Deny(d) => {
             let reply = keygate::decision::reply(&d, "keygate");
             let challenge = reply

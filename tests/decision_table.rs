@@ -60,7 +60,7 @@ fn outcome(decided: product::Outcome) -> Outcome {
     match decided {
         product::Outcome::Public => Outcome::Public,
         product::Outcome::Pass => Outcome::Pass,
-        product::Outcome::Allow(allowed) => Outcome::Allowed(allowed.identity.clone()),
+        product::Outcome::Allow { allowed, .. } => Outcome::Allowed(allowed.identity.clone()),
         product::Outcome::Deny(d) => Outcome::Denied(d.status(), d.code()),
         other => panic!("the decision asked for more: {other:?}"),
     }

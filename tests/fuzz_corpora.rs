@@ -86,6 +86,21 @@ fn dpop_corpus() {
 }
 
 #[test]
+fn introspection_corpus() {
+    // The seeds hold an active and an inactive answer, so the oracle's accepting side runs.
+    assert!(replay("introspection", targets::introspection) >= 6);
+    use keygate::introspection::{parse_answer, Answer};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/introspection");
+    let read = |seed: &str| std::fs::read(dir.join(seed)).unwrap();
+    assert!(matches!(
+        parse_answer(200, &read("active")),
+        Ok(Answer::Active(_))
+    ));
+    assert_eq!(parse_answer(200, &read("inactive")), Ok(Answer::Inactive));
+    assert!(parse_answer(200, &read("duplicate-active")).is_err());
+}
+
+#[test]
 fn jwks_corpus() {
     replay("jwks", targets::jwks);
 }

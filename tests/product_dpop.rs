@@ -12,14 +12,20 @@
 
 mod support;
 
-use support::stack::{demo_head, generate, now};
+use support::stack::{gateway_and_key_manager, generate, now, Options};
 use support::{
     decode_jwt_claims, http, DpopKey, EchoUpstream, Envoy, KeyManager, Response, TempDir,
 };
 
-/// `pets` takes bearer and DPoP-bound tokens; `vault` requires DPoP.
-fn declaration(km: &KeyManager, listen: u16, admin: u16, upstream: u16) -> String {
-    let head = demo_head(km, listen, admin);
+/// `pets` takes bearer and DPoP-bound tokens; `vault` requires DPoP. `settings` are the
+/// `settings:` mapping's lines (two-space indented), or empty.
+fn declaration(km: &KeyManager, listen: u16, admin: u16, upstream: u16, settings: &str) -> String {
+    let options = Options {
+        settings: settings.to_string(),
+        ..Options::default()
+    };
+    let jwks_uri = format!("http://127.0.0.1:{}{}", km.port(), km.jwks_path());
+    let head = gateway_and_key_manager(&options, km.issuer(), &jwks_uri, listen, admin);
     format!(
         r#"{head}apis:
   - name: pets
@@ -56,11 +62,18 @@ struct Gateway {
 
 impl Gateway {
     fn start() -> Gateway {
+        Gateway::start_with("")
+    }
+
+    fn start_with(settings: &str) -> Gateway {
         let dir = TempDir::new("dpop");
         let km = KeyManager::start();
         let echo = EchoUpstream::start();
         let (listen, admin) = (support::free_port(), support::free_port());
-        let out = generate(dir.path(), &declaration(&km, listen, admin, echo.port()));
+        let out = generate(
+            dir.path(),
+            &declaration(&km, listen, admin, echo.port(), settings),
+        );
         let envoy = Envoy::start_with_workers(&out.join("envoy.yaml"), 2);
         Gateway {
             envoy,
@@ -338,4 +351,43 @@ fn required_dpop_refuses_plain_bearer_tokens_and_takes_bound_ones() {
     let proof = key.proof("GET", &gw.url("/vault/items"), now(), Some(&forged));
     let r = gw.call("GET", "/vault/items", &format!("DPoP {forged}"), &[&proof]);
     assert_refused(&r, "invalid_token", "signature_invalid");
+}
+
+/// Issue 21, finding 1: a refused request's proof takes no room in the replay store. With one
+/// slot of 8 entries, a client id no application has (the real key manager's `orphan-app`) sends
+/// 8 valid, fresh proofs with its DPoP-bound token, each refused 403; the good client is allowed
+/// afterwards, proof after proof, and its own replay is still refused.
+#[test]
+fn refused_requests_do_not_fill_the_replay_store() {
+    let gw = Gateway::start_with("  dpop_replay_slots: 1\n  dpop_replay_slot_entries: 8");
+    let pets = gw.url("/pets/v1/pets");
+    let token_of = |client: &str, key: &DpopKey| {
+        let secret = format!("{client}-secret");
+        let reply = gw
+            .km
+            .token_client_credentials_dpop(client, &secret, "pets:read", key);
+        assert_eq!(reply["token_type"], "DPoP", "{reply}");
+        reply["access_token"].as_str().unwrap().to_string()
+    };
+    let attacker = DpopKey::generate();
+    let orphan = token_of("orphan-app", &attacker);
+    for i in 0..8 {
+        let proof = attacker.proof("GET", &pets, now(), Some(&orphan));
+        let r = gw.call("GET", "/pets/v1/pets", &format!("DPoP {orphan}"), &[&proof]);
+        assert_eq!((r.status, i), (403, i), "{}", r.body);
+    }
+    let key = DpopKey::generate();
+    let good = token_of("shop-app", &key);
+    let auth = format!("DPoP {good}");
+    let mut last = String::new();
+    for i in 0..4 {
+        last = key.proof("GET", &pets, now(), Some(&good));
+        let r = gw.call("GET", "/pets/v1/pets", &auth, &[&last]);
+        assert_eq!((r.status, i), (200, i), "{} {}", r.code(), r.body);
+    }
+    assert_refused(
+        &gw.call("GET", "/pets/v1/pets", &auth, &[&last]),
+        "invalid_dpop_proof",
+        "dpop_jti_replayed",
+    );
 }

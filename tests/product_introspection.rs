@@ -46,7 +46,15 @@ struct Rig {
     _dir: TempDir,
 }
 
-fn declaration(km: &KeyManager, proxy: u16, listen: u16, admin: u16, upstream: u16) -> String {
+/// `settings` are more `settings:` lines (indented), or empty.
+fn declaration(
+    km: &KeyManager,
+    proxy: u16,
+    listen: u16,
+    admin: u16,
+    upstream: u16,
+    settings: &str,
+) -> String {
     let issuer = km.issuer();
     format!(
         r#"gateway:
@@ -56,7 +64,7 @@ fn declaration(km: &KeyManager, proxy: u16, listen: u16, admin: u16, upstream: u
 settings:
   introspection_timeout_ms: 500
   introspection_retry_seconds: 1
-key_managers:
+{settings}key_managers:
   - name: demo
     well_known_url: {issuer}/.well-known/openid-configuration
     audiences: [{AUDIENCE}]
@@ -87,6 +95,10 @@ istio: {{selector: {{app: pets}}, image: registry.example/keygate:0.1.0}}
 }
 
 fn rig(workers: u32) -> Rig {
+    rig_with(workers, "")
+}
+
+fn rig_with(workers: u32, settings: &str) -> Rig {
     // One start at a time: key managers and Envoys compiling the filter at once starve a small
     // machine past the start-up deadlines.
     static STARTING: Mutex<()> = Mutex::new(());
@@ -97,7 +109,7 @@ fn rig(workers: u32) -> Rig {
         .expect("start the fault proxy");
     let echo = EchoUpstream::start();
     let (listen, admin) = (free_port(), free_port());
-    let text = declaration(&km, proxy.port(), listen, admin, echo.port());
+    let text = declaration(&km, proxy.port(), listen, admin, echo.port(), settings);
     let out = stack::generate(dir.path(), &text);
     let envoy = Envoy::start_with_env(&out.join("envoy.yaml"), workers, &[(SECRET_ENV, SECRET)]);
     Rig {
@@ -211,6 +223,14 @@ fn opaque_tokens_are_introspected_once_and_authorized_like_jwts() {
     assert_eq!(seen.header("x-keygate-key-manager"), Some("demo"));
     assert_eq!(seen.header("authorization"), None);
     assert_eq!(rig.introspection_calls(), 1);
+    // A configured gateway answers its readiness path itself (no token, nothing upstream).
+    let forwarded = rig.echo.request_count();
+    let ready = http(rig.port, "GET", "/keygate/ready", &[]);
+    assert_eq!(
+        (ready.status, ready.body.as_str()),
+        (200, r#"{"status":"ready"}"#)
+    );
+    assert_eq!(rig.echo.request_count(), forwarded);
 
     // 100 more requests with the same token (the cache is shared by both workers): no call.
     for _ in 0..100 {
@@ -404,7 +424,7 @@ fn envoy_without_the_secret_refuses_the_configuration_naming_the_field() {
     let km = KeyManager::start();
     let echo = EchoUpstream::start();
     let (listen, admin) = (free_port(), free_port());
-    let text = declaration(&km, km.port(), listen, admin, echo.port());
+    let text = declaration(&km, km.port(), listen, admin, echo.port(), "");
     let out = stack::generate(dir.path(), &text);
     let log_path = dir.join("envoy.log");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -429,8 +449,17 @@ fn envoy_without_the_secret_refuses_the_configuration_naming_the_field() {
     let token = km.token_client_credentials("shop-opaque", "shop-opaque-secret", "pets:read");
     let auth = format!("Bearer {token}");
     let answer = support::try_http(listen, "GET", PETS, &[("authorization", &auth)], b"");
+    // Issue 21, item 10: Envoy's own readiness cannot see the refusal, the filter's can.
+    let envoy_ready = support::try_http(admin, "GET", "/ready", &[], b"").map(|r| r.status);
+    let keygate_ready = support::try_http(listen, "GET", "/keygate/ready", &[], b"");
     let text = envoy.log();
     envoy.stop();
+    assert_eq!(envoy_ready.ok(), Some(200), "Envoy's /ready cannot tell");
+    let keygate_ready = keygate_ready.map(|r| r.status);
+    assert!(
+        keygate_ready.as_ref().is_ok_and(|s| *s >= 500),
+        "/keygate/ready of a gateway that cannot decide: {keygate_ready:?}"
+    );
     assert!(refused.is_some(), "no refusal naming the field:\n{text}");
     assert!(text.contains(SECRET_ENV), "{text}");
     assert!(
@@ -530,5 +559,111 @@ fn dpop_bound_opaque_tokens_need_a_valid_proof_on_every_request() {
         "DPoP-bound opaque token: 5 allowed with fresh proofs, {} refused, {bound_calls} \
          introspection call(s)",
         refusals.len()
+    );
+}
+
+/// Issue 21, finding 3: made-up opaque tokens from an anonymous client cost at most the call
+/// budget (3 a second here), are answered 503 with `Retry-After` past it, and their inactive
+/// answers never evict a cached active token, even from a cache of 16 entries.
+#[test]
+fn junk_opaque_tokens_cost_bounded_calls_and_never_evict_a_cached_token() {
+    let settings = "  introspection_cache_entries: 16\n  introspection_calls_per_second: 3\n  \
+                    introspection_worker_calls_per_second: 3\n";
+    let rig = rig_with(2, settings);
+    let good = rig.opaque("shop-opaque", "pets:read");
+    assert_eq!(rig.call("GET", &good).status, 200);
+    let calls_before = rig.introspection_calls();
+    let second = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let first_second = second();
+    let (mut inactive, mut unavailable) = (0, 0);
+    for i in 0..40 {
+        let junk = format!("junk-{i}-{first_second}-not-a-real-token");
+        let r = rig.call("GET", &junk);
+        match (r.status, r.code().as_str()) {
+            (401, "token_inactive") => inactive += 1,
+            (503, "introspection_unavailable") => {
+                assert_eq!(r.header("retry-after"), Some("1"), "{}", r.body);
+                unavailable += 1;
+            }
+            other => panic!("junk {i}: {other:?} {}", r.body),
+        }
+    }
+    let seconds = second() - first_second + 1;
+    let calls = rig.introspection_calls() - calls_before;
+    println!(
+        "40 junk opaque tokens in {seconds} s: {calls} introspection calls, {inactive} x 401, \
+         {unavailable} x 503"
+    );
+    assert!(calls as u64 <= 3 * seconds, "{calls} calls in {seconds} s");
+    assert_eq!(calls, inactive, "one call per inactive answer");
+    assert!(unavailable > 0, "the bound was reached");
+    assert!(rig.stat("keygate_introspection_throttled") >= unavailable as u64);
+    // The good token is still cached: allowed without a call.
+    let before = rig.introspection_calls();
+    assert_eq!(rig.call("GET", &good).status, 200);
+    assert_eq!(rig.introspection_calls(), before, "still cached");
+}
+
+/// Issue 21, finding 4: at info level (the generated default) Envoy's log holds neither the
+/// gateway's introspection secret (nor its `Authorization: Basic` value) nor the clients' tokens.
+/// At debug level Envoy's own `router`/`http` components print request headers, the callout's
+/// `authorization` and the client's token included, which is what README says; with those
+/// components kept at info (admin `/logging?paths=router:info,http:info,http2:info`) nothing
+/// leaks again.
+#[test]
+fn secrets_stay_out_of_envoys_log_at_info_level() {
+    use base64::Engine;
+    let rig = rig(1);
+    let post =
+        |path: &str| support::try_http(rig.envoy.admin_port(), "POST", path, &[], b"").unwrap();
+    assert_eq!(post("/logging?level=info").status, 200);
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("keygate-gateway:{SECRET}"));
+    let leaks = |tokens: &[&str]| -> Vec<String> {
+        let log = rig.envoy.log();
+        let mut found: Vec<String> = [SECRET, basic.as_str()]
+            .iter()
+            .chain(tokens)
+            .filter(|needle| log.contains(**needle))
+            .map(|needle| needle.chars().take(12).collect())
+            .collect();
+        found.sort();
+        found
+    };
+    let opaque = rig.opaque("shop-opaque", "pets:read");
+    let jwt = rig
+        .km
+        .token_client_credentials("shop-app", "shop-app-secret", "pets:read");
+    assert_eq!(rig.call("GET", &opaque).status, 200);
+    assert_eq!(rig.call("GET", &jwt).status, 200);
+    assert_eq!(rig.call("GET", "made-up-opaque-token").status, 401);
+    let found = leaks(&[&opaque, &jwt, "made-up-opaque-token"]);
+    assert!(found.is_empty(), "in Envoy's info log: {found:?}");
+
+    // Debug: Envoy's components print headers (README says so and how to keep them off).
+    assert_eq!(post("/logging?level=debug").status, 200);
+    let exposed = rig.opaque("shop-opaque", "pets:read");
+    assert_eq!(rig.call("GET", &exposed).status, 200);
+    assert!(
+        rig.envoy.wait_for_log(&exposed, Duration::from_secs(5)),
+        "debug shows the token"
+    );
+    let debug_basic = rig.envoy.log().matches(basic.as_str()).count();
+    assert!(debug_basic > 0, "debug shows the callout's authorization");
+
+    // Everything else at debug, the header-printing components at info: no leak.
+    let quiet = post("/logging?paths=router:info,http:info,http2:info");
+    assert_eq!(quiet.status, 200, "{}", quiet.body);
+    let hidden = rig.opaque("shop-opaque", "pets:read");
+    assert_eq!(rig.call("GET", &hidden).status, 200);
+    let after = rig.envoy.log();
+    assert!(
+        !after.contains(&hidden) && after.matches(basic.as_str()).count() == debug_basic,
+        "a secret leaked with router, http and http2 at info"
     );
 }

@@ -15,9 +15,14 @@ use support::signers::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk
 const URL: &str = "http://api.example/pets/items";
 
 fn policy(api_dpop: &str, settings: Value) -> Policy {
+    compile(&dpop_config(api_dpop, settings))
+}
+
+/// The shared test config with API `pets` in DPoP mode `api_dpop`.
+fn dpop_config(api_dpop: &str, settings: Value) -> Value {
     let mut cfg = config(settings);
     cfg["apis"][0]["dpop"] = json!(api_dpop);
-    compile(&cfg)
+    cfg
 }
 
 fn jwks_body() -> Vec<u8> {
@@ -26,7 +31,11 @@ fn jwks_body() -> Vec<u8> {
 
 /// A worker that has its keys, and its host.
 fn warmed(api_dpop: &str, settings: Value) -> (Worker, FakeHost) {
-    policies::warmed(policy(api_dpop, settings), &jwks_body())
+    warmed_with(policy(api_dpop, settings))
+}
+
+fn warmed_with(policy: Policy) -> (Worker, FakeHost) {
+    policies::warmed(policy, &jwks_body())
 }
 
 /// An access token of the key manager; bound to the client key `p384` when `bound`.
@@ -237,13 +246,16 @@ fn a_full_replay_store_answers_503_and_never_forgets_a_live_jti() {
     let (mut w, mut host) = warmed("allowed", settings);
     let token = access_token(true);
     let auth = format!("DPoP {token}");
-    let (p1, p2, p3) = (proof(&token, "1"), proof(&token, "2"), proof(&token, "3"));
+    let (p1, p3) = (proof(&token, "1"), proof(&token, "3"));
+    // One key holds at most half a slot: the second entry is another key's.
+    let other = bound_token_for("app-1", "p521");
+    let p2 = proof_with("p521", "ES512", &other, "2");
     assert_eq!(
         request(&mut w, &mut host, 1, &auth, &[&p1]),
         RequestAction::Continue
     );
     assert_eq!(
-        request(&mut w, &mut host, 2, &auth, &[&p2]),
+        request(&mut w, &mut host, 2, &format!("DPoP {other}"), &[&p2]),
         RequestAction::Continue
     );
     assert_eq!(
@@ -283,4 +295,91 @@ fn a_full_replay_store_answers_503_and_never_forgets_a_live_jti() {
         Some(16),
         "expired entries are dropped when the slot is written"
     );
+}
+
+/// A token of the key manager for client `client_id`, bound to the client key `key`.
+fn bound_token_for(client_id: &str, key: &str) -> String {
+    let mut c = claims();
+    c["scope"] = json!("pets:read");
+    c["exp"] = json!(NOW + 3600.0);
+    c["client_id"] = json!(client_id);
+    c["cnf"] = json!({"jkt": jwk_thumbprint(&public_jwk(key, "x"))});
+    token(&json!({"alg": "ES256", "kid": "k1"}), &c, "p256")
+}
+
+fn proof_with(key: &str, alg: &str, token: &str, jti: &str) -> String {
+    dpop_proof(
+        key,
+        alg,
+        &json!({"jti": jti, "htm": "GET", "htu": URL, "iat": NOW, "ath": ath(token)}),
+    )
+}
+
+/// Issue 21, finding 1: a proof takes room in the replay store only once its request is
+/// authorized and its tier spent. Refusals for a client id no application has (403) and for a
+/// spent tier (429), each with a valid fresh proof, leave the one small slot free for the good
+/// client; a replay of a refused proof's own `jti` is still refused as a replay once recorded.
+#[test]
+fn refused_requests_take_no_room_in_the_replay_store() {
+    let settings = json!({"dpop_replay_slots": 1, "dpop_replay_slot_entries": 8});
+    let mut cfg = dpop_config("allowed", settings);
+    cfg["tiers"] = json!([{"name": "one", "requests": 1, "per": "minute"}]);
+    cfg["applications"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "metered",
+            "client_ids": [{"key_manager": "idp", "client_id": "app-2"}],
+            "subscriptions": [{"api": "pets", "tier": "one"}]}));
+    let policy = compile(&cfg);
+    let (mut w, mut host) = warmed_with(policy);
+
+    // A client id no application has: 403 with valid, fresh proofs.
+    let stranger = bound_token_for("stranger", "p521");
+    let auth = format!("DPoP {stranger}");
+    let mut stream = 0;
+    for i in 0..8 {
+        stream += 1;
+        let p = proof_with("p521", "ES512", &stranger, &format!("s{i}"));
+        assert_eq!(
+            request(&mut w, &mut host, stream, &auth, &[&p]),
+            RequestAction::Pause
+        );
+        assert_eq!(refused(&host, stream).0, 403, "{i}");
+    }
+    // A tier of one request a minute: one allowed, then 429s with valid, fresh proofs.
+    let metered = bound_token_for("app-2", "ed25519");
+    let auth_m = format!("DPoP {metered}");
+    for i in 0..8 {
+        stream += 1;
+        let p = proof_with("ed25519", "EdDSA", &metered, &format!("m{i}"));
+        let verdict = request(&mut w, &mut host, stream, &auth_m, &[&p]);
+        if i == 0 {
+            assert_eq!(verdict, RequestAction::Continue);
+        } else {
+            assert_eq!(verdict, RequestAction::Pause);
+            assert_eq!(refused(&host, stream).0, 429, "{i}");
+        }
+    }
+    // The good client still gets in, proof after proof, up to what one key may hold.
+    let good = access_token(true);
+    let auth_g = format!("DPoP {good}");
+    for i in 0..4 {
+        stream += 1;
+        let p = proof(&good, &format!("g{i}"));
+        assert_eq!(
+            request(&mut w, &mut host, stream, &auth_g, &[&p]),
+            RequestAction::Continue,
+            "good proof {i}: {:?}",
+            host.reply_of(stream).and_then(|s| s.code())
+        );
+    }
+    // Replays are still refused as replays: of an allowed proof, and of a refused proof once it
+    // is used for real (the stranger's proof was never recorded, so it is not a replay).
+    stream += 1;
+    let again = proof(&good, "g0");
+    assert_eq!(
+        request(&mut w, &mut host, stream, &auth_g, &[&again]),
+        RequestAction::Pause
+    );
+    assert_eq!(refused(&host, stream).1, "dpop_jti_replayed");
 }

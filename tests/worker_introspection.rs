@@ -330,6 +330,18 @@ fn failures_answer_503_with_retry_after_and_are_never_forwarded() {
             let t = last_call(h);
             h.answer(w, t, 200, br#"{"client_id":"app-1"}"#)
         }),
+        // Issue 21, finding 2: duplicate members are refused like a token's, at any depth, and
+        // a refused answer is a failed call (503), never "inactive" or "active".
+        ("duplicate active", |w, h| {
+            let t = last_call(h);
+            let body = br#"{"active":false,"client_id":"app-1","scope":"pets:read","active":true}"#;
+            h.answer(w, t, 200, body)
+        }),
+        ("nested duplicate", |w, h| {
+            let t = last_call(h);
+            let body = br#"{"active":true,"client_id":"app-1","scope":"pets:read","cnf":{"jkt":"a","jkt":"b"}}"#;
+            h.answer(w, t, 200, body)
+        }),
         ("too large", |w, h| {
             let t = last_call(h);
             let big = format!(r#"{{"active":true,"x":"{}"}}"#, "a".repeat(20_000));
@@ -614,8 +626,12 @@ fn tokens_sharing_a_cache_entry_never_get_each_others_answer() {
         2,
         "the other token is introspected itself"
     );
-    answer(&mut w, &mut host, &json!({"active": false}));
-    assert_eq!(code(&host, 2).0, 401);
+    answer(&mut w, &mut host, &active("app-2", "pets:read"));
+    assert_eq!(
+        code(&host, 2).0,
+        403,
+        "its own answer (app-2 has no subscription)"
+    );
     get(&mut w, &mut host, 3, first);
     assert_eq!(
         calls(&host).len(),
@@ -803,4 +819,88 @@ fn a_dpop_bound_opaque_token_needs_its_proof_on_every_request() {
     );
     answer(&mut w, &mut host, &active("app-1", "pets:read"));
     assert_eq!(code(&host, 1), (401, "dpop_token_not_bound".to_string()));
+}
+
+/// Sends `count` distinct junk opaque tokens from streams `first..`, answering every call made
+/// for them inactive; returns how many were answered 503 `introspection_unavailable` with a
+/// `Retry-After`, and checks every other one was refused 401 `token_inactive`.
+fn junk(w: &mut Worker, host: &mut FakeHost, first: u32, count: u32) -> usize {
+    let mut unavailable = 0;
+    for i in 0..count {
+        let stream = first + i;
+        let before = calls(host).len();
+        get(w, host, stream, &format!("junk-token-{i}-{first}"));
+        if calls(host).len() > before {
+            answer(w, host, &json!({"active": false}));
+        }
+        match code(host, stream) {
+            (503, c) if c == "introspection_unavailable" => {
+                let sent = host.reply_of(stream).unwrap();
+                let retry: u64 = sent.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=2).contains(&retry), "{retry}");
+                unavailable += 1;
+            }
+            other => assert_eq!(other, (401, "token_inactive".to_string()), "junk {i}"),
+        }
+    }
+    unavailable
+}
+
+/// Issue 21, finding 3: inactive answers live in their own bounded area, so a flood of junk
+/// tokens (each answered inactive) never evicts a cached active answer, even from a small cache.
+#[test]
+fn inactive_answers_never_evict_an_active_one() {
+    let settings = json!({"introspection_cache_entries": 16});
+    let mut w = worker_for(policy_with(vec![km("idp", &[])], settings));
+    let mut host = FakeHost::new(NOW_MS);
+    get(&mut w, &mut host, 1, OPAQUE);
+    answer(&mut w, &mut host, &active("app-1", "pets:read"));
+    assert!(allowed(&host, 1));
+    assert_eq!(junk(&mut w, &mut host, 100, 40), 0);
+    assert_eq!(calls(&host).len(), 41);
+    let before = calls(&host).len();
+    assert_eq!(get(&mut w, &mut host, 2, OPAQUE), RequestAction::Continue);
+    assert!(allowed(&host, 2));
+    assert_eq!(
+        calls(&host).len(),
+        before,
+        "the active answer is still cached"
+    );
+}
+
+/// Issue 21, finding 3: introspection calls are bounded per second, per worker and for all the
+/// workers of one Envoy together (shared data); past the bound a request is answered 503
+/// `introspection_unavailable` with `Retry-After`, and the next second has a fresh budget.
+#[test]
+fn introspection_calls_are_bounded_per_worker_and_across_workers() {
+    let settings = json!({
+        "introspection_cache_entries": 16,
+        "introspection_calls_per_second": 10,
+        "introspection_worker_calls_per_second": 6
+    });
+    let policy = policy_with(vec![km("idp", &[])], settings);
+    let mut a = worker_for(policy.clone());
+    let mut b = worker_for(policy);
+    let mut host_a = FakeHost::new(NOW_MS);
+    let mut host_b = host_a.sibling();
+    get(&mut a, &mut host_a, 1, OPAQUE);
+    answer(&mut a, &mut host_a, &active("app-1", "pets:read"));
+    host_a.now_ms += 1_000;
+    host_b.now_ms += 1_000;
+    // Worker a: its own bound (6) first.
+    let calls_a = calls(&host_a).len();
+    assert_eq!(junk(&mut a, &mut host_a, 100, 20), 14);
+    assert_eq!(calls(&host_a).len() - calls_a, 6);
+    // Worker b: what is left of the Envoy's 10.
+    assert_eq!(junk(&mut b, &mut host_b, 200, 20), 16);
+    assert_eq!(calls(&host_b).len(), 4);
+    // The cached active token needs no call and is allowed meanwhile.
+    assert_eq!(get(&mut a, &mut host_a, 2, OPAQUE), RequestAction::Continue);
+    assert_eq!(get(&mut b, &mut host_b, 3, OPAQUE), RequestAction::Continue);
+    // Next second: a fresh budget.
+    host_a.now_ms += 1_000;
+    host_b.now_ms += 1_000;
+    let calls_b = calls(&host_b).len();
+    assert_eq!(junk(&mut b, &mut host_b, 300, 3), 0);
+    assert_eq!(calls(&host_b).len() - calls_b, 3);
 }

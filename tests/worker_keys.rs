@@ -787,3 +787,53 @@ fn jwks_fetches_are_counted_by_key_manager_and_outcome() {
         refusing.counters
     );
 }
+
+/// Issue 21, item 10: the filter answers its readiness path (`settings.ready_path`, default
+/// `/keygate/ready`) itself, GET and HEAD only, so a health check through the listener sees a
+/// gateway that can decide (a refused configuration makes Envoy answer 500 there instead).
+#[test]
+fn the_readiness_path_is_answered_by_the_filter() {
+    let cfg = |settings: serde_json::Value| {
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(include_str!("fixtures/policy_fixture.json")).unwrap();
+        cfg["settings"] = settings;
+        Policy::from_json(cfg.to_string().as_bytes()).unwrap()
+    };
+    let ask = |w: &mut Worker, host: &mut FakeHost, stream: u32, method: &str, path: &str| {
+        let headers = vec![
+            (":method".to_string(), method.to_string()),
+            (":path".to_string(), path.to_string()),
+            (":authority".to_string(), "api.example".to_string()),
+        ];
+        w.on_request(host, stream, &headers)
+    };
+    let mut w = Worker::new(cfg(serde_json::json!({})), 1);
+    let mut host = FakeHost::new(1_700_000_000_000);
+    assert_eq!(
+        ask(&mut w, &mut host, 1, "GET", "/keygate/ready"),
+        RequestAction::Pause
+    );
+    let sent = host.reply_of(1).unwrap();
+    assert_eq!(sent.status, 200);
+    assert_eq!(sent.body, r#"{"status":"ready"}"#);
+    assert_eq!(
+        ask(&mut w, &mut host, 2, "HEAD", "/keygate/ready"),
+        RequestAction::Pause
+    );
+    assert_eq!(host.reply_of(2).unwrap().status, 200);
+    // Another method, or the path with a query, is an ordinary request.
+    ask(&mut w, &mut host, 3, "POST", "/keygate/ready");
+    assert_ne!(host.reply_of(3).map(|s| s.status), Some(200));
+    ask(&mut w, &mut host, 4, "GET", "/keygate/ready/x");
+    assert_ne!(host.reply_of(4).map(|s| s.status), Some(200));
+    // Another path, or none.
+    let mut w = Worker::new(
+        cfg(serde_json::json!({"ready_path": "/healthz/keygate"})),
+        1,
+    );
+    ask(&mut w, &mut host, 5, "GET", "/healthz/keygate");
+    assert_eq!(host.reply_of(5).unwrap().status, 200);
+    let mut w = Worker::new(cfg(serde_json::json!({"ready_path": ""})), 1);
+    ask(&mut w, &mut host, 6, "GET", "/keygate/ready");
+    assert_ne!(host.reply_of(6).map(|s| s.status), Some(200));
+}

@@ -210,7 +210,7 @@ fn verdict(
     Ok(match outcome {
         Outcome::Pass => (forwarded("pass"), true),
         Outcome::Public => (forwarded("public"), true),
-        Outcome::Allow(allowed) => {
+        Outcome::Allow { allowed, .. } => {
             let mut verdict = forwarded("allowed");
             let headers: Map<String, Value> = allowed
                 .headers

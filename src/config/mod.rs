@@ -293,6 +293,10 @@ pub struct Settings {
     pub header_prefix: String,
     /// Remove `Authorization` from every request keygate forwards (allowed or public).
     pub strip_authorization: bool,
+    /// A `GET`/`HEAD` of exactly this path is answered 200 by the filter itself (a readiness
+    /// check through the listener: a gateway whose configuration was refused answers 500 there);
+    /// empty: off.
+    pub ready_path: String,
     /// `realm` in `WWW-Authenticate`.
     pub realm: String,
     /// JWKS fetch timeout, milliseconds.
@@ -344,8 +348,17 @@ pub struct Settings {
     /// Largest introspection answer accepted, bytes.
     pub introspection_max_bytes: usize,
     /// Entries of the introspection cache shared by all workers (a token's hash picks its entry;
-    /// a colliding token replaces it), which bounds the cache's memory.
+    /// a colliding token replaces it), which bounds the cache's memory. Only active answers live
+    /// there.
     pub introspection_cache_entries: usize,
+    /// Entries of the separate shared area for everything but active answers (inactive answers,
+    /// failures, the lease of a call in flight), so junk tokens never evict an active answer.
+    pub introspection_negative_cache_entries: usize,
+    /// Introspection calls the workers of one Envoy start together in one second (counted in
+    /// shared data); past it a token that needs a call is answered 503 with `Retry-After`.
+    pub introspection_calls_per_second: u64,
+    /// Introspection calls one worker starts in one second (within the Envoy's bound).
+    pub introspection_worker_calls_per_second: u64,
 }
 
 impl Default for Settings {
@@ -354,6 +367,7 @@ impl Default for Settings {
             leeway_seconds: 60,
             unknown_api: UnknownApi::Deny,
             header_prefix: "x-keygate-".to_string(),
+            ready_path: "/keygate/ready".to_string(),
             strip_authorization: true,
             realm: "keygate".to_string(),
             jwks_fetch_timeout_ms: 5_000,
@@ -381,6 +395,9 @@ impl Default for Settings {
             introspection_timeout_ms: 3_000,
             introspection_max_bytes: 16 * 1024,
             introspection_cache_entries: 1_024,
+            introspection_negative_cache_entries: 1_024,
+            introspection_calls_per_second: 100,
+            introspection_worker_calls_per_second: 50,
         }
     }
 }

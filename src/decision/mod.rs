@@ -28,7 +28,7 @@ pub use credentials::{
     authorization, bearer_token, credentials, dpop_proofs, AuthScheme, AuthorizationProblem,
 };
 pub use denial::{Challenge, Denial, TokenRefusal};
-pub use dpop_binding::DpopHost;
+pub use dpop_binding::{record_proof, DpopHost};
 pub use identity::{identity_header_names, is_identity_header, Identity};
 pub use opaque::{inactive, introspected, Opaque};
 pub use reply::{reply, Reply};
@@ -38,13 +38,13 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use crate::dpop::MemorySlots;
+use crate::dpop::{MemorySlots, ProofUse};
 use crate::jose::claims::{check_time, times, Validation};
 use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
 use crate::policy::{Policy, Route, RouteMatch};
 use verified_tokens::Verification;
 
-use dpop_binding::{check_dpop, dpop_denial, refuse, Presentation, Presented};
+use dpop_binding::{admit_proof, check_dpop, dpop_denial, refuse, Presentation, Presented};
 use opaque::opaque;
 
 /// What the shell reads from the request.
@@ -74,8 +74,13 @@ pub enum Outcome {
     Pass,
     /// A public resource: forward without identity.
     Public,
-    /// Forward with this identity (and its headers, built once).
-    Allow(Rc<Allowed>),
+    /// Forward with this identity (and its headers, built once). A request with a DPoP proof
+    /// carries what recording its `jti` takes: the worker records it ([`record_proof`]) after
+    /// spending the tier, so refused requests never take room in the replay store.
+    Allow {
+        allowed: Rc<Allowed>,
+        proof: Option<ProofUse>,
+    },
     /// Answer with this denial.
     Deny(Denial),
     /// Keys of key manager `key_manager` are needed: none are usable yet (`unknown_kid` false) or the
@@ -241,23 +246,26 @@ fn recall_presented(
                 ));
             }
             // Per request: a remembered token never stands in for its proof.
-            if let Err(err) = check_dpop(policy, started, hit.key_manager, claims, now, dpop) {
-                return Some((key_manager, dpop_denial(policy, err)));
-            }
+            let proven = match check_dpop(policy, started, hit.key_manager, claims, now, dpop) {
+                Ok(proven) => proven,
+                Err(err) => return Some((key_manager, dpop_denial(policy, err))),
+            };
             // The authorization of a verified token for one resource never changes within a
             // policy: the last one is remembered.
-            match allowed {
-                Some((route, allowed)) if *route == started.route => {
-                    Outcome::Allow(Rc::clone(allowed))
-                }
+            let outcome = match allowed {
+                Some((route, allowed)) if *route == started.route => Outcome::Allow {
+                    allowed: Rc::clone(allowed),
+                    proof: None,
+                },
                 _ => {
                     let outcome = authorized(policy, &started.route, hit.key_manager, claims);
-                    if let Outcome::Allow(fresh) = &outcome {
+                    if let Outcome::Allow { allowed: fresh, .. } = &outcome {
                         *allowed = Some((started.route, Rc::clone(fresh)));
                     }
                     outcome
                 }
-            }
+            };
+            admit_proof(policy, outcome, proven, now, dpop)
         }
         Verification::Invalid(refusal) => refuse(policy, started.presentation, refusal.clone()),
     };
@@ -357,13 +365,16 @@ pub fn finish(
     ) {
         Ok(verified) => {
             let bound = check_dpop(policy, &presented, km, &verified.claims, now, dpop);
-            let outcome = match bound {
-                Ok(()) => authorized(policy, &pending.route, km, &verified.claims),
-                Err(err) => dpop_denial(policy, err),
+            let (outcome, proven) = match bound {
+                Ok(proven) => (
+                    authorized(policy, &pending.route, km, &verified.claims),
+                    proven,
+                ),
+                Err(err) => (dpop_denial(policy, err), None),
             };
             let (exp, nbf) = times(&verified.claims);
             let allowed = match &outcome {
-                Outcome::Allow(allowed) => Some((pending.route, Rc::clone(allowed))),
+                Outcome::Allow { allowed, .. } => Some((pending.route, Rc::clone(allowed))),
                 _ => None,
             };
             let verdict = Verification::Valid {
@@ -373,7 +384,7 @@ pub fn finish(
                 allowed,
             };
             cache.insert(pending.token.as_str(), km, keys.generation, verdict);
-            outcome
+            admit_proof(policy, outcome, proven, now, dpop)
         }
         Err(TokenError::UnknownKid { .. }) if !after_refetch => {
             pending.recheck_cache = true;
@@ -406,7 +417,10 @@ pub(super) fn authorized(
         Ok(access) => {
             let identity = Identity::new(access, claims);
             let headers = identity.headers(&policy.settings().header_prefix);
-            Outcome::Allow(Rc::new(Allowed { identity, headers }))
+            Outcome::Allow {
+                allowed: Rc::new(Allowed { identity, headers }),
+                proof: None,
+            }
         }
         Err(refusal) => Outcome::Deny(refusal.into()),
     }

@@ -8,7 +8,9 @@ use crate::jose::claims::{check, Validation};
 use crate::jose::TokenError;
 use crate::policy::{Policy, RouteMatch};
 
-use super::dpop_binding::{check_dpop, dpop_denial, refuse, DpopHost, Presentation, Presented};
+use super::dpop_binding::{
+    admit_proof, check_dpop, dpop_denial, refuse, DpopHost, Presentation, Presented,
+};
 use super::{authorized, Denial, Outcome, Started, TokenRefusal};
 
 /// A request with an opaque token, waiting for an introspection answer.
@@ -86,16 +88,18 @@ pub fn introspected(
     if let Err(err) = check(claims, &validation, now) {
         return refuse(policy, presentation, TokenRefusal::Token(err));
     }
-    // Per request, like a JWT's binding: the scheme, the proof and its single use.
+    // Per request, like a JWT's binding: the scheme, the proof and (once authorized) its single use.
     let presented = Presented {
         route: opaque.route,
         token: &opaque.token,
         presentation,
     };
-    if let Err(err) = check_dpop(policy, &presented, key_manager, claims, now, dpop) {
-        return dpop_denial(policy, err);
-    }
-    authorized(policy, &opaque.route, key_manager, claims)
+    let proven = match check_dpop(policy, &presented, key_manager, claims, now, dpop) {
+        Ok(proven) => proven,
+        Err(err) => return dpop_denial(policy, err),
+    };
+    let outcome = authorized(policy, &opaque.route, key_manager, claims);
+    admit_proof(policy, outcome, proven, now, dpop)
 }
 
 /// The answer for an opaque token no key manager reports active.

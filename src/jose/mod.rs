@@ -18,6 +18,7 @@ mod verify;
 pub use alg::{Alg, AlgRefusal, KeyKind};
 pub use claims::Validation;
 pub use error::{safe_label, Claim, KeyConflict, KeysError, Malformation, TokenError, TokenPart};
+pub use json::parse_object;
 pub use jwk::{Jwk, KeyMaterial, KeySet, SkipReason, SkippedKey};
 pub use offload::HostCrypto;
 pub use token::UntrustedToken;

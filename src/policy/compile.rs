@@ -587,6 +587,7 @@ fn settings(c: &mut Checker, s: &Settings) -> Vec<String> {
     c.range("settings.leeway_seconds", s.leeway_seconds, 0, 600);
     let dpop_algorithms = dpop_settings(c, s);
     header_prefix(c, &s.header_prefix);
+    ready_path(c, &s.ready_path);
     if s.realm.is_empty() || !s.realm.bytes().all(|b| (b' '..=b'~').contains(&b)) {
         c.invalid(
             "settings.realm",
@@ -677,7 +678,50 @@ fn settings(c: &mut Checker, s: &Settings) -> Vec<String> {
     c.range("settings.introspection_max_bytes", max_bytes, 1024, 1 << 20);
     let entries = u64::try_from(s.introspection_cache_entries).unwrap_or(u64::MAX);
     c.range("settings.introspection_cache_entries", entries, 16, 65_536);
+    introspection_bounds(c, s);
     dpop_algorithms
+}
+
+/// The bounds that keep junk opaque tokens from costing calls or evicting active answers (issue
+/// 21): the separate area for non-active answers, and the call budgets.
+fn introspection_bounds(c: &mut Checker, s: &Settings) {
+    let entries = u64::try_from(s.introspection_negative_cache_entries).unwrap_or(u64::MAX);
+    c.range(
+        "settings.introspection_negative_cache_entries",
+        entries,
+        16,
+        65_536,
+    );
+    c.range(
+        "settings.introspection_calls_per_second",
+        s.introspection_calls_per_second,
+        1,
+        100_000,
+    );
+    c.range(
+        "settings.introspection_worker_calls_per_second",
+        s.introspection_worker_calls_per_second,
+        1,
+        100_000,
+    );
+}
+
+/// The readiness path: empty (off), or an absolute path of visible ASCII without query or
+/// fragment, at most 256 bytes.
+fn ready_path(c: &mut Checker, path: &str) {
+    let shape = path.is_empty()
+        || (path.starts_with('/')
+            && path.len() <= 256
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#'));
+    if !shape {
+        c.invalid(
+            "settings.ready_path",
+            path,
+            "a readiness path is empty (off) or starts with '/', without query, fragment or spaces",
+        );
+    }
 }
 
 /// The prefix decides which incoming headers are stripped, so it must not reach headers others

@@ -4,9 +4,9 @@
 
 use super::metrics::{counters, RequestOutcome};
 use super::parking::Parked;
-use super::{limiter, Host, RequestAction, StreamId, Worker};
+use super::{limiter, seconds, Host, RequestAction, SharedSlots, StreamId, Worker};
 use crate::config::Limiter;
-use crate::decision::{reply, Denial, Outcome};
+use crate::decision::{record_proof, reply, Denial, Outcome};
 
 /// The request about to be answered: what is known of it for its metrics, the filter's time spent
 /// on it (`spent_us` in earlier callbacks, plus the time since `since_us`), and which credential
@@ -96,7 +96,7 @@ impl Worker {
                     .count_request(host, RequestOutcome::Public, None, answering);
                 RequestAction::Continue
             }
-            Outcome::Allow(allowed) => {
+            Outcome::Allow { allowed, proof } => {
                 // Step 8, after every other check passed (a cached authorization counts too).
                 if let (Some(budget), Limiter::Local) =
                     (&allowed.identity.budget, self.policy.limiter())
@@ -116,6 +116,18 @@ impl Worker {
                             self.deny(host, stream, &denial, answering);
                             return RequestAction::Pause;
                         }
+                    }
+                }
+                // Last: the proof's `jti` takes room in the replay store only now that the
+                // request is allowed and its tier spent.
+                if let Some(proof) = proof {
+                    let slots = SharedSlots(&*host, self.seed);
+                    let recorded =
+                        record_proof(&self.policy, proof, &slots, seconds(host.now_ms()));
+                    if let Err(denial) = recorded {
+                        self.budgets.remove(&stream);
+                        self.deny(host, stream, &denial, answering);
+                        return RequestAction::Pause;
                     }
                 }
                 for (name, value) in &allowed.headers {

@@ -7,6 +7,18 @@
 //! A colliding token replaces the entry (a later miss, never a wrong answer: the hash is compared).
 //! Active answers hold until the token's `exp`, at most `introspection_cache_seconds`; inactive
 //! ones `introspection_negative_cache_seconds`; a failed call `introspection_retry_seconds`.
+//! Only active answers live in those entries: everything else (inactive answers, failures, the
+//! lease of a call in flight) lives in a separate area of `introspection_negative_cache_entries`,
+//! so a flood of junk tokens never evicts an active answer. A lookup reads the active entry
+//! first, then the other.
+//!
+//! # Bounded calls
+//! Calls cost the key manager and are authenticated as the gateway, so they are bounded per
+//! second: `introspection_worker_calls_per_second` per worker and
+//! `introspection_calls_per_second` for all the workers of the Envoy together (a counter in shared
+//! data, written with compare-and-swap). A token that needs a call past either bound is answered
+//! 503 `introspection_unavailable` with `Retry-After`, and `keygate_introspection_throttled` counts
+//! it; requests for a token whose call is already out wait for it at no cost.
 //!
 //! # One call per token
 //! A worker that misses writes a `Pending` record (compare-and-swap) before it calls: other workers
@@ -24,8 +36,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::decision::Denial;
 use crate::decision::{self, Opaque, Outcome};
 use crate::introspection::{
-    entry_key, parse_answer, request_body, Answer, CallFailure, EntryState, IntrospectionEntry,
-    Secrets, TokenHash,
+    entry_key, negative_entry_key, parse_answer, request_body, Answer, CallFailure, EntryState,
+    IntrospectionEntry, Secrets, TokenHash,
 };
 use crate::keys::{made_by_proxy, Expect};
 use crate::policy::Policy;
@@ -72,9 +84,102 @@ pub(super) enum Handled {
     },
 }
 
+/// Calls started in one second (by this worker, or in shared data by all workers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Calls {
+    second: u64,
+    used: u64,
+}
+
+impl Calls {
+    /// The calls of `second` so far.
+    fn at(self, second: u64) -> u64 {
+        if self.second == second {
+            self.used
+        } else {
+            0
+        }
+    }
+
+    fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0; 16];
+        let (a, b) = out.split_at_mut(8);
+        a.copy_from_slice(&self.second.to_be_bytes());
+        b.copy_from_slice(&self.used.to_be_bytes());
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Calls {
+        let word = |at: usize| {
+            bytes
+                .get(at..at.saturating_add(8))
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes)
+        };
+        Calls {
+            second: word(0),
+            used: word(8),
+        }
+    }
+}
+
+/// The shared-data counter of the calls all workers started in the current second.
+const CALLS_KEY: &str = "keygate.introspection.calls";
+
+/// The Envoy-wide count of calls (and its CAS, to add to it).
+fn shared_calls(host: &impl Host) -> (Calls, Expect) {
+    match host.shared_get(CALLS_KEY) {
+        Some((bytes, cas)) => (Calls::from_bytes(&bytes), Expect::Cas(cas)),
+        None => (Calls::default(), Expect::Absent),
+    }
+}
+
+/// Whether a call may start at `now_ms` within both bounds (read-only).
+fn call_allowed(mine: Calls, policy: &Policy, host: &impl Host, now_ms: u64) -> bool {
+    let settings = policy.settings();
+    let second = now_ms / 1_000;
+    mine.at(second) < settings.introspection_worker_calls_per_second
+        && shared_calls(host).0.at(second) < settings.introspection_calls_per_second
+}
+
+/// Spends one call of this second's budgets: false past either bound, or when the shared counter
+/// cannot be written (fail closed: no call).
+fn spend_call(mine: &mut Calls, policy: &Policy, host: &impl Host, now_ms: u64) -> bool {
+    let settings = policy.settings();
+    let second = now_ms / 1_000;
+    if mine.at(second) >= settings.introspection_worker_calls_per_second {
+        return false;
+    }
+    for _ in 0..8 {
+        let (all, expect) = shared_calls(host);
+        let used = all.at(second);
+        if used >= settings.introspection_calls_per_second {
+            return false;
+        }
+        let next = Calls {
+            second,
+            used: used.saturating_add(1),
+        };
+        match host.shared_set(CALLS_KEY, &next.to_bytes(), expect) {
+            Ok(()) => {
+                *mine = Calls {
+                    second,
+                    used: mine.at(second).saturating_add(1),
+                };
+                return true;
+            }
+            Err(crate::keys::SlotError::CasMismatch) => continue,
+            Err(crate::keys::SlotError::Host) => return false,
+        }
+    }
+    false
+}
+
 pub(super) struct Introspector {
     secrets: Secrets,
     worker_id: u64,
+    /// This worker's calls in the current second.
+    calls: Calls,
     inflight: BTreeMap<TokenHash, InFlight>,
     wanted: BTreeSet<TokenHash>,
     callouts: BTreeMap<u32, TokenHash>,
@@ -86,6 +191,7 @@ impl Introspector {
         Introspector {
             secrets: Secrets::default(),
             worker_id,
+            calls: Calls::default(),
             inflight: BTreeMap::new(),
             wanted: BTreeSet::new(),
             callouts: BTreeMap::new(),
@@ -120,15 +226,10 @@ impl Introspector {
         now_ms: u64,
         room: bool,
     ) -> Handled {
-        let key = key_of(policy, &opaque.hash);
-        let current = host.shared_get(&key);
-        let record = current
-            .as_ref()
-            .and_then(|(bytes, _)| IntrospectionEntry::from_bytes(bytes))
-            .filter(|r| r.holds_for(&opaque.hash, now_ms));
+        let (record, negative_cas) = lookup(policy, host, &opaque.hash, now_ms);
         let mut pending_elsewhere = false;
         if let Some(record) = &record {
-            if let Some(outcome) = known(policy, record, &opaque, now_ms, host) {
+            if let Some(outcome) = known(policy, record, &opaque, now_ms, host, self.worker_id) {
                 host.count(metrics::introspection_cache(true));
                 return Handled::Answer(outcome);
             }
@@ -144,8 +245,14 @@ impl Introspector {
         }
         let wake = if pending_elsewhere || self.inflight.contains_key(&opaque.hash) {
             false
+        } else if !call_allowed(self.calls, policy, host, now_ms) {
+            log::warn!("keygate: introspection calls of this second spent; answering 503");
+            host.count(counters::INTROSPECTION_THROTTLED);
+            return Handled::Answer(Settled::unvouched(Outcome::Deny(
+                Denial::IntrospectionUnavailable { retry_after: 1 },
+            )));
         } else {
-            self.lease(policy, host, &opaque, current.map(|(_, cas)| cas), now_ms)
+            self.lease(policy, host, &opaque, negative_cas, now_ms)
         };
         let deadline_ms = now_ms.saturating_add(policy.settings().request_wait_ms);
         self.parked.insert(
@@ -182,7 +289,7 @@ impl Introspector {
             },
         };
         let expect = cas.map_or(Expect::Absent, Expect::Cas);
-        let key = key_of(policy, &opaque.hash);
+        let key = negative_key_of(policy, &opaque.hash);
         if host.shared_set(&key, &record.to_bytes(), expect).is_err() {
             // Another worker wrote first: its record is read again on the next tick.
             return false;
@@ -242,6 +349,13 @@ impl Introspector {
                 flight.next = flight.next.saturating_add(1);
                 continue;
             };
+            if !spend_call(&mut self.calls, policy, host, now_ms) {
+                log::warn!("keygate: introspection calls of this second spent");
+                host.count(counters::INTROSPECTION_THROTTLED);
+                flight.failed = Some(CallFailure::Throttled);
+                flight.next = flight.next.saturating_add(1);
+                continue;
+            }
             let body = request_body(&flight.token);
             let fetch = Fetch {
                 cluster: &introspection.cluster,
@@ -370,8 +484,39 @@ impl Introspector {
             until_ms,
             state,
         };
-        publish(host, &key_of(policy, &hash), &record);
+        if matches!(record.state, EntryState::Active { .. }) {
+            publish(host, &key_of(policy, &hash), &record);
+            self.release_lease(policy, host, &hash, now_ms);
+        } else {
+            publish(host, &negative_key_of(policy, &hash), &record);
+        }
         self.resolve(policy, host, &record, hash, now_ms)
+    }
+
+    /// Ends this worker's lease for `hash` in the other area once the answer is active (it lives
+    /// in the active area), so nobody waits for a call that is over. Left alone when the entry
+    /// holds anything else by now.
+    fn release_lease(&self, policy: &Policy, host: &impl Host, hash: &TokenHash, now_ms: u64) {
+        let key = negative_key_of(policy, hash);
+        let Some((bytes, cas)) = host.shared_get(&key) else {
+            return;
+        };
+        let ours = IntrospectionEntry::from_bytes(&bytes).is_some_and(|r| {
+            r.hash == hash.hex()
+                && r.state
+                    == (EntryState::Pending {
+                        worker: self.worker_id,
+                    })
+        });
+        if ours {
+            let over = IntrospectionEntry {
+                hash: hash.hex(),
+                until_ms: now_ms,
+                state: EntryState::Failed,
+            };
+            // Lost to another writer: the entry holds something else now, which is fine.
+            let _ = host.shared_set(&key, &over.to_bytes(), Expect::Cas(cas));
+        }
     }
 
     /// Answers the requests parked for `hash` from `record`.
@@ -394,12 +539,19 @@ impl Introspector {
             let Some(waiting) = self.parked.remove(&stream) else {
                 continue;
             };
-            let outcome =
-                known(policy, record, &waiting.opaque, now_ms, host).unwrap_or_else(|| {
-                    Settled::unvouched(Outcome::Deny(Denial::IntrospectionUnavailable {
-                        retry_after: 1,
-                    }))
-                });
+            let outcome = known(
+                policy,
+                record,
+                &waiting.opaque,
+                now_ms,
+                host,
+                self.worker_id,
+            )
+            .unwrap_or_else(|| {
+                Settled::unvouched(Outcome::Deny(Denial::IntrospectionUnavailable {
+                    retry_after: 1,
+                }))
+            });
             ready.push((stream, outcome));
         }
         ready
@@ -421,12 +573,7 @@ impl Introspector {
             .filter(|hash| !self.inflight.contains_key(hash))
             .collect();
         for hash in waiting {
-            let key = key_of(policy, &hash);
-            let current = host.shared_get(&key);
-            let record = current
-                .as_ref()
-                .and_then(|(bytes, _)| IntrospectionEntry::from_bytes(bytes))
-                .filter(|r| r.holds_for(&hash, now_ms));
+            let (record, negative_cas) = lookup(policy, host, &hash, now_ms);
             if let Some(record) = &record {
                 let usable = match &record.state {
                     EntryState::Pending { .. } => continue,
@@ -449,7 +596,7 @@ impl Introspector {
                 .find(|w| w.opaque.hash == hash)
                 .map(|w| (*w.opaque).clone());
             if let Some(opaque) = opaque {
-                self.lease(policy, host, &opaque, current.map(|(_, cas)| cas), now_ms);
+                self.lease(policy, host, &opaque, negative_cas, now_ms);
             }
         }
         ready.extend(self.dispatch_wanted(policy, host, now_ms));
@@ -472,14 +619,47 @@ fn key_of(policy: &Policy, hash: &TokenHash) -> String {
     entry_key(hash.entry(policy.settings().introspection_cache_entries))
 }
 
+fn negative_key_of(policy: &Policy, hash: &TokenHash) -> String {
+    negative_entry_key(hash.entry(policy.settings().introspection_negative_cache_entries))
+}
+
+/// The record that holds for `hash` at `now_ms`: its active answer from a key manager asked here
+/// (one read, the cache hit), else what the other area holds for it with the CAS of that entry,
+/// where a lease is written.
+fn lookup(
+    policy: &Policy,
+    host: &impl Host,
+    hash: &TokenHash,
+    now_ms: u64,
+) -> (Option<IntrospectionEntry>, Option<u32>) {
+    let holding = |current: &Option<(Vec<u8>, u32)>| {
+        current
+            .as_ref()
+            .and_then(|(bytes, _)| IntrospectionEntry::from_bytes(bytes))
+            .filter(|r| r.holds_for(hash, now_ms))
+    };
+    // An answer from a key manager no longer asked here counts as none.
+    let active = holding(&host.shared_get(&key_of(policy, hash))).filter(|r| {
+        matches!(&r.state, EntryState::Active { key_manager, .. }
+            if introspecting(policy, key_manager).is_some())
+    });
+    if active.is_some() {
+        return (active, None);
+    }
+    let negative = host.shared_get(&negative_key_of(policy, hash));
+    let cas = negative.as_ref().map(|(_, cas)| *cas);
+    (holding(&negative), cas)
+}
+
 /// The decision a record gives, `None` while it is pending (or names a key manager no longer
-/// trusted here for introspection).
+/// trusted here for introspection). `seed` is the worker's, for the DPoP replay store.
 fn known(
     policy: &Policy,
     record: &IntrospectionEntry,
     opaque: &Opaque,
     now_ms: u64,
     host: &impl Host,
+    seed: u64,
 ) -> Option<Settled> {
     let outcome = match &record.state {
         EntryState::Active {
@@ -487,7 +667,7 @@ fn known(
             claims,
         } => {
             let km = introspecting(policy, key_manager)?;
-            let outcome = with_dpop(host, |dpop| {
+            let outcome = with_dpop(host, seed, |dpop| {
                 decision::introspected(policy, opaque, km, claims, seconds(now_ms), dpop)
             });
             return Some(Settled {

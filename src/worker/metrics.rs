@@ -227,6 +227,9 @@ pub mod counters {
     /// Requests allowed with a DPoP-bound token and a valid proof (refusals are counted in
     /// `keygate_requests` under their reason).
     pub const DPOP_ALLOWED: &str = "keygate_dpop_allowed";
+    /// Opaque tokens answered 503 because the introspection calls of the second were spent
+    /// (per worker or for the whole Envoy).
+    pub const INTROSPECTION_THROTTLED: &str = "keygate_introspection_throttled";
 }
 
 /// The label values of one policy's key managers and APIs, by index, and the counting of what

@@ -65,8 +65,9 @@ pub enum RequestAction {
     Pause,
 }
 
-/// The host's shared data as the DPoP replay store's slots.
-struct SharedSlots<'h, H>(&'h H);
+/// The host's shared data as the DPoP replay store's slots, with this worker's random id as the
+/// seed of the store's secret.
+struct SharedSlots<'h, H>(&'h H, u64);
 
 impl<H: Host> Slots for SharedSlots<'_, H> {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
@@ -81,11 +82,15 @@ impl<H: Host> Slots for SharedSlots<'_, H> {
     ) -> Result<(), crate::keys::SlotError> {
         self.0.shared_set(key, bytes, expect)
     }
+
+    fn seed(&self) -> u64 {
+        self.1 ^ self.0.now_us()
+    }
 }
 
 /// Runs `f` with the host as the DPoP checks' crypto and `jti` replay store.
-fn with_dpop<H: Host, R>(host: &H, f: impl FnOnce(DpopHost<'_>) -> R) -> R {
-    let slots = SharedSlots(host);
+fn with_dpop<H: Host, R>(host: &H, seed: u64, f: impl FnOnce(DpopHost<'_>) -> R) -> R {
+    let slots = SharedSlots(host, seed);
     f(DpopHost {
         crypto: Some(host as &dyn HostCrypto),
         slots: &slots,
@@ -112,6 +117,8 @@ pub struct Worker {
     introspector: Introspector,
     /// Metric labels and filter time so far of the requests waiting for introspection.
     introspecting: BTreeMap<StreamId, Answering>,
+    /// This worker's random id, the seed of the DPoP replay store's secret if it draws it.
+    seed: u64,
 }
 
 impl Worker {
@@ -139,6 +146,7 @@ impl Worker {
             labels,
             introspector: Introspector::new(worker_id),
             introspecting: BTreeMap::new(),
+            seed: worker_id,
         }
     }
 
@@ -179,6 +187,20 @@ impl Worker {
         }
         let method = header(headers, ":method").unwrap_or_default();
         let path = header(headers, ":path").unwrap_or_default();
+        let ready_path = &self.policy.settings().ready_path;
+        if !ready_path.is_empty()
+            && path == *ready_path
+            && matches!(method.as_str(), "GET" | "HEAD")
+        {
+            // Configured, so able to decide (a refused configuration never gets here: Envoy
+            // answers 500). Not an API request: not counted in `keygate_requests`.
+            let headers = [
+                ("content-type".to_string(), "application/json".to_string()),
+                ("cache-control".to_string(), "no-store".to_string()),
+            ];
+            host.reply(stream, 200, &headers, br#"{"status":"ready"}"#);
+            return RequestAction::Pause;
+        }
         let authorization = authorization(headers);
         let proofs = dpop_proofs(headers);
         let scheme = header(headers, ":scheme").unwrap_or_default();
@@ -207,7 +229,7 @@ impl Worker {
                 let stores = &self.stores;
                 let generation =
                     |km: usize| stores.get(km).and_then(|s| s.usable_generation(now_ms));
-                let recalled = with_dpop(&*host, |dpop| {
+                let recalled = with_dpop(&*host, self.seed, |dpop| {
                     decision::recall(
                         &self.policy,
                         &started,
@@ -385,7 +407,7 @@ impl Worker {
             generation: *generation,
             crypto: Some(host as &dyn HostCrypto),
         });
-        with_dpop(host, |dpop| {
+        with_dpop(host, self.seed, |dpop| {
             decision::finish(
                 &self.policy,
                 pending,
