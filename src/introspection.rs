@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{ConfigError, ConfigErrors, ConfigProblem};
 use crate::jose::parse_object;
 use crate::jose::token::MAX_PAYLOAD_DEPTH;
+use crate::policy::KeyManagerId;
 use crate::policy::Policy;
 
 /// Whether a bearer token is not a compact JWS (three dot-separated parts): such a token is
@@ -140,8 +141,8 @@ impl Secrets {
         }
     }
 
-    pub fn get(&self, key_manager: usize) -> Option<&Credentials> {
-        self.by_key_manager.get(key_manager)?.as_ref()
+    pub fn get(&self, key_manager: KeyManagerId) -> Option<&Credentials> {
+        self.by_key_manager.get(key_manager.index())?.as_ref()
     }
 }
 

@@ -682,7 +682,7 @@ fn denial_replies_use_the_configured_realm_and_never_the_token() {
         .key_manager_for(Some(ASGARDEO), claims.as_object().unwrap())
         .unwrap();
     let d = policy
-        .authorize(&found, km.index, claims.as_object().unwrap())
+        .authorize(&found, km.id, claims.as_object().unwrap())
         .unwrap_err();
     let r = reply(&Denial::from(d), &policy.settings().realm);
     assert_eq!(r.status, 403);

@@ -107,7 +107,7 @@ fn explain(args: &Args) -> Result<(Value, bool), Usage> {
     let outcome = decide(
         &policy,
         &request,
-        |km| keys.get(km).and_then(Option::as_ref),
+        |km| keys.get(km.index()).and_then(Option::as_ref),
         args.at,
     );
     verdict(&policy, &request, outcome)
@@ -247,7 +247,7 @@ fn verdict(
         Outcome::NeedKeys { pending, .. } => {
             let name = policy
                 .key_managers()
-                .get(pending.key_manager())
+                .get(pending.key_manager().index())
                 .map(|km| km.name.as_str())
                 .unwrap_or_default();
             return Err(Usage(format!(

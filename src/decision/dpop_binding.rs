@@ -14,7 +14,7 @@ use crate::dpop::{
     request_uri, verify_proof, DpopError, ProofRules, ProofTarget, ProofUse, ReplayStore, Slots,
 };
 use crate::jose::HostCrypto;
-use crate::policy::{Policy, RouteMatch};
+use crate::policy::{KeyManagerId, Policy, RouteMatch};
 
 use super::{AuthScheme, Challenge, Denial, Outcome, Request, TokenRefusal};
 
@@ -87,7 +87,7 @@ pub(super) struct Proven {
 pub(super) fn check_dpop(
     policy: &Policy,
     presented: &Presented<'_>,
-    km: usize,
+    km: KeyManagerId,
     claims: &Map<String, Value>,
     now: f64,
     host: DpopHost<'_>,

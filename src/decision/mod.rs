@@ -41,7 +41,7 @@ use serde_json::{Map, Value};
 use crate::dpop::{MemorySlots, ProofUse};
 use crate::jose::claims::{check_time, times, Validation};
 use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
-use crate::policy::{Policy, Route, RouteMatch};
+use crate::policy::{ApiId, KeyManagerId, Policy, Route, RouteMatch};
 use verified_tokens::Verification;
 
 use dpop_binding::{admit_proof, check_dpop, dpop_denial, refuse, Presentation, Presented};
@@ -107,7 +107,7 @@ pub struct Allowed {
 pub struct Pending {
     route: RouteMatch,
     token: UntrustedToken,
-    key_manager: usize,
+    key_manager: KeyManagerId,
     validation: Validation,
     presentation: Presentation,
     /// Look the token up in the verified-token cache before verifying: false on the first pass
@@ -118,12 +118,12 @@ pub struct Pending {
 
 impl Pending {
     /// Index of the key manager whose keys are needed.
-    pub fn key_manager(&self) -> usize {
+    pub fn key_manager(&self) -> KeyManagerId {
         self.key_manager
     }
 
     /// Index of the API the request is for.
-    pub fn api(&self) -> usize {
+    pub fn api(&self) -> ApiId {
         self.route.api
     }
 
@@ -157,7 +157,7 @@ impl Started<'_> {
 /// either a request that needs its token checked or the final outcome.
 #[derive(Debug)]
 pub struct Start<'r> {
-    pub api: Option<usize>,
+    pub api: Option<ApiId>,
     pub next: Result<Started<'r>, Outcome>,
 }
 
@@ -206,10 +206,10 @@ pub fn recall(
     policy: &Policy,
     started: &Started<'_>,
     cache: &mut VerifiedTokens,
-    generation: impl Fn(usize) -> Option<u64>,
+    generation: impl Fn(KeyManagerId) -> Option<u64>,
     now: f64,
     dpop: DpopHost<'_>,
-) -> Option<(usize, Outcome)> {
+) -> Option<(KeyManagerId, Outcome)> {
     let presented = Presented {
         route: started.route,
         token: started.token,
@@ -222,10 +222,10 @@ fn recall_presented(
     policy: &Policy,
     started: &Presented<'_>,
     cache: &mut VerifiedTokens,
-    generation: impl Fn(usize) -> Option<u64>,
+    generation: impl Fn(KeyManagerId) -> Option<u64>,
     now: f64,
     dpop: DpopHost<'_>,
-) -> Option<(usize, Outcome)> {
+) -> Option<(KeyManagerId, Outcome)> {
     let hit = cache.get_mut(started.token)?;
     let key_manager = hit.key_manager;
     if generation(hit.key_manager) != Some(hit.generation) {
@@ -238,7 +238,7 @@ fn recall_presented(
             nbf,
             allowed,
         } => {
-            let manager = policy.key_managers().get(hit.key_manager)?;
+            let manager = policy.key_manager(hit.key_manager)?;
             if let Err(err) = check_time(*exp, *nbf, manager.time_validation(), now) {
                 return Some((
                     key_manager,
@@ -283,10 +283,13 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
     let found = policy
         .key_manager_for(token.issuer(), token.claims())
         .map_err(|issuer| refuse(policy, &presentation, TokenRefusal::Issuer(issuer)))?;
-    let key_manager = found.index;
-    let manager = policy.key_managers().get(key_manager).ok_or(Outcome::Deny(
-        Denial::KeyManagerUnavailable { retry_after: 1 },
-    ))?;
+    let key_manager = found.id;
+    let manager =
+        policy
+            .key_manager(key_manager)
+            .ok_or(Outcome::Deny(Denial::KeyManagerUnavailable {
+                retry_after: 1,
+            }))?;
     let validation = manager.validation(found.issuer);
     Ok(Pending {
         route: started.route,
@@ -410,7 +413,7 @@ pub fn finish(
 pub(super) fn authorized(
     policy: &Policy,
     route: &RouteMatch,
-    key_manager: usize,
+    key_manager: KeyManagerId,
     claims: &Map<String, Value>,
 ) -> Outcome {
     match policy.authorize(route, key_manager, claims) {
@@ -430,7 +433,7 @@ pub(super) fn authorized(
 pub fn decide<'k>(
     policy: &Policy,
     request: &Request<'_>,
-    keys: impl Fn(usize) -> Option<&'k KeySet>,
+    keys: impl Fn(KeyManagerId) -> Option<&'k KeySet>,
     now: f64,
 ) -> Outcome {
     match begin(policy, request) {

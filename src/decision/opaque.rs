@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::introspection::{is_opaque, TokenHash};
 use crate::jose::claims::{check, Validation};
 use crate::jose::TokenError;
-use crate::policy::{Policy, RouteMatch};
+use crate::policy::{KeyManagerId, Policy, RouteMatch};
 
 use super::dpop_binding::{
     admit_proof, check_dpop, dpop_denial, refuse, DpopHost, Presentation, Presented,
@@ -46,12 +46,12 @@ pub(super) fn opaque(policy: &Policy, started: &Started<'_>) -> Option<Outcome> 
 pub fn introspected(
     policy: &Policy,
     opaque: &Opaque,
-    key_manager: usize,
+    key_manager: KeyManagerId,
     claims: &Map<String, Value>,
     now: f64,
     dpop: DpopHost<'_>,
 ) -> Outcome {
-    let Some(manager) = policy.key_managers().get(key_manager) else {
+    let Some(manager) = policy.key_manager(key_manager) else {
         return Outcome::Deny(Denial::IntrospectionUnavailable { retry_after: 1 });
     };
     let presentation = &opaque.presentation;

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use crate::decision::denial::TokenRefusal;
 use crate::decision::Allowed;
-use crate::policy::RouteMatch;
+use crate::policy::{KeyManagerId, RouteMatch};
 
 /// What verification concluded about a token.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +45,7 @@ pub enum Verification {
 /// A remembered verdict.
 #[derive(Debug)]
 pub struct Hit<'a> {
-    pub key_manager: usize,
+    pub key_manager: KeyManagerId,
     pub generation: u64,
     pub verdict: &'a Verification,
 }
@@ -53,14 +53,14 @@ pub struct Hit<'a> {
 /// A remembered verdict that the caller may extend (the `allowed` memo).
 #[derive(Debug)]
 pub struct HitMut<'a> {
-    pub key_manager: usize,
+    pub key_manager: KeyManagerId,
     pub generation: u64,
     pub verdict: &'a mut Verification,
 }
 
 struct Entry {
     token: Box<str>,
-    key_manager: usize,
+    key_manager: KeyManagerId,
     generation: u64,
     verdict: Verification,
     bytes: usize,
@@ -135,7 +135,7 @@ impl VerifiedTokens {
     pub fn insert(
         &mut self,
         token: &str,
-        key_manager: usize,
+        key_manager: KeyManagerId,
         generation: u64,
         verdict: Verification,
     ) {
@@ -205,11 +205,11 @@ mod tests {
     #[test]
     fn a_hit_names_its_key_manager_and_generation() {
         let mut cache = VerifiedTokens::new(4, 1 << 20);
-        cache.insert("t1", 0, 7, valid("a"));
+        cache.insert("t1", KeyManagerId::new(0), 7, valid("a"));
         let hit = cache.get("t1");
         assert_eq!(
             hit.as_ref().map(|h| (h.key_manager, h.generation)),
-            Some((0, 7))
+            Some((KeyManagerId::new(0), 7))
         );
         assert_eq!(sub_of(hit), Some("a".into()));
         assert!(cache.get("t2").is_none());
@@ -219,9 +219,9 @@ mod tests {
     #[test]
     fn bounded_in_entries_oldest_first() {
         let mut cache = VerifiedTokens::new(2, 1 << 20);
-        cache.insert("t1", 0, 1, valid("a"));
-        cache.insert("t2", 0, 1, valid("b"));
-        cache.insert("t3", 0, 1, valid("c"));
+        cache.insert("t1", KeyManagerId::new(0), 1, valid("a"));
+        cache.insert("t2", KeyManagerId::new(0), 1, valid("b"));
+        cache.insert("t3", KeyManagerId::new(0), 1, valid("c"));
         assert_eq!(cache.len(), 2);
         assert!(cache.get("t1").is_none());
         assert!(cache.get("t3").is_some());
@@ -233,7 +233,7 @@ mod tests {
         let per = entry_bytes(&token(0));
         let mut cache = VerifiedTokens::new(1_000, per * 3);
         for i in 0..10 {
-            cache.insert(&token(i), 0, 1, valid("a"));
+            cache.insert(&token(i), KeyManagerId::new(0), 1, valid("a"));
         }
         assert_eq!(cache.len(), 3);
         assert!(cache.bytes() <= per * 3);
@@ -241,7 +241,7 @@ mod tests {
         assert!(cache.get(&token(6)).is_none());
         // A token larger than the whole budget is not cached at all.
         let mut small = VerifiedTokens::new(10, 100);
-        small.insert(&token(1), 0, 1, valid("a"));
+        small.insert(&token(1), KeyManagerId::new(0), 1, valid("a"));
         assert!(small.is_empty());
     }
 
@@ -249,7 +249,7 @@ mod tests {
     fn refusals_are_remembered_too() {
         let mut cache = VerifiedTokens::new(4, 1 << 20);
         let refused = Verification::Invalid(TokenRefusal::Inactive);
-        cache.insert("forged", 1, 3, refused.clone());
+        cache.insert("forged", KeyManagerId::new(1), 3, refused.clone());
         assert_eq!(
             cache.get("forged").map(|h| h.verdict.clone()),
             Some(refused)
@@ -259,9 +259,9 @@ mod tests {
     #[test]
     fn replacing_an_entry_keeps_the_byte_count_exact() {
         let mut cache = VerifiedTokens::new(4, 1 << 20);
-        cache.insert("t1", 0, 1, valid("a"));
+        cache.insert("t1", KeyManagerId::new(0), 1, valid("a"));
         let once = cache.bytes();
-        cache.insert("t1", 0, 2, valid("b"));
+        cache.insert("t1", KeyManagerId::new(0), 2, valid("b"));
         assert_eq!(cache.bytes(), once);
         assert_eq!(cache.len(), 1);
     }
@@ -269,7 +269,7 @@ mod tests {
     #[test]
     fn zero_capacity_caches_nothing() {
         let mut cache = VerifiedTokens::disabled();
-        cache.insert("t1", 0, 1, valid("a"));
+        cache.insert("t1", KeyManagerId::new(0), 1, valid("a"));
         assert!(cache.is_empty());
         assert!(cache.get("t1").is_none());
     }

@@ -865,7 +865,9 @@ mod tests {
             panic!("expected a protected route");
         };
         let claims = json!({"client_id": "c"}).as_object().unwrap().clone();
-        let access = policy.authorize(&found, 0, &claims).unwrap();
+        let access = policy
+            .authorize(&found, crate::policy::KeyManagerId::new(0), &claims)
+            .unwrap();
         let budget = access.budget.unwrap();
         assert_eq!((budget.tier.requests, budget.tier.per), (5, Per::Minute));
         assert_eq!(budget.policy_header, "\"gold\";q=5;w=60");

@@ -5,6 +5,7 @@
 //! audience: the jose layer) → [`Policy::authorize`].
 
 mod compile;
+mod ids;
 mod issuer;
 pub(crate) mod mapping;
 pub mod path;
@@ -28,6 +29,7 @@ use crate::policy::path::CanonicalPath;
 use crate::policy::routes::{check_method, RouteOutcome, Router};
 use crate::policy::tier::Budget;
 
+pub use ids::{ApiId, KeyManagerId};
 pub use refusal::{AccessRefusal, ClientIdError, IssuerRefusal, RouteRefusal};
 
 /// The environment in which `production_only_blocked` subscriptions are blocked.
@@ -134,7 +136,8 @@ struct Subscription {
 /// A matched resource. Indices into the [`Policy`] that produced it; use it only with that policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteMatch {
-    pub api: usize,
+    pub api: ApiId,
+    /// The resource's position among its API's resources.
     pub resource: usize,
 }
 
@@ -152,7 +155,7 @@ pub enum Route {
 
 impl Route {
     /// The API of a matched resource.
-    pub fn api(&self) -> Option<usize> {
+    pub fn api(&self) -> Option<ApiId> {
         match self {
             Route::Public(found) | Route::Protected(found) => Some(found.api),
             Route::PassThrough | Route::Denied(_) => None,
@@ -163,7 +166,7 @@ impl Route {
 /// The key manager that will verify a token, and the exact `iss` the token must carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyManagerMatch {
-    pub index: usize,
+    pub id: KeyManagerId,
     pub issuer: String,
 }
 
@@ -218,10 +221,10 @@ impl Policy {
     }
 
     /// Whether a token of key manager `km` for the API of `route` must be DPoP-bound.
-    pub fn dpop_required(&self, route: &RouteMatch, km: usize) -> bool {
+    pub fn dpop_required(&self, route: &RouteMatch, km: KeyManagerId) -> bool {
         let required = |mode: DpopMode| mode == DpopMode::Required;
-        self.key_managers.get(km).is_some_and(|k| required(k.dpop))
-            || self.apis.get(route.api).is_some_and(|a| required(a.dpop))
+        self.key_manager(km).is_some_and(|k| required(k.dpop))
+            || self.api(route.api).is_some_and(|a| required(a.dpop))
     }
 
     pub fn environment(&self) -> &str {
@@ -232,14 +235,29 @@ impl Policy {
         &self.key_managers
     }
 
+    /// Every key manager's id, in declaration order.
+    pub fn key_manager_ids(&self) -> impl Iterator<Item = KeyManagerId> {
+        (0..self.key_managers.len()).map(KeyManagerId::new)
+    }
+
+    /// The key manager `id` (`None` only for an id from another policy).
+    pub fn key_manager(&self, id: KeyManagerId) -> Option<&KeyManager> {
+        self.key_managers.get(id.index())
+    }
+
+    /// The API `id` (`None` only for an id from another policy).
+    pub fn api(&self, id: ApiId) -> Option<&Api> {
+        self.apis.get(id.index())
+    }
+
     /// The key managers an opaque token is introspected at, in declaration order: those trusted
     /// in this environment that have `introspection`.
-    pub fn introspection_order(&self) -> impl Iterator<Item = usize> + '_ {
+    pub fn introspection_order(&self) -> impl Iterator<Item = KeyManagerId> + '_ {
         self.key_managers
             .iter()
             .enumerate()
             .filter(|(_, km)| km.enabled_here && km.introspection.is_some())
-            .map(|(i, _)| i)
+            .map(|(i, _)| KeyManagerId::new(i))
     }
 
     pub fn apis(&self) -> &[Api] {
@@ -248,7 +266,7 @@ impl Policy {
 
     /// The API and resource of a match (`None` only for a match from another policy).
     pub fn resource(&self, route: &RouteMatch) -> Option<(&Api, &Resource)> {
-        let api = self.apis.get(route.api)?;
+        let api = self.api(route.api)?;
         Some((api, api.resources.get(route.resource)?))
     }
 
@@ -263,7 +281,10 @@ impl Policy {
         };
         match self.router.find(method, &path) {
             RouteOutcome::Matched { api, resource } => {
-                let found = RouteMatch { api, resource };
+                let found = RouteMatch {
+                    api: ApiId::new(api),
+                    resource,
+                };
                 match self.resource(&found) {
                     Some((_, r)) if r.public => Route::Public(found),
                     Some(_) => Route::Protected(found),
@@ -299,7 +320,10 @@ impl Policy {
         for (index, km) in self.key_managers.iter().enumerate() {
             match km.pattern.fit(iss, unverified) {
                 IssuerFit::Matches(issuer) if km.enabled_here => {
-                    return Ok(KeyManagerMatch { index, issuer });
+                    return Ok(KeyManagerMatch {
+                        id: KeyManagerId::new(index),
+                        issuer,
+                    });
                 }
                 IssuerFit::Matches(_) => not_enabled = true,
                 IssuerFit::TenantNotAllowed => tenant_refused |= km.enabled_here,
@@ -319,12 +343,11 @@ impl Policy {
     pub fn authorize<'p>(
         &'p self,
         route: &RouteMatch,
-        km: usize,
+        km: KeyManagerId,
         claims: &Map<String, Value>,
     ) -> Result<Access<'p>, AccessRefusal> {
         let key_manager = self
-            .key_managers
-            .get(km)
+            .key_manager(km)
             .ok_or(AccessRefusal::Issuer(IssuerRefusal::Unknown))?;
         let (api, resource) = self
             .resource(route)
@@ -348,7 +371,7 @@ impl Policy {
                 application: application.name.clone(),
             });
         }
-        let Some(subscription) = application.subscriptions.get(&route.api) else {
+        let Some(subscription) = application.subscriptions.get(&route.api.index()) else {
             return Err(AccessRefusal::NotSubscribed {
                 application: application.name.clone(),
                 api: api.name.clone(),
@@ -416,9 +439,9 @@ mod tests {
     fn one_issuer_resolves_to_the_key_manager_enabled_here() {
         let none = Map::new();
         let prod = policy("production").key_manager_for(Some("https://idp"), &none);
-        assert_eq!(prod.unwrap().index, 0);
+        assert_eq!(prod.unwrap().id.index(), 0);
         let sandbox = policy("sandbox").key_manager_for(Some("https://idp"), &none);
-        assert_eq!(sandbox.unwrap().index, 1);
+        assert_eq!(sandbox.unwrap().id.index(), 1);
         let staging = policy("staging").key_manager_for(Some("https://idp"), &none);
         assert_eq!(staging.unwrap_err(), IssuerRefusal::NotEnabled);
     }
@@ -430,8 +453,15 @@ mod tests {
             panic!("expected protected");
         };
         let claims = json!({"client_id": "c"}).as_object().unwrap().clone();
-        assert_eq!(p.authorize(&found, 1, &claims).unwrap().application, "app");
-        let err = p.authorize(&found, 0, &claims).unwrap_err();
+        assert_eq!(
+            p.authorize(&found, KeyManagerId::new(1), &claims)
+                .unwrap()
+                .application,
+            "app"
+        );
+        let err = p
+            .authorize(&found, KeyManagerId::new(0), &claims)
+            .unwrap_err();
         assert_eq!(
             err,
             AccessRefusal::ApplicationNotFound {
@@ -446,19 +476,21 @@ mod tests {
         let p = policy("sandbox");
         let claims = json!({"client_id": "c"}).as_object().unwrap().clone();
         let stray = RouteMatch {
-            api: 5,
+            api: ApiId::new(5),
             resource: 0,
         };
         assert_eq!(
-            p.authorize(&stray, 1, &claims).unwrap_err(),
+            p.authorize(&stray, KeyManagerId::new(1), &claims)
+                .unwrap_err(),
             AccessRefusal::ResourceNotFound
         );
         let found = RouteMatch {
-            api: 0,
+            api: ApiId::new(0),
             resource: 0,
         };
         assert_eq!(
-            p.authorize(&found, 9, &claims).unwrap_err(),
+            p.authorize(&found, KeyManagerId::new(9), &claims)
+                .unwrap_err(),
             AccessRefusal::Issuer(IssuerRefusal::Unknown)
         );
     }

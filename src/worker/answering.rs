@@ -7,14 +7,15 @@ use super::parking::Parked;
 use super::{limiter, seconds, Host, RequestAction, SharedSlots, StreamId, Worker};
 use crate::config::Limiter;
 use crate::decision::{record_proof, reply, Denial, Outcome};
+use crate::policy::{ApiId, KeyManagerId};
 
 /// The request about to be answered: what is known of it for its metrics, the filter's time spent
 /// on it (`spent_us` in earlier callbacks, plus the time since `since_us`), and which credential
 /// headers it carried (to strip when it goes upstream).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Answering {
-    pub(super) api: Option<usize>,
-    pub(super) key_manager: Option<usize>,
+    pub(super) api: Option<ApiId>,
+    pub(super) key_manager: Option<KeyManagerId>,
     /// The token came with the DPoP scheme.
     pub(super) dpop: bool,
     /// It carries `Authorization` (so there is one to strip). Parked requests always do: only

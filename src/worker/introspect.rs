@@ -40,6 +40,7 @@ use crate::introspection::{
     IntrospectionEntry, Secrets, TokenHash,
 };
 use crate::keys::{made_by_proxy, Expect};
+use crate::policy::KeyManagerId;
 use crate::policy::Policy;
 use crate::worker::metrics;
 
@@ -63,7 +64,7 @@ struct Waiting {
 /// metrics' `key_manager` label; `None` when no key manager vouched for the token).
 pub(super) struct Settled {
     pub outcome: Outcome,
-    pub key_manager: Option<usize>,
+    pub key_manager: Option<KeyManagerId>,
 }
 
 impl Settled {
@@ -340,11 +341,14 @@ impl Introspector {
                 };
                 return self.settle(policy, host, hash, state, now_ms);
             };
-            let manager = policy.key_managers().get(km);
+            let manager = policy.key_manager(km);
             let target = manager.and_then(|m| Some((m, m.introspection.as_ref()?)));
             let credentials = self.secrets.get(km);
             let (Some((manager, introspection)), Some(credentials)) = (target, credentials) else {
-                log::warn!("keygate: introspection of key manager #{km} has no client secret");
+                log::warn!(
+                    "keygate: introspection of key manager #{} has no client secret",
+                    km.index()
+                );
                 flight.failed = Some(CallFailure::NotStarted);
                 flight.next = flight.next.saturating_add(1);
                 continue;
@@ -412,7 +416,7 @@ impl Introspector {
         };
         let km = policy.introspection_order().nth(flight.next);
         let name = km
-            .and_then(|km| policy.key_managers().get(km))
+            .and_then(|km| policy.key_manager(km))
             .map(|m| m.name.clone())
             .unwrap_or_default();
         let outcome = match &result {
@@ -686,11 +690,11 @@ fn known(
     Some(Settled::unvouched(outcome))
 }
 
-/// The index of key manager `name` if opaque tokens are introspected there in this environment.
-fn introspecting(policy: &Policy, name: &str) -> Option<usize> {
+/// Key manager `name` if opaque tokens are introspected there in this environment.
+fn introspecting(policy: &Policy, name: &str) -> Option<KeyManagerId> {
     policy
         .introspection_order()
-        .find(|&i| policy.key_managers().get(i).is_some_and(|m| m.name == name))
+        .find(|&i| policy.key_manager(i).is_some_and(|m| m.name == name))
 }
 
 /// Writes `record` over whatever the entry holds (compare-and-swap, retried a few times).

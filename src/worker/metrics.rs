@@ -24,6 +24,7 @@
 use super::answering::Answering;
 use super::Host;
 use crate::policy::Policy;
+use crate::policy::{ApiId, KeyManagerId};
 
 /// Every request the filter answered or let through, by outcome; denials by reason.
 pub const REQUESTS: &str = "keygate_requests";
@@ -256,8 +257,11 @@ impl Labels {
     }
 
     /// One finished (or refused) JWKS fetch of key manager `km`.
-    pub(super) fn count_fetch(&self, host: &mut impl Host, km: usize, outcome: &str) {
-        let key_manager = self.key_managers.get(km).map_or("_", String::as_str);
+    pub(super) fn count_fetch(&self, host: &mut impl Host, km: KeyManagerId, outcome: &str) {
+        let key_manager = self
+            .key_managers
+            .get(km.index())
+            .map_or("_", String::as_str);
         host.count(jwks_fetch(key_manager, outcome).as_str());
     }
 
@@ -275,8 +279,11 @@ impl Labels {
         let name = request(
             outcome,
             reason,
-            label(&self.key_managers, answering.key_manager),
-            label(&self.apis, answering.api),
+            label(
+                &self.key_managers,
+                answering.key_manager.map(KeyManagerId::index),
+            ),
+            label(&self.apis, answering.api.map(ApiId::index)),
         );
         host.count(name.as_str());
         let spent = answering.spent(host.now_us());

@@ -41,6 +41,7 @@ use crate::dpop::Slots;
 use crate::introspection::Secrets;
 use crate::jose::HostCrypto;
 use crate::keys::FetchError;
+use crate::policy::KeyManagerId;
 use crate::policy::Policy;
 use answering::Answering;
 use metrics::Labels;
@@ -105,9 +106,9 @@ pub struct Worker {
     /// `RateLimit-Policy` and `RateLimit` for the responses of allowed streams with a tier.
     budgets: BTreeMap<StreamId, [(&'static str, String); 2]>,
     /// Callout token → key manager index.
-    callouts: BTreeMap<u32, usize>,
+    callouts: BTreeMap<u32, KeyManagerId>,
     /// Key managers whose fetch this worker took the lease for and has not dispatched yet.
-    wanted: BTreeSet<usize>,
+    wanted: BTreeSet<KeyManagerId>,
     /// A root wake-up was asked for and has not run yet.
     wakeup_asked: bool,
     verified: VerifiedTokens,
@@ -227,8 +228,11 @@ impl Worker {
             Ok(started) => {
                 answering.dpop = started.scheme() == AuthScheme::Dpop;
                 let stores = &self.stores;
-                let generation =
-                    |km: usize| stores.get(km).and_then(|s| s.usable_generation(now_ms));
+                let generation = |km: KeyManagerId| {
+                    stores
+                        .get(km.index())
+                        .and_then(|s| s.usable_generation(now_ms))
+                };
                 let recalled = with_dpop(&*host, self.seed, |dpop| {
                     decision::recall(
                         &self.policy,
@@ -347,7 +351,7 @@ impl Worker {
             .then(|| host.fetch_body(body_size));
         let answered = self
             .stores
-            .get_mut(km)
+            .get_mut(km.index())
             .map(|store| store.fetch_answered(host, now_ms, &headers, body.as_deref(), body_size));
         let outcome = match answered {
             Some(Answered::Keys) => "ok",
@@ -374,10 +378,11 @@ impl Worker {
     pub fn on_tick(&mut self, host: &mut impl Host) {
         let now_ms = host.now_ms();
         self.dispatch_wanted(host, now_ms);
-        for km in 0..self.stores.len() {
+        let ids: Vec<KeyManagerId> = self.policy.key_manager_ids().collect();
+        for km in ids {
             let due = self
                 .stores
-                .get_mut(km)
+                .get_mut(km.index())
                 .is_some_and(|store| store.refresh_due(host, now_ms));
             if due {
                 let _ = self.start_fetch(host, km, now_ms);
@@ -394,13 +399,13 @@ impl Worker {
         &mut self,
         host: &impl Host,
         pending: Box<Pending>,
-        km: usize,
+        km: KeyManagerId,
         now_ms: u64,
         after_refetch: bool,
     ) -> Outcome {
         let keys = self
             .stores
-            .get_mut(km)
+            .get_mut(km.index())
             .and_then(|store| Some((store.keys(now_ms)?, store.generation())));
         let keys = keys.as_ref().map(|(set, generation)| SigningKeys {
             set,
@@ -432,9 +437,9 @@ impl Worker {
 
     /// Dispatches a fetch this worker took the lease for (root callbacks only); false when the
     /// host refused it (the failure is recorded, so the lease is released and a retry scheduled).
-    fn start_fetch(&mut self, host: &mut impl Host, km: usize, now_ms: u64) -> bool {
+    fn start_fetch(&mut self, host: &mut impl Host, km: KeyManagerId, now_ms: u64) -> bool {
         let (Some(store), Some(manager)) =
-            (self.stores.get_mut(km), self.policy.key_managers().get(km))
+            (self.stores.get_mut(km.index()), self.policy.key_manager(km))
         else {
             return false;
         };

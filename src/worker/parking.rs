@@ -10,6 +10,7 @@ use super::answering::Answering;
 use super::jwks_client::{JwksClient, Need};
 use super::{counters, Host, RequestAction, StreamId, Worker};
 use crate::decision::{Denial, Outcome, Pending};
+use crate::policy::KeyManagerId;
 
 /// A request waiting for keys.
 pub(super) struct Parked {
@@ -44,7 +45,10 @@ impl Worker {
         {
             log::warn!("keygate: parked-request bound reached; answering 503");
             host.count(counters::PARKED_OVERFLOW);
-            let retry_after = self.stores.get(km).map_or(1, |s| s.retry_after(now_ms));
+            let retry_after = self
+                .stores
+                .get(km.index())
+                .map_or(1, |s| s.retry_after(now_ms));
             return self.apply(
                 host,
                 stream,
@@ -53,7 +57,7 @@ impl Worker {
             );
         }
         let deadline_ms = now_ms.saturating_add(settings.request_wait_ms);
-        let Some(store) = self.stores.get_mut(km) else {
+        let Some(store) = self.stores.get_mut(km.index()) else {
             let unavailable = Denial::KeyManagerUnavailable { retry_after: 1 };
             return self.apply(host, stream, &Outcome::Deny(unavailable), &answering);
         };
@@ -72,7 +76,7 @@ impl Worker {
                 other => return self.apply(host, stream, &other, &answering),
             }
         };
-        let Some(store) = self.stores.get_mut(km) else {
+        let Some(store) = self.stores.get_mut(km.index()) else {
             let unavailable = Denial::KeyManagerUnavailable { retry_after: 1 };
             return self.apply(host, stream, &Outcome::Deny(unavailable), &answering);
         };
@@ -95,7 +99,10 @@ impl Worker {
             }
         }
         // The generation it waits to see change (read after `need`, which may adopt new keys).
-        let generation = self.stores.get(km).map_or(0, JwksClient::generation);
+        let generation = self
+            .stores
+            .get(km.index())
+            .map_or(0, JwksClient::generation);
         let spent_us = answering.spent(host.now_us());
         self.parked.insert(
             stream,
@@ -111,8 +118,8 @@ impl Worker {
 
     /// Finishes parked requests of key manager `km` that can be decided now: the key set changed
     /// since they parked, or no fetch is in flight any more (it failed or was never possible).
-    pub(super) fn wake(&mut self, host: &mut impl Host, km: usize, now_ms: u64) {
-        let Some(store) = self.stores.get_mut(km) else {
+    pub(super) fn wake(&mut self, host: &mut impl Host, km: KeyManagerId, now_ms: u64) {
+        let Some(store) = self.stores.get_mut(km.index()) else {
             return;
         };
         // Ticks adopt shared keys (`refresh_due`); answers publish them here first.
@@ -157,7 +164,7 @@ impl Worker {
             };
             let retry_after = self
                 .stores
-                .get(parked.pending.key_manager())
+                .get(parked.pending.key_manager().index())
                 .map_or(1, |s| s.retry_after(now_ms));
             let answering = Answering::resumed(&parked, host.now_us());
             let unavailable = Denial::KeyManagerUnavailable { retry_after };
