@@ -1,6 +1,7 @@
 //! Names for the key managers and APIs of one compiled policy: their positions in the
 //! configuration, typed so that one is never taken for the other (or for any other count).
-//! Only the compiler makes them; use one only with the policy it came from.
+//! Only the policy makes them (compiling, routing, resolving an issuer); use one only with the
+//! policy it came from.
 
 /// A key manager of one policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
