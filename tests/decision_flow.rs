@@ -326,3 +326,43 @@ fn the_dpop_scheme_needs_a_bound_token_and_token_refusals_keep_their_code() {
         Err("DPoP token_expired".into())
     );
 }
+
+#[test]
+fn the_subject_comes_from_the_configured_claim() {
+    let keys = KeySet::from_json(&jwks(&[public_jwk("p256", "k-p256")])).unwrap();
+    let mut c = claims();
+    c["scope"] = json!("pets:read");
+    c["sub"] = json!("6d1f-uuid");
+    c["preferred_username"] = json!("alice");
+    let jwt = token(&json!({"alg": "ES256", "kid": "k-p256"}), &c, "p256");
+    let auth = format!("Bearer {jwt}");
+    let request = Request {
+        method: "GET",
+        path: "/pets/items",
+        authorization: Some(&auth),
+        dpop: DpopRequest::default(),
+    };
+    let subject = |cfg: serde_json::Value| match keygate::decision::decide(
+        &compile(&cfg),
+        &request,
+        |_| Some(&keys),
+        NOW,
+    ) {
+        Outcome::Allow { allowed, .. } => allowed.identity.subject.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    let mut cfg = config(json!({}));
+    assert_eq!(
+        subject(cfg.clone()),
+        Some("6d1f-uuid".to_string()),
+        "default: sub"
+    );
+    cfg["key_managers"][0]["claims"] = json!({"subject": ["preferred_username", "sub"]});
+    assert_eq!(subject(cfg.clone()), Some("alice".to_string()));
+    cfg["key_managers"][0]["claims"] = json!({"subject": ["username"]});
+    assert_eq!(
+        subject(cfg),
+        None,
+        "no configured subject claim: no subject"
+    );
+}

@@ -904,3 +904,25 @@ fn introspection_calls_are_bounded_per_worker_and_across_workers() {
     assert_eq!(junk(&mut b, &mut host_b, 300, 3), 0);
     assert_eq!(calls(&host_b).len() - calls_b, 3);
 }
+
+#[test]
+fn the_subject_of_an_answer_comes_from_the_configured_claim() {
+    let mut idp = km("idp", &[]);
+    idp["claims"] = json!({"subject": ["username"]});
+    let mut w = worker_for(policy_with(vec![idp], json!({})));
+    let mut host = FakeHost::new(NOW_MS);
+    get(&mut w, &mut host, 1, OPAQUE);
+    let mut body = active("app-1", "pets:read");
+    body["username"] = json!("alice@example.com");
+    body["sub"] = json!("3f2c-uuid");
+    answer(&mut w, &mut host, &body);
+    assert!(allowed(&host, 1), "{:?}", host.stream(1));
+    let log = host.stream(1).unwrap();
+    assert!(
+        log.set_headers
+            .iter()
+            .any(|(n, v)| n == "x-keygate-subject" && v == "alice@example.com"),
+        "{:?}",
+        log.set_headers
+    );
+}

@@ -177,6 +177,10 @@ pub struct ClaimMapping {
     pub scopes: Vec<String>,
     #[serde(default = "default_group_claims")]
     pub groups: Vec<String>,
+    /// Who the token speaks for (the `x-keygate-subject` header): the first claim present as a
+    /// non-empty string; empty: no subject.
+    #[serde(default = "default_subject_claims")]
+    pub subject: Vec<String>,
 }
 
 impl Default for ClaimMapping {
@@ -185,6 +189,7 @@ impl Default for ClaimMapping {
             client_id: default_client_id_claims(),
             scopes: default_scope_claims(),
             groups: default_group_claims(),
+            subject: default_subject_claims(),
         }
     }
 }
@@ -199,6 +204,9 @@ fn default_scope_claims() -> Vec<String> {
 }
 fn default_group_claims() -> Vec<String> {
     ["groups"].map(String::from).to_vec()
+}
+fn default_subject_claims() -> Vec<String> {
+    ["sub"].map(String::from).to_vec()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -415,7 +415,7 @@ pub(super) fn authorized(
 ) -> Outcome {
     match policy.authorize(route, key_manager, claims) {
         Ok(access) => {
-            let identity = Identity::new(access, claims);
+            let identity = Identity::new(access);
             let headers = identity.headers(&policy.settings().header_prefix);
             Outcome::Allow {
                 allowed: Rc::new(Allowed { identity, headers }),

@@ -208,7 +208,7 @@ fn algorithms(c: &mut Checker, at: &str, configured: &[String]) -> Vec<String> {
     accepted_algorithms(configured)
 }
 
-/// Where a key manager's tokens carry the client id, scopes and groups: at least one client id
+/// Where a key manager's tokens carry the client id, scopes, groups and subject: at least one client id
 /// claim, and every name a claim or a dotted path without empty parts.
 fn claims(c: &mut Checker, at: &str, claims: &ClaimMapping) -> Mapping {
     if claims.client_id.is_empty() {
@@ -218,6 +218,7 @@ fn claims(c: &mut Checker, at: &str, claims: &ClaimMapping) -> Mapping {
         ("client_id", &claims.client_id),
         ("scopes", &claims.scopes),
         ("groups", &claims.groups),
+        ("subject", &claims.subject),
     ];
     for (field, names) in lists {
         for (k, name) in names.iter().enumerate() {

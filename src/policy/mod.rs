@@ -172,6 +172,8 @@ pub struct KeyManagerMatch {
 pub struct Access<'p> {
     pub application: &'p str,
     pub client_id: String,
+    /// The subject, from the key manager's subject claims (`claims.subject`, default `sub`).
+    pub subject: Option<String>,
     pub key_manager: &'p str,
     /// Every scope the token carries (not only the ones the resource asked for).
     pub scopes: Vec<String>,
@@ -382,6 +384,7 @@ impl Policy {
         Ok(Access {
             application: &application.name,
             client_id: client_id.to_string(),
+            subject: key_manager.mapping.subject(claims).map(str::to_string),
             key_manager: &key_manager.name,
             scopes,
             api,

@@ -193,6 +193,9 @@ pub struct ClaimsDecl {
     pub scopes: Option<ClaimNames>,
     #[serde(default)]
     pub groups: Option<ClaimNames>,
+    /// Where the subject is (default `sub`; e.g. `username` in introspection answers).
+    #[serde(default)]
+    pub subject: Option<ClaimNames>,
 }
 
 #[derive(Debug, Deserialize)]

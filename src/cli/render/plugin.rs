@@ -157,6 +157,9 @@ pub fn claim_mapping(preset: Preset, overrides: &ClaimsDecl) -> ClaimMapping {
     if let Some(names) = overrides.groups.clone() {
         mapping.groups = names.into_vec();
     }
+    if let Some(names) = overrides.subject.clone() {
+        mapping.subject = names.into_vec();
+    }
     mapping
 }
 
@@ -171,10 +174,12 @@ mod tests {
             client_id: None,
             scopes: Some(ClaimNames::One("permissions".into())),
             groups: Some(ClaimNames::Many(vec!["a".into(), "b.c".into()])),
+            subject: None,
         };
         let mapping = claim_mapping(Preset::Okta, &overrides);
         assert_eq!(mapping.client_id, ["cid"]);
         assert_eq!(mapping.scopes, ["permissions"]);
         assert_eq!(mapping.groups, ["a", "b.c"]);
+        assert_eq!(mapping.subject, ["sub"]);
     }
 }
