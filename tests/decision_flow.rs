@@ -16,7 +16,9 @@ use support::policies::{compile, config};
 use support::signers::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
 
 fn policy() -> Policy {
-    compile(&config(json!({})))
+    let mut cfg = config(json!({}));
+    cfg["public_urls"] = json!(["https://api.example"]);
+    compile(&cfg)
 }
 
 fn signed(scope: &str) -> String {
@@ -149,11 +151,7 @@ fn run_dpop(
         method: "GET",
         path: "/pets/items",
         authorization: Some(authorization),
-        dpop: DpopRequest {
-            proofs,
-            scheme: "https",
-            authority: "api.example",
-        },
+        dpop: DpopRequest { proofs },
     };
     let dpop = DpopHost {
         crypto: None,

@@ -39,6 +39,7 @@ fn policy_with(key_managers: Vec<Value>, settings: Value) -> Policy {
         .collect();
     let cfg = json!({
         "environment": "production",
+        "public_urls": ["http://api.example"],
         "key_managers": key_managers,
         "apis": [{"name": "pets", "base_path": "/pets", "resources": [
             {"method": "GET", "path": "/items", "scopes": ["pets:read"]},

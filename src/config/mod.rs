@@ -46,6 +46,10 @@ pub struct PluginConfig {
     pub apis: Vec<ApiConfig>,
     #[serde(default)]
     pub applications: Vec<ApplicationConfig>,
+    /// The gateway's own origins (`https://api.example.com`): a DPoP proof's `htu` must name one
+    /// of them with the request's path. Never taken from the client's `Host` or `:scheme`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_urls: Vec<String>,
     /// Request budgets that subscriptions refer to by name (`subscriptions[].tier`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tiers: Vec<TierConfig>,
@@ -218,6 +222,10 @@ pub struct ApiConfig {
     pub base_path: String,
     #[serde(default)]
     pub resources: Vec<ResourceConfig>,
+    /// This API's own origins, instead of the top-level `public_urls` (an API served under
+    /// another host name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_urls: Vec<String>,
     /// `required`: every token for this API must be DPoP-bound and come with a proof.
     #[serde(default, skip_serializing_if = "DpopMode::is_default")]
     pub dpop: DpopMode,

@@ -57,14 +57,13 @@ pub struct Request<'a> {
     pub dpop: DpopRequest<'a>,
 }
 
-/// The parts of a request a DPoP proof must describe.
+/// The DPoP proofs of a request. The URI a proof's `htu` must name is the API's configured
+/// origin with the request's `:path` ([`crate::policy::Policy::dpop_origins`]): the client's
+/// `:authority` and `:scheme` play no part.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DpopRequest<'a> {
     /// Every `DPoP` header value (exactly one is valid, RFC 9449 §4.3 check 1).
     pub proofs: &'a [&'a str],
-    /// `:scheme` and `:authority`, which with `:path` make the URI `htu` must name.
-    pub scheme: &'a str,
-    pub authority: &'a str,
 }
 
 /// The final answer for a request, or what the shell must get before answering.

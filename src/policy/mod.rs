@@ -105,6 +105,8 @@ pub struct Api {
     pub resources: Vec<Resource>,
     /// Whether tokens for this API must be DPoP-bound.
     pub dpop: DpopMode,
+    /// The origins a DPoP proof for this API may name (its own, else the gateway's).
+    pub origins: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -217,6 +219,12 @@ impl Policy {
     /// [`Policy::dpop_algorithms`] space-separated, as DPoP challenges list them.
     pub fn dpop_algs(&self) -> &str {
         &self.dpop_algs
+    }
+
+    /// The origins (`scheme://host[:port]`) a DPoP proof's `htu` may name for the API of
+    /// `route`, from the configuration only; empty: none (every proof is refused).
+    pub fn dpop_origins(&self, route: &RouteMatch) -> &[String] {
+        self.apis.get(route.api).map_or(&[], |api| &api.origins)
     }
 
     /// Whether a token of key manager `km` for the API of `route` must be DPoP-bound.

@@ -48,6 +48,11 @@ pub struct GatewayDecl {
     /// Envoy admin address `host:port`.
     #[serde(default)]
     pub admin: Option<Located>,
+    /// The origins clients call the gateway at (`https://api.example.com`): a DPoP proof's `htu`
+    /// must name one of them. Omitted: `http://` + `listen` when that is a specific address
+    /// (standalone Envoy), else none (DPoP proofs refused).
+    #[serde(default)]
+    pub public_urls: Vec<Located>,
     /// CA bundle Envoy uses to verify https key managers and upstreams.
     #[serde(default)]
     pub ca_file: Option<String>,
@@ -210,6 +215,9 @@ pub struct ApiDecl {
     pub upstream: Option<Located>,
     #[serde(default)]
     pub resources: Vec<ResourceDecl>,
+    /// This API's own origins, instead of `gateway.public_urls`.
+    #[serde(default)]
+    pub public_urls: Vec<Located>,
     /// `required`: every token for this API must be DPoP-bound (RFC 9449).
     #[serde(default)]
     pub dpop: DpopMode,

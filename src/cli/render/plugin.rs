@@ -1,6 +1,6 @@
 //! Declaration + resolved discovery documents → the filter's `PluginConfig`.
 
-use crate::cli::declaration::model::{ClaimsDecl, Declaration, KeyManagerDecl};
+use crate::cli::declaration::model::{ClaimsDecl, Declaration, KeyManagerDecl, DEFAULT_LISTEN};
 use crate::cli::declaration::presets::Preset;
 use crate::cli::discovery::oidc::CheckedDiscovery;
 use crate::cli::discovery::url::HttpUrl;
@@ -31,6 +31,7 @@ pub fn plugin_config(
                 name: api.name.value.clone(),
                 version: api.version.clone(),
                 base_path: api.base_path.value.clone(),
+                public_urls: api.public_urls.iter().map(|u| u.value.clone()).collect(),
                 dpop: api.dpop,
                 resources: api
                     .resources
@@ -45,6 +46,7 @@ pub fn plugin_config(
                     .collect(),
             })
             .collect(),
+        public_urls: public_urls(decl),
         applications: decl
             .applications
             .iter()
@@ -88,6 +90,33 @@ pub fn plugin_config(
             Limiter::Local
         },
         settings: decl.settings.clone(),
+    }
+}
+
+/// The gateway's origins: as declared, else `http://` + the listener when it is a specific
+/// address (the demo's `127.0.0.1:8080`: the origin a client on that socket calls); else none,
+/// and DPoP proofs are refused (the compiler refuses `dpop: required` without one). Never the
+/// client's `Host`. Under Istio the listener is not the sidecar's, so declare `public_urls`
+/// there (the derived origin would match no proof: refused, never accepted).
+fn public_urls(decl: &Declaration) -> Vec<String> {
+    if !decl.gateway.public_urls.is_empty() {
+        return decl
+            .gateway
+            .public_urls
+            .iter()
+            .map(|u| u.value.clone())
+            .collect();
+    }
+    let listen = decl
+        .gateway
+        .listen
+        .as_ref()
+        .map_or(DEFAULT_LISTEN, |l| l.value.as_str());
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if !addr.ip().is_unspecified() => {
+            vec![format!("http://{addr}")]
+        }
+        _ => Vec::new(),
     }
 }
 
