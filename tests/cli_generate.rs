@@ -1313,3 +1313,31 @@ fn warns_for_each_key_manager_without_audiences_naming_its_line() {
     assert!(!text.contains("warning: key manager keycloak"), "{text}");
     assert_eq!(text.matches("add `audiences").count(), 2, "{text}");
 }
+
+#[test]
+fn opaque_tokens_asked_of_several_key_managers_are_warned_about_and_can_be_routed() {
+    let text = introspection_declaration()
+        + "\
+apis:
+  - name: pets
+    base_path: /pets
+  - name: orders
+    base_path: /orders
+    key_managers: [shared]
+";
+    let (out, result) = generate_from(&text, &["--wasm", &wasm_arg()]);
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    let err = stderr(&result);
+    let pets_line = text.lines().position(|l| l == "  - name: pets").unwrap() + 1;
+    assert!(
+        err.contains(&format!(
+            "line {pets_line}: warning: API pets: an opaque token is introspected at key \
+             managers split, shared in this order"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("API orders"), "{err}");
+    let config = plugin(&out);
+    assert_eq!(config.apis[1].key_managers, ["shared"]);
+    assert!(config.apis[0].key_managers.is_empty());
+}

@@ -518,6 +518,9 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
             super::discover::audience_warning(&km.name.value).trim_start_matches("# ")
         );
     }
+    for warning in introspection_warnings(&loaded) {
+        eprintln!("{}:{warning}", args.input.display());
+    }
     if args.check {
         println!(
             "keygate: {} is valid: {} key manager(s), {} API(s), {} application(s)",
@@ -629,4 +632,36 @@ pub fn write_all(out: &Path, files: &[(String, String)]) -> Result<WriteReport, 
         files: report,
         restart,
     })
+}
+
+/// One warning per API whose opaque tokens would be introspected at more than one key manager
+/// (`line L: warning: ...`): they are asked in declaration order, so a token issued by a later
+/// one is disclosed to the earlier ones. `apis[].key_managers` routes them to one.
+pub fn introspection_warnings(loaded: &Loaded) -> Vec<String> {
+    let policy = &loaded.policy;
+    let decl = &loaded.declaration;
+    let mut warnings = Vec::new();
+    for (i, api) in decl.apis.iter().enumerate() {
+        let route = crate::policy::RouteMatch {
+            api: i,
+            resource: 0,
+        };
+        let asked = policy.introspection_order_for(&route);
+        if asked.len() < 2 {
+            continue;
+        }
+        let names: Vec<&str> = asked
+            .iter()
+            .filter_map(|&km| policy.key_managers().get(km).map(|m| m.name.as_str()))
+            .collect();
+        warnings.push(format!(
+            "line {}: warning: API {}: an opaque token is introspected at key managers {} in \
+             this order, so a token issued by a later one is sent to the earlier ones; list the \
+             one that issues this API's tokens in `apis[].key_managers`",
+            line_of(&api.name),
+            api.name.value,
+            names.join(", ")
+        ));
+    }
+    warnings
 }

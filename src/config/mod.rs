@@ -222,6 +222,11 @@ pub struct ApiConfig {
     pub base_path: String,
     #[serde(default)]
     pub resources: Vec<ResourceConfig>,
+    /// The key managers whose tokens this API accepts (JWTs and opaque tokens alike); empty: every
+    /// key manager trusted in this environment. An opaque token for this API is introspected at
+    /// these only, so it is never disclosed to another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_managers: Vec<String>,
     /// This API's own origins, instead of the top-level `public_urls` (an API served under
     /// another host name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -41,7 +41,7 @@ use serde_json::{Map, Value};
 use crate::dpop::{MemorySlots, ProofUse};
 use crate::jose::claims::{check_time, times, Validation};
 use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
-use crate::policy::{Policy, Route, RouteMatch};
+use crate::policy::{IssuerRefusal, Policy, Route, RouteMatch};
 use verified_tokens::Verification;
 
 use dpop_binding::{admit_proof, check_dpop, dpop_denial, refuse, Presentation, Presented};
@@ -230,6 +230,11 @@ fn recall_presented(
     if generation(hit.key_manager) != Some(hit.generation) {
         return None;
     }
+    // Verified for another API, by a key manager this one does not accept.
+    if !policy.accepts(&started.route, key_manager) {
+        let refusal = TokenRefusal::Issuer(IssuerRefusal::NotEnabled);
+        return Some((key_manager, refuse(policy, started.presentation, refusal)));
+    }
     let outcome = match hit.verdict {
         Verification::Valid {
             claims,
@@ -283,6 +288,11 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
         .key_manager_for(token.issuer(), token.claims())
         .map_err(|issuer| refuse(policy, &presentation, TokenRefusal::Issuer(issuer)))?;
     let key_manager = found.index;
+    // The API accepts tokens of some key managers only (`apis[].key_managers`).
+    if !policy.accepts(&started.route, key_manager) {
+        let refusal = TokenRefusal::Issuer(IssuerRefusal::NotEnabled);
+        return Err(refuse(policy, &presentation, refusal));
+    }
     let manager = policy.key_managers().get(key_manager).ok_or(Outcome::Deny(
         Denial::KeyManagerUnavailable { retry_after: 1 },
     ))?;

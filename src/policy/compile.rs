@@ -433,6 +433,7 @@ fn apis(c: &mut Checker, cfg: &PluginConfig, kms: &[KeyManager]) -> (Vec<Api>, R
         } else {
             own
         };
+        let accepted = accepted_key_managers(c, &at, api, &cfg.key_managers);
         let needs_proofs = dpop_everywhere || api.dpop == DpopMode::Required;
         if needs_proofs && origins.is_empty() && api.resources.iter().any(|r| !r.public) {
             c.push(format!("{at}.public_urls"), ConfigProblem::NoPublicUrl);
@@ -444,9 +445,38 @@ fn apis(c: &mut Checker, cfg: &PluginConfig, kms: &[KeyManager]) -> (Vec<Api>, R
             resources,
             dpop: api.dpop,
             origins,
+            key_managers: accepted,
         });
     }
     (compiled, router)
+}
+
+/// The key managers an API accepts (`None`: all), each named once and declared.
+fn accepted_key_managers(
+    c: &mut Checker,
+    at: &str,
+    api: &crate::config::ApiConfig,
+    kms: &[KeyManagerConfig],
+) -> Option<Vec<usize>> {
+    if api.key_managers.is_empty() {
+        return None;
+    }
+    let mut accepted = Vec::with_capacity(api.key_managers.len());
+    let mut seen = HashMap::new();
+    for (k, name) in api.key_managers.iter().enumerate() {
+        let path = format!("{at}.key_managers[{k}]");
+        match kms.iter().position(|km| km.name == *name) {
+            None => c.push(
+                path,
+                ConfigProblem::UnknownKeyManager { name: name.clone() },
+            ),
+            Some(index) => {
+                c.unique(&mut seen, path, name);
+                accepted.push(index);
+            }
+        }
+    }
+    Some(accepted)
 }
 
 /// The gateway's origins (`at` is the list's path): `http(s)://host[:port]`, nothing after the

@@ -107,6 +107,8 @@ pub struct Api {
     pub dpop: DpopMode,
     /// The origins a DPoP proof for this API may name (its own, else the gateway's).
     pub origins: Vec<String>,
+    /// Indices of the key managers this API accepts tokens from; `None`: all trusted here.
+    pub key_managers: Option<Vec<usize>>,
 }
 
 #[derive(Debug, Clone)]
@@ -250,6 +252,27 @@ impl Policy {
             .enumerate()
             .filter(|(_, km)| km.enabled_here && km.introspection.is_some())
             .map(|(i, _)| i)
+    }
+
+    /// The key managers an opaque token for the API of `route` is introspected at, in
+    /// declaration order: [`Policy::introspection_order`] limited to those the API accepts
+    /// (`apis[].key_managers`), so a token is disclosed to no other.
+    pub fn introspection_order_for(&self, route: &RouteMatch) -> Vec<usize> {
+        self.introspection_order()
+            .filter(|&km| self.accepts(route, km))
+            .collect()
+    }
+
+    /// Whether the API of `route` accepts tokens of key manager `km` (`apis[].key_managers`;
+    /// empty: every key manager trusted here).
+    pub fn accepts(&self, route: &RouteMatch, km: usize) -> bool {
+        match self.apis.get(route.api) {
+            Some(api) => api
+                .key_managers
+                .as_ref()
+                .is_none_or(|kms| kms.contains(&km)),
+            None => false,
+        }
     }
 
     pub fn apis(&self) -> &[Api] {

@@ -215,6 +215,9 @@ pub struct ApiDecl {
     pub upstream: Option<Located>,
     #[serde(default)]
     pub resources: Vec<ResourceDecl>,
+    /// The key managers whose tokens this API accepts (JWTs and opaque tokens); omitted: all.
+    #[serde(default)]
+    pub key_managers: Vec<Located>,
     /// This API's own origins, instead of `gateway.public_urls`.
     #[serde(default)]
     pub public_urls: Vec<Located>,

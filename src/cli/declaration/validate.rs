@@ -527,6 +527,10 @@ pub fn line_of_field(decl: &Declaration, path: &str) -> u64 {
         Some(("apis", Some(i))) => match decl.apis.get(i) {
             Some(api) => match rest.next() {
                 Some(("base_path", _)) => line_of(&api.base_path),
+                Some(("key_managers", k)) => api
+                    .key_managers
+                    .get(k.unwrap_or(0))
+                    .map_or(line_of(&api.name), line_of),
                 Some(("public_urls", k)) => api
                     .public_urls
                     .get(k.unwrap_or(0))

@@ -31,6 +31,7 @@ pub fn plugin_config(
                 name: api.name.value.clone(),
                 version: api.version.clone(),
                 base_path: api.base_path.value.clone(),
+                key_managers: api.key_managers.iter().map(|k| k.value.clone()).collect(),
                 public_urls: api.public_urls.iter().map(|u| u.value.clone()).collect(),
                 dpop: api.dpop,
                 resources: api
