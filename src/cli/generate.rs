@@ -248,11 +248,17 @@ pub fn resolve(text: &str, allow_http: bool) -> Result<Resolved, GenerateError> 
                 discover::resolve(&url.value, allow),
             ),
         };
-        let checked = result.map_err(|error| GenerateError::KeyManager {
+        let mut checked = result.map_err(|error| GenerateError::KeyManager {
             field,
             line: line_of(url),
             error,
         })?;
+        // Introspection without an endpoint in the fetched document nor in the declaration: the
+        // issuer's RFC 8414 metadata may name it (an inline document is used as it is).
+        let declared = km.introspection.as_ref().map(|i| i.endpoint.is_some());
+        if km.discovery.is_none() && declared == Some(false) {
+            checked = discover::with_metadata_introspection(checked, allow);
+        }
         discovered.push(checked);
     }
     Ok(Resolved {

@@ -222,8 +222,10 @@ impl fmt::Display for ConfigError {
                 "the issuer has a {tenantid} placeholder but no tenants are allowed",
             ),
             ConfigProblem::NoIntrospectionEndpoint => f.write_str(
-                "the key manager's discovery document has no introspection_endpoint, so opaque \
-                 tokens cannot be checked (remove `introspection` or use a key manager that has one)",
+                "no introspection endpoint: neither the key manager's OpenID discovery document \
+                 nor its RFC 8414 metadata (/.well-known/oauth-authorization-server, same issuer) \
+                 has an introspection_endpoint, so opaque tokens cannot be checked; set \
+                 `introspection.endpoint` in the declaration, or remove `introspection`",
             ),
             ConfigProblem::NoPublicUrl => f.write_str(
                 "DPoP is required here but no public URL is configured: set gateway.public_urls \

@@ -170,6 +170,10 @@ pub struct KeyManagerDecl {
 pub struct IntrospectionDecl {
     pub client_id: Located,
     pub client_secret_env: Located,
+    /// The introspection endpoint, for a key manager that publishes it in neither its OpenID
+    /// discovery document nor its RFC 8414 metadata.
+    #[serde(default)]
+    pub endpoint: Option<Located>,
 }
 
 /// Claim names: a single name or a list tried in order.

@@ -276,6 +276,18 @@ pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
                 ));
             }
         }
+        if let Some(endpoint) = km.introspection.as_ref().and_then(|i| i.endpoint.as_ref()) {
+            let allow = allow_http || km.allow_http;
+            if let Err(error) =
+                oidc::parse_endpoint("introspection.endpoint", &endpoint.value, allow)
+            {
+                errors.push(invalid(
+                    &format!("{at}.introspection.endpoint"),
+                    endpoint,
+                    ValueProblem::Discovery { error },
+                ));
+            }
+        }
         if let Some(provider) = &km.provider {
             if Preset::from_name(&provider.value).is_none() {
                 errors.push(invalid(

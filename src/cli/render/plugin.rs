@@ -147,10 +147,13 @@ fn key_manager(
         algorithms: km.algorithms.clone(),
         dpop: km.dpop,
         introspection: km.introspection.as_ref().map(|decl| {
-            let endpoint = found
-                .document
-                .introspection_endpoint
-                .as_deref()
+            // The declared endpoint, else the discovery document's (or its RFC 8414 metadata's,
+            // filled in by `generate::resolve`).
+            let endpoint = decl
+                .endpoint
+                .as_ref()
+                .map(|e| e.value.as_str())
+                .or(found.document.introspection_endpoint.as_deref())
                 .and_then(|e| HttpUrl::parse(e).ok());
             // Without an endpoint the fields stay empty, which the compiler refuses, naming
             // `introspection`.
