@@ -115,9 +115,10 @@ pub fn dpop(data: &[u8]) {
         max_age_seconds: 300,
         future_skew_seconds: 5,
     };
+    let uris = [DPOP_URI.to_string()];
     let target = ProofTarget {
         method: "GET",
-        uri: Some(DPOP_URI),
+        uris: &uris,
         access_token: DPOP_ACCESS_TOKEN,
     };
     match verify_proof(text, &target, &rules, NOW, None) {

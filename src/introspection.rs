@@ -35,6 +35,18 @@ impl TokenHash {
         TokenHash(Sha256::digest(token.as_bytes()).into())
     }
 
+    /// The hash of a token asked of some key managers only (an API's `key_managers`): the token
+    /// and the indices asked, so an answer found by one set is never taken for another's.
+    pub fn of_asked(token: &str, asked: &[KeyManagerId]) -> TokenHash {
+        let mut hasher = Sha256::new();
+        hasher.update(token.as_bytes());
+        for km in asked {
+            hasher.update(b"\0");
+            hasher.update(km.index().to_string().as_bytes());
+        }
+        TokenHash(hasher.finalize().into())
+    }
+
     /// Lower-case hex, as stored in a cache record.
     pub fn hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()

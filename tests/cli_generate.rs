@@ -1273,7 +1273,12 @@ fn introspection_without_an_endpoint_is_refused_naming_the_field() {
         err.contains("line 8: key_managers[0].introspection:"),
         "{err}"
     );
-    assert!(err.contains("no introspection_endpoint"), "{err}");
+    assert!(err.contains("no introspection endpoint"), "{err}");
+    // Both ways out: the issuer's RFC 8414 metadata, or the endpoint declared outright.
+    assert!(
+        err.contains("RFC 8414") && err.contains("`introspection.endpoint`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -1312,4 +1317,119 @@ fn warns_for_each_key_manager_without_audiences_naming_its_line() {
     assert!(text.contains(&warning("entra", line_of("entra"))), "{text}");
     assert!(!text.contains("warning: key manager keycloak"), "{text}");
     assert_eq!(text.matches("add `audiences").count(), 2, "{text}");
+}
+
+#[test]
+fn opaque_tokens_asked_of_several_key_managers_are_warned_about_and_can_be_routed() {
+    let text = introspection_declaration()
+        + "\
+apis:
+  - name: pets
+    base_path: /pets
+  - name: orders
+    base_path: /orders
+    key_managers: [shared]
+";
+    let (out, result) = generate_from(&text, &["--wasm", &wasm_arg()]);
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    let err = stderr(&result);
+    let pets_line = text.lines().position(|l| l == "  - name: pets").unwrap() + 1;
+    assert!(
+        err.contains(&format!(
+            "line {pets_line}: warning: API pets: an opaque token is introspected at key \
+             managers split, shared in this order"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("API orders"), "{err}");
+    let config = plugin(&out);
+    assert_eq!(config.apis[1].key_managers, ["shared"]);
+    assert!(config.apis[0].key_managers.is_empty());
+}
+
+/// A key manager at `/realms/shop` whose OpenID document has no `introspection_endpoint`, with
+/// RFC 8414 metadata at `/.well-known/oauth-authorization-server/realms/shop` (`metadata`: its
+/// body, `None`: not served).
+fn rfc8414_server(metadata: Option<&dyn Fn(&str) -> String>) -> (Server, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let issuer = format!("{base}/realms/shop");
+    let openid = serde_json::json!({"issuer": issuer, "jwks_uri": format!("{issuer}/certs"),
+        "token_endpoint": format!("{issuer}/token")});
+    let mut routes = vec![(format!("/realms/shop{WELL_KNOWN}"), 200, openid.to_string())];
+    if let Some(body) = metadata {
+        routes.push((
+            "/.well-known/oauth-authorization-server/realms/shop".to_string(),
+            200,
+            body(&issuer),
+        ));
+    }
+    (Server::start_with(listener, routes), issuer)
+}
+
+fn introspecting_declaration(issuer: &str, introspection: &str) -> String {
+    format!(
+        "\
+gateway:
+  environment: production
+key_managers:
+  - name: shop
+    well_known_url: {issuer}{WELL_KNOWN}
+    introspection: {introspection}
+"
+    )
+}
+
+#[test]
+fn the_introspection_endpoint_falls_back_to_rfc8414_metadata_of_the_same_issuer() {
+    let introspect = "{client_id: gateway, client_secret_env: SHOP_SECRET}";
+    let metadata = |issuer: &str| {
+        serde_json::json!({"issuer": issuer,
+            "introspection_endpoint": format!("{issuer}/introspect")})
+        .to_string()
+    };
+    let (server, issuer) = rfc8414_server(Some(&metadata));
+    let text = introspecting_declaration(&issuer, introspect);
+    let (out, result) = generate_from(&text, &["--wasm", &wasm_arg()]);
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    let config = plugin(&out);
+    let found = config.key_managers[0].introspection.clone().unwrap();
+    assert_eq!(found.endpoint, format!("{issuer}/introspect"));
+    assert_eq!(found.path, "/realms/shop/introspect");
+    drop(server);
+
+    // Metadata of another issuer is not trusted; without any endpoint the error names both ways.
+    let other = |_: &str| {
+        serde_json::json!({"issuer": "https://evil.example",
+            "introspection_endpoint": "https://evil.example/introspect"})
+        .to_string()
+    };
+    for metadata in [Some(&other as &dyn Fn(&str) -> String), None] {
+        let (server, issuer) = rfc8414_server(metadata);
+        let text = introspecting_declaration(&issuer, introspect);
+        let (_, result) = generate_from(&text, &["--wasm", &wasm_arg()]);
+        assert_eq!(result.status.code(), Some(1), "{}", stdout(&result));
+        let err = stderr(&result);
+        assert!(err.contains("introspection"), "{err}");
+        assert!(
+            err.contains("RFC 8414") && err.contains("introspection.endpoint"),
+            "{err}"
+        );
+        assert!(!err.contains("evil.example"), "{err}");
+        drop(server);
+    }
+
+    // Or the operator says where it is.
+    let (server, issuer) = rfc8414_server(None);
+    let explicit = format!(
+        "{{client_id: gateway, client_secret_env: SHOP_SECRET, endpoint: {issuer}/oauth2/introspect}}"
+    );
+    let (out, result) = generate_from(
+        &introspecting_declaration(&issuer, &explicit),
+        &["--wasm", &wasm_arg()],
+    );
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    let found = plugin(&out).key_managers[0].introspection.clone().unwrap();
+    assert_eq!(found.endpoint, format!("{issuer}/oauth2/introspect"));
+    drop(server);
 }

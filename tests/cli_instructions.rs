@@ -149,8 +149,13 @@ fn the_printed_token_commands_really_fetch_a_token_from_the_key_manager() {
     let km = support::KeyManager::start();
     let dir = temp_dir("instr-live");
     let input = dir.join("keygate.yaml");
+    // With `audiences` the gateway refuses a token for another resource server, so the printed
+    // commands must ask for this one (RFC 8707 `resource`).
     let text = declaration(&km.well_known_url())
-        .replace("    provider: keycloak\n", "    allow_http: true\n")
+        .replace(
+            "    provider: keycloak\n",
+            "    allow_http: true\n    audiences: [https://api.keygate.test]\n",
+        )
         .replace("pets:write, pets:admin", "pets:write");
     std::fs::write(&input, text).unwrap();
     let out = keygate(&["instructions", "--input", input.to_str().unwrap(), "shop"]);
@@ -170,6 +175,12 @@ fn the_printed_token_commands_really_fetch_a_token_from_the_key_manager() {
 
     let secret = [("<client secret of shop-app>", "shop-app-secret")];
     let client_credentials = block(&text, "Client credentials");
+    for grant in [client_credentials.clone(), block(&text, "Password grant")] {
+        assert!(
+            grant.contains("--data-urlencode 'resource=https://api.keygate.test'"),
+            "{grant}"
+        );
+    }
     let application = run_block(&client_credentials, &secret);
     // The password grant follows in the same shell, which exported CLIENT_SECRET above.
     let user = run_block(
@@ -360,4 +371,38 @@ fn knows_whether_opaque_tokens_are_accepted() {
         !text.contains("KC_SECRET"),
         "the gateway's secret is not the consumer's business"
     );
+}
+
+#[test]
+fn the_token_request_names_the_audience_the_gateway_checks() {
+    let (server, url) = key_manager();
+    let dir = temp_dir("instr-audience");
+    let input = dir.join("keygate.yaml");
+    let with_audience = |provider: &str| {
+        declaration(&url).replace(
+            "    provider: keycloak\n",
+            &format!("    provider: {provider}\n    audiences: [api://pets, api://other]\n"),
+        )
+    };
+    for (provider, parameter) in [("keycloak", "resource"), ("auth0", "audience")] {
+        std::fs::write(&input, with_audience(provider)).unwrap();
+        let out = keygate(&["instructions", "--input", input.to_str().unwrap(), "shop"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        for grant in ["Client credentials", "Password grant"] {
+            let commands = block(&text, grant);
+            let wanted = format!("--data-urlencode '{parameter}=api://pets'");
+            assert!(commands.contains(&wanted), "{provider}: {commands}");
+            assert!(
+                !commands.contains("api://other"),
+                "one audience: {commands}"
+            );
+        }
+    }
+    // Without audiences nothing is asked for.
+    std::fs::write(&input, declaration(&url)).unwrap();
+    let out = keygate(&["instructions", "--input", input.to_str().unwrap(), "shop"]);
+    let text = stdout(&out);
+    assert!(!text.contains("resource="), "{text}");
+    drop(server);
 }

@@ -16,7 +16,9 @@ use support::policies::{compile, config};
 use support::signers::{ath, claims, dpop_proof, jwk_thumbprint, jwks, public_jwk, token, NOW};
 
 fn policy() -> Policy {
-    compile(&config(json!({})))
+    let mut cfg = config(json!({}));
+    cfg["public_urls"] = json!(["https://api.example"]);
+    compile(&cfg)
 }
 
 fn signed(scope: &str) -> String {
@@ -33,10 +35,29 @@ fn run(
     now: f64,
     cache: &mut VerifiedTokens,
 ) -> Result<String, String> {
+    run_at(
+        policy,
+        "/pets/items",
+        bearer,
+        keys,
+        (generation, now),
+        cache,
+    )
+}
+
+/// [`run`] for a `GET` of `path`.
+fn run_at(
+    policy: &Policy,
+    path: &str,
+    bearer: &str,
+    keys: &KeySet,
+    (generation, now): (u64, f64),
+    cache: &mut VerifiedTokens,
+) -> Result<String, String> {
     let auth = format!("Bearer {bearer}");
     let request = Request {
         method: "GET",
-        path: "/pets/items",
+        path,
         authorization: Some(&auth),
         dpop: DpopRequest::default(),
     };
@@ -149,11 +170,7 @@ fn run_dpop(
         method: "GET",
         path: "/pets/items",
         authorization: Some(authorization),
-        dpop: DpopRequest {
-            proofs,
-            scheme: "https",
-            authority: "api.example",
-        },
+        dpop: DpopRequest { proofs },
     };
     let dpop = DpopHost {
         crypto: None,
@@ -325,4 +342,92 @@ fn the_dpop_scheme_needs_a_bound_token_and_token_refusals_keep_their_code() {
         ),
         Err("DPoP token_expired".into())
     );
+}
+
+#[test]
+fn the_subject_comes_from_the_configured_claim() {
+    let keys = KeySet::from_json(&jwks(&[public_jwk("p256", "k-p256")])).unwrap();
+    let mut c = claims();
+    c["scope"] = json!("pets:read");
+    c["sub"] = json!("6d1f-uuid");
+    c["preferred_username"] = json!("alice");
+    let jwt = token(&json!({"alg": "ES256", "kid": "k-p256"}), &c, "p256");
+    let auth = format!("Bearer {jwt}");
+    let request = Request {
+        method: "GET",
+        path: "/pets/items",
+        authorization: Some(&auth),
+        dpop: DpopRequest::default(),
+    };
+    let subject = |cfg: serde_json::Value| match keygate::decision::decide(
+        &compile(&cfg),
+        &request,
+        |_| Some(&keys),
+        NOW,
+    ) {
+        Outcome::Allow { allowed, .. } => allowed.identity.subject.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    let mut cfg = config(json!({}));
+    assert_eq!(
+        subject(cfg.clone()),
+        Some("6d1f-uuid".to_string()),
+        "default: sub"
+    );
+    cfg["key_managers"][0]["claims"] = json!({"subject": ["preferred_username", "sub"]});
+    assert_eq!(subject(cfg.clone()), Some("alice".to_string()));
+    cfg["key_managers"][0]["claims"] = json!({"subject": ["username"]});
+    assert_eq!(
+        subject(cfg),
+        None,
+        "no configured subject claim: no subject"
+    );
+}
+
+#[test]
+fn an_api_refuses_jwts_of_a_key_manager_it_does_not_name() {
+    let keys = KeySet::from_json(&jwks(&[public_jwk("p256", "k-p256")])).unwrap();
+    let mut cfg = config(json!({}));
+    cfg["key_managers"]
+        .as_array_mut()
+        .unwrap()
+        .push(support::policies::key_manager("other"));
+    cfg["apis"][0]["key_managers"] = json!(["other"]);
+    let policy = compile(&cfg);
+    let mut cache = VerifiedTokens::new(16, 1 << 20);
+    assert_eq!(
+        run(&policy, &signed("pets:read"), &keys, 1, NOW, &mut cache),
+        Err("key_manager_not_enabled".into())
+    );
+    // Named, it is accepted; a token verified for one API is not taken from the cache by another.
+    cfg["apis"][0]["key_managers"] = json!(["idp"]);
+    let mut both = cfg.clone();
+    both["apis"].as_array_mut().unwrap().push(
+        json!({"name": "orders", "base_path": "/orders", "key_managers": ["other"],
+            "resources": [{"method": "GET", "path": "/items"}]}),
+    );
+    both["applications"][0]["subscriptions"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"api": "orders"}));
+    let policy = compile(&both);
+    let token = signed("pets:read");
+    assert_eq!(
+        run(&policy, &token, &keys, 1, NOW, &mut cache),
+        Ok("shop".into())
+    );
+    assert_eq!(cache.len(), 1);
+    assert_eq!(
+        run_at(
+            &policy,
+            "/orders/items",
+            &signed("pets:read"),
+            &keys,
+            (1, NOW),
+            &mut cache
+        ),
+        Err("key_manager_not_enabled".into()),
+        "a cache hit verified for pets"
+    );
+    assert_eq!(cache.len(), 1);
 }

@@ -66,9 +66,10 @@ fn the_valid_dpop_seeds_verify_so_the_dpop_oracle_is_not_vacuous() {
         max_age_seconds: 300,
         future_skew_seconds: 5,
     };
+    let uris = [targets::DPOP_URI.to_string()];
     let target = ProofTarget {
         method: "GET",
-        uri: Some(targets::DPOP_URI),
+        uris: &uris,
         access_token: targets::DPOP_ACCESS_TOKEN,
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/dpop");

@@ -391,3 +391,43 @@ fn refused_requests_do_not_fill_the_replay_store() {
         "dpop_jti_replayed",
     );
 }
+
+#[test]
+fn a_proof_for_another_origin_is_refused_whatever_the_host_header() {
+    let gw = Gateway::start();
+    let key = DpopKey::generate();
+    let reply =
+        gw.km
+            .token_client_credentials_dpop("shop-app", "shop-app-secret", "pets:read", &key);
+    let token = reply["access_token"].as_str().unwrap().to_string();
+    let auth = format!("DPoP {token}");
+    // Made for another company's resource server and sent with its Host: the generated virtual
+    // host takes any Host, but the expected htu comes from the configured origin (here the
+    // listener's, http://127.0.0.1:PORT), never from the request.
+    let other = "rs.other-company.example";
+    let foreign = key.proof(
+        "GET",
+        &format!("http://{other}/pets/v1/pets"),
+        now(),
+        Some(&token),
+    );
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("dpop", foreign.as_str()),
+        ("host", other),
+    ];
+    assert_refused(
+        &http(gw.port, "GET", "/pets/v1/pets", &headers),
+        "invalid_dpop_proof",
+        "dpop_htu_mismatch",
+    );
+    // A proof naming the gateway's own origin is accepted whatever Host the request carries.
+    let own = key.proof("GET", &gw.url("/pets/v1/pets"), now(), Some(&token));
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("dpop", own.as_str()),
+        ("host", other),
+    ];
+    let ok = http(gw.port, "GET", "/pets/v1/pets", &headers);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+}

@@ -383,3 +383,110 @@ fn refused_requests_take_no_room_in_the_replay_store() {
     );
     assert_eq!(refused(&host, stream).1, "dpop_jti_replayed");
 }
+
+/// A request with its own `:scheme` and `:authority` (the client chooses both).
+fn request_at(
+    w: &mut Worker,
+    host: &mut FakeHost,
+    stream: u32,
+    (scheme, authority): (&str, &str),
+    authorization: &str,
+    proof: &str,
+) {
+    let h = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":path".to_string(), "/pets/items".to_string()),
+        (":scheme".to_string(), scheme.to_string()),
+        (":authority".to_string(), authority.to_string()),
+        ("authorization".to_string(), authorization.to_string()),
+        ("dpop".to_string(), proof.to_string()),
+    ];
+    w.on_request(host, stream, &h);
+    host.run_wakeup(w);
+}
+
+#[test]
+fn htu_is_checked_against_the_configured_origin_never_the_clients_host() {
+    let (mut w, mut host) = warmed("allowed", json!({}));
+    let token = access_token(true);
+    let auth = format!("DPoP {token}");
+    let proof_for = |jti: &str, htu: &str| {
+        dpop_proof(
+            "p384",
+            "ES384",
+            &json!({"jti": jti, "htm": "GET", "htu": htu, "iat": NOW, "ath": ath(&token)}),
+        )
+    };
+    // A token and proof made for another company's resource server, sent with its Host (and an
+    // https :scheme, which HTTP/2 lets the client set): not this gateway's origin.
+    let elsewhere = "https://rs.other-company.example/pets/items";
+    for (stream, (scheme, authority)) in [
+        (1, ("https", "rs.other-company.example")),
+        (2, ("http", "rs.other-company.example")),
+        (3, ("http", "api.example")),
+    ] {
+        let p = proof_for(&format!("other-{stream}"), elsewhere);
+        request_at(&mut w, &mut host, stream, (scheme, authority), &auth, &p);
+        assert_eq!(refused(&host, stream).1, "dpop_htu_mismatch", "{authority}");
+    }
+    // A proof for the configured origin passes whatever Host the request carries.
+    let here = proof_for("here", "http://api.example/pets/items");
+    request_at(
+        &mut w,
+        &mut host,
+        4,
+        ("https", "other.example"),
+        &auth,
+        &here,
+    );
+    assert!(allowed(&host, 4), "{:?}", host.stream(4));
+
+    // An API with its own origin takes proofs for that origin only.
+    let mut cfg = dpop_config("allowed", json!({}));
+    cfg["apis"][0]["public_urls"] = json!(["https://pets.example.com/"]);
+    let (mut w, mut host) = warmed_with(compile(&cfg));
+    let gateway = proof_for("g", "http://api.example/pets/items");
+    request_at(
+        &mut w,
+        &mut host,
+        1,
+        ("http", "api.example"),
+        &auth,
+        &gateway,
+    );
+    assert_eq!(refused(&host, 1).1, "dpop_htu_mismatch");
+    let own = proof_for("o", "https://pets.example.com/pets/items");
+    request_at(&mut w, &mut host, 2, ("http", "api.example"), &auth, &own);
+    assert!(allowed(&host, 2), "{:?}", host.stream(2));
+}
+
+#[test]
+fn without_an_origin_dpop_proofs_are_refused_and_required_dpop_is_a_config_error() {
+    let mut cfg = dpop_config("allowed", json!({}));
+    cfg.as_object_mut().unwrap().remove("public_urls");
+    let (mut w, mut host) = warmed_with(compile(&cfg));
+    let token = access_token(true);
+    let p = proof(&token, "j");
+    request_at(
+        &mut w,
+        &mut host,
+        1,
+        ("http", "api.example"),
+        &format!("DPoP {token}"),
+        &p,
+    );
+    assert_eq!(refused(&host, 1).1, "dpop_htu_mismatch");
+
+    cfg["apis"][0]["dpop"] = json!("required");
+    let errors = Policy::from_json(cfg.to_string().as_bytes()).unwrap_err();
+    let shown: Vec<String> = errors.into_iter().map(|e| e.to_string()).collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(
+        shown[0].starts_with("apis[0].public_urls: DPoP is required here but no public URL"),
+        "{shown:?}"
+    );
+    cfg["public_urls"] = json!(["https://api.example/pets"]);
+    let errors = Policy::from_json(cfg.to_string().as_bytes()).unwrap_err();
+    let paths: Vec<String> = errors.into_iter().map(|e| e.path).collect();
+    assert_eq!(paths, ["public_urls[0]", "apis[0].public_urls"]);
+}

@@ -39,6 +39,7 @@ fn policy_with(key_managers: Vec<Value>, settings: Value) -> Policy {
         .collect();
     let cfg = json!({
         "environment": "production",
+        "public_urls": ["http://api.example"],
         "key_managers": key_managers,
         "apis": [{"name": "pets", "base_path": "/pets", "resources": [
             {"method": "GET", "path": "/items", "scopes": ["pets:read"]},
@@ -903,4 +904,85 @@ fn introspection_calls_are_bounded_per_worker_and_across_workers() {
     let calls_b = calls(&host_b).len();
     assert_eq!(junk(&mut b, &mut host_b, 300, 3), 0);
     assert_eq!(calls(&host_b).len() - calls_b, 3);
+}
+
+#[test]
+fn the_subject_of_an_answer_comes_from_the_configured_claim() {
+    let mut idp = km("idp", &[]);
+    idp["claims"] = json!({"subject": ["username"]});
+    let mut w = worker_for(policy_with(vec![idp], json!({})));
+    let mut host = FakeHost::new(NOW_MS);
+    get(&mut w, &mut host, 1, OPAQUE);
+    let mut body = active("app-1", "pets:read");
+    body["username"] = json!("alice@example.com");
+    body["sub"] = json!("3f2c-uuid");
+    answer(&mut w, &mut host, &body);
+    assert!(allowed(&host, 1), "{:?}", host.stream(1));
+    let log = host.stream(1).unwrap();
+    assert!(
+        log.set_headers
+            .iter()
+            .any(|(n, v)| n == "x-keygate-subject" && v == "alice@example.com"),
+        "{:?}",
+        log.set_headers
+    );
+}
+
+#[test]
+fn an_api_that_names_its_key_manager_sends_opaque_tokens_there_only() {
+    // `idp` is declared first; API pets accepts tokens of `second` only.
+    let cfg_policy = |accepted: Value| {
+        let cfg = json!({
+            "environment": "production",
+            "public_urls": ["http://api.example"],
+            "key_managers": [km("idp", &[]), km("second", &[])],
+            "apis": [{"name": "pets", "base_path": "/pets", "key_managers": accepted,
+                "resources": [{"method": "GET", "path": "/items", "scopes": ["pets:read"]}]}],
+            "applications": [{"name": "shop",
+                "client_ids": [{"key_manager": "idp", "client_id": "app-1"},
+                               {"key_manager": "second", "client_id": "app-2"}],
+                "subscriptions": [{"api": "pets"}]}]
+        });
+        compile(&cfg)
+    };
+    let mut w = worker_for(cfg_policy(json!(["second"])));
+    let mut host = FakeHost::new(NOW_MS);
+    get(&mut w, &mut host, 1, OPAQUE);
+    let mut from_second = active("app-2", "pets:read");
+    from_second["iss"] = json!("https://second.example");
+    answer(&mut w, &mut host, &from_second);
+    assert!(allowed(&host, 1), "{:?}", host.stream(1));
+    let asked: Vec<String> = calls(&host).iter().map(|c| c.cluster.clone()).collect();
+    assert_eq!(asked, ["intro_second"], "the token never went to idp");
+
+    // Inactive there: 401 after that one call, idp still not asked.
+    let mut w = worker_for(cfg_policy(json!(["second"])));
+    let mut host = FakeHost::new(NOW_MS);
+    get(
+        &mut w,
+        &mut host,
+        1,
+        "another-opaque-token-value-0123456789",
+    );
+    answer(&mut w, &mut host, &json!({"active": false}));
+    assert_eq!(code(&host, 1), (401, "token_inactive".to_string()));
+    let asked: Vec<String> = calls(&host).iter().map(|c| c.cluster.clone()).collect();
+    assert_eq!(asked, ["intro_second"]);
+
+    // Without the list both are asked, in declaration order (the choice generate warns about).
+    let mut w = worker_for(cfg_policy(json!([])));
+    let mut host = FakeHost::new(NOW_MS);
+    get(&mut w, &mut host, 1, OPAQUE);
+    answer(&mut w, &mut host, &json!({"active": false}));
+    answer(&mut w, &mut host, &from_second);
+    assert!(allowed(&host, 1));
+    let asked: Vec<String> = calls(&host).iter().map(|c| c.cluster.clone()).collect();
+    assert_eq!(asked, ["intro_idp", "intro_second"]);
+
+    // An unknown name is refused, naming the field.
+    let cfg = json!({"environment": "production", "key_managers": [km("idp", &[])],
+        "apis": [{"name": "pets", "base_path": "/pets", "key_managers": ["nobody"]}]});
+    let errors = Policy::from_json(cfg.to_string().as_bytes()).unwrap_err();
+    let paths: Vec<String> = errors.into_iter().map(|e| e.path).collect();
+    assert_eq!(paths, ["apis[0].key_managers[0]"]);
 }

@@ -53,6 +53,29 @@ pub fn resolve(well_known_url: &str, allow_http: bool) -> Result<CheckedDiscover
     oidc::check_document(well_known_url, document, allow_http).map_err(ResolveError::Refused)
 }
 
+/// RFC 8414 fallback: a checked document without `introspection_endpoint` gets the one of the
+/// issuer's authorization server metadata, when that metadata names the same issuer. A metadata
+/// document that cannot be fetched, names another issuer or has no endpoint changes nothing.
+pub fn with_metadata_introspection(
+    mut checked: CheckedDiscovery,
+    allow_http: bool,
+) -> CheckedDiscovery {
+    if checked.document.introspection_endpoint.is_some() {
+        return checked;
+    }
+    let Some(url) = oidc::metadata_url(&checked.issuer) else {
+        return checked;
+    };
+    if oidc::parse_endpoint("issuer", &url, allow_http).is_err() {
+        return checked;
+    }
+    if let Ok(metadata) = http::get_json::<DiscoveryDocument>(&url) {
+        checked.document.introspection_endpoint =
+            oidc::metadata_introspection(&checked.issuer, &metadata, allow_http);
+    }
+    checked
+}
+
 /// The entry printed by `discover`: the declaration's key-manager fields.
 #[derive(Debug, Serialize)]
 struct Entry<'a> {

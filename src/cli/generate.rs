@@ -248,11 +248,17 @@ pub fn resolve(text: &str, allow_http: bool) -> Result<Resolved, GenerateError> 
                 discover::resolve(&url.value, allow),
             ),
         };
-        let checked = result.map_err(|error| GenerateError::KeyManager {
+        let mut checked = result.map_err(|error| GenerateError::KeyManager {
             field,
             line: line_of(url),
             error,
         })?;
+        // Introspection without an endpoint in the fetched document nor in the declaration: the
+        // issuer's RFC 8414 metadata may name it (an inline document is used as it is).
+        let declared = km.introspection.as_ref().map(|i| i.endpoint.is_some());
+        if km.discovery.is_none() && declared == Some(false) {
+            checked = discover::with_metadata_introspection(checked, allow);
+        }
         discovered.push(checked);
     }
     Ok(Resolved {
@@ -518,6 +524,9 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
             super::discover::audience_warning(&km.name.value).trim_start_matches("# ")
         );
     }
+    for warning in introspection_warnings(&loaded) {
+        eprintln!("{}:{warning}", args.input.display());
+    }
     if args.check {
         println!(
             "keygate: {} is valid: {} key manager(s), {} API(s), {} application(s)",
@@ -629,4 +638,36 @@ pub fn write_all(out: &Path, files: &[(String, String)]) -> Result<WriteReport, 
         files: report,
         restart,
     })
+}
+
+/// One warning per API whose opaque tokens would be introspected at more than one key manager
+/// (`line L: warning: ...`): they are asked in declaration order, so a token issued by a later
+/// one is disclosed to the earlier ones. `apis[].key_managers` routes them to one.
+pub fn introspection_warnings(loaded: &Loaded) -> Vec<String> {
+    let policy = &loaded.policy;
+    let decl = &loaded.declaration;
+    let mut warnings = Vec::new();
+    for (i, api) in decl.apis.iter().enumerate() {
+        let route = crate::policy::RouteMatch {
+            api: crate::policy::ApiId::new(i),
+            resource: 0,
+        };
+        let asked = policy.introspection_order_for(&route);
+        if asked.len() < 2 {
+            continue;
+        }
+        let names: Vec<&str> = asked
+            .iter()
+            .filter_map(|&km| policy.key_manager(km).map(|m| m.name.as_str()))
+            .collect();
+        warnings.push(format!(
+            "line {}: warning: API {}: an opaque token is introspected at key managers {} in \
+             this order, so a token issued by a later one is sent to the earlier ones; list the \
+             one that issues this API's tokens in `apis[].key_managers`",
+            line_of(&api.name),
+            api.name.value,
+            names.join(", ")
+        ));
+    }
+    warnings
 }

@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::cli::declaration::model::{ApiDecl, ApplicationDecl, DEFAULT_LISTEN};
+use crate::cli::declaration::presets::Preset;
 use crate::cli::generate::{self, GenerateError, Loaded};
 use crate::config::SubscriptionState;
 
@@ -143,7 +144,7 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
                 );
             }
         }
-        let scope_arg = if scope.is_empty() {
+        let mut scope_arg = if scope.is_empty() {
             String::new()
         } else {
             format!(
@@ -151,6 +152,27 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
                 shell_quote(&format!("scope={scope}"))
             )
         };
+        // With `audiences` the gateway refuses a token minted for another resource server: ask
+        // for the first accepted one (RFC 8707 `resource`; Auth0 names it `audience`).
+        let key_manager = decl
+            .key_managers
+            .iter()
+            .find(|km| km.name.value == client.key_manager.value);
+        if let Some((km, audience)) =
+            key_manager.and_then(|km| km.audiences.first().map(|aud| (km, aud)))
+        {
+            let preset = km
+                .provider
+                .as_ref()
+                .and_then(|p| Preset::from_name(&p.value));
+            let auth0 = preset == Some(Preset::Auth0);
+            let parameter = if auth0 { "audience" } else { "resource" };
+            let _ = write!(
+                scope_arg,
+                " \\\n  --data-urlencode {}",
+                shell_quote(&format!("{parameter}={audience}"))
+            );
+        }
         let _ = writeln!(
             out,
             "\n# Client credentials (the application acts for itself):"

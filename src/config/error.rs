@@ -74,6 +74,9 @@ pub enum ConfigProblem {
     TemplateWithoutTenants,
     /// `introspection` is configured but the discovery document has no `introspection_endpoint`.
     NoIntrospectionEndpoint,
+    /// DPoP is required for an API but no origin (`public_urls`) says what a proof's `htu` must
+    /// name.
+    NoPublicUrl,
     /// The environment variable named by `client_secret_env` is not set (or empty) in the
     /// filter's environment (only the filter can see it; `generate` does not check it).
     SecretNotSet {
@@ -111,6 +114,7 @@ impl ConfigError {
             ConfigProblem::TenantsWithoutTemplate => "tenants_without_template",
             ConfigProblem::TemplateWithoutTenants => "template_without_tenants",
             ConfigProblem::NoIntrospectionEndpoint => "no_introspection_endpoint",
+            ConfigProblem::NoPublicUrl => "no_public_url",
             ConfigProblem::SecretNotSet { .. } => "secret_not_set",
         }
     }
@@ -218,8 +222,15 @@ impl fmt::Display for ConfigError {
                 "the issuer has a {tenantid} placeholder but no tenants are allowed",
             ),
             ConfigProblem::NoIntrospectionEndpoint => f.write_str(
-                "the key manager's discovery document has no introspection_endpoint, so opaque \
-                 tokens cannot be checked (remove `introspection` or use a key manager that has one)",
+                "no introspection endpoint: neither the key manager's OpenID discovery document \
+                 nor its RFC 8414 metadata (/.well-known/oauth-authorization-server, same issuer) \
+                 has an introspection_endpoint, so opaque tokens cannot be checked; set \
+                 `introspection.endpoint` in the declaration, or remove `introspection`",
+            ),
+            ConfigProblem::NoPublicUrl => f.write_str(
+                "DPoP is required here but no public URL is configured: set gateway.public_urls \
+                 (or apis[].public_urls) to the origin clients call, e.g. https://api.example.com; \
+                 a proof's htu is checked against it, never against the client's Host",
             ),
             ConfigProblem::SecretNotSet { variable } => write!(
                 f,

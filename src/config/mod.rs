@@ -46,6 +46,10 @@ pub struct PluginConfig {
     pub apis: Vec<ApiConfig>,
     #[serde(default)]
     pub applications: Vec<ApplicationConfig>,
+    /// The gateway's own origins (`https://api.example.com`): a DPoP proof's `htu` must name one
+    /// of them with the request's path. Never taken from the client's `Host` or `:scheme`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_urls: Vec<String>,
     /// Request budgets that subscriptions refer to by name (`subscriptions[].tier`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tiers: Vec<TierConfig>,
@@ -177,6 +181,10 @@ pub struct ClaimMapping {
     pub scopes: Vec<String>,
     #[serde(default = "default_group_claims")]
     pub groups: Vec<String>,
+    /// Who the token speaks for (the `x-keygate-subject` header): the first claim present as a
+    /// non-empty string; empty: no subject.
+    #[serde(default = "default_subject_claims")]
+    pub subject: Vec<String>,
 }
 
 impl Default for ClaimMapping {
@@ -185,6 +193,7 @@ impl Default for ClaimMapping {
             client_id: default_client_id_claims(),
             scopes: default_scope_claims(),
             groups: default_group_claims(),
+            subject: default_subject_claims(),
         }
     }
 }
@@ -200,6 +209,9 @@ fn default_scope_claims() -> Vec<String> {
 fn default_group_claims() -> Vec<String> {
     ["groups"].map(String::from).to_vec()
 }
+fn default_subject_claims() -> Vec<String> {
+    ["sub"].map(String::from).to_vec()
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,6 +222,15 @@ pub struct ApiConfig {
     pub base_path: String,
     #[serde(default)]
     pub resources: Vec<ResourceConfig>,
+    /// The key managers whose tokens this API accepts (JWTs and opaque tokens alike); empty: every
+    /// key manager trusted in this environment. An opaque token for this API is introspected at
+    /// these only, so it is never disclosed to another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_managers: Vec<String>,
+    /// This API's own origins, instead of the top-level `public_urls` (an API served under
+    /// another host name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_urls: Vec<String>,
     /// `required`: every token for this API must be DPoP-bound and come with a proof.
     #[serde(default, skip_serializing_if = "DpopMode::is_default")]
     pub dpop: DpopMode,

@@ -38,18 +38,18 @@ pub(super) struct ProofInput {
     /// The one proof, or why there is not exactly one.
     proof: Result<String, DpopError>,
     method: String,
-    uri: Option<String>,
+    /// `:path`; with the configured origins it makes the URIs `htu` may name.
+    path: String,
 }
 
 impl Presentation {
     /// How a token came: its scheme and, for DPoP, the one proof (or why there is not exactly
-    /// one) with the method and URI it must describe.
+    /// one) with the method and path it must describe.
     pub(super) fn of(scheme: AuthScheme, request: &Request<'_>) -> Presentation {
         match scheme {
             AuthScheme::Bearer => Presentation::Bearer,
             AuthScheme::Dpop => {
-                let dpop = &request.dpop;
-                let proof = match dpop.proofs {
+                let proof = match request.dpop.proofs {
                     [] => Err(DpopError::ProofMissing),
                     [one] => Ok((*one).to_string()),
                     _ => Err(DpopError::ProofMultiple),
@@ -57,7 +57,7 @@ impl Presentation {
                 Presentation::Dpop(Box::new(ProofInput {
                     proof,
                     method: request.method.to_string(),
-                    uri: request_uri(dpop.scheme, dpop.authority, request.path),
+                    path: request.path.to_string(),
                 }))
             }
         }
@@ -113,9 +113,16 @@ pub(super) fn check_dpop(
         max_age_seconds: settings.dpop_max_age_seconds,
         future_skew_seconds: settings.dpop_future_skew_seconds,
     };
+    // The URIs this request may be named by: the configured origins of its API (never the
+    // client's Host or :scheme) with its path.
+    let uris: Vec<String> = policy
+        .dpop_origins(&presented.route)
+        .iter()
+        .filter_map(|origin| request_uri(origin, &input.path))
+        .collect();
     let target = ProofTarget {
         method: &input.method,
-        uri: input.uri.as_deref(),
+        uris: &uris,
         access_token: presented.token,
     };
     let verified = verify_proof(proof, &target, &rules, now, host.crypto)?;

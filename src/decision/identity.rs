@@ -8,8 +8,6 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use serde_json::Map;
-
 use crate::policy::tier::Budget;
 use crate::policy::Access;
 
@@ -18,7 +16,7 @@ use crate::policy::Access;
 pub struct Identity {
     pub application: String,
     pub client_id: String,
-    /// The token's `sub`, when it is a string.
+    /// The token's subject (the key manager's `claims.subject`, default `sub`), when present.
     pub subject: Option<String>,
     pub key_manager: String,
     /// Every scope the token carries (not only the ones the resource asked for).
@@ -69,15 +67,12 @@ pub fn is_identity_header(prefix: &str, name: &str) -> bool {
 }
 
 impl Identity {
-    /// The identity of a caller the policy granted `access`, with the subject from its claims.
-    pub fn new(access: Access<'_>, claims: &Map<String, Value>) -> Identity {
+    /// The identity of a caller the policy granted `access`.
+    pub fn new(access: Access<'_>) -> Identity {
         Identity {
             application: access.application.to_string(),
             client_id: access.client_id,
-            subject: claims
-                .get("sub")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            subject: access.subject,
             key_manager: access.key_manager.to_string(),
             scopes: access.scopes,
             api: access.api.name.clone(),
@@ -88,7 +83,7 @@ impl Identity {
     }
 
     /// The headers to add upstream, `(name, value)`; values are made safe for a header line.
-    /// The subject header is left out when the token has no `sub`.
+    /// The subject header is left out when the token has no subject.
     pub fn headers(&self, prefix: &str) -> Vec<(String, String)> {
         let prefix = prefix.to_ascii_lowercase();
         let mut headers = vec![

@@ -41,7 +41,7 @@ use serde_json::{Map, Value};
 use crate::dpop::{MemorySlots, ProofUse};
 use crate::jose::claims::{check_time, times, Validation};
 use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
-use crate::policy::{ApiId, KeyManagerId, Policy, Route, RouteMatch};
+use crate::policy::{ApiId, IssuerRefusal, KeyManagerId, Policy, Route, RouteMatch};
 use verified_tokens::Verification;
 
 use dpop_binding::{admit_proof, check_dpop, dpop_denial, refuse, Presentation, Presented};
@@ -57,14 +57,13 @@ pub struct Request<'a> {
     pub dpop: DpopRequest<'a>,
 }
 
-/// The parts of a request a DPoP proof must describe.
+/// The DPoP proofs of a request. The URI a proof's `htu` must name is the API's configured
+/// origin with the request's `:path` ([`crate::policy::Policy::dpop_origins`]): the client's
+/// `:authority` and `:scheme` play no part.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DpopRequest<'a> {
     /// Every `DPoP` header value (exactly one is valid, RFC 9449 §4.3 check 1).
     pub proofs: &'a [&'a str],
-    /// `:scheme` and `:authority`, which with `:path` make the URI `htu` must name.
-    pub scheme: &'a str,
-    pub authority: &'a str,
 }
 
 /// The final answer for a request, or what the shell must get before answering.
@@ -231,6 +230,11 @@ fn recall_presented(
     if generation(hit.key_manager) != Some(hit.generation) {
         return None;
     }
+    // Verified for another API, by a key manager this one does not accept.
+    if !policy.accepts(&started.route, key_manager) {
+        let refusal = TokenRefusal::Issuer(IssuerRefusal::NotEnabled);
+        return Some((key_manager, refuse(policy, started.presentation, refusal)));
+    }
     let outcome = match hit.verdict {
         Verification::Valid {
             claims,
@@ -284,6 +288,11 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
         .key_manager_for(token.issuer(), token.claims())
         .map_err(|issuer| refuse(policy, &presentation, TokenRefusal::Issuer(issuer)))?;
     let key_manager = found.id;
+    // The API accepts tokens of some key managers only (`apis[].key_managers`).
+    if !policy.accepts(&started.route, key_manager) {
+        let refusal = TokenRefusal::Issuer(IssuerRefusal::NotEnabled);
+        return Err(refuse(policy, &presentation, refusal));
+    }
     let manager =
         policy
             .key_manager(key_manager)
@@ -418,7 +427,7 @@ pub(super) fn authorized(
 ) -> Outcome {
     match policy.authorize(route, key_manager, claims) {
         Ok(access) => {
-            let identity = Identity::new(access, claims);
+            let identity = Identity::new(access);
             let headers = identity.headers(&policy.settings().header_prefix);
             Outcome::Allow {
                 allowed: Rc::new(Allowed { identity, headers }),

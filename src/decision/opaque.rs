@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::introspection::{is_opaque, TokenHash};
 use crate::jose::claims::{check, Validation};
 use crate::jose::TokenError;
-use crate::policy::{KeyManagerId, Policy, RouteMatch};
+use crate::policy::{IssuerRefusal, KeyManagerId, Policy, RouteMatch};
 
 use super::dpop_binding::{
     admit_proof, check_dpop, dpop_denial, refuse, DpopHost, Presentation, Presented,
@@ -20,6 +20,9 @@ pub struct Opaque {
     /// The token, needed for the call only (the cache knows it by [`TokenHash`]).
     pub token: String,
     pub hash: TokenHash,
+    /// The key managers to ask, in order: those with introspection that the API accepts. Part of
+    /// `hash` when the API accepts only some, so each set has its own cache entries.
+    pub asked: Vec<KeyManagerId>,
     /// The scheme it came with and, for DPoP, the proof (checked per request once the answer is in).
     presentation: Presentation,
 }
@@ -28,11 +31,21 @@ pub(super) fn opaque(policy: &Policy, started: &Started<'_>) -> Option<Outcome> 
     if !is_opaque(started.token) {
         return None;
     }
-    policy.introspection_order().next()?;
+    let asked = policy.introspection_order_for(&started.route);
+    if asked.is_empty() {
+        return None;
+    }
+    let everyone = asked.iter().copied().eq(policy.introspection_order());
+    let hash = if everyone {
+        TokenHash::of(started.token)
+    } else {
+        TokenHash::of_asked(started.token, &asked)
+    };
     Some(Outcome::NeedIntrospection(Box::new(Opaque {
         route: started.route,
         token: started.token.to_string(),
-        hash: TokenHash::of(started.token),
+        hash,
+        asked,
         presentation: started.presentation(),
     })))
 }
@@ -55,6 +68,10 @@ pub fn introspected(
         return Outcome::Deny(Denial::IntrospectionUnavailable { retry_after: 1 });
     };
     let presentation = &opaque.presentation;
+    if !policy.accepts(&opaque.route, key_manager) {
+        let refusal = TokenRefusal::Issuer(IssuerRefusal::NotEnabled);
+        return refuse(policy, presentation, refusal);
+    }
     match claims.get("iss") {
         None => {}
         Some(Value::String(iss)) if manager.issues(iss, claims) => {}

@@ -9,12 +9,14 @@
 //! `scheme://authority[path]`, carries user information or has a broken percent-encoding
 //! normalizes to nothing, and nothing matches it.
 
-/// The normalized URI of a request from Envoy's `:scheme`, `:authority` and `:path`.
-pub fn request_uri(scheme: &str, authority: &str, path: &str) -> Option<String> {
-    if scheme.is_empty() || authority.is_empty() || !path.starts_with('/') {
+/// The normalized URI of a request: one of the gateway's configured origins
+/// (`https://api.example.com`) and the request's `:path`. The origin is configuration, never the
+/// client's `Host`/`:authority` or `:scheme` (which the client chooses).
+pub fn request_uri(origin: &str, path: &str) -> Option<String> {
+    if origin.is_empty() || !path.starts_with('/') {
         return None;
     }
-    normalize(&format!("{scheme}://{authority}{path}"))
+    normalize(&format!("{origin}{path}"))
 }
 
 /// The comparable form of an absolute http(s) URI, without its query and fragment.
@@ -179,7 +181,7 @@ mod tests {
         assert_eq!(normalize("HTTPS://API.Example.COM:443/pets"), want);
         assert_eq!(normalize("https://api.example.com/pets?limit=1#top"), want);
         assert_eq!(
-            request_uri("https", "api.example.com", "/pets?limit=1"),
+            request_uri("HTTPS://api.example.com:443", "/pets?limit=1"),
             want
         );
         assert_eq!(
@@ -243,8 +245,8 @@ mod tests {
         ] {
             assert_eq!(normalize(bad), None, "{bad}");
         }
-        assert_eq!(request_uri("", "h", "/a"), None);
-        assert_eq!(request_uri("https", "", "/a"), None);
-        assert_eq!(request_uri("https", "h", "a"), None);
+        assert_eq!(request_uri("", "/a"), None);
+        assert_eq!(request_uri("https://", "/a"), None);
+        assert_eq!(request_uri("https://h", "a"), None);
     }
 }

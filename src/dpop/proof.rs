@@ -35,9 +35,10 @@ pub struct ProofRules<'a> {
 pub struct ProofTarget<'a> {
     /// `:method`.
     pub method: &'a str,
-    /// The request URI normalized by [`htu::request_uri`]; `None` when Envoy's pseudo-headers do
-    /// not make one (then no `htu` matches).
-    pub uri: Option<&'a str>,
+    /// The URIs the request may be named by, normalized by [`htu::request_uri`]: the gateway's
+    /// configured origins with the request's path (never the client's `Host` or `:scheme`);
+    /// empty: no `htu` matches.
+    pub uris: &'a [String],
     /// The access token presented with the proof (for `ath`).
     pub access_token: &'a str,
 }
@@ -116,8 +117,8 @@ pub fn verify_proof(
     if htm != target.method {
         return Err(DpopError::HtmMismatch);
     }
-    match (htu::normalize(htu), target.uri) {
-        (Some(claimed), Some(actual)) if claimed == actual => {}
+    match htu::normalize(htu) {
+        Some(claimed) if target.uris.contains(&claimed) => {}
         _ => return Err(DpopError::HtuMismatch),
     }
     // A clock that reads NaN would pass both comparisons; fail closed instead.

@@ -25,7 +25,7 @@ fn rules(algs: &[String]) -> ProofRules<'_> {
 fn target() -> ProofTarget<'static> {
     ProofTarget {
         method: "GET",
-        uri: Some(URI),
+        uris: Box::leak(vec![URI.to_string()].into_boxed_slice()),
         access_token: TOKEN,
     }
 }
@@ -269,7 +269,7 @@ fn ed25519_proofs_verify_in_wasm_backends() {
 fn a_proof_without_a_request_uri_never_matches() {
     let algs = algorithms();
     let no_uri = ProofTarget {
-        uri: None,
+        uris: &[],
         ..target()
     };
     assert_eq!(

@@ -20,8 +20,8 @@ use super::routes::{parse_base_path, MethodMatch, PathTemplate, Router};
 use super::tier::{Budget, Per, Tier, MAX_REQUESTS};
 use super::{accepted_algorithms, Api, Application, KeyManager, Policy, Resource, Subscription};
 use crate::config::{
-    ApiConfig, ApplicationConfig, ApplicationState, ClaimMapping, ConfigError, ConfigErrors,
-    ConfigProblem, IntrospectionConfig, KeyManagerConfig, PluginConfig, Settings, TierConfig,
+    ApplicationConfig, ApplicationState, ClaimMapping, ConfigError, ConfigErrors, ConfigProblem,
+    DpopMode, IntrospectionConfig, KeyManagerConfig, PluginConfig, Settings, TierConfig,
     SUPPORTED_ALGORITHMS, TENANT_PLACEHOLDER,
 };
 use crate::jose::claims::Validation;
@@ -41,7 +41,7 @@ impl Policy {
             c.invalid("environment", &cfg.environment, "spaces are not allowed");
         }
         let mut key_managers = key_managers(&mut c, &cfg);
-        let (apis, router) = apis(&mut c, &cfg.apis);
+        let (apis, router) = apis(&mut c, &cfg, &key_managers);
         let tiers = tiers(&mut c, &cfg.tiers);
         let applications = applications(&mut c, &cfg, &mut key_managers, &tiers);
         let dpop_algorithms = settings(&mut c, &cfg.settings);
@@ -208,7 +208,7 @@ fn algorithms(c: &mut Checker, at: &str, configured: &[String]) -> Vec<String> {
     accepted_algorithms(configured)
 }
 
-/// Where a key manager's tokens carry the client id, scopes and groups: at least one client id
+/// Where a key manager's tokens carry the client id, scopes, groups and subject: at least one client id
 /// claim, and every name a claim or a dotted path without empty parts.
 fn claims(c: &mut Checker, at: &str, claims: &ClaimMapping) -> Mapping {
     if claims.client_id.is_empty() {
@@ -218,6 +218,7 @@ fn claims(c: &mut Checker, at: &str, claims: &ClaimMapping) -> Mapping {
         ("client_id", &claims.client_id),
         ("scopes", &claims.scopes),
         ("groups", &claims.groups),
+        ("subject", &claims.subject),
     ];
     for (field, names) in lists {
         for (k, name) in names.iter().enumerate() {
@@ -327,7 +328,13 @@ fn environments_overlap(a: &KeyManagerConfig, b: &KeyManagerConfig) -> bool {
 
 /// The APIs and the router over their parsed base paths, methods and templates (an API whose base
 /// path is refused stays out of the router; so does a resource that is refused).
-fn apis(c: &mut Checker, apis: &[ApiConfig]) -> (Vec<Api>, Router) {
+fn apis(c: &mut Checker, cfg: &PluginConfig, kms: &[KeyManager]) -> (Vec<Api>, Router) {
+    let apis = &cfg.apis;
+    let gateway_origins = public_urls(c, "public_urls", &cfg.public_urls);
+    // A key manager trusted here whose tokens must all be bound needs a proof on every API.
+    let dpop_everywhere = kms
+        .iter()
+        .any(|km| km.enabled_here && km.dpop == DpopMode::Required);
     let mut names = HashMap::new();
     let mut base_paths: HashMap<&str, &str> = HashMap::new();
     let mut router = Router::default();
@@ -420,15 +427,88 @@ fn apis(c: &mut Checker, apis: &[ApiConfig]) -> (Vec<Api>, Router) {
         if let Some(base) = base {
             router.add(i, base, routes);
         }
+        let own = public_urls(c, &format!("{at}.public_urls"), &api.public_urls);
+        let origins = if api.public_urls.is_empty() {
+            gateway_origins.clone()
+        } else {
+            own
+        };
+        let accepted = accepted_key_managers(c, &at, api, &cfg.key_managers);
+        let needs_proofs = dpop_everywhere || api.dpop == DpopMode::Required;
+        if needs_proofs && origins.is_empty() && api.resources.iter().any(|r| !r.public) {
+            c.push(format!("{at}.public_urls"), ConfigProblem::NoPublicUrl);
+        }
         compiled.push(Api {
             name: api.name.clone(),
             version: api.version.clone(),
             base_path: api.base_path.clone(),
             resources,
             dpop: api.dpop,
+            origins,
+            key_managers: accepted,
         });
     }
     (compiled, router)
+}
+
+/// The key managers an API accepts (`None`: all), each named once and declared.
+fn accepted_key_managers(
+    c: &mut Checker,
+    at: &str,
+    api: &crate::config::ApiConfig,
+    kms: &[KeyManagerConfig],
+) -> Option<Vec<crate::policy::KeyManagerId>> {
+    if api.key_managers.is_empty() {
+        return None;
+    }
+    let mut accepted = Vec::with_capacity(api.key_managers.len());
+    let mut seen = HashMap::new();
+    for (k, name) in api.key_managers.iter().enumerate() {
+        let path = format!("{at}.key_managers[{k}]");
+        match kms.iter().position(|km| km.name == *name) {
+            None => c.push(
+                path,
+                ConfigProblem::UnknownKeyManager { name: name.clone() },
+            ),
+            Some(index) => {
+                c.unique(&mut seen, path, name);
+                accepted.push(crate::policy::KeyManagerId::new(index));
+            }
+        }
+    }
+    Some(accepted)
+}
+
+/// The gateway's origins (`at` is the list's path): `http(s)://host[:port]`, nothing after the
+/// authority but an optional `/`; the accepted ones without that `/`. A DPoP proof's `htu` is
+/// compared with an origin plus the request's path, so an origin with a path, query or user
+/// information could never match and is refused.
+fn public_urls(c: &mut Checker, at: &str, urls: &[String]) -> Vec<String> {
+    let mut origins = Vec::with_capacity(urls.len());
+    for (k, url) in urls.iter().enumerate() {
+        let origin = url.strip_suffix('/').unwrap_or(url);
+        let authority = origin
+            .split_once("://")
+            .filter(|(scheme, _)| {
+                scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+            })
+            .map(|(_, authority)| authority);
+        let ok = authority.is_some_and(|a| {
+            !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"/?#@\\".contains(&b))
+        });
+        if ok {
+            origins.push(origin.to_string());
+        } else {
+            c.invalid(
+                format!("{at}[{k}]"),
+                url,
+                "a public URL is http(s)://host[:port], without path, query or user information",
+            );
+        }
+    }
+    origins
 }
 
 /// The applications; each client id is entered at its key manager (`key_managers`, in the order of

@@ -1,4 +1,5 @@
-//! Claim mapping: where a key manager puts the client id, scopes and groups in its tokens.
+//! Claim mapping: where a key manager puts the client id, scopes, groups and subject in its
+//! tokens (and introspection answers).
 //!
 //! A configured claim name is first looked up as a top-level key (so namespaced claims such as
 //! `https://acme.example/roles` work), then, if absent, as a dotted path into nested objects
@@ -18,6 +19,7 @@ pub struct Mapping {
     client_id: Vec<String>,
     scopes: Vec<String>,
     groups: Vec<String>,
+    subject: Vec<String>,
 }
 
 impl Mapping {
@@ -26,7 +28,16 @@ impl Mapping {
             client_id: config.client_id.clone(),
             scopes: config.scopes.clone(),
             groups: config.groups.clone(),
+            subject: config.subject.clone(),
         }
+    }
+
+    /// The subject: the first configured subject claim present as a non-empty string.
+    pub fn subject<'c>(&self, claims: &'c Map<String, Value>) -> Option<&'c str> {
+        self.subject
+            .iter()
+            .filter_map(|name| lookup(claims, name)?.as_str())
+            .find(|value| !value.is_empty())
     }
 
     /// The client id: every configured claim present as a non-empty string must agree.
@@ -127,6 +138,7 @@ mod tests {
             client_id: s(client_id),
             scopes: s(scopes),
             groups: s(groups),
+            subject: s(&["sub"]),
         })
     }
 

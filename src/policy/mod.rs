@@ -107,6 +107,10 @@ pub struct Api {
     pub resources: Vec<Resource>,
     /// Whether tokens for this API must be DPoP-bound.
     pub dpop: DpopMode,
+    /// The origins a DPoP proof for this API may name (its own, else the gateway's).
+    pub origins: Vec<String>,
+    /// Indices of the key managers this API accepts tokens from; `None`: all trusted here.
+    pub key_managers: Option<Vec<KeyManagerId>>,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +179,8 @@ pub struct KeyManagerMatch {
 pub struct Access<'p> {
     pub application: &'p str,
     pub client_id: String,
+    /// The subject, from the key manager's subject claims (`claims.subject`, default `sub`).
+    pub subject: Option<String>,
     pub key_manager: &'p str,
     /// Every scope the token carries (not only the ones the resource asked for).
     pub scopes: Vec<String>,
@@ -220,6 +226,12 @@ impl Policy {
         &self.dpop_algs
     }
 
+    /// The origins (`scheme://host[:port]`) a DPoP proof's `htu` may name for the API of
+    /// `route`, from the configuration only; empty: none (every proof is refused).
+    pub fn dpop_origins(&self, route: &RouteMatch) -> &[String] {
+        self.api(route.api).map_or(&[], |api| &api.origins)
+    }
+
     /// Whether a token of key manager `km` for the API of `route` must be DPoP-bound.
     pub fn dpop_required(&self, route: &RouteMatch, km: KeyManagerId) -> bool {
         let required = |mode: DpopMode| mode == DpopMode::Required;
@@ -258,6 +270,27 @@ impl Policy {
             .enumerate()
             .filter(|(_, km)| km.enabled_here && km.introspection.is_some())
             .map(|(i, _)| KeyManagerId::new(i))
+    }
+
+    /// The key managers an opaque token for the API of `route` is introspected at, in
+    /// declaration order: [`Policy::introspection_order`] limited to those the API accepts
+    /// (`apis[].key_managers`), so a token is disclosed to no other.
+    pub fn introspection_order_for(&self, route: &RouteMatch) -> Vec<KeyManagerId> {
+        self.introspection_order()
+            .filter(|&km| self.accepts(route, km))
+            .collect()
+    }
+
+    /// Whether the API of `route` accepts tokens of key manager `km` (`apis[].key_managers`;
+    /// empty: every key manager trusted here).
+    pub fn accepts(&self, route: &RouteMatch, km: KeyManagerId) -> bool {
+        match self.api(route.api) {
+            Some(api) => api
+                .key_managers
+                .as_ref()
+                .is_none_or(|kms| kms.contains(&km)),
+            None => false,
+        }
     }
 
     pub fn apis(&self) -> &[Api] {
@@ -405,6 +438,7 @@ impl Policy {
         Ok(Access {
             application: &application.name,
             client_id: client_id.to_string(),
+            subject: key_manager.mapping.subject(claims).map(str::to_string),
             key_manager: &key_manager.name,
             scopes,
             api,

@@ -50,7 +50,9 @@ use super::{counters, seconds, with_dpop};
 /// A call this worker holds the lease for.
 struct InFlight {
     token: String,
-    /// Position, in the policy's introspection order, of the key manager asked now (or next).
+    /// The key managers to ask, in order (the API's, [`Opaque::asked`]).
+    asked: Vec<KeyManagerId>,
+    /// Position, in `asked`, of the key manager asked now (or next).
     next: usize,
     failed: Option<CallFailure>,
 }
@@ -277,7 +279,7 @@ impl Introspector {
         now_ms: u64,
     ) -> bool {
         let settings = policy.settings();
-        let calls = u64::try_from(policy.introspection_order().count()).unwrap_or(1);
+        let calls = u64::try_from(opaque.asked.len()).unwrap_or(1);
         let lease_ms = settings
             .introspection_timeout_ms
             .saturating_mul(calls)
@@ -299,6 +301,7 @@ impl Introspector {
             opaque.hash,
             InFlight {
                 token: opaque.token.clone(),
+                asked: opaque.asked.clone(),
                 next: 0,
                 failed: None,
             },
@@ -333,7 +336,7 @@ impl Introspector {
             let Some(flight) = self.inflight.get_mut(&hash) else {
                 return Vec::new();
             };
-            let Some(km) = policy.introspection_order().nth(flight.next) else {
+            let Some(&km) = flight.asked.get(flight.next) else {
                 let state = if flight.failed.is_some() {
                     EntryState::Failed
                 } else {
@@ -414,9 +417,9 @@ impl Introspector {
         let Some(flight) = self.inflight.get_mut(&hash) else {
             return Some(Vec::new());
         };
-        let km = policy.introspection_order().nth(flight.next);
+        let km = flight.asked.get(flight.next);
         let name = km
-            .and_then(|km| policy.key_manager(km))
+            .and_then(|&km| policy.key_manager(km))
             .map(|m| m.name.clone())
             .unwrap_or_default();
         let outcome = match &result {

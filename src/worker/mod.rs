@@ -204,17 +204,11 @@ impl Worker {
         }
         let authorization = authorization(headers);
         let proofs = dpop_proofs(headers);
-        let scheme = header(headers, ":scheme").unwrap_or_default();
-        let authority = header(headers, ":authority").unwrap_or_default();
         let request = Request {
             method: &method,
             path: &path,
             authorization: authorization.as_deref(),
-            dpop: DpopRequest {
-                proofs: &proofs,
-                scheme: &scheme,
-                authority: &authority,
-            },
+            dpop: DpopRequest { proofs: &proofs },
         };
         let now_us = host.now_us();
         let now_ms = now_us / 1000;

@@ -24,10 +24,12 @@ pub fn key_manager(name: &str) -> Value {
 }
 
 /// Key manager `idp`; API `pets` at `/pets` whose `GET /items` needs `pets:read`; application
-/// `shop` (client id `app-1` of `idp`) subscribed to it; `settings` as given.
+/// `shop` (client id `app-1` of `idp`) subscribed to it; the gateway's origin (what DPoP proofs
+/// name) `http://api.example`; `settings` as given.
 pub fn config(settings: Value) -> Value {
     json!({
         "environment": "production",
+        "public_urls": ["http://api.example"],
         "key_managers": [key_manager("idp")],
         "apis": [{"name": "pets", "base_path": "/pets", "resources": [
             {"method": "GET", "path": "/items", "scopes": ["pets:read"]}

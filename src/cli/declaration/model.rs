@@ -48,6 +48,11 @@ pub struct GatewayDecl {
     /// Envoy admin address `host:port`.
     #[serde(default)]
     pub admin: Option<Located>,
+    /// The origins clients call the gateway at (`https://api.example.com`): a DPoP proof's `htu`
+    /// must name one of them. Omitted: `http://` + `listen` when that is a specific address
+    /// (standalone Envoy), else none (DPoP proofs refused).
+    #[serde(default)]
+    pub public_urls: Vec<Located>,
     /// CA bundle Envoy uses to verify https key managers and upstreams.
     #[serde(default)]
     pub ca_file: Option<String>,
@@ -165,6 +170,10 @@ pub struct KeyManagerDecl {
 pub struct IntrospectionDecl {
     pub client_id: Located,
     pub client_secret_env: Located,
+    /// The introspection endpoint, for a key manager that publishes it in neither its OpenID
+    /// discovery document nor its RFC 8414 metadata.
+    #[serde(default)]
+    pub endpoint: Option<Located>,
 }
 
 /// Claim names: a single name or a list tried in order.
@@ -193,6 +202,9 @@ pub struct ClaimsDecl {
     pub scopes: Option<ClaimNames>,
     #[serde(default)]
     pub groups: Option<ClaimNames>,
+    /// Where the subject is (default `sub`; e.g. `username` in introspection answers).
+    #[serde(default)]
+    pub subject: Option<ClaimNames>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +219,12 @@ pub struct ApiDecl {
     pub upstream: Option<Located>,
     #[serde(default)]
     pub resources: Vec<ResourceDecl>,
+    /// The key managers whose tokens this API accepts (JWTs and opaque tokens); omitted: all.
+    #[serde(default)]
+    pub key_managers: Vec<Located>,
+    /// This API's own origins, instead of `gateway.public_urls`.
+    #[serde(default)]
+    pub public_urls: Vec<Located>,
     /// `required`: every token for this API must be DPoP-bound (RFC 9449).
     #[serde(default)]
     pub dpop: DpopMode,

@@ -71,6 +71,7 @@ impl Preset {
             client_id: owned(client_id),
             scopes: owned(scopes),
             groups: owned(groups),
+            ..ClaimMapping::default()
         }
     }
 

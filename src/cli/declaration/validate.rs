@@ -276,6 +276,18 @@ pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
                 ));
             }
         }
+        if let Some(endpoint) = km.introspection.as_ref().and_then(|i| i.endpoint.as_ref()) {
+            let allow = allow_http || km.allow_http;
+            if let Err(error) =
+                oidc::parse_endpoint("introspection.endpoint", &endpoint.value, allow)
+            {
+                errors.push(invalid(
+                    &format!("{at}.introspection.endpoint"),
+                    endpoint,
+                    ValueProblem::Discovery { error },
+                ));
+            }
+        }
         if let Some(provider) = &km.provider {
             if Preset::from_name(&provider.value).is_none() {
                 errors.push(invalid(
@@ -506,6 +518,11 @@ pub fn line_of_field(decl: &Declaration, path: &str) -> u64 {
     let mut rest = steps.iter().copied();
     match rest.next() {
         Some(("environment", None)) => line_of(&decl.gateway.environment),
+        Some(("public_urls", index)) => {
+            let urls = &decl.gateway.public_urls;
+            urls.get(index.unwrap_or(0))
+                .map_or(line_of(&decl.gateway.environment), line_of)
+        }
         Some(("key_managers", Some(i))) => match decl.key_managers.get(i) {
             Some(km) => match rest.next() {
                 Some(("issuer" | "jwks" | "tenants", _)) => line_of(&km.well_known_url),
@@ -522,6 +539,14 @@ pub fn line_of_field(decl: &Declaration, path: &str) -> u64 {
         Some(("apis", Some(i))) => match decl.apis.get(i) {
             Some(api) => match rest.next() {
                 Some(("base_path", _)) => line_of(&api.base_path),
+                Some(("key_managers", k)) => api
+                    .key_managers
+                    .get(k.unwrap_or(0))
+                    .map_or(line_of(&api.name), line_of),
+                Some(("public_urls", k)) => api
+                    .public_urls
+                    .get(k.unwrap_or(0))
+                    .map_or(line_of(&api.name), line_of),
                 Some(("resources", Some(r))) => match api.resources.get(r) {
                     Some(resource) => match rest.next() {
                         Some(("path", _)) => line_of(&resource.path),

@@ -139,6 +139,33 @@ pub struct CheckedDiscovery {
     pub document: DiscoveryDocument,
 }
 
+/// RFC 8414 §3: the authorization server metadata URL of `issuer`, the well-known segment
+/// inserted between the host and the issuer's path.
+pub fn metadata_url(issuer: &str) -> Option<String> {
+    let url = HttpUrl::parse(issuer).ok()?;
+    let path = url.path().trim_end_matches('/');
+    Some(format!(
+        "{}://{}/.well-known/oauth-authorization-server{path}",
+        url.scheme.as_str(),
+        url.authority()
+    ))
+}
+
+/// The `introspection_endpoint` of RFC 8414 metadata, when the metadata is `issuer`'s own (§3.3:
+/// its `issuer` is identical) and the endpoint passes the transport rule; `None` otherwise.
+pub fn metadata_introspection(
+    issuer: &str,
+    metadata: &DiscoveryDocument,
+    allow_http: bool,
+) -> Option<String> {
+    if metadata.issuer.as_deref() != Some(issuer) {
+        return None;
+    }
+    let endpoint = metadata.introspection_endpoint.clone()?;
+    parse_endpoint("introspection_endpoint", &endpoint, allow_http).ok()?;
+    Some(endpoint)
+}
+
 /// Checks the URL an operator gave before anything is fetched.
 pub fn check_well_known_url(url: &str, allow_http: bool) -> Result<HttpUrl, DiscoveryError> {
     let parsed = parse_endpoint("well_known_url", url, allow_http)?;

@@ -1,6 +1,6 @@
 //! Declaration + resolved discovery documents → the filter's `PluginConfig`.
 
-use crate::cli::declaration::model::{ClaimsDecl, Declaration, KeyManagerDecl};
+use crate::cli::declaration::model::{ClaimsDecl, Declaration, KeyManagerDecl, DEFAULT_LISTEN};
 use crate::cli::declaration::presets::Preset;
 use crate::cli::discovery::oidc::CheckedDiscovery;
 use crate::cli::discovery::url::HttpUrl;
@@ -31,6 +31,8 @@ pub fn plugin_config(
                 name: api.name.value.clone(),
                 version: api.version.clone(),
                 base_path: api.base_path.value.clone(),
+                key_managers: api.key_managers.iter().map(|k| k.value.clone()).collect(),
+                public_urls: api.public_urls.iter().map(|u| u.value.clone()).collect(),
                 dpop: api.dpop,
                 resources: api
                     .resources
@@ -45,6 +47,7 @@ pub fn plugin_config(
                     .collect(),
             })
             .collect(),
+        public_urls: public_urls(decl),
         applications: decl
             .applications
             .iter()
@@ -91,6 +94,33 @@ pub fn plugin_config(
     }
 }
 
+/// The gateway's origins: as declared, else `http://` + the listener when it is a specific
+/// address (the demo's `127.0.0.1:8080`: the origin a client on that socket calls); else none,
+/// and DPoP proofs are refused (the compiler refuses `dpop: required` without one). Never the
+/// client's `Host`. Under Istio the listener is not the sidecar's, so declare `public_urls`
+/// there (the derived origin would match no proof: refused, never accepted).
+fn public_urls(decl: &Declaration) -> Vec<String> {
+    if !decl.gateway.public_urls.is_empty() {
+        return decl
+            .gateway
+            .public_urls
+            .iter()
+            .map(|u| u.value.clone())
+            .collect();
+    }
+    let listen = decl
+        .gateway
+        .listen
+        .as_ref()
+        .map_or(DEFAULT_LISTEN, |l| l.value.as_str());
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if !addr.ip().is_unspecified() => {
+            vec![format!("http://{addr}")]
+        }
+        _ => Vec::new(),
+    }
+}
+
 fn key_manager(
     km: &KeyManagerDecl,
     found: &CheckedDiscovery,
@@ -117,10 +147,13 @@ fn key_manager(
         algorithms: km.algorithms.clone(),
         dpop: km.dpop,
         introspection: km.introspection.as_ref().map(|decl| {
-            let endpoint = found
-                .document
-                .introspection_endpoint
-                .as_deref()
+            // The declared endpoint, else the discovery document's (or its RFC 8414 metadata's,
+            // filled in by `generate::resolve`).
+            let endpoint = decl
+                .endpoint
+                .as_ref()
+                .map(|e| e.value.as_str())
+                .or(found.document.introspection_endpoint.as_deref())
                 .and_then(|e| HttpUrl::parse(e).ok());
             // Without an endpoint the fields stay empty, which the compiler refuses, naming
             // `introspection`.
@@ -157,6 +190,9 @@ pub fn claim_mapping(preset: Preset, overrides: &ClaimsDecl) -> ClaimMapping {
     if let Some(names) = overrides.groups.clone() {
         mapping.groups = names.into_vec();
     }
+    if let Some(names) = overrides.subject.clone() {
+        mapping.subject = names.into_vec();
+    }
     mapping
 }
 
@@ -171,10 +207,12 @@ mod tests {
             client_id: None,
             scopes: Some(ClaimNames::One("permissions".into())),
             groups: Some(ClaimNames::Many(vec!["a".into(), "b.c".into()])),
+            subject: None,
         };
         let mapping = claim_mapping(Preset::Okta, &overrides);
         assert_eq!(mapping.client_id, ["cid"]);
         assert_eq!(mapping.scopes, ["permissions"]);
         assert_eq!(mapping.groups, ["a", "b.c"]);
+        assert_eq!(mapping.subject, ["sub"]);
     }
 }
