@@ -237,6 +237,41 @@ fn unknown_provider_and_bad_values() {
     );
 }
 
+#[test]
+fn an_upstream_may_carry_a_plain_path_but_no_query() {
+    let with = |upstream: &str| {
+        BASE.replace(
+            "    base_path: /pets/v1\n",
+            &format!("    base_path: /pets/v1\n    upstream: \"{upstream}\"\n"),
+        )
+    };
+    for ok in [
+        "http://127.0.0.1:3000",
+        "http://127.0.0.1:3000/",
+        "http://127.0.0.1:3000/v2",
+        "https://api.example.com/api/v2/",
+    ] {
+        let loaded = check(&with(ok)).unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+        assert_eq!(loaded.declaration.apis.len(), 1);
+    }
+    for bad in [
+        "http://127.0.0.1:3000?x=1",
+        "http://127.0.0.1:3000/v2?x=1",
+        "http://127.0.0.1:3000/a/../b",
+        "http://127.0.0.1:3000//v2",
+        "http://127.0.0.1:3000/v%2F2",
+    ] {
+        let err = one_error(&with(bad));
+        let text = err.to_string();
+        assert_eq!(err.code(), "invalid_value", "{bad}: {text}");
+        assert_eq!(err.line(), 14, "{bad}: {text}");
+        assert!(
+            text.contains("apis[0].upstream") && text.contains("no query"),
+            "{bad}: {text}"
+        );
+    }
+}
+
 /// The base declaration with the second key manager's discovery fetched from its URL.
 fn fetched_other(url: &str) -> String {
     BASE.replace(

@@ -499,6 +499,19 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
             for warning in warning.iter().chain(&warnings) {
                 eprintln!("keygate: warning: istio: {warning}");
             }
+            for (i, api) in loaded.declaration.apis.iter().enumerate() {
+                if let (Some(path), Some(upstream)) = (api.upstream_path(), &api.upstream) {
+                    eprintln!(
+                        "{}:line {}: keygate: warning: istio: apis[{i}].upstream carries the path \
+                         {path}, which the WasmPlugin cannot rewrite: with `attach: gateway`, give the \
+                         gateway's VirtualService route for {} a `rewrite: {{uri: {path}}}`; a \
+                         sidecar sees the path as its workload receives it (see README, Istio)",
+                        args.input.display(),
+                        line_of(upstream),
+                        api.base_path.value,
+                    );
+                }
+            }
             Some(source)
         }
         None => None,

@@ -70,7 +70,7 @@ pub enum ValueProblem {
     NotSocketAddress,
     NotHostPort,
     BadUrl { problem: UrlProblem },
-    UpstreamWithPath,
+    UpstreamPath,
     UnknownProvider,
     Discovery { error: DiscoveryError },
     Kubernetes { problem: KubeProblem },
@@ -181,9 +181,10 @@ impl fmt::Display for ValueProblem {
                 f.write_str("is not HOST:PORT (e.g. ratelimit.internal:8081)")
             }
             ValueProblem::BadUrl { problem } => write!(f, "is not a valid URL: it {problem}"),
-            ValueProblem::UpstreamWithPath => {
-                f.write_str("must be scheme://host[:port] only (no path)")
-            }
+            ValueProblem::UpstreamPath => f.write_str(
+                "must be scheme://host[:port][/path]: a path of letters, digits and -._~!$&'()*+,;=:@ \
+                 without empty or dot segments, and no query",
+            ),
             ValueProblem::UnknownProvider => {
                 let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
                 write!(f, "is not a known provider (one of: {})", names.join(", "))
@@ -293,8 +294,11 @@ pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
                 Err(problem) => {
                     errors.push(invalid(&field, upstream, ValueProblem::BadUrl { problem }))
                 }
-                Ok(url) if url.path_and_query != "/" => {
-                    errors.push(invalid(&field, upstream, ValueProblem::UpstreamWithPath))
+                Ok(url)
+                    if url.path_and_query.contains('?')
+                        || !api.upstream_path().is_none_or(is_plain_path) =>
+                {
+                    errors.push(invalid(&field, upstream, ValueProblem::UpstreamPath))
                 }
                 Ok(_) => {}
             }
@@ -304,6 +308,26 @@ pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
         check_istio(&block.value, line_of(block), &mut errors);
     }
     errors
+}
+
+/// An upstream path Envoy can put in place of the base path as written: `/` alone, or segments
+/// of RFC 3986 `pchar`s except `%`, none empty or a dot segment (`/v2`, `/api/v2/`).
+fn is_plain_path(path: &str) -> bool {
+    if path == "/" {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    rest.split('/').all(|segment| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@".contains(c))
+    })
 }
 
 /// The `istio` block: names and labels as the API server accepts them, where the WasmPlugin

@@ -189,10 +189,14 @@ pub fn bootstrap(
             Some(url) => {
                 let name = upstream_cluster(&url);
                 add_cluster(&mut clusters, &mut names, &name, &url, options)?;
-                json!({"route": {
+                let mut route = json!({
                     "cluster": name,
                     "timeout": format!("{}s", options.upstream_timeout_seconds),
-                }})
+                });
+                if let (Some(path), Some(obj)) = (api.upstream_path(), route.as_object_mut()) {
+                    obj.insert("regex_rewrite".into(), base_path_rewrite(base, path));
+                }
+                json!({ "route": route })
             }
             None => json!({"direct_response": {
                 "status": 502,
@@ -287,6 +291,34 @@ pub fn bootstrap(
             "clusters": clusters.into_values().collect::<Vec<_>>(),
         },
     }))
+}
+
+/// The route's `regex_rewrite` that puts the upstream's path in place of the base path:
+/// `/pets/v1/pets/7` goes to `http://h/v2` as `/v2/pets/7`, `/pets/v1` as `/v2`; to `http://h/`
+/// as `/pets/7` and `/`. Envoy rewrites the path only (the query string stays) after the filter
+/// has decided on the original, which the access log shows (`x-envoy-original-path`).
+pub fn base_path_rewrite(base: &str, upstream_path: &str) -> Value {
+    let base = base.trim_end_matches('/');
+    let target = upstream_path.trim_end_matches('/');
+    let base = regex_escape(base);
+    let (pattern, substitution) = if target.is_empty() {
+        (format!("^{base}/?(.*)$"), "/\\1".to_string())
+    } else {
+        (format!("^{base}(/.*)?$"), format!("{target}\\1"))
+    };
+    json!({"pattern": {"regex": pattern}, "substitution": substitution})
+}
+
+/// `text` as an RE2 literal.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if !c.is_ascii_alphanumeric() && c != '/' && c != '_' && c != '-' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The cluster of `gateway.rate_limit_service` (gRPC, so HTTP/2) and the rate-limit filter, when
@@ -621,6 +653,50 @@ mod tests {
                 .unwrap();
             assert_eq!(host_of(cluster), host, "{route}");
         }
+    }
+
+    #[test]
+    fn an_upstream_path_takes_the_place_of_the_base_path() {
+        let rewrite = |base: &str, path: &str| {
+            let value = base_path_rewrite(base, path);
+            (
+                value["pattern"]["regex"].as_str().unwrap().to_string(),
+                value["substitution"].as_str().unwrap().to_string(),
+            )
+        };
+        assert_eq!(
+            rewrite("/pets/v1", "/v2"),
+            (r"^/pets/v1(/.*)?$".into(), r"/v2\1".into())
+        );
+        assert_eq!(
+            rewrite("/pets/v1", "/v2/"),
+            (r"^/pets/v1(/.*)?$".into(), r"/v2\1".into())
+        );
+        assert_eq!(
+            rewrite("/a.b+c", "/"),
+            (r"^/a\.b\+c/?(.*)$".into(), r"/\1".into())
+        );
+        assert_eq!(rewrite("/", "/v2"), (r"^(/.*)?$".into(), r"/v2\1".into()));
+
+        let decl = declaration(
+            "gateway: {environment: production}\n\
+             apis:\n\
+             \x20 - {name: a, base_path: /a, upstream: \"http://127.0.0.1:3000/v2\"}\n\
+             \x20 - {name: b, base_path: /b, upstream: \"http://127.0.0.1:3000\"}\n",
+        );
+        let boot = bootstrap(&decl, &plugin(&[]), &options()).unwrap();
+        let routes = boot.pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/route_config/virtual_hosts/0/routes").unwrap();
+        let route = |name: &str| {
+            routes
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name)
+                .unwrap()["route"]
+                .clone()
+        };
+        assert_eq!(route("api_a")["regex_rewrite"]["substitution"], r"/v2\1");
+        assert!(route("api_b").get("regex_rewrite").is_none());
     }
 
     #[test]
