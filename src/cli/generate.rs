@@ -25,7 +25,7 @@ use crate::cli::declaration::model::{
 use crate::cli::declaration::validate::{self, DeclarationError};
 use crate::cli::discover::{self, ResolveError};
 use crate::cli::discovery::oidc::{self, CheckedDiscovery};
-use crate::cli::discovery::url::NameCollision;
+use crate::cli::discovery::url::{HttpUrl, NameCollision};
 use crate::cli::live;
 use crate::cli::render::cluster_naming::ClusterNaming;
 use crate::cli::render::compose;
@@ -320,16 +320,19 @@ pub fn render(
             .ca_file
             .clone()
             .unwrap_or_else(|| DEFAULT_CA_FILE.to_string()),
-        loopback_alias: None,
         upstream_timeout_seconds: decl.gateway.upstream_timeout_seconds,
         ecds_dir: out_dir.join(LIVE_DIR).to_string_lossy().into_owned(),
     };
+    let network = compose::Network::for_targets(loopback_targets(decl, plugin));
     let container = EnvoyOptions {
         wasm_path: compose::CONTAINER_WASM.to_string(),
-        listen: compose::container_address(&listen),
-        admin: compose::container_address(&admin),
-        loopback_alias: Some(compose::HOST_ALIAS.to_string()),
+        listen: network.container_address(&listen),
+        admin: network.container_address(&admin),
         ecds_dir: compose::CONTAINER_LIVE_DIR.to_string(),
+        ca_file: match decl.gateway.ca_file {
+            Some(_) => compose::CONTAINER_CA_FILE.to_string(),
+            None => DEFAULT_CA_FILE.to_string(),
+        },
         ..local.clone()
     };
 
@@ -355,11 +358,26 @@ pub fn render(
         XDS_HTTP_FILTER.into(),
         json_text("xds http filter", &envoy::filter_discovery_ads())?,
     ));
+    // The compose folder carries every file its bootstrap names (the module is copied by `run`).
+    if let Some(ca_file) = &decl.gateway.ca_file {
+        let pem = std::fs::read_to_string(ca_file).map_err(|err| GenerateError::Io {
+            path: PathBuf::from(ca_file),
+            detail: format!("gateway.ca_file: {err}"),
+        })?;
+        files.push((compose::COMPOSE_CA_FILE.into(), pem));
+    }
+    let compose_options = compose::ComposeOptions {
+        network,
+        listen,
+        admin,
+        ca_file: decl.gateway.ca_file.is_some(),
+        secret_envs: &envoy::secret_env_keys(plugin),
+    };
     files.push((
         "docker-compose.yaml".into(),
         yaml(
             "docker-compose.yaml",
-            &compose::compose_file(wasm_path, &listen, &admin, &envoy::secret_env_keys(plugin)),
+            &compose::compose_file(&compose_options),
         )?,
     ));
     if decl.gateway.rate_limit_service.is_some() || !plugin.tiers.is_empty() {
@@ -379,6 +397,31 @@ pub fn render(
         }
     }
     Ok(files)
+}
+
+/// For each host the bootstrap has a cluster for (upstreams, JWKS, introspection, rate-limit
+/// service): whether it is on loopback.
+fn loopback_targets<'a>(
+    decl: &'a Declaration,
+    plugin: &'a PluginConfig,
+) -> impl Iterator<Item = bool> + 'a {
+    let upstreams = decl
+        .apis
+        .iter()
+        .filter_map(|api| api.upstream.as_ref().map(|u| u.value.clone()));
+    let key_managers = plugin.key_managers.iter().flat_map(|km| {
+        std::iter::once(km.jwks.uri.clone())
+            .chain(km.introspection.as_ref().map(|i| i.endpoint.clone()))
+    });
+    let rate_limit = decl
+        .gateway
+        .rate_limit_service
+        .as_ref()
+        .map(|service| format!("http://{}", service.value));
+    upstreams
+        .chain(key_managers)
+        .chain(rate_limit)
+        .map(|url| HttpUrl::parse(&url).is_ok_and(|url| url.is_loopback()))
 }
 
 /// The xDS resource file, relative to the output directory.
@@ -547,19 +590,28 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
             detail: "an output directory is required".into(),
         });
     };
-    let written = write_all(out, &files)?;
+    let mut written = write_all(out, &files)?;
+    // The compose folder's own copy of the module, so it can be handed on as it is.
+    if let Ok(module) = std::fs::read(&wasm) {
+        let path = out.join(compose::COMPOSE_WASM);
+        let how = live::write_atomic(&path, module).map_err(|err| GenerateError::Written {
+            path: path.clone(),
+            detail: err.to_string(),
+        })?;
+        written.files.push((compose::COMPOSE_WASM.to_string(), how));
+    }
     let unchanged = written
         .files
         .iter()
         .filter(|(_, how)| *how == live::Written::Unchanged)
         .count();
+    let total = written.files.len();
     if unchanged == 0 {
-        println!("keygate: wrote {} files to {}", files.len(), out.display());
+        println!("keygate: wrote {total} files to {}", out.display());
     } else {
         println!(
-            "keygate: wrote {} of {} files to {} ({unchanged} unchanged)",
-            files.len() - unchanged,
-            files.len(),
+            "keygate: wrote {} of {total} files to {} ({unchanged} unchanged)",
+            total - unchanged,
             out.display()
         );
     }

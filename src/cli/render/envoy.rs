@@ -35,9 +35,6 @@ pub struct EnvoyOptions {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub ca_file: String,
-    /// In a container, loopback hosts of the declaration mean the Docker host: they are replaced by
-    /// this name (`host.docker.internal`).
-    pub loopback_alias: Option<String>,
     pub upstream_timeout_seconds: u64,
     /// Absolute directory (as Envoy sees it) holding [`ECDS_FILE`]; Envoy watches it for renames.
     pub ecds_dir: String,
@@ -482,10 +479,7 @@ fn socket_address(addr: &SocketAddr) -> Value {
 /// A cluster for one host: STATIC for IP literals, STRICT_DNS otherwise; TLS with SNI and
 /// certificate checks (system CA bundle, SAN = host) for https.
 fn cluster(name: &str, url: &HttpUrl, options: &EnvoyOptions) -> Value {
-    let host = match &options.loopback_alias {
-        Some(alias) if url.is_loopback() => alias.clone(),
-        _ => url.host.clone(),
-    };
+    let host = url.host.clone();
     let is_ip = host.parse::<std::net::IpAddr>().is_ok();
     let mut cluster = json!({
         "name": name,
@@ -505,7 +499,6 @@ fn cluster(name: &str, url: &HttpUrl, options: &EnvoyOptions) -> Value {
         obj.insert("dns_lookup_family".into(), json!("V4_PREFERRED"));
     }
     if url.scheme == Scheme::Https {
-        // Certificates are checked against the name in the URL, not the container alias.
         let san = if url.ip().is_some() {
             json!({"san_type": "IP_ADDRESS", "matcher": {"exact": url.host}})
         } else {
@@ -558,7 +551,6 @@ mod tests {
             listen: "127.0.0.1:8080".parse().unwrap(),
             admin: "127.0.0.1:9901".parse().unwrap(),
             ca_file: "/ca.pem".into(),
-            loopback_alias: None,
             upstream_timeout_seconds: 15,
             ecds_dir: "/out/live".into(),
         }
