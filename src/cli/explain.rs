@@ -40,7 +40,8 @@ pub struct Args {
     /// A key manager's JWKS: NAME=FILE, or FILE alone when there is one key manager; repeatable.
     #[arg(long = "jwks", value_name = "[NAME=]FILE")]
     pub jwks: Vec<String>,
-    /// The clock, seconds since the epoch (integer or decimal); the policy's leeway applies.
+    /// The clock, seconds since the epoch (integer or decimal) or `now`; the policy's leeway
+    /// applies.
     #[arg(long, value_name = "UNIX_SECONDS", value_parser = parse_unix_seconds)]
     pub at: f64,
     /// The request method.
