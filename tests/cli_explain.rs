@@ -491,7 +491,8 @@ fn usage_io_and_configuration_errors_exit_two() {
         ),
         (
             vec!["--input", "/nonexistent/keygate.yaml", "--jwks", jwks, "--at", AT, "--path", x],
-            "/nonexistent/keygate.yaml: configuration refused:\n/nonexistent/keygate.yaml: No such file".into(),
+            // The unreadable file named once, not as a refused configuration.
+            "keygate: /nonexistent/keygate.yaml: No such file".into(),
         ),
         (
             vec!["--input", refused, "--jwks", jwks, "--at", AT, "--path", x],

@@ -155,6 +155,17 @@ impl GenerateError {
     }
 }
 
+impl GenerateError {
+    /// The error as said about the declaration `input`: `input: error`, with the path said once
+    /// when the error is about that very file (it cannot be read).
+    pub fn about(&self, input: &Path) -> String {
+        match self {
+            GenerateError::Io { path, .. } if path == input => self.to_string(),
+            _ => format!("{}: {self}", input.display()),
+        }
+    }
+}
+
 impl fmt::Display for GenerateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -513,7 +524,7 @@ pub fn run(args: Args) -> i32 {
                         args.input.display()
                     );
                 }
-                _ => eprintln!("keygate: {}: {err}", args.input.display()),
+                _ => eprintln!("keygate: {}", err.about(&args.input)),
             }
             if let (Some(out), false, false) = (&args.out, args.check, err.wrote()) {
                 eprintln!(

@@ -283,7 +283,7 @@ pub fn run(args: Args) -> i32 {
             return 1;
         }
         Err(err) => {
-            eprintln!("keygate: {}: {err}", args.input.display());
+            eprintln!("keygate: {}", err.about(&args.input));
             return err.exit_code();
         }
     };
