@@ -886,6 +886,79 @@ fn check_validates_without_writing() {
     assert!(!out_dir.exists());
 }
 
+/// `generate --check` on a declaration whose one key manager is fetched from `well_known_url`.
+fn check_fetched(well_known_url: &str) -> std::process::Output {
+    let dir = temp_dir("check-jwks");
+    let input = dir.join("keygate.yaml");
+    std::fs::write(
+        &input,
+        format!(
+            "gateway: {{environment: production}}\nkey_managers:\n  - name: kc\n    \
+             well_known_url: {well_known_url}\n    audiences: [pets]\n"
+        ),
+    )
+    .unwrap();
+    keygate(&["generate", "--check", "--input", input.to_str().unwrap()])
+}
+
+#[test]
+fn check_warns_of_an_unreachable_jwks_with_its_url() {
+    // The fixture server publishes discovery only: its JWKS URL answers 404.
+    let (server, url) = serve_fixture("keycloak", "/realms/shop");
+    let jwks = format!("{}/realms/shop/protocol/openid-connect/certs", server.base);
+    let out = check_fetched(&url);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "keygate.yaml:line 4: warning: key manager kc: JWKS {jwks} answered HTTP 404"
+        )),
+        "{err}"
+    );
+
+    // Served: no warning.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let served = Server::start_with(
+        listener,
+        vec![
+            (
+                format!("/realms/shop{WELL_KNOWN}"),
+                200,
+                fixture("keycloak", &base),
+            ),
+            (
+                "/realms/shop/protocol/openid-connect/certs".into(),
+                200,
+                r#"{"keys": []}"#.into(),
+            ),
+        ],
+    );
+    let out = check_fetched(&format!("{}/realms/shop{WELL_KNOWN}", served.base));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("JWKS"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_wasm_flag_naming_a_missing_file_is_an_error() {
+    let (_server, url) = serve_fixture("keycloak", "/realms/shop");
+    let dir = temp_dir("missing-wasm");
+    std::fs::write(dir.join("keygate.yaml"), declaration(&url)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["generate", "--input", "keygate.yaml", "--out", "out"])
+        .args(["--wasm", "nowhere/keygate.wasm"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nowhere/keygate.wasm: --wasm: no such file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("out").exists());
+}
+
 #[test]
 fn default_wasm_path_is_absolute_and_points_at_the_release_build() {
     let g = generate(&[]);

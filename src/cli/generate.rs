@@ -24,6 +24,7 @@ use crate::cli::declaration::model::{
 };
 use crate::cli::declaration::validate::{self, DeclarationError};
 use crate::cli::discover::{self, ResolveError};
+use crate::cli::discovery::http::{self, HttpGetError};
 use crate::cli::discovery::oidc::{self, CheckedDiscovery};
 use crate::cli::discovery::url::{HttpUrl, NameCollision};
 use crate::cli::live;
@@ -410,6 +411,34 @@ pub fn render(
     Ok(files)
 }
 
+/// `--check`: each key manager whose discovery was fetched gets its JWKS fetched too, and one that
+/// cannot be (unreachable, not 200, not a JWKS) is a warning with its URL: Envoy would start, and
+/// refuse every token of that key manager with 503 until the JWKS answers. An inline `discovery:`
+/// means nothing of that key manager is fetched, so its JWKS is not either.
+fn jwks_warnings(decl: &Declaration, discovered: &[CheckedDiscovery]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (km, found) in decl.key_managers.iter().zip(discovered) {
+        if km.discovery.is_some() {
+            continue;
+        }
+        let url = found.jwks_uri.to_string();
+        let problem = match http::get_json::<serde_json::Value>(&url) {
+            Ok(jwks) if jwks.get("keys").is_some_and(serde_json::Value::is_array) => continue,
+            Ok(_) => "answered JSON without a \"keys\" array".to_string(),
+            Err(HttpGetError::Transport { detail, .. }) => format!("cannot be fetched: {detail}"),
+            Err(HttpGetError::Status { status, .. }) => format!("answered HTTP {status}"),
+            Err(HttpGetError::NotJson { detail, .. }) => format!("did not answer a JWKS: {detail}"),
+        };
+        warnings.push(format!(
+            "line {}: warning: key manager {}: JWKS {url} {problem}; Envoy would answer its \
+             tokens 503 until it can be fetched",
+            line_of(&km.well_known_url),
+            km.name.value
+        ));
+    }
+    warnings
+}
+
 /// For each host the bootstrap has a cluster for (upstreams, JWKS, introspection, rate-limit
 /// service): whether it is on loopback.
 fn loopback_targets<'a>(
@@ -541,6 +570,13 @@ pub fn run(args: Args) -> i32 {
 fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
     let loaded = load(&args.input, args.allow_http)?;
     let wasm = absolute(&args.wasm.clone().unwrap_or_else(default_wasm_path));
+    // A module named on the command line must be there; the default one may be built later.
+    if let (Some(given), false) = (&args.wasm, wasm.is_file()) {
+        return Err(GenerateError::Io {
+            path: given.clone(),
+            detail: "--wasm: no such file (build it with `make wasm`, or name the module)".into(),
+        });
+    }
     let source = match &loaded.declaration.istio {
         Some(istio) => {
             let (source, warning) = wasm_source::resolve(
@@ -586,6 +622,9 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
         );
     }
     if args.check {
+        for warning in jwks_warnings(decl, &loaded.discovered) {
+            eprintln!("{}:{warning}", args.input.display());
+        }
         println!(
             "keygate: {} is valid: {} key manager(s), {} API(s), {} application(s)",
             args.input.display(),
