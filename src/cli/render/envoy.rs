@@ -254,6 +254,7 @@ pub fn bootstrap(
         "request_headers_timeout": "10s",
         "stream_idle_timeout": "300s",
         "access_log": access_log,
+        "local_reply_config": {"mappers": [path_refusal_reply()]},
         "route_config": {
             "name": "keygate_routes",
             "virtual_hosts": [{"name": "keygate", "domains": ["*"], "routes": routes}],
@@ -363,9 +364,46 @@ fn add_rate_limiting(hcm: &mut Value, filter: Value, plugin: &PluginConfig) {
     {
         vhost.insert("rate_limits".into(), ratelimit::rate_limits(plugin));
     }
-    if let Some(obj) = hcm.as_object_mut() {
-        obj.insert("local_reply_config".into(), ratelimit::local_reply_config());
+    let mappers = ratelimit::local_reply_config()
+        .get("mappers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(existing) = hcm
+        .pointer_mut("/local_reply_config/mappers")
+        .and_then(Value::as_array_mut)
+    {
+        existing.extend(mappers);
     }
+}
+
+/// Envoy refuses a path it cannot normalize (`%2F`, `%5C`: `path_with_escaped_slashes_action:
+/// REJECT_REQUEST`) before any filter runs, with an empty 400; this mapper gives that reply the
+/// body keygate's own refusal of such a path has (`path_not_canonical`). It matches Envoy's
+/// response code details with a CEL filter, so the filter's own replies are never rewritten.
+fn path_refusal_reply() -> Value {
+    json!({
+        "filter": {"extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": "response.code_details == 'path_normalization_failed'",
+            },
+        }},
+        "body": {"inline_string": json!({
+            "error": "invalid_request",
+            "error_description": "the path contains an encoded '/' or '\\' (%2F, %5C) or cannot be normalized",
+            "code": "path_not_canonical",
+        }).to_string()},
+        "body_format_override": {
+            "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+            "content_type": "application/json",
+        },
+        "headers_to_add": [
+            {"header": {"key": "cache-control", "value": "no-store"},
+             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+        ],
+    })
 }
 
 /// The keygate HTTP filter in the bootstrap: its configuration comes by ECDS from [`ECDS_FILE`].
