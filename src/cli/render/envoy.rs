@@ -382,28 +382,21 @@ fn add_rate_limiting(hcm: &mut Value, filter: Value, plugin: &PluginConfig) {
 /// body keygate's own refusal of such a path has (`path_not_canonical`). It matches Envoy's
 /// response code details with a CEL filter, so the filter's own replies are never rewritten.
 fn path_refusal_reply() -> Value {
-    json!({
-        "filter": {"extension_filter": {
+    ratelimit::json_reply(
+        json!({"extension_filter": {
             "name": "envoy.access_loggers.extension_filters.cel",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
                 "expression": "response.code_details == 'path_normalization_failed'",
             },
-        }},
-        "body": {"inline_string": json!({
-            "error": "invalid_request",
-            "error_description": "the path contains an encoded '/' or '\\' (%2F, %5C) or cannot be normalized",
-            "code": "path_not_canonical",
-        }).to_string()},
-        "body_format_override": {
-            "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
-            "content_type": "application/json",
-        },
-        "headers_to_add": [
-            {"header": {"key": "cache-control", "value": "no-store"},
-             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
-        ],
-    })
+        }}),
+        (
+            "invalid_request",
+            "the path contains an encoded '/' or '\\' (%2F, %5C) or cannot be normalized",
+        ),
+        "path_not_canonical",
+        &[],
+    )
 }
 
 /// The keygate HTTP filter in the bootstrap: its configuration comes by ECDS from [`ECDS_FILE`].
