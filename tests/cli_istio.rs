@@ -662,3 +662,31 @@ fn copy_tree(from: &Path, to: &Path) {
         std::fs::write(path, text).unwrap();
     }
 }
+
+#[test]
+fn an_upstream_path_is_left_to_the_istio_route_with_a_warning() {
+    let text = declaration(
+        &["selector: {app: pets}", "image: r.example/keygate:1"],
+        "idp.example.com",
+    )
+    .replace(
+        "    base_path: /pets/v1\n",
+        "    base_path: /pets/v1\n    upstream: http://pets.shop.svc:8080/v2\n",
+    );
+    let (out, result) = run(&text, &["--wasm", &wasm_arg()]);
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    let err = stderr(&result);
+    assert!(
+        err.contains(
+            "keygate.yaml:line 13: keygate: warning: istio: apis[0].upstream carries the path /v2"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("rewrite: {uri: /v2}"), "{err}");
+    // The WasmPlugin itself carries no routes: the plugin config is as without the path.
+    let plugin = yaml(&out.join("istio/wasmplugin.yaml"));
+    assert_eq!(
+        plugin["spec"]["pluginConfig"]["apis"][0]["base_path"],
+        "/pets/v1"
+    );
+}

@@ -595,7 +595,7 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
                         "{}:line {}: keygate: warning: istio: apis[{i}].upstream carries the path \
                          {path}, which the WasmPlugin cannot rewrite: with `attach: gateway`, give the \
                          gateway's VirtualService route for {} a `rewrite: {{uri: {path}}}`; a \
-                         sidecar sees the path as its workload receives it (see README, Istio)",
+                         sidecar sees the path as its workload receives it (README, \"Upstream path\")",
                         args.input.display(),
                         line_of(upstream),
                         api.base_path.value,
