@@ -344,7 +344,14 @@ fn parse_errors_name_the_field_in_the_declarations_words() {
         ),
         (
             "gateway: {environment: production}\nsettings: {leeway_seconds: soon}\n".to_string(),
-            "settings.leeway_seconds: expected a whole number",
+            "settings.leeway_seconds: expected a whole number (0 or more)",
+        ),
+        (
+            BASE.replace(
+                "scopes: [pets:read]}",
+                "scopes: [pets:read], public: maybe}",
+            ),
+            "apis[0].resources[0].public: expected true or false",
         ),
         (
             "gateway: {environment: production}\napis: {name: x}\n".to_string(),

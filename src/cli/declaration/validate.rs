@@ -307,10 +307,13 @@ fn plain_words(detail: &str) -> String {
         ("expected sequence start", "expected a list"),
         ("expected mapping start", "expected a map"),
         ("expected string scalar", "expected a string"),
-        ("invalid u64", "expected a whole number"),
+        ("invalid u64", "expected a whole number (0 or more)"),
+        ("invalid u32", "expected a whole number (0 or more)"),
+        ("invalid u16", "expected a whole number (0 or more)"),
         ("invalid i64", "expected a whole number"),
-        ("invalid u32", "expected a whole number"),
         ("invalid i32", "expected a whole number"),
+        ("invalid f64", "expected a number"),
+        ("invalid boolean", "expected true or false"),
     ];
     for (library, plain) in words {
         if detail == library {
