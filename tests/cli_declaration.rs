@@ -237,6 +237,41 @@ fn unknown_provider_and_bad_values() {
     );
 }
 
+#[test]
+fn an_upstream_may_carry_a_plain_path_but_no_query() {
+    let with = |upstream: &str| {
+        BASE.replace(
+            "    base_path: /pets/v1\n",
+            &format!("    base_path: /pets/v1\n    upstream: \"{upstream}\"\n"),
+        )
+    };
+    for ok in [
+        "http://127.0.0.1:3000",
+        "http://127.0.0.1:3000/",
+        "http://127.0.0.1:3000/v2",
+        "https://api.example.com/api/v2/",
+    ] {
+        let loaded = check(&with(ok)).unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+        assert_eq!(loaded.declaration.apis.len(), 1);
+    }
+    for bad in [
+        "http://127.0.0.1:3000?x=1",
+        "http://127.0.0.1:3000/v2?x=1",
+        "http://127.0.0.1:3000/a/../b",
+        "http://127.0.0.1:3000//v2",
+        "http://127.0.0.1:3000/v%2F2",
+    ] {
+        let err = one_error(&with(bad));
+        let text = err.to_string();
+        assert_eq!(err.code(), "invalid_value", "{bad}: {text}");
+        assert_eq!(err.line(), 14, "{bad}: {text}");
+        assert!(
+            text.contains("apis[0].upstream") && text.contains("no query"),
+            "{bad}: {text}"
+        );
+    }
+}
+
 /// The base declaration with the second key manager's discovery fetched from its URL.
 fn fetched_other(url: &str) -> String {
     BASE.replace(
@@ -282,6 +317,87 @@ fn several_errors_are_reported_together_in_line_order() {
     let errs = errors(&text);
     let lines: Vec<u64> = errs.iter().map(DeclarationError::line).collect();
     assert_eq!(lines, [13, 16, 25], "{errs:?}");
+}
+
+/// A parse error's text, which must name the field and speak of the declaration, not the parser.
+fn syntax_error(text: &str) -> String {
+    let errs = parse(text).expect_err("refused");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].code(), "syntax", "{errs:?}");
+    errs[0].to_string()
+}
+
+#[test]
+fn parse_errors_name_the_field_in_the_declarations_words() {
+    let cases = [
+        (
+            BASE.replace("scopes: [pets:read]}", "scopes: pets:read}"),
+            "apis[0].resources[0].scopes: expected a list",
+        ),
+        (
+            BASE.replace("apis:\n  - name: pets", "apis:\n  - name: [pets]"),
+            "apis[0].name: expected a string",
+        ),
+        (
+            "gateway:\n  environment: production\n  environment: staging\n".to_string(),
+            "gateway.environment: `environment` is given twice",
+        ),
+        (
+            "gateway: {environment: production}\nsettings: {leeway_seconds: soon}\n".to_string(),
+            "settings.leeway_seconds: expected a whole number (0 or more)",
+        ),
+        (
+            BASE.replace(
+                "scopes: [pets:read]}",
+                "scopes: [pets:read], public: maybe}",
+            ),
+            "apis[0].resources[0].public: expected true or false",
+        ),
+        (
+            "gateway: {environment: production}\napis: {name: x}\n".to_string(),
+            "apis: expected a list",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = syntax_error(&text);
+        assert!(got.ends_with(want), "want {want:?} in {got:?}");
+        assert!(!got.contains("DuplicateKeyPolicy"), "{got}");
+        assert!(
+            !got.contains("sequence") && !got.contains("scalar"),
+            "{got}"
+        );
+    }
+    for empty in ["", "\n", "# nothing yet\n", "---\n"] {
+        let got = syntax_error(empty);
+        assert!(got.contains("the declaration is empty"), "{empty:?}: {got}");
+    }
+}
+
+#[test]
+fn twenty_thousand_applications_fit_the_parsers_budget_and_a_breach_names_the_limit() {
+    let mut text = BASE.to_string();
+    for i in 0..20_000 {
+        text.push_str(&format!(
+            "  - name: app-{i}\n    client_ids:\n      - {{key_manager: idp, client_id: a-{i}}}\n      - {{key_manager: other, client_id: b-{i}}}\n    subscriptions:\n      - {{api: pets}}\n      - {{api: pets, state: blocked}}\n      - {{api: pets}}\n"
+        ));
+    }
+    let declaration = parse(&text).expect("20,000 applications parse");
+    assert_eq!(declaration.applications.len(), 20_002);
+
+    let limit = keygate::cli::declaration::validate::MAX_YAML_NODES;
+    let huge = BASE.replace(
+        "    provider: keycloak\n",
+        &format!(
+            "    provider: keycloak\n    environments: [{}]\n",
+            vec!["e"; limit + 1].join(",")
+        ),
+    );
+    let got = syntax_error(&huge);
+    assert!(
+        got.contains("too large") && got.contains(&limit.to_string()),
+        "{got}"
+    );
+    assert!(!got.contains("budget breached"), "{got}");
 }
 
 #[test]

@@ -181,6 +181,37 @@ fn an_allowed_request_shows_the_identity_and_the_route() {
 }
 
 #[test]
+fn at_now_uses_this_machines_clock() {
+    let setup = setup("now");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        .floor();
+    let mut c = shop_claims("pets:read");
+    c["iat"] = json!(now - 10.0);
+    c["nbf"] = json!(now - 10.0);
+    c["exp"] = json!(now + 600.0);
+    let t = es256(&c);
+    let r = run(
+        &[
+            "--input",
+            s(&setup.input),
+            "--jwks",
+            s(&setup.jwks),
+            "--at",
+            "now",
+            "--path",
+            "/pets/v1/pets/7",
+            &t,
+        ],
+        None,
+    );
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert_eq!(r.verdict()["decision"], "allowed", "{}", r.stdout);
+}
+
+#[test]
 fn refusals_carry_the_filters_status_code_and_reply_headers() {
     let setup = setup("denials");
     let read = es256(&shop_claims("pets:read"));
@@ -460,7 +491,8 @@ fn usage_io_and_configuration_errors_exit_two() {
         ),
         (
             vec!["--input", "/nonexistent/keygate.yaml", "--jwks", jwks, "--at", AT, "--path", x],
-            "/nonexistent/keygate.yaml: configuration refused:\n/nonexistent/keygate.yaml: No such file".into(),
+            // The unreadable file named once, not as a refused configuration.
+            "keygate: /nonexistent/keygate.yaml: No such file".into(),
         ),
         (
             vec!["--input", refused, "--jwks", jwks, "--at", AT, "--path", x],

@@ -694,20 +694,9 @@ fn the_schema_check_refuses_tampered_manifests() {
     }
 }
 
-#[test]
-fn docker_compose_agrees_with_the_bootstraps() {
-    let g = generate(&["--wasm", &wasm_arg()]);
-    let compose = yaml(&g.out.join("docker-compose.yaml"));
-    let service = &compose["services"]["envoy"];
-    assert!(service["image"]
-        .as_str()
-        .unwrap()
-        .starts_with("envoyproxy/envoy:"));
-    let container_envoy = yaml(&g.out.join("compose/envoy.yaml"));
-    let host_envoy = yaml(&g.out.join("envoy.yaml"));
-
-    // Volumes: host path → container path.
-    let volumes: Vec<(String, String)> = service["volumes"]
+/// The compose service's volumes as (host side, container side).
+fn compose_volumes(service: &Value) -> Vec<(String, String)> {
+    service["volumes"]
         .as_array()
         .unwrap()
         .iter()
@@ -715,7 +704,61 @@ fn docker_compose_agrees_with_the_bootstraps() {
             let parts: Vec<&str> = v.as_str().unwrap().split(':').collect();
             (parts[0].to_string(), parts[1].to_string())
         })
-        .collect();
+        .collect()
+}
+
+/// Every file the container bootstrap and its live filter config name is mounted from the output
+/// directory by a relative path, and the compose file passes the Compose Specification's schema.
+fn compose_is_self_contained(out: &Path) -> Value {
+    let compose_file = out.join("docker-compose.yaml");
+    let (code, ok, err) = compose_check(std::slice::from_ref(&compose_file));
+    assert_eq!(code, Some(0), "{ok}{err}");
+    let compose = yaml(&compose_file);
+    let service = compose["services"]["envoy"].clone();
+    let volumes = compose_volumes(&service);
+    for (from, to) in &volumes {
+        assert!(from.starts_with("./"), "{from}:{to} is not relative");
+        assert!(
+            out.join(from).exists(),
+            "{from} is not in {}",
+            out.display()
+        );
+    }
+    let container_envoy = read(&out.join("compose/envoy.yaml"));
+    let container_live = read(&out.join("compose/live/keygate-filter.yaml"));
+    let named = |text: &str| -> Vec<String> {
+        text.split(['"', ' ', '\n'])
+            .filter(|word| word.starts_with("/etc/"))
+            .map(str::to_string)
+            .collect()
+    };
+    for path in named(&container_envoy)
+        .iter()
+        .chain(&named(&container_live))
+    {
+        let mounted = volumes
+            .iter()
+            .any(|(_, to)| path == to || path.starts_with(&format!("{to}/")));
+        // The image's own CA bundle is the one path that is not mounted.
+        assert!(
+            mounted || path == "/etc/ssl/certs/ca-certificates.crt",
+            "{path} is named by the container bootstrap but not mounted: {volumes:?}"
+        );
+    }
+    service
+}
+
+#[test]
+fn docker_compose_agrees_with_the_bootstraps() {
+    let g = generate(&["--wasm", &wasm_arg()]);
+    let service = compose_is_self_contained(&g.out);
+    assert!(service["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("envoyproxy/envoy:"));
+    let container_envoy = yaml(&g.out.join("compose/envoy.yaml"));
+    let host_envoy = yaml(&g.out.join("envoy.yaml"));
+    let volumes = compose_volumes(&service);
     let command: Vec<&str> = service["command"]
         .as_array()
         .unwrap()
@@ -723,15 +766,7 @@ fn docker_compose_agrees_with_the_bootstraps() {
         .map(|c| c.as_str().unwrap())
         .collect();
     let config_in_container = command[command.iter().position(|c| *c == "-c").unwrap() + 1];
-    let config_volume = volumes
-        .iter()
-        .find(|(_, to)| to == config_in_container)
-        .expect("envoy.yaml mounted");
-    assert!(
-        g.out.join(&config_volume.0).is_file(),
-        "{} exists next to docker-compose.yaml",
-        config_volume.0
-    );
+    assert!(volumes.iter().any(|(_, to)| to == config_in_container));
 
     // The live filter config is mounted as a directory (a file mount would not see renames),
     // where the container bootstrap looks for it.
@@ -740,62 +775,95 @@ fn docker_compose_agrees_with_the_bootstraps() {
         .find(|(_, to)| to == "/etc/keygate/live")
         .expect("live directory mounted");
     assert!(g.out.join(&live_volume.0).is_dir(), "{}", live_volume.0);
-    assert!(g
-        .out
-        .join(&live_volume.0)
-        .join("keygate-filter.yaml")
-        .is_file());
     assert_eq!(
         container_envoy.pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/http_filters/0/config_discovery/config_source/path_config_source/path").unwrap(),
         "/etc/keygate/live/keygate-filter.yaml"
     );
 
-    let wasm_filter = |live: &Path| {
-        yaml(live)["resources"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]
-            ["filename"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let container_wasm = wasm_filter(&g.out.join("compose/live/keygate-filter.yaml"));
+    // The module is a copy inside the output directory, byte for byte the one given.
+    let container_wasm = yaml(&g.out.join("compose/live/keygate-filter.yaml"))["resources"][0]
+        ["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let wasm_volume = volumes
         .iter()
         .find(|(_, to)| *to == container_wasm)
         .expect("wasm mounted");
     assert_eq!(
-        wasm_volume.0,
-        wasm_filter(&g.out.join("live/keygate-filter.yaml")),
-        "the same module as the host bootstrap"
+        std::fs::read(g.out.join(&wasm_volume.0)).unwrap(),
+        std::fs::read(wasm_arg()).unwrap()
     );
 
-    // Ports: host side is the declared address, container side what the container Envoy binds.
-    let port_of = |envoy: &Value, pointer: &str| envoy.pointer(pointer).unwrap().as_u64().unwrap();
-    let listen = "/static_resources/listeners/0/address/socket_address/port_value";
-    let admin = "/admin/address/socket_address/port_value";
-    let ports: Vec<String> = service["ports"]
+    // The key manager and an upstream are on the host's loopback, which a container reaches only
+    // on the host's network: Envoy binds the declared addresses and publishes nothing.
+    assert_eq!(service["network_mode"], "host");
+    assert!(service.get("ports").is_none(), "{service}");
+    for pointer in [
+        "/static_resources/listeners/0/address",
+        "/admin/address",
+        "/static_resources/clusters",
+    ] {
+        assert_eq!(
+            container_envoy.pointer(pointer),
+            host_envoy.pointer(pointer),
+            "{pointer}"
+        );
+    }
+}
+
+#[test]
+fn docker_compose_without_loopback_services_publishes_ports_and_carries_the_ca_file() {
+    let dir = temp_dir("compose-ca");
+    let ca = dir.join("corp-ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let text = look_alike_declaration().replace(
+        "  admin: 127.0.0.1:19902\n",
+        &format!("  admin: 127.0.0.1:19902\n  ca_file: {}\n", ca.display()),
+    );
+    let (out, result) = generate_from(&text, &["--wasm", &wasm_arg()]);
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    let service = compose_is_self_contained(&out);
+    assert!(service.get("network_mode").is_none(), "{service}");
+    let ports: Vec<&str> = service["ports"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p.as_str().unwrap().to_string())
+        .map(|p| p.as_str().unwrap())
         .collect();
-    for pointer in [listen, admin] {
-        let want = format!(
-            "127.0.0.1:{}:{}",
-            port_of(&host_envoy, pointer),
-            port_of(&container_envoy, pointer)
-        );
-        assert!(ports.contains(&want), "{want} in {ports:?}");
-    }
+    assert_eq!(ports, ["127.0.0.1:18081:18081", "127.0.0.1:19902:19902"]);
+    let container_envoy = yaml(&out.join("compose/envoy.yaml"));
     assert_eq!(
         container_envoy
             .pointer("/static_resources/listeners/0/address/socket_address/address")
             .unwrap(),
         "0.0.0.0"
     );
-    // Loopback services of the declaration are the Docker host from inside the container.
+    // The https clusters trust the copied CA file, mounted where the container bootstrap names it.
+    assert_eq!(
+        read(&out.join("compose/ca.pem")),
+        std::fs::read_to_string(&ca).unwrap()
+    );
     let clusters = container_envoy["static_resources"]["clusters"].to_string();
-    assert!(clusters.contains("host.docker.internal"));
-    assert!(!clusters.contains("\"127.0.0.1\""));
+    assert!(clusters.contains("\"/etc/keygate/ca.pem\""), "{clusters}");
+    assert!(!clusters.contains(&ca.display().to_string()), "{clusters}");
+
+    // A CA file that is not there is refused by its field.
+    let missing = look_alike_declaration().replace(
+        "  admin: 127.0.0.1:19902\n",
+        "  admin: 127.0.0.1:19902\n  ca_file: /nonexistent/ca.pem\n",
+    );
+    let (_, result) = generate_from(&missing, &["--wasm", &wasm_arg()]);
+    assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("gateway.ca_file"),
+        "{}",
+        stderr(&result)
+    );
 }
 
 #[test]
@@ -816,6 +884,79 @@ fn check_validates_without_writing() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("is valid"));
     assert!(!out_dir.exists());
+}
+
+/// `generate --check` on a declaration whose one key manager is fetched from `well_known_url`.
+fn check_fetched(well_known_url: &str) -> std::process::Output {
+    let dir = temp_dir("check-jwks");
+    let input = dir.join("keygate.yaml");
+    std::fs::write(
+        &input,
+        format!(
+            "gateway: {{environment: production}}\nkey_managers:\n  - name: kc\n    \
+             well_known_url: {well_known_url}\n    audiences: [pets]\n"
+        ),
+    )
+    .unwrap();
+    keygate(&["generate", "--check", "--input", input.to_str().unwrap()])
+}
+
+#[test]
+fn check_warns_of_an_unreachable_jwks_with_its_url() {
+    // The fixture server publishes discovery only: its JWKS URL answers 404.
+    let (server, url) = serve_fixture("keycloak", "/realms/shop");
+    let jwks = format!("{}/realms/shop/protocol/openid-connect/certs", server.base);
+    let out = check_fetched(&url);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "keygate.yaml:line 4: warning: key manager kc: JWKS {jwks} answered HTTP 404"
+        )),
+        "{err}"
+    );
+
+    // Served: no warning.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let served = Server::start_with(
+        listener,
+        vec![
+            (
+                format!("/realms/shop{WELL_KNOWN}"),
+                200,
+                fixture("keycloak", &base),
+            ),
+            (
+                "/realms/shop/protocol/openid-connect/certs".into(),
+                200,
+                r#"{"keys": []}"#.into(),
+            ),
+        ],
+    );
+    let out = check_fetched(&format!("{}/realms/shop{WELL_KNOWN}", served.base));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("JWKS"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_wasm_flag_naming_a_missing_file_is_an_error() {
+    let (_server, url) = serve_fixture("keycloak", "/realms/shop");
+    let dir = temp_dir("missing-wasm");
+    std::fs::write(dir.join("keygate.yaml"), declaration(&url)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["generate", "--input", "keygate.yaml", "--out", "out"])
+        .args(["--wasm", "nowhere/keygate.wasm"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nowhere/keygate.wasm: --wasm: no such file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("out").exists());
 }
 
 #[test]

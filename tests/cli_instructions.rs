@@ -101,7 +101,7 @@ fn prints_token_endpoint_grants_scopes_and_the_call() {
         text.contains("curl -sS -X 'GET' 'http://127.0.0.1:18080/pets/v1/pets/1'"),
         "{text}"
     );
-    assert!(text.contains("Authorization: Bearer $TOKEN"));
+    assert!(text.contains("Authorization: Bearer ${TOKEN:?"), "{text}");
     // The consumer learns its budget per subscription, and what a spent one answers.
     assert!(
         text.contains("#   API pets: tier bronze: 1000 requests per minute"),
@@ -129,18 +129,36 @@ fn block(text: &str, title: &str) -> String {
         .join("\n")
 }
 
-/// Runs a printed block as a user would (after putting in their secret and account) and returns
-/// what `$TOKEN` holds.
-fn run_block(block: &str, fill: &[(&str, &str)]) -> String {
-    let mut block = block.to_string();
-    for (placeholder, value) in fill {
-        assert!(block.contains(placeholder), "{placeholder} in:\n{block}");
-        block = block.replace(placeholder, value);
+/// The variables the printed commands read; cleared before each run so only `env` counts.
+const READ: [&str; 9] = [
+    "TOKEN",
+    "CLIENT_SECRET",
+    "CLIENT_SECRET_2",
+    "CLIENT_SECRET_3",
+    "CLIENT_SECRET_4",
+    "CLIENT_SECRET_5",
+    "CLIENT_SECRET_6",
+    "SIGNIN_USER",
+    "SIGNIN_PASSWORD",
+];
+
+/// `sh -c script` with only `env` of the variables the instructions read set.
+fn sh(script: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(script);
+    for name in READ {
+        command.env_remove(name);
     }
+    command.envs(env.iter().copied()).output().unwrap()
+}
+
+/// Runs a printed block as printed, the user's secret and account in the environment, and
+/// returns what `$TOKEN` holds.
+fn run_block(block: &str, env: &[(&str, &str)]) -> String {
     let script = format!("set -e\n{block}\nprintf '%s' \"$TOKEN\"\n");
-    let run = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    let run = sh(&script, env);
     assert!(run.status.success(), "{script}\n{}", stderr(&run));
-    stdout(&run)
+    stdout(&run).lines().last().unwrap_or_default().to_string()
 }
 
 #[test]
@@ -173,7 +191,7 @@ fn the_printed_token_commands_really_fetch_a_token_from_the_key_manager() {
         .as_secs()
         .to_string();
 
-    let secret = [("<client secret of shop-app>", "shop-app-secret")];
+    let secret = ("CLIENT_SECRET", "shop-app-secret");
     let client_credentials = block(&text, "Client credentials");
     for grant in [client_credentials.clone(), block(&text, "Password grant")] {
         assert!(
@@ -181,11 +199,14 @@ fn the_printed_token_commands_really_fetch_a_token_from_the_key_manager() {
             "{grant}"
         );
     }
-    let application = run_block(&client_credentials, &secret);
-    // The password grant follows in the same shell, which exported CLIENT_SECRET above.
+    let application = run_block(&client_credentials, &[secret]);
     let user = run_block(
-        &format!("{client_credentials}\n{}", block(&text, "Password grant")),
-        &[secret[0], ("<user>", "alice"), ("<password>", "alice-pass")],
+        &block(&text, "Password grant"),
+        &[
+            secret,
+            ("SIGNIN_USER", "alice"),
+            ("SIGNIN_PASSWORD", "alice-pass"),
+        ],
     );
     for (token, subject) in [(application, "shop-app"), (user, "alice")] {
         // A JWT the key manager signed, checked with keygate's own verifier against its JWKS.
@@ -294,13 +315,9 @@ fn pasting_the_instructions_into_sh_runs_no_code_from_a_client_id() {
 
     // The whole output, pasted: the token requests and the API call run (the API call fails,
     // nothing listens on its port), the injected `touch`es must not.
-    let run = Command::new("sh")
-        .arg("-c")
-        .arg(&text)
-        .current_dir(&dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let mut env: Vec<(&str, &str)> = READ.iter().skip(1).map(|name| (*name, "s")).collect();
+    env.push(("TOKEN", "t"));
+    let run = sh(&format!("cd {}\n{text}", dir.display()), &env);
     for (id, mark) in &ids {
         assert!(
             !mark.exists(),
@@ -311,31 +328,81 @@ fn pasting_the_instructions_into_sh_runs_no_code_from_a_client_id() {
 }
 
 #[test]
-fn exported_values_hold_the_client_id_literally() {
-    let dir = temp_dir("inject-export");
+fn the_basic_auth_argument_holds_the_client_id_literally() {
+    let dir = temp_dir("inject-user");
     let (text, ids, _server) = hostile_instructions(&dir);
+    let secrets: Vec<(&str, &str)> = READ[1..7].iter().map(|name| (*name, "s")).collect();
     for (id, mark) in &ids {
-        // The export of this client's section: from `export` up to the token request.
+        // This client's section, its `-u` argument as printed.
         let section = text
             .split("## Client id ")
             .find(|s| s.contains(&format!("{}:", id.replace('\'', r"'\''"))))
             .unwrap_or_else(|| panic!("no section for {id:?}:\n{text}"));
-        let export = section
-            .split_once("export CLIENT_SECRET=")
-            .and_then(|(_, rest)| rest.split_once("\nTOKEN=$(curl"))
-            .map(|(value, _)| format!("export CLIENT_SECRET={value}"))
+        let argument = section
+            .lines()
+            .find_map(|line| line.strip_prefix("  -u "))
+            .and_then(|rest| rest.strip_suffix(" \\"))
             .unwrap();
-        let script = format!("{export}\nprintf '%s' \"$CLIENT_SECRET\"\n");
-        let run = Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
+        let script = format!("printf '%s' {argument}\n");
+        let run = sh(&script, &secrets);
         assert!(run.status.success(), "{script}\n{}", stderr(&run));
-        assert_eq!(stdout(&run), format!("<client secret of {id}>"), "{script}");
+        assert_eq!(stdout(&run), format!("{id}:s"), "{script}");
         assert!(!mark.exists(), "{script}");
     }
+}
+
+#[test]
+fn a_pasted_block_needs_no_editing_and_overwrites_nothing_the_user_set() {
+    let (out, _server) = instructions("shop");
+    let text = stdout(&out);
+    // No placeholder to fill in any command: commands read variables, comments say which.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        assert!(!line.contains('<') && !line.contains('>'), "{line}");
+    }
+    assert!(!text.contains("export "), "{text}");
+    let client_credentials = block(&text, "Client credentials");
+    let password = block(&text, "Password grant");
+
+    // Unset secret: the request is not sent (no token, the variable named), in a strict shell
+    // the block stops there.
+    for (what, script, env) in [
+        ("client credentials", &client_credentials, vec![]),
+        (
+            "password grant",
+            &password,
+            vec![("CLIENT_SECRET", "shop-app-secret")],
+        ),
+    ] {
+        let run = sh(&format!("{script}\nprintf 'TOKEN=%s' \"$TOKEN\""), &env);
+        let err = stderr(&run);
+        let named = if env.is_empty() {
+            "CLIENT_SECRET"
+        } else {
+            "SIGNIN_USER"
+        };
+        assert!(err.contains(&format!("set {named}")), "{what}: {err}");
+        assert!(
+            !stdout(&run).contains("TOKEN=ey"),
+            "{what}: {}",
+            stdout(&run)
+        );
+    }
+
+    // Set: used as it is, and still the user's afterwards.
+    let script = format!("{client_credentials}\nprintf '|%s|%s' \"$CLIENT_SECRET\" \"$TOKEN\"");
+    let run = sh(&script, &[("CLIENT_SECRET", "mine")]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stdout(&run).ends_with("|mine|eyJ.test.token"),
+        "{}",
+        stdout(&run)
+    );
+
+    // The call refuses to go without a token rather than sending `Bearer ` alone.
+    let call = block(&text, "Call API pets with the token:");
+    let run = sh(&call, &[]);
+    assert!(!run.status.success());
+    assert!(stderr(&run).contains("no token yet"), "{}", stderr(&run));
 }
 
 #[test]

@@ -358,18 +358,32 @@ fn the_module_comes_from_the_declared_image_with_its_digest() {
     );
     assert!(!out.exists());
 
-    // No module to hash: a warning on stderr, and no sha256 rather than a wrong one.
-    let (out, result) = run(
-        &declaration(
-            &["selector: {app: pets}", "image: r.example/keygate:1"],
-            "idp.example.com",
-        ),
-        &["--wasm", "/nonexistent/keygate.wasm"],
+    // A module named on the command line that is not there: refused, nothing written.
+    let with_image = declaration(
+        &["selector: {app: pets}", "image: r.example/keygate:1"],
+        "idp.example.com",
     );
+    let (out, result) = run(&with_image, &["--wasm", "/nonexistent/keygate.wasm"]);
+    assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("/nonexistent/keygate.wasm: --wasm: no such file"),
+        "{}",
+        stderr(&result)
+    );
+    assert!(!out.exists());
+
+    // No module to hash: a warning on stderr, and no sha256 rather than a wrong one.
+    let not_wasm = temp_dir("not-wasm").join("keygate.wasm");
+    std::fs::write(&not_wasm, "not a module").unwrap();
+    let (out, result) = run(&with_image, &["--wasm", not_wasm.to_str().unwrap()]);
     assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
     let err = stderr(&result);
     assert!(
-        err.contains("keygate: warning: istio: cannot compute the WasmPlugin sha256 from /nonexistent/keygate.wasm"),
+        err.contains(&format!(
+            "keygate: warning: istio: cannot compute the WasmPlugin sha256 from {}: not a \
+             WebAssembly module",
+            not_wasm.display()
+        )),
         "{err}"
     );
     let plugin = yaml(&out.join("istio/wasmplugin.yaml"));
@@ -647,4 +661,32 @@ fn copy_tree(from: &Path, to: &Path) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     }
+}
+
+#[test]
+fn an_upstream_path_is_left_to_the_istio_route_with_a_warning() {
+    let text = declaration(
+        &["selector: {app: pets}", "image: r.example/keygate:1"],
+        "idp.example.com",
+    )
+    .replace(
+        "    base_path: /pets/v1\n",
+        "    base_path: /pets/v1\n    upstream: http://pets.shop.svc:8080/v2\n",
+    );
+    let (out, result) = run(&text, &["--wasm", &wasm_arg()]);
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    let err = stderr(&result);
+    assert!(
+        err.contains(
+            "keygate.yaml:line 13: keygate: warning: istio: apis[0].upstream carries the path /v2"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("rewrite: {uri: /v2}"), "{err}");
+    // The WasmPlugin itself carries no routes: the plugin config is as without the path.
+    let plugin = yaml(&out.join("istio/wasmplugin.yaml"));
+    assert_eq!(
+        plugin["spec"]["pluginConfig"]["apis"][0]["base_path"],
+        "/pets/v1"
+    );
 }

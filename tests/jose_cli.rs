@@ -101,6 +101,29 @@ fn valid_token_prints_claims_and_exits_zero() {
 }
 
 #[test]
+fn at_now_judges_at_this_machines_clock() {
+    let jwks = jwks_file("now", &jwks(&all_keys()));
+    let j = jwks.to_str().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        .floor();
+    let with_exp = |exp: f64| {
+        let mut c = claims();
+        c["iat"] = json!(now - 10.0);
+        c["nbf"] = json!(now - 10.0);
+        c["exp"] = json!(exp);
+        token(&json!({"alg": "ES256", "kid": "k-p256"}), &c, "p256")
+    };
+    let r = run(&["--jwks", j, "--at", "now", &with_exp(now + 600.0)], None);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert_eq!(r.verdict()["reason"], "valid");
+    let r = run(&["--jwks", j, "--at", "now", &with_exp(now - 5.0)], None);
+    assert_eq!(r.verdict()["reason"], "token_expired", "{}", r.stderr);
+}
+
+#[test]
 fn invalid_tokens_exit_one_with_the_reason() {
     let jwks = jwks_file("invalid", &jwks(&all_keys()));
     let j = jwks.to_str().unwrap();

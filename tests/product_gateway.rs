@@ -337,6 +337,16 @@ fn path_tricks_never_widen_access() {
         before,
         "a trick reached the upstream without a token"
     );
+    // Envoy itself refuses an encoded slash before the filter runs; the reply still carries
+    // keygate's JSON body and code.
+    for encoded in ["/pets/v1/health%2F..%2Fpets", "/pets/v1/a%5Cb"] {
+        let response = stack.get(encoded, None);
+        assert_eq!(response.status, 400, "{encoded}");
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        let body = response.json();
+        assert_eq!(body["code"], "path_not_canonical", "{encoded}: {body}");
+        assert_eq!(body["error"], "invalid_request", "{encoded}: {body}");
+    }
     // The plain public path works, with and without a query.
     assert_eq!(stack.get("/pets/v1/health", None).status, 200);
     assert_eq!(stack.get("/pets/v1/health?probe=1", None).status, 200);

@@ -32,7 +32,8 @@ pub struct Args {
     /// JWKS document (JSON file with a "keys" array).
     #[arg(long, value_name = "FILE")]
     pub jwks: PathBuf,
-    /// The time to judge exp/nbf at, in seconds since the epoch (integer or decimal); no leeway.
+    /// The time to judge exp/nbf at, in seconds since the epoch (integer or decimal), or `now`;
+    /// no leeway.
     #[arg(long, value_name = "UNIX_SECONDS", value_parser = parse_unix_seconds)]
     pub at: f64,
     /// Require this exact iss (not checked when omitted).
@@ -147,13 +148,22 @@ fn refused(code: &str, algorithms: &[String], description: String) -> (Value, St
     )
 }
 
-/// `--at`: digits, optionally a fraction (`1300819380`, `1300819380.5`); no sign, exponent,
-/// `inf` or `nan`, so a typo cannot silently become a clock that never expires anything.
+/// `--at`: `now` (this machine's clock), or digits, optionally a fraction (`1300819380`,
+/// `1300819380.5`); no sign, exponent, `inf` or `nan`, so a typo cannot silently become a clock
+/// that never expires anything.
 pub(crate) fn parse_unix_seconds(text: &str) -> Result<f64, String> {
+    if text == "now" {
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs_f64())
+            .map_err(|_| "this machine's clock is before 1970".into());
+    }
     let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits(whole) || !digits(fraction) {
-        return Err("expected seconds since the epoch, e.g. 1700000000 or 1700000000.5".into());
+        return Err(
+            "expected `now` or seconds since the epoch, e.g. 1700000000 or 1700000000.5".into(),
+        );
     }
     text.parse::<f64>()
         .ok()

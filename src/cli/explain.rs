@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use serde_json::{json, Map, Value};
 
 use crate::cli::check_token::{parse_unix_seconds, read_token};
-use crate::cli::generate;
+use crate::cli::generate::{self, GenerateError};
 use crate::decision::reply;
 use crate::decision::{decide, DpopRequest, Outcome, Request};
 use crate::jose::KeySet;
@@ -40,7 +40,8 @@ pub struct Args {
     /// A key manager's JWKS: NAME=FILE, or FILE alone when there is one key manager; repeatable.
     #[arg(long = "jwks", value_name = "[NAME=]FILE")]
     pub jwks: Vec<String>,
-    /// The clock, seconds since the epoch (integer or decimal); the policy's leeway applies.
+    /// The clock, seconds since the epoch (integer or decimal) or `now`; the policy's leeway
+    /// applies.
     #[arg(long, value_name = "UNIX_SECONDS", value_parser = parse_unix_seconds)]
     pub at: f64,
     /// The request method.
@@ -117,11 +118,12 @@ fn policy(args: &Args) -> Result<Policy, Usage> {
     match (&args.input, &args.plugin_config) {
         (Some(input), _) => generate::load(input, args.allow_http)
             .map(|loaded| loaded.policy)
-            .map_err(|err| {
-                Usage(format!(
+            .map_err(|err| match err {
+                GenerateError::Declaration { .. } => Usage(format!(
                     "{}: configuration refused:\n{err}",
                     input.display()
-                ))
+                )),
+                other => Usage(other.about(input)),
             }),
         (None, Some(path)) => {
             let bytes = std::fs::read(path)

@@ -24,8 +24,9 @@ use crate::cli::declaration::model::{
 };
 use crate::cli::declaration::validate::{self, DeclarationError};
 use crate::cli::discover::{self, ResolveError};
+use crate::cli::discovery::http::{self, HttpGetError};
 use crate::cli::discovery::oidc::{self, CheckedDiscovery};
-use crate::cli::discovery::url::NameCollision;
+use crate::cli::discovery::url::{HttpUrl, NameCollision};
 use crate::cli::live;
 use crate::cli::render::cluster_naming::ClusterNaming;
 use crate::cli::render::compose;
@@ -151,6 +152,17 @@ impl GenerateError {
                 ..
             } => 1,
             _ => 2,
+        }
+    }
+}
+
+impl GenerateError {
+    /// The error as said about the declaration `input`: `input: error`, with the path said once
+    /// when the error is about that very file (it cannot be read).
+    pub fn about(&self, input: &Path) -> String {
+        match self {
+            GenerateError::Io { path, .. } if path == input => self.to_string(),
+            _ => format!("{}: {self}", input.display()),
         }
     }
 }
@@ -326,16 +338,19 @@ pub fn render(
             .ca_file
             .clone()
             .unwrap_or_else(|| DEFAULT_CA_FILE.to_string()),
-        loopback_alias: None,
         upstream_timeout_seconds: decl.gateway.upstream_timeout_seconds,
         ecds_dir: out_dir.join(LIVE_DIR).to_string_lossy().into_owned(),
     };
+    let network = compose::Network::for_targets(loopback_targets(decl, plugin));
     let container = EnvoyOptions {
         wasm_path: compose::CONTAINER_WASM.to_string(),
-        listen: compose::container_address(&listen),
-        admin: compose::container_address(&admin),
-        loopback_alias: Some(compose::HOST_ALIAS.to_string()),
+        listen: network.container_address(&listen),
+        admin: network.container_address(&admin),
         ecds_dir: compose::CONTAINER_LIVE_DIR.to_string(),
+        ca_file: match decl.gateway.ca_file {
+            Some(_) => compose::CONTAINER_CA_FILE.to_string(),
+            None => DEFAULT_CA_FILE.to_string(),
+        },
         ..local.clone()
     };
 
@@ -361,11 +376,26 @@ pub fn render(
         XDS_HTTP_FILTER.into(),
         json_text("xds http filter", &envoy::filter_discovery_ads())?,
     ));
+    // The compose folder carries every file its bootstrap names (the module is copied by `run`).
+    if let Some(ca_file) = &decl.gateway.ca_file {
+        let pem = std::fs::read_to_string(ca_file).map_err(|err| GenerateError::Io {
+            path: PathBuf::from(ca_file),
+            detail: format!("gateway.ca_file: {err}"),
+        })?;
+        files.push((compose::COMPOSE_CA_FILE.into(), pem));
+    }
+    let compose_options = compose::ComposeOptions {
+        network,
+        listen,
+        admin,
+        ca_file: decl.gateway.ca_file.is_some(),
+        secret_envs: &envoy::secret_env_keys(plugin),
+    };
     files.push((
         "docker-compose.yaml".into(),
         yaml(
             "docker-compose.yaml",
-            &compose::compose_file(wasm_path, &listen, &admin, &envoy::secret_env_keys(plugin)),
+            &compose::compose_file(&compose_options),
         )?,
     ));
     if decl.gateway.rate_limit_service.is_some() || !plugin.tiers.is_empty() {
@@ -385,6 +415,59 @@ pub fn render(
         }
     }
     Ok(files)
+}
+
+/// `--check`: each key manager whose discovery was fetched gets its JWKS fetched too, and one that
+/// cannot be (unreachable, not 200, not a JWKS) is a warning with its URL: Envoy would start, and
+/// refuse every token of that key manager with 503 until the JWKS answers. An inline `discovery:`
+/// means nothing of that key manager is fetched, so its JWKS is not either.
+fn jwks_warnings(decl: &Declaration, discovered: &[CheckedDiscovery]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (km, found) in decl.key_managers.iter().zip(discovered) {
+        if km.discovery.is_some() {
+            continue;
+        }
+        let url = found.jwks_uri.to_string();
+        let problem = match http::get_json::<serde_json::Value>(&url) {
+            Ok(jwks) if jwks.get("keys").is_some_and(serde_json::Value::is_array) => continue,
+            Ok(_) => "answered JSON without a \"keys\" array".to_string(),
+            Err(HttpGetError::Transport { detail, .. }) => format!("cannot be fetched: {detail}"),
+            Err(HttpGetError::Status { status, .. }) => format!("answered HTTP {status}"),
+            Err(HttpGetError::NotJson { detail, .. }) => format!("did not answer a JWKS: {detail}"),
+        };
+        warnings.push(format!(
+            "line {}: warning: key manager {}: JWKS {url} {problem}; Envoy would answer its \
+             tokens 503 until it can be fetched",
+            line_of(&km.well_known_url),
+            km.name.value
+        ));
+    }
+    warnings
+}
+
+/// For each host the bootstrap has a cluster for (upstreams, JWKS, introspection, rate-limit
+/// service): whether it is on loopback.
+fn loopback_targets<'a>(
+    decl: &'a Declaration,
+    plugin: &'a PluginConfig,
+) -> impl Iterator<Item = bool> + 'a {
+    let upstreams = decl
+        .apis
+        .iter()
+        .filter_map(|api| api.upstream.as_ref().map(|u| u.value.clone()));
+    let key_managers = plugin.key_managers.iter().flat_map(|km| {
+        std::iter::once(km.jwks.uri.clone())
+            .chain(km.introspection.as_ref().map(|i| i.endpoint.clone()))
+    });
+    let rate_limit = decl
+        .gateway
+        .rate_limit_service
+        .as_ref()
+        .map(|service| format!("http://{}", service.value));
+    upstreams
+        .chain(key_managers)
+        .chain(rate_limit)
+        .map(|url| HttpUrl::parse(&url).is_ok_and(|url| url.is_loopback()))
 }
 
 /// The xDS resource file, relative to the output directory.
@@ -476,7 +559,7 @@ pub fn run(args: Args) -> i32 {
                         args.input.display()
                     );
                 }
-                _ => eprintln!("keygate: {}: {err}", args.input.display()),
+                _ => eprintln!("keygate: {}", err.about(&args.input)),
             }
             if let (Some(out), false, false) = (&args.out, args.check, err.wrote()) {
                 eprintln!(
@@ -493,6 +576,13 @@ pub fn run(args: Args) -> i32 {
 fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
     let loaded = load(&args.input, args.allow_http)?;
     let wasm = absolute(&args.wasm.clone().unwrap_or_else(default_wasm_path));
+    // A module named on the command line must be there; the default one may be built later.
+    if let (Some(given), false) = (&args.wasm, wasm.is_file()) {
+        return Err(GenerateError::Io {
+            path: given.clone(),
+            detail: "--wasm: no such file (build it with `make wasm`, or name the module)".into(),
+        });
+    }
     let source = match &loaded.declaration.istio {
         Some(istio) => {
             let (source, warning) = wasm_source::resolve(
@@ -504,6 +594,19 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
             let warnings = istio::warnings(&loaded.istio_plugin);
             for warning in warning.iter().chain(&warnings) {
                 eprintln!("keygate: warning: istio: {warning}");
+            }
+            for (i, api) in loaded.declaration.apis.iter().enumerate() {
+                if let (Some(path), Some(upstream)) = (api.upstream_path(), &api.upstream) {
+                    eprintln!(
+                        "{}:line {}: keygate: warning: istio: apis[{i}].upstream carries the path \
+                         {path}, which the WasmPlugin cannot rewrite: with `attach: gateway`, give the \
+                         gateway's VirtualService route for {} a `rewrite: {{uri: {path}}}`; a \
+                         sidecar sees the path as its workload receives it (README, \"Upstream path\")",
+                        args.input.display(),
+                        line_of(upstream),
+                        api.base_path.value,
+                    );
+                }
             }
             Some(source)
         }
@@ -528,6 +631,9 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
         eprintln!("{}:{warning}", args.input.display());
     }
     if args.check {
+        for warning in jwks_warnings(decl, &loaded.discovered) {
+            eprintln!("{}:{warning}", args.input.display());
+        }
         println!(
             "keygate: {} is valid: {} key manager(s), {} API(s), {} application(s)",
             args.input.display(),
@@ -543,19 +649,28 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
             detail: "an output directory is required".into(),
         });
     };
-    let written = write_all(out, &files)?;
+    let mut written = write_all(out, &files)?;
+    // The compose folder's own copy of the module, so it can be handed on as it is.
+    if let Ok(module) = std::fs::read(&wasm) {
+        let path = out.join(compose::COMPOSE_WASM);
+        let how = live::write_atomic(&path, module).map_err(|err| GenerateError::Written {
+            path: path.clone(),
+            detail: err.to_string(),
+        })?;
+        written.files.push((compose::COMPOSE_WASM.to_string(), how));
+    }
     let unchanged = written
         .files
         .iter()
         .filter(|(_, how)| *how == live::Written::Unchanged)
         .count();
+    let total = written.files.len();
     if unchanged == 0 {
-        println!("keygate: wrote {} files to {}", files.len(), out.display());
+        println!("keygate: wrote {total} files to {}", out.display());
     } else {
         println!(
-            "keygate: wrote {} of {} files to {} ({unchanged} unchanged)",
-            files.len() - unchanged,
-            files.len(),
+            "keygate: wrote {} of {total} files to {} ({unchanged} unchanged)",
+            total - unchanged,
             out.display()
         );
     }

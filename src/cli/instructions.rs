@@ -99,6 +99,7 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
         );
     }
     write_tiers(&mut out, loaded, app);
+    let mut secret_index = 0;
     for client in &app.client_ids {
         let found = decl
             .key_managers
@@ -173,25 +174,32 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
                 shell_quote(&format!("{parameter}={audience}"))
             );
         }
+        // The secret and the user's sign-in are read from variables the user sets; a command
+        // stops with a message while one is unset (`${NAME:?...}` inside the substitution), and
+        // no printed line assigns them.
+        let secret = secret_variable(secret_index);
+        secret_index += 1;
+        let extract = "sed -nE 's/.*\"access_token\" *: *\"([^\"]+)\".*/\\1/p'";
         let _ = writeln!(
             out,
-            "\n# Client credentials (the application acts for itself):"
+            "\n# Client credentials (the application acts for itself): set {secret} to the client \
+             secret of {} first.",
+            comment_safe(client_id)
         );
         let _ = writeln!(
             out,
-            "export CLIENT_SECRET={}\n\
-             TOKEN=$(curl -sS -X POST {} \\\n  -u {}\"$CLIENT_SECRET\" \\\n  -d grant_type=client_credentials{scope_arg} \\\n  | sed -E 's/.*\"access_token\" *: *\"([^\"]+)\".*/\\1/')",
-            shell_quote(&format!("<client secret of {client_id}>")),
+            "TOKEN=$(curl -sS -X POST {} \\\n  -u {}\"${{{secret}:?set {secret} to the client secret first}}\" \\\n  -d grant_type=client_credentials{scope_arg} \\\n  | {extract})\n{TOKEN_REPORT}",
             shell_quote(token_endpoint),
             shell_quote(&format!("{client_id}:")),
         );
         let _ = writeln!(
             out,
-            "\n# Password grant (a user signs in; only if the key manager allows it):"
+            "\n# Password grant (a user signs in; only if the key manager allows it): set \
+             {SIGNIN_USER} and {SIGNIN_PASSWORD} (and {secret}) first."
         );
         let _ = writeln!(
             out,
-            "TOKEN=$(curl -sS -X POST {} \\\n  -u {}\"$CLIENT_SECRET\" \\\n  -d grant_type=password \\\n  --data-urlencode 'username=<user>' \\\n  --data-urlencode 'password=<password>'{scope_arg} \\\n  | sed -E 's/.*\"access_token\" *: *\"([^\"]+)\".*/\\1/')",
+            "TOKEN=$(curl -sS -X POST {} \\\n  -u {}\"${{{secret}:?set {secret} to the client secret first}}\" \\\n  -d grant_type=password \\\n  --data-urlencode \"username=${{{SIGNIN_USER}:?set {SIGNIN_USER} first}}\" \\\n  --data-urlencode \"password=${{{SIGNIN_PASSWORD}:?set {SIGNIN_PASSWORD} first}}\"{scope_arg} \\\n  | {extract})\n{TOKEN_REPORT}",
             shell_quote(token_endpoint),
             shell_quote(&format!("{client_id}:")),
         );
@@ -214,7 +222,7 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
             );
             let _ = writeln!(
                 out,
-                "curl -sS -X {} {} \\\n  -H \"Authorization: Bearer $TOKEN\"",
+                "curl -sS -X {} {} \\\n  -H \"Authorization: Bearer ${{TOKEN:?no token yet: run a token request above}}\"",
                 shell_quote(&method),
                 shell_quote(&format!("http://{listen}{path}"))
             );
@@ -227,6 +235,23 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// The variables the password grant reads the user's sign-in from.
+const SIGNIN_USER: &str = "SIGNIN_USER";
+const SIGNIN_PASSWORD: &str = "SIGNIN_PASSWORD";
+/// Printed after each token request: whether `$TOKEN` was set (the extraction prints nothing
+/// unless the answer has an `access_token`, so an error answer never ends up in `$TOKEN`).
+const TOKEN_REPORT: &str =
+    "echo \"${TOKEN:+TOKEN is set}${TOKEN:-no access_token in the answer: check the secret, the grant and the scopes}\"";
+
+/// The variable holding the secret of the application's `index`-th client id (from 0):
+/// `CLIENT_SECRET`, then `CLIENT_SECRET_2`, `CLIENT_SECRET_3`, ...
+fn secret_variable(index: usize) -> String {
+    match index {
+        0 => "CLIENT_SECRET".to_string(),
+        n => format!("CLIENT_SECRET_{}", n + 1),
+    }
 }
 
 /// Each subscription with its request budget, and what happens when it is spent.
@@ -305,7 +330,7 @@ pub fn run(args: Args) -> i32 {
             return 1;
         }
         Err(err) => {
-            eprintln!("keygate: {}: {err}", args.input.display());
+            eprintln!("keygate: {}", err.about(&args.input));
             return err.exit_code();
         }
     };

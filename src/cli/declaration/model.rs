@@ -214,7 +214,9 @@ pub struct ApiDecl {
     #[serde(default)]
     pub version: String,
     pub base_path: Located,
-    /// Where allowed requests go (`http(s)://host[:port]`); omitted: Envoy answers 502.
+    /// Where allowed requests go (`http(s)://host[:port][/path]`); omitted: Envoy answers 502.
+    /// With a path, the base path is replaced by it on the way (`/pets/v1/pets/7` to
+    /// `http://h/v2` goes as `/v2/pets/7`); without one the path goes unchanged.
     #[serde(default)]
     pub upstream: Option<Located>,
     #[serde(default)]
@@ -228,6 +230,16 @@ pub struct ApiDecl {
     /// `required`: every token for this API must be DPoP-bound (RFC 9449).
     #[serde(default)]
     pub dpop: DpopMode,
+}
+
+impl ApiDecl {
+    /// The path written after the upstream's `host[:port]` (`/v2`, or `/` to drop the base
+    /// path), or `None` when the URL ends at the authority: the request path then goes unchanged.
+    pub fn upstream_path(&self) -> Option<&str> {
+        let raw = self.upstream.as_ref()?.value.as_str();
+        let rest = raw.split_once("://").map_or(raw, |(_, rest)| rest);
+        rest.find('/').and_then(|at| rest.get(at..))
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -70,7 +70,7 @@ pub enum ValueProblem {
     NotSocketAddress,
     NotHostPort,
     BadUrl { problem: UrlProblem },
-    UpstreamWithPath,
+    UpstreamPath,
     UnknownProvider,
     Discovery { error: DiscoveryError },
     Kubernetes { problem: KubeProblem },
@@ -181,9 +181,10 @@ impl fmt::Display for ValueProblem {
                 f.write_str("is not HOST:PORT (e.g. ratelimit.internal:8081)")
             }
             ValueProblem::BadUrl { problem } => write!(f, "is not a valid URL: it {problem}"),
-            ValueProblem::UpstreamWithPath => {
-                f.write_str("must be scheme://host[:port] only (no path)")
-            }
+            ValueProblem::UpstreamPath => f.write_str(
+                "must be scheme://host[:port][/path]: a path of letters, digits and -._~!$&'()*+,;=:@ \
+                 without empty or dot segments, and no query",
+            ),
             ValueProblem::UnknownProvider => {
                 let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
                 write!(f, "is not a known provider (one of: {})", names.join(", "))
@@ -203,19 +204,40 @@ pub fn parse(text: &str) -> Result<Declaration, Vec<DeclarationError>> {
     parse_with(text, false)
 }
 
+/// The YAML parser's budget: far above serde-saphyr's defaults (250,000 nodes, 1,000,000 events),
+/// which a declaration of about 9,000 applications exceeds. An application with two client ids
+/// and three subscriptions is about 40 nodes: these fit 50,000 of them.
+pub const MAX_YAML_NODES: usize = 2_000_000;
+pub const MAX_YAML_EVENTS: usize = 4_000_000;
+
 /// `parse`, with `--allow-http` applied to every key manager's URLs.
 pub fn parse_with(text: &str, allow_http: bool) -> Result<Declaration, Vec<DeclarationError>> {
-    let declaration: Declaration = serde_saphyr::from_str(text).map_err(|err| {
-        let (line, column) = err
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
-        vec![DeclarationError::Syntax {
-            line,
-            column,
-            detail: first_line(&err.to_string()),
-        }]
-    })?;
+    if text.trim().is_empty()
+        || text.lines().all(|line| {
+            let line = line.trim();
+            line.is_empty() || line.starts_with('#') || line == "---"
+        })
+    {
+        return Err(vec![DeclarationError::Syntax {
+            line: 1,
+            column: 1,
+            detail: "the declaration is empty: it needs at least `gateway: {environment: NAME}`"
+                .to_string(),
+        }]);
+    }
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = MAX_YAML_NODES;
+    budget.max_events = MAX_YAML_EVENTS;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    let mut path = None;
+    let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize::<_, Declaration>(de).map_err(|err| {
+            path = Some(err.path().to_string());
+            err.into_inner()
+        })
+    });
+    let declaration = parsed.map_err(|err| vec![syntax(&err, path)])?;
     let mut errors = check(&declaration, allow_http);
     if errors.is_empty() {
         Ok(declaration)
@@ -223,6 +245,86 @@ pub fn parse_with(text: &str, allow_http: bool) -> Result<Declaration, Vec<Decla
         sort_by_line(&mut errors);
         Err(errors)
     }
+}
+
+/// A parser error as the operator reads it: where, which field (`path`, when known), and what was
+/// expected in words of the declaration rather than the parser's.
+fn syntax(err: &serde_saphyr::Error, path: Option<String>) -> DeclarationError {
+    let (line, column) = err
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    let message = first_line(&err.to_string());
+    let detail = plain_words(&message);
+    // A key the parser refused before naming it is `?` in the path: the duplicate's own name.
+    let path = path.map(|p| {
+        let parent = p.strip_suffix('?').unwrap_or(&p).trim_end_matches('.');
+        match message.strip_prefix("duplicate mapping key: ") {
+            Some(rest) if p.ends_with('?') => {
+                let key = rest.split(", ").next().unwrap_or(rest);
+                if parent.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{parent}.{key}")
+                }
+            }
+            _ if p.ends_with('?') => parent.to_string(),
+            // A located value (`Spanned`) reads its text as an inner `value`.
+            _ => p.strip_suffix(".value").unwrap_or(&p).to_string(),
+        }
+    });
+    let detail = match path.filter(|p| !p.is_empty() && p != ".") {
+        Some(path) if !detail.contains(&path) => format!("{path}: {detail}"),
+        _ => detail,
+    };
+    DeclarationError::Syntax {
+        line,
+        column,
+        detail,
+    }
+}
+
+/// The parser's wording turned into the declaration's: YAML sequences and mappings are lists and
+/// maps, a duplicate key is just that, a breached budget names its limit.
+fn plain_words(detail: &str) -> String {
+    if let Some(breach) = detail.strip_prefix("budget breached: ") {
+        let kind = breach.split([' ', '{']).next().unwrap_or(breach);
+        let limit = match kind {
+            "Nodes" => format!("{MAX_YAML_NODES} YAML nodes (every key, value, list and map)"),
+            "Events" => format!("{MAX_YAML_EVENTS} YAML parser events"),
+            _ => format!("the parser's {kind} limit"),
+        };
+        return format!(
+            "the declaration is too large to read: it exceeds {limit}; about 40 nodes make an \
+             application with two client ids and three subscriptions"
+        );
+    }
+    if let Some(rest) = detail.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", ").next().unwrap_or(rest);
+        return format!("`{key}` is given twice");
+    }
+    let words = [
+        ("expected sequence start", "expected a list"),
+        ("expected mapping start", "expected a map"),
+        ("expected string scalar", "expected a string"),
+        ("invalid u64", "expected a whole number (0 or more)"),
+        ("invalid u32", "expected a whole number (0 or more)"),
+        ("invalid u16", "expected a whole number (0 or more)"),
+        ("invalid i64", "expected a whole number"),
+        ("invalid i32", "expected a whole number"),
+        ("invalid f64", "expected a number"),
+        ("invalid boolean", "expected true or false"),
+    ];
+    for (library, plain) in words {
+        if detail == library {
+            return plain.to_string();
+        }
+    }
+    let detail = detail
+        .split(", set DuplicateKeyPolicy")
+        .next()
+        .unwrap_or(detail);
+    detail.to_string()
 }
 
 /// The parser's message without the source snippet it may append and without its own
@@ -305,8 +407,11 @@ pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
                 Err(problem) => {
                     errors.push(invalid(&field, upstream, ValueProblem::BadUrl { problem }))
                 }
-                Ok(url) if url.path_and_query != "/" => {
-                    errors.push(invalid(&field, upstream, ValueProblem::UpstreamWithPath))
+                Ok(url)
+                    if url.path_and_query.contains('?')
+                        || !api.upstream_path().is_none_or(is_plain_path) =>
+                {
+                    errors.push(invalid(&field, upstream, ValueProblem::UpstreamPath))
                 }
                 Ok(_) => {}
             }
@@ -316,6 +421,26 @@ pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
         check_istio(&block.value, line_of(block), &mut errors);
     }
     errors
+}
+
+/// An upstream path Envoy can put in place of the base path as written: `/` alone, or segments
+/// of RFC 3986 `pchar`s except `%`, none empty or a dot segment (`/v2`, `/api/v2/`).
+fn is_plain_path(path: &str) -> bool {
+    if path == "/" {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    rest.split('/').all(|segment| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@".contains(c))
+    })
 }
 
 /// The `istio` block: names and labels as the API server accepts them, where the WasmPlugin

@@ -35,9 +35,6 @@ pub struct EnvoyOptions {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub ca_file: String,
-    /// In a container, loopback hosts of the declaration mean the Docker host: they are replaced by
-    /// this name (`host.docker.internal`).
-    pub loopback_alias: Option<String>,
     pub upstream_timeout_seconds: u64,
     /// Absolute directory (as Envoy sees it) holding [`ECDS_FILE`]; Envoy watches it for renames.
     pub ecds_dir: String,
@@ -189,10 +186,14 @@ pub fn bootstrap(
             Some(url) => {
                 let name = upstream_cluster(&url);
                 add_cluster(&mut clusters, &mut names, &name, &url, options)?;
-                json!({"route": {
+                let mut route = json!({
                     "cluster": name,
                     "timeout": format!("{}s", options.upstream_timeout_seconds),
-                }})
+                });
+                if let (Some(path), Some(obj)) = (api.upstream_path(), route.as_object_mut()) {
+                    obj.insert("regex_rewrite".into(), base_path_rewrite(base, path));
+                }
+                json!({ "route": route })
             }
             None => json!({"direct_response": {
                 "status": 502,
@@ -253,6 +254,7 @@ pub fn bootstrap(
         "request_headers_timeout": "10s",
         "stream_idle_timeout": "300s",
         "access_log": access_log,
+        "local_reply_config": {"mappers": [path_refusal_reply()]},
         "route_config": {
             "name": "keygate_routes",
             "virtual_hosts": [{"name": "keygate", "domains": ["*"], "routes": routes}],
@@ -287,6 +289,34 @@ pub fn bootstrap(
             "clusters": clusters.into_values().collect::<Vec<_>>(),
         },
     }))
+}
+
+/// The route's `regex_rewrite` that puts the upstream's path in place of the base path:
+/// `/pets/v1/pets/7` goes to `http://h/v2` as `/v2/pets/7`, `/pets/v1` as `/v2`; to `http://h/`
+/// as `/pets/7` and `/`. Envoy rewrites the path only (the query string stays) after the filter
+/// has decided on the original, which the access log shows (`x-envoy-original-path`).
+pub fn base_path_rewrite(base: &str, upstream_path: &str) -> Value {
+    let base = base.trim_end_matches('/');
+    let target = upstream_path.trim_end_matches('/');
+    let base = regex_escape(base);
+    let (pattern, substitution) = if target.is_empty() {
+        (format!("^{base}/?(.*)$"), "/\\1".to_string())
+    } else {
+        (format!("^{base}(/.*)?$"), format!("{target}\\1"))
+    };
+    json!({"pattern": {"regex": pattern}, "substitution": substitution})
+}
+
+/// `text` as an RE2 literal.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if !c.is_ascii_alphanumeric() && c != '/' && c != '_' && c != '-' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The cluster of `gateway.rate_limit_service` (gRPC, so HTTP/2) and the rate-limit filter, when
@@ -334,9 +364,39 @@ fn add_rate_limiting(hcm: &mut Value, filter: Value, plugin: &PluginConfig) {
     {
         vhost.insert("rate_limits".into(), ratelimit::rate_limits(plugin));
     }
-    if let Some(obj) = hcm.as_object_mut() {
-        obj.insert("local_reply_config".into(), ratelimit::local_reply_config());
+    let mappers = ratelimit::local_reply_config()
+        .get("mappers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(existing) = hcm
+        .pointer_mut("/local_reply_config/mappers")
+        .and_then(Value::as_array_mut)
+    {
+        existing.extend(mappers);
     }
+}
+
+/// Envoy refuses a path it cannot normalize (`%2F`, `%5C`: `path_with_escaped_slashes_action:
+/// REJECT_REQUEST`) before any filter runs, with an empty 400; this mapper gives that reply the
+/// body keygate's own refusal of such a path has (`path_not_canonical`). It matches Envoy's
+/// response code details with a CEL filter, so the filter's own replies are never rewritten.
+fn path_refusal_reply() -> Value {
+    ratelimit::json_reply(
+        json!({"extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": "response.code_details == 'path_normalization_failed'",
+            },
+        }}),
+        (
+            "invalid_request",
+            "the path contains an encoded '/' or '\\' (%2F, %5C) or cannot be normalized",
+        ),
+        "path_not_canonical",
+        &[],
+    )
 }
 
 /// The keygate HTTP filter in the bootstrap: its configuration comes by ECDS from [`ECDS_FILE`].
@@ -450,10 +510,7 @@ fn socket_address(addr: &SocketAddr) -> Value {
 /// A cluster for one host: STATIC for IP literals, STRICT_DNS otherwise; TLS with SNI and
 /// certificate checks (system CA bundle, SAN = host) for https.
 fn cluster(name: &str, url: &HttpUrl, options: &EnvoyOptions) -> Value {
-    let host = match &options.loopback_alias {
-        Some(alias) if url.is_loopback() => alias.clone(),
-        _ => url.host.clone(),
-    };
+    let host = url.host.clone();
     let is_ip = host.parse::<std::net::IpAddr>().is_ok();
     let mut cluster = json!({
         "name": name,
@@ -473,7 +530,6 @@ fn cluster(name: &str, url: &HttpUrl, options: &EnvoyOptions) -> Value {
         obj.insert("dns_lookup_family".into(), json!("V4_PREFERRED"));
     }
     if url.scheme == Scheme::Https {
-        // Certificates are checked against the name in the URL, not the container alias.
         let san = if url.ip().is_some() {
             json!({"san_type": "IP_ADDRESS", "matcher": {"exact": url.host}})
         } else {
@@ -526,7 +582,6 @@ mod tests {
             listen: "127.0.0.1:8080".parse().unwrap(),
             admin: "127.0.0.1:9901".parse().unwrap(),
             ca_file: "/ca.pem".into(),
-            loopback_alias: None,
             upstream_timeout_seconds: 15,
             ecds_dir: "/out/live".into(),
         }
@@ -621,6 +676,50 @@ mod tests {
                 .unwrap();
             assert_eq!(host_of(cluster), host, "{route}");
         }
+    }
+
+    #[test]
+    fn an_upstream_path_takes_the_place_of_the_base_path() {
+        let rewrite = |base: &str, path: &str| {
+            let value = base_path_rewrite(base, path);
+            (
+                value["pattern"]["regex"].as_str().unwrap().to_string(),
+                value["substitution"].as_str().unwrap().to_string(),
+            )
+        };
+        assert_eq!(
+            rewrite("/pets/v1", "/v2"),
+            (r"^/pets/v1(/.*)?$".into(), r"/v2\1".into())
+        );
+        assert_eq!(
+            rewrite("/pets/v1", "/v2/"),
+            (r"^/pets/v1(/.*)?$".into(), r"/v2\1".into())
+        );
+        assert_eq!(
+            rewrite("/a.b+c", "/"),
+            (r"^/a\.b\+c/?(.*)$".into(), r"/\1".into())
+        );
+        assert_eq!(rewrite("/", "/v2"), (r"^(/.*)?$".into(), r"/v2\1".into()));
+
+        let decl = declaration(
+            "gateway: {environment: production}\n\
+             apis:\n\
+             \x20 - {name: a, base_path: /a, upstream: \"http://127.0.0.1:3000/v2\"}\n\
+             \x20 - {name: b, base_path: /b, upstream: \"http://127.0.0.1:3000\"}\n",
+        );
+        let boot = bootstrap(&decl, &plugin(&[]), &options()).unwrap();
+        let routes = boot.pointer("/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/route_config/virtual_hosts/0/routes").unwrap();
+        let route = |name: &str| {
+            routes
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name)
+                .unwrap()["route"]
+                .clone()
+        };
+        assert_eq!(route("api_a")["regex_rewrite"]["substitution"], r"/v2\1");
+        assert!(route("api_b").get("regex_rewrite").is_none());
     }
 
     #[test]

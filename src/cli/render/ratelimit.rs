@@ -67,49 +67,51 @@ pub fn rate_limits(plugin: &PluginConfig) -> Value {
 /// `RL`) 429 `rate_limited` with `Retry-After` from the service's reset time; the service failed
 /// (`RLSE`, only with `failure_mode_deny`) 503 `rate_limit_unavailable`.
 pub fn local_reply_config() -> Value {
-    let body = |error: &str, description: &str, code: &str| {
-        json!({"inline_string": json!({
-            "error": error,
-            "error_description": description,
-            "code": code,
-        }).to_string()})
-    };
     json!({"mappers": [
-        {
-            "filter": {"response_flag_filter": {"flags": ["RL"]}},
-            "body": body(
-                "rate_limited",
-                "the subscription's tier allows no more requests in this window",
-                "rate_limited",
-            ),
-            "body_format_override": {
-                "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
-                "content_type": "application/json",
-            },
-            "headers_to_add": [
-                {"header": {"key": "retry-after", "value": "%RESP(x-ratelimit-reset)%"},
-                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
-                {"header": {"key": "cache-control", "value": "no-store"},
-                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
-            ],
-        },
-        {
-            "filter": {"response_flag_filter": {"flags": ["RLSE"]}},
-            "body": body(
+        json_reply(
+            json!({"response_flag_filter": {"flags": ["RL"]}}),
+            ("rate_limited", "the subscription's tier allows no more requests in this window"),
+            "rate_limited",
+            &[("retry-after", "%RESP(x-ratelimit-reset)%")],
+        ),
+        json_reply(
+            json!({"response_flag_filter": {"flags": ["RLSE"]}}),
+            (
                 "temporarily_unavailable",
                 "the rate-limit service could not count the request; retry later",
-                "rate_limit_unavailable",
             ),
-            "body_format_override": {
-                "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
-                "content_type": "application/json",
-            },
-            "headers_to_add": [
-                {"header": {"key": "cache-control", "value": "no-store"},
-                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
-            ],
-        },
+            "rate_limit_unavailable",
+            &[],
+        ),
     ]})
+}
+
+/// A local reply mapper: the replies `filter` matches get keygate's JSON body (`error` and
+/// `error_description`, `code`), `cache-control: no-store` and `headers`.
+pub fn json_reply(
+    filter: Value,
+    (error, description): (&str, &str),
+    code: &str,
+    headers: &[(&str, &str)],
+) -> Value {
+    let body = json!({"error": error, "error_description": description, "code": code});
+    let headers: Vec<Value> = headers
+        .iter()
+        .chain(&[("cache-control", "no-store")])
+        .map(|(key, value)| {
+            json!({"header": {"key": key, "value": value},
+                   "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"})
+        })
+        .collect();
+    json!({
+        "filter": filter,
+        "body": {"inline_string": body.to_string()},
+        "body_format_override": {
+            "text_format_source": {"inline_string": "%LOCAL_REPLY_BODY%"},
+            "content_type": "application/json",
+        },
+        "headers_to_add": headers,
+    })
 }
 
 /// `ratelimit/config.yaml` for envoyproxy/ratelimit: domain `keygate`, one descriptor per tier,
