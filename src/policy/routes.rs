@@ -23,6 +23,12 @@
 //! - A trailing slash is significant: `/pets/` is matched only by a `/*` template (or, at the API
 //!   root, by `/`). It never falls back to `/pets`, so it cannot reach a wider rule by accident.
 
+//!
+//! Cost: the API is found by walking a trie of base-path segments (one hash lookup per request
+//! path segment, twice: exact and case-folded), so it does not grow with the number of APIs.
+
+use std::collections::HashMap;
+
 use crate::policy::path::{CanonicalPath, PathProblem};
 
 /// One segment of a compiled template.
@@ -149,15 +155,6 @@ fn same(a: &str, b: &str, fold: bool) -> bool {
     } else {
         a == b
     }
-}
-
-/// Does `base` prefix `segments`? Returns the rest.
-fn strip_base<'s>(segments: &'s [String], base: &[String], fold: bool) -> Option<&'s [String]> {
-    let (head, rest) = segments.split_at_checked(base.len())?;
-    head.iter()
-        .zip(base)
-        .all(|(got, want)| same(want, got, fold))
-        .then_some(rest)
 }
 
 /// Check a literal segment of a template or base path. Only characters that a request path can
@@ -292,16 +289,60 @@ struct ResourceRoute {
 #[derive(Debug, Clone)]
 struct ApiRoutes {
     api: usize,
-    base: Vec<String>,
     /// Most specific first, so the first match wins.
     resources: Vec<ResourceRoute>,
+}
+
+/// A trie of base-path segments: the node reached by a path's first segments holds the APIs whose
+/// base path is exactly those segments.
+#[derive(Debug, Clone, Default)]
+struct BaseNode {
+    children: HashMap<String, BaseNode>,
+    /// Indices into `Router::apis` of the APIs ending here, in the order added (the first decides).
+    apis: Vec<usize>,
+}
+
+impl BaseNode {
+    fn insert(&mut self, base: impl Iterator<Item = String>, at: usize) {
+        let mut node = self;
+        for segment in base {
+            node = node.children.entry(segment).or_default();
+        }
+        node.apis.push(at);
+    }
+
+    /// The deepest node on the path's segments that ends a base path, and its depth. With `fold`,
+    /// the trie's keys are lower case and so is each segment looked up.
+    fn deepest(&self, segments: &[String], fold: bool) -> Option<(&BaseNode, usize)> {
+        let mut node = self;
+        let mut best = (!node.apis.is_empty()).then_some((node, 0));
+        for (depth, segment) in segments.iter().enumerate() {
+            let next = if fold && segment.bytes().any(|b| b.is_ascii_uppercase()) {
+                node.children.get(segment.to_ascii_lowercase().as_str())
+            } else {
+                node.children.get(segment.as_str())
+            };
+            let Some(next) = next else {
+                break;
+            };
+            node = next;
+            if !node.apis.is_empty() {
+                best = Some((node, depth + 1));
+            }
+        }
+        best
+    }
 }
 
 /// The compiled matcher for every API.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
-    /// Longest base path first, so the first prefix match wins.
+    /// In the order added.
     apis: Vec<ApiRoutes>,
+    /// Base paths as written.
+    exact: BaseNode,
+    /// Base paths with ASCII case folded (to lower case), for the `case_variant` check.
+    folded: BaseNode,
 }
 
 impl Router {
@@ -329,36 +370,26 @@ impl Router {
                 r.method == MethodMatch::Any,
             )
         });
-        // Longest base path first; among equal lengths, in the order added.
-        let at = self.apis.partition_point(|a| a.base.len() >= base.len());
-        self.apis.insert(
-            at,
-            ApiRoutes {
-                api,
-                base,
-                resources,
-            },
-        );
+        let at = self.apis.len();
+        self.folded
+            .insert(base.iter().map(|s| s.to_ascii_lowercase()), at);
+        self.exact.insert(base.into_iter(), at);
+        self.apis.push(ApiRoutes { api, resources });
     }
 
     /// Find the API, then the resource, for a method and a canonical path.
     pub fn find(&self, method: &str, path: &CanonicalPath) -> RouteOutcome {
         let segments = path.segments.as_slice();
-        let base_len = |fold: bool| {
-            self.apis
-                .iter()
-                .find(|a| strip_base(segments, &a.base, fold).is_some())
-                .map(|a| a.base.len())
-        };
-        // A longer base path matches only once case is folded (`None` sorts below every length).
-        if base_len(true) > base_len(false) {
+        // The longest base path that is a segment-wise prefix; among equal ones, the first added.
+        let exact = self.exact.deepest(segments, false);
+        // A longer base path matches only once case is folded (`None` sorts below every depth).
+        if self.folded.deepest(segments, true).map(|(_, depth)| depth) > exact.map(|(_, d)| d) {
             return RouteOutcome::Refused(PathProblem::CaseVariant);
         }
-        let Some((api, rest)) = self
-            .apis
-            .iter()
-            .find_map(|a| Some((a, strip_base(segments, &a.base, false)?)))
-        else {
+        let Some((api, rest)) = exact.and_then(|(node, depth)| {
+            let api = self.apis.get(*node.apis.first()?)?;
+            Some((api, segments.get(depth..)?))
+        }) else {
             return RouteOutcome::NoApi;
         };
         // The same for resources, by any method: a more specific template that matches only once
@@ -503,6 +534,27 @@ mod tests {
             RouteOutcome::Refused(PathProblem::CaseVariant)
         );
         assert_eq!(find(&r, "GET", "/pets"), RouteOutcome::NoApi);
+    }
+
+    #[test]
+    fn nested_and_repeated_base_paths() {
+        let r = router(&[
+            ("/a", &[("GET", "/*")]),
+            ("/a/b/c", &[("GET", "/*")]),
+            ("/x/y", &[("GET", "/*")]),
+            ("/x/y", &[("GET", "/*")]),
+        ]);
+        assert_eq!(find(&r, "GET", "/a/b"), hit(0, 0));
+        assert_eq!(find(&r, "GET", "/a/b/c/d"), hit(1, 0));
+        assert_eq!(find(&r, "GET", "/a/b/cd"), hit(0, 0));
+        // Equal base paths: the first added decides.
+        assert_eq!(find(&r, "GET", "/x/y/z"), hit(2, 0));
+        assert_eq!(find(&r, "GET", "/x"), RouteOutcome::NoApi);
+        assert_eq!(find(&r, "GET", "/"), RouteOutcome::NoApi);
+        let refused = RouteOutcome::Refused(PathProblem::CaseVariant);
+        assert_eq!(find(&r, "GET", "/a/B/c"), refused);
+        assert_eq!(find(&r, "GET", "/X/y"), refused);
+        assert_eq!(find(&r, "GET", "/a/B/x"), hit(0, 0));
     }
 
     #[test]
