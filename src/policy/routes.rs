@@ -25,8 +25,11 @@
 
 //!
 //! Cost: the API is found by walking a trie of base-path segments (one hash lookup per request
-//! path segment, twice: exact and case-folded), so it does not grow with the number of APIs.
+//! path segment, twice: exact and case-folded), so it does not grow with the number of APIs. Within
+//! the API, only the templates that can match the path's first segment are tried: those starting
+//! with that literal (one hash lookup) and those starting with a parameter or the wildcard.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::policy::path::{CanonicalPath, PathProblem};
@@ -291,6 +294,78 @@ struct ApiRoutes {
     api: usize,
     /// Most specific first, so the first match wins.
     resources: Vec<ResourceRoute>,
+    /// Indices into `resources` (ascending, so most specific first) of the templates whose first
+    /// segment is this literal, as written and with ASCII case folded to lower case.
+    first_literal: HashMap<String, Vec<usize>>,
+    first_literal_folded: HashMap<String, Vec<usize>>,
+    /// The same for every other template (first segment a parameter, the wildcard, or none).
+    first_other: Vec<usize>,
+}
+
+impl ApiRoutes {
+    fn new(api: usize, resources: Vec<ResourceRoute>) -> ApiRoutes {
+        let mut routes = ApiRoutes {
+            api,
+            resources: Vec::new(),
+            first_literal: HashMap::new(),
+            first_literal_folded: HashMap::new(),
+            first_other: Vec::new(),
+        };
+        for (i, route) in resources.iter().enumerate() {
+            match route.template.segments.first() {
+                Some(Segment::Literal(text)) => {
+                    let folded = text.to_ascii_lowercase();
+                    routes
+                        .first_literal
+                        .entry(text.clone())
+                        .or_default()
+                        .push(i);
+                    routes
+                        .first_literal_folded
+                        .entry(folded)
+                        .or_default()
+                        .push(i);
+                }
+                _ => routes.first_other.push(i),
+            }
+        }
+        routes.resources = resources;
+        routes
+    }
+
+    /// The templates that can match a path whose API-relative segments start with `first`, most
+    /// specific first; with `fold`, also those that match only once ASCII case is folded.
+    fn candidates(
+        &self,
+        first: Option<&String>,
+        fold: bool,
+    ) -> impl Iterator<Item = &ResourceRoute> {
+        let literal = first.and_then(|segment| {
+            if fold {
+                self.first_literal_folded.get(folded(segment).as_ref())
+            } else {
+                self.first_literal.get(segment.as_str())
+            }
+        });
+        let mut a = literal.map_or(&[][..], Vec::as_slice).iter().peekable();
+        let mut b = self.first_other.iter().peekable();
+        // Merge two ascending lists (disjoint: a template is in exactly one).
+        std::iter::from_fn(move || match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x > y => b.next(),
+            (Some(_), _) => a.next(),
+            (None, _) => b.next(),
+        })
+        .filter_map(|&i| self.resources.get(i))
+    }
+}
+
+/// A segment with ASCII case folded to lower case (borrowed when it has no upper-case letter).
+fn folded(segment: &str) -> Cow<'_, str> {
+    if segment.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(segment.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(segment)
+    }
 }
 
 /// A trie of base-path segments: the node reached by a path's first segments holds the APIs whose
@@ -317,8 +392,8 @@ impl BaseNode {
         let mut node = self;
         let mut best = (!node.apis.is_empty()).then_some((node, 0));
         for (depth, segment) in segments.iter().enumerate() {
-            let next = if fold && segment.bytes().any(|b| b.is_ascii_uppercase()) {
-                node.children.get(segment.to_ascii_lowercase().as_str())
+            let next = if fold {
+                node.children.get(folded(segment).as_ref())
             } else {
                 node.children.get(segment.as_str())
             };
@@ -374,7 +449,7 @@ impl Router {
         self.folded
             .insert(base.iter().map(|s| s.to_ascii_lowercase()), at);
         self.exact.insert(base.into_iter(), at);
-        self.apis.push(ApiRoutes { api, resources });
+        self.apis.push(ApiRoutes::new(api, resources));
     }
 
     /// Find the API, then the resource, for a method and a canonical path.
@@ -395,8 +470,7 @@ impl Router {
         // The same for resources, by any method: a more specific template that matches only once
         // case is folded means exact matching would fall to a wider rule.
         let best = |fold: bool| {
-            api.resources
-                .iter()
+            api.candidates(rest.first(), fold)
                 .find(|r| r.template.matches(rest, path.trailing_slash, fold))
                 .map(|r| &r.rank)
         };
@@ -411,8 +485,7 @@ impl Router {
         // match the same path are the same template). They are in order: named methods first,
         // then declaration order.
         let on_template: Vec<&ResourceRoute> = api
-            .resources
-            .iter()
+            .candidates(rest.first(), false)
             .filter(|r| r.rank == *rank && r.template.matches(rest, path.trailing_slash, false))
             .collect();
         let named = |m: &str| on_template.iter().find(|r| r.method.is_exactly(m));
@@ -555,6 +628,47 @@ mod tests {
         assert_eq!(find(&r, "GET", "/a/B/c"), refused);
         assert_eq!(find(&r, "GET", "/X/y"), refused);
         assert_eq!(find(&r, "GET", "/a/B/x"), hit(0, 0));
+    }
+
+    #[test]
+    fn candidates_hold_every_template_that_matches() {
+        let templates = [
+            "/", "/*", "/a", "/A", "/a/*", "/{x}", "/{x}/b", "/a/b", "/A/b", "/b/{y}", "/{x}/*",
+        ];
+        let resources = templates
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i, MethodMatch::Any, PathTemplate::parse(t).unwrap()))
+            .collect();
+        let mut r = Router::default();
+        r.add(0, vec![], resources);
+        let api = &r.apis[0];
+        let segments = ["a", "A", "b", "B", "c"];
+        let mut paths: Vec<Vec<String>> = vec![vec![]];
+        for x in segments {
+            paths.push(vec![x.into()]);
+            for y in segments {
+                paths.push(vec![x.into(), y.into()]);
+            }
+        }
+        for path in &paths {
+            for trailing in [false, true] {
+                for fold in [false, true] {
+                    let found: Vec<usize> = api
+                        .candidates(path.first(), fold)
+                        .filter(|r| r.template.matches(path, trailing, fold))
+                        .map(|r| r.resource)
+                        .collect();
+                    let all: Vec<usize> = api
+                        .resources
+                        .iter()
+                        .filter(|r| r.template.matches(path, trailing, fold))
+                        .map(|r| r.resource)
+                        .collect();
+                    assert_eq!(found, all, "{path:?} trailing {trailing} fold {fold}");
+                }
+            }
+        }
     }
 
     #[test]
