@@ -295,9 +295,9 @@ struct ApiRoutes {
     /// Most specific first, so the first match wins.
     resources: Vec<ResourceRoute>,
     /// Indices into `resources` (ascending, so most specific first) of the templates whose first
-    /// segment is this literal, as written and with ASCII case folded to lower case.
-    first_literal: HashMap<String, Vec<usize>>,
-    first_literal_folded: HashMap<String, Vec<usize>>,
+    /// segment is a given literal, as written and with ASCII case folded to lower case.
+    first_literal: Lists,
+    first_literal_folded: Lists,
     /// The same for every other template (first segment a parameter, the wildcard, or none).
     first_other: Vec<usize>,
 }
@@ -307,24 +307,17 @@ impl ApiRoutes {
         let mut routes = ApiRoutes {
             api,
             resources: Vec::new(),
-            first_literal: HashMap::new(),
-            first_literal_folded: HashMap::new(),
+            first_literal: Lists::default(),
+            first_literal_folded: Lists::default(),
             first_other: Vec::new(),
         };
         for (i, route) in resources.iter().enumerate() {
             match route.template.segments.first() {
                 Some(Segment::Literal(text)) => {
-                    let folded = text.to_ascii_lowercase();
-                    routes
-                        .first_literal
-                        .entry(text.clone())
-                        .or_default()
-                        .push(i);
+                    routes.first_literal.push(text.clone(), i);
                     routes
                         .first_literal_folded
-                        .entry(folded)
-                        .or_default()
-                        .push(i);
+                        .push(text.to_ascii_lowercase(), i);
                 }
                 _ => routes.first_other.push(i),
             }
@@ -340,14 +333,14 @@ impl ApiRoutes {
         first: Option<&String>,
         fold: bool,
     ) -> impl Iterator<Item = &ResourceRoute> {
-        let literal = first.and_then(|segment| {
+        let literal = first.map_or(&[][..], |segment| {
             if fold {
-                self.first_literal_folded.get(folded(segment).as_ref())
+                self.first_literal_folded.get(&folded(segment))
             } else {
-                self.first_literal.get(segment.as_str())
+                self.first_literal.get(segment)
             }
         });
-        let mut a = literal.map_or(&[][..], Vec::as_slice).iter().peekable();
+        let mut a = literal.iter().peekable();
         let mut b = self.first_other.iter().peekable();
         // Merge two ascending lists (disjoint: a template is in exactly one).
         std::iter::from_fn(move || match (a.peek(), b.peek()) {
@@ -356,6 +349,34 @@ impl ApiRoutes {
             (None, _) => b.next(),
         })
         .filter_map(|&i| self.resources.get(i))
+    }
+}
+
+/// Lists of indices by string key. The maps here are all `HashMap<String, usize>` (as the
+/// policy's client ids are): one copy of the hash map code in the module.
+#[derive(Debug, Clone, Default)]
+struct Lists {
+    index: HashMap<String, usize>,
+    lists: Vec<Vec<usize>>,
+}
+
+impl Lists {
+    fn push(&mut self, key: String, value: usize) {
+        let next = self.lists.len();
+        let at = *self.index.entry(key).or_insert(next);
+        if at == next {
+            self.lists.push(Vec::new());
+        }
+        if let Some(list) = self.lists.get_mut(at) {
+            list.push(value);
+        }
+    }
+
+    fn get(&self, key: &str) -> &[usize] {
+        self.index
+            .get(key)
+            .and_then(|&at| self.lists.get(at))
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -368,41 +389,64 @@ fn folded(segment: &str) -> Cow<'_, str> {
     }
 }
 
-/// A trie of base-path segments: the node reached by a path's first segments holds the APIs whose
-/// base path is exactly those segments.
-#[derive(Debug, Clone, Default)]
-struct BaseNode {
-    children: HashMap<String, BaseNode>,
-    /// Indices into `Router::apis` of the APIs ending here, in the order added (the first decides).
-    apis: Vec<usize>,
+/// A trie of base-path segments: the node reached by a path's first segments knows the first API
+/// added whose base path is exactly those segments. Node 0 is the root (base path `/`).
+#[derive(Debug, Clone)]
+struct BaseTrie {
+    nodes: Vec<BaseNode>,
 }
 
-impl BaseNode {
-    fn insert(&mut self, base: impl Iterator<Item = String>, at: usize) {
-        let mut node = self;
-        for segment in base {
-            node = node.children.entry(segment).or_default();
+#[derive(Debug, Clone, Default)]
+struct BaseNode {
+    /// Segment → index into `BaseTrie::nodes`.
+    children: HashMap<String, usize>,
+    /// Index into `Router::apis` of the first API added with this base path.
+    api: Option<usize>,
+}
+
+impl Default for BaseTrie {
+    fn default() -> BaseTrie {
+        BaseTrie {
+            nodes: vec![BaseNode::default()],
         }
-        node.apis.push(at);
+    }
+}
+
+impl BaseTrie {
+    fn insert(&mut self, base: impl Iterator<Item = String>, api: usize) {
+        let mut at = 0;
+        for segment in base {
+            let next = self.nodes.len();
+            let Some(node) = self.nodes.get_mut(at) else {
+                return;
+            };
+            at = *node.children.entry(segment).or_insert(next);
+            if at == next {
+                self.nodes.push(BaseNode::default());
+            }
+        }
+        if let Some(node) = self.nodes.get_mut(at) {
+            node.api.get_or_insert(api);
+        }
     }
 
-    /// The deepest node on the path's segments that ends a base path, and its depth. With `fold`,
-    /// the trie's keys are lower case and so is each segment looked up.
-    fn deepest(&self, segments: &[String], fold: bool) -> Option<(&BaseNode, usize)> {
-        let mut node = self;
-        let mut best = (!node.apis.is_empty()).then_some((node, 0));
+    /// The API of the deepest node on the path's segments that ends a base path, and its depth.
+    /// With `fold`, the trie's keys are lower case and so is each segment looked up.
+    fn deepest(&self, segments: &[String], fold: bool) -> Option<(usize, usize)> {
+        let mut node = self.nodes.first()?;
+        let mut best = node.api.map(|api| (api, 0));
         for (depth, segment) in segments.iter().enumerate() {
             let next = if fold {
                 node.children.get(folded(segment).as_ref())
             } else {
                 node.children.get(segment.as_str())
             };
-            let Some(next) = next else {
+            let Some(next) = next.and_then(|&at| self.nodes.get(at)) else {
                 break;
             };
             node = next;
-            if !node.apis.is_empty() {
-                best = Some((node, depth + 1));
+            if let Some(api) = node.api {
+                best = Some((api, depth + 1));
             }
         }
         best
@@ -415,9 +459,9 @@ pub struct Router {
     /// In the order added.
     apis: Vec<ApiRoutes>,
     /// Base paths as written.
-    exact: BaseNode,
+    exact: BaseTrie,
     /// Base paths with ASCII case folded (to lower case), for the `case_variant` check.
-    folded: BaseNode,
+    folded: BaseTrie,
 }
 
 impl Router {
@@ -461,10 +505,9 @@ impl Router {
         if self.folded.deepest(segments, true).map(|(_, depth)| depth) > exact.map(|(_, d)| d) {
             return RouteOutcome::Refused(PathProblem::CaseVariant);
         }
-        let Some((api, rest)) = exact.and_then(|(node, depth)| {
-            let api = self.apis.get(*node.apis.first()?)?;
-            Some((api, segments.get(depth..)?))
-        }) else {
+        let Some((api, rest)) =
+            exact.and_then(|(api, depth)| Some((self.apis.get(api)?, segments.get(depth..)?)))
+        else {
             return RouteOutcome::NoApi;
         };
         // The same for resources, by any method: a more specific template that matches only once
