@@ -298,8 +298,19 @@ struct ApiRoutes {
     /// segment is a given literal, as written and with ASCII case folded to lower case.
     first_literal: Lists,
     first_literal_folded: Lists,
-    /// The same for every other template (first segment a parameter, the wildcard, or none).
+    /// The same for every other template (first segment a parameter, the wildcard, or none); all
+    /// of them when the API has too few templates for the index to pay.
     first_other: Vec<usize>,
+    /// Whether a literal of a template has an upper-case letter (else, for a path without one,
+    /// matching with case folded finds what exact matching does).
+    upper_literals: bool,
+}
+
+/// Up to this many templates, an API's are tried one by one (cheaper than two hash lookups).
+const SCAN_UP_TO: usize = 8;
+
+fn has_upper(segment: &str) -> bool {
+    segment.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 impl ApiRoutes {
@@ -310,10 +321,17 @@ impl ApiRoutes {
             first_literal: Lists::default(),
             first_literal_folded: Lists::default(),
             first_other: Vec::new(),
+            upper_literals: resources.iter().any(|r| {
+                r.template.segments.iter().any(|s| match s {
+                    Segment::Literal(text) => has_upper(text),
+                    Segment::Param => false,
+                })
+            }),
         };
+        let index = resources.len() > SCAN_UP_TO;
         for (i, route) in resources.iter().enumerate() {
             match route.template.segments.first() {
-                Some(Segment::Literal(text)) => {
+                Some(Segment::Literal(text)) if index => {
                     routes.first_literal.push(text.clone(), i);
                     routes
                         .first_literal_folded
@@ -333,7 +351,8 @@ impl ApiRoutes {
         first: Option<&String>,
         fold: bool,
     ) -> impl Iterator<Item = &ResourceRoute> {
-        let literal = first.map_or(&[][..], |segment| {
+        let literal = first.filter(|_| !self.first_literal.is_empty());
+        let literal = literal.map_or(&[][..], |segment| {
             if fold {
                 self.first_literal_folded.get(&folded(segment))
             } else {
@@ -372,6 +391,10 @@ impl Lists {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
     fn get(&self, key: &str) -> &[usize] {
         self.index
             .get(key)
@@ -382,7 +405,7 @@ impl Lists {
 
 /// A segment with ASCII case folded to lower case (borrowed when it has no upper-case letter).
 fn folded(segment: &str) -> Cow<'_, str> {
-    if segment.bytes().any(|b| b.is_ascii_uppercase()) {
+    if has_upper(segment) {
         Cow::Owned(segment.to_ascii_lowercase())
     } else {
         Cow::Borrowed(segment)
@@ -462,6 +485,9 @@ pub struct Router {
     exact: BaseTrie,
     /// Base paths with ASCII case folded (to lower case), for the `case_variant` check.
     folded: BaseTrie,
+    /// Whether a base path has an upper-case letter (else, for a path without one, `folded`
+    /// finds what `exact` does).
+    upper_bases: bool,
 }
 
 impl Router {
@@ -490,6 +516,7 @@ impl Router {
             )
         });
         let at = self.apis.len();
+        self.upper_bases |= base.iter().any(|s| has_upper(s));
         self.folded
             .insert(base.iter().map(|s| s.to_ascii_lowercase()), at);
         self.exact.insert(base.into_iter(), at);
@@ -501,8 +528,13 @@ impl Router {
         let segments = path.segments.as_slice();
         // The longest base path that is a segment-wise prefix; among equal ones, the first added.
         let exact = self.exact.deepest(segments, false);
+        // Without an upper-case letter in the path nor in the base paths (or templates), folding
+        // case changes nothing and the folded lookup is skipped.
+        let upper_path = segments.iter().any(|s| has_upper(s));
         // A longer base path matches only once case is folded (`None` sorts below every depth).
-        if self.folded.deepest(segments, true).map(|(_, depth)| depth) > exact.map(|(_, d)| d) {
+        if (upper_path || self.upper_bases)
+            && self.folded.deepest(segments, true).map(|(_, depth)| depth) > exact.map(|(_, d)| d)
+        {
             return RouteOutcome::Refused(PathProblem::CaseVariant);
         }
         let Some((api, rest)) =
@@ -518,7 +550,7 @@ impl Router {
                 .map(|r| &r.rank)
         };
         let exact = best(false);
-        if best(true) > exact {
+        if (upper_path || api.upper_literals) && best(true) > exact {
             return RouteOutcome::Refused(PathProblem::CaseVariant);
         }
         let Some(rank) = exact else {
