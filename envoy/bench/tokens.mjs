@@ -7,7 +7,7 @@
 // made realistic: its claims (issuer, audience, client, scope, times kept) plus what an RFC 9068
 // access token of a production key manager carries (`typ: at+jwt`, `jti`, `sub`, `azp`, `auth_time`,
 // `acr`, `sid`, roles, user and origin claims: about 1,100 bytes in RS256 where the key manager's
-// own token is about 650), re-signed with the key manager's RSA signing key (KEYS_FILE is its key
+// own token is about 700), re-signed with the key manager's RSA signing key (KEYS_FILE is its key
 // state, private keys included). `es256` carries the same header fields and claims, signed ES256
 // with the EC P-256 key the key manager publishes (it signs RS256 only).
 // The forged tokens name a published kid but are signed by a key generated here, so a filter that
