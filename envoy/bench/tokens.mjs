@@ -3,13 +3,17 @@
 //
 //   node tokens.mjs KEYS_FILE RS256_TOKEN
 //
-// prints a JSON object {es256, rs256_forged, es256_forged}. `es256` carries the same header fields and
-// claims, signed ES256 with the key manager's published EC key (the demo key manager signs RS256
-// only, but publishes an EC P-256 key; KEYS_FILE is its key state, private keys included).
+// prints a JSON object {rs256, es256, rs256_forged, es256_forged}. `rs256` is the key manager's token
+// made realistic: its claims (issuer, audience, client, scope, times kept) plus what an RFC 9068
+// access token of a production key manager carries (`typ: at+jwt`, `jti`, `sub`, `azp`, `auth_time`,
+// `acr`, `sid`, roles, user and origin claims: about 1,100 bytes in RS256 where the key manager's
+// own token is about 700), re-signed with the key manager's RSA signing key (KEYS_FILE is its key
+// state, private keys included). `es256` carries the same header fields and claims, signed ES256
+// with the EC P-256 key the key manager publishes (it signs RS256 only).
 // The forged tokens name a published kid but are signed by a key generated here, so a filter that
 // really verifies signatures refuses them.
 import { readFileSync } from 'node:fs';
-import { createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 
 const [keysFile, rsToken] = process.argv.slice(2);
 if (!keysFile || !rsToken) {
@@ -17,8 +21,33 @@ if (!keysFile || !rsToken) {
   process.exit(2);
 }
 const state = JSON.parse(readFileSync(keysFile, 'utf8'));
-const [rsHeaderB64, payloadB64] = rsToken.split('.');
-const rsHeader = JSON.parse(Buffer.from(rsHeaderB64, 'base64url').toString('utf8'));
+const [kmHeaderB64, kmPayloadB64] = rsToken.split('.');
+const kmHeader = JSON.parse(Buffer.from(kmHeaderB64, 'base64url').toString('utf8'));
+const kmClaims = JSON.parse(Buffer.from(kmPayloadB64, 'base64url').toString('utf8'));
+const rsa = state.keys.find((k) => k.kty === 'RSA' && k.kid === kmHeader.kid);
+if (!rsa) {
+  process.stderr.write(`tokens: ${keysFile} has no RSA key ${kmHeader.kid}\n`);
+  process.exit(1);
+}
+// Claims of the shape Keycloak, WSO2 IS or Okta put in an access token; the key manager's own claims
+// win, so what keygate and the native filters decide on is unchanged.
+const client = kmClaims.client_id;
+const claims = {
+  jti: randomUUID(),
+  sub: randomUUID(),
+  typ: 'Bearer',
+  azp: client,
+  auth_time: kmClaims.iat,
+  acr: '1',
+  sid: randomUUID(),
+  'allowed-origins': ['https://shop.example.com'],
+  realm_access: { roles: ['default-roles-production', 'offline_access'] },
+  preferred_username: `service-account-${client}`,
+  clientHost: '10.20.30.40',
+  ...kmClaims,
+};
+const payloadB64 = Buffer.from(JSON.stringify(claims)).toString('base64url');
+const rsHeader = { alg: 'RS256', typ: 'at+jwt', kid: kmHeader.kid };
 const ec = state.keys.find((k) => k.kty === 'EC' && k.crv === 'P-256');
 if (!ec) {
   process.stderr.write(`tokens: ${keysFile} has no EC P-256 key\n`);
@@ -37,6 +66,7 @@ const strangerRsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateK
 const strangerEc = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
 
 process.stdout.write(`${JSON.stringify({
+  rs256: jws(rsHeader, createPrivateKey({ key: rsa, format: 'jwk' }), 'RS256'),
   es256: jws(esHeader, ecKey, 'ES256'),
   rs256_forged: jws(rsHeader, strangerRsa, 'RS256'),
   es256_forged: jws(esHeader, strangerEc, 'ES256'),

@@ -23,6 +23,15 @@
 //! - A trailing slash is significant: `/pets/` is matched only by a `/*` template (or, at the API
 //!   root, by `/`). It never falls back to `/pets`, so it cannot reach a wider rule by accident.
 
+//!
+//! Cost: the API is found by walking a trie of base-path segments (one hash lookup per request
+//! path segment, twice: exact and case-folded), so it does not grow with the number of APIs. Within
+//! the API, only the templates that can match the path's first segment are tried: those starting
+//! with that literal (one hash lookup) and those starting with a parameter or the wildcard.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use crate::policy::path::{CanonicalPath, PathProblem};
 
 /// One segment of a compiled template.
@@ -149,15 +158,6 @@ fn same(a: &str, b: &str, fold: bool) -> bool {
     } else {
         a == b
     }
-}
-
-/// Does `base` prefix `segments`? Returns the rest.
-fn strip_base<'s>(segments: &'s [String], base: &[String], fold: bool) -> Option<&'s [String]> {
-    let (head, rest) = segments.split_at_checked(base.len())?;
-    head.iter()
-        .zip(base)
-        .all(|(got, want)| same(want, got, fold))
-        .then_some(rest)
 }
 
 /// Check a literal segment of a template or base path. Only characters that a request path can
@@ -292,16 +292,202 @@ struct ResourceRoute {
 #[derive(Debug, Clone)]
 struct ApiRoutes {
     api: usize,
-    base: Vec<String>,
     /// Most specific first, so the first match wins.
     resources: Vec<ResourceRoute>,
+    /// Indices into `resources` (ascending, so most specific first) of the templates whose first
+    /// segment is a given literal, as written and with ASCII case folded to lower case.
+    first_literal: Lists,
+    first_literal_folded: Lists,
+    /// The same for every other template (first segment a parameter, the wildcard, or none); all
+    /// of them when the API has too few templates for the index to pay.
+    first_other: Vec<usize>,
+    /// Whether a literal of a template has an upper-case letter (else, for a path without one,
+    /// matching with case folded finds what exact matching does).
+    upper_literals: bool,
+}
+
+/// Up to this many templates, an API's are tried one by one (cheaper than two hash lookups).
+const SCAN_UP_TO: usize = 8;
+
+fn has_upper(segment: &str) -> bool {
+    segment.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+impl ApiRoutes {
+    fn new(api: usize, resources: Vec<ResourceRoute>) -> ApiRoutes {
+        let mut routes = ApiRoutes {
+            api,
+            resources: Vec::new(),
+            first_literal: Lists::default(),
+            first_literal_folded: Lists::default(),
+            first_other: Vec::new(),
+            upper_literals: resources.iter().any(|r| {
+                r.template.segments.iter().any(|s| match s {
+                    Segment::Literal(text) => has_upper(text),
+                    Segment::Param => false,
+                })
+            }),
+        };
+        let index = resources.len() > SCAN_UP_TO;
+        for (i, route) in resources.iter().enumerate() {
+            match route.template.segments.first() {
+                Some(Segment::Literal(text)) if index => {
+                    routes.first_literal.push(text.clone(), i);
+                    routes
+                        .first_literal_folded
+                        .push(text.to_ascii_lowercase(), i);
+                }
+                _ => routes.first_other.push(i),
+            }
+        }
+        routes.resources = resources;
+        routes
+    }
+
+    /// The templates that can match a path whose API-relative segments start with `first`, most
+    /// specific first; with `fold`, also those that match only once ASCII case is folded.
+    fn candidates(
+        &self,
+        first: Option<&String>,
+        fold: bool,
+    ) -> impl Iterator<Item = &ResourceRoute> {
+        let literal = first.filter(|_| !self.first_literal.is_empty());
+        let literal = literal.map_or(&[][..], |segment| {
+            if fold {
+                self.first_literal_folded.get(&folded(segment))
+            } else {
+                self.first_literal.get(segment)
+            }
+        });
+        let mut a = literal.iter().peekable();
+        let mut b = self.first_other.iter().peekable();
+        // Merge two ascending lists (disjoint: a template is in exactly one).
+        std::iter::from_fn(move || match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x > y => b.next(),
+            (Some(_), _) => a.next(),
+            (None, _) => b.next(),
+        })
+        .filter_map(|&i| self.resources.get(i))
+    }
+}
+
+/// Lists of indices by string key. The maps here are all `HashMap<String, usize>` (as the
+/// policy's client ids are): one copy of the hash map code in the module.
+#[derive(Debug, Clone, Default)]
+struct Lists {
+    index: HashMap<String, usize>,
+    lists: Vec<Vec<usize>>,
+}
+
+impl Lists {
+    fn push(&mut self, key: String, value: usize) {
+        let next = self.lists.len();
+        let at = *self.index.entry(key).or_insert(next);
+        if at == next {
+            self.lists.push(Vec::new());
+        }
+        if let Some(list) = self.lists.get_mut(at) {
+            list.push(value);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    fn get(&self, key: &str) -> &[usize] {
+        self.index
+            .get(key)
+            .and_then(|&at| self.lists.get(at))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A segment with ASCII case folded to lower case (borrowed when it has no upper-case letter).
+fn folded(segment: &str) -> Cow<'_, str> {
+    if has_upper(segment) {
+        Cow::Owned(segment.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(segment)
+    }
+}
+
+/// A trie of base-path segments: the node reached by a path's first segments knows the first API
+/// added whose base path is exactly those segments. Node 0 is the root (base path `/`).
+#[derive(Debug, Clone)]
+struct BaseTrie {
+    nodes: Vec<BaseNode>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct BaseNode {
+    /// Segment → index into `BaseTrie::nodes`.
+    children: HashMap<String, usize>,
+    /// Index into `Router::apis` of the first API added with this base path.
+    api: Option<usize>,
+}
+
+impl Default for BaseTrie {
+    fn default() -> BaseTrie {
+        BaseTrie {
+            nodes: vec![BaseNode::default()],
+        }
+    }
+}
+
+impl BaseTrie {
+    fn insert(&mut self, base: impl Iterator<Item = String>, api: usize) {
+        let mut at = 0;
+        for segment in base {
+            let next = self.nodes.len();
+            let Some(node) = self.nodes.get_mut(at) else {
+                return;
+            };
+            at = *node.children.entry(segment).or_insert(next);
+            if at == next {
+                self.nodes.push(BaseNode::default());
+            }
+        }
+        if let Some(node) = self.nodes.get_mut(at) {
+            node.api.get_or_insert(api);
+        }
+    }
+
+    /// The API of the deepest node on the path's segments that ends a base path, and its depth.
+    /// With `fold`, the trie's keys are lower case and so is each segment looked up.
+    fn deepest(&self, segments: &[String], fold: bool) -> Option<(usize, usize)> {
+        let mut node = self.nodes.first()?;
+        let mut best = node.api.map(|api| (api, 0));
+        for (depth, segment) in segments.iter().enumerate() {
+            let next = if fold {
+                node.children.get(folded(segment).as_ref())
+            } else {
+                node.children.get(segment.as_str())
+            };
+            let Some(next) = next.and_then(|&at| self.nodes.get(at)) else {
+                break;
+            };
+            node = next;
+            if let Some(api) = node.api {
+                best = Some((api, depth + 1));
+            }
+        }
+        best
+    }
 }
 
 /// The compiled matcher for every API.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
-    /// Longest base path first, so the first prefix match wins.
+    /// In the order added.
     apis: Vec<ApiRoutes>,
+    /// Base paths as written.
+    exact: BaseTrie,
+    /// Base paths with ASCII case folded (to lower case), for the `case_variant` check.
+    folded: BaseTrie,
+    /// Whether a base path has an upper-case letter (else, for a path without one, `folded`
+    /// finds what `exact` does).
+    upper_bases: bool,
 }
 
 impl Router {
@@ -329,48 +515,42 @@ impl Router {
                 r.method == MethodMatch::Any,
             )
         });
-        // Longest base path first; among equal lengths, in the order added.
-        let at = self.apis.partition_point(|a| a.base.len() >= base.len());
-        self.apis.insert(
-            at,
-            ApiRoutes {
-                api,
-                base,
-                resources,
-            },
-        );
+        let at = self.apis.len();
+        self.upper_bases |= base.iter().any(|s| has_upper(s));
+        self.folded
+            .insert(base.iter().map(|s| s.to_ascii_lowercase()), at);
+        self.exact.insert(base.into_iter(), at);
+        self.apis.push(ApiRoutes::new(api, resources));
     }
 
     /// Find the API, then the resource, for a method and a canonical path.
     pub fn find(&self, method: &str, path: &CanonicalPath) -> RouteOutcome {
         let segments = path.segments.as_slice();
-        let base_len = |fold: bool| {
-            self.apis
-                .iter()
-                .find(|a| strip_base(segments, &a.base, fold).is_some())
-                .map(|a| a.base.len())
-        };
-        // A longer base path matches only once case is folded (`None` sorts below every length).
-        if base_len(true) > base_len(false) {
+        // The longest base path that is a segment-wise prefix; among equal ones, the first added.
+        let exact = self.exact.deepest(segments, false);
+        // Without an upper-case letter in the path nor in the base paths (or templates), folding
+        // case changes nothing and the folded lookup is skipped.
+        let upper_path = segments.iter().any(|s| has_upper(s));
+        // A longer base path matches only once case is folded (`None` sorts below every depth).
+        if (upper_path || self.upper_bases)
+            && self.folded.deepest(segments, true).map(|(_, depth)| depth) > exact.map(|(_, d)| d)
+        {
             return RouteOutcome::Refused(PathProblem::CaseVariant);
         }
-        let Some((api, rest)) = self
-            .apis
-            .iter()
-            .find_map(|a| Some((a, strip_base(segments, &a.base, false)?)))
+        let Some((api, rest)) =
+            exact.and_then(|(api, depth)| Some((self.apis.get(api)?, segments.get(depth..)?)))
         else {
             return RouteOutcome::NoApi;
         };
         // The same for resources, by any method: a more specific template that matches only once
         // case is folded means exact matching would fall to a wider rule.
         let best = |fold: bool| {
-            api.resources
-                .iter()
+            api.candidates(rest.first(), fold)
                 .find(|r| r.template.matches(rest, path.trailing_slash, fold))
                 .map(|r| &r.rank)
         };
         let exact = best(false);
-        if best(true) > exact {
+        if (upper_path || api.upper_literals) && best(true) > exact {
             return RouteOutcome::Refused(PathProblem::CaseVariant);
         }
         let Some(rank) = exact else {
@@ -380,8 +560,7 @@ impl Router {
         // match the same path are the same template). They are in order: named methods first,
         // then declaration order.
         let on_template: Vec<&ResourceRoute> = api
-            .resources
-            .iter()
+            .candidates(rest.first(), false)
             .filter(|r| r.rank == *rank && r.template.matches(rest, path.trailing_slash, false))
             .collect();
         let named = |m: &str| on_template.iter().find(|r| r.method.is_exactly(m));
@@ -503,6 +682,68 @@ mod tests {
             RouteOutcome::Refused(PathProblem::CaseVariant)
         );
         assert_eq!(find(&r, "GET", "/pets"), RouteOutcome::NoApi);
+    }
+
+    #[test]
+    fn nested_and_repeated_base_paths() {
+        let r = router(&[
+            ("/a", &[("GET", "/*")]),
+            ("/a/b/c", &[("GET", "/*")]),
+            ("/x/y", &[("GET", "/*")]),
+            ("/x/y", &[("GET", "/*")]),
+        ]);
+        assert_eq!(find(&r, "GET", "/a/b"), hit(0, 0));
+        assert_eq!(find(&r, "GET", "/a/b/c/d"), hit(1, 0));
+        assert_eq!(find(&r, "GET", "/a/b/cd"), hit(0, 0));
+        // Equal base paths: the first added decides.
+        assert_eq!(find(&r, "GET", "/x/y/z"), hit(2, 0));
+        assert_eq!(find(&r, "GET", "/x"), RouteOutcome::NoApi);
+        assert_eq!(find(&r, "GET", "/"), RouteOutcome::NoApi);
+        let refused = RouteOutcome::Refused(PathProblem::CaseVariant);
+        assert_eq!(find(&r, "GET", "/a/B/c"), refused);
+        assert_eq!(find(&r, "GET", "/X/y"), refused);
+        assert_eq!(find(&r, "GET", "/a/B/x"), hit(0, 0));
+    }
+
+    #[test]
+    fn candidates_hold_every_template_that_matches() {
+        let templates = [
+            "/", "/*", "/a", "/A", "/a/*", "/{x}", "/{x}/b", "/a/b", "/A/b", "/b/{y}", "/{x}/*",
+        ];
+        let resources = templates
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i, MethodMatch::Any, PathTemplate::parse(t).unwrap()))
+            .collect();
+        let mut r = Router::default();
+        r.add(0, vec![], resources);
+        let api = &r.apis[0];
+        let segments = ["a", "A", "b", "B", "c"];
+        let mut paths: Vec<Vec<String>> = vec![vec![]];
+        for x in segments {
+            paths.push(vec![x.into()]);
+            for y in segments {
+                paths.push(vec![x.into(), y.into()]);
+            }
+        }
+        for path in &paths {
+            for trailing in [false, true] {
+                for fold in [false, true] {
+                    let found: Vec<usize> = api
+                        .candidates(path.first(), fold)
+                        .filter(|r| r.template.matches(path, trailing, fold))
+                        .map(|r| r.resource)
+                        .collect();
+                    let all: Vec<usize> = api
+                        .resources
+                        .iter()
+                        .filter(|r| r.template.matches(path, trailing, fold))
+                        .map(|r| r.resource)
+                        .collect();
+                    assert_eq!(found, all, "{path:?} trailing {trailing} fold {fold}");
+                }
+            }
+        }
     }
 
     #[test]

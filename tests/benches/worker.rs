@@ -2,7 +2,13 @@
 //! verification): a verified-token cache hit, a miss (cache off: signature every time), a public
 //! resource and a denial; and DPoP: a bound token served from the cache with a fresh ES256 proof
 //! per request (proof signing is setup, outside the measurement). Prints the host calls each case
-//! makes per request.
+//! makes per request. `scale`: the same cache hit with 1, 100 and 1,000 APIs (20 resources each)
+//! and 3,000 applications, so the cost of a larger configuration shows as a ratio.
+//!
+//! Instruction counts (repeatable on a loaded machine): `KEYGATE_BENCH_APIS=1000` makes the
+//! binary run `KEYGATE_BENCH_REQUESTS` (default 1,000) cache hits on that configuration in
+//! `measured_requests` and exit, for
+//! `valgrind --tool=callgrind --toggle-collect='*measured_requests*' target/release/deps/worker-…`.
 
 #![allow(
     clippy::unwrap_used,
@@ -29,7 +35,13 @@ mod native {
     const NOW_MS: u64 = NOW as u64 * 1000;
 
     fn worker(cache_entries: usize) -> (Worker, FakeHost) {
-        let cfg = json!({
+        worker_with(cache_entries, 0)
+    }
+
+    /// The bench configuration plus `extra` generated APIs (20 resources each, added before the
+    /// pets API so a scan meets them first) and 3,000 applications subscribed to some of them.
+    fn worker_with(cache_entries: usize, extra: usize) -> (Worker, FakeHost) {
+        let mut cfg = json!({
             "environment": "production",
             "key_managers": [{
                 "name": "idp",
@@ -49,6 +61,36 @@ mod native {
                 "subscriptions": [{"api": "pets"}]}],
             "settings": {"token_cache_entries": cache_entries, "dpop_replay_slots": 65536}
         });
+        if extra > 0 {
+            let mut apis: Vec<Value> = (0..extra)
+                .map(|i| {
+                    let resources: Vec<Value> = [
+                        "/items",
+                        "/items/{id}",
+                        "/items/{id}/parts",
+                        "/items/{id}/parts/{part}",
+                        "/search",
+                    ]
+                    .iter()
+                    .flat_map(|path| {
+                        ["GET", "POST", "PUT", "DELETE"].map(
+                            |method| json!({"method": method, "path": path, "scopes": ["svc:use"]}),
+                        )
+                    })
+                    .collect();
+                    json!({"name": format!("svc{i}"), "base_path": format!("/svc{i}/v1"),
+                           "resources": resources})
+                })
+                .collect();
+            apis.extend(cfg["apis"].as_array().unwrap().iter().cloned());
+            cfg["apis"] = Value::Array(apis);
+            let apps = cfg["applications"].as_array_mut().unwrap();
+            for i in 0..3000 {
+                apps.push(json!({"name": format!("app{i}"),
+                    "client_ids": [{"key_manager": "idp", "client_id": format!("client-{i}")}],
+                    "subscriptions": [{"api": format!("svc{}", i % extra)}]}));
+            }
+        }
         let policy = Policy::from_json(cfg.to_string().as_bytes()).unwrap();
         let mut w = Worker::new(policy, 1);
         let mut host = FakeHost::new(NOW_MS);
@@ -197,11 +239,76 @@ mod native {
         group.finish();
     }
 
-    criterion_group!(benches, request, dpop);
+    fn cache_hit_headers() -> Vec<(String, String)> {
+        headers("/pets/v1/pets", Some(&token("RS256", "rsa2048", "k-rsa")))
+    }
+
+    /// The same cache hit as the configuration grows: 1 API, then 100 and 1,000 more.
+    fn scale(c: &mut Criterion) {
+        let mut group = c.benchmark_group("worker_scale");
+        group
+            .sample_size(30)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2));
+        let headers = cache_hit_headers();
+        for extra in [0, 99, 999] {
+            let (mut w, mut host) = worker_with(1024, extra);
+            assert_eq!(
+                w.on_request(&mut host, 1, &headers),
+                RequestAction::Continue
+            );
+            group.bench_function(format!("cache_hit_rs256_apis_{}", extra + 1), |b| {
+                b.iter(|| black_box(w.on_request(&mut host, 1, black_box(&headers))))
+            });
+        }
+        group.finish();
+    }
+
+    #[inline(never)]
+    fn measured_requests(
+        w: &mut Worker,
+        host: &mut FakeHost,
+        headers: &[(String, String)],
+        n: usize,
+    ) {
+        for _ in 0..n {
+            black_box(w.on_request(host, 1, black_box(headers)));
+        }
+    }
+
+    /// `KEYGATE_BENCH_APIS` set: run cache hits for callgrind instead of criterion.
+    pub fn instructions() -> bool {
+        let Ok(apis) = std::env::var("KEYGATE_BENCH_APIS") else {
+            return false;
+        };
+        let apis: usize = apis.parse().unwrap();
+        let n: usize = std::env::var("KEYGATE_BENCH_REQUESTS")
+            .map(|n| n.parse().unwrap())
+            .unwrap_or(1000);
+        let headers = cache_hit_headers();
+        let (mut w, mut host) = worker_with(1024, apis.saturating_sub(1));
+        assert_eq!(
+            w.on_request(&mut host, 1, &headers),
+            RequestAction::Continue
+        );
+        measured_requests(&mut w, &mut host, &headers, n);
+        println!("{n} cache hits with {apis} APIs");
+        true
+    }
+
+    criterion_group!(benches, request, dpop, scale);
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-criterion::criterion_main!(native::benches);
+fn main() {
+    if native::instructions() {
+        return;
+    }
+    native::benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
