@@ -132,7 +132,7 @@ Where each decision shows:
                (allowed, missing_token, not_subscribed, ...; "details" is Envoy's own), e.g.
                tail -f target/demo/envoy.log | grep --line-buffered keygate_code
   metrics      curl -s http://127.0.0.1:$ADMIN_PORT/stats/prometheus | grep '^keygate_'
-               (keygate_requests{outcome, reason, key_manager, api} and the rest: README "Metrics")
+               (keygate_requests{outcome, reason, key_manager, api} and the rest: docs/metrics.md)
   dashboard    dashboards/keygate.json: import it into Grafana over a Prometheus that scrapes
                http://127.0.0.1:$ADMIN_PORT/stats/prometheus
 

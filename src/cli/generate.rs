@@ -601,7 +601,7 @@ fn run_inner(args: &Args) -> Result<Vec<String>, GenerateError> {
                         "{}:line {}: keygate: warning: istio: apis[{i}].upstream carries the path \
                          {path}, which the WasmPlugin cannot rewrite: with `attach: gateway`, give the \
                          gateway's VirtualService route for {} a `rewrite: {{uri: {path}}}`; a \
-                         sidecar sees the path as its workload receives it (README, \"Upstream path\")",
+                         sidecar sees the path as its workload receives it (docs/declaration.md, \"Upstream path\")",
                         args.input.display(),
                         line_of(upstream),
                         api.base_path.value,

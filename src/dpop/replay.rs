@@ -33,7 +33,7 @@
 //! - Full: when a record holds `entries` live ids, the proof is refused with 503 and
 //!   `Retry-After` (the time until the oldest entry expires) instead of forgetting a live id,
 //!   which would let that proof be replayed. Size `slots × entries` for the proofs expected in
-//!   one window (README, DPoP).
+//!   one window (docs/dpop.md).
 
 use sha2::{Digest, Sha256};
 

@@ -1,6 +1,6 @@
 //! API base path + method + path template matching on the canonical request path.
 //!
-//! Rules (README.authz.md repeats them for operators):
+//! Rules (docs/plugin-config.md, "Routing rules", repeats them for operators):
 //! - The API is the one whose base path is the longest segment-wise prefix of the path
 //!   (`/pets/v1` matches `/pets/v1` and `/pets/v1/x`, never `/pets/v10`). Matching is case-sensitive.
 //! - Within the API, a template matches the rest of the path: literal segments match themselves,
