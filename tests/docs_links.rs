@@ -120,7 +120,10 @@ fn every_relative_link_and_anchor_resolves() {
 fn the_readme_is_short_and_indexes_every_page() {
     let readme = fs::read_to_string(root().join("README.md")).expect("README.md");
     let lines = readme.lines().count();
-    assert!(lines <= 250, "README.md has {lines} lines; the reference belongs in docs/");
+    assert!(
+        lines <= 250,
+        "README.md has {lines} lines; the reference belongs in docs/"
+    );
     for page in pages().iter().skip(1) {
         let name = page.file_name().expect("name").to_string_lossy();
         assert!(
