@@ -301,3 +301,53 @@ fn warns_that_the_suggested_entry_has_no_audiences() {
         assert!(entry.get("audiences").is_none(), "{fixture}: {entry}");
     }
 }
+
+/// An OpenID discovery document without `introspection_endpoint` at `/realms/shop`, and, when
+/// given, RFC 8414 metadata for that issuer (`metadata` gets the issuer).
+fn rfc8414_server(metadata: Option<&dyn Fn(&str) -> String>) -> (Server, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let issuer = format!("{base}/realms/shop");
+    let openid = serde_json::json!({"issuer": issuer, "jwks_uri": format!("{issuer}/certs"),
+        "token_endpoint": format!("{issuer}/token")});
+    let mut routes = vec![(format!("/realms/shop{WELL_KNOWN}"), 200, openid.to_string())];
+    if let Some(body) = metadata {
+        routes.push((
+            "/.well-known/oauth-authorization-server/realms/shop".to_string(),
+            200,
+            body(&issuer),
+        ));
+    }
+    (Server::start_with(listener, routes), issuer)
+}
+
+#[test]
+fn the_introspection_endpoint_falls_back_to_rfc8414_metadata_of_the_same_issuer() {
+    let same = |issuer: &str| {
+        serde_json::json!({"issuer": issuer, "introspection_endpoint": format!("{issuer}/introspect")})
+            .to_string()
+    };
+    let (_server, issuer) = rfc8414_server(Some(&same));
+    let (entry, text) = discover_ok(&format!("{issuer}{WELL_KNOWN}"));
+    assert_eq!(
+        entry["discovery"]["introspection_endpoint"],
+        format!("{issuer}/introspect")
+    );
+    assert!(text.contains("# introspection_endpoint:"), "{text}");
+
+    // Metadata that names another issuer is not trusted; no metadata changes nothing.
+    let other = |_: &str| {
+        serde_json::json!({"issuer": "https://evil.example",
+            "introspection_endpoint": "https://evil.example/introspect"})
+        .to_string()
+    };
+    for metadata in [Some(&other as &dyn Fn(&str) -> String), None] {
+        let (_server, issuer) = rfc8414_server(metadata);
+        let (entry, text) = discover_ok(&format!("{issuer}{WELL_KNOWN}"));
+        assert!(
+            entry["discovery"].get("introspection_endpoint").is_none(),
+            "{text}"
+        );
+        assert!(!text.contains("evil.example"), "{text}");
+    }
+}

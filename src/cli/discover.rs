@@ -161,6 +161,8 @@ pub fn run(args: Args) -> i32 {
             return 2;
         }
     };
+    // A server may name its introspection endpoint in RFC 8414 metadata only.
+    let checked = with_metadata_introspection(checked, args.allow_http);
     match render_entry(&args.url, &checked) {
         Ok(text) => {
             print!("{text}");
