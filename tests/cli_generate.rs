@@ -1488,26 +1488,6 @@ apis:
     assert!(config.apis[0].key_managers.is_empty());
 }
 
-/// A key manager at `/realms/shop` whose OpenID document has no `introspection_endpoint`, with
-/// RFC 8414 metadata at `/.well-known/oauth-authorization-server/realms/shop` (`metadata`: its
-/// body, `None`: not served).
-fn rfc8414_server(metadata: Option<&dyn Fn(&str) -> String>) -> (Server, String) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let issuer = format!("{base}/realms/shop");
-    let openid = serde_json::json!({"issuer": issuer, "jwks_uri": format!("{issuer}/certs"),
-        "token_endpoint": format!("{issuer}/token")});
-    let mut routes = vec![(format!("/realms/shop{WELL_KNOWN}"), 200, openid.to_string())];
-    if let Some(body) = metadata {
-        routes.push((
-            "/.well-known/oauth-authorization-server/realms/shop".to_string(),
-            200,
-            body(&issuer),
-        ));
-    }
-    (Server::start_with(listener, routes), issuer)
-}
-
 fn introspecting_declaration(issuer: &str, introspection: &str) -> String {
     format!(
         "\

@@ -20,7 +20,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use support::stack::{generate, now, AUDIENCE};
+use support::stack::{gateway_and_key_manager, generate, now, Options, AUDIENCE};
 use support::{expect_reply, free_port, http, EchoUpstream, EchoedRequest, Envoy, TempDir};
 
 struct Gateway {
@@ -47,25 +47,17 @@ fn start_with(settings: &str, underscores: bool) -> Gateway {
     let echo = EchoUpstream::start();
     let (listen, admin) = (free_port(), free_port());
     let dir = TempDir::new("headers");
-    let settings = if settings.is_empty() {
-        String::new()
-    } else {
-        format!("settings:\n  {settings}\n")
+    let options = Options {
+        settings: if settings.is_empty() {
+            String::new()
+        } else {
+            format!("  {settings}")
+        },
+        ..Options::default()
     };
+    let head = gateway_and_key_manager(&options, &issuer, &format!("{issuer}/jwks"), listen, admin);
     let declaration = format!(
-        r#"gateway:
-  environment: production
-  listen: 127.0.0.1:{listen}
-  admin: 127.0.0.1:{admin}
-{settings}key_managers:
-  - name: demo
-    well_known_url: {issuer}/.well-known/openid-configuration
-    audiences: [{AUDIENCE}]
-    discovery:
-      issuer: {issuer}
-      jwks_uri: {issuer}/jwks
-      token_endpoint: {issuer}/token
-apis:
+        r#"{head}apis:
   - name: pets
     version: v1
     base_path: /pets/v1

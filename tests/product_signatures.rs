@@ -21,7 +21,7 @@ use support::{canned, signers};
 
 use serde_json::{json, Value};
 
-use support::stack::{generate, now, AUDIENCE};
+use support::stack::{gateway_and_key_manager, generate, now, Options, AUDIENCE};
 use support::{free_port, http, EchoUpstream, Envoy, Response, TempDir};
 
 /// Algorithms, as (alg, test key, kid); HMAC is never accepted from a key manager.
@@ -60,20 +60,15 @@ fn start() -> Gateway {
     let echo = EchoUpstream::start();
     let (listen, admin) = (free_port(), free_port());
     let dir = TempDir::new("signatures");
+    let head = gateway_and_key_manager(
+        &Options::default(),
+        &issuer,
+        &format!("{issuer}/jwks"),
+        listen,
+        admin,
+    );
     let declaration = format!(
-        r#"gateway:
-  environment: production
-  listen: 127.0.0.1:{listen}
-  admin: 127.0.0.1:{admin}
-key_managers:
-  - name: sigs
-    well_known_url: {issuer}/.well-known/openid-configuration
-    audiences: [{AUDIENCE}]
-    discovery:
-      issuer: {issuer}
-      jwks_uri: {issuer}/jwks
-      token_endpoint: {issuer}/token
-apis:
+        r#"{head}apis:
   - name: pets
     version: v1
     base_path: /pets/v1
@@ -83,7 +78,7 @@ apis:
 applications:
   - name: shop
     client_ids:
-      - {{key_manager: sigs, client_id: shop-app}}
+      - {{key_manager: demo, client_id: shop-app}}
     subscriptions:
       - {{api: pets}}
 "#,

@@ -189,3 +189,22 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files.sort();
     files
 }
+
+/// An OpenID discovery document without `introspection_endpoint` at `/realms/shop`, and, when
+/// given, RFC 8414 metadata for that issuer (`metadata` gets the issuer).
+pub fn rfc8414_server(metadata: Option<&dyn Fn(&str) -> String>) -> (Server, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let issuer = format!("{base}/realms/shop");
+    let openid = serde_json::json!({"issuer": issuer, "jwks_uri": format!("{issuer}/certs"),
+        "token_endpoint": format!("{issuer}/token")});
+    let mut routes = vec![(format!("/realms/shop{WELL_KNOWN}"), 200, openid.to_string())];
+    if let Some(body) = metadata {
+        routes.push((
+            "/.well-known/oauth-authorization-server/realms/shop".to_string(),
+            200,
+            body(&issuer),
+        ));
+    }
+    (Server::start_with(listener, routes), issuer)
+}
