@@ -10,6 +10,8 @@ pub mod discovery;
 pub mod render;
 
 pub mod check_token;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod console;
 pub mod discover;
 pub mod explain;
 pub mod generate;

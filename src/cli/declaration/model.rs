@@ -130,6 +130,9 @@ fn default_istio_priority() -> i32 {
 #[serde(deny_unknown_fields)]
 pub struct KeyManagerDecl {
     pub name: Located,
+    /// Free text for people (the console shows it); not used by the gateway.
+    #[serde(default)]
+    pub description: Option<String>,
     pub well_known_url: Located,
     /// Environments that trust this key manager; empty: all.
     #[serde(default)]
@@ -259,6 +262,10 @@ pub struct ResourceDecl {
 #[serde(deny_unknown_fields)]
 pub struct ApplicationDecl {
     pub name: Located,
+    /// Who owns the application in the console's developer portal (the owner's `sub`); not used
+    /// by the gateway.
+    #[serde(default)]
+    pub owner: Option<String>,
     #[serde(default)]
     pub state: ApplicationState,
     #[serde(default)]

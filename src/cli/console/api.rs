@@ -1,0 +1,169 @@
+//! The REST API for automation: `/api/admin/...` (administrators) and `/api/devportal/...` (any
+//! signed-in user, their own applications only), JSON in and out, authorized by a bearer access
+//! token of the console's key manager verified with keygate's own verification. The same
+//! operations and rules as the pages; `GET /api/openapi.json` describes it.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Identity;
+use super::http::{Request, Response};
+use super::model::{Api, Tier};
+use super::ops::{Console, NewKeyManager};
+use super::store::{self, ConsoleError, Doc};
+use super::web::parse_id;
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+#[derive(Deserialize)]
+struct Versioned {
+    version: i64,
+}
+
+#[derive(Deserialize)]
+struct Discover {
+    well_known_url: String,
+}
+
+#[derive(Deserialize)]
+struct DeveloperPortal {
+    version: i64,
+    enabled: bool,
+}
+
+#[derive(Deserialize)]
+struct SaveApi {
+    #[serde(default)]
+    version: Option<i64>,
+    #[serde(flatten)]
+    api: Api,
+}
+
+#[derive(Deserialize)]
+struct NewApplication {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct NewClientId {
+    key_manager: String,
+    client_id: String,
+}
+
+#[derive(Deserialize)]
+struct NewSubscription {
+    api: String,
+    #[serde(default)]
+    tier: Option<String>,
+}
+
+fn user(console: &Console, req: &Request) -> Result<Identity, ConsoleError> {
+    let token = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(|| ConsoleError::Forbidden("a bearer access token is required".into()))?;
+    console.auth.bearer(token.trim())
+}
+
+fn version_query(req: &Request) -> Result<i64, ConsoleError> {
+    req.query("version")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ConsoleError::invalid("version", "the `version` query parameter is required"))
+}
+
+pub fn handle(console: &Console, req: &Request, rest: &[&str]) -> Response {
+    let who = match user(console, req) {
+        Ok(who) => who,
+        Err(err) => {
+            return Response::json(
+                401,
+                &json!({"error": "unauthorized", "error_description": err.to_string()}),
+            )
+            .with_header("www-authenticate", "Bearer realm=\"keygate console\"".into())
+        }
+    };
+    match route(console, req, rest, &who) {
+        Ok(response) => response,
+        Err(err) => Response::json_error(&err),
+    }
+}
+
+fn route(
+    c: &Console,
+    req: &Request,
+    rest: &[&str],
+    who: &Identity,
+) -> Result<Response, ConsoleError> {
+    let ok = |v: serde_json::Value| Ok(Response::json(200, &v));
+    let applied = |a: super::apply::Applied| {
+        Ok(Response::json(200, &json!({"applied": true, "restart_required": a.restart})))
+    };
+    if rest.first() == Some(&"admin") {
+        super::ops::require_admin(who)?;
+    }
+    match (req.method.as_str(), rest) {
+        ("GET", ["openapi.json"]) => Ok(Response {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: OPENAPI.as_bytes().to_vec(),
+        }),
+        ("GET", ["admin", "key-managers"]) => {
+            ok(serde_json::to_value(c.store.read(store::key_managers)?)?)
+        }
+        ("POST", ["admin", "key-managers", "discover"]) => {
+            let body: Discover = req.json()?;
+            ok(serde_json::to_value(c.discover(&body.well_known_url)?)?)
+        }
+        ("POST", ["admin", "key-managers"]) => applied(c.add_key_manager(who, req.json::<NewKeyManager>()?)?),
+        ("DELETE", ["admin", "key-managers", name]) => {
+            applied(c.remove_key_manager(who, name, version_query(req)?)?)
+        }
+        ("PUT", ["admin", "key-managers", name, "developer-portal"]) => {
+            let body: DeveloperPortal = req.json()?;
+            c.set_developer_portal(who, name, body.version, body.enabled)?;
+            ok(json!({"saved": true}))
+        }
+        ("GET", ["admin", "apis"]) => ok(serde_json::to_value(
+            c.store.read(|conn| store::list::<Api>(conn, Doc::Apis))?,
+        )?),
+        ("POST", ["admin", "apis"]) => {
+            let body: SaveApi = req.json()?;
+            applied(c.save_api(who, body.version, body.api)?)
+        }
+        ("DELETE", ["admin", "apis", name]) => applied(c.remove_api(who, name, version_query(req)?)?),
+        ("GET", ["admin", "tiers"]) => ok(serde_json::to_value(
+            c.store.read(|conn| store::list::<Tier>(conn, Doc::Tiers))?,
+        )?),
+        ("POST", ["admin", "tiers"]) => applied(c.add_tier(who, req.json::<Tier>()?)?),
+        ("DELETE", ["admin", "tiers", name]) => applied(c.remove_tier(who, name, version_query(req)?)?),
+        ("GET", ["devportal", "applications"]) => ok(serde_json::to_value(c.applications(who)?)?),
+        ("POST", ["devportal", "applications"]) => {
+            let body: NewApplication = req.json()?;
+            let id = c.create_application(who, &body.name)?;
+            Ok(Response::json(201, &c.application(who, id)?))
+        }
+        ("GET", ["devportal", "applications", id]) => {
+            ok(serde_json::to_value(c.application(who, parse_id(id)?)?)?)
+        }
+        ("DELETE", ["devportal", "applications", id]) => {
+            let body: Versioned = Versioned { version: version_query(req)? };
+            applied(c.delete_application(who, parse_id(id)?, body.version)?)
+        }
+        ("POST", ["devportal", "applications", id, "client-ids"]) => {
+            let body: NewClientId = req.json()?;
+            applied(c.add_client_id(who, parse_id(id)?, &body.key_manager, &body.client_id)?)
+        }
+        ("POST", ["devportal", "applications", id, "subscriptions"]) => {
+            let body: NewSubscription = req.json()?;
+            applied(c.subscribe(who, parse_id(id)?, &body.api, body.tier.as_deref())?)
+        }
+        ("DELETE", ["devportal", "applications", id, "subscriptions", api]) => {
+            applied(c.unsubscribe(who, parse_id(id)?, api)?)
+        }
+        ("GET", ["devportal", "applications", id, "instructions"]) => {
+            let (_, text) = c.instructions(who, parse_id(id)?)?;
+            Ok(Response::text(200, text))
+        }
+        _ => Err(ConsoleError::NotFound("no such API route".into())),
+    }
+}

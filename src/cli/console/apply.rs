@@ -1,0 +1,114 @@
+//! From the store to the gateway: the store is exported as a declaration, compiled by `generate`'s
+//! own path (the CLI's checks, then the filter's `Policy::from_json`) and written into the output
+//! directory atomically, exactly as `keygate generate` writes it (a running Envoy reloads the live
+//! filter config on the rename). A refused declaration writes nothing: the caller rolls back.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+use super::model::Export;
+use super::store::{self, ConsoleError, Result};
+use crate::cli::generate::{self, GenerateError, Loaded};
+use crate::cli::live;
+
+/// The declaration the console last applied, next to what `generate` writes.
+pub const DECLARATION_FILE: &str = "keygate.yaml";
+
+#[derive(Debug, Clone)]
+pub struct Applier {
+    /// The output directory (absolute).
+    pub out: PathBuf,
+    /// The filter module the bootstrap names.
+    pub wasm: PathBuf,
+    /// Accept plain http key managers on non-loopback hosts.
+    pub allow_http: bool,
+}
+
+/// What applying did.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// Files that changed.
+    pub changed: usize,
+    /// Why a running Envoy needs a restart (empty: everything applied live).
+    pub restart: Vec<String>,
+}
+
+impl Applied {
+    pub fn summary(&self) -> String {
+        if self.restart.is_empty() {
+            format!("applied ({} file(s) changed)", self.changed)
+        } else {
+            format!(
+                "applied; restart Envoy to complete it: {}",
+                self.restart.join("; ")
+            )
+        }
+    }
+}
+
+/// A refusal of `generate`, as the field it names and the whole message.
+pub fn refusal(err: GenerateError) -> ConsoleError {
+    match &err {
+        GenerateError::Declaration { errors } => {
+            let field = errors
+                .first()
+                .map(|e| e.field().to_string())
+                .unwrap_or_default();
+            let message: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            ConsoleError::Invalid {
+                field: if field.is_empty() {
+                    "declaration".into()
+                } else {
+                    field
+                },
+                message: format!(
+                    "refused by the compiler, nothing changed: {}",
+                    message.join("; ")
+                ),
+            }
+        }
+        GenerateError::KeyManager { field, .. } => ConsoleError::Invalid {
+            field: field.clone(),
+            message: format!("refused, nothing changed: {err}"),
+        },
+        _ => ConsoleError::Internal(err.to_string()),
+    }
+}
+
+/// Compiles a declaration with the filter's compiler (no network: key managers carry their
+/// reviewed discovery document).
+pub fn compile(export: &Export, allow_http: bool) -> Result<Loaded> {
+    let text = export.to_yaml().map_err(ConsoleError::Internal)?;
+    generate::resolve(&text, allow_http)
+        .and_then(generate::compile)
+        .map_err(refusal)
+}
+
+impl Applier {
+    /// Compiles the store's current state and writes it; refused: nothing is written.
+    pub fn apply(&self, conn: &Connection) -> Result<Applied> {
+        let export = store::export(conn)?;
+        let text = export.to_yaml().map_err(ConsoleError::Internal)?;
+        let loaded = generate::resolve(&text, self.allow_http)
+            .and_then(generate::compile)
+            .map_err(refusal)?;
+        let mut files = generate::render(&loaded, &self.wasm.to_string_lossy(), None, &self.out)
+            .map_err(refusal)?;
+        files.insert(0, (DECLARATION_FILE.to_string(), text));
+        let report = generate::write_all(&self.out, &files).map_err(refusal)?;
+        Ok(Applied {
+            changed: report
+                .files
+                .iter()
+                .filter(|(_, how)| *how != live::Written::Unchanged)
+                .count(),
+            restart: report.restart,
+        })
+    }
+}
+
+/// The absolute form of a path (relative to the working directory).
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

@@ -1,0 +1,459 @@
+//! The console's operations, shared by the pages and the REST API: who may do what, and every
+//! change as one transaction that is compiled and applied before it commits.
+
+use rusqlite::Transaction;
+use serde::Serialize;
+
+use super::apply::{self, Applied, Applier};
+use super::auth::{Auth, Identity};
+use super::model::{Api, Application, KeyManager, Resource, Tier};
+use super::store::{self, ConsoleError, Doc, Result, Store};
+use crate::cli::declaration::presets::Preset;
+use crate::cli::discover;
+use crate::cli::discovery::oidc::DiscoveryDocument;
+use crate::cli::instructions;
+
+pub struct Console {
+    pub store: Store,
+    pub applier: Applier,
+    pub auth: Auth,
+    /// Cookies get `Secure` (the console is served over https).
+    pub secure_cookies: bool,
+    /// The bearer token gateways must send to the directory (None: not required).
+    pub directory_token: Option<String>,
+    pub session_ttl_seconds: i64,
+}
+
+/// What discovery gave, for the review page.
+#[derive(Debug, Clone, Serialize)]
+pub struct Review {
+    pub well_known_url: String,
+    pub issuer: String,
+    pub jwks_uri: String,
+    pub token_endpoint: Option<String>,
+    pub introspection_endpoint: Option<String>,
+    pub algorithms: Vec<String>,
+    pub provider: String,
+    pub claims: String,
+    pub warnings: Vec<String>,
+    pub discovery: DiscoveryDocument,
+    pub discovery_json: String,
+}
+
+/// A new key manager as the form or the API gives it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct NewKeyManager {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub well_known_url: String,
+    #[serde(default)]
+    pub environments: Vec<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// The reviewed document; omitted: discovered now.
+    #[serde(default)]
+    pub discovery: Option<DiscoveryDocument>,
+}
+
+/// A name of a key manager, API, tier or application.
+pub fn check_name(field: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConsoleError::invalid(
+            field,
+            "use 1 to 64 letters, digits, `-`, `_` or `.`",
+        ))
+    }
+}
+
+pub fn require_admin(user: &Identity) -> Result<()> {
+    if user.admin {
+        Ok(())
+    } else {
+        Err(ConsoleError::Forbidden(
+            "administrators only: you are not in the administrators' group".into(),
+        ))
+    }
+}
+
+/// Comma or whitespace separated values.
+pub fn split_list(text: &str) -> Vec<String> {
+    text.split([',', ' ', '\n', '\r', '\t'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `METHOD /path; scopes=a,b; groups=g; public`, one per line.
+pub fn parse_resources(text: &str) -> Result<Vec<Resource>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let field = format!("resources (line {})", i + 1);
+        let mut parts = line.split(';').map(str::trim);
+        let head = parts.next().unwrap_or_default();
+        let (method, path) = head
+            .split_once(' ')
+            .map(|(m, p)| (m.trim(), p.trim()))
+            .ok_or_else(|| ConsoleError::invalid(&field, "expected `METHOD /path`"))?;
+        let mut resource = Resource {
+            method: method.to_uppercase(),
+            path: path.to_string(),
+            scopes: Vec::new(),
+            groups: Vec::new(),
+            public: false,
+        };
+        for part in parts.filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                Some(("scopes", v)) => resource.scopes = split_list(v),
+                Some(("groups", v)) => resource.groups = split_list(v),
+                None if part == "public" => resource.public = true,
+                _ => {
+                    return Err(ConsoleError::invalid(
+                        &field,
+                        format!("`{part}`: expected scopes=…, groups=… or public"),
+                    ))
+                }
+            }
+        }
+        out.push(resource);
+    }
+    Ok(out)
+}
+
+pub fn format_resources(resources: &[Resource]) -> String {
+    resources
+        .iter()
+        .map(|r| {
+            let mut line = format!("{} {}", r.method, r.path);
+            if !r.scopes.is_empty() {
+                line.push_str(&format!("; scopes={}", r.scopes.join(",")));
+            }
+            if !r.groups.is_empty() {
+                line.push_str(&format!("; groups={}", r.groups.join(",")));
+            }
+            if r.public {
+                line.push_str("; public");
+            }
+            line + "\n"
+        })
+        .collect()
+}
+
+impl Console {
+    /// Runs a change in one transaction, applies the result (compile + write) before committing,
+    /// and records it in the audit log (a refusal too, after the rollback).
+    pub fn change<T>(
+        &self,
+        user: &Identity,
+        action: &str,
+        f: impl FnOnce(&Transaction) -> Result<T>,
+    ) -> Result<(T, Applied)> {
+        let result = self.store.tx(|tx| {
+            let value = f(tx)?;
+            let applied = self.applier.apply(tx)?;
+            store::audit(tx, &user.name, action, &applied.summary())?;
+            Ok((value, applied))
+        });
+        if let Err(err) = &result {
+            let outcome = format!("not applied: {err}");
+            let _ = self
+                .store
+                .read(|conn| store::audit(conn, &user.name, action, &outcome));
+        }
+        result
+    }
+
+    // ---- key managers ---------------------------------------------------------------------------
+
+    pub fn discover(&self, well_known_url: &str) -> Result<Review> {
+        let url = well_known_url.trim();
+        let allow = self.applier.allow_http;
+        let checked = discover::resolve(url, allow).map_err(|err| match err {
+            discover::ResolveError::Refused(e) => ConsoleError::invalid("well_known_url", e.to_string()),
+            discover::ResolveError::Fetch(e) => ConsoleError::invalid("well_known_url", e.to_string()),
+        })?;
+        let checked = discover::with_metadata_introspection(checked, allow);
+        let jwks = checked.jwks_uri.to_string();
+        let preset = Preset::suggest(&checked.issuer, &jwks);
+        let claims = serde_json::to_string(&preset.claims())?;
+        let mut warnings: Vec<String> = checked.notes.iter().map(|n| n.to_string()).collect();
+        warnings.push(
+            "audience unset: without `audiences` a token this key manager minted for any other \
+             resource server is accepted; set them in Edit after adding"
+                .to_string(),
+        );
+        let document = checked.document.clone();
+        Ok(Review {
+            well_known_url: url.to_string(),
+            issuer: checked.issuer.clone(),
+            jwks_uri: jwks,
+            token_endpoint: document.token_endpoint.clone(),
+            introspection_endpoint: document.introspection_endpoint.clone(),
+            algorithms: document.id_token_signing_alg_values_supported.clone(),
+            provider: preset.name().to_string(),
+            claims,
+            warnings,
+            discovery_json: serde_json::to_string(&document)?,
+            discovery: document,
+        })
+    }
+
+    pub fn add_key_manager(&self, user: &Identity, new: NewKeyManager) -> Result<Applied> {
+        require_admin(user)?;
+        check_name("name", &new.name)?;
+        let discovery = match new.discovery {
+            Some(document) => document,
+            None => self.discover(&new.well_known_url)?.discovery,
+        };
+        let provider = match new.provider.filter(|p| !p.is_empty()) {
+            Some(p) if Preset::from_name(&p).is_some() => p,
+            Some(p) => return Err(ConsoleError::invalid("provider", format!("unknown preset `{p}`"))),
+            None => Preset::suggest(
+                discovery.issuer.as_deref().unwrap_or_default(),
+                discovery.jwks_uri.as_deref().unwrap_or_default(),
+            )
+            .name()
+            .to_string(),
+        };
+        let km = KeyManager {
+            name: new.name.clone(),
+            description: new.description.filter(|d| !d.is_empty()),
+            well_known_url: new.well_known_url.trim().to_string(),
+            environments: new.environments,
+            audiences: new.audiences,
+            provider: Some(provider),
+            discovery: Some(discovery),
+        };
+        let action = format!("add key manager {}", km.name);
+        self.change(user, &action, |tx| store::insert(tx, Doc::KeyManagers, &km.name, &km))
+            .map(|(_, applied)| applied)
+    }
+
+    pub fn update_key_manager(
+        &self,
+        user: &Identity,
+        name: &str,
+        version: i64,
+        description: Option<String>,
+        environments: Vec<String>,
+        audiences: Vec<String>,
+    ) -> Result<Applied> {
+        require_admin(user)?;
+        let action = format!("edit key manager {name}");
+        self.change(user, &action, |tx| {
+            let mut km = store::get::<KeyManager>(tx, Doc::KeyManagers, name)?.item;
+            km.description = description.filter(|d| !d.is_empty());
+            km.environments = environments;
+            km.audiences = audiences;
+            store::update(tx, Doc::KeyManagers, name, version, &km)
+        })
+        .map(|(_, applied)| applied)
+    }
+
+    pub fn remove_key_manager(&self, user: &Identity, name: &str, version: i64) -> Result<Applied> {
+        require_admin(user)?;
+        let action = format!("remove key manager {name}");
+        self.change(user, &action, |tx| {
+            store::remove(tx, Doc::KeyManagers, name, version)
+        })
+        .map(|(_, applied)| applied)
+    }
+
+    pub fn set_developer_portal(
+        &self,
+        user: &Identity,
+        name: &str,
+        version: i64,
+        enabled: bool,
+    ) -> Result<()> {
+        require_admin(user)?;
+        let action = format!(
+            "{} key manager {name} in the developer portal",
+            if enabled { "enable" } else { "disable" }
+        );
+        self.store.tx(|tx| {
+            store::set_devportal(tx, name, version, enabled)?;
+            store::audit(tx, &user.name, &action, "saved")
+        })
+    }
+
+    // ---- APIs and tiers ----------------------------------------------------------------------------
+
+    pub fn save_api(&self, user: &Identity, version: Option<i64>, api: Api) -> Result<Applied> {
+        require_admin(user)?;
+        check_name("name", &api.name)?;
+        if !api.base_path.starts_with('/') {
+            return Err(ConsoleError::invalid("base_path", "must start with `/`"));
+        }
+        let action = format!("save API {}", api.name);
+        self.change(user, &action, |tx| match version {
+            Some(version) => store::update(tx, Doc::Apis, &api.name, version, &api),
+            None => store::insert(tx, Doc::Apis, &api.name, &api),
+        })
+        .map(|(_, applied)| applied)
+    }
+
+    pub fn remove_api(&self, user: &Identity, name: &str, version: i64) -> Result<Applied> {
+        require_admin(user)?;
+        let action = format!("remove API {name}");
+        self.change(user, &action, |tx| store::remove(tx, Doc::Apis, name, version))
+            .map(|(_, applied)| applied)
+    }
+
+    pub fn add_tier(&self, user: &Identity, tier: Tier) -> Result<Applied> {
+        require_admin(user)?;
+        check_name("name", &tier.name)?;
+        let action = format!("add tier {}", tier.name);
+        self.change(user, &action, |tx| store::insert(tx, Doc::Tiers, &tier.name, &tier))
+            .map(|(_, applied)| applied)
+    }
+
+    pub fn remove_tier(&self, user: &Identity, name: &str, version: i64) -> Result<Applied> {
+        require_admin(user)?;
+        let action = format!("remove tier {name}");
+        self.change(user, &action, |tx| store::remove(tx, Doc::Tiers, name, version))
+            .map(|(_, applied)| applied)
+    }
+
+    // ---- applications --------------------------------------------------------------------------------
+
+    /// The application if `user` owns it (404 otherwise, for everyone, administrators included).
+    pub fn application(&self, user: &Identity, id: i64) -> Result<store::ApplicationRow> {
+        self.store
+            .read(|conn| store::application(conn, id, Some(&user.sub)))
+    }
+
+    pub fn applications(&self, user: &Identity) -> Result<Vec<store::ApplicationRow>> {
+        self.store
+            .read(|conn| store::applications(conn, Some(&user.sub)))
+    }
+
+    pub fn create_application(&self, user: &Identity, name: &str) -> Result<i64> {
+        check_name("name", name)?;
+        let action = format!("create application {name}");
+        self.change(user, &action, |tx| {
+            let id = store::create_application(tx, name, &user.sub)?;
+            store::record_application(tx, id)?;
+            Ok(id)
+        })
+        .map(|(id, _)| id)
+    }
+
+    /// Runs a change of one of `user`'s applications.
+    fn app_change(
+        &self,
+        user: &Identity,
+        id: i64,
+        action: &str,
+        f: impl FnOnce(&Transaction, &Application) -> Result<()>,
+    ) -> Result<Applied> {
+        self.change(user, action, |tx| {
+            let row = store::application(tx, id, Some(&user.sub))?;
+            f(tx, &row.application)?;
+            store::record_application(tx, id)
+        })
+        .map(|(_, applied)| applied)
+    }
+
+    pub fn add_client_id(
+        &self,
+        user: &Identity,
+        id: i64,
+        key_manager: &str,
+        client_id: &str,
+    ) -> Result<Applied> {
+        let client_id = client_id.trim();
+        if client_id.is_empty() || client_id.len() > 256 || client_id.chars().any(char::is_control)
+        {
+            return Err(ConsoleError::invalid("client_id", "enter the client ID (up to 256 characters)"));
+        }
+        let action = format!("add client ID to application {id}");
+        self.app_change(user, id, &action, |tx, _| {
+            let enabled = store::key_managers(tx)?
+                .into_iter()
+                .any(|row| row.developer_portal && row.key_manager.name == key_manager);
+            if !enabled {
+                return Err(ConsoleError::invalid(
+                    "key_manager",
+                    format!("`{key_manager}` is not a key manager of the developer portal"),
+                ));
+            }
+            store::add_client_id(tx, id, key_manager, client_id)
+        })
+    }
+
+    pub fn remove_client_id(
+        &self,
+        user: &Identity,
+        id: i64,
+        key_manager: &str,
+        client_id: &str,
+    ) -> Result<Applied> {
+        let action = format!("remove client ID from application {id}");
+        self.app_change(user, id, &action, |tx, _| {
+            store::remove_client_id(tx, id, key_manager, client_id)
+        })
+    }
+
+    pub fn subscribe(
+        &self,
+        user: &Identity,
+        id: i64,
+        api: &str,
+        tier: Option<&str>,
+    ) -> Result<Applied> {
+        let action = format!("subscribe application {id} to {api}");
+        self.app_change(user, id, &action, |tx, _| {
+            store::get::<Api>(tx, Doc::Apis, api)
+                .map_err(|_| ConsoleError::invalid("api", format!("no API named `{api}`")))?;
+            store::subscribe(tx, id, api, tier.filter(|t| !t.is_empty()))
+        })
+    }
+
+    pub fn unsubscribe(&self, user: &Identity, id: i64, api: &str) -> Result<Applied> {
+        let action = format!("unsubscribe application {id} from {api}");
+        self.app_change(user, id, &action, |tx, _| store::unsubscribe(tx, id, api))
+    }
+
+    pub fn delete_application(&self, user: &Identity, id: i64, version: i64) -> Result<Applied> {
+        let action = format!("remove application {id}");
+        self.change(user, &action, |tx| {
+            let row = store::application(tx, id, Some(&user.sub))?;
+            store::delete_application(tx, id, version)?;
+            store::record_change(tx, "remove", &row.application.name, None)
+        })
+        .map(|(_, applied)| applied)
+    }
+
+    /// `keygate instructions` for one of `user`'s applications.
+    pub fn instructions(&self, user: &Identity, id: i64) -> Result<(String, String)> {
+        let row = self.application(user, id)?;
+        let export = self.store.read(store::export)?;
+        let loaded = apply::compile(&export, self.applier.allow_http)?;
+        let text = instructions::render(&loaded, &row.application.name)
+            .ok_or_else(|| ConsoleError::NotFound(format!("no application {id}")))?;
+        Ok((row.application.name, text))
+    }
+
+    /// The token endpoint of a key manager (from its reviewed discovery document).
+    pub fn token_endpoint(&self, key_manager: &str) -> Option<String> {
+        self.store
+            .read(|conn| store::get::<KeyManager>(conn, Doc::KeyManagers, key_manager))
+            .ok()
+            .and_then(|v| v.item.discovery.and_then(|d| d.token_endpoint))
+    }
+}

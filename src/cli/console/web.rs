@@ -1,0 +1,579 @@
+//! Routing and the server-rendered pages. An anonymous browser gets the sign-in page and nothing
+//! else; every POST of a page carries the session's anti-forgery token (`csrf` field), checked
+//! before anything happens; administrators' pages answer 403 to developers.
+
+use minijinja::{context, Environment, Value};
+
+use super::auth::{url_encode, Identity};
+use super::http::{Form, Request, Response};
+use super::model::{Api, KeyManager, Tier};
+use super::ops::{self, format_resources, parse_resources, split_list, Console, NewKeyManager};
+use super::store::{self, ConsoleError, Doc, Session};
+use super::{api, directory};
+
+/// The session cookie.
+pub const COOKIE: &str = "keygate_console";
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout.html", include_str!("templates/layout.html")),
+    ("signin.html", include_str!("templates/signin.html")),
+    ("error.html", include_str!("templates/error.html")),
+    ("key_managers.html", include_str!("templates/key_managers.html")),
+    ("key_manager_new.html", include_str!("templates/key_manager_new.html")),
+    ("key_manager_review.html", include_str!("templates/key_manager_review.html")),
+    ("key_manager_edit.html", include_str!("templates/key_manager_edit.html")),
+    ("apis.html", include_str!("templates/apis.html")),
+    ("api_form.html", include_str!("templates/api_form.html")),
+    ("tiers.html", include_str!("templates/tiers.html")),
+    ("audit.html", include_str!("templates/audit.html")),
+    ("applications.html", include_str!("templates/applications.html")),
+    ("application_new.html", include_str!("templates/application_new.html")),
+    ("application.html", include_str!("templates/application.html")),
+    ("subscribe.html", include_str!("templates/subscribe.html")),
+    ("instructions.html", include_str!("templates/instructions.html")),
+];
+
+pub fn templates() -> Result<Environment<'static>, String> {
+    let mut env = Environment::new();
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source)
+            .map_err(|err| format!("template {name}: {err}"))?;
+    }
+    Ok(env)
+}
+
+pub struct Web {
+    pub console: Console,
+    pub templates: Environment<'static>,
+}
+
+fn identity(session: &Session) -> Identity {
+    Identity {
+        sub: session.sub.clone(),
+        name: session.name.clone(),
+        admin: session.admin,
+    }
+}
+
+/// Constant-time comparison of two tokens.
+pub fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl Web {
+    pub fn handle(&self, req: &Request) -> Response {
+        let segments = req.segments();
+        let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let response = match parts.as_slice() {
+            ["keygate", "directory", "v1", rest @ ..] => directory::handle(&self.console, req, rest),
+            ["api", rest @ ..] => api::handle(&self.console, req, rest),
+            _ => self.page(req, &parts),
+        };
+        security_headers(response)
+    }
+
+    fn render(&self, status: u16, name: &str, ctx: Value) -> Response {
+        match self
+            .templates
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+        {
+            Ok(body) => Response::html(status, body),
+            Err(err) => Response::text(500, format!("template {name}: {err}")),
+        }
+    }
+
+    fn error_page(&self, session: Option<&Session>, err: &ConsoleError, back: &str) -> Response {
+        let heading = match err {
+            ConsoleError::Conflict(_) => "Changed by someone else",
+            ConsoleError::Forbidden(_) => "Not allowed",
+            ConsoleError::NotFound(_) => "Not found",
+            ConsoleError::Invalid { .. } => "Refused: nothing changed",
+            _ => "Something failed",
+        };
+        let user = session.map(|s| context! { name => s.name, admin => s.admin });
+        self.render(
+            err.status(),
+            "error.html",
+            context! {
+                user => user,
+                csrf => session.map(|s| s.csrf.clone()),
+                heading => heading,
+                field => err.field(),
+                message => err.to_string(),
+                back => back,
+            },
+        )
+    }
+
+    fn session(&self, req: &Request) -> Option<Session> {
+        let id = req.cookie(COOKIE)?;
+        self.console
+            .store
+            .read(|conn| store::session(conn, &id))
+            .ok()
+            .flatten()
+    }
+
+    fn cookie(&self, value: &str, max_age: i64) -> String {
+        let secure = if self.console.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+    }
+
+    fn page(&self, req: &Request, parts: &[&str]) -> Response {
+        let method = req.method.as_str();
+        match (method, parts) {
+            ("GET", ["signin"]) => {
+                return self.render(200, "signin.html", context! {});
+            }
+            ("GET", ["auth", "login"]) => {
+                return match self.console.auth.start() {
+                    Ok(url) => Response::redirect(&url),
+                    Err(err) => self.error_page(None, &err, "/signin"),
+                };
+            }
+            ("GET", ["auth", "callback"]) => return self.callback(req),
+            _ => {}
+        }
+        let Some(session) = self.session(req) else {
+            // Anonymous: the sign-in page only.
+            return Response::redirect("/signin");
+        };
+        let user = identity(&session);
+        if method == "POST" {
+            let form = req.form();
+            let token = form.get("csrf").unwrap_or_default();
+            if !same_token(token, &session.csrf) {
+                let err = ConsoleError::Forbidden(
+                    "the form's anti-forgery token is missing or stale: reload the page and try \
+                     again; nothing changed"
+                        .into(),
+                );
+                return self.error_page(Some(&session), &err, "/");
+            }
+            return self.post(req, &session, &user, parts, &form);
+        }
+        if method != "GET" {
+            return Response::empty(405);
+        }
+        let result = self.get(req, &session, &user, parts);
+        match result {
+            Ok(response) => response,
+            Err(err) => self.error_page(Some(&session), &err, "/"),
+        }
+    }
+
+    fn callback(&self, req: &Request) -> Response {
+        if let Some(error) = req.query("error") {
+            let err = ConsoleError::Forbidden(format!("the key manager did not sign you in: {error}"));
+            return self.error_page(None, &err, "/signin");
+        }
+        let (Some(state), Some(code)) = (req.query("state"), req.query("code")) else {
+            return self.error_page(None, &ConsoleError::Forbidden("no code".into()), "/signin");
+        };
+        let result = self.console.auth.finish(state, code).and_then(|who| {
+            self.console.store.read(|conn| {
+                store::create_session(
+                    conn,
+                    &who.sub,
+                    &who.name,
+                    who.admin,
+                    self.console.session_ttl_seconds,
+                )
+            })
+        });
+        match result {
+            Ok(session) => Response::redirect("/").with_header(
+                "set-cookie",
+                self.cookie(&session.id, self.console.session_ttl_seconds),
+            ),
+            Err(err) => self.error_page(None, &err, "/signin"),
+        }
+    }
+
+    fn base(&self, session: &Session, notice: Option<&str>) -> Value {
+        context! {
+            user => context! { name => session.name, admin => session.admin },
+            csrf => session.csrf,
+            notice => notice,
+        }
+    }
+
+    fn with(&self, session: &Session, req: &Request, extra: Value) -> Value {
+        context! { ..extra, ..self.base(session, req.query("notice")) }
+    }
+
+    fn get(
+        &self,
+        req: &Request,
+        session: &Session,
+        user: &Identity,
+        parts: &[&str],
+    ) -> Result<Response, ConsoleError> {
+        let c = &self.console;
+        let admin_page = parts.first() == Some(&"admin");
+        if admin_page {
+            ops::require_admin(user)?;
+        }
+        Ok(match parts {
+            [] => Response::redirect("/devportal/applications"),
+            ["admin"] => Response::redirect("/admin/key-managers"),
+            ["admin", "key-managers"] => {
+                let rows: Vec<Value> = c
+                    .store
+                    .read(store::key_managers)?
+                    .into_iter()
+                    .map(|row| {
+                        context! {
+                            version => row.version,
+                            developer_portal => row.developer_portal,
+                            ..Value::from_serialize(&row.key_manager)
+                        }
+                    })
+                    .collect();
+                self.render(200, "key_managers.html", self.with(session, req, context! { rows }))
+            }
+            ["admin", "key-managers", "new"] => {
+                let gateway = c.store.read(store::gateway)?.unwrap_or_default();
+                self.render(
+                    200,
+                    "key_manager_new.html",
+                    self.with(session, req, context! { environment => gateway.environment }),
+                )
+            }
+            ["admin", "key-managers", name, "edit"] => {
+                let row = c
+                    .store
+                    .read(|conn| store::get::<KeyManager>(conn, Doc::KeyManagers, name))?;
+                self.render(
+                    200,
+                    "key_manager_edit.html",
+                    self.with(session, req, context! { km => row.item, version => row.version }),
+                )
+            }
+            ["admin", "apis"] => {
+                let rows = c.store.read(|conn| store::list::<Api>(conn, Doc::Apis))?;
+                self.render(200, "apis.html", self.with(session, req, context! { rows }))
+            }
+            ["admin", "apis", "new"] => self.render(
+                200,
+                "api_form.html",
+                self.with(session, req, context! { api => context! {}, resources => "" }),
+            ),
+            ["admin", "apis", name, "edit"] => {
+                let row = c.store.read(|conn| store::get::<Api>(conn, Doc::Apis, name))?;
+                let resources = format_resources(&row.item.resources);
+                self.render(
+                    200,
+                    "api_form.html",
+                    self.with(
+                        session,
+                        req,
+                        context! { api => row.item, version => row.version, resources },
+                    ),
+                )
+            }
+            ["admin", "tiers"] => {
+                let rows = c.store.read(|conn| store::list::<Tier>(conn, Doc::Tiers))?;
+                self.render(200, "tiers.html", self.with(session, req, context! { rows }))
+            }
+            ["admin", "audit"] => {
+                let entries = c.store.read(|conn| store::audit_log(conn, 200))?;
+                self.render(200, "audit.html", self.with(session, req, context! { entries }))
+            }
+            ["devportal", "applications"] => {
+                let rows: Vec<Value> = c
+                    .applications(user)?
+                    .into_iter()
+                    .map(|row| context! { id => row.id, ..Value::from_serialize(&row.application) })
+                    .collect();
+                self.render(200, "applications.html", self.with(session, req, context! { rows }))
+            }
+            ["devportal", "applications", "new"] => {
+                self.render(200, "application_new.html", self.with(session, req, context! {}))
+            }
+            ["devportal", "applications", id] => {
+                let id = parse_id(id)?;
+                let row = c.application(user, id)?;
+                let key_managers: Vec<String> = c
+                    .store
+                    .read(store::key_managers)?
+                    .into_iter()
+                    .filter(|r| r.developer_portal)
+                    .map(|r| r.key_manager.name)
+                    .collect();
+                let clients: Vec<Value> = row
+                    .application
+                    .client_ids
+                    .iter()
+                    .map(|cid| {
+                        context! {
+                            key_manager => cid.key_manager,
+                            client_id => cid.client_id,
+                            token_endpoint => c.token_endpoint(&cid.key_manager),
+                        }
+                    })
+                    .collect();
+                let added = match (req.query("added_km"), req.query("added_client")) {
+                    (Some(km), Some(client)) => Some(context! {
+                        key_manager => km,
+                        client_id => client,
+                        token_endpoint => c.token_endpoint(km),
+                    }),
+                    _ => None,
+                };
+                self.render(
+                    200,
+                    "application.html",
+                    self.with(
+                        session,
+                        req,
+                        context! {
+                            id, app => row.application, version => row.version,
+                            key_managers, clients, added,
+                        },
+                    ),
+                )
+            }
+            ["devportal", "applications", id, "subscribe"] => {
+                let id = parse_id(id)?;
+                let row = c.application(user, id)?;
+                let subscribed: Vec<&str> = row
+                    .application
+                    .subscriptions
+                    .iter()
+                    .map(|s| s.api.as_str())
+                    .collect();
+                let apis: Vec<Api> = c
+                    .store
+                    .read(|conn| store::list::<Api>(conn, Doc::Apis))?
+                    .into_iter()
+                    .map(|v| v.item)
+                    .filter(|api| !subscribed.contains(&api.name.as_str()))
+                    .collect();
+                let tiers: Vec<String> = c
+                    .store
+                    .read(|conn| store::list::<Tier>(conn, Doc::Tiers))?
+                    .into_iter()
+                    .map(|v| v.item.name)
+                    .collect();
+                self.render(
+                    200,
+                    "subscribe.html",
+                    self.with(session, req, context! { id, app => row.application, apis, tiers }),
+                )
+            }
+            ["devportal", "applications", id, "instructions"] => {
+                let id = parse_id(id)?;
+                let (app, text) = c.instructions(user, id)?;
+                self.render(
+                    200,
+                    "instructions.html",
+                    self.with(session, req, context! { id, app, text }),
+                )
+            }
+            _ => return Err(ConsoleError::NotFound("no such page".into())),
+        })
+    }
+
+    fn post(
+        &self,
+        req: &Request,
+        session: &Session,
+        user: &Identity,
+        parts: &[&str],
+        form: &Form,
+    ) -> Response {
+        let c = &self.console;
+        let back = req.header("referer").unwrap_or("/").to_string();
+        let done = |applied: ops_result::Applied, to: &str| {
+            Response::redirect(&format!("{to}?notice={}", url_encode(&applied)))
+        };
+        let result: Result<Response, ConsoleError> = (|| {
+            Ok(match parts {
+                ["auth", "signout"] => {
+                    c.store.read(|conn| store::delete_session(conn, &session.id))?;
+                    Response::redirect("/signin").with_header("set-cookie", self.cookie("", 0))
+                }
+                ["admin", "key-managers", "review"] => {
+                    ops::require_admin(user)?;
+                    let name = form.text("name");
+                    ops::check_name("name", &name)?;
+                    let review = c.discover(&form.text("well_known_url"))?;
+                    let environments = if form.get("all_environments").is_some() {
+                        Vec::new()
+                    } else {
+                        split_list(&form.text("environments"))
+                    };
+                    self.render(
+                        200,
+                        "key_manager_review.html",
+                        self.with(
+                            session,
+                            req,
+                            context! {
+                                name, description => form.text("description"),
+                                environments, review,
+                            },
+                        ),
+                    )
+                }
+                ["admin", "key-managers"] => {
+                    let discovery = match form.get("discovery").filter(|d| !d.is_empty()) {
+                        Some(text) => Some(serde_json::from_str(text).map_err(|err| {
+                            ConsoleError::invalid("discovery", err.to_string())
+                        })?),
+                        None => None,
+                    };
+                    let new = NewKeyManager {
+                        name: form.text("name"),
+                        description: Some(form.text("description")),
+                        well_known_url: form.text("well_known_url"),
+                        environments: split_list(&form.text("environments")),
+                        audiences: split_list(&form.text("audiences")),
+                        provider: Some(form.text("provider")),
+                        discovery,
+                    };
+                    let applied = c.add_key_manager(user, new)?;
+                    done(applied.summary(), "/admin/key-managers")
+                }
+                ["admin", "key-managers", name, "remove"] => {
+                    let applied = c.remove_key_manager(user, name, form.version()?)?;
+                    done(applied.summary(), "/admin/key-managers")
+                }
+                ["admin", "key-managers", name, "developer-portal"] => {
+                    let enabled = form.get("enabled").is_some();
+                    c.set_developer_portal(user, name, form.version()?, enabled)?;
+                    done("saved".into(), "/admin/key-managers")
+                }
+                ["admin", "key-managers", name] => {
+                    let applied = c.update_key_manager(
+                        user,
+                        name,
+                        form.version()?,
+                        Some(form.text("description")),
+                        split_list(&form.text("environments")),
+                        split_list(&form.text("audiences")),
+                    )?;
+                    done(applied.summary(), "/admin/key-managers")
+                }
+                ["admin", "apis"] => {
+                    let version = match form.text("version").as_str() {
+                        "" => None,
+                        v => Some(v.parse().map_err(|_| {
+                            ConsoleError::invalid("version", "not a number")
+                        })?),
+                    };
+                    let upstream = form.text("upstream");
+                    let api = Api {
+                        name: form.text("name"),
+                        version: form.text("api_version"),
+                        base_path: form.text("base_path"),
+                        upstream: (!upstream.is_empty()).then_some(upstream),
+                        resources: parse_resources(form.get("resources").unwrap_or_default())?,
+                    };
+                    let applied = c.save_api(user, version, api)?;
+                    done(applied.summary(), "/admin/apis")
+                }
+                ["admin", "apis", name, "remove"] => {
+                    let applied = c.remove_api(user, name, form.version()?)?;
+                    done(applied.summary(), "/admin/apis")
+                }
+                ["admin", "tiers"] => {
+                    let requests = form
+                        .text("requests")
+                        .parse()
+                        .map_err(|_| ConsoleError::invalid("requests", "not a whole number"))?;
+                    let tier = Tier {
+                        name: form.text("name"),
+                        requests,
+                        per: form.text("per"),
+                    };
+                    let applied = c.add_tier(user, tier)?;
+                    done(applied.summary(), "/admin/tiers")
+                }
+                ["admin", "tiers", name, "remove"] => {
+                    let applied = c.remove_tier(user, name, form.version()?)?;
+                    done(applied.summary(), "/admin/tiers")
+                }
+                ["devportal", "applications"] => {
+                    let id = c.create_application(user, &form.text("name"))?;
+                    Response::redirect(&format!("/devportal/applications/{id}"))
+                }
+                ["devportal", "applications", id, "client-ids"] => {
+                    let id = parse_id(id)?;
+                    let km = form.text("key_manager");
+                    let client = form.text("client_id");
+                    c.add_client_id(user, id, &km, &client)?;
+                    Response::redirect(&format!(
+                        "/devportal/applications/{id}?added_km={}&added_client={}",
+                        url_encode(&km),
+                        url_encode(&client)
+                    ))
+                }
+                ["devportal", "applications", id, "client-ids", "remove"] => {
+                    let id = parse_id(id)?;
+                    let applied = c.remove_client_id(
+                        user,
+                        id,
+                        &form.text("key_manager"),
+                        &form.text("client_id"),
+                    )?;
+                    done(applied.summary(), &format!("/devportal/applications/{id}"))
+                }
+                ["devportal", "applications", id, "subscriptions"] => {
+                    let id = parse_id(id)?;
+                    let tier = form.text("tier");
+                    let applied = c.subscribe(
+                        user,
+                        id,
+                        &form.text("api"),
+                        (!tier.is_empty()).then_some(tier.as_str()),
+                    )?;
+                    done(applied.summary(), &format!("/devportal/applications/{id}"))
+                }
+                ["devportal", "applications", id, "subscriptions", "remove"] => {
+                    let id = parse_id(id)?;
+                    let applied = c.unsubscribe(user, id, &form.text("api"))?;
+                    done(applied.summary(), &format!("/devportal/applications/{id}"))
+                }
+                ["devportal", "applications", id, "remove"] => {
+                    let id = parse_id(id)?;
+                    let applied = c.delete_application(user, id, form.version()?)?;
+                    done(applied.summary(), "/devportal/applications")
+                }
+                _ => return Err(ConsoleError::NotFound("no such form".into())),
+            })
+        })();
+        match result {
+            Ok(response) => response,
+            Err(err) => self.error_page(Some(session), &err, &back),
+        }
+    }
+}
+
+/// The text a redirect carries as its notice.
+mod ops_result {
+    pub type Applied = String;
+}
+
+pub fn parse_id(text: &str) -> Result<i64, ConsoleError> {
+    text.parse()
+        .map_err(|_| ConsoleError::NotFound(format!("no application {text}")))
+}
+
+fn security_headers(response: Response) -> Response {
+    response
+        .with_header("x-content-type-options", "nosniff".into())
+        .with_header("x-frame-options", "DENY".into())
+        .with_header("referrer-policy", "same-origin".into())
+        .with_header("cache-control", "no-store".into())
+}
