@@ -55,14 +55,15 @@ function clientMetadata(client) {
     client_id: client.client_id,
     client_secret: client.client_secret,
     scope: client.scope,
-    grant_types: ['client_credentials', PASSWORD_GRANT],
-    response_types: [],
-    redirect_uris: [],
+    grant_types: client.grant_types ?? ['client_credentials', PASSWORD_GRANT],
+    response_types: client.response_types ?? [],
+    redirect_uris: client.redirect_uris ?? [],
+    ...(client.application_type ? { application_type: client.application_type } : undefined),
     token_endpoint_auth_method: client.token_endpoint_auth_method ?? 'client_secret_basic',
   };
 }
 
-function findUser(data, username, password) {
+export function findUser(data, username, password) {
   const user = data.users.find((u) => u.username === username);
   // Demo data only: a plain comparison is fine, the passwords are published in README.md.
   return user && user.password === password ? user : undefined;
@@ -112,7 +113,11 @@ export function buildProvider(issuer, data, keys, cookieKeys) {
     clients: data.clients.map(clientMetadata),
     jwks: keys.privateJwks(),
     scopes: ['openid', ...data.scopes],
-    claims: { openid: ['sub'] },
+    // `groups` (scope and claim): the console's sign-in reads the user's groups from the ID token.
+    claims: { openid: ['sub'], groups: ['groups'] },
+    conformIdTokenClaims: false,
+    // Sign-in pages for the authorization code flow (server.mjs serves /interaction/...).
+    interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     cookies: { keys: cookieKeys },
     features: {
       devInteractions: { enabled: false },
@@ -145,7 +150,7 @@ export function buildProvider(issuer, data, keys, cookieKeys) {
     },
     findAccount: (ctx, sub) => {
       const user = data.users.find((u) => u.username === sub);
-      return user ? { accountId: sub, claims: () => ({ sub }) } : undefined;
+      return user ? { accountId: sub, claims: () => ({ sub, groups: [...user.groups] }) } : undefined;
     },
   });
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant(data, keys), ['username', 'password', 'scope', 'resource']);

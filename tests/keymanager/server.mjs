@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 
 import { SigningKeys } from './keys.mjs';
 import { buildProvider, newCookieKeys } from './provider.mjs';
+import { interaction } from './interaction.mjs';
 
 const HOST = '127.0.0.1';
 const here = dirname(fileURLToPath(import.meta.url));
@@ -57,6 +58,7 @@ const cookieKeys = newCookieKeys();
 
 let issuer;
 let handler;
+let current;
 
 // A Provider's keystore is fixed when it is built, so key changes swap in a new Provider.
 // Requests already inside the old one finish there; the next request sees the new keys.
@@ -69,6 +71,7 @@ function rebuild() {
     process.stderr.write(`keymanager: token issued grant=${ctx.oidc.params.grant_type} client=${ctx.oidc.client?.clientId}${user} kid=${keys.signer}\n`);
   });
   handler = provider.callback();
+  current = provider;
 }
 
 async function admin(req, res) {
@@ -106,6 +109,15 @@ const server = createServer((req, res) => {
     admin(req, res).catch((err) => {
       process.stderr.write(`keymanager: admin request failed: ${err.message}\n`);
       sendJson(res, 500, { error: 'server_error', error_description: 'admin request failed' });
+    });
+    return;
+  }
+  if (req.url.startsWith('/interaction/')) {
+    interaction(current, data, req, res).then((handled) => {
+      if (!handled) sendJson(res, 404, { error: 'not_found', error_description: 'no such interaction path' });
+    }).catch((err) => {
+      process.stderr.write(`keymanager: interaction failed: ${err.message}\n`);
+      if (!res.headersSent) sendJson(res, 400, { error: 'invalid_request', error_description: 'the sign-in could not continue; start again' });
     });
     return;
   }
