@@ -17,6 +17,8 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod canned;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod console;
 pub mod cli;
 pub mod echo;
 pub mod envoy;
