@@ -15,17 +15,30 @@ mod support;
 
 use std::time::Duration;
 
-use support::console::{admin_setup, create_app, hidden, Browser, Console, ADMIN, CONSOLE_SECRET, DEV, DEV2};
+use support::console::{
+    admin_setup, create_app, hidden, Browser, Console, ADMIN, CONSOLE_SECRET, DEV, DEV2,
+};
 use support::{KeyManager, TempDir};
 
 fn files(out: &std::path::Path) -> Vec<(String, String)> {
-    ["keygate.yaml", "live/keygate-filter.yaml", "plugin-config.json", "envoy.yaml"]
-        .iter()
-        .map(|f| (f.to_string(), std::fs::read_to_string(out.join(f)).unwrap()))
-        .collect()
+    [
+        "keygate.yaml",
+        "live/keygate-filter.yaml",
+        "plugin-config.json",
+        "envoy.yaml",
+    ]
+    .iter()
+    .map(|f| (f.to_string(), std::fs::read_to_string(out.join(f)).unwrap()))
+    .collect()
 }
 
-fn bearer(console: &Console, token: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+fn bearer(
+    console: &Console,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
@@ -44,7 +57,10 @@ fn bearer(console: &Console, token: &str, method: &str, path: &str, body: Option
     }
     .unwrap();
     let status = response.status().as_u16();
-    (status, response.body_mut().read_to_string().unwrap_or_default())
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
 }
 
 #[test]
@@ -57,12 +73,24 @@ fn console_security_rules() {
 
     // Anonymous: every page redirects to the sign-in page, which is all that is served.
     let mut anonymous = Browser::default();
-    for path in ["/", "/devportal/applications", "/admin/key-managers", "/devportal/applications/1"] {
+    for path in [
+        "/",
+        "/devportal/applications",
+        "/admin/key-managers",
+        "/devportal/applications/1",
+    ] {
         let reply = anonymous.get(&format!("{c}{path}"));
         assert_eq!(reply.status, 303, "{path}");
-        assert_eq!(reply.location.as_deref(), Some(format!("{c}/signin").as_str()), "{path}");
+        assert_eq!(
+            reply.location.as_deref(),
+            Some(format!("{c}/signin").as_str()),
+            "{path}"
+        );
     }
-    assert!(anonymous.get(&format!("{c}/signin")).body.contains("Sign in"));
+    assert!(anonymous
+        .get(&format!("{c}/signin"))
+        .body
+        .contains("Sign in"));
     let reply = anonymous.post_bare(&format!("{c}/devportal/applications"), &[("name", "x")]);
     assert_eq!(reply.status, 303, "an anonymous POST is sent to sign in");
     // An unknown (or expired and purged) session cookie is anonymous too.
@@ -90,22 +118,43 @@ fn console_security_rules() {
     let dave_app = create_app(&console, &mut dave, "dave-shop");
 
     // A developer calling an admin page: 403.
-    for path in ["/admin/key-managers", "/admin/apis", "/admin/tiers", "/admin/audit"] {
+    for path in [
+        "/admin/key-managers",
+        "/admin/apis",
+        "/admin/tiers",
+        "/admin/audit",
+    ] {
         assert_eq!(dave.get(&format!("{c}{path}")).status, 403, "{path}");
     }
-    let reply = dave.post(&format!("{c}/admin/tiers"), &[("name", "x"), ("requests", "1"), ("per", "minute")]);
+    let reply = dave.post(
+        &format!("{c}/admin/tiers"),
+        &[("name", "x"), ("requests", "1"), ("per", "minute")],
+    );
     assert_eq!(reply.status, 403);
 
     // Another developer's application by id: 404 for reading and for changing it.
-    assert_eq!(erin.get(&format!("{c}/devportal/applications/{dave_app}")).status, 404);
-    assert_eq!(erin.get(&format!("{c}/devportal/applications/{dave_app}/instructions")).status, 404);
+    assert_eq!(
+        erin.get(&format!("{c}/devportal/applications/{dave_app}"))
+            .status,
+        404
+    );
+    assert_eq!(
+        erin.get(&format!(
+            "{c}/devportal/applications/{dave_app}/instructions"
+        ))
+        .status,
+        404
+    );
     erin.get(&format!("{c}/devportal/applications"));
     let reply = erin.post(
         &format!("{c}/devportal/applications/{dave_app}/client-ids"),
         &[("key_manager", "demo"), ("client_id", "erins-client")],
     );
     assert_eq!(reply.status, 404);
-    assert!(!erin.get(&format!("{c}/devportal/applications")).body.contains("dave-shop"));
+    assert!(!erin
+        .get(&format!("{c}/devportal/applications"))
+        .body
+        .contains("dave-shop"));
 
     // A state change without the anti-forgery token (or with another session's) is refused and
     // changes nothing.
@@ -137,7 +186,10 @@ fn console_security_rules() {
     assert_eq!(reply.status, 303, "{}", reply.body);
     let page = dave.get(&reply.location.unwrap());
     let text = support::console::unescape(&page.body);
-    assert!(text.contains("Token Endpoint") && text.contains(&format!("{}/token<", km.issuer())), "{text}");
+    assert!(
+        text.contains("Token Endpoint") && text.contains(&format!("{}/token<", km.issuer())),
+        "{text}"
+    );
     let erin_app = create_app(&console, &mut erin, "erin-shop");
     let reply = erin.post(
         &format!("{c}/devportal/applications/{erin_app}/client-ids"),
@@ -145,7 +197,9 @@ fn console_security_rules() {
     );
     assert_eq!(reply.status, 422);
     assert!(
-        reply.body.contains("already belongs to another application"),
+        reply
+            .body
+            .contains("already belongs to another application"),
         "{}",
         reply.body
     );
@@ -155,12 +209,19 @@ fn console_security_rules() {
     admin.get(&format!("{c}/admin/apis/new"));
     let reply = admin.post(
         &format!("{c}/admin/apis"),
-        &[("name", "other"), ("base_path", "/pets/v1"), ("resources", "GET /x")],
+        &[
+            ("name", "other"),
+            ("base_path", "/pets/v1"),
+            ("resources", "GET /x"),
+        ],
     );
     assert_eq!(reply.status, 422, "{}", reply.body);
     assert!(reply.body.contains("apis[1].base_path"), "{}", reply.body);
     assert_eq!(files(&out), before);
-    assert!(!admin.get(&format!("{c}/admin/apis")).body.contains(">other<"));
+    assert!(!admin
+        .get(&format!("{c}/admin/apis"))
+        .body
+        .contains(">other<"));
 
     // A stale edit (a second browser still at version 1) is refused, not lost.
     let list = admin.get(&format!("{c}/admin/key-managers"));
@@ -168,26 +229,78 @@ fn console_security_rules() {
     let mut admin2 = admin.clone();
     let first = admin.post(
         &format!("{c}/admin/key-managers/demo"),
-        &[("version", &version), ("description", "first"), ("environments", ""), ("audiences", "https://api.keygate.test")],
+        &[
+            ("version", &version),
+            ("description", "first"),
+            ("environments", ""),
+            ("audiences", "https://api.keygate.test"),
+        ],
     );
     assert_eq!(first.status, 303, "{}", first.body);
     let second = admin2.post(
         &format!("{c}/admin/key-managers/demo"),
-        &[("version", &version), ("description", "second"), ("environments", ""), ("audiences", "")],
+        &[
+            ("version", &version),
+            ("description", "second"),
+            ("environments", ""),
+            ("audiences", ""),
+        ],
     );
     assert_eq!(second.status, 409);
-    assert!(second.body.contains("changed by someone else"), "{}", second.body);
-    assert!(admin.get(&format!("{c}/admin/key-managers")).body.contains("first"));
+    assert!(
+        second.body.contains("changed by someone else"),
+        "{}",
+        second.body
+    );
+    assert!(admin
+        .get(&format!("{c}/admin/key-managers"))
+        .body
+        .contains("first"));
 
     // REST: bearer tokens of the console's key manager, the same rules.
     let dave_token = km.token_password("keygate-console", CONSOLE_SECRET, DEV.0, DEV.1, "");
     let carol_token = km.token_password("keygate-console", CONSOLE_SECRET, ADMIN.0, ADMIN.1, "");
-    assert_eq!(bearer(&console, &dave_token, "GET", "/api/admin/key-managers", None).0, 403);
-    assert_eq!(bearer(&console, &carol_token, "GET", "/api/admin/key-managers", None).0, 200);
-    let (status, body) = bearer(&console, &dave_token, "GET", "/api/devportal/applications", None);
+    assert_eq!(
+        bearer(
+            &console,
+            &dave_token,
+            "GET",
+            "/api/admin/key-managers",
+            None
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        bearer(
+            &console,
+            &carol_token,
+            "GET",
+            "/api/admin/key-managers",
+            None
+        )
+        .0,
+        200
+    );
+    let (status, body) = bearer(
+        &console,
+        &dave_token,
+        "GET",
+        "/api/devportal/applications",
+        None,
+    );
     assert_eq!(status, 200);
-    assert!(body.contains("dave-shop") && !body.contains("erin-shop"), "{body}");
-    let (status, _) = bearer(&console, &dave_token, "GET", &format!("/api/devportal/applications/{erin_app}"), None);
+    assert!(
+        body.contains("dave-shop") && !body.contains("erin-shop"),
+        "{body}"
+    );
+    let (status, _) = bearer(
+        &console,
+        &dave_token,
+        "GET",
+        &format!("/api/devportal/applications/{erin_app}"),
+        None,
+    );
     assert_eq!(status, 404);
     let (status, body) = bearer(
         &console,
@@ -197,7 +310,17 @@ fn console_security_rules() {
         Some(r#"{"api": "pets"}"#),
     );
     assert_eq!(status, 404, "{body}");
-    assert_eq!(bearer(&console, "not.a.token", "GET", "/api/devportal/applications", None).0, 401);
+    assert_eq!(
+        bearer(
+            &console,
+            "not.a.token",
+            "GET",
+            "/api/devportal/applications",
+            None
+        )
+        .0,
+        401
+    );
     let (status, body) = bearer(&console, &dave_token, "GET", "/api/openapi.json", None);
     assert_eq!(status, 200);
     assert!(body.contains("/api/devportal/applications"));
@@ -211,12 +334,23 @@ fn console_expired_session_signs_in_again() {
     let mut browser = Browser::default();
     let (landed, _) = browser.follow(&format!("{}/auth/login", console.url));
     let page = browser.get(&landed);
-    let action = page.body.split("action=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let action = page
+        .body
+        .split("action=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     let origin: String = landed.split('/').take(3).collect::<Vec<_>>().join("/");
     let reply = browser.request(
         "POST",
         &format!("{origin}{action}"),
-        Some(&support::console::form_body(&[("username", DEV.0), ("password", DEV.1)])),
+        Some(&support::console::form_body(&[
+            ("username", DEV.0),
+            ("password", DEV.1),
+        ])),
     );
     // The session is created already expired: the first page after the callback is sign-in.
     let (landed, page) = browser.follow(&reply.location.unwrap());

@@ -44,7 +44,11 @@ fn get_json(url: &str, headers: &[(&str, &str)]) -> (u16, Option<String>, Value)
         .get("etag")
         .map(|v| v.to_str().unwrap().to_string());
     let text = response.body_mut().read_to_string().unwrap_or_default();
-    (status, etag, serde_json::from_str(&text).unwrap_or(Value::Null))
+    (
+        status,
+        etag,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
 }
 
 #[test]
@@ -141,7 +145,10 @@ fn console_store_round_trip_restart_concurrency_directory() {
     let db = out.join("console.sqlite");
     let db = db.to_str().unwrap();
     let first = run(&["console", "export", "--db", db]);
-    assert!(first.contains("client_id: shop-app") && first.contains("tier: gold"), "{first}");
+    assert!(
+        first.contains("client_id: shop-app") && first.contains("tier: gold"),
+        "{first}"
+    );
     let file = tmp.join("exported.yaml");
     std::fs::write(&file, &first).unwrap();
     let other = tmp.join("other.sqlite");

@@ -21,7 +21,7 @@ fn main() {
         /// Verify a token natively with the filter's own code and explain the result.
         CheckToken(cli::check_token::Args),
         /// The web console: admin portal, developer portal, REST API, application directory.
-        Console(cli::console::Args),
+        Console(Box<cli::console::Args>),
         /// Fetch and check an OIDC discovery document; print the key-manager entry.
         Discover(cli::discover::Args),
         /// Decide one request offline with the filter's own decision and say why.
@@ -44,7 +44,7 @@ fn main() {
     };
     let code = match cli.command {
         Command::CheckToken(args) => cli::check_token::run(args),
-        Command::Console(args) => cli::console::run(args),
+        Command::Console(args) => cli::console::run(*args),
         Command::Discover(args) => cli::discover::run(args),
         Command::Explain(args) => cli::explain::run(args),
         Command::Generate(args) => cli::generate::run(args),

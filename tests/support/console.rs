@@ -292,7 +292,10 @@ pub fn admin_setup(console: &Console, admin: &mut Browser, km: &KeyManager, upst
             ("name", "pets"),
             ("base_path", "/pets/v1"),
             ("upstream", upstream),
-            ("resources", "GET /pets; scopes=pets:read\nGET /health; public"),
+            (
+                "resources",
+                "GET /pets; scopes=pets:read\nGET /health; public",
+            ),
         ],
     );
     assert_eq!(api.status, 303, "{}", api.body);

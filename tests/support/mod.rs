@@ -17,9 +17,9 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod canned;
+pub mod cli;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod console;
-pub mod cli;
 pub mod echo;
 pub mod envoy;
 pub mod faultproxy;

@@ -68,7 +68,9 @@ fn user(console: &Console, req: &Request) -> Result<Identity, ConsoleError> {
 fn version_query(req: &Request) -> Result<i64, ConsoleError> {
     req.query("version")
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| ConsoleError::invalid("version", "the `version` query parameter is required"))
+        .ok_or_else(|| {
+            ConsoleError::invalid("version", "the `version` query parameter is required")
+        })
 }
 
 pub fn handle(console: &Console, req: &Request, rest: &[&str]) -> Response {
@@ -79,7 +81,10 @@ pub fn handle(console: &Console, req: &Request, rest: &[&str]) -> Response {
                 401,
                 &json!({"error": "unauthorized", "error_description": err.to_string()}),
             )
-            .with_header("www-authenticate", "Bearer realm=\"keygate console\"".into())
+            .with_header(
+                "www-authenticate",
+                "Bearer realm=\"keygate console\"".into(),
+            )
         }
     };
     match route(console, req, rest, &who) {
@@ -96,7 +101,10 @@ fn route(
 ) -> Result<Response, ConsoleError> {
     let ok = |v: serde_json::Value| Ok(Response::json(200, &v));
     let applied = |a: super::apply::Applied| {
-        Ok(Response::json(200, &json!({"applied": true, "restart_required": a.restart})))
+        Ok(Response::json(
+            200,
+            &json!({"applied": true, "restart_required": a.restart}),
+        ))
     };
     if rest.first() == Some(&"admin") {
         super::ops::require_admin(who)?;
@@ -114,7 +122,9 @@ fn route(
             let body: Discover = req.json()?;
             ok(serde_json::to_value(c.discover(&body.well_known_url)?)?)
         }
-        ("POST", ["admin", "key-managers"]) => applied(c.add_key_manager(who, req.json::<NewKeyManager>()?)?),
+        ("POST", ["admin", "key-managers"]) => {
+            applied(c.add_key_manager(who, req.json::<NewKeyManager>()?)?)
+        }
         ("DELETE", ["admin", "key-managers", name]) => {
             applied(c.remove_key_manager(who, name, version_query(req)?)?)
         }
@@ -130,12 +140,16 @@ fn route(
             let body: SaveApi = req.json()?;
             applied(c.save_api(who, body.version, body.api)?)
         }
-        ("DELETE", ["admin", "apis", name]) => applied(c.remove_api(who, name, version_query(req)?)?),
+        ("DELETE", ["admin", "apis", name]) => {
+            applied(c.remove_api(who, name, version_query(req)?)?)
+        }
         ("GET", ["admin", "tiers"]) => ok(serde_json::to_value(
             c.store.read(|conn| store::list::<Tier>(conn, Doc::Tiers))?,
         )?),
         ("POST", ["admin", "tiers"]) => applied(c.add_tier(who, req.json::<Tier>()?)?),
-        ("DELETE", ["admin", "tiers", name]) => applied(c.remove_tier(who, name, version_query(req)?)?),
+        ("DELETE", ["admin", "tiers", name]) => {
+            applied(c.remove_tier(who, name, version_query(req)?)?)
+        }
         ("GET", ["devportal", "applications"]) => ok(serde_json::to_value(c.applications(who)?)?),
         ("POST", ["devportal", "applications"]) => {
             let body: NewApplication = req.json()?;
@@ -146,7 +160,9 @@ fn route(
             ok(serde_json::to_value(c.application(who, parse_id(id)?)?)?)
         }
         ("DELETE", ["devportal", "applications", id]) => {
-            let body: Versioned = Versioned { version: version_query(req)? };
+            let body: Versioned = Versioned {
+                version: version_query(req)?,
+            };
             applied(c.delete_application(who, parse_id(id)?, body.version)?)
         }
         ("POST", ["devportal", "applications", id, "client-ids"]) => {

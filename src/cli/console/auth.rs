@@ -127,9 +127,13 @@ impl Auth {
     /// The authorization request URL of a new sign-in.
     pub fn start(&self) -> Result<String> {
         let found = self.discovery()?;
-        let endpoint = found.document.authorization_endpoint.clone().ok_or_else(|| {
-            ConsoleError::Upstream("the key manager has no authorization_endpoint".into())
-        })?;
+        let endpoint = found
+            .document
+            .authorization_endpoint
+            .clone()
+            .ok_or_else(|| {
+                ConsoleError::Upstream("the key manager has no authorization_endpoint".into())
+            })?;
         let state = random_token()?;
         let verifier = random_token()?;
         let nonce = random_token()?;
@@ -217,7 +221,7 @@ impl Auth {
             .get("id_token")
             .and_then(Value::as_str)
             .ok_or_else(|| ConsoleError::Upstream("no id_token in the token response".into()))?;
-        let claims = self.verify(id_token, &[self.settings.client_id.clone()])?;
+        let claims = self.verify(id_token, std::slice::from_ref(&self.settings.client_id))?;
         if claims.get("nonce").and_then(Value::as_str) != Some(pending.nonce.as_str()) {
             return Err(ConsoleError::Forbidden(
                 "the ID token's nonce is not this sign-in's".into(),

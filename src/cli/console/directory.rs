@@ -64,10 +64,18 @@ fn changes(console: &Console, req: &Request) -> Result<Response, ConsoleError> {
         return Ok(error(400, "invalid_request", "`since` is required"));
     };
     let Some((store_id, seq)) = since.split_once('.') else {
-        return Ok(error(400, "invalid_request", "`since` is not a version of this source"));
+        return Ok(error(
+            400,
+            "invalid_request",
+            "`since` is not a version of this source",
+        ));
     };
     let Ok(since_seq) = seq.parse::<i64>() else {
-        return Ok(error(400, "invalid_request", "`since` is not a version of this source"));
+        return Ok(error(
+            400,
+            "invalid_request",
+            "`since` is not a version of this source",
+        ));
     };
     let gone = || error(410, "version_unknown", "fetch /v1/snapshot");
     if store_id != console.store.store_id {

@@ -183,8 +183,12 @@ impl Console {
         let url = well_known_url.trim();
         let allow = self.applier.allow_http;
         let checked = discover::resolve(url, allow).map_err(|err| match err {
-            discover::ResolveError::Refused(e) => ConsoleError::invalid("well_known_url", e.to_string()),
-            discover::ResolveError::Fetch(e) => ConsoleError::invalid("well_known_url", e.to_string()),
+            discover::ResolveError::Refused(e) => {
+                ConsoleError::invalid("well_known_url", e.to_string())
+            }
+            discover::ResolveError::Fetch(e) => {
+                ConsoleError::invalid("well_known_url", e.to_string())
+            }
         })?;
         let checked = discover::with_metadata_introspection(checked, allow);
         let jwks = checked.jwks_uri.to_string();
@@ -221,7 +225,12 @@ impl Console {
         };
         let provider = match new.provider.filter(|p| !p.is_empty()) {
             Some(p) if Preset::from_name(&p).is_some() => p,
-            Some(p) => return Err(ConsoleError::invalid("provider", format!("unknown preset `{p}`"))),
+            Some(p) => {
+                return Err(ConsoleError::invalid(
+                    "provider",
+                    format!("unknown preset `{p}`"),
+                ))
+            }
             None => Preset::suggest(
                 discovery.issuer.as_deref().unwrap_or_default(),
                 discovery.jwks_uri.as_deref().unwrap_or_default(),
@@ -239,8 +248,10 @@ impl Console {
             discovery: Some(discovery),
         };
         let action = format!("add key manager {}", km.name);
-        self.change(user, &action, |tx| store::insert(tx, Doc::KeyManagers, &km.name, &km))
-            .map(|(_, applied)| applied)
+        self.change(user, &action, |tx| {
+            store::insert(tx, Doc::KeyManagers, &km.name, &km)
+        })
+        .map(|(_, applied)| applied)
     }
 
     pub fn update_key_manager(
@@ -310,23 +321,29 @@ impl Console {
     pub fn remove_api(&self, user: &Identity, name: &str, version: i64) -> Result<Applied> {
         require_admin(user)?;
         let action = format!("remove API {name}");
-        self.change(user, &action, |tx| store::remove(tx, Doc::Apis, name, version))
-            .map(|(_, applied)| applied)
+        self.change(user, &action, |tx| {
+            store::remove(tx, Doc::Apis, name, version)
+        })
+        .map(|(_, applied)| applied)
     }
 
     pub fn add_tier(&self, user: &Identity, tier: Tier) -> Result<Applied> {
         require_admin(user)?;
         check_name("name", &tier.name)?;
         let action = format!("add tier {}", tier.name);
-        self.change(user, &action, |tx| store::insert(tx, Doc::Tiers, &tier.name, &tier))
-            .map(|(_, applied)| applied)
+        self.change(user, &action, |tx| {
+            store::insert(tx, Doc::Tiers, &tier.name, &tier)
+        })
+        .map(|(_, applied)| applied)
     }
 
     pub fn remove_tier(&self, user: &Identity, name: &str, version: i64) -> Result<Applied> {
         require_admin(user)?;
         let action = format!("remove tier {name}");
-        self.change(user, &action, |tx| store::remove(tx, Doc::Tiers, name, version))
-            .map(|(_, applied)| applied)
+        self.change(user, &action, |tx| {
+            store::remove(tx, Doc::Tiers, name, version)
+        })
+        .map(|(_, applied)| applied)
     }
 
     // ---- applications --------------------------------------------------------------------------------
@@ -379,7 +396,10 @@ impl Console {
         let client_id = client_id.trim();
         if client_id.is_empty() || client_id.len() > 256 || client_id.chars().any(char::is_control)
         {
-            return Err(ConsoleError::invalid("client_id", "enter the client ID (up to 256 characters)"));
+            return Err(ConsoleError::invalid(
+                "client_id",
+                "enter the client ID (up to 256 characters)",
+            ));
         }
         let action = format!("add client ID to application {id}");
         self.app_change(user, id, &action, |tx, _| {

@@ -53,7 +53,10 @@ pub enum ConsoleError {
     /// The row changed since the form was opened.
     Conflict(String),
     /// A field's value is refused (by the console's checks or by the compiler).
-    Invalid { field: String, message: String },
+    Invalid {
+        field: String,
+        message: String,
+    },
     /// Discovery or another dependency failed.
     Upstream(String),
     Internal(String),
@@ -420,8 +423,8 @@ fn check_changed(conn: &Connection, doc: Doc, name: &str, changed: usize) -> Res
 }
 
 pub fn key_managers(conn: &Connection) -> Result<Vec<KeyManagerRow>> {
-    let mut stmt = conn
-        .prepare("SELECT version, devportal, body FROM key_managers ORDER BY position, name")?;
+    let mut stmt =
+        conn.prepare("SELECT version, devportal, body FROM key_managers ORDER BY position, name")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, i64>(0)?,
@@ -614,7 +617,12 @@ pub fn delete_application(conn: &Connection, id: i64, version: i64) -> Result<()
     }
 }
 
-pub fn add_client_id(conn: &Connection, app: i64, key_manager: &str, client_id: &str) -> Result<()> {
+pub fn add_client_id(
+    conn: &Connection,
+    app: i64,
+    key_manager: &str,
+    client_id: &str,
+) -> Result<()> {
     let holder: Option<i64> = conn
         .query_row(
             "SELECT application_id FROM client_ids WHERE key_manager = ?1 AND client_id = ?2",
@@ -640,13 +648,20 @@ pub fn add_client_id(conn: &Connection, app: i64, key_manager: &str, client_id: 
     touch_application(conn, app, None)
 }
 
-pub fn remove_client_id(conn: &Connection, app: i64, key_manager: &str, client_id: &str) -> Result<()> {
+pub fn remove_client_id(
+    conn: &Connection,
+    app: i64,
+    key_manager: &str,
+    client_id: &str,
+) -> Result<()> {
     let changed = conn.execute(
         "DELETE FROM client_ids WHERE application_id = ?1 AND key_manager = ?2 AND client_id = ?3",
         params![app, key_manager, client_id],
     )?;
     if changed == 0 {
-        return Err(ConsoleError::NotFound("no such client ID in this application".into()));
+        return Err(ConsoleError::NotFound(
+            "no such client ID in this application".into(),
+        ));
     }
     touch_application(conn, app, None)
 }
@@ -834,16 +849,21 @@ pub fn record_change(
 /// Records the application's current state (upsert), by id.
 pub fn record_application(conn: &Connection, id: i64) -> Result<()> {
     let row = application(conn, id, None)?;
-    record_change(conn, "upsert", &row.application.name, Some(&row.application))
+    record_change(
+        conn,
+        "upsert",
+        &row.application.name,
+        Some(&row.application),
+    )
 }
 
 /// The newest change's sequence number (0: none yet).
 pub fn directory_seq(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT COALESCE(MAX(seq), 0) FROM directory_log",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM directory_log", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// The oldest sequence number still kept (None: empty history).
@@ -856,8 +876,8 @@ pub fn directory_changes(
     conn: &Connection,
     since: i64,
 ) -> Result<Vec<(String, String, Option<String>)>> {
-    let mut stmt = conn
-        .prepare("SELECT op, name, body FROM directory_log WHERE seq > ?1 ORDER BY seq")?;
+    let mut stmt =
+        conn.prepare("SELECT op, name, body FROM directory_log WHERE seq > ?1 ORDER BY seq")?;
     let rows = stmt.query_map(params![since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }

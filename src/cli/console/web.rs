@@ -18,19 +18,43 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("layout.html", include_str!("templates/layout.html")),
     ("signin.html", include_str!("templates/signin.html")),
     ("error.html", include_str!("templates/error.html")),
-    ("key_managers.html", include_str!("templates/key_managers.html")),
-    ("key_manager_new.html", include_str!("templates/key_manager_new.html")),
-    ("key_manager_review.html", include_str!("templates/key_manager_review.html")),
-    ("key_manager_edit.html", include_str!("templates/key_manager_edit.html")),
+    (
+        "key_managers.html",
+        include_str!("templates/key_managers.html"),
+    ),
+    (
+        "key_manager_new.html",
+        include_str!("templates/key_manager_new.html"),
+    ),
+    (
+        "key_manager_review.html",
+        include_str!("templates/key_manager_review.html"),
+    ),
+    (
+        "key_manager_edit.html",
+        include_str!("templates/key_manager_edit.html"),
+    ),
     ("apis.html", include_str!("templates/apis.html")),
     ("api_form.html", include_str!("templates/api_form.html")),
     ("tiers.html", include_str!("templates/tiers.html")),
     ("audit.html", include_str!("templates/audit.html")),
-    ("applications.html", include_str!("templates/applications.html")),
-    ("application_new.html", include_str!("templates/application_new.html")),
-    ("application.html", include_str!("templates/application.html")),
+    (
+        "applications.html",
+        include_str!("templates/applications.html"),
+    ),
+    (
+        "application_new.html",
+        include_str!("templates/application_new.html"),
+    ),
+    (
+        "application.html",
+        include_str!("templates/application.html"),
+    ),
     ("subscribe.html", include_str!("templates/subscribe.html")),
-    ("instructions.html", include_str!("templates/instructions.html")),
+    (
+        "instructions.html",
+        include_str!("templates/instructions.html"),
+    ),
 ];
 
 pub fn templates() -> Result<Environment<'static>, String> {
@@ -69,7 +93,9 @@ impl Web {
         let segments = req.segments();
         let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
         let response = match parts.as_slice() {
-            ["keygate", "directory", "v1", rest @ ..] => directory::handle(&self.console, req, rest),
+            ["keygate", "directory", "v1", rest @ ..] => {
+                directory::handle(&self.console, req, rest)
+            }
             ["api", rest @ ..] => api::handle(&self.console, req, rest),
             _ => self.page(req, &parts),
         };
@@ -173,7 +199,8 @@ impl Web {
 
     fn callback(&self, req: &Request) -> Response {
         if let Some(error) = req.query("error") {
-            let err = ConsoleError::Forbidden(format!("the key manager did not sign you in: {error}"));
+            let err =
+                ConsoleError::Forbidden(format!("the key manager did not sign you in: {error}"));
             return self.error_page(None, &err, "/signin");
         }
         let (Some(state), Some(code)) = (req.query("state"), req.query("code")) else {
@@ -239,14 +266,22 @@ impl Web {
                         }
                     })
                     .collect();
-                self.render(200, "key_managers.html", self.with(session, req, context! { rows }))
+                self.render(
+                    200,
+                    "key_managers.html",
+                    self.with(session, req, context! { rows }),
+                )
             }
             ["admin", "key-managers", "new"] => {
                 let gateway = c.store.read(store::gateway)?.unwrap_or_default();
                 self.render(
                     200,
                     "key_manager_new.html",
-                    self.with(session, req, context! { environment => gateway.environment }),
+                    self.with(
+                        session,
+                        req,
+                        context! { environment => gateway.environment },
+                    ),
                 )
             }
             ["admin", "key-managers", name, "edit"] => {
@@ -256,7 +291,11 @@ impl Web {
                 self.render(
                     200,
                     "key_manager_edit.html",
-                    self.with(session, req, context! { km => row.item, version => row.version }),
+                    self.with(
+                        session,
+                        req,
+                        context! { km => row.item, version => row.version },
+                    ),
                 )
             }
             ["admin", "apis"] => {
@@ -266,10 +305,16 @@ impl Web {
             ["admin", "apis", "new"] => self.render(
                 200,
                 "api_form.html",
-                self.with(session, req, context! { api => context! {}, resources => "" }),
+                self.with(
+                    session,
+                    req,
+                    context! { api => context! {}, resources => "" },
+                ),
             ),
             ["admin", "apis", name, "edit"] => {
-                let row = c.store.read(|conn| store::get::<Api>(conn, Doc::Apis, name))?;
+                let row = c
+                    .store
+                    .read(|conn| store::get::<Api>(conn, Doc::Apis, name))?;
                 let resources = format_resources(&row.item.resources);
                 self.render(
                     200,
@@ -283,11 +328,19 @@ impl Web {
             }
             ["admin", "tiers"] => {
                 let rows = c.store.read(|conn| store::list::<Tier>(conn, Doc::Tiers))?;
-                self.render(200, "tiers.html", self.with(session, req, context! { rows }))
+                self.render(
+                    200,
+                    "tiers.html",
+                    self.with(session, req, context! { rows }),
+                )
             }
             ["admin", "audit"] => {
                 let entries = c.store.read(|conn| store::audit_log(conn, 200))?;
-                self.render(200, "audit.html", self.with(session, req, context! { entries }))
+                self.render(
+                    200,
+                    "audit.html",
+                    self.with(session, req, context! { entries }),
+                )
             }
             ["devportal", "applications"] => {
                 let rows: Vec<Value> = c
@@ -295,11 +348,17 @@ impl Web {
                     .into_iter()
                     .map(|row| context! { id => row.id, ..Value::from_serialize(&row.application) })
                     .collect();
-                self.render(200, "applications.html", self.with(session, req, context! { rows }))
+                self.render(
+                    200,
+                    "applications.html",
+                    self.with(session, req, context! { rows }),
+                )
             }
-            ["devportal", "applications", "new"] => {
-                self.render(200, "application_new.html", self.with(session, req, context! {}))
-            }
+            ["devportal", "applications", "new"] => self.render(
+                200,
+                "application_new.html",
+                self.with(session, req, context! {}),
+            ),
             ["devportal", "applications", id] => {
                 let id = parse_id(id)?;
                 let row = c.application(user, id)?;
@@ -368,7 +427,11 @@ impl Web {
                 self.render(
                     200,
                     "subscribe.html",
-                    self.with(session, req, context! { id, app => row.application, apis, tiers }),
+                    self.with(
+                        session,
+                        req,
+                        context! { id, app => row.application, apis, tiers },
+                    ),
                 )
             }
             ["devportal", "applications", id, "instructions"] => {
@@ -400,7 +463,8 @@ impl Web {
         let result: Result<Response, ConsoleError> = (|| {
             Ok(match parts {
                 ["auth", "signout"] => {
-                    c.store.read(|conn| store::delete_session(conn, &session.id))?;
+                    c.store
+                        .read(|conn| store::delete_session(conn, &session.id))?;
                     Response::redirect("/signin").with_header("set-cookie", self.cookie("", 0))
                 }
                 ["admin", "key-managers", "review"] => {
@@ -427,12 +491,13 @@ impl Web {
                     )
                 }
                 ["admin", "key-managers"] => {
-                    let discovery = match form.get("discovery").filter(|d| !d.is_empty()) {
-                        Some(text) => Some(serde_json::from_str(text).map_err(|err| {
-                            ConsoleError::invalid("discovery", err.to_string())
-                        })?),
-                        None => None,
-                    };
+                    let discovery =
+                        match form.get("discovery").filter(|d| !d.is_empty()) {
+                            Some(text) => Some(serde_json::from_str(text).map_err(|err| {
+                                ConsoleError::invalid("discovery", err.to_string())
+                            })?),
+                            None => None,
+                        };
                     let new = NewKeyManager {
                         name: form.text("name"),
                         description: Some(form.text("description")),
@@ -468,9 +533,10 @@ impl Web {
                 ["admin", "apis"] => {
                     let version = match form.text("version").as_str() {
                         "" => None,
-                        v => Some(v.parse().map_err(|_| {
-                            ConsoleError::invalid("version", "not a number")
-                        })?),
+                        v => Some(
+                            v.parse()
+                                .map_err(|_| ConsoleError::invalid("version", "not a number"))?,
+                        ),
                     };
                     let upstream = form.text("upstream");
                     let api = Api {
