@@ -114,6 +114,19 @@ until [[ "$(http_status "$ADMIN_PORT" /ready 2>/dev/null)" == 200 ]]; do
   sleep 0.2
 done
 
+# 5. The console (keygate console): its own store and output directory, target/demo/console,
+#    signing in at the demo key manager (client keygate-console).
+CONSOLE_PORT="${CONSOLE_PORT:-9500}"
+require_free "$CONSOLE_PORT" "console"
+say "starting keygate console on 127.0.0.1:$CONSOLE_PORT"
+mkdir -p "$DEMO/console"
+KEYGATE_CONSOLE_CLIENT_SECRET=keygate-console-secret "$KEYGATE_BIN" console --out "$DEMO/console" \
+  --listen "127.0.0.1:$CONSOLE_PORT" --oidc-well-known-url "$ISSUER/.well-known/openid-configuration" \
+  --api-audience https://api.keygate.test --gateway-listen "127.0.0.1:$((LISTEN_PORT + 1))" \
+  --gateway-admin "127.0.0.1:$((ADMIN_PORT + 1))" >"$DEMO/console.out" 2>"$DEMO/console.log" &
+PIDS+=("$!")
+wait_for_line "$DEMO/console.out" "CONSOLE READY" "$!"
+
 API="http://127.0.0.1:$LISTEN_PORT/pets/v1"
 TOKEN_URL="$ISSUER/token"
 PICK='import sys, json; print(json.load(sys.stdin)["access_token"])'
@@ -150,6 +163,11 @@ Without a token (401), and the public resource (200):
 
   curl -i $API/pets
   curl -i $API/health
+
+Console: http://127.0.0.1:$CONSOLE_PORT  (docs/console.md)
+  administrator carol / carol-pass (group keygate-admins); developers dave / dave-pass, erin / erin-pass
+  Its gateway configuration goes to target/demo/console (envoy -c target/demo/console/envoy.yaml
+  runs a second Envoy on 127.0.0.1:$((LISTEN_PORT + 1)) once a key manager and an API are added).
 
 Other demo clients: other-app (not subscribed: 403), blocked-app (subscription blocked: 403),
 orphan-app (no application: 403); secrets are <client>-secret. User bob/bob-pass has no groups.
