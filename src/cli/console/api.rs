@@ -35,6 +35,9 @@ struct DeveloperPortal {
 struct SaveApi {
     #[serde(default)]
     version: Option<i64>,
+    /// An OpenAPI 3 document (text) whose operations become the resources.
+    #[serde(default)]
+    openapi: Option<String>,
     #[serde(flatten)]
     api: Api,
 }
@@ -137,7 +140,10 @@ fn route(
             c.store.read(|conn| store::list::<Api>(conn, Doc::Apis))?,
         )?),
         ("POST", ["admin", "apis"]) => {
-            let body: SaveApi = req.json()?;
+            let mut body: SaveApi = req.json()?;
+            if let Some(doc) = &body.openapi {
+                body.api.resources = super::ops::resources_from_openapi(doc)?;
+            }
             applied(c.save_api(who, body.version, body.api)?)
         }
         ("DELETE", ["admin", "apis", name]) => {

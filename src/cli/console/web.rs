@@ -544,7 +544,10 @@ impl Web {
                         version: form.text("api_version"),
                         base_path: form.text("base_path"),
                         upstream: (!upstream.is_empty()).then_some(upstream),
-                        resources: parse_resources(form.get("resources").unwrap_or_default())?,
+                        resources: match form.get("openapi").map(str::trim) {
+                            Some(doc) if !doc.is_empty() => ops::resources_from_openapi(doc)?,
+                            _ => parse_resources(form.get("resources").unwrap_or_default())?,
+                        },
                     };
                     let applied = c.save_api(user, version, api)?;
                     done(applied.summary(), "/admin/apis")
