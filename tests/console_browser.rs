@@ -206,7 +206,11 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = call("DELETE", &format!("{}/session/{}", self.base, self.session), None);
+        let _ = call(
+            "DELETE",
+            &format!("{}/session/{}", self.base, self.session),
+            None,
+        );
     }
 }
 
@@ -247,7 +251,10 @@ fn console_browser_admin_and_developer_flows() {
     browser.screenshot("key-manager-new");
     browser.click("#next");
     assert_eq!(browser.text("#issuer"), km.issuer());
-    assert_eq!(browser.text("#token_endpoint"), format!("{}/token", km.issuer()));
+    assert_eq!(
+        browser.text("#token_endpoint"),
+        format!("{}/token", km.issuer())
+    );
     assert!(browser.text("#warnings").contains("audience unset"));
     browser.screenshot("key-manager-review");
     browser.click("#add");
@@ -261,7 +268,10 @@ fn console_browser_admin_and_developer_flows() {
     browser.type_in("#name", "pets");
     browser.type_in("#base_path", "/pets/v1");
     browser.type_in("#upstream", &format!("http://127.0.0.1:{}", echo.port()));
-    browser.type_in("#resources", "GET /pets; scopes=pets:read\nGET /health; public");
+    browser.type_in(
+        "#resources",
+        "GET /pets; scopes=pets:read\nGET /health; public",
+    );
     browser.click("#save-api");
     browser.wait_url("/admin/apis?notice=");
     browser.screenshot("apis");
@@ -272,7 +282,15 @@ fn console_browser_admin_and_developer_flows() {
     let envoy = Envoy::start(&console.out.join("envoy.yaml"));
     let token = km.token_client_credentials("shop-app", "shop-app-secret", "pets:read");
     let bearer = format!("Bearer {token}");
-    let call = || http(listen, "GET", "/pets/v1/pets", &[("authorization", &bearer)]).status;
+    let call = || {
+        http(
+            listen,
+            "GET",
+            "/pets/v1/pets",
+            &[("authorization", &bearer)],
+        )
+        .status
+    };
     assert_eq!(call(), 403);
     assert_eq!(http(listen, "GET", "/pets/v1/health", &[]).status, 200);
 
@@ -285,7 +303,9 @@ fn console_browser_admin_and_developer_flows() {
     browser.type_in("#client_id", "shop-app");
     browser.click("#add-client");
     browser.wait_url("added_client=shop-app");
-    assert!(browser.text("#added-dialog").contains(&format!("{}/token", km.issuer())));
+    assert!(browser
+        .text("#added-dialog")
+        .contains(&format!("{}/token", km.issuer())));
     browser.screenshot("client-id-added");
     browser.click("#added-dialog a");
     browser.wait_url("/instructions");

@@ -111,9 +111,46 @@ fn console_store_round_trip_restart_concurrency_directory() {
     );
     assert_eq!(get_json(&format!("{dir}/changes?since=oops"), &[]).0, 400);
 
-    // Two browsers save the same API from the same version at once: one wins, one gets 409.
+    // The audit log says who gained access; a preview shows it before applying and changes
+    // nothing.
+    let audit = support::console::unescape(&admin.get(&format!("{c}/admin/audit")).body);
+    assert!(
+        audit.contains("gains application dave-shop: API pets: GET /pets/v1/pets"),
+        "{audit}"
+    );
     let list = admin.get(&format!("{c}/admin/apis"));
     let version = hidden(&list.body, "version").unwrap();
+    let live = std::fs::read(out.join("live/keygate-filter.yaml")).unwrap();
+    let preview = admin.post(
+        &format!("{c}/admin/apis"),
+        &[
+            ("version", &version),
+            ("name", "pets"),
+            ("base_path", "/pets/v1"),
+            ("upstream", "http://127.0.0.1:9"),
+            (
+                "resources",
+                "GET /pets/{id}; scopes=pets:read\nGET /health; public",
+            ),
+            ("preview", "1"),
+        ],
+    );
+    let text = support::console::unescape(&preview.body);
+    assert_eq!(preview.status, 200, "{text}");
+    assert!(
+        text.contains("gains application dave-shop: API pets: GET /pets/v1/pets/{id}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("loses application dave-shop: API pets: GET /pets/v1/pets<"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("live/keygate-filter.yaml")).unwrap(),
+        live
+    );
+
+    // Two browsers save the same API from the same version at once: one wins, one gets 409.
     let threads: Vec<_> = ["first", "second"]
         .into_iter()
         .map(|label| {

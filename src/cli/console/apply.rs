@@ -32,18 +32,24 @@ pub struct Applied {
     pub changed: usize,
     /// Why a running Envoy needs a restart (empty: everything applied live).
     pub restart: Vec<String>,
+    /// Which applications gained or lost access to which resources ([`access_changes`]).
+    pub access: Vec<String>,
 }
 
 impl Applied {
     pub fn summary(&self) -> String {
-        if self.restart.is_empty() {
+        let mut text = if self.restart.is_empty() {
             format!("applied ({} file(s) changed)", self.changed)
         } else {
             format!(
                 "applied; restart Envoy to complete it: {}",
                 self.restart.join("; ")
             )
+        };
+        if !self.access.is_empty() {
+            text.push_str(&format!("; {}", self.access.join("; ")));
         }
+        text
     }
 }
 
@@ -104,6 +110,7 @@ impl Applier {
                 .filter(|(_, how)| *how != live::Written::Unchanged)
                 .count(),
             restart: report.restart,
+            access: Vec::new(),
         })
     }
 }
@@ -111,4 +118,55 @@ impl Applier {
 /// The absolute form of a path (relative to the working directory).
 pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// What each application may call: `application A: API X: METHOD /path` for every resource of
+/// every API it is actively subscribed to, when the application is active and has a client ID
+/// of a declared key manager (public resources are open to everyone and left out).
+pub fn access(export: &Export) -> std::collections::BTreeSet<String> {
+    use crate::config::{ApplicationState, SubscriptionState};
+    let mut out = std::collections::BTreeSet::new();
+    for app in &export.applications {
+        let usable = app.state == ApplicationState::Active
+            && app.client_ids.iter().any(|c| {
+                export
+                    .key_managers
+                    .iter()
+                    .any(|km| km.name == c.key_manager)
+            });
+        if !usable {
+            continue;
+        }
+        for sub in app
+            .subscriptions
+            .iter()
+            .filter(|s| s.state == SubscriptionState::Active)
+        {
+            let Some(api) = export.apis.iter().find(|a| a.name == sub.api) else {
+                continue;
+            };
+            for r in api.resources.iter().filter(|r| !r.public) {
+                out.insert(format!(
+                    "application {}: API {}: {} {}{}",
+                    app.name,
+                    api.name,
+                    r.method,
+                    api.base_path.trim_end_matches('/'),
+                    r.path
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The difference of two access sets, as `gains ...` and `loses ...` lines.
+pub fn access_changes(before: &Export, after: &Export) -> Vec<String> {
+    let (old, new) = (access(before), access(after));
+    let mut lines: Vec<String> = new
+        .difference(&old)
+        .map(|line| format!("gains {line}"))
+        .collect();
+    lines.extend(old.difference(&new).map(|line| format!("loses {line}")));
+    lines
 }

@@ -134,21 +134,26 @@ pub fn parse_resources(text: &str) -> Result<Vec<Resource>> {
     Ok(out)
 }
 
-/// The resources of an OpenAPI 3 document (JSON or YAML): each operation of `paths` with the
+/// The resources of an OpenAPI 3 document (JSON or YAML): each operation of `paths` (paths in
+/// sorted order, methods in OpenAPI's order) with the
 /// OAuth2 scopes of its security requirement (the operation's, else the document's). A
 /// requirement `[]` (or `{}`) makes the operation public. keygate grants a resource to a token
 /// with any one of its scopes, so each requirement may name one scope; a requirement that needs
 /// several at once is refused rather than loosened.
 pub fn resources_from_openapi(text: &str) -> Result<Vec<Resource>> {
     const FIELD: &str = "openapi";
-    let doc: serde_json::Value = serde_saphyr::from_str(text)
-        .map_err(|err| ConsoleError::invalid(FIELD, format!("not a JSON or YAML document: {err}")))?;
+    let doc: serde_json::Value = serde_saphyr::from_str(text).map_err(|err| {
+        ConsoleError::invalid(FIELD, format!("not a JSON or YAML document: {err}"))
+    })?;
     if !doc
         .get("openapi")
         .and_then(serde_json::Value::as_str)
         .is_some_and(|v| v.starts_with('3'))
     {
-        return Err(ConsoleError::invalid(FIELD, "not an OpenAPI 3 document (`openapi: 3.x`)"));
+        return Err(ConsoleError::invalid(
+            FIELD,
+            "not an OpenAPI 3 document (`openapi: 3.x`)",
+        ));
     }
     let paths = doc
         .get("paths")
@@ -160,7 +165,9 @@ pub fn resources_from_openapi(text: &str) -> Result<Vec<Resource>> {
         let Some(item) = item.as_object() else {
             continue;
         };
-        for method in ["get", "put", "post", "delete", "options", "head", "patch", "trace"] {
+        for method in [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ] {
             let Some(operation) = item.get(method) else {
                 continue;
             };
@@ -248,8 +255,10 @@ impl Console {
         f: impl FnOnce(&Transaction) -> Result<T>,
     ) -> Result<(T, Applied)> {
         let result = self.store.tx(|tx| {
+            let before = store::export(tx)?;
             let value = f(tx)?;
-            let applied = self.applier.apply(tx)?;
+            let mut applied = self.applier.apply(tx)?;
+            applied.access = apply::access_changes(&before, &store::export(tx)?);
             store::audit(tx, &user.name, action, &applied.summary())?;
             Ok((value, applied))
         });
@@ -260,6 +269,34 @@ impl Console {
                 .read(|conn| store::audit(conn, &user.name, action, &outcome));
         }
         result
+    }
+
+    /// What a change would do, without doing it: it runs in a transaction that is rolled back,
+    /// compiled by the filter's compiler (a refusal is returned as it would be on applying);
+    /// returns who gains or loses access to what.
+    pub fn preview(&self, f: impl FnOnce(&Transaction) -> Result<()>) -> Result<Vec<String>> {
+        self.store.preview(|tx| {
+            let before = store::export(tx)?;
+            f(tx)?;
+            let after = store::export(tx)?;
+            apply::compile(&after, self.applier.allow_http)?;
+            Ok(apply::access_changes(&before, &after))
+        })
+    }
+
+    /// [`Console::preview`] of saving an API.
+    pub fn preview_api(
+        &self,
+        user: &Identity,
+        version: Option<i64>,
+        api: &Api,
+    ) -> Result<Vec<String>> {
+        require_admin(user)?;
+        check_name("name", &api.name)?;
+        self.preview(|tx| match version {
+            Some(version) => store::update(tx, Doc::Apis, &api.name, version, api),
+            None => store::insert(tx, Doc::Apis, &api.name, api),
+        })
     }
 
     // ---- key managers ---------------------------------------------------------------------------
@@ -569,12 +606,19 @@ mod tests {
 
     #[test]
     fn resource_lines() {
-        let parsed = parse_resources("get /pets/{id}; scopes=a,b; groups=g\n\nGET /health; public\n");
+        let parsed =
+            parse_resources("get /pets/{id}; scopes=a,b; groups=g\n\nGET /health; public\n");
         let parsed = parsed.unwrap_or_default();
         assert_eq!(parsed.len(), 2);
-        assert_eq!(format_resources(&parsed), "GET /pets/{id}; scopes=a,b; groups=g\nGET /health; public\n");
+        assert_eq!(
+            format_resources(&parsed),
+            "GET /pets/{id}; scopes=a,b; groups=g\nGET /health; public\n"
+        );
         let err = parse_resources("GET /x; scope=a").err();
-        assert_eq!(err.as_ref().and_then(|e| e.field()), Some("resources (line 1)"));
+        assert_eq!(
+            err.as_ref().and_then(|e| e.field()),
+            Some("resources (line 1)")
+        );
         assert!(parse_resources("/x").is_err());
     }
 
@@ -593,7 +637,7 @@ paths:
         let resources = resources_from_openapi(doc).unwrap_or_default();
         assert_eq!(
             format_resources(&resources),
-            "GET /pets; scopes=pets:read\nPOST /pets; scopes=pets:admin,pets:write\nGET /health; public\n"
+            "GET /health; public\nGET /pets; scopes=pets:read\nPOST /pets; scopes=pets:admin,pets:write\n"
         );
         let all_of = "openapi: 3.1.0\npaths: {/x: {get: {security: [{o: [a, b]}]}}}";
         assert!(resources_from_openapi(all_of).is_err());

@@ -234,6 +234,18 @@ impl Store {
         Ok(value)
     }
 
+    /// Runs `f` in a transaction that is always rolled back (previews).
+    pub fn preview<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| ConsoleError::Internal("store lock poisoned".into()))?;
+        let tx = conn.transaction()?;
+        let value = f(&tx);
+        tx.rollback()?;
+        value
+    }
+
     /// Runs `f` on the connection outside a transaction (reads, audit entries).
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self

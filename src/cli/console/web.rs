@@ -55,6 +55,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "instructions.html",
         include_str!("templates/instructions.html"),
     ),
+    ("preview.html", include_str!("templates/preview.html")),
 ];
 
 pub fn templates() -> Result<Environment<'static>, String> {
@@ -549,6 +550,24 @@ impl Web {
                             _ => parse_resources(form.get("resources").unwrap_or_default())?,
                         },
                     };
+                    if form.get("preview").is_some() {
+                        let changes = c.preview_api(user, version, &api)?;
+                        let fields: Vec<(String, String)> = form
+                            .0
+                            .iter()
+                            .filter(|(k, _)| k != "preview" && k != "csrf")
+                            .cloned()
+                            .collect();
+                        return Ok(self.render(
+                            200,
+                            "preview.html",
+                            self.with(
+                                session,
+                                req,
+                                context! { changes, fields, action => "/admin/apis", what => format!("API {}", api.name) },
+                            ),
+                        ));
+                    }
                     let applied = c.save_api(user, version, api)?;
                     done(applied.summary(), "/admin/apis")
                 }
