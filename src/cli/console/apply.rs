@@ -23,6 +23,30 @@ pub struct Applier {
     pub wasm: PathBuf,
     /// Accept plain http key managers on non-loopback hosts.
     pub allow_http: bool,
+    /// Gateways read the applications from this directory source (the console's own
+    /// `/keygate/directory`): the declaration written gets a `directory:` block (the application
+    /// directory change, issue 24), so `generate` leaves the applications out of the plugin
+    /// config. They are still compiled inline first, so a refused application is refused here.
+    pub directory: Option<DirectorySource>,
+}
+
+/// The `directory:` block of the declaration the console writes.
+#[derive(Debug, Clone)]
+pub struct DirectorySource {
+    pub url: String,
+    /// The variable of Envoy's environment holding the bearer token for the source.
+    pub token_env: Option<String>,
+}
+
+impl DirectorySource {
+    fn block(&self) -> String {
+        let quote = |v: &str| serde_json::to_string(v).unwrap_or_default();
+        let mut block = format!("directory:\n  url: {}\n", quote(&self.url));
+        if let Some(var) = &self.token_env {
+            block.push_str(&format!("  token_env: {}\n", quote(var)));
+        }
+        block
+    }
 }
 
 /// What applying did.
@@ -95,10 +119,16 @@ impl Applier {
     /// Compiles the store's current state and writes it; refused: nothing is written.
     pub fn apply(&self, conn: &Connection) -> Result<Applied> {
         let export = store::export(conn)?;
-        let text = export.to_yaml().map_err(ConsoleError::Internal)?;
-        let loaded = generate::resolve(&text, self.allow_http)
+        let mut text = export.to_yaml().map_err(ConsoleError::Internal)?;
+        let mut loaded = generate::resolve(&text, self.allow_http)
             .and_then(generate::compile)
             .map_err(refusal)?;
+        if let Some(directory) = &self.directory {
+            text.push_str(&directory.block());
+            loaded = generate::resolve(&text, self.allow_http)
+                .and_then(generate::compile)
+                .map_err(refusal)?;
+        }
         let mut files = generate::render(&loaded, &self.wasm.to_string_lossy(), None, &self.out)
             .map_err(refusal)?;
         files.insert(0, (DECLARATION_FILE.to_string(), text));

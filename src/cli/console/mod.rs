@@ -113,9 +113,15 @@ pub struct ServeArgs {
     /// The gateway's admin `host:port`, for a new store.
     #[arg(long)]
     pub gateway_admin: Option<String>,
-    /// The environment variable holding the bearer token gateways send to the directory.
+    /// The environment variable holding the bearer token gateways send to the directory (the
+    /// console reads it; with --directory-url, Envoy reads the same name).
     #[arg(long)]
     pub directory_token_env: Option<String>,
+    /// Gateways read applications from the directory at this URL (the console's
+    /// `<public URL>/keygate/directory` as Envoy reaches it) instead of the live filter config;
+    /// needs `generate`'s `directory:` support (the application directory change).
+    #[arg(long)]
+    pub directory_url: Option<String>,
     /// Session lifetime in minutes.
     #[arg(long, default_value_t = 480)]
     pub session_minutes: i64,
@@ -197,6 +203,7 @@ fn import(args: &ImportArgs) -> Result<(), String> {
         out: apply::absolute(out),
         wasm: crate::cli::generate::default_wasm_path(),
         allow_http: args.allow_http,
+        directory: None,
     });
     import_text(&store, &text, applier.as_ref(), args.allow_http)?;
     println!("keygate console: imported {}", args.file.display());
@@ -238,6 +245,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 .unwrap_or_else(crate::cli::generate::default_wasm_path),
         ),
         allow_http: args.allow_http,
+        directory: args.directory_url.as_ref().map(|url| apply::DirectorySource {
+            url: url.clone(),
+            token_env: args.directory_token_env.clone(),
+        }),
     };
     // A new store gets the gateway from the flags; then the current state is applied once.
     store
