@@ -357,3 +357,33 @@ fn console_expired_session_signs_in_again() {
     assert!(landed.ends_with("/signin"), "{landed}");
     assert!(page.body.contains("Sign in"));
 }
+
+#[test]
+fn console_sign_in_is_bound_to_the_browser() {
+    let km = KeyManager::start();
+    let tmp = TempDir::new("console-login-csrf");
+    let console = Console::start(&km, &tmp.join("out"), &[]);
+    // An attacker starts a sign-in and hands its authorization URL to a victim's browser, which
+    // completes it at the key manager: the console refuses the callback (no state cookie there).
+    let mut attacker = Browser::default();
+    let started = attacker.get(&format!("{}/auth/login", console.url));
+    let authorize = started.location.unwrap();
+    let mut victim = Browser::default();
+    let (login_url, page) = victim.follow(&authorize);
+    let action = page.body.split("action=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let origin: String = login_url.split('/').take(3).collect::<Vec<_>>().join("/");
+    let reply = victim.request(
+        "POST",
+        &format!("{origin}{action}"),
+        Some(&support::console::form_body(&[("username", DEV.0), ("password", DEV.1)])),
+    );
+    let (landed, page) = victim.follow(&reply.location.unwrap());
+    assert!(landed.contains("/auth/callback"), "{landed}");
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("not started in this browser"), "{}", page.body);
+    assert_eq!(
+        victim.get(&format!("{}/devportal/applications", console.url)).status,
+        303,
+        "the victim is not signed in"
+    );
+}

@@ -124,8 +124,9 @@ impl Auth {
         Ok(found)
     }
 
-    /// The authorization request URL of a new sign-in.
-    pub fn start(&self) -> Result<String> {
+    /// The authorization request URL of a new sign-in, and its `state` (the browser keeps it in
+    /// a cookie, so a callback started in another browser is refused: no login CSRF).
+    pub fn start(&self) -> Result<(String, String)> {
         let found = self.discovery()?;
         let endpoint = found
             .document
@@ -165,7 +166,7 @@ impl Auth {
             .map(|(k, v)| format!("{k}={}", url_encode(v)))
             .collect();
         let sep = if endpoint.contains('?') { '&' } else { '?' };
-        Ok(format!("{endpoint}{sep}{}", query.join("&")))
+        Ok((format!("{endpoint}{sep}{}", query.join("&")), state))
     }
 
     /// Completes a sign-in: exchanges the code (with the PKCE verifier) and verifies the ID token.

@@ -13,6 +13,8 @@ use super::{api, directory};
 
 /// The session cookie.
 pub const COOKIE: &str = "keygate_console";
+/// The cookie holding a started sign-in's `state`.
+pub const SIGNIN_COOKIE: &str = "keygate_console_signin";
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("layout.html", include_str!("templates/layout.html")),
@@ -155,6 +157,18 @@ impl Web {
         format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
     }
 
+    /// The cookie binding a started sign-in (its `state`) to this browser.
+    fn signin_cookie(&self, state: &str, max_age: i64) -> String {
+        let secure = if self.console.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!(
+            "{SIGNIN_COOKIE}={state}; Path=/auth; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+        )
+    }
+
     fn page(&self, req: &Request, parts: &[&str]) -> Response {
         let method = req.method.as_str();
         match (method, parts) {
@@ -163,7 +177,8 @@ impl Web {
             }
             ("GET", ["auth", "login"]) => {
                 return match self.console.auth.start() {
-                    Ok(url) => Response::redirect(&url),
+                    Ok((url, state)) => Response::redirect(&url)
+                        .with_header("set-cookie", self.signin_cookie(&state, 600)),
                     Err(err) => self.error_page(None, &err, "/signin"),
                 };
             }
@@ -207,6 +222,16 @@ impl Web {
         let (Some(state), Some(code)) = (req.query("state"), req.query("code")) else {
             return self.error_page(None, &ConsoleError::Forbidden("no code".into()), "/signin");
         };
+        // The sign-in must have been started in this browser.
+        let started_here = req
+            .cookie(SIGNIN_COOKIE)
+            .is_some_and(|kept| same_token(&kept, state));
+        if !started_here {
+            let err = ConsoleError::Forbidden(
+                "this sign-in was not started in this browser: sign in again".into(),
+            );
+            return self.error_page(None, &err, "/signin");
+        }
         let result = self.console.auth.finish(state, code).and_then(|who| {
             self.console.store.read(|conn| {
                 store::create_session(
@@ -219,10 +244,12 @@ impl Web {
             })
         });
         match result {
-            Ok(session) => Response::redirect("/").with_header(
-                "set-cookie",
-                self.cookie(&session.id, self.console.session_ttl_seconds),
-            ),
+            Ok(session) => Response::redirect("/")
+                .with_header(
+                    "set-cookie",
+                    self.cookie(&session.id, self.console.session_ttl_seconds),
+                )
+                .with_header("set-cookie", self.signin_cookie("", 0)),
             Err(err) => self.error_page(None, &err, "/signin"),
         }
     }
