@@ -370,19 +370,36 @@ fn console_sign_in_is_bound_to_the_browser() {
     let authorize = started.location.unwrap();
     let mut victim = Browser::default();
     let (login_url, page) = victim.follow(&authorize);
-    let action = page.body.split("action=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let action = page
+        .body
+        .split("action=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     let origin: String = login_url.split('/').take(3).collect::<Vec<_>>().join("/");
     let reply = victim.request(
         "POST",
         &format!("{origin}{action}"),
-        Some(&support::console::form_body(&[("username", DEV.0), ("password", DEV.1)])),
+        Some(&support::console::form_body(&[
+            ("username", DEV.0),
+            ("password", DEV.1),
+        ])),
     );
     let (landed, page) = victim.follow(&reply.location.unwrap());
     assert!(landed.contains("/auth/callback"), "{landed}");
     assert_eq!(page.status, 403);
-    assert!(page.body.contains("not started in this browser"), "{}", page.body);
+    assert!(
+        page.body.contains("not started in this browser"),
+        "{}",
+        page.body
+    );
     assert_eq!(
-        victim.get(&format!("{}/devportal/applications", console.url)).status,
+        victim
+            .get(&format!("{}/devportal/applications", console.url))
+            .status,
         303,
         "the victim is not signed in"
     );

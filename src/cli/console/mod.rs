@@ -245,10 +245,13 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 .unwrap_or_else(crate::cli::generate::default_wasm_path),
         ),
         allow_http: args.allow_http,
-        directory: args.directory_url.as_ref().map(|url| apply::DirectorySource {
-            url: url.clone(),
-            token_env: args.directory_token_env.clone(),
-        }),
+        directory: args
+            .directory_url
+            .as_ref()
+            .map(|url| apply::DirectorySource {
+                url: url.clone(),
+                token_env: args.directory_token_env.clone(),
+            }),
     };
     // A new store gets the gateway from the flags; then the current state is applied once.
     store
