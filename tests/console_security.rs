@@ -321,6 +321,35 @@ fn console_security_rules() {
         .0,
         401
     );
+    // REST writes: create an application, a duplicate client ID is refused with its field.
+    let (status, body) = bearer(
+        &console,
+        &dave_token,
+        "POST",
+        "/api/devportal/applications",
+        Some(r#"{"name": "dave-cli"}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = created["id"].as_i64().unwrap();
+    let (status, body) = bearer(
+        &console,
+        &dave_token,
+        "POST",
+        &format!("/api/devportal/applications/{id}/client-ids"),
+        Some(r#"{"key_manager": "demo", "client_id": "shop-app"}"#),
+    );
+    assert_eq!(status, 422, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["field"], "client_id");
+    let (status, body) = bearer(
+        &console,
+        &dave_token,
+        "POST",
+        &format!("/api/devportal/applications/{id}/client-ids"),
+        Some(r#"{"key_manager": "demo", "client_id": "other-app"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
     let (status, body) = bearer(&console, &dave_token, "GET", "/api/openapi.json", None);
     assert_eq!(status, 200);
     assert!(body.contains("/api/devportal/applications"));
@@ -403,4 +432,31 @@ fn console_sign_in_is_bound_to_the_browser() {
         303,
         "the victim is not signed in"
     );
+}
+
+#[test]
+fn console_directory_needs_the_gateways_token() {
+    let km = KeyManager::start();
+    let tmp = TempDir::new("console-directory-token");
+    let console = Console::start_with_env(
+        &km,
+        &tmp.join("out"),
+        &["--directory-token-env", "CONSOLE_TEST_DIRECTORY_TOKEN"],
+        &[("CONSOLE_TEST_DIRECTORY_TOKEN", "s3cret-gateway-token")],
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}/keygate/directory/v1/snapshot", console.url);
+    let status = |auth: Option<&str>| {
+        let mut request = agent.get(&url);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.call().unwrap().status().as_u16()
+    };
+    assert_eq!(status(None), 401);
+    assert_eq!(status(Some("Bearer wrong")), 401);
+    assert_eq!(status(Some("Bearer s3cret-gateway-token")), 200);
 }

@@ -27,6 +27,16 @@ pub struct Console {
 impl Console {
     /// Starts a console writing into `out` with its store there, signing in at `km`.
     pub fn start(km: &KeyManager, out: &Path, extra: &[&str]) -> Console {
+        Console::start_with_env(km, out, extra, &[])
+    }
+
+    /// As [`Console::start`], with these variables in the console's environment.
+    pub fn start_with_env(
+        km: &KeyManager,
+        out: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Console {
         std::fs::create_dir_all(out).unwrap();
         let log = out.join("console.log");
         let mut child = Command::new(keygate_bin())
@@ -37,6 +47,7 @@ impl Console {
             .args(["--api-audience", "https://api.keygate.test"])
             .args(extra)
             .env("KEYGATE_CONSOLE_CLIENT_SECRET", CONSOLE_SECRET)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
