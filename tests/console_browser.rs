@@ -172,6 +172,31 @@ impl Driver {
 
     /// A PNG of the page: into docs/img/ with KEYGATE_SCREENSHOTS=1 (how the committed ones are
     /// made), else into the test's own directory.
+    /// Waits until the page's notice contains `text` (each action's result is shown once).
+    fn wait_notice(&self, text: &str) {
+        let until = Instant::now() + Duration::from_secs(15);
+        loop {
+            let answer = call(
+                "POST",
+                &self.url("/element"),
+                Some(json!({"using": "css selector", "value": "p.notice"})),
+            );
+            if let Some(id) = answer["value"][ELEMENT].as_str() {
+                let shown = call("GET", &self.url(&format!("/element/{id}/text")), None);
+                if shown["value"].as_str().is_some_and(|t| t.contains(text)) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < until,
+                "no notice with {text:?} on {}:\n{}",
+                self.current(),
+                self.source()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn screenshot(&self, name: &str) {
         let answer = call("GET", &self.url("/screenshot"), None);
         let png = base64::engine::general_purpose::STANDARD
@@ -258,10 +283,10 @@ fn console_browser_admin_and_developer_flows() {
     assert!(browser.text("#warnings").contains("audience unset"));
     browser.screenshot("key-manager-review");
     browser.click("#add");
-    browser.wait_url("/admin/key-managers?notice=");
+    browser.wait_notice("applied");
     browser.click("#devportal-1");
     browser.click("td form button[type=submit]");
-    browser.wait_url("notice=saved");
+    browser.wait_notice("saved");
     assert!(browser.source().contains("checked"));
     browser.screenshot("key-managers");
     browser.go(&format!("{c}/admin/apis/new"));
@@ -273,7 +298,7 @@ fn console_browser_admin_and_developer_flows() {
         "GET /pets; scopes=pets:read\nGET /health; public",
     );
     browser.click("#save-api");
-    browser.wait_url("/admin/apis?notice=");
+    browser.wait_notice("applied");
     browser.screenshot("apis");
     browser.sign_out();
 
@@ -302,7 +327,7 @@ fn console_browser_admin_and_developer_flows() {
     browser.wait_url("/devportal/applications/");
     browser.type_in("#client_id", "shop-app");
     browser.click("#add-client");
-    browser.wait_url("added_client=shop-app");
+    browser.wait_notice("applied");
     assert!(browser
         .text("#added-dialog")
         .contains(&format!("{}/token", km.issuer())));
@@ -318,7 +343,7 @@ fn console_browser_admin_and_developer_flows() {
     let clicked = Instant::now();
     browser.click("#subscribe-pets");
     let allowed = until_status(&call, 200, clicked);
-    browser.wait_url("notice=");
+    browser.wait_notice("gains application dave-shop: API pets: GET /pets/v1/pets");
     assert!(browser.source().contains("unsubscribe-pets"));
     browser.screenshot("application");
     let clicked = Instant::now();

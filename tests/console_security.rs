@@ -117,6 +117,12 @@ fn console_security_rules() {
     let mut erin = Browser::sign_in(&console, DEV2);
     let dave_app = create_app(&console, &mut dave, "dave-shop");
 
+    // Result messages are kept per session, never taken from the URL.
+    let page = dave.get(&format!(
+        "{c}/devportal/applications?notice=Session+expired%3A+go+to+evil.example"
+    ));
+    assert!(!page.body.contains("evil.example"), "{}", page.body);
+
     // A developer calling an admin page: 403.
     for path in [
         "/admin/key-managers",

@@ -306,6 +306,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 session_ttl_seconds: args.session_minutes.saturating_mul(60),
             },
             templates: web::templates()?,
+            flash: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let app = axum::Router::new().fallback(handle).with_state(web);
         println!("CONSOLE READY {public_url}");

@@ -2,9 +2,12 @@
 //! else; every POST of a page carries the session's anti-forgery token (`csrf` field), checked
 //! before anything happens; administrators' pages answer 403 to developers.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use minijinja::{context, Environment, Value};
 
-use super::auth::{url_encode, Identity};
+use super::auth::Identity;
 use super::http::{Form, Request, Response};
 use super::model::{Api, KeyManager, Tier};
 use super::ops::{self, format_resources, parse_resources, split_list, Console, NewKeyManager};
@@ -72,6 +75,17 @@ pub fn templates() -> Result<Environment<'static>, String> {
 pub struct Web {
     pub console: Console,
     pub templates: Environment<'static>,
+    /// What the page after a redirect shows once, per session (never carried in the URL, so no
+    /// link can make the console display text of someone else's choosing).
+    pub flash: Mutex<HashMap<String, Flash>>,
+}
+
+/// A message for the next page of a session.
+#[derive(Debug, Clone, Default)]
+pub struct Flash {
+    pub notice: Option<String>,
+    /// A client ID just added: (key manager, client ID), for the connection-data dialog.
+    pub added: Option<(String, String)>,
 }
 
 fn identity(session: &Session) -> Identity {
@@ -206,7 +220,7 @@ impl Web {
         if method != "GET" {
             return Response::empty(405);
         }
-        let result = self.get(req, &session, &user, parts);
+        let result = self.get(&session, &user, parts);
         match result {
             Ok(response) => response,
             Err(err) => self.error_page(Some(&session), &err, "/"),
@@ -262,18 +276,36 @@ impl Web {
         }
     }
 
-    fn with(&self, session: &Session, req: &Request, extra: Value) -> Value {
-        context! { ..extra, ..self.base(session, req.query("notice")) }
+    fn with(&self, session: &Session, flash: &Flash, extra: Value) -> Value {
+        context! { ..extra, ..self.base(session, flash.notice.as_deref()) }
+    }
+
+    fn set_flash(&self, session: &Session, flash: Flash) {
+        if let Ok(mut all) = self.flash.lock() {
+            // Bounded: one entry per session, and sessions that never come back are dropped.
+            if all.len() > 10_000 {
+                all.clear();
+            }
+            all.insert(session.id.clone(), flash);
+        }
+    }
+
+    fn take_flash(&self, session: &Session) -> Flash {
+        self.flash
+            .lock()
+            .ok()
+            .and_then(|mut all| all.remove(&session.id))
+            .unwrap_or_default()
     }
 
     fn get(
         &self,
-        req: &Request,
         session: &Session,
         user: &Identity,
         parts: &[&str],
     ) -> Result<Response, ConsoleError> {
         let c = &self.console;
+        let flash = self.take_flash(session);
         let admin_page = parts.first() == Some(&"admin");
         if admin_page {
             ops::require_admin(user)?;
@@ -297,7 +329,7 @@ impl Web {
                 self.render(
                     200,
                     "key_managers.html",
-                    self.with(session, req, context! { rows }),
+                    self.with(session, &flash, context! { rows }),
                 )
             }
             ["admin", "key-managers", "new"] => {
@@ -307,7 +339,7 @@ impl Web {
                     "key_manager_new.html",
                     self.with(
                         session,
-                        req,
+                        &flash,
                         context! { environment => gateway.environment },
                     ),
                 )
@@ -321,21 +353,25 @@ impl Web {
                     "key_manager_edit.html",
                     self.with(
                         session,
-                        req,
+                        &flash,
                         context! { km => row.item, version => row.version },
                     ),
                 )
             }
             ["admin", "apis"] => {
                 let rows = c.store.read(|conn| store::list::<Api>(conn, Doc::Apis))?;
-                self.render(200, "apis.html", self.with(session, req, context! { rows }))
+                self.render(
+                    200,
+                    "apis.html",
+                    self.with(session, &flash, context! { rows }),
+                )
             }
             ["admin", "apis", "new"] => self.render(
                 200,
                 "api_form.html",
                 self.with(
                     session,
-                    req,
+                    &flash,
                     context! { api => context! {}, resources => "" },
                 ),
             ),
@@ -349,7 +385,7 @@ impl Web {
                     "api_form.html",
                     self.with(
                         session,
-                        req,
+                        &flash,
                         context! { api => row.item, version => row.version, resources },
                     ),
                 )
@@ -359,7 +395,7 @@ impl Web {
                 self.render(
                     200,
                     "tiers.html",
-                    self.with(session, req, context! { rows }),
+                    self.with(session, &flash, context! { rows }),
                 )
             }
             ["admin", "audit"] => {
@@ -367,7 +403,7 @@ impl Web {
                 self.render(
                     200,
                     "audit.html",
-                    self.with(session, req, context! { entries }),
+                    self.with(session, &flash, context! { entries }),
                 )
             }
             ["devportal", "applications"] => {
@@ -379,13 +415,13 @@ impl Web {
                 self.render(
                     200,
                     "applications.html",
-                    self.with(session, req, context! { rows }),
+                    self.with(session, &flash, context! { rows }),
                 )
             }
             ["devportal", "applications", "new"] => self.render(
                 200,
                 "application_new.html",
-                self.with(session, req, context! {}),
+                self.with(session, &flash, context! {}),
             ),
             ["devportal", "applications", id] => {
                 let id = parse_id(id)?;
@@ -409,20 +445,19 @@ impl Web {
                         }
                     })
                     .collect();
-                let added = match (req.query("added_km"), req.query("added_client")) {
-                    (Some(km), Some(client)) => Some(context! {
+                let added = flash.added.as_ref().map(|(km, client)| {
+                    context! {
                         key_manager => km,
                         client_id => client,
                         token_endpoint => c.token_endpoint(km),
-                    }),
-                    _ => None,
-                };
+                    }
+                });
                 self.render(
                     200,
                     "application.html",
                     self.with(
                         session,
-                        req,
+                        &flash,
                         context! {
                             id, app => row.application, version => row.version,
                             key_managers, clients, added,
@@ -457,7 +492,7 @@ impl Web {
                     "subscribe.html",
                     self.with(
                         session,
-                        req,
+                        &flash,
                         context! { id, app => row.application, apis, tiers },
                     ),
                 )
@@ -468,7 +503,7 @@ impl Web {
                 self.render(
                     200,
                     "instructions.html",
-                    self.with(session, req, context! { id, app, text }),
+                    self.with(session, &flash, context! { id, app, text }),
                 )
             }
             _ => return Err(ConsoleError::NotFound("no such page".into())),
@@ -485,8 +520,15 @@ impl Web {
     ) -> Response {
         let c = &self.console;
         let back = req.header("referer").unwrap_or("/").to_string();
-        let done = |applied: ops_result::Applied, to: &str| {
-            Response::redirect(&format!("{to}?notice={}", url_encode(&applied)))
+        let done = |applied: String, to: &str| {
+            self.set_flash(
+                session,
+                Flash {
+                    notice: Some(applied),
+                    added: None,
+                },
+            );
+            Response::redirect(to)
         };
         let result: Result<Response, ConsoleError> = (|| {
             Ok(match parts {
@@ -510,7 +552,7 @@ impl Web {
                         "key_manager_review.html",
                         self.with(
                             session,
-                            req,
+                            &Flash::default(),
                             context! {
                                 name, description => form.text("description"),
                                 environments, review,
@@ -588,9 +630,7 @@ impl Web {
                         return Ok(self.render(
                             200,
                             "preview.html",
-                            self.with(
-                                session,
-                                req,
+                            self.with(session, &Flash::default(),
                                 context! { changes, fields, action => "/admin/apis", what => format!("API {}", api.name) },
                             ),
                         ));
@@ -627,12 +667,15 @@ impl Web {
                     let id = parse_id(id)?;
                     let km = form.text("key_manager");
                     let client = form.text("client_id");
-                    c.add_client_id(user, id, &km, &client)?;
-                    Response::redirect(&format!(
-                        "/devportal/applications/{id}?added_km={}&added_client={}",
-                        url_encode(&km),
-                        url_encode(&client)
-                    ))
+                    let applied = c.add_client_id(user, id, &km, &client)?;
+                    self.set_flash(
+                        session,
+                        Flash {
+                            notice: Some(applied.summary()),
+                            added: Some((km, client)),
+                        },
+                    );
+                    Response::redirect(&format!("/devportal/applications/{id}"))
                 }
                 ["devportal", "applications", id, "client-ids", "remove"] => {
                     let id = parse_id(id)?;
@@ -673,11 +716,6 @@ impl Web {
             Err(err) => self.error_page(Some(session), &err, &back),
         }
     }
-}
-
-/// The text a redirect carries as its notice.
-mod ops_result {
-    pub type Applied = String;
 }
 
 pub fn parse_id(text: &str) -> Result<i64, ConsoleError> {
