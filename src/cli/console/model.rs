@@ -124,7 +124,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// The application as the plugin config and the directory protocol carry it.
+    /// The application as the plugin config and the directory protocol carry it. Fields the
+    /// console does not keep (added to the plugin config by other changes) stay at their
+    /// defaults.
+    #[allow(clippy::needless_update)]
     pub fn config(&self) -> ApplicationConfig {
         ApplicationConfig {
             name: self.name.clone(),
@@ -135,6 +138,7 @@ impl Application {
                 .map(|c| crate::config::ClientIdConfig {
                     key_manager: c.key_manager.clone(),
                     client_id: c.client_id.clone(),
+                    ..Default::default()
                 })
                 .collect(),
             subscriptions: self
@@ -144,8 +148,10 @@ impl Application {
                     api: s.api.clone(),
                     state: s.state,
                     tier: s.tier.clone(),
+                    ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 }
