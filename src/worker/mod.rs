@@ -21,6 +21,7 @@
 //! [`crate::worker::metrics`].
 
 mod answering;
+mod api_key;
 mod host;
 mod introspect;
 mod jwks_client;
@@ -209,6 +210,7 @@ impl Worker {
             path: &path,
             authorization: authorization.as_deref(),
             dpop: DpopRequest { proofs: &proofs },
+            headers,
         };
         let now_us = host.now_us();
         let now_ms = now_us / 1000;
@@ -217,8 +219,16 @@ impl Worker {
         answering.had_dpop = !proofs.is_empty();
         let start = decision::start(&self.policy, &request);
         answering.api = start.api;
+        if let Some(api) = start.api {
+            // An API key never goes upstream, whatever the outcome (header and query string).
+            self.strip_api_key(host, stream, api, headers, &path);
+        }
         let outcome = match start.next {
             Err(outcome) => outcome,
+            Ok(started) if started.is_api_key() => {
+                answering.api_key = true;
+                decision::decide_api_key(&self.policy, &started, seconds(now_ms))
+            }
             Ok(started) => {
                 answering.dpop = started.scheme() == AuthScheme::Dpop;
                 let stores = &self.stores;
