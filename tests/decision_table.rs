@@ -83,6 +83,7 @@ fn decide(policy: &Policy, method: &str, path: &str, auth: Option<&str>, claims:
         path,
         authorization,
         dpop: DpopRequest::default(),
+        headers: &[],
     };
     let keys = keys();
     let slots = MemorySlots::default();

@@ -221,7 +221,11 @@ pub fn api_key_headers<'h>(
 
 /// `path` without the API key query parameter, when API `api` reads keys from one and `path`
 /// carries it; `None` when there is nothing to remove. Other parameters keep their order and bytes.
-pub fn path_without_api_key(policy: &Policy, api: crate::policy::ApiId, path: &str) -> Option<String> {
+pub fn path_without_api_key(
+    policy: &Policy,
+    api: crate::policy::ApiId,
+    path: &str,
+) -> Option<String> {
     let name = policy
         .api(api)?
         .credentials
@@ -259,8 +263,12 @@ pub fn decide_api_key(policy: &Policy, started: &Started<'_>, now: f64) -> Outco
                 proof: None,
             }
         }
-        Err(KeyRefusal::Unknown) => Outcome::Deny(ApiKeyDenial::Unknown { header: header() }.into()),
-        Err(KeyRefusal::Expired) => Outcome::Deny(ApiKeyDenial::Expired { header: header() }.into()),
+        Err(KeyRefusal::Unknown) => {
+            Outcome::Deny(ApiKeyDenial::Unknown { header: header() }.into())
+        }
+        Err(KeyRefusal::Expired) => {
+            Outcome::Deny(ApiKeyDenial::Expired { header: header() }.into())
+        }
         Err(KeyRefusal::NeedsToken { scopes }) => {
             Outcome::Deny(ApiKeyDenial::NeedsToken { scopes }.into())
         }

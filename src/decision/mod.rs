@@ -333,7 +333,6 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
     })
 }
 
-
 /// A key manager's key set and its generation (changes whenever another set is adopted), and
 /// the host that can check RS*/ES* signatures natively, if any.
 #[derive(Clone, Copy)]

@@ -114,7 +114,20 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
         _ => return None,
     };
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let days_in = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let days_in = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     let month_days = usize::try_from(month - 1)
         .ok()
         .and_then(|m| days_in.get(m))?;
@@ -470,8 +483,14 @@ mod tests {
     fn rfc3339_dates() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2027-01-31T12:00:00Z"), Some(1_801_396_800));
-        assert_eq!(parse_rfc3339("2027-01-31T14:00:00+02:00"), Some(1_801_396_800));
-        assert_eq!(parse_rfc3339("2027-01-31T12:00:00.250Z"), Some(1_801_396_800));
+        assert_eq!(
+            parse_rfc3339("2027-01-31T14:00:00+02:00"),
+            Some(1_801_396_800)
+        );
+        assert_eq!(
+            parse_rfc3339("2027-01-31T12:00:00.250Z"),
+            Some(1_801_396_800)
+        );
         assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800));
         for bad in [
             "2023-02-29T00:00:00Z",

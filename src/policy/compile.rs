@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use super::api_keys::{check_key_only_resource, compile_credentials, compile_keys, ApiKeys};
 use super::issuer::IssuerPattern;
-use super::requirements::{compile_all_scopes, compile_claims};
 use super::mapping::{check_claim_name, Mapping};
+use super::requirements::{compile_all_scopes, compile_claims};
 use super::routes::{parse_base_path, MethodMatch, PathTemplate, Router};
 use super::tier::{Budget, Per, Tier, MAX_REQUESTS};
 use super::{accepted_algorithms, Api, Application, KeyManager, Policy, Resource, Subscription};

@@ -25,12 +25,12 @@ use crate::config::{
     SUPPORTED_ALGORITHMS,
 };
 use crate::jose::claims::Validation;
+use crate::policy::api_keys::{ApiCredentials, ApiKeys};
 use crate::policy::issuer::{IssuerFit, IssuerPattern};
 use crate::policy::mapping::Mapping;
 use crate::policy::path::CanonicalPath;
-use crate::policy::routes::{check_method, RouteOutcome, Router};
-use crate::policy::api_keys::{ApiCredentials, ApiKeys};
 use crate::policy::requirements::{check_all_scopes, check_claims, ClaimCondition};
+use crate::policy::routes::{check_method, RouteOutcome, Router};
 use crate::policy::tier::Budget;
 
 pub use ids::{ApiId, KeyManagerId};
