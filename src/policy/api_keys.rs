@@ -401,7 +401,7 @@ pub(super) fn check_key_only_resource(
     credentials: &ApiCredentials,
     resource: &Resource,
 ) {
-    if !credentials.oauth2 && needs_token(resource) {
+    if !credentials.oauth2 && !resource.public && needs_token(resource) {
         c.invalid(
             format!("{at}.scopes"),
             &resource.path,
