@@ -229,6 +229,15 @@ fn outcome(
     }
 }
 
+/// Path, headers, `Authorization`, expected code, expected status.
+type KeyCase = (
+    &'static str,
+    Vec<(String, String)>,
+    Option<&'static str>,
+    &'static str,
+    u32,
+);
+
 #[test]
 fn the_decision_for_keys() {
     let p = policy();
@@ -240,7 +249,7 @@ fn the_decision_for_keys() {
          (\"x-keygate-application\", \"shop\"), (\"x-keygate-credential\", \"api_key\"), \
          (\"x-keygate-tier\", \"gold\")]"
     );
-    let cases: Vec<(&str, Vec<(String, String)>, Option<&str>, &str, u32)> = vec![
+    let cases: Vec<KeyCase> = vec![
         ("/both/open", apikey(OLD_KEY), None, "api_key_expired", 401),
         (
             "/both/open",

@@ -36,6 +36,7 @@ fn policy_in(environment: &str) -> Policy {
 }
 
 #[derive(Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     Public,
     Pass,

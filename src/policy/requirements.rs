@@ -40,7 +40,7 @@ impl ClaimCondition {
             Value::String(text) => self.values.iter().any(|v| v == text),
             Value::Number(_) | Value::Bool(_) => {
                 let text = value.to_string();
-                self.values.iter().any(|v| *v == text)
+                self.values.contains(&text)
             }
             _ => false,
         }
