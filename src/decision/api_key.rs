@@ -11,12 +11,13 @@
 //! The challenge of a key refusal uses the scheme `ApiKey` (not registered with IANA: there is no
 //! standard one) with the header the key goes in: `ApiKey realm="keygate", header="apikey"`.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::denial::Denial;
 use super::identity::Identity;
 use super::{Allowed, Outcome, Request, Started};
-use crate::policy::api_keys::{KeyRefusal, KeySource};
+use crate::policy::api_keys::{hash_key, KeyHash, KeyRefusal, KeySource};
 use crate::policy::{Policy, RouteMatch};
 
 /// Why a request's API key (or the lack of one) does not open a resource.
@@ -246,20 +247,55 @@ pub fn path_without_api_key(
     }
 }
 
+/// The identities (and their headers) granted to API keys on resources, built once per key and
+/// resource: a grant never changes within a policy (the checks before it run every time).
+#[derive(Debug, Default)]
+pub struct KeyGrants {
+    by: HashMap<(KeyHash, usize, usize), Rc<Allowed>>,
+}
+
+impl KeyGrants {
+    /// Grants remembered at most (then the map starts over).
+    const MAX: usize = 4_096;
+}
+
 /// The decision for a request that presents an API key, at `now` (Unix seconds).
 pub fn decide_api_key(policy: &Policy, started: &Started<'_>, now: f64) -> Outcome {
+    decide_api_key_with(policy, started, now, &mut KeyGrants::default())
+}
+
+/// [`decide_api_key`], reusing the identity of an earlier grant of `grants`.
+pub fn decide_api_key_with(
+    policy: &Policy,
+    started: &Started<'_>,
+    now: f64,
+    grants: &mut KeyGrants,
+) -> Outcome {
     let header = || {
         policy
             .api(started.route.api)
             .and_then(|api| api.credentials.api_key.as_ref())
             .map_or_else(String::new, |source| source.header.clone())
     };
-    match policy.authorize_key(&started.route, started.token, now) {
+    let hash = hash_key(started.token);
+    match policy.authorize_key(&started.route, &hash, now) {
         Ok(access) => {
+            let at = (hash, started.route.api.index(), started.route.resource);
+            if let Some(allowed) = grants.by.get(&at) {
+                return Outcome::Allow {
+                    allowed: Rc::clone(allowed),
+                    proof: None,
+                };
+            }
             let identity = Identity::for_api_key(access);
             let headers = identity.headers(&policy.settings().header_prefix);
+            let allowed = Rc::new(Allowed { identity, headers });
+            if grants.by.len() >= KeyGrants::MAX {
+                grants.by.clear();
+            }
+            grants.by.insert(at, Rc::clone(&allowed));
             Outcome::Allow {
-                allowed: Rc::new(Allowed { identity, headers }),
+                allowed,
                 proof: None,
             }
         }

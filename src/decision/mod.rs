@@ -25,7 +25,10 @@ mod opaque;
 mod reply;
 mod verified_tokens;
 
-pub use api_key::{api_key_headers, decide_api_key, path_without_api_key, ApiKeyDenial};
+pub use api_key::{
+    api_key_headers, decide_api_key, decide_api_key_with, path_without_api_key, ApiKeyDenial,
+    KeyGrants,
+};
 pub use credentials::{
     authorization, bearer_token, credentials, dpop_proofs, AuthScheme, AuthorizationProblem,
 };

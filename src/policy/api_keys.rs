@@ -232,22 +232,19 @@ impl Policy {
         Some((entry, &application.name))
     }
 
-    /// Decision steps 2-7 for an API key at `now` (Unix seconds): the key, its application, the
-    /// subscription to the API of `route`, and the resource's requirements.
+    /// Decision steps 2-7 for an API key (its SHA-256, [`hash_key`]) at `now` (Unix seconds): the
+    /// key, its application, the subscription to the API of `route`, and the resource's
+    /// requirements.
     pub fn authorize_key<'p>(
         &'p self,
         route: &RouteMatch,
-        key: &str,
+        key: &KeyHash,
         now: f64,
     ) -> Result<KeyAccess<'p>, KeyRefusal> {
         let (api, resource) = self
             .resource(route)
             .ok_or(KeyRefusal::Access(AccessRefusal::ResourceNotFound))?;
-        let entry = self
-            .api_keys
-            .by_hash
-            .get(&hash_key(key))
-            .ok_or(KeyRefusal::Unknown)?;
+        let entry = self.api_keys.by_hash.get(key).ok_or(KeyRefusal::Unknown)?;
         if entry.expires.is_some_and(|at| now >= at as f64) {
             return Err(KeyRefusal::Expired);
         }

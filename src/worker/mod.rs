@@ -121,6 +121,8 @@ pub struct Worker {
     introspecting: BTreeMap<StreamId, Answering>,
     /// This worker's random id, the seed of the DPoP replay store's secret if it draws it.
     seed: u64,
+    /// The identities granted to API keys, per key and resource.
+    key_grants: decision::KeyGrants,
 }
 
 impl Worker {
@@ -149,6 +151,7 @@ impl Worker {
             introspector: Introspector::new(worker_id),
             introspecting: BTreeMap::new(),
             seed: worker_id,
+            key_grants: decision::KeyGrants::default(),
         }
     }
 
@@ -227,7 +230,8 @@ impl Worker {
             Err(outcome) => outcome,
             Ok(started) if started.is_api_key() => {
                 answering.api_key = true;
-                decision::decide_api_key(&self.policy, &started, seconds(now_ms))
+                let now = seconds(now_ms);
+                decision::decide_api_key_with(&self.policy, &started, now, &mut self.key_grants)
             }
             Ok(started) => {
                 answering.dpop = started.scheme() == AuthScheme::Dpop;
