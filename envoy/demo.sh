@@ -151,6 +151,10 @@ Without a token (401), and the public resource (200):
   curl -i $API/pets
   curl -i $API/health
 
+With the demo API key instead of a token (the catalog API accepts only keys):
+
+  curl -i -H 'apikey: kg_MRNQcG-fEvMzRYn7Gad0yxqJ4bKRuFT1VqUA1bV2nkU' http://127.0.0.1:$LISTEN_PORT/catalog/v1/items
+
 Other demo clients: other-app (not subscribed: 403), blocked-app (subscription blocked: 403),
 orphan-app (no application: 403); secrets are <client>-secret. User bob/bob-pass has no groups.
 Rotate the signing key: curl -X POST $ISSUER/admin/rotate
