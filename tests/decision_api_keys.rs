@@ -334,6 +334,22 @@ impl CodeOrKind for Outcome {
 }
 
 #[test]
+fn a_key_hash_names_its_application() {
+    let p = policy();
+    let (entry, application) = p.application_for_key(&hash_key(KEY)).unwrap();
+    assert_eq!(
+        (entry.name.as_str(), entry.expires, application),
+        ("current", None, "shop")
+    );
+    let (entry, application) = p.application_for_key(&hash_key(OTHER_KEY)).unwrap();
+    assert_eq!((entry.expires, application), (Some(1_900_000_000), "other"));
+    assert!(p.application_for_key(&hash_key("kg_nobody")).is_none());
+    // The RFC 3339 expiry is kept as Unix seconds.
+    let (entry, _) = p.application_for_key(&hash_key(OLD_KEY)).unwrap();
+    assert_eq!(entry.expires, Some(1_767_225_600));
+}
+
+#[test]
 fn an_expiry_is_the_instant_the_key_stops() {
     let h = header("apikey", OTHER_KEY);
     let mut cfg = config();

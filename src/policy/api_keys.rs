@@ -224,12 +224,17 @@ pub struct KeyAccess<'p> {
 }
 
 impl Policy {
-    /// The application a key hash belongs to, with the key's entry: the one lookup from a key to
-    /// an application.
+    /// The application a key hash belongs to, with the key's entry (its name and expiry).
     pub fn application_for_key(&self, hash: &KeyHash) -> Option<(&KeyEntry, &str)> {
+        self.key_owner(hash)
+            .map(|(entry, application)| (entry, application.name.as_str()))
+    }
+
+    /// The one lookup from a key's hash to its entry and application: where applications live
+    /// (today the compiled policy) is known here only.
+    fn key_owner(&self, hash: &KeyHash) -> Option<(&KeyEntry, &Application)> {
         let entry = self.api_keys.by_hash.get(hash)?;
-        let application = self.applications.get(entry.application)?;
-        Some((entry, &application.name))
+        Some((entry, self.applications.get(entry.application)?))
     }
 
     /// Decision steps 2-7 for an API key (its SHA-256, [`hash_key`]) at `now` (Unix seconds): the
@@ -244,14 +249,10 @@ impl Policy {
         let (api, resource) = self
             .resource(route)
             .ok_or(KeyRefusal::Access(AccessRefusal::ResourceNotFound))?;
-        let entry = self.api_keys.by_hash.get(key).ok_or(KeyRefusal::Unknown)?;
+        let (entry, application) = self.key_owner(key).ok_or(KeyRefusal::Unknown)?;
         if entry.expires.is_some_and(|at| now >= at as f64) {
             return Err(KeyRefusal::Expired);
         }
-        let application = self
-            .applications
-            .get(entry.application)
-            .ok_or(KeyRefusal::Unknown)?;
         let subscription = self
             .key_subscription(application, api, route)
             .map_err(KeyRefusal::Access)?;
