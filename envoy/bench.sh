@@ -15,6 +15,7 @@
 #   keygate-cache-{rs,es}256  keygate, verified-token cache hit
 #   keygate-nocache-{rs,es}256 keygate, settings.token_cache_entries: 0 (signature checked every request)
 #   keygate-public          keygate, public resource, no token
+#   keygate-apikey          keygate, an API key (the demo key, /catalog/v1/items): one SHA-256, one lookup
 #
 # Method: every Envoy under test runs --concurrency 1 pinned to CPU 0 (taskset -c 0), with its own
 # dynamic --base-id; wrk, the upstream and the key manager run on CPU 1. Before measuring, each case
@@ -53,7 +54,8 @@ RUN="$OUT/run"
 READY_SECONDS=60
 
 ALL_CASES="noauth floor native-cache-rs256 native-cache-es256 native-nocache-rs256 native-nocache-es256
-  keygate-cache-rs256 keygate-cache-es256 keygate-nocache-rs256 keygate-nocache-es256 keygate-public"
+  keygate-cache-rs256 keygate-cache-es256 keygate-nocache-rs256 keygate-nocache-es256 keygate-public
+  keygate-apikey"
 CASES="${BENCH_CASES:-$ALL_CASES}"
 
 say() { printf 'bench: %s\n' "$*"; }
@@ -198,6 +200,9 @@ say "tokens: RS256 ${#RS256} bytes, ES256 ${#ES256} bytes (the key manager's own
 
 API=/pets/v1/pets
 PUBLIC=/pets/v1/health
+# The demo declaration's API-key API and its public demo key (envoy/demo.keygate.yaml).
+KEYED=/catalog/v1/items
+API_KEY=kg_MRNQcG-fEvMzRYn7Gad0yxqJ4bKRuFT1VqUA1bV2nkU
 # What a browser-backed or SDK API client sends besides the token (wrk adds Host).
 REQUEST_HEADERS=(
   -H "User-Agent: shop-backend/4.2.1 (okhttp/4.12.0; Linux x86_64)"
@@ -242,6 +247,14 @@ for e in native-cache native-nocache keygate keygate-nocache; do
   expect "$e" 403 "$API" "$NO_SCOPE" "token without pets:read"
   expect "$e" 200 "$PUBLIC" "" "public resource, no token"
 done
+for e in keygate keygate-nocache; do
+  for k in "$API_KEY:200:API key" "kg_unknown:401:unknown API key"; do
+    got=$(curl -s -o /dev/null -w '%{http_code}' "${REQUEST_HEADERS[@]}" -H "apikey: ${k%%:*}" "http://127.0.0.1:${LISTEN[$e]}$KEYED")
+    want=${k#*:}; want=${want%%:*}
+    if [[ "$got" == "$want" ]]; then printf '  ok   %-16s %-34s %s\n' "$e" "${k##*:}" "$got"
+    else printf '  FAIL %-16s %-34s %s, expected %s\n' "$e" "${k##*:}" "$got" "$want"; FAILED=1; fi
+  done
+done
 ((FAILED == 0)) || die "a case did not answer as it should; not measuring (logs in $RUN)"
 
 # 7. Load.
@@ -250,14 +263,14 @@ case_envoy() {
     noauth | floor) echo "$1" ;;
     native-cache-*) echo native-cache ;;
     native-nocache-*) echo native-nocache ;;
-    keygate-cache-* | keygate-public) echo keygate ;;
+    keygate-cache-* | keygate-public | keygate-apikey) echo keygate ;;
     keygate-nocache-*) echo keygate-nocache ;;
   esac
 }
 case_token() {
   case $1 in
     *-es256) echo "$ES256" ;;
-    keygate-public) echo "" ;;
+    keygate-public | keygate-apikey) echo "" ;;
     *) echo "$RS256" ;;
   esac
 }
@@ -270,6 +283,7 @@ case_label() {
     keygate-cache-*) echo "keygate, cache hit, ${1##*-}" ;;
     keygate-nocache-*) echo "keygate, cache off, ${1##*-}" ;;
     keygate-public) echo "keygate, public resource" ;;
+    keygate-apikey) echo "keygate, API key" ;;
   esac
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -286,6 +300,7 @@ load() { # case seconds round (round 0: warm-up, not recorded)
   [[ -n "$tok" ]] && auth=(-H "Authorization: Bearer $tok")
   local path=$API
   [[ "$name" == keygate-public ]] && path=$PUBLIC
+  if [[ "$name" == keygate-apikey ]]; then path=$KEYED; auth=(-H "apikey: $API_KEY"); fi
   before=$(cpu_ticks "$pid")
   line=$(taskset -c "$CPU_LOAD" wrk -t "$THREADS" -c "$CONNECTIONS" -d "${secs}s" -s "$HERE/report.lua" \
     "${REQUEST_HEADERS[@]}" "${auth[@]}" \

@@ -164,6 +164,10 @@ Without a token (401), and the public resource (200):
   curl -i $API/pets
   curl -i $API/health
 
+With the demo API key instead of a token (the catalog API accepts only keys):
+
+  curl -i -H 'apikey: kg_MRNQcG-fEvMzRYn7Gad0yxqJ4bKRuFT1VqUA1bV2nkU' http://127.0.0.1:$LISTEN_PORT/catalog/v1/items
+
 Console: http://127.0.0.1:$CONSOLE_PORT  (docs/console.md)
   administrator carol / carol-pass (group keygate-admins); developers dave / dave-pass, erin / erin-pass
   Its gateway configuration goes to target/demo/console (envoy -c target/demo/console/envoy.yaml

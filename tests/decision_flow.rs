@@ -60,6 +60,7 @@ fn run_at(
         path,
         authorization: Some(&auth),
         dpop: DpopRequest::default(),
+        headers: &[],
     };
     let slots = MemorySlots::default();
     let dpop = DpopHost {
@@ -171,6 +172,7 @@ fn run_dpop(
         path: "/pets/items",
         authorization: Some(authorization),
         dpop: DpopRequest { proofs },
+        headers: &[],
     };
     let dpop = DpopHost {
         crypto: None,
@@ -358,6 +360,7 @@ fn the_subject_comes_from_the_configured_claim() {
         path: "/pets/items",
         authorization: Some(&auth),
         dpop: DpopRequest::default(),
+        headers: &[],
     };
     let subject = |cfg: serde_json::Value| match keygate::decision::decide(
         &compile(&cfg),

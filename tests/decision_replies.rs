@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use keygate::decision::{reply, AuthorizationProblem, Challenge, Denial, TokenRefusal};
+use keygate::decision::{
+    reply, ApiKeyDenial, AuthorizationProblem, Challenge, Denial, TokenRefusal,
+};
 use keygate::dpop::DpopError;
 use keygate::policy::path::PathProblem;
 use keygate::policy::tier::{Per, Tier};
@@ -36,10 +38,13 @@ fn variant(denial: &Denial) -> &'static str {
         Denial::InsufficientGroup { .. } => "InsufficientGroup",
         Denial::RateLimited { .. } => "RateLimited",
         Denial::Dpop { .. } => "Dpop",
+        Denial::MissingScopes { .. } => "MissingScopes",
+        Denial::InsufficientClaim { .. } => "InsufficientClaim",
+        Denial::ApiKey(_) => "ApiKey",
     }
 }
 
-const VARIANTS: usize = 19;
+const VARIANTS: usize = 22;
 
 /// `get` is not a canonical method: the router's own denial (its problem type is private).
 fn method_not_canonical() -> Denial {
@@ -106,6 +111,37 @@ fn every_denial() -> Vec<Denial> {
         Denial::InsufficientGroup {
             required: vec!["pet-admins".into()],
         },
+        Denial::MissingScopes {
+            required: vec!["pets:read".into(), "pets:audit".into()],
+            missing: vec!["pets:audit".into()],
+        },
+        Denial::InsufficientClaim {
+            claim: "tenant".into(),
+            accepted: vec!["acme".into()],
+        },
+        ApiKeyDenial::Missing {
+            header: "apikey".into(),
+            oauth2: false,
+        }
+        .into(),
+        ApiKeyDenial::Missing {
+            header: "apikey".into(),
+            oauth2: true,
+        }
+        .into(),
+        ApiKeyDenial::Unknown {
+            header: "apikey".into(),
+        }
+        .into(),
+        ApiKeyDenial::Expired {
+            header: "apikey".into(),
+        }
+        .into(),
+        ApiKeyDenial::NeedsToken {
+            scopes: vec!["pets:read".into()],
+        }
+        .into(),
+        ApiKeyDenial::Ambiguous.into(),
         Denial::RateLimited {
             tier: Tier {
                 name: "bronze".into(),

@@ -36,6 +36,7 @@ fn policy_in(environment: &str) -> Policy {
 }
 
 #[derive(Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     Public,
     Pass,
@@ -83,6 +84,7 @@ fn decide(policy: &Policy, method: &str, path: &str, auth: Option<&str>, claims:
         path,
         authorization,
         dpop: DpopRequest::default(),
+        headers: &[],
     };
     let keys = keys();
     let slots = MemorySlots::default();

@@ -216,6 +216,7 @@ fn forged_headers_are_removed(gateway: &Gateway, forged: &[(&str, &str)]) {
         ("x-keygate-api", "pets"),
         ("x-keygate-application", "shop"),
         ("x-keygate-client-id", "shop-app"),
+        ("x-keygate-credential", "oauth2"),
         ("x-keygate-key-manager", "demo"),
         ("x-keygate-scopes", "pets:read"),
         ("x-keygate-subject", "alice"),

@@ -18,6 +18,9 @@ fn main() {
 
     #[derive(Subcommand)]
     enum Command {
+        /// Create an application's API key: print it once and the entry to add to the declaration.
+        #[command(subcommand)]
+        ApiKey(cli::api_key::Command),
         /// Verify a token natively with the filter's own code and explain the result.
         CheckToken(cli::check_token::Args),
         /// The web console: admin portal, developer portal, REST API, application directory.
@@ -43,6 +46,7 @@ fn main() {
         }
     };
     let code = match cli.command {
+        Command::ApiKey(command) => cli::api_key::run(command),
         Command::CheckToken(args) => cli::check_token::run(args),
         Command::Console(args) => cli::console::run(*args),
         Command::Discover(args) => cli::discover::run(args),

@@ -53,6 +53,9 @@ pub struct Args {
     /// With --input: accept plain http discovery/JWKS URLs on non-loopback hosts.
     #[arg(long)]
     pub allow_http: bool,
+    /// An API key, sent in the API's key header (`apis[].api_key.header`, default `apikey`).
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
     /// The access token (sent as `Authorization: Bearer TOKEN`), `-` to read it from stdin (one
     /// trailing newline removed); omitted: a request without `Authorization`.
     #[arg(value_name = "TOKEN", allow_hyphen_values = true)]
@@ -98,12 +101,14 @@ fn explain(args: &Args) -> Result<(Value, bool), Usage> {
         None => None,
     };
     let authorization = token.map(|t| format!("Bearer {t}"));
+    let headers = api_key_header(&policy, args);
     let request = Request {
         method: &args.method,
         path: &args.path,
         authorization: authorization.as_deref(),
         // No DPoP proof offline: a DPoP-bound token is explained as presented with Bearer.
         dpop: DpopRequest::default(),
+        headers: &headers,
     };
     let outcome = decide(
         &policy,
@@ -112,6 +117,22 @@ fn explain(args: &Args) -> Result<(Value, bool), Usage> {
         args.at,
     );
     verdict(&policy, &request, outcome)
+}
+
+/// `--api-key` as the request header of the API the path routes to (`apikey` when none).
+fn api_key_header(policy: &Policy, args: &Args) -> Vec<(String, String)> {
+    let Some(key) = &args.api_key else {
+        return Vec::new();
+    };
+    let header = policy
+        .route(&args.method, &args.path)
+        .api()
+        .and_then(|api| policy.api(api))
+        .and_then(|api| api.credentials.api_key.as_ref())
+        .map_or(crate::config::DEFAULT_API_KEY_HEADER.to_string(), |s| {
+            s.header.clone()
+        });
+    vec![(header, key.clone())]
 }
 
 fn policy(args: &Args) -> Result<Policy, Usage> {

@@ -1,4 +1,4 @@
-//! The native companion command `keygate`: `check-token`, `discover`, `explain`, `generate`,
+//! The native companion command `keygate`: `api-key`, `check-token`, `discover`, `explain`, `generate`,
 //! `instructions`, `oci`.
 //!
 //! The subcommands are the flat modules here. What they share lives in three wings, imported one
@@ -9,6 +9,7 @@ pub mod declaration;
 pub mod discovery;
 pub mod render;
 
+pub mod api_key;
 pub mod check_token;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod console;

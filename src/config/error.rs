@@ -61,6 +61,10 @@ pub enum ConfigProblem {
     DuplicateSubscription {
         api: String,
     },
+    /// The same API key hash is configured twice (`first` is the other field path).
+    DuplicateApiKey {
+        first: String,
+    },
     UnsupportedAlgorithm {
         algorithm: String,
     },
@@ -108,6 +112,7 @@ impl ConfigError {
             ConfigProblem::DuplicateResource { .. } => "duplicate_resource",
             ConfigProblem::DuplicateIssuer { .. } => "duplicate_issuer",
             ConfigProblem::DuplicateSubscription { .. } => "duplicate_subscription",
+            ConfigProblem::DuplicateApiKey { .. } => "duplicate_api_key",
             ConfigProblem::UnsupportedAlgorithm { .. } => "unsupported_algorithm",
             ConfigProblem::OutOfRange { .. } => "out_of_range",
             ConfigProblem::PublicWithRequirements => "public_with_requirements",
@@ -204,6 +209,9 @@ impl fmt::Display for ConfigError {
             ConfigProblem::DuplicateSubscription { api } => {
                 write!(f, "API {api:?} is subscribed twice")
             }
+            ConfigProblem::DuplicateApiKey { first } => {
+                write!(f, "the same API key hash is already configured at {first}")
+            }
             ConfigProblem::UnsupportedAlgorithm { algorithm } => write!(
                 f,
                 "algorithm {algorithm:?} is not supported (one of {})",
@@ -213,7 +221,7 @@ impl fmt::Display for ConfigError {
                 write!(f, "{value} is outside {min}..={max}")
             }
             ConfigProblem::PublicWithRequirements => {
-                f.write_str("a public resource cannot require scopes or groups")
+                f.write_str("a public resource cannot require scopes, groups or claims")
             }
             ConfigProblem::TenantsWithoutTemplate => {
                 f.write_str("tenants are set but the issuer has no {tenantid} placeholder")

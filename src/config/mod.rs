@@ -234,6 +234,72 @@ pub struct ApiConfig {
     /// `required`: every token for this API must be DPoP-bound and come with a proof.
     #[serde(default, skip_serializing_if = "DpopMode::is_default")]
     pub dpop: DpopMode,
+    /// The credentials this API accepts (`oauth2`, `api_key`); empty: `[oauth2]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security: Vec<Security>,
+    /// Where an API key is read from (when `security` has `api_key`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub api_key: ApiKeyLocation,
+}
+
+/// A kind of credential an API accepts (`apis[].security`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Security {
+    /// An OAuth2 access token (`Authorization: Bearer` or `DPoP`).
+    Oauth2,
+    /// An application's API key (`apis[].api_key`).
+    ApiKey,
+}
+
+/// Where an API takes its API key from: a request header, and the query string only when named.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyLocation {
+    /// The request header that carries the key (default `apikey`).
+    #[serde(default = "default_api_key_header")]
+    pub header: String,
+    /// A query parameter that may carry the key instead (off by default); it is removed from the
+    /// path before the request is forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+impl Default for ApiKeyLocation {
+    fn default() -> Self {
+        ApiKeyLocation {
+            header: default_api_key_header(),
+            query: None,
+        }
+    }
+}
+
+/// The default API key header.
+pub const DEFAULT_API_KEY_HEADER: &str = "apikey";
+
+fn default_api_key_header() -> String {
+    DEFAULT_API_KEY_HEADER.to_string()
+}
+
+/// One API key of an application: only the SHA-256 of the key is configured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A name for the key (shown upstream in `<prefix>api-key`, never the key itself).
+    pub name: String,
+    /// The SHA-256 of the whole key string (`kg_...`), 64 lower-case hex digits.
+    pub sha256: String,
+    /// When the key stops being accepted: an RFC 3339 date-time or Unix seconds; absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Expiry>,
+}
+
+/// An instant as written in a configuration: Unix seconds or an RFC 3339 date-time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Expiry {
+    Unix(u64),
+    Text(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -249,6 +315,13 @@ pub struct ResourceConfig {
     /// The token needs at least one of these groups (empty: no group needed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// The token needs every one of these scopes (beside one of `scopes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes_all: Vec<String>,
+    /// Claim conditions: each named claim (a name or dotted path) must hold one of its values;
+    /// all the conditions must hold.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub claims: std::collections::BTreeMap<String, Vec<String>>,
     /// No token needed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub public: bool,
@@ -264,6 +337,9 @@ pub struct ApplicationConfig {
     pub client_ids: Vec<ClientIdConfig>,
     #[serde(default)]
     pub subscriptions: Vec<SubscriptionConfig>,
+    /// The application's API keys (their hashes); several may be active at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKeyConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

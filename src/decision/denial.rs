@@ -9,6 +9,7 @@ use crate::policy::routes::MethodProblem;
 use crate::policy::tier::Tier;
 use crate::policy::{AccessRefusal, ClientIdError, IssuerRefusal, RouteRefusal};
 
+use super::api_key::ApiKeyDenial;
 use super::credentials::AuthorizationProblem;
 
 /// Why a request is not forwarded. Each variant has a stable `code()`.
@@ -70,6 +71,18 @@ pub enum Denial {
     InsufficientGroup {
         required: Vec<String>,
     },
+    /// The token lacks scopes of the resource's `scopes_all` (`required`: all of them).
+    MissingScopes {
+        required: Vec<String>,
+        missing: Vec<String>,
+    },
+    /// A claim condition of the resource does not hold.
+    InsufficientClaim {
+        claim: String,
+        accepted: Vec<String>,
+    },
+    /// An API key refused, missing or not enough (`super::api_key`).
+    ApiKey(ApiKeyDenial),
     /// The subscription's tier has no request left in this window (decision step 8).
     RateLimited {
         tier: Tier,
@@ -105,6 +118,9 @@ impl Denial {
             Denial::SubscriptionBlocked { .. } => "subscription_blocked",
             Denial::InsufficientScope { .. } => "insufficient_scope",
             Denial::InsufficientGroup { .. } => "insufficient_group",
+            Denial::MissingScopes { .. } => "insufficient_scope",
+            Denial::InsufficientClaim { .. } => "insufficient_claim",
+            Denial::ApiKey(denial) => denial.code(),
             Denial::RateLimited { .. } => "rate_limited",
             Denial::Dpop { error, .. } => error.code(),
         }
@@ -121,7 +137,10 @@ impl Denial {
             | Denial::NotSubscribed { .. }
             | Denial::SubscriptionBlocked { .. }
             | Denial::InsufficientScope { .. }
-            | Denial::InsufficientGroup { .. } => 403,
+            | Denial::InsufficientGroup { .. }
+            | Denial::MissingScopes { .. }
+            | Denial::InsufficientClaim { .. } => 403,
+            Denial::ApiKey(denial) => denial.status(),
             Denial::NoApi | Denial::ResourceNotFound => 404,
             Denial::MethodNotAllowed { .. } => 405,
             Denial::RateLimited { .. } => 429,
@@ -153,7 +172,10 @@ impl Denial {
             | Denial::NotSubscribed { .. }
             | Denial::SubscriptionBlocked { .. }
             | Denial::InsufficientScope { .. }
-            | Denial::InsufficientGroup { .. } => Some("insufficient_scope"),
+            | Denial::InsufficientGroup { .. }
+            | Denial::MissingScopes { .. }
+            | Denial::InsufficientClaim { .. } => Some("insufficient_scope"),
+            Denial::ApiKey(denial) => Some(denial.error()),
             // Not an OAuth error: the token is fine, the budget is spent.
             Denial::RateLimited { .. } => None,
             Denial::Dpop { error, .. } => Some(match error.kind() {
@@ -218,6 +240,16 @@ impl Denial {
             Denial::InsufficientGroup { required } => {
                 format!("the token needs one of the groups: {}", required.join(", "))
             }
+            Denial::MissingScopes { required, missing } => format!(
+                "the token needs all of the scopes {}; it lacks {}",
+                required.join(" "),
+                missing.join(" ")
+            ),
+            Denial::InsufficientClaim { claim, accepted } => format!(
+                "the token's claim \"{claim}\" must be one of: {}",
+                accepted.join(", ")
+            ),
+            Denial::ApiKey(denial) => denial.description(),
             Denial::RateLimited { tier, retry_after } => format!(
                 "the subscription's tier \"{}\" allows {} requests per {}; retry in {retry_after} s",
                 tier.name, tier.requests, tier.per
@@ -354,6 +386,12 @@ impl From<AccessRefusal> for Denial {
             }
             AccessRefusal::InsufficientScope { required } => Denial::InsufficientScope { required },
             AccessRefusal::InsufficientGroup { required } => Denial::InsufficientGroup { required },
+            AccessRefusal::MissingScopes { required, missing } => {
+                Denial::MissingScopes { required, missing }
+            }
+            AccessRefusal::ClaimNotSatisfied { claim, accepted } => {
+                Denial::InsufficientClaim { claim, accepted }
+            }
         }
     }
 }

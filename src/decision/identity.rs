@@ -8,8 +8,28 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::policy::api_keys::KeyAccess;
 use crate::policy::tier::Budget;
 use crate::policy::Access;
+
+/// The kind of credential a caller was authorized with (`<prefix>credential`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// An OAuth2 access token.
+    OAuth2,
+    /// An application's API key.
+    ApiKey,
+}
+
+impl Credential {
+    /// The header value and metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Credential::OAuth2 => "oauth2",
+            Credential::ApiKey => "api_key",
+        }
+    }
+}
 
 /// Who called, established from a verified token and the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +47,14 @@ pub struct Identity {
     pub resource: String,
     /// The subscription's tier and its counter (`None`: unlimited), shared with the policy.
     pub budget: Option<Arc<Budget>>,
+    /// What the caller was authorized with.
+    pub credential: Credential,
+    /// The API key's configured name, for a caller with an API key.
+    pub api_key: Option<String>,
 }
 
 /// The header suffixes keygate adds, after the prefix.
-const SUFFIXES: [&str; 7] = [
+const SUFFIXES: [&str; 9] = [
     "application",
     "client-id",
     "subject",
@@ -38,6 +62,8 @@ const SUFFIXES: [&str; 7] = [
     "scopes",
     "api",
     "tier",
+    "credential",
+    "api-key",
 ];
 
 /// The exact names of the identity headers for a prefix (all lower case).
@@ -79,13 +105,52 @@ impl Identity {
             api_version: access.api.version.clone(),
             resource: format!("{} {}", access.resource.method, access.resource.path),
             budget: access.budget,
+            credential: Credential::OAuth2,
+            api_key: None,
+        }
+    }
+
+    /// The identity of a caller whose API key the policy granted `access`: no client id, subject,
+    /// key manager or scopes.
+    pub fn for_api_key(access: KeyAccess<'_>) -> Identity {
+        Identity {
+            application: access.application.to_string(),
+            client_id: String::new(),
+            subject: None,
+            key_manager: String::new(),
+            scopes: Vec::new(),
+            api: access.api.name.clone(),
+            api_version: access.api.version.clone(),
+            resource: format!("{} {}", access.resource.method, access.resource.path),
+            budget: access.budget,
+            credential: Credential::ApiKey,
+            api_key: Some(access.key_name.to_string()),
         }
     }
 
     /// The headers to add upstream, `(name, value)`; values are made safe for a header line.
-    /// The subject header is left out when the token has no subject.
+    /// The subject header is left out when the token has no subject; an API key's identity has
+    /// the application, `api-key` (the key's name), the API and the tier.
     pub fn headers(&self, prefix: &str) -> Vec<(String, String)> {
         let prefix = prefix.to_ascii_lowercase();
+        if let Some(name) = &self.api_key {
+            let mut headers = vec![
+                (
+                    format!("{prefix}application"),
+                    header_value(&self.application),
+                ),
+                (format!("{prefix}api-key"), header_value(name)),
+                (format!("{prefix}api"), header_value(&self.api)),
+            ];
+            if let Some(budget) = &self.budget {
+                headers.push((format!("{prefix}tier"), header_value(&budget.tier.name)));
+            }
+            headers.push((
+                format!("{prefix}credential"),
+                self.credential.label().to_string(),
+            ));
+            return headers;
+        }
         let mut headers = vec![
             (
                 format!("{prefix}application"),
@@ -109,6 +174,10 @@ impl Identity {
         if let Some(budget) = &self.budget {
             headers.push((format!("{prefix}tier"), header_value(&budget.tier.name)));
         }
+        headers.push((
+            format!("{prefix}credential"),
+            self.credential.label().to_string(),
+        ));
         headers
     }
 
@@ -124,6 +193,8 @@ impl Identity {
             "api_version": self.api_version,
             "resource": self.resource,
             "tier": self.budget.as_ref().map(|b| b.tier.name.as_str()),
+            "credential": self.credential.label(),
+            "api_key": self.api_key,
         })
     }
 }
@@ -157,6 +228,8 @@ mod tests {
             api_version: "v1".into(),
             resource: "GET /pets".into(),
             budget: None,
+            credential: Credential::OAuth2,
+            api_key: None,
         }
     }
 
@@ -173,7 +246,8 @@ mod tests {
         assert_eq!(get("x-keygate-key-manager"), Some("km"));
         assert_eq!(get("x-keygate-scopes"), Some("a b"));
         assert_eq!(get("x-keygate-api"), Some("pets"));
-        assert_eq!(h.len(), 6);
+        assert_eq!(get("x-keygate-credential"), Some("oauth2"));
+        assert_eq!(h.len(), 7);
         for (name, value) in &h {
             assert!(identity_header_names("x-keygate-").contains(name));
             assert!(!value.chars().any(|c| c.is_ascii_control()));

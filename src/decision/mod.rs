@@ -16,6 +16,7 @@
 //! `dpop_binding`, `opaque`, `identity` (what goes upstream), `denial` (why not) and `reply` (the
 //! one mapping of a denial to status, headers and body).
 
+mod api_key;
 mod credentials;
 mod denial;
 mod dpop_binding;
@@ -24,12 +25,16 @@ mod opaque;
 mod reply;
 mod verified_tokens;
 
+pub use api_key::{
+    api_key_headers, decide_api_key, decide_api_key_with, path_without_api_key, ApiKeyDenial,
+    KeyGrants,
+};
 pub use credentials::{
     authorization, bearer_token, credentials, dpop_proofs, AuthScheme, AuthorizationProblem,
 };
 pub use denial::{Challenge, Denial, TokenRefusal};
 pub use dpop_binding::{record_proof, DpopHost};
-pub use identity::{identity_header_names, is_identity_header, Identity};
+pub use identity::{identity_header_names, is_identity_header, Credential, Identity};
 pub use opaque::{inactive, introspected, Opaque};
 pub use reply::{reply, Reply};
 pub use verified_tokens::VerifiedTokens;
@@ -48,13 +53,16 @@ use dpop_binding::{admit_proof, check_dpop, dpop_denial, refuse, Presentation, P
 use opaque::opaque;
 
 /// What the shell reads from the request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Request<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub authorization: Option<&'a str>,
     /// What a DPoP proof is checked against.
     pub dpop: DpopRequest<'a>,
+    /// Every request header as the host lists them (an API that accepts API keys reads its key
+    /// header here); empty where no header but the ones above matters.
+    pub headers: &'a [(String, String)],
 }
 
 /// The DPoP proofs of a request. The URI a proof's `htu` must name is the API's configured
@@ -136,12 +144,19 @@ impl Pending {
 #[derive(Debug, Clone, Copy)]
 pub struct Started<'r> {
     route: RouteMatch,
+    /// The token, or the API key when `api_key` is set.
     token: &'r str,
     scheme: AuthScheme,
     request: Request<'r>,
+    api_key: bool,
 }
 
 impl Started<'_> {
+    /// The request presents an API key ([`decide_api_key`] decides it), not a token.
+    pub fn is_api_key(&self) -> bool {
+        self.api_key
+    }
+
     /// The scheme the token came with.
     pub fn scheme(&self) -> AuthScheme {
         self.scheme
@@ -185,14 +200,25 @@ pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Start<'r> {
             }
         }
     };
-    let next = credentials(request.authorization)
-        .map_err(Outcome::Deny)
-        .map(|(scheme, token)| Started {
+    let next = match api_key::select(policy, &route, request) {
+        Err(denial) => Err(Outcome::Deny(denial)),
+        Ok(Some(key)) => Ok(Started {
             route,
-            token,
-            scheme,
+            token: key,
+            scheme: AuthScheme::Bearer,
             request: *request,
-        });
+            api_key: true,
+        }),
+        Ok(None) => credentials(request.authorization)
+            .map_err(Outcome::Deny)
+            .map(|(scheme, token)| Started {
+                route,
+                token,
+                scheme,
+                request: *request,
+                api_key: false,
+            }),
+    };
     Start { api, next }
 }
 
@@ -308,11 +334,6 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
         presentation,
         recheck_cache: false,
     })
-}
-
-/// [`start`] then [`parse`]: everything that needs no keys.
-fn begin(policy: &Policy, request: &Request<'_>) -> Result<Pending, Outcome> {
-    parse(policy, start(policy, request).next?)
 }
 
 /// A key manager's key set and its generation (changes whenever another set is adopted), and
@@ -445,7 +466,12 @@ pub fn decide<'k>(
     keys: impl Fn(KeyManagerId) -> Option<&'k KeySet>,
     now: f64,
 ) -> Outcome {
-    match begin(policy, request) {
+    let started = match start(policy, request).next {
+        Ok(started) if started.is_api_key() => return decide_api_key(policy, &started, now),
+        Ok(started) => started,
+        Err(outcome) => return outcome,
+    };
+    match parse(policy, started) {
         Ok(pending) => {
             let set = keys(pending.key_manager).map(|set| SigningKeys::new(set, 0));
             let mut no_cache = VerifiedTokens::disabled();

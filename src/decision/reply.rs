@@ -65,6 +65,9 @@ pub fn reply(denial: &Denial, realm: &str) -> Reply {
 
 /// `Bearer realm="…"[, error="…", error_description="…"][, scope="…"]`.
 fn www_authenticate(denial: &Denial, realm: &str, description: &str) -> String {
+    if let Denial::ApiKey(key) = denial {
+        return key.challenge(realm, description, quoted, description_chars, scope_chars);
+    }
     let scheme = match denial {
         Denial::Dpop { .. }
         | Denial::InvalidToken {
@@ -80,7 +83,8 @@ fn www_authenticate(denial: &Denial, realm: &str, description: &str) -> String {
             description_chars(description)
         ));
     }
-    if let Denial::InsufficientScope { required } = denial {
+    if let Denial::InsufficientScope { required } | Denial::MissingScopes { required, .. } = denial
+    {
         let scopes: Vec<String> = required.iter().map(|s| scope_chars(s)).collect();
         value.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
     }

@@ -14,8 +14,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::api_keys::{check_key_only_resource, compile_credentials, compile_keys, ApiKeys};
 use super::issuer::IssuerPattern;
 use super::mapping::{check_claim_name, Mapping};
+use super::requirements::{compile_all_scopes, compile_claims};
 use super::routes::{parse_base_path, MethodMatch, PathTemplate, Router};
 use super::tier::{Budget, Per, Tier, MAX_REQUESTS};
 use super::{accepted_algorithms, Api, Application, KeyManager, Policy, Resource, Subscription};
@@ -43,7 +45,8 @@ impl Policy {
         let mut key_managers = key_managers(&mut c, &cfg);
         let (apis, router) = apis(&mut c, &cfg, &key_managers);
         let tiers = tiers(&mut c, &cfg.tiers);
-        let applications = applications(&mut c, &cfg, &mut key_managers, &tiers);
+        let mut api_keys = ApiKeys::default();
+        let applications = applications(&mut c, &cfg, &mut key_managers, &tiers, &mut api_keys);
         let dpop_algorithms = settings(&mut c, &cfg.settings);
         if let Some(errors) = ConfigErrors::from_vec(c.errors) {
             return Err(errors);
@@ -59,21 +62,22 @@ impl Policy {
             router,
             dpop_algorithms,
             dpop_algs,
+            api_keys,
         })
     }
 }
 
 /// Collects problems with their paths while the policy is built.
-struct Checker {
+pub(super) struct Checker {
     errors: Vec<ConfigError>,
 }
 
 impl Checker {
-    fn push(&mut self, path: impl Into<String>, problem: ConfigProblem) {
+    pub(super) fn push(&mut self, path: impl Into<String>, problem: ConfigProblem) {
         self.errors.push(ConfigError::new(path, problem));
     }
 
-    fn invalid(&mut self, path: impl Into<String>, value: &str, reason: &'static str) {
+    pub(super) fn invalid(&mut self, path: impl Into<String>, value: &str, reason: &'static str) {
         self.push(
             path,
             ConfigProblem::Invalid {
@@ -84,7 +88,7 @@ impl Checker {
     }
 
     /// Non-empty and free of control characters (names show up in headers and logs).
-    fn name(&mut self, path: String, value: &str) -> bool {
+    pub(super) fn name(&mut self, path: String, value: &str) -> bool {
         if value.is_empty() {
             self.push(path, ConfigProblem::Missing);
             false
@@ -365,6 +369,7 @@ fn apis(c: &mut Checker, cfg: &PluginConfig, kms: &[KeyManager]) -> (Vec<Api>, R
                 Some(base)
             }
         };
+        let credentials = compile_credentials(c, &at, api);
         // (resource index, method, template) of the resources that parsed, in declaration order.
         let mut routes: Vec<(usize, MethodMatch, PathTemplate)> = Vec::new();
         let mut resources = Vec::with_capacity(api.resources.len());
@@ -410,19 +415,29 @@ fn apis(c: &mut Checker, cfg: &PluginConfig, kms: &[KeyManager]) -> (Vec<Api>, R
             for (k, group) in res.groups.iter().enumerate() {
                 c.name(format!("{at}.groups[{k}]"), group);
             }
-            if res.public && (!res.scopes.is_empty() || !res.groups.is_empty()) {
+            let scopes_all = compile_all_scopes(c, &at, &res.scopes_all);
+            let claims = compile_claims(c, &at, &res.claims);
+            let requirements = !res.scopes.is_empty()
+                || !res.groups.is_empty()
+                || !scopes_all.is_empty()
+                || !claims.is_empty();
+            if res.public && requirements {
                 c.push(
                     format!("{at}.public"),
                     ConfigProblem::PublicWithRequirements,
                 );
             }
-            resources.push(Resource {
+            let resource = Resource {
                 method: res.method.clone(),
                 path: res.path.clone(),
                 scopes: res.scopes.clone(),
                 groups: res.groups.clone(),
+                scopes_all,
+                claims,
                 public: res.public,
-            });
+            };
+            check_key_only_resource(c, &at, &credentials, &resource);
+            resources.push(resource);
         }
         if let Some(base) = base {
             router.add(i, base, routes);
@@ -446,6 +461,7 @@ fn apis(c: &mut Checker, cfg: &PluginConfig, kms: &[KeyManager]) -> (Vec<Api>, R
             dpop: api.dpop,
             origins,
             key_managers: accepted,
+            credentials,
         });
     }
     (compiled, router)
@@ -518,8 +534,10 @@ fn applications(
     config: &PluginConfig,
     key_managers: &mut [KeyManager],
     tiers: &[Option<Tier>],
+    api_keys: &mut ApiKeys,
 ) -> Vec<Application> {
     let mut names = HashMap::new();
+    let mut key_hashes = HashMap::new();
     // (key manager, client id) → application name.
     let mut owners: HashMap<(&str, &str), &str> = HashMap::new();
     let mut compiled = Vec::with_capacity(config.applications.len());
@@ -563,6 +581,7 @@ fn applications(
                 }
             }
         }
+        compile_keys(c, &at, i, &app.api_keys, api_keys, &mut key_hashes);
         let subscriptions = subscriptions(c, &at, app, config, tiers);
         compiled.push(Application {
             name: app.name.clone(),

@@ -4,12 +4,14 @@
 //! [`Policy::route`] → (bearer token) → [`Policy::key_manager_for`] → (keys, signature, time,
 //! audience: the jose layer) → [`Policy::authorize`].
 
+pub mod api_keys;
 mod compile;
 mod ids;
 mod issuer;
 pub(crate) mod mapping;
 pub mod path;
 mod refusal;
+pub mod requirements;
 pub(crate) mod routes;
 pub mod tier;
 
@@ -23,9 +25,11 @@ use crate::config::{
     SUPPORTED_ALGORITHMS,
 };
 use crate::jose::claims::Validation;
+use crate::policy::api_keys::{ApiCredentials, ApiKeys};
 use crate::policy::issuer::{IssuerFit, IssuerPattern};
 use crate::policy::mapping::Mapping;
 use crate::policy::path::CanonicalPath;
+use crate::policy::requirements::{check_all_scopes, check_claims, ClaimCondition};
 use crate::policy::routes::{check_method, RouteOutcome, Router};
 use crate::policy::tier::Budget;
 
@@ -111,6 +115,8 @@ pub struct Api {
     pub origins: Vec<String>,
     /// Indices of the key managers this API accepts tokens from; `None`: all trusted here.
     pub key_managers: Option<Vec<KeyManagerId>>,
+    /// The credentials it accepts (`security`) and where its API key is read.
+    pub credentials: ApiCredentials,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +125,10 @@ pub struct Resource {
     pub path: String,
     pub scopes: Vec<String>,
     pub groups: Vec<String>,
+    /// Every one of these scopes is needed too (`scopes_all`).
+    pub scopes_all: Vec<String>,
+    /// Claim conditions, all of which must hold (`claims`).
+    pub claims: Vec<ClaimCondition>,
     pub public: bool,
 }
 
@@ -204,6 +214,8 @@ pub struct Policy {
     /// `algs` of DPoP challenges.
     dpop_algorithms: Vec<String>,
     dpop_algs: String,
+    /// Every application's API keys by hash.
+    api_keys: ApiKeys,
 }
 
 impl Policy {
@@ -427,6 +439,7 @@ impl Policy {
                 required: resource.scopes.clone(),
             });
         }
+        check_all_scopes(resource, &scopes)?;
         if !resource.groups.is_empty() {
             let groups = key_manager.mapping.groups(claims);
             if !resource.groups.iter().any(|g| groups.contains(g)) {
@@ -435,6 +448,7 @@ impl Policy {
                 });
             }
         }
+        check_claims(resource, claims)?;
         Ok(Access {
             application: &application.name,
             client_id: client_id.to_string(),

@@ -64,4 +64,14 @@ pub enum AccessRefusal {
     InsufficientGroup {
         required: Vec<String>,
     },
+    /// Scopes of the resource's `scopes_all` the token lacks (`required` is the whole list).
+    MissingScopes {
+        required: Vec<String>,
+        missing: Vec<String>,
+    },
+    /// A claim condition that does not hold: the claim and the values it may have.
+    ClaimNotSatisfied {
+        claim: String,
+        accepted: Vec<String>,
+    },
 }

@@ -26,6 +26,8 @@ pub(super) struct Answering {
     pub(super) had_dpop: bool,
     pub(super) spent_us: u64,
     pub(super) since_us: u64,
+    /// The request presented an API key (metrics label it `credential="api_key"`).
+    pub(super) api_key: bool,
 }
 
 impl Answering {
@@ -39,6 +41,7 @@ impl Answering {
             had_dpop: true,
             spent_us: 0,
             since_us,
+            api_key: false,
         }
     }
 
@@ -52,6 +55,7 @@ impl Answering {
             had_dpop: true,
             spent_us: parked.spent_us,
             since_us: now_us,
+            api_key: false,
         }
     }
 

@@ -44,12 +44,19 @@ pub const CONFIGURATIONS: &str = "keygate_configurations";
 pub const SIGNATURE_HOST: &str = "keygate_signature_host";
 
 /// The label names, in the order they appear in stat names.
-pub const LABELS: [&str; 5] = ["outcome", "reason", "key_manager", "api", "result"];
+pub const LABELS: [&str; 6] = [
+    "outcome",
+    "reason",
+    "key_manager",
+    "api",
+    "result",
+    "credential",
+];
 
 /// The labels each labeled metric carries (a sample may leave some out, see above).
 pub fn labels_of(metric: &str) -> &'static [&'static str] {
     match metric {
-        REQUESTS => &["outcome", "reason", "key_manager", "api"],
+        REQUESTS => &["outcome", "reason", "key_manager", "api", "credential"],
         TOKEN_CACHE => &["result"],
         JWKS_FETCHES => &["key_manager", "outcome"],
         INTROSPECTIONS => &["key_manager", "outcome"],
@@ -284,7 +291,8 @@ impl Labels {
                 answering.key_manager.map(KeyManagerId::index),
             ),
             label(&self.apis, answering.api.map(ApiId::index)),
-        );
+        )
+        .label("credential", answering.api_key.then_some("api_key"));
         host.count(name.as_str());
         let spent = answering.spent(host.now_us());
         host.record(FILTER_TIME_US, spent);

@@ -21,6 +21,7 @@
 //! [`crate::worker::metrics`].
 
 mod answering;
+mod api_key;
 mod host;
 mod introspect;
 mod jwks_client;
@@ -120,6 +121,8 @@ pub struct Worker {
     introspecting: BTreeMap<StreamId, Answering>,
     /// This worker's random id, the seed of the DPoP replay store's secret if it draws it.
     seed: u64,
+    /// The identities granted to API keys, per key and resource.
+    key_grants: decision::KeyGrants,
 }
 
 impl Worker {
@@ -148,6 +151,7 @@ impl Worker {
             introspector: Introspector::new(worker_id),
             introspecting: BTreeMap::new(),
             seed: worker_id,
+            key_grants: decision::KeyGrants::default(),
         }
     }
 
@@ -209,6 +213,7 @@ impl Worker {
             path: &path,
             authorization: authorization.as_deref(),
             dpop: DpopRequest { proofs: &proofs },
+            headers,
         };
         let now_us = host.now_us();
         let now_ms = now_us / 1000;
@@ -217,8 +222,17 @@ impl Worker {
         answering.had_dpop = !proofs.is_empty();
         let start = decision::start(&self.policy, &request);
         answering.api = start.api;
+        if let Some(api) = start.api {
+            // An API key never goes upstream, whatever the outcome (header and query string).
+            self.strip_api_key(host, stream, api, headers, &path);
+        }
         let outcome = match start.next {
             Err(outcome) => outcome,
+            Ok(started) if started.is_api_key() => {
+                answering.api_key = true;
+                let now = seconds(now_ms);
+                decision::decide_api_key_with(&self.policy, &started, now, &mut self.key_grants)
+            }
             Ok(started) => {
                 answering.dpop = started.scheme() == AuthScheme::Dpop;
                 let stores = &self.stores;

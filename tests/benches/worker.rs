@@ -1,13 +1,13 @@
 //! Native benchmark of one whole request through the worker (fake host, real tokens and
 //! verification): a verified-token cache hit, a miss (cache off: signature every time), a public
-//! resource and a denial; and DPoP: a bound token served from the cache with a fresh ES256 proof
+//! resource and a denial, an API key request (`api_key`: one SHA-256 and one lookup); and DPoP: a bound token served from the cache with a fresh ES256 proof
 //! per request (proof signing is setup, outside the measurement). Prints the host calls each case
 //! makes per request. `scale`: the same cache hit with 1, 100 and 1,000 APIs (20 resources each)
 //! and 3,000 applications, so the cost of a larger configuration shows as a ratio.
 //!
 //! Instruction counts (repeatable on a loaded machine): `KEYGATE_BENCH_APIS=1000` makes the
 //! binary run `KEYGATE_BENCH_REQUESTS` (default 1,000) cache hits on that configuration in
-//! `measured_requests` and exit, for
+//! `measured_requests` and exit (`KEYGATE_BENCH_CASE=api_key`: API key requests instead), for
 //! `valgrind --tool=callgrind --toggle-collect='*measured_requests*' target/release/deps/worker-…`.
 
 #![allow(
@@ -28,11 +28,20 @@ mod native {
 
     use super::signers::*;
     use criterion::{criterion_group, BatchSize, Criterion};
+    use keygate::policy::api_keys::{hash_hex, hash_key};
     use keygate::policy::Policy;
     use keygate::worker::{FakeHost, RequestAction, Worker};
     use serde_json::{json, Value};
 
     const NOW_MS: u64 = NOW as u64 * 1000;
+    /// The API key of the `api_key` case (its SHA-256 is in the configuration).
+    const API_KEY: &str = "kg_bG9uZy1saXZlZC1iZW5jaC1rZXktb2YtMzItYnl0ZXMhIQ";
+
+    fn api_key_headers() -> Vec<(String, String)> {
+        let mut h = headers("/keyed/v1/pets", None);
+        h.push(("apikey".to_string(), API_KEY.to_string()));
+        h
+    }
 
     fn worker(cache_entries: usize) -> (Worker, FakeHost) {
         worker_with(cache_entries, 0)
@@ -55,10 +64,13 @@ mod native {
                 {"method": "GET", "path": "/pets/{id}", "scopes": ["pets:read"]},
                 {"method": "POST", "path": "/pets", "scopes": ["pets:write"]},
                 {"method": "GET", "path": "/health", "public": true}
+            ]}, {"name": "keyed", "base_path": "/keyed/v1", "security": ["api_key"], "resources": [
+                {"method": "GET", "path": "/pets"}
             ]}],
             "applications": [{"name": "shop",
                 "client_ids": [{"key_manager": "idp", "client_id": "app-1"}],
-                "subscriptions": [{"api": "pets"}]}],
+                "subscriptions": [{"api": "pets"}, {"api": "keyed"}],
+                "api_keys": [{"name": "bench", "sha256": hash_hex(&hash_key(API_KEY))}]}],
             "settings": {"token_cache_entries": cache_entries, "dpop_replay_slots": 65536}
         });
         if extra > 0 {
@@ -150,6 +162,12 @@ mod native {
                 name: "cache_off_es256",
                 cache: 0,
                 headers: headers("/pets/v1/pets", Some(&es)),
+                expect: RequestAction::Continue,
+            },
+            Case {
+                name: "api_key",
+                cache: 1024,
+                headers: api_key_headers(),
                 expect: RequestAction::Continue,
             },
             Case {
@@ -285,14 +303,25 @@ mod native {
         let n: usize = std::env::var("KEYGATE_BENCH_REQUESTS")
             .map(|n| n.parse().unwrap())
             .unwrap_or(1000);
-        let headers = cache_hit_headers();
+        // KEYGATE_BENCH_CASE=api_key: the API key request instead of the token cache hit.
+        let api_key = std::env::var("KEYGATE_BENCH_CASE").is_ok_and(|c| c == "api_key");
+        let headers = if api_key {
+            api_key_headers()
+        } else {
+            cache_hit_headers()
+        };
         let (mut w, mut host) = worker_with(1024, apis.saturating_sub(1));
         assert_eq!(
             w.on_request(&mut host, 1, &headers),
             RequestAction::Continue
         );
         measured_requests(&mut w, &mut host, &headers, n);
-        println!("{n} cache hits with {apis} APIs");
+        let what = if api_key {
+            "API key requests"
+        } else {
+            "cache hits"
+        };
+        println!("{n} {what} with {apis} APIs");
         true
     }
 

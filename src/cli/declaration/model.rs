@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::cli::discovery::oidc::DiscoveryDocument;
-use crate::config::{ApplicationState, DpopMode, Settings, SubscriptionState};
+use crate::config::{
+    ApiKeyLocation, ApplicationState, DpopMode, Expiry, Security, Settings, SubscriptionState,
+};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
@@ -233,6 +235,12 @@ pub struct ApiDecl {
     /// `required`: every token for this API must be DPoP-bound (RFC 9449).
     #[serde(default)]
     pub dpop: DpopMode,
+    /// The credentials the API accepts: `oauth2` (default), `api_key`, or both.
+    #[serde(default)]
+    pub security: Vec<Security>,
+    /// Where an API key is read: `header` (default `apikey`), `query` (off unless named).
+    #[serde(default)]
+    pub api_key: ApiKeyLocation,
 }
 
 impl ApiDecl {
@@ -254,6 +262,12 @@ pub struct ResourceDecl {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Every one of these scopes is needed (beside one of `scopes`).
+    #[serde(default)]
+    pub scopes_all: Vec<String>,
+    /// Claim conditions: claim name (or dotted path) → accepted values (one value or a list).
+    #[serde(default)]
+    pub claims: BTreeMap<String, ClaimNames>,
     #[serde(default)]
     pub public: bool,
 }
@@ -272,6 +286,20 @@ pub struct ApplicationDecl {
     pub client_ids: Vec<ClientIdDecl>,
     #[serde(default)]
     pub subscriptions: Vec<SubscriptionDecl>,
+    /// The application's API keys, by hash (`keygate api-key new` prints an entry).
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyDecl>,
+}
+
+/// An API key: its name, the SHA-256 of the key, an optional expiry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyDecl {
+    pub name: Located,
+    pub sha256: Located,
+    /// RFC 3339 date-time or Unix seconds; omitted: never expires.
+    #[serde(default)]
+    pub expires: Option<Expiry>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -594,7 +594,8 @@ fn sort_by_line(errors: &mut [DeclarationError]) {
 fn other_line(decl: &Declaration, problem: &ConfigProblem) -> Option<u64> {
     match problem {
         ConfigProblem::DuplicateName { first, .. }
-        | ConfigProblem::DuplicateResource { first, .. } => Some(line_of_field(decl, first)),
+        | ConfigProblem::DuplicateResource { first, .. }
+        | ConfigProblem::DuplicateApiKey { first } => Some(line_of_field(decl, first)),
         ConfigProblem::DuplicateBasePath { api, .. } => decl
             .apis
             .iter()
@@ -696,6 +697,13 @@ pub fn line_of_field(decl: &Declaration, path: &str) -> u64 {
                     Some(sub) => match (rest.next(), &sub.tier) {
                         (Some(("tier", _)), Some(tier)) => line_of(tier),
                         _ => line_of(&sub.api),
+                    },
+                    None => line_of(&app.name),
+                },
+                Some(("api_keys", Some(k))) => match app.api_keys.get(k) {
+                    Some(key) => match rest.next() {
+                        Some(("name", _)) => line_of(&key.name),
+                        _ => line_of(&key.sha256),
                     },
                     None => line_of(&app.name),
                 },

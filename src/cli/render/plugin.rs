@@ -6,8 +6,9 @@ use crate::cli::discovery::oidc::CheckedDiscovery;
 use crate::cli::discovery::url::HttpUrl;
 use crate::cli::render::cluster_naming::ClusterNaming;
 use crate::config::{
-    ApiConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, IntrospectionConfig, JwksSource,
-    KeyManagerConfig, Limiter, PluginConfig, ResourceConfig, SubscriptionConfig, TierConfig,
+    ApiConfig, ApiKeyConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, IntrospectionConfig,
+    JwksSource, KeyManagerConfig, Limiter, PluginConfig, ResourceConfig, SubscriptionConfig,
+    TierConfig,
 };
 
 /// Builds the plugin config. `resolved` holds one checked discovery per key manager, in order.
@@ -34,6 +35,8 @@ pub fn plugin_config(
                 key_managers: api.key_managers.iter().map(|k| k.value.clone()).collect(),
                 public_urls: api.public_urls.iter().map(|u| u.value.clone()).collect(),
                 dpop: api.dpop,
+                security: api.security.clone(),
+                api_key: api.api_key.clone(),
                 resources: api
                     .resources
                     .iter()
@@ -42,6 +45,12 @@ pub fn plugin_config(
                         path: r.path.value.clone(),
                         scopes: r.scopes.clone(),
                         groups: r.groups.clone(),
+                        scopes_all: r.scopes_all.clone(),
+                        claims: r
+                            .claims
+                            .iter()
+                            .map(|(name, values)| (name.clone(), values.clone().into_vec()))
+                            .collect(),
                         public: r.public,
                     })
                     .collect(),
@@ -69,6 +78,15 @@ pub fn plugin_config(
                         api: s.api.value.clone(),
                         state: s.state,
                         tier: s.tier.as_ref().map(|t| t.value.clone()),
+                    })
+                    .collect(),
+                api_keys: app
+                    .api_keys
+                    .iter()
+                    .map(|k| ApiKeyConfig {
+                        name: k.name.value.clone(),
+                        sha256: k.sha256.value.clone(),
+                        expires: k.expires.clone(),
                     })
                     .collect(),
             })
