@@ -33,6 +33,7 @@ mod keys;
 
 pub mod dpop;
 pub mod introspection;
+pub mod directory;
 
 pub mod decision;
 pub mod worker;

@@ -17,6 +17,7 @@ pub fn plugin_config(
     naming: ClusterNaming,
 ) -> PluginConfig {
     PluginConfig {
+        directory: None,
         environment: decl.gateway.environment.value.clone(),
         key_managers: decl
             .key_managers
