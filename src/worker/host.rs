@@ -17,6 +17,8 @@ pub struct Fetch<'a> {
     pub path: &'a str,
     pub timeout_ms: u64,
     pub post: Option<Post<'a>>,
+    /// More request headers of a GET (the directory's `If-None-Match` and `Authorization`).
+    pub headers: &'a [(&'a str, &'a str)],
 }
 
 /// A POST of an `application/x-www-form-urlencoded` body with client credentials.

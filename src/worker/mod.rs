@@ -21,6 +21,7 @@
 //! [`crate::worker::metrics`].
 
 mod answering;
+mod directory_client;
 mod host;
 mod introspect;
 mod jwks_client;
@@ -54,7 +55,10 @@ pub use fake::{Crypto, Dispatched, FakeHost, Interleaved, Sent, SharedData, Stre
 pub use host::{Fetch, Host, Post, StreamId};
 
 use introspect::{Handled, Introspector, Settled};
+use directory_client::DirectoryClient;
 use jwks_client::{Answered, JwksClient};
+
+pub use directory_client::directory_token;
 
 /// What the shell tells the host about the request headers it was handed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +124,8 @@ pub struct Worker {
     introspecting: BTreeMap<StreamId, Answering>,
     /// This worker's random id, the seed of the DPoP replay store's secret if it draws it.
     seed: u64,
+    /// The application directory's fetches, when the applications are not inline.
+    directory: Option<DirectoryClient>,
 }
 
 impl Worker {
@@ -135,7 +141,9 @@ impl Worker {
         let verified =
             VerifiedTokens::new(settings.token_cache_entries, settings.token_cache_bytes);
         let labels = Labels::new(&policy);
+        let directory = DirectoryClient::new(&policy, worker_id, None);
         Worker {
+            directory,
             policy,
             stores,
             parked: BTreeMap::new(),
@@ -155,6 +163,13 @@ impl Worker {
     /// Without them an opaque token can never be checked (answered 503).
     pub fn with_secrets(mut self, secrets: Secrets) -> Worker {
         self.introspector.set_secrets(secrets);
+        self
+    }
+
+    /// The bearer token the directory source expects ([`directory_token`], read at
+    /// `on_configure`).
+    pub fn with_directory_token(mut self, token: Option<String>) -> Worker {
+        self.directory = DirectoryClient::new(&self.policy, self.seed, token);
         self
     }
 
@@ -337,6 +352,16 @@ impl Worker {
             self.settle(host, ready);
             return;
         }
+        if let Some(directory) = self.directory.as_mut().filter(|d| d.owns(token)) {
+            let headers = host.fetch_headers();
+            let body = (body_size <= directory.max_bytes()).then(|| host.fetch_body(body_size));
+            let changed =
+                directory.answered(host, &self.policy, now_ms, &headers, body.as_deref());
+            if changed {
+                self.verified.forget_authorizations();
+            }
+            return;
+        }
         let Some(km) = self.callouts.remove(&token) else {
             return;
         };
@@ -371,6 +396,11 @@ impl Worker {
     /// keys, answer parked requests that waited too long.
     pub fn on_tick(&mut self, host: &mut impl Host) {
         let now_ms = host.now_ms();
+        if let Some(directory) = self.directory.as_mut() {
+            if directory.tick(host, now_ms) {
+                self.verified.forget_authorizations();
+            }
+        }
         self.dispatch_wanted(host, now_ms);
         let ids: Vec<KeyManagerId> = self.policy.key_manager_ids().collect();
         for km in ids {
@@ -443,6 +473,7 @@ impl Worker {
             path: &manager.jwks.path,
             timeout_ms: store.fetch_timeout_ms(),
             post: None,
+            headers: &[],
         };
         match host.dispatch(&fetch) {
             Some(token) => {
