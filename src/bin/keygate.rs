@@ -20,6 +20,8 @@ fn main() {
     enum Command {
         /// Verify a token natively with the filter's own code and explain the result.
         CheckToken(cli::check_token::Args),
+        /// Serve a declaration's applications as an application directory source.
+        Directory(cli::directory::Args),
         /// Fetch and check an OIDC discovery document; print the key-manager entry.
         Discover(cli::discover::Args),
         /// Decide one request offline with the filter's own decision and say why.
@@ -42,6 +44,7 @@ fn main() {
     };
     let code = match cli.command {
         Command::CheckToken(args) => cli::check_token::run(args),
+        Command::Directory(args) => cli::directory::run(args),
         Command::Discover(args) => cli::discover::run(args),
         Command::Explain(args) => cli::explain::run(args),
         Command::Generate(args) => cli::generate::run(args),

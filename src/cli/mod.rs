@@ -1,5 +1,5 @@
-//! The native companion command `keygate`: `check-token`, `discover`, `explain`, `generate`,
-//! `instructions`, `oci`.
+//! The native companion command `keygate`: `check-token`, `directory serve`, `discover`,
+//! `explain`, `generate`, `instructions`, `oci`.
 //!
 //! The subcommands are the flat modules here. What they share lives in three wings, imported one
 //! way only: subcommands → wings; `render` → `declaration`, `discovery`; `declaration` →
@@ -10,6 +10,8 @@ pub mod discovery;
 pub mod render;
 
 pub mod check_token;
+pub mod directory;
+pub mod directory_history;
 pub mod discover;
 pub mod explain;
 pub mod generate;

@@ -239,7 +239,7 @@ impl DirectoryClient {
                 count_fetch(host, "not_modified");
                 false
             }
-            410 if asked == Asked::Changes => {
+            410 | 400 if asked == Asked::Changes => {
                 log::info!(
                     "keygate: directory {}: version {since:?} unknown to the source; fetching a snapshot",
                     self.config.url
