@@ -18,6 +18,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod canned;
 pub mod cli;
+pub mod directory;
 pub mod echo;
 pub mod envoy;
 pub mod faultproxy;
