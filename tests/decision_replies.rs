@@ -23,6 +23,7 @@ fn variant(denial: &Denial) -> &'static str {
         Denial::InvalidToken { .. } => "InvalidToken",
         Denial::KeyManagerUnavailable { .. } => "KeyManagerUnavailable",
         Denial::IntrospectionUnavailable { .. } => "IntrospectionUnavailable",
+        Denial::DirectoryUnavailable { .. } => "DirectoryUnavailable",
         Denial::NoApi => "NoApi",
         Denial::ResourceNotFound => "ResourceNotFound",
         Denial::MethodNotAllowed { .. } => "MethodNotAllowed",
@@ -39,7 +40,7 @@ fn variant(denial: &Denial) -> &'static str {
     }
 }
 
-const VARIANTS: usize = 19;
+const VARIANTS: usize = 20;
 
 /// `get` is not a canonical method: the router's own denial (its problem type is private).
 fn method_not_canonical() -> Denial {
@@ -81,6 +82,7 @@ fn every_denial() -> Vec<Denial> {
         },
         Denial::KeyManagerUnavailable { retry_after: 5 },
         Denial::IntrospectionUnavailable { retry_after: 1 },
+        Denial::DirectoryUnavailable { retry_after: 1 },
         Denial::NoApi,
         Denial::ResourceNotFound,
         Denial::MethodNotAllowed {
