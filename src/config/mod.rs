@@ -103,7 +103,7 @@ fn default_directory_stale() -> u64 {
     300
 }
 fn default_directory_timeout() -> u64 {
-    5_000
+    15_000
 }
 fn default_directory_max_bytes() -> usize {
     64 * 1024 * 1024

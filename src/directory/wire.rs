@@ -89,11 +89,11 @@ fn entry_from_change(mut value: Value) -> Entry {
 /// 100,000 applications is never held as a whole). Returns the body's `version`, or a syntax
 /// error for the body as a whole.
 pub fn read_answer(
-    body: &[u8],
+    body: impl std::io::Read,
     snapshot: bool,
     each: &mut dyn FnMut(Entry),
 ) -> Result<String, String> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_reader(body);
     let version = Top { snapshot, each }
         .deserialize(&mut de)
         .map_err(|e| e.to_string())?;
@@ -180,7 +180,7 @@ mod tests {
         let body = br#"{"applications": [{"name": "a"}, {"name": "b", "state": "frozen"}, 7],
                         "version": "v1", "next": null}"#;
         let mut seen = Vec::new();
-        let version = read_answer(body, true, &mut |e| seen.push(e)).unwrap();
+        let version = read_answer(&body[..], true, &mut |e| seen.push(e)).unwrap();
         assert_eq!(version, "v1");
         assert!(matches!(&seen[0], Entry::Upsert(app) if app.name == "a"));
         assert!(matches!(&seen[1], Entry::Bad { name: Some(n), .. } if n == "b"));
@@ -188,11 +188,11 @@ mod tests {
         let changes = br#"{"version": "v2", "changes": [{"op": "remove", "name": "a"},
             {"op": "upsert", "application": {"name": "c"}}, {"op": "rename"}]}"#;
         let mut seen = Vec::new();
-        assert_eq!(read_answer(changes, false, &mut |e| seen.push(e)).unwrap(), "v2");
+        assert_eq!(read_answer(&changes[..], false, &mut |e| seen.push(e)).unwrap(), "v2");
         assert_eq!(seen[0], Entry::Remove("a".into()));
         assert!(matches!(&seen[1], Entry::Upsert(app) if app.name == "c"));
         assert!(matches!(&seen[2], Entry::Bad { .. }));
-        assert!(read_answer(br#"{"applications": []}"#, true, &mut |_| {}).is_err());
-        assert!(read_answer(b"[", true, &mut |_| {}).is_err());
+        assert!(read_answer(&br#"{"applications": []}"#[..], true, &mut |_| {}).is_err());
+        assert!(read_answer(&b"["[..], true, &mut |_| {}).is_err());
     }
 }

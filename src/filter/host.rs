@@ -245,6 +245,13 @@ impl Host for ProxyHost<'_> {
             .unwrap_or_default()
     }
 
+    fn fetch_body_part(&self, start: usize, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, start, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
     fn set_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool {
         if !self.focus(stream) {
             return false;

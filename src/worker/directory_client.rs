@@ -97,10 +97,6 @@ impl DirectoryClient {
         self.callout.as_ref().is_some_and(|(t, _, _)| *t == token)
     }
 
-    pub(super) fn max_bytes(&self) -> usize {
-        self.config.max_bytes
-    }
-
     fn refresh_ms(&self) -> u64 {
         self.config.refresh_seconds.saturating_mul(1000)
     }
@@ -206,15 +202,15 @@ impl DirectoryClient {
         count_fetch(host, code);
     }
 
-    /// The directory callout answered (`body` is `None` when it was over `max_bytes`). Returns
-    /// true when the directory changed.
+    /// The directory callout answered with `body_size` bytes. Returns true when the directory
+    /// changed.
     pub(super) fn answered(
         &mut self,
         host: &mut impl Host,
         policy: &Policy,
         now_ms: u64,
         headers: &[(String, String)],
-        body: Option<&[u8]>,
+        body_size: usize,
     ) -> bool {
         let Some((_, asked, since)) = self.callout.take() else {
             return false;
@@ -252,13 +248,11 @@ impl DirectoryClient {
                 count_fetch(host, "gone");
                 false
             }
-            200 => match body {
-                None => {
-                    self.failed(host, now_ms, "too_large");
-                    false
-                }
-                Some(body) => self.apply(host, policy, now_ms, asked, body),
-            },
+            200 if body_size > self.config.max_bytes => {
+                self.failed(host, now_ms, "too_large");
+                false
+            }
+            200 => self.apply(host, policy, now_ms, asked, body_size),
             401 | 403 => {
                 self.failed(host, now_ms, "unauthorized");
                 false
@@ -278,7 +272,7 @@ impl DirectoryClient {
         policy: &Policy,
         now_ms: u64,
         asked: Asked,
-        body: &[u8],
+        body_size: usize,
     ) -> bool {
         let snapshot = asked == Asked::Snapshot;
         let slots = SharedSlots(&*host, self.worker_id);
@@ -286,9 +280,22 @@ impl DirectoryClient {
         let state = state.unwrap_or_default();
         if state.lease_owner != self.worker_id {
             // Our lease ran out and another worker took over: its answer will count.
+            log::warn!(
+                "keygate: directory {}: answer dropped, the fetch outlived its lease (timeout_ms)",
+                self.config.url
+            );
+            count_fetch(host, "lease_lost");
             return false;
         }
         let mut applier = Applier::new(policy, &slots, &self.prefix, &state, snapshot);
+        let body = std::io::BufReader::with_capacity(
+            BODY_PART,
+            Body {
+                host: &*host,
+                at: 0,
+                size: body_size,
+            },
+        );
         let version = read_answer(body, snapshot, &mut |entry| applier.apply(entry));
         let version = match version {
             Ok(version) if !version.is_empty() => version,
@@ -337,6 +344,32 @@ impl DirectoryClient {
         }
         count_fetch(host, if snapshot { "snapshot" } else { "changes" });
         changed
+    }
+}
+
+/// How much of an answer is copied into the VM at a time.
+const BODY_PART: usize = 64 * 1024;
+
+/// The callout's answer body, read from the host in parts.
+struct Body<'h, H: Host> {
+    host: &'h H,
+    at: usize,
+    size: usize,
+}
+
+impl<H: Host> std::io::Read for Body<'_, H> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(self.size.saturating_sub(self.at));
+        if want == 0 {
+            return Ok(0);
+        }
+        let part = self.host.fetch_body_part(self.at, want);
+        let n = part.len().min(want);
+        if let (Some(to), Some(from)) = (buf.get_mut(..n), part.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        self.at += n;
+        Ok(n)
     }
 }
 

@@ -307,6 +307,11 @@ impl Host for FakeHost {
         self.answer_body.iter().take(size).copied().collect()
     }
 
+    fn fetch_body_part(&self, start: usize, size: usize) -> Vec<u8> {
+        self.call();
+        self.answer_body.iter().skip(start).take(size).copied().collect()
+    }
+
     fn set_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool {
         self.call();
         self.log(stream)

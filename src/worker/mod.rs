@@ -354,9 +354,7 @@ impl Worker {
         }
         if let Some(directory) = self.directory.as_mut().filter(|d| d.owns(token)) {
             let headers = host.fetch_headers();
-            let body = (body_size <= directory.max_bytes()).then(|| host.fetch_body(body_size));
-            let changed =
-                directory.answered(host, &self.policy, now_ms, &headers, body.as_deref());
+            let changed = directory.answered(host, &self.policy, now_ms, &headers, body_size);
             if changed {
                 self.verified.forget_authorizations();
             }

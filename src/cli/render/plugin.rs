@@ -122,7 +122,7 @@ fn directory(d: &DirectoryDecl, naming: ClusterNaming) -> Option<DirectoryConfig
             .unwrap_or_default(),
         refresh_seconds: d.refresh_seconds,
         stale_seconds: d.stale_seconds,
-        timeout_ms: 5_000,
+        timeout_ms: 15_000,
         max_bytes: 64 * 1024 * 1024,
     })
 }
