@@ -31,9 +31,9 @@ pub mod policy;
 pub mod jose;
 mod keys;
 
+pub mod directory;
 pub mod dpop;
 pub mod introspection;
-pub mod directory;
 
 pub mod decision;
 pub mod worker;

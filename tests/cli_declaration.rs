@@ -386,7 +386,10 @@ fn twenty_thousand_applications_fit_the_parsers_budget_and_a_breach_names_the_li
 
     // The real limit is 20,000,000 nodes; a breach is said the same way at any limit, so it is
     // checked at a small one (twenty million nodes take minutes to build in a debug test).
-    assert_eq!(keygate::cli::declaration::validate::MAX_YAML_NODES, 20_000_000);
+    assert_eq!(
+        keygate::cli::declaration::validate::MAX_YAML_NODES,
+        20_000_000
+    );
     let limit = 10_000;
     let huge = BASE.replace(
         "    provider: keycloak\n",

@@ -77,7 +77,8 @@ impl Gateway {
         let (port, admin) = (free_port(), free_port());
         let input = dir.path().join("keygate.yaml");
         let source_port = free_port();
-        let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{source_port}/keygate/directory"));
+        let url =
+            url.unwrap_or_else(|| format!("http://127.0.0.1:{source_port}/keygate/directory"));
         let head = format!(
             "{}apis:
   - name: pets
@@ -127,12 +128,21 @@ directory:
         let now = now();
         let claims = json!({"iss": self.issuer, "sub": client, "aud": AUDIENCE,
             "client_id": client, "iat": now, "exp": now + 3600, "jti": format!("{client}-{now}")});
-        token(&json!({"alg": "ES256", "typ": "at+jwt", "kid": "k-p256"}), &claims, "p256")
+        token(
+            &json!({"alg": "ES256", "typ": "at+jwt", "kid": "k-p256"}),
+            &claims,
+            "p256",
+        )
     }
 
     fn get(&self, path: &str, client: &str) -> Response {
         let auth = format!("Bearer {}", self.token(client));
-        http(self.port, "GET", path, &[("authorization", &auth), ("connection", "close")])
+        http(
+            self.port,
+            "GET",
+            path,
+            &[("authorization", &auth), ("connection", "close")],
+        )
     }
 
     /// Polls until `path` for `client` answers `status` (and `code`, when given).
@@ -160,17 +170,33 @@ directory:
 fn a_subscription_added_and_removed_through_the_source_is_enforced_incrementally() {
     let mut gw = Gateway::start(&[("shop", "dir-shop", &["pets"])], "", &[], 1);
     let allowed = gw.until("/pets/v1/pets", "dir-shop", 200, "");
-    assert!(allowed.body.contains("x-keygate-application"), "{}", allowed.body);
+    assert!(
+        allowed.body.contains("x-keygate-application"),
+        "{}",
+        allowed.body
+    );
     let refused = gw.get("/orders/v1/orders", "dir-shop");
-    assert_eq!((refused.status, refused.code().as_str()), (403, "not_subscribed"));
-    assert_eq!(gw.get("/pets/v1/pets", "dir-new").code(), "application_not_found");
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (403, "not_subscribed")
+    );
+    assert_eq!(
+        gw.get("/pets/v1/pets", "dir-new").code(),
+        "application_not_found"
+    );
 
     // Added: a subscription and a whole application.
-    gw.edit(&[("shop", "dir-shop", &["pets", "orders"]), ("new", "dir-new", &["pets"])]);
+    gw.edit(&[
+        ("shop", "dir-shop", &["pets", "orders"]),
+        ("new", "dir-new", &["pets"]),
+    ]);
     gw.until("/orders/v1/orders", "dir-shop", 200, "");
     gw.until("/pets/v1/pets", "dir-new", 200, "");
     // Removed: the subscription, then the application.
-    gw.edit(&[("shop", "dir-shop", &["orders"]), ("new", "dir-new", &["pets"])]);
+    gw.edit(&[
+        ("shop", "dir-shop", &["orders"]),
+        ("new", "dir-new", &["pets"]),
+    ]);
     gw.until("/pets/v1/pets", "dir-shop", 403, "not_subscribed");
     assert_eq!(gw.get("/orders/v1/orders", "dir-shop").status, 200);
     gw.edit(&[("shop", "dir-shop", &["orders"])]);
@@ -178,18 +204,28 @@ fn a_subscription_added_and_removed_through_the_source_is_enforced_incrementally
 
     // Nothing changes any more: the next poll is answered 304.
     let unchanged = poll_until(ENFORCED_WITHIN, || {
-        gw.source.served().last().filter(|s| s.status == 304).cloned()
+        gw.source
+            .served()
+            .last()
+            .filter(|s| s.status == 304)
+            .cloned()
     });
     assert!(unchanged.is_some(), "{:?}", gw.source.served());
     // One snapshot at start; every later fetch asked for the changes since the version held.
     let served = gw.source.served();
-    let snapshots = served.iter().filter(|s| s.target.contains("/v1/snapshot")).count();
+    let snapshots = served
+        .iter()
+        .filter(|s| s.target.contains("/v1/snapshot"))
+        .count();
     assert_eq!(snapshots, 1, "{served:?}");
     let changes: Vec<_> = served
         .iter()
         .filter(|s| s.target.starts_with("/keygate/directory/v1/changes?since="))
         .collect();
-    assert!(changes.iter().filter(|s| s.status == 200).count() >= 3, "{served:?}");
+    assert!(
+        changes.iter().filter(|s| s.status == 200).count() >= 3,
+        "{served:?}"
+    );
     assert!(served.iter().all(|s| s.status != 410), "{served:?}");
 }
 
@@ -214,7 +250,11 @@ fn a_gap_beyond_the_source_history_is_closed_with_a_full_snapshot() {
             .any(|s| s.target.ends_with("/v1/snapshot") && s.status == 200),
         "a snapshot after the 410: {served:?}"
     );
-    assert!(gw.envoy.stat_sum("wasmcustom.keygate_directory_fetches.outcome.gone") >= 1);
+    assert!(
+        gw.envoy
+            .stat_sum("wasmcustom.keygate_directory_fetches.outcome.gone")
+            >= 1
+    );
 }
 
 #[test]
@@ -230,7 +270,10 @@ fn an_outage_keeps_known_applications_for_the_stale_bound_only() {
     // Within the stale bound: the known application still passes, an unknown one is refused.
     assert_eq!(gw.get("/pets/v1/pets", "dir-shop").status, 200);
     let unknown = gw.get("/pets/v1/pets", "dir-stranger");
-    assert_eq!((unknown.status, unknown.code().as_str()), (403, "application_not_found"));
+    assert_eq!(
+        (unknown.status, unknown.code().as_str()),
+        (403, "application_not_found")
+    );
     // Past it: 503 with Retry-After, never forwarded; public resources still pass.
     let stale = poll_until(Duration::from_secs(10), || {
         let r = gw.get("/pets/v1/pets", "dir-shop");
@@ -248,12 +291,25 @@ fn an_outage_keeps_known_applications_for_the_stale_bound_only() {
 #[test]
 fn a_gateway_that_never_loaded_the_directory_answers_503() {
     let nowhere = format!("http://127.0.0.1:{}/keygate/directory", free_port());
-    let gw = Gateway::start_with(&[("shop", "dir-shop", &["pets"])], "", &[], 1, Some(nowhere));
+    let gw = Gateway::start_with(
+        &[("shop", "dir-shop", &["pets"])],
+        "",
+        &[],
+        1,
+        Some(nowhere),
+    );
     let r = gw.get("/pets/v1/pets", "dir-shop");
-    assert_eq!((r.status, r.code().as_str()), (503, "directory_unavailable"));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "directory_unavailable")
+    );
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(r.json()["error"], "temporarily_unavailable");
-    assert_eq!(gw.get("/pets/v1/health", "dir-shop").status, 200, "public resources pass");
+    assert_eq!(
+        gw.get("/pets/v1/health", "dir-shop").status,
+        200,
+        "public resources pass"
+    );
 }
 
 #[test]
@@ -265,7 +321,11 @@ fn two_workers_share_one_copy_and_one_fetch_per_refresh() {
     let before = gw.source.served().len();
     std::thread::sleep(Duration::from_secs(4));
     let fetched = gw.source.served().len() - before;
-    assert!((2..=6).contains(&fetched), "{fetched} fetches in 4 s: {:?}", gw.source.served());
+    assert!(
+        (2..=6).contains(&fetched),
+        "{fetched} fetches in 4 s: {:?}",
+        gw.source.served()
+    );
     // Both workers enforce a change (new connections spread over them).
     gw.edit(&[("shop", "dir-shop", &["orders"])]);
     // Every worker within the bound: 20 requests in a row on new connections all refused.
@@ -274,10 +334,21 @@ fn two_workers_share_one_copy_and_one_fetch_per_refresh() {
             .all(|_| gw.get("/pets/v1/pets", "dir-shop").code() == "not_subscribed")
             .then_some(())
     });
-    assert!(everywhere.is_some(), "a worker still allows the removed subscription");
+    assert!(
+        everywhere.is_some(),
+        "a worker still allows the removed subscription"
+    );
     let connections = gw.envoy.worker_connections(gw.port);
-    assert!(connections.iter().filter(|n| **n > 0).count() == 2, "{connections:?}");
+    assert!(
+        connections.iter().filter(|n| **n > 0).count() == 2,
+        "{connections:?}"
+    );
     // One snapshot for both workers.
-    let snapshots = gw.source.served().iter().filter(|s| s.target.contains("/v1/snapshot")).count();
+    let snapshots = gw
+        .source
+        .served()
+        .iter()
+        .filter(|s| s.target.contains("/v1/snapshot"))
+        .count();
     assert_eq!(snapshots, 1);
 }

@@ -159,7 +159,9 @@ fn follow(input: &Path, served: &Mutex<Served>) {
         last_text = text;
         match read_applications(input) {
             Ok(apps) => {
-                let Ok(mut served) = served.lock() else { return };
+                let Ok(mut served) = served.lock() else {
+                    return;
+                };
                 let changed = served.update(apps);
                 if changed > 0 {
                     eprintln!(
@@ -170,7 +172,9 @@ fn follow(input: &Path, served: &Mutex<Served>) {
                     );
                 }
             }
-            Err(err) => eprintln!("directory: edit not applied, still serving the last good one: {err}"),
+            Err(err) => {
+                eprintln!("directory: edit not applied, still serving the last good one: {err}")
+            }
         }
     }
 }
@@ -271,7 +275,12 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> Option<Head> {
     })
 }
 
-fn write_answer(out: &mut TcpStream, answer: &Answer, head: bool, close: bool) -> std::io::Result<()> {
+fn write_answer(
+    out: &mut TcpStream,
+    answer: &Answer,
+    head: bool,
+    close: bool,
+) -> std::io::Result<()> {
     let reason = match answer.status {
         200 => "OK",
         304 => "Not Modified",

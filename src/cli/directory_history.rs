@@ -41,7 +41,9 @@ impl Answer {
         let mut answer = Answer::json(status, serde_json::to_vec(&body).unwrap_or_default(), None);
         if status == 401 {
             let challenge = "Bearer realm=\"keygate-directory\"".to_string();
-            answer.headers.push(("www-authenticate".to_string(), challenge));
+            answer
+                .headers
+                .push(("www-authenticate".to_string(), challenge));
         }
         answer
     }
@@ -150,8 +152,7 @@ impl Served {
     ) -> Answer {
         if let Some(token) = &self.token {
             let expected = format!("Bearer {token}");
-            if !authorization.is_some_and(|a| constant_time_eq(a.as_bytes(), expected.as_bytes()))
-            {
+            if !authorization.is_some_and(|a| constant_time_eq(a.as_bytes(), expected.as_bytes())) {
                 return Answer::error(
                     401,
                     "unauthorized",
@@ -187,7 +188,11 @@ impl Served {
                 .unwrap_or_default();
             return self.changes(&since);
         }
-        Answer::error(404, "not_found", "the directory serves /v1/snapshot and /v1/changes")
+        Answer::error(
+            404,
+            "not_found",
+            "the directory serves /v1/snapshot and /v1/changes",
+        )
     }
 
     fn snapshot_body(&mut self) -> Arc<Vec<u8>> {
@@ -231,7 +236,11 @@ impl Served {
                 .map(|(_, change)| change.clone())
                 .collect(),
         };
-        Answer::json(200, serde_json::to_vec(&changes).unwrap_or_default(), Some(&version))
+        Answer::json(
+            200,
+            serde_json::to_vec(&changes).unwrap_or_default(),
+            Some(&version),
+        )
     }
 }
 
@@ -310,17 +319,26 @@ mod tests {
         assert_eq!(body(&snap)["version"], "r1.1");
         assert_eq!(body(&snap)["applications"][0]["name"], "a");
         assert!(snap.headers.contains(&("etag".into(), "\"r1.1\"".into())));
-        assert_eq!(get(&mut served, "/v1/snapshot", Some("\"r1.1\"")).status, 304);
+        assert_eq!(
+            get(&mut served, "/v1/snapshot", Some("\"r1.1\"")).status,
+            304
+        );
         assert_eq!(get(&mut served, "/v1/changes?since=r1.1", None).status, 304);
         assert_eq!(served.update(vec![app("a", "pets")]), 0, "nothing changed");
         assert_eq!(served.update(vec![app("a", "shop"), app("b", "pets")]), 2);
-        assert_eq!(get(&mut served, "/v1/snapshot", Some("\"r1.1\"")).status, 200);
+        assert_eq!(
+            get(&mut served, "/v1/snapshot", Some("\"r1.1\"")).status,
+            200
+        );
         let changes = get(&mut served, "/v1/changes?since=r1.1", None);
         assert_eq!(changes.status, 200);
         let changes = body(&changes);
         assert_eq!(changes["version"], "r1.2");
         assert_eq!(changes["changes"][0]["op"], "upsert");
-        assert_eq!(changes["changes"][0]["application"]["subscriptions"][0]["api"], "shop");
+        assert_eq!(
+            changes["changes"][0]["application"]["subscriptions"][0]["api"],
+            "shop"
+        );
         assert_eq!(changes["changes"][1]["application"]["name"], "b");
         assert_eq!(served.update(vec![app("b", "pets")]), 1);
         let changes = body(&get(&mut served, "/v1/changes?since=r1.2", None));

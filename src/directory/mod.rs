@@ -15,4 +15,6 @@ pub mod store;
 pub mod wire;
 
 pub use store::{prefix, read_state, state_key, Applier, Refusal, Refused, SharedLookup, State};
-pub use wire::{read_answer, Change, Changes, Entry, ErrorBody, Snapshot, CHANGES_PATH, SNAPSHOT_PATH};
+pub use wire::{
+    read_answer, Change, Changes, Entry, ErrorBody, Snapshot, CHANGES_PATH, SNAPSHOT_PATH,
+};

@@ -162,7 +162,11 @@ impl ApplicationLookup for SharedLookup<'_> {
         let found = read(&app_key(&prefix, &name))
             .and_then(|bucket| bucket.find_app(&name))
             .map(|(_, app)| app)
-            .filter(|app| app.client_ids.iter().any(|(k, c)| *k == km && c == client_id));
+            .filter(|app| {
+                app.client_ids
+                    .iter()
+                    .any(|(k, c)| *k == km && c == client_id)
+            });
         match found {
             Some(app) => Lookup::Found(Cow::Owned(application(self.policy, app))),
             None => Lookup::Unknown,
@@ -315,8 +319,7 @@ impl<'a> Applier<'a> {
             };
             subscriptions.push((api, sub.state, tier));
         }
-        if client_ids.len() > usize::from(u16::MAX) || subscriptions.len() > usize::from(u16::MAX)
-        {
+        if client_ids.len() > usize::from(u16::MAX) || subscriptions.len() > usize::from(u16::MAX) {
             let detail = "more than 65535 client ids or subscriptions".to_string();
             self.refuse(Some(app.name.clone()), Refusal::Invalid, detail);
             return None;
@@ -446,7 +449,10 @@ mod tests {
     }
 
     fn app(name: &str, client: &str, apis: &[&str]) -> Entry {
-        let subs: Vec<_> = apis.iter().map(|a| json!({"api": a, "tier": "gold"})).collect();
+        let subs: Vec<_> = apis
+            .iter()
+            .map(|a| json!({"api": a, "tier": "gold"}))
+            .collect();
         let value = json!({"name": name, "client_ids": [{"key_manager": "idp", "client_id": client}],
                            "subscriptions": subs});
         Entry::Upsert(serde_json::from_value(value).unwrap())
@@ -467,12 +473,18 @@ mod tests {
         state.generation += 1;
         state.last_ok_ms = 1_000;
         applier.flush().unwrap();
-        slots.set(&state_key(&prefix), &state.encode(), expect).unwrap();
+        slots
+            .set(&state_key(&prefix), &state.encode(), expect)
+            .unwrap();
         refused
     }
 
     fn find(p: &Policy, slots: &MemorySlots, client: &str, now_ms: u64) -> Lookup<'static> {
-        let lookup = SharedLookup { policy: p, slots, now_ms };
+        let lookup = SharedLookup {
+            policy: p,
+            slots,
+            now_ms,
+        };
         match lookup.find(KeyManagerId::new(0), client) {
             Lookup::Found(app) => Lookup::Found(Cow::Owned(app.into_owned())),
             Lookup::Unknown => Lookup::Unknown,
@@ -495,27 +507,49 @@ mod tests {
     fn a_gateway_that_never_loaded_or_went_stale_cannot_look_up() {
         let p = policy();
         let slots = MemorySlots::default();
-        assert_eq!(find(&p, &slots, "c1", 1_000), Lookup::Unavailable { retry_after: 1 });
+        assert_eq!(
+            find(&p, &slots, "c1", 1_000),
+            Lookup::Unavailable { retry_after: 1 }
+        );
         apply(&p, &slots, true, vec![app("a", "c1", &["pets"])]);
         assert_eq!(subscribed(&find(&p, &slots, "c1", 1_000)), [0]);
         // 300 s after the last good refresh (the default stale bound) it still serves; not after.
         assert_eq!(subscribed(&find(&p, &slots, "c1", 301_000)), [0]);
-        assert_eq!(find(&p, &slots, "c1", 301_001), Lookup::Unavailable { retry_after: 1 });
+        assert_eq!(
+            find(&p, &slots, "c1", 301_001),
+            Lookup::Unavailable { retry_after: 1 }
+        );
     }
 
     #[test]
     fn changes_upsert_and_remove_and_a_snapshot_drops_the_rest() {
         let p = policy();
         let slots = MemorySlots::default();
-        apply(&p, &slots, true, vec![app("a", "c1", &["pets"]), app("b", "c2", &[])]);
+        apply(
+            &p,
+            &slots,
+            true,
+            vec![app("a", "c1", &["pets"]), app("b", "c2", &[])],
+        );
         apply(&p, &slots, false, vec![app("a", "c3", &["pets", "shop"])]);
-        assert_eq!(find(&p, &slots, "c1", 1_000), Lookup::Unknown, "client id moved");
+        assert_eq!(
+            find(&p, &slots, "c1", 1_000),
+            Lookup::Unknown,
+            "client id moved"
+        );
         assert_eq!(subscribed(&find(&p, &slots, "c3", 1_000)), [0, 1]);
         apply(&p, &slots, false, vec![Entry::Remove("a".into())]);
         assert_eq!(find(&p, &slots, "c3", 1_000), Lookup::Unknown);
-        assert_eq!(subscribed(&find(&p, &slots, "c2", 1_000)), Vec::<usize>::new());
+        assert_eq!(
+            subscribed(&find(&p, &slots, "c2", 1_000)),
+            Vec::<usize>::new()
+        );
         apply(&p, &slots, true, vec![app("z", "c9", &["shop"])]);
-        assert_eq!(find(&p, &slots, "c2", 1_000), Lookup::Unknown, "not in the snapshot");
+        assert_eq!(
+            find(&p, &slots, "c2", 1_000),
+            Lookup::Unknown,
+            "not in the snapshot"
+        );
         assert_eq!(subscribed(&find(&p, &slots, "c9", 1_000)), [1]);
         let found = find(&p, &slots, "c9", 1_000);
         let Lookup::Found(z) = found else { panic!() };
@@ -539,7 +573,10 @@ mod tests {
                 app("d", "c4", &["shop"]),
             ],
         );
-        let reasons: Vec<_> = refused.iter().map(|r| (r.name.clone().unwrap(), r.refusal)).collect();
+        let reasons: Vec<_> = refused
+            .iter()
+            .map(|r| (r.name.clone().unwrap(), r.refusal))
+            .collect();
         assert_eq!(
             reasons,
             [

@@ -48,11 +48,17 @@ pub struct ErrorBody {
 pub enum Entry {
     Upsert(ApplicationConfig),
     Remove(String),
-    Bad { name: Option<String>, reason: String },
+    Bad {
+        name: Option<String>,
+        reason: String,
+    },
 }
 
 fn entry_from_application(value: Value) -> Entry {
-    let name = value.get("name").and_then(Value::as_str).map(str::to_string);
+    let name = value
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     match serde_path_to_error::deserialize::<_, ApplicationConfig>(value) {
         Ok(app) => Entry::Upsert(app),
         Err(err) => Entry::Bad {
@@ -188,7 +194,10 @@ mod tests {
         let changes = br#"{"version": "v2", "changes": [{"op": "remove", "name": "a"},
             {"op": "upsert", "application": {"name": "c"}}, {"op": "rename"}]}"#;
         let mut seen = Vec::new();
-        assert_eq!(read_answer(&changes[..], false, &mut |e| seen.push(e)).unwrap(), "v2");
+        assert_eq!(
+            read_answer(&changes[..], false, &mut |e| seen.push(e)).unwrap(),
+            "v2"
+        );
         assert_eq!(seen[0], Entry::Remove("a".into()));
         assert!(matches!(&seen[1], Entry::Upsert(app) if app.name == "c"));
         assert!(matches!(&seen[2], Entry::Bad { .. }));

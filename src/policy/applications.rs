@@ -39,7 +39,9 @@ pub enum Lookup<'a> {
     Unknown,
     /// The applications cannot be looked up now (the directory was never loaded, or is older than
     /// its stale bound): answered 503 with `Retry-After`.
-    Unavailable { retry_after: u64 },
+    Unavailable {
+        retry_after: u64,
+    },
 }
 
 /// Where the decision finds the application of a verified client id.
@@ -100,7 +102,12 @@ impl Catalog {
     /// Compiles one application; every problem is pushed with its path under `at`
     /// (`applications[3]`). Client ids are not checked against other applications here (the
     /// caller knows the others).
-    pub fn compile(&self, at: &str, app: &ApplicationConfig, errors: &mut Vec<ConfigError>) -> Compiled {
+    pub fn compile(
+        &self,
+        at: &str,
+        app: &ApplicationConfig,
+        errors: &mut Vec<ConfigError>,
+    ) -> Compiled {
         let mut push = |path: String, problem| errors.push(ConfigError::new(path, problem));
         check_name(&mut push, format!("{at}.name"), &app.name);
         let mut client_ids = Vec::with_capacity(app.client_ids.len());

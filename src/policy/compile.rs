@@ -13,11 +13,11 @@
 
 use std::collections::HashMap;
 
+use super::applications::{Catalog, InlineApplications};
 use super::issuer::IssuerPattern;
 use super::mapping::{check_claim_name, Mapping};
 use super::routes::{parse_base_path, MethodMatch, PathTemplate, Router};
 use super::tier::{Per, Tier, MAX_REQUESTS};
-use super::applications::{Catalog, InlineApplications};
 use super::{accepted_algorithms, Api, KeyManager, Policy, Resource};
 use crate::config::{
     ClaimMapping, ConfigError, ConfigErrors, ConfigProblem, DirectoryConfig, DpopMode,
@@ -539,7 +539,11 @@ fn applications(c: &mut Checker, config: &PluginConfig, catalog: &Catalog) -> In
             match compiled.owner(id.key_manager, &id.client_id) {
                 Some(owner) => {
                     let problem = ConfigProblem::DuplicateClientId {
-                        key_manager: catalog.key_managers.get(id.key_manager).cloned().unwrap_or_default(),
+                        key_manager: catalog
+                            .key_managers
+                            .get(id.key_manager)
+                            .cloned()
+                            .unwrap_or_default(),
                         application: owner.name.clone(),
                         client_id: id.client_id,
                     };
@@ -565,7 +569,11 @@ fn directory(c: &mut Checker, d: &DirectoryConfig, inline: bool) {
     }
     let at = "directory";
     if !(d.url.starts_with("http://") || d.url.starts_with("https://")) {
-        c.invalid(format!("{at}.url"), &d.url, "the directory URL is http(s)://host[:port][/path]");
+        c.invalid(
+            format!("{at}.url"),
+            &d.url,
+            "the directory URL is http(s)://host[:port][/path]",
+        );
     }
     if d.cluster.is_empty() {
         c.push(format!("{at}.cluster"), ConfigProblem::Missing);
@@ -587,7 +595,12 @@ fn directory(c: &mut Checker, d: &DirectoryConfig, inline: bool) {
             "an environment variable name is letters, digits and '_', not starting with a digit",
         );
     }
-    c.range(&format!("{at}.refresh_seconds"), d.refresh_seconds, 1, 3_600);
+    c.range(
+        &format!("{at}.refresh_seconds"),
+        d.refresh_seconds,
+        1,
+        3_600,
+    );
     c.range(
         &format!("{at}.stale_seconds"),
         d.stale_seconds,

@@ -22,8 +22,8 @@ use crate::config::{
     DirectoryConfig, DpopMode, IntrospectionConfig, JwksSource, Limiter, Settings,
     SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
 };
-use crate::policy::applications::{ApplicationLookup, Catalog, InlineApplications, Lookup};
 use crate::jose::claims::Validation;
+use crate::policy::applications::{ApplicationLookup, Catalog, InlineApplications, Lookup};
 use crate::policy::issuer::{IssuerFit, IssuerPattern};
 use crate::policy::mapping::Mapping;
 use crate::policy::path::CanonicalPath;

@@ -121,7 +121,10 @@ impl DirectoryClient {
         leased.lease_until_ms = now_ms
             .saturating_add(self.config.timeout_ms)
             .saturating_add(LEASE_GRACE_MS);
-        match slots.0.shared_set(&state_key(&self.prefix), &leased.encode(), expect) {
+        match slots
+            .0
+            .shared_set(&state_key(&self.prefix), &leased.encode(), expect)
+        {
             Ok(()) => {}
             Err(SlotError::CasMismatch) => return changed,
             Err(SlotError::Host) => {

@@ -309,7 +309,12 @@ impl Host for FakeHost {
 
     fn fetch_body_part(&self, start: usize, size: usize) -> Vec<u8> {
         self.call();
-        self.answer_body.iter().skip(start).take(size).copied().collect()
+        self.answer_body
+            .iter()
+            .skip(start)
+            .take(size)
+            .copied()
+            .collect()
     }
 
     fn set_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool {

@@ -54,8 +54,8 @@ pub use metrics::counters;
 pub use fake::{Crypto, Dispatched, FakeHost, Interleaved, Sent, SharedData, StreamLog};
 pub use host::{Fetch, Host, Post, StreamId};
 
-use introspect::{Handled, Introspector, Settled};
 use directory_client::DirectoryClient;
+use introspect::{Handled, Introspector, Settled};
 use jwks_client::{Answered, JwksClient};
 
 pub use directory_client::directory_token;

@@ -248,8 +248,7 @@ pub fn parse_limited(
             err.into_inner()
         })
     });
-    let declaration =
-        parsed.map_err(|err| vec![syntax(&err, path, (max_nodes, max_events))])?;
+    let declaration = parsed.map_err(|err| vec![syntax(&err, path, (max_nodes, max_events))])?;
     let mut errors = check(&declaration, allow_http);
     if errors.is_empty() {
         Ok(declaration)

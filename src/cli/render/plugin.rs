@@ -8,8 +8,9 @@ use crate::cli::discovery::oidc::CheckedDiscovery;
 use crate::cli::discovery::url::HttpUrl;
 use crate::cli::render::cluster_naming::ClusterNaming;
 use crate::config::{
-    ApiConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, DirectoryConfig, IntrospectionConfig, JwksSource,
-    KeyManagerConfig, Limiter, PluginConfig, ResourceConfig, SubscriptionConfig, TierConfig,
+    ApiConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, DirectoryConfig,
+    IntrospectionConfig, JwksSource, KeyManagerConfig, Limiter, PluginConfig, ResourceConfig,
+    SubscriptionConfig, TierConfig,
 };
 
 /// Builds the plugin config. `resolved` holds one checked discovery per key manager, in order.
