@@ -152,7 +152,7 @@ bench: deps wasm cli
 # plugin config size, Envoy RSS with 1 and 4 workers, a subscription change to enforcement under
 # load, cache-hit req/s. Loopback only, a few minutes; BENCH_SCALE_APPS changes the size.
 bench-scale: envoy wasm cli wrk
-	node $(ROOT)/envoy/bench-scale.mjs
+	taskset -c 1 node $(ROOT)/envoy/bench-scale.mjs
 
 # libFuzzer through cargo-fuzz, one target at a time. New inputs go to fuzz/grown/<target> (ignored
 # by git); the committed seeds in fuzz/corpus/<target> are read, never written. `make test`
