@@ -49,8 +49,11 @@ fn get(worker: &mut Worker, host: &mut FakeHost, stream: u32) -> String {
     }
 }
 
-/// The directory fetches `host` started since `from` (cluster `dir`): token, path, headers.
-fn fetches(host: &FakeHost, from: usize) -> Vec<(u32, String, Vec<(String, String)>)> {
+/// A directory fetch: callout token, path, headers.
+type Fetched = (u32, String, Vec<(String, String)>);
+
+/// The directory fetches `host` started since `from` (cluster `dir`).
+fn fetches(host: &FakeHost, from: usize) -> Vec<Fetched> {
     host.dispatched[from..]
         .iter()
         .filter(|d| d.cluster == "dir")
