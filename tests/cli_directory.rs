@@ -15,7 +15,7 @@ mod support;
 use keygate::config::PluginConfig;
 use keygate::policy::Policy;
 use serde_json::json;
-use support::canned::{read, temp_dir, wasm_path, yaml};
+use support::canned::{istio_check, read, temp_dir, wasm_path, yaml};
 use support::{keygate, Envoy};
 
 fn declaration(applications: &str) -> String {
