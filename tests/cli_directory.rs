@@ -112,16 +112,22 @@ fn the_source_replaces_the_applications_in_every_output() {
     let (valid, log) = Envoy::validate(&out.join("envoy.yaml"));
     assert!(valid, "{log}");
 
-    let entries: Vec<String> = std::fs::read_dir(out.join("istio"))
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(out.join("istio"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    let (code, stdout, stderr) = istio_check(&files);
+    assert_eq!(code, Some(0), "Istio's schemas: {stdout}{stderr}");
+    let entries: Vec<String> = files
+        .iter()
         .filter(|p| {
             p.file_name()
                 .unwrap()
                 .to_string_lossy()
                 .starts_with("serviceentry-")
         })
-        .map(|p| read(&p))
+        .map(|p| read(p))
         .collect();
     assert!(
         entries
