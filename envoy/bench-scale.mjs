@@ -278,12 +278,18 @@ async function main() {
     if (!rps) console.log(out);
     const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out);
     if (non2xx) throw new Error(`${tag}: ${non2xx[1]} refused requests under wrk`);
-    s.rps = Math.max(s.rps || 0, rps);
+    (s.rounds = s.rounds || []).push(rps);
     say(`${tag}: cache hits ${rps.toFixed(0)} req/s`);
     stop(envoy);
     await sleep(500);
   }
 
+  // The median round of each size (this machine's rounds spread widely; the median resists one
+  // quiet or busy round).
+  for (const s of Object.values(setups)) {
+    const sorted = [...s.rounds].sort((x, y) => x - y);
+    s.rps = sorted[Math.floor((sorted.length - 1) / 2)];
+  }
   const b = setups.big; const m = setups.small;
   const rows = [
     ['applications / client ids / APIs', `${m.apps} / ${m.apps * 3} / ${APIS}`, `${b.apps} / ${b.apps * 3} / ${APIS}`, ''],
@@ -296,7 +302,7 @@ async function main() {
     ['Envoy VmRSS, 4 workers', `${m.rss_4.toFixed(0)} MB`, `${b.rss_4.toFixed(0)} MB (+${(b.rss_4 - m.rss_4).toFixed(0)})`, '< +40 MB'],
     ['subscription change in the file to enforced (4 workers)', '', `${result.change_enforced_s.toFixed(2)} s (all workers ${result.change_everywhere_s.toFixed(2)} s)`, '< 5 s'],
     ['requests failed meanwhile (steady load)', '', `${result.load_failed} of ${result.load_requests}`, '0'],
-    ['cache-hit req/s, 1 worker', `${m.rps.toFixed(0)}`, `${b.rps.toFixed(0)} (${(100 * (b.rps / m.rps - 1)).toFixed(1)} %)`, 'within 3 %'],
+    ['cache-hit req/s, 1 worker (median round)', `${m.rps.toFixed(0)}`, `${b.rps.toFixed(0)} (${(100 * (b.rps / m.rps - 1)).toFixed(1)} %)`, 'within 3 %'],
   ];
   const table = ['| | 10 applications | ' + `${b.apps.toLocaleString('en')} applications | target |`, '|---|---|---|---|',
     ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
