@@ -29,7 +29,7 @@ OCI_TAG     ?=
 # Tests and the demo find Envoy through this; an already exported value wins.
 export KEYGATE_ENVOY ?= $(ENVOY)
 
-.PHONY: help deps run-deps rust-target envoy grpcio npm wrk skopeo chromium wasm cli oci test lint bench fuzz run clean distclean
+.PHONY: help deps run-deps rust-target envoy grpcio npm wrk skopeo chromium wasm cli oci test lint bench bench-scale fuzz run clean distclean
 
 help:
 	@echo "make run    - install what the demo needs (Envoy, the key manager's npm packages), build, start it"
@@ -40,6 +40,7 @@ help:
 	@echo "make oci    - pack the module as an OCI image layout in $(OCI_DIR:$(ROOT)/%=%) (Istio WasmPlugin oci://)"
 	@echo "make lint   - rustfmt check, clippy native and wasm"
 	@echo "make bench  - keygate vs native jwt_authn+rbac through Envoy, one table (BENCH_CRITERION=1: criterion first)"
+	@echo "make bench-scale - the application directory at 100,000 applications (docs/directory.md)"
 	@echo "make fuzz   - each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz (needs nightly)"
 	@echo "make clean  - remove build output (distclean also removes .venv and node_modules)"
 
@@ -159,6 +160,13 @@ BENCH_CRITERION ?= 0
 bench: deps wasm cli
 	@if [ "$(BENCH_CRITERION)" = 1 ]; then $(CARGO) bench --bench verify && $(CARGO) bench --bench worker; else echo "bench: criterion skipped (BENCH_CRITERION=1 runs it: per-algorithm verification, then one whole request through the worker with host calls counted)"; fi
 	$(ROOT)/envoy/bench.sh
+
+# The application directory at platform scale (envoy/bench-scale.mjs, docs/directory.md "Scale"):
+# 100,000 applications / 300,000 client ids / 100 APIs against 10 applications: generate time,
+# plugin config size, Envoy RSS with 1 and 4 workers, a subscription change to enforcement under
+# load, cache-hit req/s. Loopback only, a few minutes; BENCH_SCALE_APPS changes the size.
+bench-scale: envoy wasm cli wrk
+	taskset -c 1 node $(ROOT)/envoy/bench-scale.mjs
 
 # libFuzzer through cargo-fuzz, one target at a time. New inputs go to fuzz/grown/<target> (ignored
 # by git); the committed seeds in fuzz/corpus/<target> are read, never written. `make test`

@@ -31,6 +31,7 @@ pub mod policy;
 pub mod jose;
 mod keys;
 
+pub mod directory;
 pub mod dpop;
 pub mod introspection;
 

@@ -25,6 +25,7 @@ fn variant(denial: &Denial) -> &'static str {
         Denial::InvalidToken { .. } => "InvalidToken",
         Denial::KeyManagerUnavailable { .. } => "KeyManagerUnavailable",
         Denial::IntrospectionUnavailable { .. } => "IntrospectionUnavailable",
+        Denial::DirectoryUnavailable { .. } => "DirectoryUnavailable",
         Denial::NoApi => "NoApi",
         Denial::ResourceNotFound => "ResourceNotFound",
         Denial::MethodNotAllowed { .. } => "MethodNotAllowed",
@@ -44,7 +45,7 @@ fn variant(denial: &Denial) -> &'static str {
     }
 }
 
-const VARIANTS: usize = 22;
+const VARIANTS: usize = 23;
 
 /// `get` is not a canonical method: the router's own denial (its problem type is private).
 fn method_not_canonical() -> Denial {
@@ -86,6 +87,7 @@ fn every_denial() -> Vec<Denial> {
         },
         Denial::KeyManagerUnavailable { retry_after: 5 },
         Denial::IntrospectionUnavailable { retry_after: 1 },
+        Denial::DirectoryUnavailable { retry_after: 1 },
         Denial::NoApi,
         Denial::ResourceNotFound,
         Denial::MethodNotAllowed {

@@ -25,6 +25,8 @@ fn main() {
         CheckToken(cli::check_token::Args),
         /// The web console: admin portal, developer portal, REST API, application directory.
         Console(Box<cli::console::Args>),
+        /// Serve a declaration's applications as an application directory source.
+        Directory(cli::directory::Args),
         /// Fetch and check an OIDC discovery document; print the key-manager entry.
         Discover(cli::discover::Args),
         /// Decide one request offline with the filter's own decision and say why.
@@ -49,6 +51,7 @@ fn main() {
         Command::ApiKey(command) => cli::api_key::run(command),
         Command::CheckToken(args) => cli::check_token::run(args),
         Command::Console(args) => cli::console::run(*args),
+        Command::Directory(args) => cli::directory::run(args),
         Command::Discover(args) => cli::discover::run(args),
         Command::Explain(args) => cli::explain::run(args),
         Command::Generate(args) => cli::generate::run(args),

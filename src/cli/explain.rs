@@ -138,7 +138,19 @@ fn api_key_header(policy: &Policy, args: &Args) -> Vec<(String, String)> {
 fn policy(args: &Args) -> Result<Policy, Usage> {
     match (&args.input, &args.plugin_config) {
         (Some(input), _) => generate::load(input, args.allow_http)
-            .map(|loaded| loaded.policy)
+            .map(|loaded| {
+                // With a directory the declaration's applications are what the source serves:
+                // explain with them, as the gateway would once it loaded them.
+                if loaded.plugin.directory.is_none() {
+                    return loaded.policy;
+                }
+                let inline = crate::config::PluginConfig {
+                    applications: crate::cli::render::plugin::applications(&loaded.declaration),
+                    directory: None,
+                    ..loaded.plugin.clone()
+                };
+                Policy::compile(inline).unwrap_or(loaded.policy)
+            })
             .map_err(|err| match err {
                 GenerateError::Declaration { .. } => Usage(format!(
                     "{}: configuration refused:\n{err}",

@@ -301,6 +301,15 @@ pub fn compile(resolved: Resolved) -> Result<Loaded, GenerateError> {
     };
     let policy = Policy::from_json(plugin_json.as_bytes()).map_err(refused)?;
     Policy::from_json(plugin_config_json(&istio_plugin)?.as_bytes()).map_err(refused)?;
+    if plugin.directory.is_some() {
+        // The applications the source serves are judged by the filter's rules all the same.
+        let inline = PluginConfig {
+            applications: plugin::applications(&resolved.declaration),
+            directory: None,
+            ..plugin.clone()
+        };
+        Policy::compile(inline).map_err(refused)?;
+    }
     Ok(Loaded {
         declaration: resolved.declaration,
         discovered: resolved.discovered,

@@ -1,5 +1,5 @@
-//! The native companion command `keygate`: `api-key`, `check-token`, `discover`, `explain`, `generate`,
-//! `instructions`, `oci`.
+//! The native companion command `keygate`: `api-key`, `check-token`, `console`, `directory serve`,
+//! `discover`, `explain`, `generate`, `instructions`, `oci`.
 //!
 //! The subcommands are the flat modules here. What they share lives in three wings, imported one
 //! way only: subcommands → wings; `render` → `declaration`, `discovery`; `declaration` →
@@ -13,6 +13,8 @@ pub mod api_key;
 pub mod check_token;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod console;
+pub mod directory;
+pub mod directory_history;
 pub mod discover;
 pub mod explain;
 pub mod generate;

@@ -59,6 +59,54 @@ pub struct PluginConfig {
     pub limiter: Limiter,
     #[serde(default)]
     pub settings: Settings,
+    /// Where the applications come from instead of `applications`: a directory source the filter
+    /// pulls them from (`docs/directory.md`); absent: the applications above, inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryConfig>,
+}
+
+/// The application directory source (`docs/directory.md`): the filter fetches the applications
+/// through an Envoy cluster, like a JWKS, and keeps them once per Envoy in shared data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// Base URL of the source (informational, used in logs and in the shared-data key).
+    pub url: String,
+    /// Envoy cluster that routes to the source.
+    pub cluster: String,
+    /// `:authority` of the fetches.
+    pub authority: String,
+    /// `:path` of the base URL (`/v1/snapshot` and `/v1/changes` are appended).
+    pub path: String,
+    /// Environment variable (of Envoy's Wasm VM) holding the bearer token sent to the source;
+    /// empty: no `Authorization` header.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token_env: String,
+    /// Poll interval, seconds.
+    #[serde(default = "default_directory_refresh")]
+    pub refresh_seconds: u64,
+    /// Keep serving the last good directory this long after the last successful refresh.
+    #[serde(default = "default_directory_stale")]
+    pub stale_seconds: u64,
+    /// Fetch timeout, milliseconds.
+    #[serde(default = "default_directory_timeout")]
+    pub timeout_ms: u64,
+    /// Largest answer accepted, bytes.
+    #[serde(default = "default_directory_max_bytes")]
+    pub max_bytes: usize,
+}
+
+fn default_directory_refresh() -> u64 {
+    1
+}
+fn default_directory_stale() -> u64 {
+    300
+}
+fn default_directory_timeout() -> u64 {
+    15_000
+}
+fn default_directory_max_bytes() -> usize {
+    64 * 1024 * 1024
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {

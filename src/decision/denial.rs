@@ -38,6 +38,10 @@ pub enum Denial {
     IntrospectionUnavailable {
         retry_after: u64,
     },
+    /// The application directory was never loaded, or is older than its stale bound.
+    DirectoryUnavailable {
+        retry_after: u64,
+    },
     NoApi,
     ResourceNotFound,
     MethodNotAllowed {
@@ -107,6 +111,7 @@ impl Denial {
             Denial::InvalidToken { refusal, .. } => refusal.code(),
             Denial::KeyManagerUnavailable { .. } => "key_manager_unavailable",
             Denial::IntrospectionUnavailable { .. } => "introspection_unavailable",
+            Denial::DirectoryUnavailable { .. } => "directory_unavailable",
             Denial::NoApi => "no_api",
             Denial::ResourceNotFound => "resource_not_found",
             Denial::MethodNotAllowed { .. } => "method_not_allowed",
@@ -144,7 +149,9 @@ impl Denial {
             Denial::NoApi | Denial::ResourceNotFound => 404,
             Denial::MethodNotAllowed { .. } => 405,
             Denial::RateLimited { .. } => 429,
-            Denial::KeyManagerUnavailable { .. } | Denial::IntrospectionUnavailable { .. } => 503,
+            Denial::KeyManagerUnavailable { .. }
+            | Denial::IntrospectionUnavailable { .. }
+            | Denial::DirectoryUnavailable { .. } => 503,
             Denial::Dpop { error, .. } => match error.kind() {
                 DpopErrorKind::InvalidProof | DpopErrorKind::InvalidToken => 401,
                 DpopErrorKind::Unavailable => 503,
@@ -163,9 +170,9 @@ impl Denial {
             | Denial::PathNotCanonical { .. }
             | Denial::MethodNotCanonical { .. } => Some("invalid_request"),
             Denial::InvalidToken { .. } => Some("invalid_token"),
-            Denial::KeyManagerUnavailable { .. } | Denial::IntrospectionUnavailable { .. } => {
-                Some("temporarily_unavailable")
-            }
+            Denial::KeyManagerUnavailable { .. }
+            | Denial::IntrospectionUnavailable { .. }
+            | Denial::DirectoryUnavailable { .. } => Some("temporarily_unavailable"),
             Denial::NoApi | Denial::ResourceNotFound | Denial::MethodNotAllowed { .. } => None,
             Denial::ApplicationNotFound { .. }
             | Denial::ApplicationBlocked { .. }
@@ -211,6 +218,9 @@ impl Denial {
             }
             Denial::IntrospectionUnavailable { .. } => {
                 "the key manager's introspection endpoint is unavailable; retry later".to_string()
+            }
+            Denial::DirectoryUnavailable { .. } => {
+                "the application directory is unavailable; retry later".to_string()
             }
             Denial::NoApi => "no API is served at this path".to_string(),
             Denial::ResourceNotFound => "the API has no resource at this path".to_string(),
@@ -368,6 +378,9 @@ impl From<AccessRefusal> for Denial {
             AccessRefusal::Issuer(issuer) => issuer.into(),
             AccessRefusal::ClientId(err) => TokenRefusal::ClientId(err).into(),
             AccessRefusal::ResourceNotFound => Denial::ResourceNotFound,
+            AccessRefusal::DirectoryUnavailable { retry_after } => {
+                Denial::DirectoryUnavailable { retry_after }
+            }
             AccessRefusal::ApplicationNotFound {
                 key_manager,
                 client_id,

@@ -288,7 +288,8 @@ fn recall_presented(
                     proof: None,
                 },
                 _ => {
-                    let outcome = authorized(policy, &started.route, hit.key_manager, claims);
+                    let route = &started.route;
+                    let outcome = authorized(policy, route, hit.key_manager, claims, now, dpop);
                     if let Outcome::Allow { allowed: fresh, .. } = &outcome {
                         *allowed = Some((started.route, Rc::clone(fresh)));
                     }
@@ -400,7 +401,7 @@ pub fn finish(
             let bound = check_dpop(policy, &presented, km, &verified.claims, now, dpop);
             let (outcome, proven) = match bound {
                 Ok(proven) => (
-                    authorized(policy, &pending.route, km, &verified.claims),
+                    authorized(policy, &pending.route, km, &verified.claims, now, dpop),
                     proven,
                 ),
                 Err(err) => (dpop_denial(policy, err), None),
@@ -440,13 +441,28 @@ pub fn finish(
     }
 }
 
+/// Steps 6-7: the application (inline, or looked up in the directory in shared data), then the
+/// subscription, scopes and groups.
 pub(super) fn authorized(
     policy: &Policy,
     route: &RouteMatch,
     key_manager: KeyManagerId,
     claims: &Map<String, Value>,
+    now: f64,
+    host: DpopHost<'_>,
 ) -> Outcome {
-    match policy.authorize(route, key_manager, claims) {
+    let access = match policy.directory() {
+        None => policy.authorize(route, key_manager, claims),
+        Some(_) => {
+            let lookup = crate::directory::SharedLookup {
+                policy,
+                slots: host.slots,
+                now_ms: (now * 1000.0) as u64,
+            };
+            policy.authorize_with(route, key_manager, claims, &lookup)
+        }
+    };
+    match access {
         Ok(access) => {
             let identity = Identity::new(access);
             let headers = identity.headers(&policy.settings().header_prefix);

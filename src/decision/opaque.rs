@@ -115,7 +115,7 @@ pub fn introspected(
         Ok(proven) => proven,
         Err(err) => return dpop_denial(policy, err),
     };
-    let outcome = authorized(policy, &opaque.route, key_manager, claims);
+    let outcome = authorized(policy, &opaque.route, key_manager, claims, now, dpop);
     admit_proof(policy, outcome, proven, now, dpop)
 }
 

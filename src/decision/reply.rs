@@ -33,7 +33,8 @@ pub fn reply(denial: &Denial, realm: &str) -> Reply {
             headers.push(("allow".to_string(), allow.join(", ")));
         }
         Denial::KeyManagerUnavailable { retry_after }
-        | Denial::IntrospectionUnavailable { retry_after } => {
+        | Denial::IntrospectionUnavailable { retry_after }
+        | Denial::DirectoryUnavailable { retry_after } => {
             headers.push(("retry-after".to_string(), retry_after.to_string()));
         }
         Denial::RateLimited { tier, retry_after } => {

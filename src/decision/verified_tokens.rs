@@ -119,6 +119,16 @@ impl VerifiedTokens {
     }
 
     /// [`VerifiedTokens::get`], mutable.
+    /// Forgets every remembered authorization (the application directory changed); the
+    /// verdicts on the tokens themselves stay.
+    pub fn forget_authorizations(&mut self) {
+        for entry in self.entries.values_mut() {
+            if let Verification::Valid { allowed, .. } = &mut entry.verdict {
+                *allowed = None;
+            }
+        }
+    }
+
     pub fn get_mut(&mut self, token: &str) -> Option<HitMut<'_>> {
         if self.capacity == 0 {
             return None;

@@ -178,16 +178,17 @@ impl Host for ProxyHost<'_> {
             .map(|p| p.body.len().to_string())
             .unwrap_or_default();
         let (headers, body) = match &fetch.post {
-            None => (
-                vec![
+            None => {
+                let mut headers = vec![
                     (":method", "GET"),
                     (":path", fetch.path),
                     (":authority", fetch.authority),
                     ("accept", "application/jwk-set+json, application/json"),
                     ("user-agent", "keygate"),
-                ],
-                None,
-            ),
+                ];
+                headers.extend_from_slice(fetch.headers);
+                (headers, None)
+            }
             Some(post) => (
                 vec![
                     (":method", "POST"),
@@ -239,6 +240,13 @@ impl Host for ProxyHost<'_> {
 
     fn fetch_body(&self, size: usize) -> Vec<u8> {
         hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn fetch_body_part(&self, start: usize, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, start, size)
             .ok()
             .flatten()
             .unwrap_or_default()

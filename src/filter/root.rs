@@ -11,7 +11,7 @@ use proxy_wasm::types::ContextType;
 use crate::introspection::Secrets;
 use crate::policy::Policy;
 use crate::worker::metrics;
-use crate::worker::Worker;
+use crate::worker::{directory_token, Worker};
 
 use super::host;
 use super::http::Http;
@@ -79,10 +79,11 @@ impl RootContext for Root {
             // Introspection secrets come from the Wasm VM's environment (Envoy's
             // `vm_config.environment_variables`); only the filter can see them.
             let secrets = Secrets::from_env(&policy, |name| std::env::var(name).ok())?;
-            Ok((policy, secrets))
+            let token = directory_token(&policy, |name| std::env::var(name).ok())?;
+            Ok((policy, secrets, token))
         });
         match configured {
-            Ok((policy, secrets)) => {
+            Ok((policy, secrets, token)) => {
                 log::info!(
                     "keygate: configured for environment {}: {} key manager(s), {} API(s)",
                     policy.environment(),
@@ -91,7 +92,9 @@ impl RootContext for Root {
                 );
                 let id = worker_id();
                 let queue = host::register_queue(&format!("keygate.wakeup.{id:016x}"));
-                let worker = Worker::new(policy, id).with_secrets(secrets);
+                let worker = Worker::new(policy, id)
+                    .with_secrets(secrets)
+                    .with_directory_token(token);
                 let crypto = host::probe_host_crypto();
                 if crypto {
                     log::info!("keygate: RS*/ES* signatures checked by Envoy (verify_signature)");

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 use super::compile::Checker;
 use super::refusal::AccessRefusal;
 use super::requirements::needs_token;
-use super::{Api, Application, Policy, Resource, RouteMatch, Subscription, PRODUCTION};
+use super::applications::{Application, Subscription};
+use super::{Api, Policy, Resource, RouteMatch, PRODUCTION};
 use crate::config::{
     ApiConfig, ApiKeyConfig, ApiKeyLocation, ConfigProblem, Expiry, Security, SubscriptionState,
 };

@@ -12,18 +12,18 @@
 //! are unambiguous, templates compile.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::api_keys::{check_key_only_resource, compile_credentials, compile_keys, ApiKeys};
+use super::applications::{Catalog, InlineApplications};
 use super::issuer::IssuerPattern;
 use super::mapping::{check_claim_name, Mapping};
 use super::requirements::{compile_all_scopes, compile_claims};
 use super::routes::{parse_base_path, MethodMatch, PathTemplate, Router};
-use super::tier::{Budget, Per, Tier, MAX_REQUESTS};
-use super::{accepted_algorithms, Api, Application, KeyManager, Policy, Resource, Subscription};
+use super::tier::{Per, Tier, MAX_REQUESTS};
+use super::{accepted_algorithms, Api, KeyManager, Policy, Resource};
 use crate::config::{
-    ApplicationConfig, ApplicationState, ClaimMapping, ConfigError, ConfigErrors, ConfigProblem,
-    DpopMode, IntrospectionConfig, KeyManagerConfig, PluginConfig, Settings, TierConfig,
+    ClaimMapping, ConfigError, ConfigErrors, ConfigProblem, DirectoryConfig, DpopMode,
+    IntrospectionConfig, KeyManagerConfig, PluginConfig, Settings, TierConfig,
     SUPPORTED_ALGORITHMS, TENANT_PLACEHOLDER,
 };
 use crate::jose::claims::Validation;
@@ -42,11 +42,22 @@ impl Policy {
         if c.name("environment".into(), &cfg.environment) && cfg.environment.contains(' ') {
             c.invalid("environment", &cfg.environment, "spaces are not allowed");
         }
-        let mut key_managers = key_managers(&mut c, &cfg);
+        let key_managers = key_managers(&mut c, &cfg);
         let (apis, router) = apis(&mut c, &cfg, &key_managers);
         let tiers = tiers(&mut c, &cfg.tiers);
+        let mut catalog = Catalog::new(
+            cfg.key_managers.iter().map(|km| km.name.clone()).collect(),
+            cfg.apis.iter().map(|api| api.name.clone()).collect(),
+            &cfg.tiers,
+        );
+        for ((_, compiled), tier) in catalog.tiers.iter_mut().zip(tiers) {
+            *compiled = tier;
+        }
         let mut api_keys = ApiKeys::default();
-        let applications = applications(&mut c, &cfg, &mut key_managers, &tiers, &mut api_keys);
+        let applications = applications(&mut c, &cfg, &catalog, &mut api_keys);
+        if let Some(directory) = &cfg.directory {
+            self::directory(&mut c, directory, !cfg.applications.is_empty());
+        }
         let dpop_algorithms = settings(&mut c, &cfg.settings);
         if let Some(errors) = ConfigErrors::from_vec(c.errors) {
             return Err(errors);
@@ -58,6 +69,8 @@ impl Policy {
             key_managers,
             apis,
             applications,
+            catalog,
+            directory: cfg.directory,
             limiter: cfg.limiter,
             router,
             dpop_algorithms,
@@ -190,7 +203,6 @@ fn key_managers(c: &mut Checker, config: &PluginConfig) -> Vec<KeyManager> {
                 algorithms,
             },
             pattern,
-            clients: HashMap::new(),
         });
     }
     compiled
@@ -527,69 +539,107 @@ fn public_urls(c: &mut Checker, at: &str, urls: &[String]) -> Vec<String> {
     origins
 }
 
-/// The applications; each client id is entered at its key manager (`key_managers`, in the order of
-/// the configuration's).
+/// The applications, each compiled by the rules directory entries follow too
+/// ([`Catalog::compile`]); a client id belongs to one application per key manager.
 fn applications(
     c: &mut Checker,
     config: &PluginConfig,
-    key_managers: &mut [KeyManager],
-    tiers: &[Option<Tier>],
+    catalog: &Catalog,
     api_keys: &mut ApiKeys,
-) -> Vec<Application> {
+) -> InlineApplications {
     let mut names = HashMap::new();
     let mut key_hashes = HashMap::new();
-    // (key manager, client id) → application name.
-    let mut owners: HashMap<(&str, &str), &str> = HashMap::new();
-    let mut compiled = Vec::with_capacity(config.applications.len());
+    let mut compiled = InlineApplications::new(config.key_managers.len());
     for (i, app) in config.applications.iter().enumerate() {
         let at = format!("applications[{i}]");
-        if c.name(format!("{at}.name"), &app.name) {
+        let mut one = catalog.compile(&at, app, &mut c.errors);
+        if !app.name.is_empty() {
             c.unique(&mut names, format!("{at}.name"), &app.name);
         }
-        for (k, id) in app.client_ids.iter().enumerate() {
-            let at = format!("{at}.client_ids[{k}]");
-            let key_manager = config
-                .key_managers
-                .iter()
-                .position(|km| km.name == id.key_manager);
-            if key_manager.is_none() {
-                c.push(
-                    format!("{at}.key_manager"),
-                    ConfigProblem::UnknownKeyManager {
-                        name: id.key_manager.clone(),
-                    },
-                );
-            }
-            if !c.name(format!("{at}.client_id"), &id.client_id) {
-                continue;
-            }
-            let key = (id.key_manager.as_str(), id.client_id.as_str());
-            match owners.get(&key) {
-                Some(owner) => c.push(
-                    format!("{at}.client_id"),
-                    ConfigProblem::DuplicateClientId {
-                        client_id: id.client_id.clone(),
-                        key_manager: id.key_manager.clone(),
-                        application: owner.to_string(),
-                    },
-                ),
-                None => {
-                    owners.insert(key, &app.name);
-                    if let Some(km) = key_manager.and_then(|k| key_managers.get_mut(k)) {
-                        km.clients.insert(id.client_id.clone(), i);
-                    }
+        let mut free = Vec::with_capacity(one.client_ids.len());
+        for id in one.client_ids {
+            match compiled.owner(id.key_manager, &id.client_id) {
+                Some(owner) => {
+                    let problem = ConfigProblem::DuplicateClientId {
+                        key_manager: catalog
+                            .key_managers
+                            .get(id.key_manager)
+                            .cloned()
+                            .unwrap_or_default(),
+                        application: owner.name.clone(),
+                        client_id: id.client_id,
+                    };
+                    c.push(format!("{at}.client_ids[{}].client_id", id.at), problem);
                 }
+                None => free.push(id),
             }
         }
-        compile_keys(c, &at, i, &app.api_keys, api_keys, &mut key_hashes);
-        let subscriptions = subscriptions(c, &at, app, config, tiers);
-        compiled.push(Application {
-            name: app.name.clone(),
-            blocked: app.state == ApplicationState::Blocked,
-            subscriptions,
-        });
+        compile_keys(
+            c,
+            &at,
+            compiled.len(),
+            &app.api_keys,
+            api_keys,
+            &mut key_hashes,
+        );
+        one.client_ids = free;
+        compiled.add(one);
     }
     compiled
+}
+
+/// The directory source: where and how often, and never together with inline applications.
+fn directory(c: &mut Checker, d: &DirectoryConfig, inline: bool) {
+    if inline {
+        c.invalid(
+            "applications",
+            "(inline applications)",
+            "the applications come from the directory when `directory` is set; leave them out",
+        );
+    }
+    let at = "directory";
+    if !(d.url.starts_with("http://") || d.url.starts_with("https://")) {
+        c.invalid(
+            format!("{at}.url"),
+            &d.url,
+            "the directory URL is http(s)://host[:port][/path]",
+        );
+    }
+    if d.cluster.is_empty() {
+        c.push(format!("{at}.cluster"), ConfigProblem::Missing);
+    }
+    if d.authority.is_empty() {
+        c.push(format!("{at}.authority"), ConfigProblem::Missing);
+    }
+    if !d.path.starts_with('/') || d.path.contains(['?', '#']) {
+        c.invalid(
+            format!("{at}.path"),
+            &d.path,
+            "must start with '/' and have no query or fragment",
+        );
+    }
+    if !d.token_env.is_empty() && !is_env_name(&d.token_env) {
+        c.invalid(
+            format!("{at}.token_env"),
+            &d.token_env,
+            "an environment variable name is letters, digits and '_', not starting with a digit",
+        );
+    }
+    c.range(
+        &format!("{at}.refresh_seconds"),
+        d.refresh_seconds,
+        1,
+        3_600,
+    );
+    c.range(
+        &format!("{at}.stale_seconds"),
+        d.stale_seconds,
+        d.refresh_seconds.saturating_add(1).min(3_601),
+        7 * 86_400,
+    );
+    c.range(&format!("{at}.timeout_ms"), d.timeout_ms, 100, 60_000);
+    let max_bytes = u64::try_from(d.max_bytes).unwrap_or(u64::MAX);
+    c.range(&format!("{at}.max_bytes"), max_bytes, 1024, 1 << 30);
 }
 
 /// The tiers, in the configuration's order (`None` where `per` is refused). Tier names end up in a
@@ -630,55 +680,6 @@ fn tiers(c: &mut Checker, tiers: &[TierConfig]) -> Vec<Option<Tier>> {
         }));
     }
     compiled
-}
-
-/// An application's subscriptions by API index, each with its tier's budget (`tiers` are the
-/// compiled tiers in the configuration's order).
-fn subscriptions(
-    c: &mut Checker,
-    at: &str,
-    app: &ApplicationConfig,
-    config: &PluginConfig,
-    tiers: &[Option<Tier>],
-) -> HashMap<usize, Subscription> {
-    let mut subscriptions = HashMap::new();
-    for (k, sub) in app.subscriptions.iter().enumerate() {
-        let mut budget = None;
-        if let Some(tier) = &sub.tier {
-            match config.tiers.iter().position(|t| t.name == *tier) {
-                None => c.push(
-                    format!("{at}.subscriptions[{k}].tier"),
-                    ConfigProblem::UnknownTier { name: tier.clone() },
-                ),
-                Some(t) => {
-                    budget = tiers
-                        .get(t)
-                        .and_then(Option::clone)
-                        .map(|tier| Arc::new(Budget::new(tier, &app.name, &sub.api)));
-                }
-            }
-        }
-        let path = format!("{at}.subscriptions[{k}].api");
-        match config.apis.iter().position(|api| api.name == sub.api) {
-            None => c.push(
-                path,
-                ConfigProblem::UnknownApi {
-                    name: sub.api.clone(),
-                },
-            ),
-            Some(api) if subscriptions.contains_key(&api) => c.push(
-                path,
-                ConfigProblem::DuplicateSubscription {
-                    api: sub.api.clone(),
-                },
-            ),
-            Some(api) => {
-                let state = sub.state;
-                subscriptions.insert(api, Subscription { state, budget });
-            }
-        }
-    }
-    subscriptions
 }
 
 /// The settings are kept as configured once in range; the DPoP algorithms accepted.

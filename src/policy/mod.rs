@@ -5,6 +5,7 @@
 //! audience: the jose layer) → [`Policy::authorize`].
 
 pub mod api_keys;
+pub mod applications;
 mod compile;
 mod ids;
 mod issuer;
@@ -15,17 +16,17 @@ pub mod requirements;
 pub(crate) mod routes;
 pub mod tier;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use crate::config::{
-    DpopMode, IntrospectionConfig, JwksSource, Limiter, Settings, SubscriptionState, UnknownApi,
-    SUPPORTED_ALGORITHMS,
+    DirectoryConfig, DpopMode, IntrospectionConfig, JwksSource, Limiter, Settings,
+    SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
 };
 use crate::jose::claims::Validation;
 use crate::policy::api_keys::{ApiCredentials, ApiKeys};
+use crate::policy::applications::{ApplicationLookup, Catalog, InlineApplications, Lookup};
 use crate::policy::issuer::{IssuerFit, IssuerPattern};
 use crate::policy::mapping::Mapping;
 use crate::policy::path::CanonicalPath;
@@ -61,8 +62,6 @@ pub struct KeyManager {
     /// is filled in per token ([`KeyManager::validation`]).
     validation: Validation,
     pattern: IssuerPattern,
-    /// Client id → application index.
-    clients: HashMap<String, usize>,
 }
 
 impl KeyManager {
@@ -132,21 +131,6 @@ pub struct Resource {
     pub public: bool,
 }
 
-#[derive(Debug, Clone)]
-struct Application {
-    name: String,
-    blocked: bool,
-    /// API index → subscription.
-    subscriptions: HashMap<usize, Subscription>,
-}
-
-#[derive(Debug, Clone)]
-struct Subscription {
-    state: SubscriptionState,
-    /// `None`: unlimited.
-    budget: Option<Arc<Budget>>,
-}
-
 /// A matched resource. Indices into the [`Policy`] that produced it; use it only with that policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteMatch {
@@ -187,7 +171,7 @@ pub struct KeyManagerMatch {
 /// What verified claims are granted on a resource: decision steps 6 and 7 passed.
 #[derive(Debug, Clone)]
 pub struct Access<'p> {
-    pub application: &'p str,
+    pub application: String,
     pub client_id: String,
     /// The subject, from the key manager's subject claims (`claims.subject`, default `sub`).
     pub subject: Option<String>,
@@ -207,7 +191,12 @@ pub struct Policy {
     settings: Settings,
     key_managers: Vec<KeyManager>,
     apis: Vec<Api>,
-    applications: Vec<Application>,
+    /// The plugin config's applications (none when they come from the directory).
+    applications: InlineApplications,
+    /// The names applications refer to (what directory entries are compiled against).
+    catalog: Catalog,
+    /// Where the applications come from when not inline.
+    directory: Option<DirectoryConfig>,
     limiter: Limiter,
     router: Router,
     /// `alg` values accepted in DPoP proofs (never empty, never HMAC) and the same list as the
@@ -253,6 +242,21 @@ impl Policy {
 
     pub fn environment(&self) -> &str {
         &self.environment
+    }
+
+    /// The application directory source, when the applications are not inline.
+    pub fn directory(&self) -> Option<&DirectoryConfig> {
+        self.directory.as_ref()
+    }
+
+    /// The names applications refer to, resolved to this policy's indices.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The plugin config's own applications.
+    pub fn inline_applications(&self) -> &InlineApplications {
+        &self.applications
     }
 
     pub fn key_managers(&self) -> &[KeyManager] {
@@ -384,12 +388,24 @@ impl Policy {
         })
     }
 
-    /// Steps 6–7 on verified claims: application, subscription, scopes, groups → access.
+    /// Steps 6–7 on verified claims with the plugin config's own applications.
     pub fn authorize<'p>(
         &'p self,
         route: &RouteMatch,
         km: KeyManagerId,
         claims: &Map<String, Value>,
+    ) -> Result<Access<'p>, AccessRefusal> {
+        self.authorize_with(route, km, claims, &self.applications)
+    }
+
+    /// Steps 6–7 on verified claims: application (found by `applications`: inline or the
+    /// directory), subscription, scopes, groups → access.
+    pub fn authorize_with<'p>(
+        &'p self,
+        route: &RouteMatch,
+        km: KeyManagerId,
+        claims: &Map<String, Value>,
+        applications: &dyn ApplicationLookup,
     ) -> Result<Access<'p>, AccessRefusal> {
         let key_manager = self
             .key_manager(km)
@@ -403,14 +419,18 @@ impl Policy {
             .mapping
             .client_id(claims)
             .map_err(AccessRefusal::ClientId)?;
-        let application = key_manager
-            .clients
-            .get(client_id)
-            .and_then(|&i| self.applications.get(i))
-            .ok_or_else(|| AccessRefusal::ApplicationNotFound {
-                key_manager: key_manager.name.clone(),
-                client_id: client_id.to_string(),
-            })?;
+        let application = match applications.find(km, client_id) {
+            Lookup::Found(application) => application,
+            Lookup::Unknown => {
+                return Err(AccessRefusal::ApplicationNotFound {
+                    key_manager: key_manager.name.clone(),
+                    client_id: client_id.to_string(),
+                })
+            }
+            Lookup::Unavailable { retry_after } => {
+                return Err(AccessRefusal::DirectoryUnavailable { retry_after })
+            }
+        };
         if application.blocked {
             return Err(AccessRefusal::ApplicationBlocked {
                 application: application.name.clone(),
@@ -450,7 +470,7 @@ impl Policy {
         }
         check_claims(resource, claims)?;
         Ok(Access {
-            application: &application.name,
+            application: application.name.clone(),
             client_id: client_id.to_string(),
             subject: key_manager.mapping.subject(claims).map(str::to_string),
             key_manager: &key_manager.name,

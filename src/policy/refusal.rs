@@ -47,6 +47,11 @@ pub enum AccessRefusal {
         key_manager: String,
         client_id: String,
     },
+    /// The application directory cannot be consulted (never loaded, or older than its stale
+    /// bound).
+    DirectoryUnavailable {
+        retry_after: u64,
+    },
     ApplicationBlocked {
         application: String,
     },

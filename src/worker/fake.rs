@@ -62,6 +62,8 @@ pub struct Dispatched {
     pub method: String,
     pub authorization: Option<String>,
     pub body: Vec<u8>,
+    /// The more headers of a GET.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Runs in place of another worker's callback (see [`FakeHost::between_read_and_write`]).
@@ -280,6 +282,11 @@ impl Host for FakeHost {
             method: if fetch.post.is_some() { "POST" } else { "GET" }.to_string(),
             authorization: fetch.post.map(|p| p.authorization.to_string()),
             body: fetch.post.map(|p| p.body.to_vec()).unwrap_or_default(),
+            headers: fetch
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
         });
         Some(token)
     }
@@ -298,6 +305,16 @@ impl Host for FakeHost {
     fn fetch_body(&self, size: usize) -> Vec<u8> {
         self.call();
         self.answer_body.iter().take(size).copied().collect()
+    }
+
+    fn fetch_body_part(&self, start: usize, size: usize) -> Vec<u8> {
+        self.call();
+        self.answer_body
+            .iter()
+            .skip(start)
+            .take(size)
+            .copied()
+            .collect()
     }
 
     fn set_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool {

@@ -17,6 +17,8 @@ pub struct Fetch<'a> {
     pub path: &'a str,
     pub timeout_ms: u64,
     pub post: Option<Post<'a>>,
+    /// More request headers of a GET (the directory's `If-None-Match` and `Authorization`).
+    pub headers: &'a [(&'a str, &'a str)],
 }
 
 /// A POST of an `application/x-www-form-urlencoded` body with client credentials.
@@ -67,6 +69,12 @@ pub trait Host: HostCrypto {
     fn fetch_headers(&self) -> Vec<(String, String)>;
     /// Response body of the callout being answered, at most `size` bytes.
     fn fetch_body(&self, size: usize) -> Vec<u8>;
+    /// `size` bytes of that body from `start` (a large answer is read in parts, never copied
+    /// whole into the VM).
+    fn fetch_body_part(&self, start: usize, size: usize) -> Vec<u8> {
+        let body = self.fetch_body(start.saturating_add(size));
+        body.get(start..).map(<[u8]>::to_vec).unwrap_or_default()
+    }
 
     /// Adds a request header to `stream` (the worker removed any incoming one of that name first).
     fn set_header(&mut self, stream: StreamId, name: &str, value: &str) -> bool;

@@ -373,6 +373,7 @@ impl Introspector {
                     authorization: credentials.authorization(),
                     body: body.as_bytes(),
                 }),
+                headers: &[],
             };
             match host.dispatch(&fetch) {
                 Some(token) => {

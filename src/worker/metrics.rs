@@ -38,6 +38,11 @@ pub const JWKS_FETCHES: &str = "keygate_jwks_fetches";
 pub const INTROSPECTIONS: &str = "keygate_introspections";
 /// Opaque-token lookups in the shared introspection cache by result.
 pub const INTROSPECTION_CACHE: &str = "keygate_introspection_cache";
+/// Finished application directory fetches by outcome (`snapshot`, `changes`, `not_modified`,
+/// `gone`, or why it failed).
+pub const DIRECTORY_FETCHES: &str = "keygate_directory_fetches";
+/// Directory entries not applied, by reason (`invalid`, `client_id_taken`, `duplicate_name`).
+pub const DIRECTORY_REFUSED: &str = "keygate_directory_refused_entries";
 /// Plugin configurations the filter's `on_configure` loaded or refused.
 pub const CONFIGURATIONS: &str = "keygate_configurations";
 /// Gauge: 1 when Envoy's `verify_signature` checks RS*/ES* signatures, 0 when Wasm does.
@@ -62,6 +67,8 @@ pub fn labels_of(metric: &str) -> &'static [&'static str] {
         INTROSPECTIONS => &["key_manager", "outcome"],
         INTROSPECTION_CACHE => &["result"],
         CONFIGURATIONS => &["outcome"],
+        DIRECTORY_FETCHES => &["outcome"],
+        DIRECTORY_REFUSED => &["reason"],
         _ => &[],
     }
 }

@@ -22,6 +22,7 @@
 
 mod answering;
 mod api_key;
+mod directory_client;
 mod host;
 mod introspect;
 mod jwks_client;
@@ -54,8 +55,11 @@ pub use metrics::counters;
 pub use fake::{Crypto, Dispatched, FakeHost, Interleaved, Sent, SharedData, StreamLog};
 pub use host::{Fetch, Host, Post, StreamId};
 
+use directory_client::DirectoryClient;
 use introspect::{Handled, Introspector, Settled};
 use jwks_client::{Answered, JwksClient};
+
+pub use directory_client::directory_token;
 
 /// What the shell tells the host about the request headers it was handed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +127,8 @@ pub struct Worker {
     seed: u64,
     /// The identities granted to API keys, per key and resource.
     key_grants: decision::KeyGrants,
+    /// The application directory's fetches, when the applications are not inline.
+    directory: Option<DirectoryClient>,
 }
 
 impl Worker {
@@ -138,7 +144,9 @@ impl Worker {
         let verified =
             VerifiedTokens::new(settings.token_cache_entries, settings.token_cache_bytes);
         let labels = Labels::new(&policy);
+        let directory = DirectoryClient::new(&policy, worker_id, None);
         Worker {
+            directory,
             policy,
             stores,
             parked: BTreeMap::new(),
@@ -159,6 +167,13 @@ impl Worker {
     /// Without them an opaque token can never be checked (answered 503).
     pub fn with_secrets(mut self, secrets: Secrets) -> Worker {
         self.introspector.set_secrets(secrets);
+        self
+    }
+
+    /// The bearer token the directory source expects ([`directory_token`], read at
+    /// `on_configure`).
+    pub fn with_directory_token(mut self, token: Option<String>) -> Worker {
+        self.directory = DirectoryClient::new(&self.policy, self.seed, token);
         self
     }
 
@@ -351,6 +366,14 @@ impl Worker {
             self.settle(host, ready);
             return;
         }
+        if let Some(directory) = self.directory.as_mut().filter(|d| d.owns(token)) {
+            let headers = host.fetch_headers();
+            let changed = directory.answered(host, &self.policy, now_ms, &headers, body_size);
+            if changed {
+                self.verified.forget_authorizations();
+            }
+            return;
+        }
         let Some(km) = self.callouts.remove(&token) else {
             return;
         };
@@ -385,6 +408,11 @@ impl Worker {
     /// keys, answer parked requests that waited too long.
     pub fn on_tick(&mut self, host: &mut impl Host) {
         let now_ms = host.now_ms();
+        if let Some(directory) = self.directory.as_mut() {
+            if directory.tick(host, now_ms) {
+                self.verified.forget_authorizations();
+            }
+        }
         self.dispatch_wanted(host, now_ms);
         let ids: Vec<KeyManagerId> = self.policy.key_manager_ids().collect();
         for km in ids {
@@ -457,6 +485,7 @@ impl Worker {
             path: &manager.jwks.path,
             timeout_ms: store.fetch_timeout_ms(),
             post: None,
+            headers: &[],
         };
         match host.dispatch(&fetch) {
             Some(token) => {

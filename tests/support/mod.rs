@@ -20,6 +20,7 @@ pub mod canned;
 pub mod cli;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod console;
+pub mod directory;
 pub mod echo;
 pub mod envoy;
 pub mod faultproxy;

@@ -38,6 +38,35 @@ pub struct Declaration {
     /// Istio manifests are generated only when this block is present.
     #[serde(default)]
     pub istio: Option<Spanned<IstioDecl>>,
+    /// The application directory source (`docs/directory.md`): with it the applications are
+    /// served by the source (`keygate directory serve`) and left out of the plugin config.
+    #[serde(default)]
+    pub directory: Option<DirectoryDecl>,
+}
+
+/// `directory: {url, token_env, refresh_seconds, stale_seconds}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryDecl {
+    /// Base URL of the directory source (`http(s)://host[:port][/path]`).
+    pub url: Located,
+    /// Envoy's environment variable holding the bearer token the gateway sends to the source.
+    #[serde(default)]
+    pub token_env: Option<Located>,
+    /// Poll interval, seconds (default 1).
+    #[serde(default = "default_directory_refresh")]
+    pub refresh_seconds: u64,
+    /// Serve the last good directory this long after the last successful refresh (default 300).
+    #[serde(default = "default_directory_stale")]
+    pub stale_seconds: u64,
+}
+
+fn default_directory_refresh() -> u64 {
+    1
+}
+
+fn default_directory_stale() -> u64 {
+    300
 }
 
 #[derive(Debug, Deserialize)]

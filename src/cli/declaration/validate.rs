@@ -205,13 +205,24 @@ pub fn parse(text: &str) -> Result<Declaration, Vec<DeclarationError>> {
 }
 
 /// The YAML parser's budget: far above serde-saphyr's defaults (250,000 nodes, 1,000,000 events),
-/// which a declaration of about 9,000 applications exceeds. An application with two client ids
-/// and three subscriptions is about 40 nodes: these fit 50,000 of them.
-pub const MAX_YAML_NODES: usize = 2_000_000;
-pub const MAX_YAML_EVENTS: usize = 4_000_000;
+/// which a declaration of about 9,000 applications exceeds. An application with three client ids
+/// and three subscriptions is about 50 nodes: these fit 400,000 of them (a directory source
+/// serves that many; `make bench-scale` parses 100,000 in a few seconds).
+pub const MAX_YAML_NODES: usize = 20_000_000;
+pub const MAX_YAML_EVENTS: usize = 40_000_000;
 
 /// `parse`, with `--allow-http` applied to every key manager's URLs.
 pub fn parse_with(text: &str, allow_http: bool) -> Result<Declaration, Vec<DeclarationError>> {
+    parse_limited(text, allow_http, (MAX_YAML_NODES, MAX_YAML_EVENTS))
+}
+
+/// [`parse_with`] under another parser budget (nodes, events): what a breach says, checked
+/// without building a declaration of twenty million nodes.
+pub fn parse_limited(
+    text: &str,
+    allow_http: bool,
+    (max_nodes, max_events): (usize, usize),
+) -> Result<Declaration, Vec<DeclarationError>> {
     if text.trim().is_empty()
         || text.lines().all(|line| {
             let line = line.trim();
@@ -226,8 +237,8 @@ pub fn parse_with(text: &str, allow_http: bool) -> Result<Declaration, Vec<Decla
         }]);
     }
     let mut budget = serde_saphyr::Budget::default();
-    budget.max_nodes = MAX_YAML_NODES;
-    budget.max_events = MAX_YAML_EVENTS;
+    budget.max_nodes = max_nodes;
+    budget.max_events = max_events;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     let mut path = None;
@@ -237,7 +248,7 @@ pub fn parse_with(text: &str, allow_http: bool) -> Result<Declaration, Vec<Decla
             err.into_inner()
         })
     });
-    let declaration = parsed.map_err(|err| vec![syntax(&err, path)])?;
+    let declaration = parsed.map_err(|err| vec![syntax(&err, path, (max_nodes, max_events))])?;
     let mut errors = check(&declaration, allow_http);
     if errors.is_empty() {
         Ok(declaration)
@@ -249,13 +260,17 @@ pub fn parse_with(text: &str, allow_http: bool) -> Result<Declaration, Vec<Decla
 
 /// A parser error as the operator reads it: where, which field (`path`, when known), and what was
 /// expected in words of the declaration rather than the parser's.
-fn syntax(err: &serde_saphyr::Error, path: Option<String>) -> DeclarationError {
+fn syntax(
+    err: &serde_saphyr::Error,
+    path: Option<String>,
+    limits: (usize, usize),
+) -> DeclarationError {
     let (line, column) = err
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((0, 0));
     let message = first_line(&err.to_string());
-    let detail = plain_words(&message);
+    let detail = plain_words(&message, limits);
     // A key the parser refused before naming it is `?` in the path: the duplicate's own name.
     let path = path.map(|p| {
         let parent = p.strip_suffix('?').unwrap_or(&p).trim_end_matches('.');
@@ -286,17 +301,17 @@ fn syntax(err: &serde_saphyr::Error, path: Option<String>) -> DeclarationError {
 
 /// The parser's wording turned into the declaration's: YAML sequences and mappings are lists and
 /// maps, a duplicate key is just that, a breached budget names its limit.
-fn plain_words(detail: &str) -> String {
+fn plain_words(detail: &str, (max_nodes, max_events): (usize, usize)) -> String {
     if let Some(breach) = detail.strip_prefix("budget breached: ") {
         let kind = breach.split([' ', '{']).next().unwrap_or(breach);
         let limit = match kind {
-            "Nodes" => format!("{MAX_YAML_NODES} YAML nodes (every key, value, list and map)"),
-            "Events" => format!("{MAX_YAML_EVENTS} YAML parser events"),
+            "Nodes" => format!("{max_nodes} YAML nodes (every key, value, list and map)"),
+            "Events" => format!("{max_events} YAML parser events"),
             _ => format!("the parser's {kind} limit"),
         };
         return format!(
-            "the declaration is too large to read: it exceeds {limit}; about 40 nodes make an \
-             application with two client ids and three subscriptions"
+            "the declaration is too large to read: it exceeds {limit}; about 50 nodes make an \
+             application with three client ids and three subscriptions"
         );
     }
     if let Some(rest) = detail.strip_prefix("duplicate mapping key: ") {
@@ -362,6 +377,15 @@ pub fn check(decl: &Declaration, allow_http: bool) -> Vec<DeclarationError> {
                 "gateway.rate_limit_service",
                 service,
                 ValueProblem::NotHostPort,
+            ));
+        }
+    }
+    if let Some(directory) = &decl.directory {
+        if let Err(problem) = HttpUrl::parse(&directory.url.value) {
+            errors.push(invalid(
+                "directory.url",
+                &directory.url,
+                ValueProblem::BadUrl { problem },
             ));
         }
     }

@@ -21,6 +21,14 @@ impl ClusterNaming {
         }
     }
 
+    /// The cluster of the application directory source.
+    pub fn directory_cluster(self, url: &HttpUrl) -> String {
+        match self {
+            ClusterNaming::Envoy => envoy::directory_cluster(url),
+            ClusterNaming::Istio => format!("outbound|{}||{}", url.port, url.host),
+        }
+    }
+
     /// The cluster of an introspection endpoint: the JWKS cluster when both are on one target
     /// (scheme, host, port), else one of its own.
     pub fn introspection_cluster(self, url: &HttpUrl, jwks: &HttpUrl) -> String {

@@ -65,6 +65,11 @@ pub fn introspection_cluster(url: &HttpUrl) -> String {
     cluster_name("introspection", url)
 }
 
+/// The Envoy cluster name of the application directory source.
+pub fn directory_cluster(url: &HttpUrl) -> String {
+    cluster_name("directory", url)
+}
+
 /// The environment variables the filter reads its introspection secrets from: names only (Envoy
 /// hands their values from its own environment to the Wasm VM), sorted, each once.
 pub fn secret_env_keys(plugin: &PluginConfig) -> Vec<String> {
@@ -73,6 +78,7 @@ pub fn secret_env_keys(plugin: &PluginConfig) -> Vec<String> {
         .iter()
         .filter_map(|km| km.introspection.as_ref())
         .map(|i| i.client_secret_env.clone())
+        .chain(plugin.directory.iter().map(|d| d.token_env.clone()))
         .filter(|name| !name.is_empty())
         .collect();
     keys.into_iter().collect()
@@ -158,6 +164,12 @@ pub fn bootstrap(
                     options,
                 )?;
             }
+        }
+    }
+
+    if let Some(directory) = &plugin.directory {
+        if let Ok(url) = HttpUrl::parse(&directory.url) {
+            add_cluster(&mut clusters, &mut names, &directory.cluster, &url, options)?;
         }
     }
 

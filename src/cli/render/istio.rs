@@ -276,6 +276,12 @@ fn targets_of(plugin: &PluginConfig) -> Vec<(String, HttpUrl)> {
             }
         }
     }
+    // The application directory source.
+    if let Some(directory) = &plugin.directory {
+        if let Ok(url) = HttpUrl::parse(&directory.url) {
+            out.push((directory.cluster.clone(), url));
+        }
+    }
     out
 }
 

@@ -1,14 +1,16 @@
 //! Declaration + resolved discovery documents → the filter's `PluginConfig`.
 
-use crate::cli::declaration::model::{ClaimsDecl, Declaration, KeyManagerDecl, DEFAULT_LISTEN};
+use crate::cli::declaration::model::{
+    ClaimsDecl, Declaration, DirectoryDecl, KeyManagerDecl, DEFAULT_LISTEN,
+};
 use crate::cli::declaration::presets::Preset;
 use crate::cli::discovery::oidc::CheckedDiscovery;
 use crate::cli::discovery::url::HttpUrl;
 use crate::cli::render::cluster_naming::ClusterNaming;
 use crate::config::{
-    ApiConfig, ApiKeyConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, IntrospectionConfig,
-    JwksSource, KeyManagerConfig, Limiter, PluginConfig, ResourceConfig, SubscriptionConfig,
-    TierConfig,
+    ApiConfig, ApiKeyConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, DirectoryConfig,
+    IntrospectionConfig, JwksSource, KeyManagerConfig, Limiter, PluginConfig, ResourceConfig,
+    SubscriptionConfig, TierConfig,
 };
 
 /// Builds the plugin config. `resolved` holds one checked discovery per key manager, in order.
@@ -57,40 +59,13 @@ pub fn plugin_config(
             })
             .collect(),
         public_urls: public_urls(decl),
-        applications: decl
-            .applications
-            .iter()
-            .map(|app| ApplicationConfig {
-                name: app.name.value.clone(),
-                state: app.state,
-                client_ids: app
-                    .client_ids
-                    .iter()
-                    .map(|c| ClientIdConfig {
-                        key_manager: c.key_manager.value.clone(),
-                        client_id: c.client_id.value.clone(),
-                    })
-                    .collect(),
-                subscriptions: app
-                    .subscriptions
-                    .iter()
-                    .map(|s| SubscriptionConfig {
-                        api: s.api.value.clone(),
-                        state: s.state,
-                        tier: s.tier.as_ref().map(|t| t.value.clone()),
-                    })
-                    .collect(),
-                api_keys: app
-                    .api_keys
-                    .iter()
-                    .map(|k| ApiKeyConfig {
-                        name: k.name.value.clone(),
-                        sha256: k.sha256.value.clone(),
-                        expires: k.expires.clone(),
-                    })
-                    .collect(),
-            })
-            .collect(),
+        // With a directory the source serves them (`keygate directory serve`).
+        applications: if decl.directory.is_some() {
+            Vec::new()
+        } else {
+            applications(decl)
+        },
+        directory: decl.directory.as_ref().and_then(|d| directory(d, naming)),
         tiers: decl
             .tiers
             .iter()
@@ -110,6 +85,64 @@ pub fn plugin_config(
         },
         settings: decl.settings.clone(),
     }
+}
+
+/// The declaration's applications as the plugin config (and the directory protocol) has them.
+pub fn applications(decl: &Declaration) -> Vec<ApplicationConfig> {
+    decl.applications
+        .iter()
+        .map(|app| ApplicationConfig {
+            name: app.name.value.clone(),
+            state: app.state,
+            client_ids: app
+                .client_ids
+                .iter()
+                .map(|c| ClientIdConfig {
+                    key_manager: c.key_manager.value.clone(),
+                    client_id: c.client_id.value.clone(),
+                })
+                .collect(),
+            subscriptions: app
+                .subscriptions
+                .iter()
+                .map(|s| SubscriptionConfig {
+                    api: s.api.value.clone(),
+                    state: s.state,
+                    tier: s.tier.as_ref().map(|t| t.value.clone()),
+                })
+                .collect(),
+            api_keys: app
+                .api_keys
+                .iter()
+                .map(|k| ApiKeyConfig {
+                    name: k.name.value.clone(),
+                    sha256: k.sha256.value.clone(),
+                    expires: k.expires.clone(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The plugin config's `directory`: the source's URL split into the cluster, authority and path
+/// of the fetches (`None` for a URL the declaration check refused).
+fn directory(d: &DirectoryDecl, naming: ClusterNaming) -> Option<DirectoryConfig> {
+    let url = HttpUrl::parse(&d.url.value).ok()?;
+    Some(DirectoryConfig {
+        url: d.url.value.clone(),
+        cluster: naming.directory_cluster(&url),
+        authority: url.authority(),
+        path: url.path().to_string(),
+        token_env: d
+            .token_env
+            .as_ref()
+            .map(|t| t.value.clone())
+            .unwrap_or_default(),
+        refresh_seconds: d.refresh_seconds,
+        stale_seconds: d.stale_seconds,
+        timeout_ms: 15_000,
+        max_bytes: 64 * 1024 * 1024,
+    })
 }
 
 /// The gateway's origins: as declared, else `http://` + the listener when it is a specific
