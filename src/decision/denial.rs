@@ -9,6 +9,7 @@ use crate::policy::routes::MethodProblem;
 use crate::policy::tier::Tier;
 use crate::policy::{AccessRefusal, ClientIdError, IssuerRefusal, RouteRefusal};
 
+use super::cert_binding::CertError;
 use super::credentials::AuthorizationProblem;
 
 /// Why a request is not forwarded. Each variant has a stable `code()`.
@@ -82,6 +83,8 @@ pub enum Denial {
         error: DpopError,
         algs: String,
     },
+    /// The API forwards a gateway-signed JWT and none could be signed (fail closed).
+    BackendJwtUnavailable,
 }
 
 impl Denial {
@@ -107,6 +110,7 @@ impl Denial {
             Denial::InsufficientGroup { .. } => "insufficient_group",
             Denial::RateLimited { .. } => "rate_limited",
             Denial::Dpop { error, .. } => error.code(),
+            Denial::BackendJwtUnavailable => "backend_jwt_unavailable",
         }
     }
 
@@ -125,7 +129,9 @@ impl Denial {
             Denial::NoApi | Denial::ResourceNotFound => 404,
             Denial::MethodNotAllowed { .. } => 405,
             Denial::RateLimited { .. } => 429,
-            Denial::KeyManagerUnavailable { .. } | Denial::IntrospectionUnavailable { .. } => 503,
+            Denial::KeyManagerUnavailable { .. }
+            | Denial::IntrospectionUnavailable { .. }
+            | Denial::BackendJwtUnavailable => 503,
             Denial::Dpop { error, .. } => match error.kind() {
                 DpopErrorKind::InvalidProof | DpopErrorKind::InvalidToken => 401,
                 DpopErrorKind::Unavailable => 503,
@@ -144,9 +150,9 @@ impl Denial {
             | Denial::PathNotCanonical { .. }
             | Denial::MethodNotCanonical { .. } => Some("invalid_request"),
             Denial::InvalidToken { .. } => Some("invalid_token"),
-            Denial::KeyManagerUnavailable { .. } | Denial::IntrospectionUnavailable { .. } => {
-                Some("temporarily_unavailable")
-            }
+            Denial::KeyManagerUnavailable { .. }
+            | Denial::IntrospectionUnavailable { .. }
+            | Denial::BackendJwtUnavailable => Some("temporarily_unavailable"),
             Denial::NoApi | Denial::ResourceNotFound | Denial::MethodNotAllowed { .. } => None,
             Denial::ApplicationNotFound { .. }
             | Denial::ApplicationBlocked { .. }
@@ -223,6 +229,9 @@ impl Denial {
                 tier.name, tier.requests, tier.per
             ),
             Denial::Dpop { error, .. } => error.to_string(),
+            Denial::BackendJwtUnavailable => {
+                "the gateway could not sign the upstream's identity token; retry later".to_string()
+            }
         }
     }
 }
@@ -240,6 +249,8 @@ pub enum TokenRefusal {
     Inactive,
     /// Introspection reports it bound to a key keygate cannot check.
     NotBearer,
+    /// Its certificate binding (RFC 8705) does not hold for this request.
+    Certificate(CertError),
 }
 
 impl TokenRefusal {
@@ -254,6 +265,7 @@ impl TokenRefusal {
             TokenRefusal::ClientId(ClientIdError::Ambiguous { .. }) => "client_id_ambiguous",
             TokenRefusal::Inactive => "token_inactive",
             TokenRefusal::NotBearer => "token_not_bearer",
+            TokenRefusal::Certificate(err) => err.code(),
         }
     }
 
@@ -283,6 +295,7 @@ impl TokenRefusal {
             TokenRefusal::NotBearer => {
                 "the key manager reports a token bound to a key keygate cannot check".into()
             }
+            TokenRefusal::Certificate(err) => err.description().into(),
         }
     }
 }

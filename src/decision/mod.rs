@@ -16,6 +16,8 @@
 //! `dpop_binding`, `opaque`, `identity` (what goes upstream), `denial` (why not) and `reply` (the
 //! one mapping of a denial to status, headers and body).
 
+mod backend_jwt;
+mod cert_binding;
 mod credentials;
 mod denial;
 mod dpop_binding;
@@ -24,6 +26,8 @@ mod opaque;
 mod reply;
 mod verified_tokens;
 
+pub use backend_jwt::{backend_jwt, BackendJwt, BackendSigner};
+pub use cert_binding::{client_cert, CertDigest, CertError, XFCC};
 pub use credentials::{
     authorization, bearer_token, credentials, dpop_proofs, AuthScheme, AuthorizationProblem,
 };
@@ -44,6 +48,7 @@ use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
 use crate::policy::{ApiId, IssuerRefusal, KeyManagerId, Policy, Route, RouteMatch};
 use verified_tokens::Verification;
 
+use cert_binding::check_cert;
 use dpop_binding::{admit_proof, check_dpop, dpop_denial, refuse, Presentation, Presented};
 use opaque::opaque;
 
@@ -99,6 +104,9 @@ pub enum Outcome {
 pub struct Allowed {
     pub identity: Identity,
     pub headers: Vec<(String, String)>,
+    /// The backend JWT signed for this caller, kept with the cached authorization so a cache
+    /// hit signs nothing ([`backend_jwt`]).
+    pub backend: BackendJwt,
 }
 
 /// A request whose token is well-formed and whose key manager is known, waiting for keys.
@@ -109,6 +117,8 @@ pub struct Pending {
     key_manager: KeyManagerId,
     validation: Validation,
     presentation: Presentation,
+    /// The request's client certificate (RFC 8705), checked against a bound token.
+    client_cert: Option<CertDigest>,
     /// Look the token up in the verified-token cache before verifying: false on the first pass
     /// (the caller's [`recall`] just missed), true once the request waited (another request may
     /// have verified the same token meanwhile).
@@ -139,9 +149,19 @@ pub struct Started<'r> {
     token: &'r str,
     scheme: AuthScheme,
     request: Request<'r>,
+    client_cert: Option<CertDigest>,
 }
 
 impl Started<'_> {
+    /// The client certificate the request came with (the shell reads it only for requests that
+    /// carry a token): a certificate-bound token must match it.
+    pub fn with_client_cert(self, client_cert: Option<CertDigest>) -> Self {
+        Started {
+            client_cert,
+            ..self
+        }
+    }
+
     /// The scheme the token came with.
     pub fn scheme(&self) -> AuthScheme {
         self.scheme
@@ -192,6 +212,7 @@ pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Start<'r> {
             token,
             scheme,
             request: *request,
+            client_cert: None,
         });
     Start { api, next }
 }
@@ -213,6 +234,7 @@ pub fn recall(
         route: started.route,
         token: started.token,
         presentation: &started.presentation(),
+        client_cert: started.client_cert,
     };
     recall_presented(policy, &presented, cache, generation, now, dpop)
 }
@@ -249,7 +271,13 @@ fn recall_presented(
                     refuse(policy, started.presentation, TokenRefusal::Token(err)),
                 ));
             }
-            // Per request: a remembered token never stands in for its proof.
+            // Per request: a remembered token never stands in for its proof or certificate.
+            if let Err(err) =
+                check_cert(policy, &started.route, claims, started.client_cert.as_ref())
+            {
+                let refusal = TokenRefusal::Certificate(err);
+                return Some((key_manager, refuse(policy, started.presentation, refusal)));
+            }
             let proven = match check_dpop(policy, started, hit.key_manager, claims, now, dpop) {
                 Ok(proven) => proven,
                 Err(err) => return Some((key_manager, dpop_denial(policy, err))),
@@ -306,6 +334,7 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
         key_manager,
         validation,
         presentation,
+        client_cert: started.client_cert,
         recheck_cache: false,
     })
 }
@@ -359,6 +388,7 @@ pub fn finish(
         route: pending.route,
         token: pending.token.as_str(),
         presentation: &pending.presentation,
+        client_cert: pending.client_cert,
     };
     if pending.recheck_cache {
         let generation = |_| Some(keys.generation);
@@ -376,13 +406,24 @@ pub fn finish(
         keys.crypto,
     ) {
         Ok(verified) => {
-            let bound = check_dpop(policy, &presented, km, &verified.claims, now, dpop);
+            let cert = check_cert(
+                policy,
+                &pending.route,
+                &verified.claims,
+                pending.client_cert.as_ref(),
+            );
+            let bound =
+                cert.map(|()| check_dpop(policy, &presented, km, &verified.claims, now, dpop));
             let (outcome, proven) = match bound {
-                Ok(proven) => (
+                Ok(Ok(proven)) => (
                     authorized(policy, &pending.route, km, &verified.claims),
                     proven,
                 ),
-                Err(err) => (dpop_denial(policy, err), None),
+                Ok(Err(err)) => (dpop_denial(policy, err), None),
+                Err(err) => {
+                    let refusal = TokenRefusal::Certificate(err);
+                    (refuse(policy, &pending.presentation, refusal), None)
+                }
             };
             let (exp, nbf) = times(&verified.claims);
             let allowed = match &outcome {
@@ -429,8 +470,13 @@ pub(super) fn authorized(
         Ok(access) => {
             let identity = Identity::new(access);
             let headers = identity.headers(&policy.settings().header_prefix);
+            let backend = BackendJwt::new(claims);
             Outcome::Allow {
-                allowed: Rc::new(Allowed { identity, headers }),
+                allowed: Rc::new(Allowed {
+                    identity,
+                    headers,
+                    backend,
+                }),
                 proof: None,
             }
         }

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::config::{
-    DpopMode, IntrospectionConfig, JwksSource, Limiter, Settings, SubscriptionState, UnknownApi,
-    SUPPORTED_ALGORITHMS,
+    BackendJwtConfig, BackendSigningConfig, CertBinding, DpopMode, IntrospectionConfig, JwksSource,
+    Limiter, Settings, SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
 };
 use crate::jose::claims::Validation;
 use crate::policy::issuer::{IssuerFit, IssuerPattern};
@@ -111,6 +111,10 @@ pub struct Api {
     pub origins: Vec<String>,
     /// Indices of the key managers this API accepts tokens from; `None`: all trusted here.
     pub key_managers: Option<Vec<KeyManagerId>>,
+    /// Whether tokens for this API must be bound to the client certificate (RFC 8705).
+    pub mtls_bound_tokens: CertBinding,
+    /// The gateway-signed JWT forwarded upstream, if any.
+    pub backend_jwt: Option<BackendJwtConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,9 +208,16 @@ pub struct Policy {
     /// `algs` of DPoP challenges.
     dpop_algorithms: Vec<String>,
     dpop_algs: String,
+    /// How backend JWTs are signed (public parts), when any API forwards one.
+    backend_signing: Option<BackendSigningConfig>,
 }
 
 impl Policy {
+    /// The gateway's backend-JWT issuer and public keys (docs/backend-jwt.md).
+    pub fn backend_signing(&self) -> Option<&BackendSigningConfig> {
+        self.backend_signing.as_ref()
+    }
+
     /// Who counts the tiers' budgets.
     pub fn limiter(&self) -> Limiter {
         self.limiter

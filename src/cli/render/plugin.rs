@@ -6,8 +6,9 @@ use crate::cli::discovery::oidc::CheckedDiscovery;
 use crate::cli::discovery::url::HttpUrl;
 use crate::cli::render::cluster_naming::ClusterNaming;
 use crate::config::{
-    ApiConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, IntrospectionConfig, JwksSource,
-    KeyManagerConfig, Limiter, PluginConfig, ResourceConfig, SubscriptionConfig, TierConfig,
+    ApiConfig, ApplicationConfig, BackendSigningConfig, ClaimMapping, ClientIdConfig,
+    IntrospectionConfig, JwksSource, KeyManagerConfig, Limiter, PluginConfig, ResourceConfig,
+    SubscriptionConfig, TierConfig,
 };
 
 /// Builds the plugin config. `resolved` holds one checked discovery per key manager, in order.
@@ -34,6 +35,8 @@ pub fn plugin_config(
                 key_managers: api.key_managers.iter().map(|k| k.value.clone()).collect(),
                 public_urls: api.public_urls.iter().map(|u| u.value.clone()).collect(),
                 dpop: api.dpop,
+                mtls_bound_tokens: api.mtls_bound_tokens,
+                backend_jwt: api.backend_jwt.clone(),
                 resources: api
                     .resources
                     .iter()
@@ -91,6 +94,20 @@ pub fn plugin_config(
             Limiter::Local
         },
         settings: decl.settings.clone(),
+        backend_jwt: decl
+            .gateway
+            .backend_jwt
+            .as_ref()
+            .map(|b| BackendSigningConfig {
+                issuer: b.issuer.clone().unwrap_or_else(|| {
+                    public_urls(decl)
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| "keygate".to_string())
+                }),
+                keys: b.keys.clone(),
+                in_wasm: b.in_wasm,
+            }),
     }
 }
 
