@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use keygate::decision::{reply, AuthorizationProblem, Challenge, Denial, TokenRefusal};
+use keygate::decision::{reply, AuthorizationProblem, CertError, Challenge, Denial, TokenRefusal};
 use keygate::dpop::DpopError;
 use keygate::policy::path::PathProblem;
 use keygate::policy::tier::{Per, Tier};
@@ -36,10 +36,11 @@ fn variant(denial: &Denial) -> &'static str {
         Denial::InsufficientGroup { .. } => "InsufficientGroup",
         Denial::RateLimited { .. } => "RateLimited",
         Denial::Dpop { .. } => "Dpop",
+        Denial::BackendJwtUnavailable => "BackendJwtUnavailable",
     }
 }
 
-const VARIANTS: usize = 19;
+const VARIANTS: usize = 20;
 
 /// `get` is not a canonical method: the router's own denial (its problem type is private).
 fn method_not_canonical() -> Denial {
@@ -79,6 +80,11 @@ fn every_denial() -> Vec<Denial> {
                 algs: "ES256 EdDSA".into(),
             },
         },
+        Denial::from(TokenRefusal::Certificate(CertError::Missing)),
+        Denial::from(TokenRefusal::Certificate(CertError::Mismatch)),
+        Denial::from(TokenRefusal::Certificate(CertError::Unbound)),
+        Denial::from(TokenRefusal::Certificate(CertError::Invalid)),
+        Denial::BackendJwtUnavailable,
         Denial::KeyManagerUnavailable { retry_after: 5 },
         Denial::IntrospectionUnavailable { retry_after: 1 },
         Denial::NoApi,
