@@ -18,6 +18,8 @@ fn main() {
 
     #[derive(Subcommand)]
     enum Command {
+        /// Make the gateway's backend-JWT signing keys.
+        BackendKey(cli::backend_key::Args),
         /// Verify a token natively with the filter's own code and explain the result.
         CheckToken(cli::check_token::Args),
         /// Fetch and check an OIDC discovery document; print the key-manager entry.
@@ -41,6 +43,7 @@ fn main() {
         }
     };
     let code = match cli.command {
+        Command::BackendKey(args) => cli::backend_key::run(args),
         Command::CheckToken(args) => cli::check_token::run(args),
         Command::Discover(args) => cli::discover::run(args),
         Command::Explain(args) => cli::explain::run(args),

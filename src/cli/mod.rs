@@ -9,6 +9,7 @@ pub mod declaration;
 pub mod discovery;
 pub mod render;
 
+pub mod backend_key;
 pub mod check_token;
 pub mod discover;
 pub mod explain;
