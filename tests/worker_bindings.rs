@@ -89,7 +89,10 @@ fn a_cached_jwt_is_checked_against_each_requests_certificate() {
     let ok = (200, String::new());
     assert_eq!(send(&mut w, &mut host, 1, &bound, Some(CERT_A), &[]), ok);
     let mismatch = (401, "client_certificate_mismatch".to_string());
-    assert_eq!(send(&mut w, &mut host, 2, &bound, Some(CERT_B), &[]), mismatch);
+    assert_eq!(
+        send(&mut w, &mut host, 2, &bound, Some(CERT_B), &[]),
+        mismatch
+    );
     let missing = (401, "client_certificate_missing".to_string());
     assert_eq!(send(&mut w, &mut host, 3, &bound, None, &[]), missing);
     assert_eq!(send(&mut w, &mut host, 4, &bound, Some(CERT_A), &[]), ok);
@@ -108,11 +111,17 @@ fn the_forwarded_header_counts_only_when_trusted() {
     let missing = (401, "client_certificate_missing".to_string());
     assert_eq!(send(&mut w, &mut host, 1, &bound, None, &extra), missing);
     let removed = &host.stream(1).unwrap().removed_headers;
-    assert!(removed.iter().any(|h| h == "x-forwarded-client-cert"), "{removed:?}");
+    assert!(
+        removed.iter().any(|h| h == "x-forwarded-client-cert"),
+        "{removed:?}"
+    );
 
     let trusted = config(json!({"trusted_client_cert_header": true}));
     let (mut w, mut host) = warmed(compile(&trusted), &jwks());
-    assert_eq!(send(&mut w, &mut host, 1, &bound, None, &extra), (200, String::new()));
+    assert_eq!(
+        send(&mut w, &mut host, 1, &bound, None, &extra),
+        (200, String::new())
+    );
     let removed = &host.stream(1).unwrap().removed_headers;
     assert!(!removed.iter().any(|h| h == "x-forwarded-client-cert"));
     // The header's certificate wins over the connection's (the front proxy's own).
@@ -129,9 +138,15 @@ fn an_unbound_token_is_refused_only_where_binding_is_required() {
     let (mut w, mut host) = warmed(compile(&cfg), &jwks());
     let plain = token(None, NOW as u64 + 600);
     let unbound = (401, "token_not_certificate_bound".to_string());
-    assert_eq!(send(&mut w, &mut host, 1, &plain, Some(CERT_A), &[]), unbound);
+    assert_eq!(
+        send(&mut w, &mut host, 1, &plain, Some(CERT_A), &[]),
+        unbound
+    );
     let (mut w, mut host) = warmed(compile(&config(json!({}))), &jwks());
-    assert_eq!(send(&mut w, &mut host, 1, &plain, None, &[]), (200, String::new()));
+    assert_eq!(
+        send(&mut w, &mut host, 1, &plain, None, &[]),
+        (200, String::new())
+    );
 }
 
 #[test]
@@ -167,7 +182,10 @@ fn an_introspection_answer_bound_to_a_certificate_is_checked_per_request() {
     assert!(host.stream(1).unwrap().resumed);
     // From the cached answer: the other certificate, then none.
     let mismatch = (401, "client_certificate_mismatch".to_string());
-    assert_eq!(send(&mut w, &mut host, 2, opaque, Some(CERT_B), &[]), mismatch);
+    assert_eq!(
+        send(&mut w, &mut host, 2, opaque, Some(CERT_B), &[]),
+        mismatch
+    );
     let missing = (401, "client_certificate_missing".to_string());
     assert_eq!(send(&mut w, &mut host, 3, opaque, None, &[]), missing);
     assert_eq!(
@@ -184,10 +202,9 @@ fn backend_worker(key: &EcSigningKey, ttl: u64) -> (Worker, FakeHost) {
         "keys": [{"env": "GW_KEY", "x": key.x, "y": key.y}]});
     let policy = compile(&cfg);
     let private = key.private_jwk();
-    let signer = BackendSigner::from_env(&policy, |name| {
-        (name == "GW_KEY").then(|| private.clone())
-    })
-    .unwrap();
+    let signer =
+        BackendSigner::from_env(&policy, |name| (name == "GW_KEY").then(|| private.clone()))
+            .unwrap();
     let (w, host) = warmed(policy, &jwks());
     (w.with_backend_signer(signer), host)
 }
@@ -207,9 +224,15 @@ fn a_backend_jwt_is_signed_once_per_cached_authorization() {
     let (mut w, mut host) = backend_worker(&key, 60);
     let access = token(None, NOW as u64 + 3600);
     let forged = [("x-jwt-assertion", "forged")];
-    assert_eq!(send(&mut w, &mut host, 1, &access, None, &forged), (200, String::new()));
+    assert_eq!(
+        send(&mut w, &mut host, 1, &access, None, &forged),
+        (200, String::new())
+    );
     let removed = &host.stream(1).unwrap().removed_headers;
-    assert!(removed.iter().any(|h| h == "x-jwt-assertion"), "{removed:?}");
+    assert!(
+        removed.iter().any(|h| h == "x-jwt-assertion"),
+        "{removed:?}"
+    );
     let first = forwarded_jwt(&host, 1);
 
     let jwks = json!({"keys": [public_jwk(&key.x, &key.y)]}).to_string();
@@ -228,15 +251,23 @@ fn a_backend_jwt_is_signed_once_per_cached_authorization() {
 
     // A cache hit within half the lifetime forwards the same JWT, signed nothing new.
     host.now_ms = NOW_MS + 29_000;
-    assert_eq!(send(&mut w, &mut host, 2, &access, None, &[]), (200, String::new()));
+    assert_eq!(
+        send(&mut w, &mut host, 2, &access, None, &[]),
+        (200, String::new())
+    );
     assert_eq!(forwarded_jwt(&host, 2), first);
     // Past half of it, a fresh one.
     host.now_ms = NOW_MS + 31_000;
-    assert_eq!(send(&mut w, &mut host, 3, &access, None, &[]), (200, String::new()));
+    assert_eq!(
+        send(&mut w, &mut host, 3, &access, None, &[]),
+        (200, String::new())
+    );
     let second = forwarded_jwt(&host, 3);
     assert_ne!(second, first);
     let claims = keygate::jose::UntrustedToken::parse(&second).unwrap();
-    let claims = verify(&claims, &set, &validation, NOW + 31.0).unwrap().claims;
+    let claims = verify(&claims, &set, &validation, NOW + 31.0)
+        .unwrap()
+        .claims;
     assert_eq!(claims["iat"], json!(NOW as u64 + 31));
     assert_eq!(claims["exp"], json!(NOW as u64 + 91));
 }
@@ -247,10 +278,14 @@ fn a_missing_signing_key_refuses_the_configuration() {
     let other = EcSigningKey::from_scalar(&[6u8; 32]).unwrap();
     let mut cfg = config(json!({}));
     cfg["apis"][0]["backend_jwt"] = json!({});
-    cfg["backend_jwt"] = json!({"issuer": "gw", "keys": [{"env": "GW_KEY", "x": key.x, "y": key.y}]});
+    cfg["backend_jwt"] =
+        json!({"issuer": "gw", "keys": [{"env": "GW_KEY", "x": key.x, "y": key.y}]});
     let policy = compile(&cfg);
     let unset = BackendSigner::from_env(&policy, |_| None).unwrap_err();
-    assert_eq!(unset.to_string().contains("backend_jwt.keys[0].env"), true, "{unset}");
+    assert!(
+        unset.to_string().contains("backend_jwt.keys[0].env"),
+        "{unset}"
+    );
     let wrong = other.private_jwk();
     let err = BackendSigner::from_env(&policy, |_| Some(wrong.clone())).unwrap_err();
     assert!(err.to_string().contains("not the key of x and y"), "{err}");
@@ -259,4 +294,45 @@ fn a_missing_signing_key_refuses_the_configuration() {
     cfg.as_object_mut().unwrap().remove("backend_jwt");
     let refused = keygate::policy::Policy::from_json(cfg.to_string().as_bytes()).unwrap_err();
     assert!(refused.to_string().contains("backend_jwt"), "{refused}");
+}
+
+/// docs/mtls.md and docs/plugin-config.md list the reason codes the code gives, and
+/// docs/backend-jwt.md the defaults and the JWKS path the code uses.
+#[test]
+fn the_documented_codes_and_defaults_are_the_codes_and_defaults() {
+    use keygate::decision::CertError;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |page: &str| std::fs::read_to_string(root.join("docs").join(page)).unwrap();
+    let (mtls, reasons) = (read("mtls.md"), read("plugin-config.md"));
+    for error in [
+        CertError::Missing,
+        CertError::Mismatch,
+        CertError::Unbound,
+        CertError::Invalid,
+    ] {
+        let code = format!("`{}`", error.code());
+        assert!(mtls.contains(&code), "docs/mtls.md lacks {code}");
+        let row = format!("| {code} | 401 | `invalid_token` |");
+        assert!(reasons.contains(&row), "docs/plugin-config.md lacks {row}");
+    }
+    let unavailable = keygate::decision::Denial::BackendJwtUnavailable;
+    let row = format!("| `{}` | {} |", unavailable.code(), unavailable.status());
+    assert!(reasons.contains(&row), "docs/plugin-config.md lacks {row}");
+
+    let backend = read("backend-jwt.md");
+    let defaults = keygate::config::BackendJwtConfig::default();
+    let header = format!("| `apis[].backend_jwt.header` | `{}` |", defaults.header);
+    let ttl = format!(
+        "| `apis[].backend_jwt.ttl_seconds` | `{}` |",
+        defaults.ttl_seconds
+    );
+    for row in [header, ttl] {
+        assert!(backend.contains(&row), "docs/backend-jwt.md lacks {row}");
+    }
+    let path = keygate::cli::render::envoy::BACKEND_JWKS_PATH;
+    assert!(backend.contains(&format!("**`{path}`**")), "{path}");
+    let settings = keygate::config::Settings::default();
+    assert!(!settings.trusted_client_cert_header);
+    assert!(mtls.contains("| `settings.trusted_client_cert_header` | `false` |"));
+    assert!(mtls.contains("| `apis[].mtls_bound_tokens` | `when_bound` |"));
 }
