@@ -29,7 +29,7 @@ OCI_TAG     ?=
 # Tests and the demo find Envoy through this; an already exported value wins.
 export KEYGATE_ENVOY ?= $(ENVOY)
 
-.PHONY: help deps run-deps rust-target envoy grpcio npm wrk skopeo wasm cli oci test lint bench fuzz run clean distclean
+.PHONY: help deps run-deps rust-target envoy grpcio npm wrk skopeo wasm cli oci test lint bench bench-backend-jwt fuzz run clean distclean
 
 help:
 	@echo "make run    - install what the demo needs (Envoy, the key manager's npm packages), build, start it"
@@ -40,6 +40,7 @@ help:
 	@echo "make oci    - pack the module as an OCI image layout in $(OCI_DIR:$(ROOT)/%=%) (Istio WasmPlugin oci://)"
 	@echo "make lint   - rustfmt check, clippy native and wasm"
 	@echo "make bench  - keygate vs native jwt_authn+rbac through Envoy, one table (BENCH_CRITERION=1: criterion first)"
+	@echo "make bench-backend-jwt - the filter's time for backend JWTs (miss, sign by Envoy or Wasm, hit) in Envoy"
 	@echo "make fuzz   - each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz (needs nightly)"
 	@echo "make clean  - remove build output (distclean also removes .venv and node_modules)"
 
@@ -145,6 +146,11 @@ BENCH_CRITERION ?= 0
 bench: deps wasm cli
 	@if [ "$(BENCH_CRITERION)" = 1 ]; then $(CARGO) bench --bench verify && $(CARGO) bench --bench worker; else echo "bench: criterion skipped (BENCH_CRITERION=1 runs it: per-algorithm verification, then one whole request through the worker with host calls counted)"; fi
 	$(ROOT)/envoy/bench.sh
+
+# The filter's time per request for backend JWTs in a real Envoy (docs/backend-jwt.md): misses
+# without one, misses that sign one (Envoy's `sign`, then the Wasm signer), hits that reuse it.
+bench-backend-jwt: deps wasm
+	$(CARGO) bench --bench backend_jwt
 
 # libFuzzer through cargo-fuzz, one target at a time. New inputs go to fuzz/grown/<target> (ignored
 # by git); the committed seeds in fuzz/corpus/<target> are read, never written. `make test`
