@@ -9,12 +9,14 @@
 //! after a refetch, with `after_refetch` set so an unknown `kid` becomes a final answer.
 //! [`decide`] runs every step at once for callers that hold every key set (tests, the CLI).
 //!
-//! Once a token is genuine, from the cache or freshly verified, its binding is checked against
-//! how it was presented (`dpop_binding`); an opaque token is judged by introspection instead
-//! (`opaque`). The files, in request order: `credentials` (reading `Authorization` and `DPoP`),
-//! this file (request, outcome, the phases), `verified_tokens` (the per-worker cache),
-//! `dpop_binding`, `opaque`, `identity` (what goes upstream), `denial` (why not) and `reply` (the
-//! one mapping of a denial to status, headers and body).
+//! Once a token is genuine, from the cache or freshly verified, its bindings are checked against
+//! how it was presented: the client certificate (`cert_binding`, RFC 8705), then DPoP
+//! (`dpop_binding`); an opaque token is judged by introspection instead (`opaque`). The files, in
+//! request order: `credentials` (reading `Authorization` and `DPoP`), this file (request, outcome,
+//! the phases), `verified_tokens` (the per-worker cache), `cert_binding`, `dpop_binding`,
+//! `opaque`, `identity` (what goes upstream), `backend_jwt` (the gateway-signed JWT kept with an
+//! authorization), `denial` (why not) and `reply` (the one mapping of a denial to status, headers
+//! and body).
 
 mod backend_jwt;
 mod cert_binding;
