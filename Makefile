@@ -29,7 +29,7 @@ OCI_TAG     ?=
 # Tests and the demo find Envoy through this; an already exported value wins.
 export KEYGATE_ENVOY ?= $(ENVOY)
 
-.PHONY: help deps run-deps rust-target envoy grpcio npm wrk skopeo chromium wasm cli oci test lint bench bench-scale fuzz run clean distclean
+.PHONY: help deps run-deps rust-target envoy grpcio npm wrk skopeo chromium wasm cli oci test lint bench bench-scale bench-backend-jwt fuzz run clean distclean
 
 help:
 	@echo "make run    - install what the demo needs (Envoy, the key manager's npm packages), build, start it"
@@ -41,6 +41,7 @@ help:
 	@echo "make lint   - rustfmt check, clippy native and wasm"
 	@echo "make bench  - keygate vs native jwt_authn+rbac through Envoy, one table (BENCH_CRITERION=1: criterion first)"
 	@echo "make bench-scale - the application directory at 100,000 applications (docs/directory.md)"
+	@echo "make bench-backend-jwt - the filter's time for backend JWTs (miss, sign by Envoy or Wasm, hit) in Envoy"
 	@echo "make fuzz   - each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz (needs nightly)"
 	@echo "make clean  - remove build output (distclean also removes .venv and node_modules)"
 
@@ -167,6 +168,10 @@ bench: deps wasm cli
 # load, cache-hit req/s. Loopback only, a few minutes; BENCH_SCALE_APPS changes the size.
 bench-scale: envoy wasm cli wrk
 	taskset -c 1 node $(ROOT)/envoy/bench-scale.mjs
+# The filter's time per request for backend JWTs in a real Envoy (docs/backend-jwt.md): misses
+# without one, misses that sign one (Envoy's `sign`, then the Wasm signer), hits that reuse it.
+bench-backend-jwt: deps wasm
+	$(CARGO) bench --bench backend_jwt
 
 # libFuzzer through cargo-fuzz, one target at a time. New inputs go to fuzz/grown/<target> (ignored
 # by git); the committed seeds in fuzz/corpus/<target> are read, never written. `make test`

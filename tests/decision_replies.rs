@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use keygate::decision::{
-    reply, ApiKeyDenial, AuthorizationProblem, Challenge, Denial, TokenRefusal,
+    reply, ApiKeyDenial, AuthorizationProblem, CertError, Challenge, Denial, TokenRefusal,
 };
 use keygate::dpop::DpopError;
 use keygate::policy::path::PathProblem;
@@ -42,10 +42,11 @@ fn variant(denial: &Denial) -> &'static str {
         Denial::MissingScopes { .. } => "MissingScopes",
         Denial::InsufficientClaim { .. } => "InsufficientClaim",
         Denial::ApiKey(_) => "ApiKey",
+        Denial::BackendJwtUnavailable => "BackendJwtUnavailable",
     }
 }
 
-const VARIANTS: usize = 23;
+const VARIANTS: usize = 24;
 
 /// `get` is not a canonical method: the router's own denial (its problem type is private).
 fn method_not_canonical() -> Denial {
@@ -85,6 +86,11 @@ fn every_denial() -> Vec<Denial> {
                 algs: "ES256 EdDSA".into(),
             },
         },
+        Denial::from(TokenRefusal::Certificate(CertError::Missing)),
+        Denial::from(TokenRefusal::Certificate(CertError::Mismatch)),
+        Denial::from(TokenRefusal::Certificate(CertError::Unbound)),
+        Denial::from(TokenRefusal::Certificate(CertError::Invalid)),
+        Denial::BackendJwtUnavailable,
         Denial::KeyManagerUnavailable { retry_after: 5 },
         Denial::IntrospectionUnavailable { retry_after: 1 },
         Denial::DirectoryUnavailable { retry_after: 1 },

@@ -481,8 +481,16 @@ fn the_answer_is_authorized_like_a_jwt() {
             (401, "token_not_bearer"),
         ),
         (
+            // RFC 8705: checked against the request's certificate (docs/mtls.md); "x" is no
+            // SHA-256 thumbprint.
             "bound to a certificate",
             with(json!({"cnf": {"x5t#S256": "x"}})),
+            "GET",
+            (401, "certificate_binding_invalid"),
+        ),
+        (
+            "bound some other way",
+            with(json!({"cnf": {"kid": "x"}})),
             "GET",
             (401, "token_not_bearer"),
         ),

@@ -21,6 +21,8 @@ fn main() {
         /// Create an application's API key: print it once and the entry to add to the declaration.
         #[command(subcommand)]
         ApiKey(cli::api_key::Command),
+        /// Make the gateway's backend-JWT signing keys.
+        BackendKey(cli::backend_key::Args),
         /// Verify a token natively with the filter's own code and explain the result.
         CheckToken(cli::check_token::Args),
         /// The web console: admin portal, developer portal, REST API, application directory.
@@ -49,6 +51,7 @@ fn main() {
     };
     let code = match cli.command {
         Command::ApiKey(command) => cli::api_key::run(command),
+        Command::BackendKey(args) => cli::backend_key::run(args),
         Command::CheckToken(args) => cli::check_token::run(args),
         Command::Console(args) => cli::console::run(*args),
         Command::Directory(args) => cli::directory::run(args),

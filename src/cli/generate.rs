@@ -349,6 +349,12 @@ pub fn render(
             .unwrap_or_else(|| DEFAULT_CA_FILE.to_string()),
         upstream_timeout_seconds: decl.gateway.upstream_timeout_seconds,
         ecds_dir: out_dir.join(LIVE_DIR).to_string_lossy().into_owned(),
+        tls: decl.gateway.tls.as_ref().map(|tls| envoy::TlsOptions {
+            cert: tls.cert.value.clone(),
+            key: tls.key.value.clone(),
+            client_ca: tls.client_ca.as_ref().map(|ca| ca.value.clone()),
+            require_client_certificate: tls.require_client_certificate,
+        }),
     };
     let network = compose::Network::for_targets(loopback_targets(decl, plugin));
     let container = EnvoyOptions {
@@ -356,6 +362,8 @@ pub fn render(
         listen: network.container_address(&listen),
         admin: network.container_address(&admin),
         ecds_dir: compose::CONTAINER_LIVE_DIR.to_string(),
+        // The compose folder does not carry the TLS files: its listener stays plain HTTP.
+        tls: None,
         ca_file: match decl.gateway.ca_file {
             Some(_) => compose::CONTAINER_CA_FILE.to_string(),
             None => DEFAULT_CA_FILE.to_string(),
@@ -364,6 +372,12 @@ pub fn render(
     };
 
     let mut files = vec![("plugin-config.json".to_string(), loaded.plugin_json.clone())];
+    if let Some(jwks) = envoy::backend_jwks(plugin) {
+        files.push((
+            "backend-jwks.json".into(),
+            json_text("backend-jwks.json", &jwks)?,
+        ));
+    }
     let envoy_local = envoy::bootstrap(decl, plugin, &local)?;
     files.push(("envoy.yaml".into(), yaml("envoy.yaml", &envoy_local)?));
     let ecds_local = envoy::ecds_file(plugin, &local.wasm_path)?;

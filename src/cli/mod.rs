@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod render;
 
 pub mod api_key;
+pub mod backend_key;
 pub mod check_token;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod console;

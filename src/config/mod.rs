@@ -63,6 +63,10 @@ pub struct PluginConfig {
     /// pulls them from (`docs/directory.md`); absent: the applications above, inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory: Option<DirectoryConfig>,
+    /// The gateway's signing keys for backend JWTs (`apis[].backend_jwt`); absent: no API may
+    /// ask for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_jwt: Option<BackendSigningConfig>,
 }
 
 /// The application directory source (`docs/directory.md`): the filter fetches the applications
@@ -107,6 +111,75 @@ fn default_directory_timeout() -> u64 {
 }
 fn default_directory_max_bytes() -> usize {
     64 * 1024 * 1024
+}
+
+/// How the gateway signs the JWTs it forwards to upstreams (docs/backend-jwt.md): its `iss` and
+/// its ES256 (P-256) keys. Only public parts are here; each private key is read from Envoy's
+/// environment (the variable `env`, a private JWK) and must match `x`/`y`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSigningConfig {
+    pub issuer: String,
+    /// The first key signs; every key is published (rotation).
+    pub keys: Vec<BackendKeyConfig>,
+    /// Sign in Wasm even where Envoy's `sign` foreign function works (for measurements).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_wasm: bool,
+}
+
+/// One P-256 signing key: where its private part is and its public coordinates (base64url).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendKeyConfig {
+    pub env: String,
+    pub x: String,
+    pub y: String,
+}
+
+/// Per API: forward a JWT signed by the gateway that vouches for the caller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendJwtConfig {
+    /// The request header that carries it upstream (any incoming copy is removed).
+    #[serde(default = "default_backend_jwt_header")]
+    pub header: String,
+    /// Lifetime of a backend JWT, seconds (never beyond the access token's `exp`).
+    #[serde(default = "default_backend_jwt_ttl")]
+    pub ttl_seconds: u64,
+}
+
+impl Default for BackendJwtConfig {
+    fn default() -> Self {
+        BackendJwtConfig {
+            header: default_backend_jwt_header(),
+            ttl_seconds: default_backend_jwt_ttl(),
+        }
+    }
+}
+
+fn default_backend_jwt_header() -> String {
+    "x-jwt-assertion".to_string()
+}
+fn default_backend_jwt_ttl() -> u64 {
+    300
+}
+
+/// Whether tokens for an API must be bound to the TLS client certificate (RFC 8705). Either way
+/// a token that *is* bound (`cnf.x5t#S256`) must match the connection's certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertBinding {
+    /// Bound tokens must match; unbound tokens pass.
+    #[default]
+    WhenBound,
+    /// Unbound tokens are refused.
+    Required,
+}
+
+impl CertBinding {
+    pub fn is_default(&self) -> bool {
+        *self == CertBinding::WhenBound
+    }
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -288,6 +361,12 @@ pub struct ApiConfig {
     /// Where an API key is read from (when `security` has `api_key`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub api_key: ApiKeyLocation,
+    /// `required`: every token for this API must be bound to the client certificate (RFC 8705).
+    #[serde(default, skip_serializing_if = "CertBinding::is_default")]
+    pub mtls_bound_tokens: CertBinding,
+    /// Forward a gateway-signed JWT to the upstream; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_jwt: Option<BackendJwtConfig>,
 }
 
 /// A kind of credential an API accepts (`apis[].security`).
@@ -504,6 +583,10 @@ pub struct Settings {
     pub introspection_calls_per_second: u64,
     /// Introspection calls one worker starts in one second (within the Envoy's bound).
     pub introspection_worker_calls_per_second: u64,
+    /// Take the client certificate's hash from `x-forwarded-client-cert` (`Hash=`), set by a
+    /// trusted front proxy that ends TLS; false: that header is ignored and removed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub trusted_client_cert_header: bool,
 }
 
 impl Default for Settings {
@@ -543,6 +626,7 @@ impl Default for Settings {
             introspection_negative_cache_entries: 1_024,
             introspection_calls_per_second: 100,
             introspection_worker_calls_per_second: 50,
+            trusted_client_cert_header: false,
         }
     }
 }

@@ -289,7 +289,11 @@ pub fn decide_api_key_with(
             }
             let identity = Identity::for_api_key(access);
             let headers = identity.headers(&policy.settings().header_prefix);
-            let allowed = Rc::new(Allowed { identity, headers });
+            let allowed = Rc::new(Allowed {
+                identity,
+                headers,
+                backend: super::BackendJwt::new(&serde_json::Map::new()),
+            });
             if grants.by.len() >= KeyGrants::MAX {
                 grants.by.clear();
             }

@@ -10,6 +10,7 @@ use crate::policy::tier::Tier;
 use crate::policy::{AccessRefusal, ClientIdError, IssuerRefusal, RouteRefusal};
 
 use super::api_key::ApiKeyDenial;
+use super::cert_binding::CertError;
 use super::credentials::AuthorizationProblem;
 
 /// Why a request is not forwarded. Each variant has a stable `code()`.
@@ -99,6 +100,8 @@ pub enum Denial {
         error: DpopError,
         algs: String,
     },
+    /// The API forwards a gateway-signed JWT and none could be signed (fail closed).
+    BackendJwtUnavailable,
 }
 
 impl Denial {
@@ -128,6 +131,7 @@ impl Denial {
             Denial::ApiKey(denial) => denial.code(),
             Denial::RateLimited { .. } => "rate_limited",
             Denial::Dpop { error, .. } => error.code(),
+            Denial::BackendJwtUnavailable => "backend_jwt_unavailable",
         }
     }
 
@@ -151,7 +155,8 @@ impl Denial {
             Denial::RateLimited { .. } => 429,
             Denial::KeyManagerUnavailable { .. }
             | Denial::IntrospectionUnavailable { .. }
-            | Denial::DirectoryUnavailable { .. } => 503,
+            | Denial::DirectoryUnavailable { .. }
+            | Denial::BackendJwtUnavailable => 503,
             Denial::Dpop { error, .. } => match error.kind() {
                 DpopErrorKind::InvalidProof | DpopErrorKind::InvalidToken => 401,
                 DpopErrorKind::Unavailable => 503,
@@ -172,7 +177,8 @@ impl Denial {
             Denial::InvalidToken { .. } => Some("invalid_token"),
             Denial::KeyManagerUnavailable { .. }
             | Denial::IntrospectionUnavailable { .. }
-            | Denial::DirectoryUnavailable { .. } => Some("temporarily_unavailable"),
+            | Denial::DirectoryUnavailable { .. }
+            | Denial::BackendJwtUnavailable => Some("temporarily_unavailable"),
             Denial::NoApi | Denial::ResourceNotFound | Denial::MethodNotAllowed { .. } => None,
             Denial::ApplicationNotFound { .. }
             | Denial::ApplicationBlocked { .. }
@@ -265,6 +271,9 @@ impl Denial {
                 tier.name, tier.requests, tier.per
             ),
             Denial::Dpop { error, .. } => error.to_string(),
+            Denial::BackendJwtUnavailable => {
+                "the gateway could not sign the upstream's identity token; retry later".to_string()
+            }
         }
     }
 }
@@ -282,6 +291,8 @@ pub enum TokenRefusal {
     Inactive,
     /// Introspection reports it bound to a key keygate cannot check.
     NotBearer,
+    /// Its certificate binding (RFC 8705) does not hold for this request.
+    Certificate(CertError),
 }
 
 impl TokenRefusal {
@@ -296,6 +307,7 @@ impl TokenRefusal {
             TokenRefusal::ClientId(ClientIdError::Ambiguous { .. }) => "client_id_ambiguous",
             TokenRefusal::Inactive => "token_inactive",
             TokenRefusal::NotBearer => "token_not_bearer",
+            TokenRefusal::Certificate(err) => err.code(),
         }
     }
 
@@ -325,6 +337,7 @@ impl TokenRefusal {
             TokenRefusal::NotBearer => {
                 "the key manager reports a token bound to a key keygate cannot check".into()
             }
+            TokenRefusal::Certificate(err) => err.description().into(),
         }
     }
 }

@@ -69,6 +69,8 @@ pub(super) struct Presented<'p> {
     pub(super) route: RouteMatch,
     pub(super) token: &'p str,
     pub(super) presentation: &'p Presentation,
+    /// The request's client certificate (`cert_binding`).
+    pub(super) client_cert: Option<super::CertDigest>,
 }
 
 /// A proof that passed [`verify_proof`] for the token's key, before the replay store is asked.

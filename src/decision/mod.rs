@@ -9,14 +9,18 @@
 //! after a refetch, with `after_refetch` set so an unknown `kid` becomes a final answer.
 //! [`decide`] runs every step at once for callers that hold every key set (tests, the CLI).
 //!
-//! Once a token is genuine, from the cache or freshly verified, its binding is checked against
-//! how it was presented (`dpop_binding`); an opaque token is judged by introspection instead
-//! (`opaque`). The files, in request order: `credentials` (reading `Authorization` and `DPoP`),
-//! this file (request, outcome, the phases), `verified_tokens` (the per-worker cache),
-//! `dpop_binding`, `opaque`, `identity` (what goes upstream), `denial` (why not) and `reply` (the
-//! one mapping of a denial to status, headers and body).
+//! Once a token is genuine, from the cache or freshly verified, its bindings are checked against
+//! how it was presented: the client certificate (`cert_binding`, RFC 8705), then DPoP
+//! (`dpop_binding`); an opaque token is judged by introspection instead (`opaque`). The files, in
+//! request order: `credentials` (reading `Authorization` and `DPoP`), this file (request, outcome,
+//! the phases), `verified_tokens` (the per-worker cache), `cert_binding`, `dpop_binding`,
+//! `opaque`, `identity` (what goes upstream), `backend_jwt` (the gateway-signed JWT kept with an
+//! authorization), `denial` (why not) and `reply` (the one mapping of a denial to status, headers
+//! and body).
 
 mod api_key;
+mod backend_jwt;
+mod cert_binding;
 mod credentials;
 mod denial;
 mod dpop_binding;
@@ -29,6 +33,8 @@ pub use api_key::{
     api_key_headers, decide_api_key, decide_api_key_with, path_without_api_key, ApiKeyDenial,
     KeyGrants,
 };
+pub use backend_jwt::{backend_jwt, BackendJwt, BackendSigner};
+pub use cert_binding::{client_cert, CertDigest, CertError, XFCC};
 pub use credentials::{
     authorization, bearer_token, credentials, dpop_proofs, AuthScheme, AuthorizationProblem,
 };
@@ -49,6 +55,7 @@ use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
 use crate::policy::{ApiId, IssuerRefusal, KeyManagerId, Policy, Route, RouteMatch};
 use verified_tokens::Verification;
 
+use cert_binding::check_cert;
 use dpop_binding::{admit_proof, check_dpop, dpop_denial, refuse, Presentation, Presented};
 use opaque::opaque;
 
@@ -107,6 +114,9 @@ pub enum Outcome {
 pub struct Allowed {
     pub identity: Identity,
     pub headers: Vec<(String, String)>,
+    /// The backend JWT signed for this caller, kept with the cached authorization so a cache
+    /// hit signs nothing ([`backend_jwt`]).
+    pub backend: BackendJwt,
 }
 
 /// A request whose token is well-formed and whose key manager is known, waiting for keys.
@@ -117,6 +127,8 @@ pub struct Pending {
     key_manager: KeyManagerId,
     validation: Validation,
     presentation: Presentation,
+    /// The request's client certificate (RFC 8705), checked against a bound token.
+    client_cert: Option<CertDigest>,
     /// Look the token up in the verified-token cache before verifying: false on the first pass
     /// (the caller's [`recall`] just missed), true once the request waited (another request may
     /// have verified the same token meanwhile).
@@ -149,12 +161,22 @@ pub struct Started<'r> {
     scheme: AuthScheme,
     request: Request<'r>,
     api_key: bool,
+    client_cert: Option<CertDigest>,
 }
 
 impl Started<'_> {
     /// The request presents an API key ([`decide_api_key`] decides it), not a token.
     pub fn is_api_key(&self) -> bool {
         self.api_key
+    }
+
+    /// The client certificate the request came with (the shell reads it only for requests that
+    /// carry a token): a certificate-bound token must match it.
+    pub fn with_client_cert(self, client_cert: Option<CertDigest>) -> Self {
+        Started {
+            client_cert,
+            ..self
+        }
     }
 
     /// The scheme the token came with.
@@ -208,6 +230,7 @@ pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Start<'r> {
             scheme: AuthScheme::Bearer,
             request: *request,
             api_key: true,
+            client_cert: None,
         }),
         Ok(None) => credentials(request.authorization)
             .map_err(Outcome::Deny)
@@ -217,6 +240,7 @@ pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Start<'r> {
                 scheme,
                 request: *request,
                 api_key: false,
+                client_cert: None,
             }),
     };
     Start { api, next }
@@ -239,6 +263,7 @@ pub fn recall(
         route: started.route,
         token: started.token,
         presentation: &started.presentation(),
+        client_cert: started.client_cert,
     };
     recall_presented(policy, &presented, cache, generation, now, dpop)
 }
@@ -275,7 +300,13 @@ fn recall_presented(
                     refuse(policy, started.presentation, TokenRefusal::Token(err)),
                 ));
             }
-            // Per request: a remembered token never stands in for its proof.
+            // Per request: a remembered token never stands in for its proof or certificate.
+            if let Err(err) =
+                check_cert(policy, &started.route, claims, started.client_cert.as_ref())
+            {
+                let refusal = TokenRefusal::Certificate(err);
+                return Some((key_manager, refuse(policy, started.presentation, refusal)));
+            }
             let proven = match check_dpop(policy, started, hit.key_manager, claims, now, dpop) {
                 Ok(proven) => proven,
                 Err(err) => return Some((key_manager, dpop_denial(policy, err))),
@@ -333,6 +364,7 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
         key_manager,
         validation,
         presentation,
+        client_cert: started.client_cert,
         recheck_cache: false,
     })
 }
@@ -381,6 +413,7 @@ pub fn finish(
         route: pending.route,
         token: pending.token.as_str(),
         presentation: &pending.presentation,
+        client_cert: pending.client_cert,
     };
     if pending.recheck_cache {
         let generation = |_| Some(keys.generation);
@@ -398,13 +431,24 @@ pub fn finish(
         keys.crypto,
     ) {
         Ok(verified) => {
-            let bound = check_dpop(policy, &presented, km, &verified.claims, now, dpop);
+            let cert = check_cert(
+                policy,
+                &pending.route,
+                &verified.claims,
+                pending.client_cert.as_ref(),
+            );
+            let bound =
+                cert.map(|()| check_dpop(policy, &presented, km, &verified.claims, now, dpop));
             let (outcome, proven) = match bound {
-                Ok(proven) => (
+                Ok(Ok(proven)) => (
                     authorized(policy, &pending.route, km, &verified.claims, now, dpop),
                     proven,
                 ),
-                Err(err) => (dpop_denial(policy, err), None),
+                Ok(Err(err)) => (dpop_denial(policy, err), None),
+                Err(err) => {
+                    let refusal = TokenRefusal::Certificate(err);
+                    (refuse(policy, &pending.presentation, refusal), None)
+                }
             };
             let (exp, nbf) = times(&verified.claims);
             let allowed = match &outcome {
@@ -466,8 +510,13 @@ pub(super) fn authorized(
         Ok(access) => {
             let identity = Identity::new(access);
             let headers = identity.headers(&policy.settings().header_prefix);
+            let backend = BackendJwt::new(claims);
             Outcome::Allow {
-                allowed: Rc::new(Allowed { identity, headers }),
+                allowed: Rc::new(Allowed {
+                    identity,
+                    headers,
+                    backend,
+                }),
                 proof: None,
             }
         }

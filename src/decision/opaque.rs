@@ -8,6 +8,7 @@ use crate::jose::claims::{check, Validation};
 use crate::jose::TokenError;
 use crate::policy::{IssuerRefusal, KeyManagerId, Policy, RouteMatch};
 
+use super::cert_binding::{check_cert, CertDigest};
 use super::dpop_binding::{
     admit_proof, check_dpop, dpop_denial, refuse, DpopHost, Presentation, Presented,
 };
@@ -25,6 +26,8 @@ pub struct Opaque {
     pub asked: Vec<KeyManagerId>,
     /// The scheme it came with and, for DPoP, the proof (checked per request once the answer is in).
     presentation: Presentation,
+    /// The request's client certificate, for a certificate-bound answer (RFC 8705).
+    client_cert: Option<CertDigest>,
 }
 
 pub(super) fn opaque(policy: &Policy, started: &Started<'_>) -> Option<Outcome> {
@@ -47,6 +50,7 @@ pub(super) fn opaque(policy: &Policy, started: &Started<'_>) -> Option<Outcome> 
         hash,
         asked,
         presentation: started.presentation(),
+        client_cert: started.client_cert,
     })))
 }
 
@@ -80,12 +84,17 @@ pub fn introspected(
             return refuse(policy, presentation, TokenRefusal::Token(err));
         }
     }
-    // Bound to a key some other way (RFC 7800 `cnf` without `jkt`, e.g. a certificate), or a
-    // token type keygate cannot check: not usable here.
+    // Bound to a key some other way (RFC 7800 `cnf` with neither `jkt` nor a certificate
+    // thumbprint), or a token type keygate cannot check: not usable here. A certificate-bound
+    // token (RFC 8705 `x5t#S256`) is a bearer token as far as the scheme goes.
     let token_type = claims
         .get("token_type")
         .map(|t| t.as_str().unwrap_or_default());
-    let jkt = claims.get("cnf").map(|cnf| cnf.get("jkt").is_some());
+    let jkt = claims.get("cnf").and_then(|cnf| match cnf.get("jkt") {
+        Some(_) => Some(true),
+        None if cnf.get("x5t#S256").is_some() => None,
+        None => Some(false),
+    });
     let usable = match (token_type, jkt) {
         // Bound, but not to a DPoP key.
         (_, Some(false)) => false,
@@ -105,11 +114,16 @@ pub fn introspected(
     if let Err(err) = check(claims, &validation, now) {
         return refuse(policy, presentation, TokenRefusal::Token(err));
     }
-    // Per request, like a JWT's binding: the scheme, the proof and (once authorized) its single use.
+    // Per request, like a JWT's binding: the certificate, the scheme, the proof and (once
+    // authorized) its single use.
+    if let Err(err) = check_cert(policy, &opaque.route, claims, opaque.client_cert.as_ref()) {
+        return refuse(policy, presentation, TokenRefusal::Certificate(err));
+    }
     let presented = Presented {
         route: opaque.route,
         token: &opaque.token,
         presentation,
+        client_cert: opaque.client_cert,
     };
     let proven = match check_dpop(policy, &presented, key_manager, claims, now, dpop) {
         Ok(proven) => proven,

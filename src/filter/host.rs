@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
-use crate::jose::{offload, HostCrypto};
+use crate::jose::{offload, sign, HostCrypto};
 use crate::keys::{Expect, SlotError};
 use crate::worker::{Fetch, Host, StreamId};
 
@@ -78,6 +78,10 @@ impl HostCrypto for ProxyHost<'_> {
         }
         EnvoyCrypto.verify_signature(hash, public_key, signature, message)
     }
+
+    fn sign(&self, hash: &str, private_key: &[u8], message: &[u8]) -> Option<Vec<u8>> {
+        EnvoyCrypto.sign(hash, private_key, message)
+    }
 }
 
 /// Envoy's `verify_signature` foreign function (BoringSSL).
@@ -99,6 +103,20 @@ impl HostCrypto for EnvoyCrypto {
             Err(_) => None,
         }
     }
+
+    /// Envoy's `sign` (BoringSSL); `None` when the host has no such function or refused.
+    fn sign(&self, hash: &str, private_key: &[u8], message: &[u8]) -> Option<Vec<u8>> {
+        let args = sign::encode_sign_arguments(hash, private_key, message);
+        match hostcalls::call_foreign_function("sign", Some(&args)) {
+            Ok(Some(result)) => sign::decode_sign_result(&result),
+            _ => None,
+        }
+    }
+}
+
+/// Envoy's `sign` for the probe at configuration (the signer checks the answer).
+pub fn envoy_signer() -> &'static dyn HostCrypto {
+    &EnvoyCrypto
 }
 
 /// Whether Envoy's `verify_signature` is there and answers a known vector correctly.
@@ -140,6 +158,12 @@ fn since_epoch() -> Option<Duration> {
 }
 
 impl Host for ProxyHost<'_> {
+    fn peer_certificate_sha256(&self) -> Option<String> {
+        let path = vec!["connection", "sha256_peer_certificate_digest"];
+        let bytes = hostcalls::get_property(path).ok()??;
+        String::from_utf8(bytes).ok().filter(|hex| !hex.is_empty())
+    }
+
     fn now_ms(&self) -> u64 {
         since_epoch().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }

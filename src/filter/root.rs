@@ -11,7 +11,7 @@ use proxy_wasm::types::ContextType;
 use crate::introspection::Secrets;
 use crate::policy::Policy;
 use crate::worker::metrics;
-use crate::worker::{directory_token, Worker};
+use crate::worker::{directory_token, BackendSigner, Worker};
 
 use super::host;
 use super::http::Http;
@@ -80,10 +80,19 @@ impl RootContext for Root {
             // `vm_config.environment_variables`); only the filter can see them.
             let secrets = Secrets::from_env(&policy, |name| std::env::var(name).ok())?;
             let token = directory_token(&policy, |name| std::env::var(name).ok())?;
-            Ok((policy, secrets, token))
+            let signer = BackendSigner::from_env(&policy, |name| std::env::var(name).ok())?;
+            Ok((policy, secrets, token, signer))
         });
         match configured {
-            Ok((policy, secrets, token)) => {
+            Ok((policy, secrets, token, mut signer)) => {
+                if let Some(signer) = signer.as_mut() {
+                    let hosted = signer.probe(host::envoy_signer());
+                    log::info!(
+                        "keygate: backend JWTs signed with kid {} by {}",
+                        signer.signing_kid().unwrap_or_default(),
+                        if hosted { "Envoy (sign)" } else { "Wasm" }
+                    );
+                }
                 log::info!(
                     "keygate: configured for environment {}: {} key manager(s), {} API(s)",
                     policy.environment(),
@@ -94,7 +103,8 @@ impl RootContext for Root {
                 let queue = host::register_queue(&format!("keygate.wakeup.{id:016x}"));
                 let worker = Worker::new(policy, id)
                     .with_secrets(secrets)
-                    .with_directory_token(token);
+                    .with_directory_token(token)
+                    .with_backend_signer(signer);
                 let crypto = host::probe_host_crypto();
                 if crypto {
                     log::info!("keygate: RS*/ES* signatures checked by Envoy (verify_signature)");

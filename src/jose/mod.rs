@@ -12,6 +12,7 @@ mod error;
 mod json;
 pub mod jwk;
 pub mod offload;
+pub mod sign;
 pub mod token;
 mod verify;
 

@@ -32,6 +32,13 @@ pub trait HostCrypto {
         signature: &[u8],
         message: &[u8],
     ) -> Option<bool>;
+
+    /// A signature over `message` with the DER private key `private_key` (PKCS#8) and the hash
+    /// `hash`, as the host's crypto makes it (DER `ECDSA-Sig-Value` for EC keys); `None` when the
+    /// host cannot sign (then the signer in Wasm does).
+    fn sign(&self, _hash: &str, _private_key: &[u8], _message: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// RFC 7515 Appendix A.3 (ES256): a published key and token.
@@ -198,7 +205,7 @@ pub fn encode_arguments(hash: &str, public_key: &[u8], signature: &[u8], text: &
     out
 }
 
-fn varint(out: &mut Vec<u8>, mut value: u64) {
+pub(crate) fn varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8 & 0x7f) | 0x80);
         value >>= 7;
@@ -229,7 +236,7 @@ pub fn decode_result(bytes: &[u8]) -> Option<bool> {
     Some(result)
 }
 
-fn read_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+pub(crate) fn read_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
     let mut value = 0u64;
     for (i, byte) in bytes.iter().enumerate().take(10) {
         value |= u64::from(byte & 0x7f) << (7 * i);

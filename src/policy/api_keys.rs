@@ -10,10 +10,10 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use super::applications::{Application, Subscription};
 use super::compile::Checker;
 use super::refusal::AccessRefusal;
 use super::requirements::needs_token;
-use super::applications::{Application, Subscription};
 use super::{Api, Policy, Resource, RouteMatch, PRODUCTION};
 use crate::config::{
     ApiConfig, ApiKeyConfig, ApiKeyLocation, ConfigProblem, Expiry, Security, SubscriptionState,

@@ -21,8 +21,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::config::{
-    DirectoryConfig, DpopMode, IntrospectionConfig, JwksSource, Limiter, Settings,
-    SubscriptionState, UnknownApi, SUPPORTED_ALGORITHMS,
+    BackendJwtConfig, BackendSigningConfig, CertBinding, DirectoryConfig, DpopMode,
+    IntrospectionConfig, JwksSource, Limiter, Settings, SubscriptionState, UnknownApi,
+    SUPPORTED_ALGORITHMS,
 };
 use crate::jose::claims::Validation;
 use crate::policy::api_keys::{ApiCredentials, ApiKeys};
@@ -116,6 +117,10 @@ pub struct Api {
     pub key_managers: Option<Vec<KeyManagerId>>,
     /// The credentials it accepts (`security`) and where its API key is read.
     pub credentials: ApiCredentials,
+    /// Whether tokens for this API must be bound to the client certificate (RFC 8705).
+    pub mtls_bound_tokens: CertBinding,
+    /// The gateway-signed JWT forwarded upstream, if any.
+    pub backend_jwt: Option<BackendJwtConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -205,9 +210,16 @@ pub struct Policy {
     dpop_algs: String,
     /// Every application's API keys by hash.
     api_keys: ApiKeys,
+    /// How backend JWTs are signed (public parts), when any API forwards one.
+    backend_signing: Option<BackendSigningConfig>,
 }
 
 impl Policy {
+    /// The gateway's backend-JWT issuer and public keys (docs/backend-jwt.md).
+    pub fn backend_signing(&self) -> Option<&BackendSigningConfig> {
+        self.backend_signing.as_ref()
+    }
+
     /// Who counts the tiers' budgets.
     pub fn limiter(&self) -> Limiter {
         self.limiter

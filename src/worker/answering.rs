@@ -6,7 +6,7 @@ use super::metrics::{counters, RequestOutcome};
 use super::parking::Parked;
 use super::{limiter, seconds, Host, RequestAction, SharedSlots, StreamId, Worker};
 use crate::config::Limiter;
-use crate::decision::{record_proof, reply, Denial, Outcome};
+use crate::decision::{backend_jwt, record_proof, reply, Denial, Outcome};
 use crate::policy::{ApiId, KeyManagerId};
 
 /// The request about to be answered: what is known of it for its metrics, the filter's time spent
@@ -102,6 +102,20 @@ impl Worker {
                 RequestAction::Continue
             }
             Outcome::Allow { allowed, proof } => {
+                // The gateway's own JWT for the upstream, if the API wants one: before the tier
+                // is spent, so a request that cannot get one costs nothing.
+                let mut upstream_jwt = None;
+                if let Some(api) = answering.api {
+                    let now_s = host.now_ms() / 1000;
+                    let signer = self.backend_signer();
+                    match backend_jwt(&self.policy, api, allowed, signer, &*host, now_s) {
+                        Ok(jwt) => upstream_jwt = jwt,
+                        Err(denial) => {
+                            self.deny(host, stream, &denial, answering);
+                            return RequestAction::Pause;
+                        }
+                    }
+                }
                 // Step 8, after every other check passed (a cached authorization counts too).
                 if let (Some(budget), Limiter::Local) =
                     (&allowed.identity.budget, self.policy.limiter())
@@ -137,6 +151,9 @@ impl Worker {
                 }
                 for (name, value) in &allowed.headers {
                     host.set_header(stream, name, value);
+                }
+                if let Some((name, jwt)) = &upstream_jwt {
+                    host.set_header(stream, name, jwt);
                 }
                 self.strip_credentials(host, stream, answering);
                 // Access logs read the identity from the headers just set; only the code is state.

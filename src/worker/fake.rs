@@ -85,6 +85,8 @@ pub struct FakeHost {
     pub dispatched: Vec<Dispatched>,
     /// When set, `dispatch` refuses (as a host without the cluster would).
     pub refuse_dispatch: bool,
+    /// The TLS client certificate digest (hex) requests come with.
+    pub peer_certificate: Option<String>,
     next_token: u32,
     /// The callout response the next `on_fetch_answer` reads.
     answer_headers: Vec<(String, String)>,
@@ -241,6 +243,11 @@ impl Host for FakeHost {
     fn now_ms(&self) -> u64 {
         self.call();
         self.now_ms
+    }
+
+    fn peer_certificate_sha256(&self) -> Option<String> {
+        self.call();
+        self.peer_certificate.clone()
     }
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {

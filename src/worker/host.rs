@@ -46,6 +46,13 @@ impl std::fmt::Debug for Post<'_> {
 pub trait Host: HostCrypto {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+
+    /// The current request's TLS client certificate digest as Envoy gives it
+    /// (`connection.sha256_peer_certificate_digest`: hex of the SHA-256 of its DER); `None`
+    /// without TLS or without a client certificate.
+    fn peer_certificate_sha256(&self) -> Option<String> {
+        None
+    }
     /// Microseconds since the Unix epoch (the filter's own time per request is measured with
     /// it); a host without a finer clock answers in whole milliseconds.
     fn now_us(&self) -> u64 {

@@ -39,6 +39,7 @@ use crate::decision::is_identity_header;
 use crate::decision::VerifiedTokens;
 use crate::decision::{self, DpopHost, DpopRequest, Outcome, Pending, Request, SigningKeys};
 use crate::decision::{authorization, dpop_proofs, AuthScheme};
+use crate::decision::{client_cert, XFCC};
 use crate::dpop::Slots;
 use crate::introspection::Secrets;
 use crate::jose::HostCrypto;
@@ -49,6 +50,7 @@ use answering::Answering;
 use metrics::Labels;
 use parking::Parked;
 
+pub use crate::decision::BackendSigner;
 pub use metrics::counters;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -129,6 +131,11 @@ pub struct Worker {
     key_grants: decision::KeyGrants,
     /// The application directory's fetches, when the applications are not inline.
     directory: Option<DirectoryClient>,
+    /// The gateway's backend-JWT keys (docs/backend-jwt.md), read at `on_configure`.
+    backend: Option<BackendSigner>,
+    /// Request headers removed from every request: the backend-JWT headers of the APIs (only
+    /// the gateway sets them).
+    reserved_headers: Vec<String>,
 }
 
 impl Worker {
@@ -145,6 +152,13 @@ impl Worker {
             VerifiedTokens::new(settings.token_cache_entries, settings.token_cache_bytes);
         let labels = Labels::new(&policy);
         let directory = DirectoryClient::new(&policy, worker_id, None);
+        let mut reserved_headers: Vec<String> = policy
+            .apis()
+            .iter()
+            .filter_map(|api| Some(api.backend_jwt.as_ref()?.header.clone()))
+            .collect();
+        reserved_headers.sort();
+        reserved_headers.dedup();
         Worker {
             directory,
             policy,
@@ -160,7 +174,20 @@ impl Worker {
             introspecting: BTreeMap::new(),
             seed: worker_id,
             key_grants: decision::KeyGrants::default(),
+            backend: None,
+            reserved_headers,
         }
+    }
+
+    /// The backend-JWT signing keys ([`BackendSigner::from_env`]). Without them an API that
+    /// forwards a backend JWT answers 503 `backend_jwt_unavailable`.
+    pub fn with_backend_signer(mut self, signer: Option<BackendSigner>) -> Worker {
+        self.backend = signer;
+        self
+    }
+
+    pub(crate) fn backend_signer(&self) -> Option<&BackendSigner> {
+        self.backend.as_ref()
     }
 
     /// The introspection client credentials, read at `on_configure` ([`Secrets::from_env`]).
@@ -200,8 +227,15 @@ impl Worker {
         headers: &[(String, String)],
     ) -> RequestAction {
         let prefix = &self.policy.settings().header_prefix;
+        let trusted_xfcc = self.policy.settings().trusted_client_cert_header;
         for (name, _) in headers {
-            if is_identity_header(prefix, name) {
+            let forged = is_identity_header(prefix, name)
+                || self
+                    .reserved_headers
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(name))
+                || (!trusted_xfcc && name.eq_ignore_ascii_case(XFCC));
+            if forged {
                 host.remove_header(stream, name);
             }
         }
@@ -250,6 +284,11 @@ impl Worker {
             }
             Ok(started) => {
                 answering.dpop = started.scheme() == AuthScheme::Dpop;
+                // RFC 8705: the certificate this request came with, for a bound token.
+                let xfcc = header(headers, XFCC);
+                let connection = host.peer_certificate_sha256();
+                let cert = client_cert(connection.as_deref(), xfcc.as_deref(), trusted_xfcc);
+                let started = started.with_client_cert(cert);
                 let stores = &self.stores;
                 let generation = |km: KeyManagerId| {
                     stores

@@ -9,7 +9,8 @@ use serde_saphyr::Spanned;
 
 use crate::cli::discovery::oidc::DiscoveryDocument;
 use crate::config::{
-    ApiKeyLocation, ApplicationState, DpopMode, Expiry, Security, Settings, SubscriptionState,
+    ApiKeyLocation, ApplicationState, BackendJwtConfig, BackendKeyConfig, CertBinding, DpopMode,
+    Expiry, Security, Settings, SubscriptionState,
 };
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -97,6 +98,40 @@ pub struct GatewayDecl {
     /// Let requests through when the rate-limit service cannot answer (default: refuse them).
     #[serde(default)]
     pub rate_limit_fail_open: bool,
+    /// Serve the listener over TLS and ask clients for certificates (docs/mtls.md).
+    #[serde(default)]
+    pub tls: Option<TlsDecl>,
+    /// The gateway's backend-JWT signing keys (docs/backend-jwt.md).
+    #[serde(default)]
+    pub backend_jwt: Option<BackendSigningDecl>,
+}
+
+/// `gateway.tls`: the listener's certificate and key (PEM files Envoy reads) and the CA bundle
+/// client certificates must chain to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsDecl {
+    pub cert: Located,
+    pub key: Located,
+    /// Omitted: no client certificate is asked for (no certificate-bound token can be used).
+    #[serde(default)]
+    pub client_ca: Option<Located>,
+    /// Refuse TLS connections without a client certificate (default: ask, do not require).
+    #[serde(default)]
+    pub require_client_certificate: bool,
+}
+
+/// `gateway.backend_jwt`: the issuer of backend JWTs and the signing keys (public parts; each
+/// private key is in Envoy's environment variable `env`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSigningDecl {
+    /// Omitted: the first of `gateway.public_urls`, else `keygate`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    pub keys: Vec<BackendKeyConfig>,
+    #[serde(default)]
+    pub in_wasm: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,6 +305,13 @@ pub struct ApiDecl {
     /// Where an API key is read: `header` (default `apikey`), `query` (off unless named).
     #[serde(default)]
     pub api_key: ApiKeyLocation,
+    /// `required`: every token must be bound to the client certificate (RFC 8705); default
+    /// `when_bound`.
+    #[serde(default)]
+    pub mtls_bound_tokens: CertBinding,
+    /// Forward a JWT signed by the gateway (docs/backend-jwt.md).
+    #[serde(default)]
+    pub backend_jwt: Option<BackendJwtConfig>,
 }
 
 impl ApiDecl {

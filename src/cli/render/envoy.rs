@@ -38,6 +38,17 @@ pub struct EnvoyOptions {
     pub upstream_timeout_seconds: u64,
     /// Absolute directory (as Envoy sees it) holding [`ECDS_FILE`]; Envoy watches it for renames.
     pub ecds_dir: String,
+    /// The listener's TLS (`gateway.tls`), as Envoy sees the files.
+    pub tls: Option<TlsOptions>,
+}
+
+/// `gateway.tls` for the bootstrap: PEM file paths and whether a client certificate is required.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    pub cert: String,
+    pub key: String,
+    pub client_ca: Option<String>,
+    pub require_client_certificate: bool,
 }
 
 /// The ECDS resource name: the keygate HTTP filter subscribes to it, an xDS server serves it.
@@ -79,6 +90,12 @@ pub fn secret_env_keys(plugin: &PluginConfig) -> Vec<String> {
         .filter_map(|km| km.introspection.as_ref())
         .map(|i| i.client_secret_env.clone())
         .chain(plugin.directory.iter().map(|d| d.token_env.clone()))
+        .chain(
+            plugin
+                .backend_jwt
+                .iter()
+                .flat_map(|b| b.keys.iter().map(|k| k.env.clone())),
+        )
         .filter(|name| !name.is_empty())
         .collect();
     keys.into_iter().collect()
@@ -220,6 +237,26 @@ pub fn bootstrap(
         }
         routes.push(route);
     }
+    // The gateway's backend-JWT keys, for upstreams to verify with (docs/backend-jwt.md): served
+    // by Envoy itself, the filter skipped on this route.
+    if let Some(jwks) = backend_jwks(plugin) {
+        routes.insert(
+            0,
+            json!({
+                "name": "keygate_backend_jwks",
+                "match": {"path": BACKEND_JWKS_PATH},
+                "direct_response": {"status": 200, "body": {"inline_string": jwks.to_string()}},
+                "response_headers_to_add": [{
+                    "header": {"key": "content-type", "value": "application/json"},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }],
+                "typed_per_filter_config": {FILTER_NAME: {
+                    "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                    "disabled": true,
+                }},
+            }),
+        );
+    }
     // Unknown paths: the filter answers them first (404 or pass, per settings.unknown_api); a
     // passed request still must not reach anything.
     routes.push(json!({
@@ -280,6 +317,17 @@ pub fn bootstrap(
         ],
     });
     let mut hcm = hcm;
+    if let (true, Some(obj)) = (
+        plugin.settings.trusted_client_cert_header,
+        hcm.as_object_mut(),
+    ) {
+        // The front proxy's `x-forwarded-client-cert` reaches the filter as it was sent (Envoy's
+        // default, SANITIZE, would drop it; APPEND_FORWARD would add this hop's own element).
+        obj.insert(
+            "forward_client_cert_details".into(),
+            json!("ALWAYS_FORWARD_ONLY"),
+        );
+    }
     if let Some(filter) = rate_limit {
         add_rate_limiting(&mut hcm, filter, plugin);
     }
@@ -293,14 +341,64 @@ pub fn bootstrap(
             "listeners": [{
                 "name": "keygate_listener",
                 "address": socket_address(&options.listen),
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": hcm,
-                }]}],
+                "filter_chains": [filter_chain(hcm, options.tls.as_ref())],
             }],
             "clusters": clusters.into_values().collect::<Vec<_>>(),
         },
     }))
+}
+
+/// Where Envoy serves the gateway's backend-JWT JWKS.
+pub const BACKEND_JWKS_PATH: &str = "/.well-known/keygate/jwks.json";
+
+/// The gateway's public backend-JWT keys as a JWKS (sorted by `kid`, so reordering the keys to
+/// switch the signing key changes nothing here), or `None` without `backend_jwt`.
+pub fn backend_jwks(plugin: &PluginConfig) -> Option<Value> {
+    let signing = plugin.backend_jwt.as_ref()?;
+    let mut keys: Vec<Value> = signing
+        .keys
+        .iter()
+        .map(|k| crate::jose::sign::public_jwk(&k.x, &k.y))
+        .collect();
+    keys.sort_by(|a, b| a["kid"].as_str().cmp(&b["kid"].as_str()));
+    keys.dedup();
+    Some(json!({ "keys": keys }))
+}
+
+/// The listener's filter chain: plain HTTP, or TLS that asks for client certificates (RFC 8705
+/// certificate-bound tokens) when `gateway.tls` is declared.
+fn filter_chain(hcm: Value, tls: Option<&TlsOptions>) -> Value {
+    let mut chain = json!({"filters": [{
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": hcm,
+    }]});
+    let (Some(tls), Some(obj)) = (tls, chain.as_object_mut()) else {
+        return chain;
+    };
+    let mut common = json!({
+        "tls_certificates": [{
+            "certificate_chain": {"filename": tls.cert},
+            "private_key": {"filename": tls.key},
+        }],
+    });
+    if let (Some(ca), Some(c)) = (&tls.client_ca, common.as_object_mut()) {
+        c.insert(
+            "validation_context".into(),
+            json!({"trusted_ca": {"filename": ca}}),
+        );
+    }
+    obj.insert(
+        "transport_socket".into(),
+        json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "require_client_certificate": tls.require_client_certificate,
+                "common_tls_context": common,
+            },
+        }),
+    );
+    chain
 }
 
 /// The route's `regex_rewrite` that puts the upstream's path in place of the base path:
@@ -596,6 +694,7 @@ mod tests {
             ca_file: "/ca.pem".into(),
             upstream_timeout_seconds: 15,
             ecds_dir: "/out/live".into(),
+            tls: None,
         }
     }
 

@@ -8,9 +8,9 @@ use crate::cli::discovery::oidc::CheckedDiscovery;
 use crate::cli::discovery::url::HttpUrl;
 use crate::cli::render::cluster_naming::ClusterNaming;
 use crate::config::{
-    ApiConfig, ApiKeyConfig, ApplicationConfig, ClaimMapping, ClientIdConfig, DirectoryConfig,
-    IntrospectionConfig, JwksSource, KeyManagerConfig, Limiter, PluginConfig, ResourceConfig,
-    SubscriptionConfig, TierConfig,
+    ApiConfig, ApiKeyConfig, ApplicationConfig, BackendSigningConfig, ClaimMapping, ClientIdConfig,
+    DirectoryConfig, IntrospectionConfig, JwksSource, KeyManagerConfig, Limiter, PluginConfig,
+    ResourceConfig, SubscriptionConfig, TierConfig,
 };
 
 /// Builds the plugin config. `resolved` holds one checked discovery per key manager, in order.
@@ -39,6 +39,8 @@ pub fn plugin_config(
                 dpop: api.dpop,
                 security: api.security.clone(),
                 api_key: api.api_key.clone(),
+                mtls_bound_tokens: api.mtls_bound_tokens,
+                backend_jwt: api.backend_jwt.clone(),
                 resources: api
                     .resources
                     .iter()
@@ -84,6 +86,20 @@ pub fn plugin_config(
             Limiter::Local
         },
         settings: decl.settings.clone(),
+        backend_jwt: decl
+            .gateway
+            .backend_jwt
+            .as_ref()
+            .map(|b| BackendSigningConfig {
+                issuer: b.issuer.clone().unwrap_or_else(|| {
+                    public_urls(decl)
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| "keygate".to_string())
+                }),
+                keys: b.keys.clone(),
+                in_wasm: b.in_wasm,
+            }),
     }
 }
 
