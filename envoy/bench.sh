@@ -23,7 +23,7 @@
 # then BENCH_ROUNDS rounds in which the cases alternate, BENCH_SECONDS each; the best round (highest
 # req/s) of each case is reported. Last, an Envoy with keygate on 2 workers is loaded for
 # BENCH_SECONDS and its VmRSS read from /proc. The summary fails the run when keygate.wasm is over
-# 1 MiB (1,048,576 bytes).
+# 1 MB (1,000,000 bytes; `make wasm` shrinks it with binaryen's wasm-opt).
 #
 #   BENCH_SECONDS (5)  BENCH_ROUNDS (3)  BENCH_CONNECTIONS (16)  BENCH_THREADS (1)  BENCH_WARMUP (1)
 #   BENCH_CASES        space-separated subset of the case names above (default: all)
@@ -348,5 +348,5 @@ echo
 say "keygate.wasm $(wc -c <"$WASM") bytes; Envoy with keygate on 2 workers: VmRSS $((RSS_KB / 1024)) MiB after load"
 say "wrote ${OUT#"$ROOT"/}/summary.json (runs: ${RESULTS#"$ROOT"/})"
 ((BAD == 0)) || die "some runs had non-2xx answers (see ERRORS above): those numbers do not measure the case"
-WASM_LIMIT=1048576
-(($(wc -c <"$WASM") <= WASM_LIMIT)) || die "keygate.wasm is $(wc -c <"$WASM") bytes, over the 1 MiB budget ($WASM_LIMIT bytes)"
+WASM_LIMIT=1000000
+(($(wc -c <"$WASM") <= WASM_LIMIT)) || die "keygate.wasm is $(wc -c <"$WASM") bytes, over the 1 MB budget ($WASM_LIMIT bytes)"
