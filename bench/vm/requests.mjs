@@ -6,7 +6,8 @@
 // JavaScript), but it runs the module exactly as built, without noise from a network stack.
 //
 //   node bench/vm/requests.mjs [--case hit|miss|dpop|zipf] [--requests N] [--rounds R]
-//                              [--tokens T] [--cache C] WASM [WASM...]
+//                              [--tokens T] [--cache C] [--cache-bytes B] [--skip-verify 1]
+//                              WASM[@ENTRIES] [WASM...]
 //
 // Cases: `hit` one RS256 token again and again (a verified-token cache hit); `miss` the same
 // with `token_cache_entries: 0`; `dpop` a DPoP-bound token (a hit) with a fresh ES256 proof per
@@ -17,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { generateKeyPairSync, createPublicKey, sign, verify, randomUUID, createHash } from 'node:crypto';
 
 const args = process.argv.slice(2);
-const opt = { case: 'hit', requests: 20000, rounds: 5, tokens: 10000, cache: -1, 'cache-bytes': -1 };
+const opt = { case: 'hit', requests: 20000, rounds: 5, tokens: 10000, cache: -1, 'cache-bytes': -1, 'skip-verify': 0 };
 const wasms = [];
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
@@ -65,6 +66,7 @@ function proof(tok, i) {
 
 const config = (cache) => JSON.stringify({
   environment: 'production',
+  public_urls: ['http://api.example'],
   key_managers: [{
     name: 'idp', issuer: 'https://idp.example', audiences: ['api://pets'],
     jwks: { uri: 'https://idp.example/jwks', cluster: 'jwks_idp', authority: 'idp.example', path: '/jwks' },
@@ -136,6 +138,7 @@ async function load(path, cacheEntries) {
   let cas = 1;
   let pending = null; // callout token
   let foreign = null;
+  let configured = false;
   const count = (name) => calls.set(name, (calls.get(name) || 0) + 1);
   const u8 = () => new Uint8Array(memory.buffer);
   const dv = () => new DataView(memory.buffer);
@@ -215,6 +218,9 @@ async function load(path, cacheEntries) {
     proxy_call_foreign_function: (np, nl, ap, al, ptrPtr, sizePtr) => {
       count('call_foreign_function');
       if (str(np, nl) !== 'verify_signature') return 2;
+      // --skip-verify: after the configuration's self-test every signature is taken as valid,
+      // so what is left is the module's own cost (Envoy's BoringSSL check is measured apart).
+      if (opt['skip-verify'] && configured) { give(Uint8Array.of(8, 1), ptrPtr, sizePtr); return 0; }
       const a = decodeArgs(u8().slice(ap, ap + al));
       const der = Buffer.from(a[2]).toString('base64');
       if (!keyObjects.has(der)) keyObjects.set(der, createPublicKey({ key: Buffer.from(a[2]), format: 'der', type: 'spki' }));
@@ -249,6 +255,7 @@ async function load(path, cacheEntries) {
   ex.proxy_on_context_create(1, 0);
   ex.proxy_on_vm_start(1, 0);
   if (!ex.proxy_on_configure(1, conf.length)) throw new Error(`${path}: configuration refused`);
+  configured = true;
   ex.proxy_on_tick(1);
   if (pending !== null) { ex.proxy_on_http_call_response(1, pending, 2, jwks.length, 0); pending = null; }
   let ctx = 100;
