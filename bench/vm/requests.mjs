@@ -7,6 +7,7 @@
 //
 //   node bench/vm/requests.mjs [--case hit|miss|dpop|zipf] [--requests N] [--rounds R]
 //                              [--tokens T] [--cache C] [--cache-bytes B] [--skip-verify 1]
+//                              [--warmup W] [--proofs P]
 //                              WASM[@ENTRIES] [WASM...]
 //
 // Cases: `hit` one RS256 token again and again (a verified-token cache hit); `miss` the same
@@ -15,10 +16,13 @@
 // Prints one JSON line per module: best µs per request over the rounds, and the host calls per
 // request by import. Signatures are checked by Node's crypto as Envoy's `verify_signature`.
 import { readFileSync } from 'node:fs';
-import { generateKeyPairSync, createPublicKey, sign, verify, randomUUID, createHash } from 'node:crypto';
+import { createPrivateKey, createPublicKey, sign, verify, randomUUID, createHash } from 'node:crypto';
 
 const args = process.argv.slice(2);
-const opt = { case: 'hit', requests: 20000, rounds: 5, tokens: 10000, cache: -1, 'cache-bytes': -1, 'skip-verify': 0 };
+const opt = {
+  case: 'hit', requests: 20000, rounds: 5, tokens: 10000, cache: -1, 'cache-bytes': -1, 'skip-verify': 0,
+  warmup: 2000, proofs: 0,
+};
 const wasms = [];
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
@@ -31,8 +35,14 @@ if (wasms.length === 0) {
 }
 
 const NOW = Math.floor(Date.now() / 1000);
-const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+// The committed test keys (fixed, so two runs do the same setup work: see the callgrind recipe in
+// docs/performance.md).
+const testKeys = JSON.parse(readFileSync(new URL('../../tests/keymanager/test-signing-keys.json', import.meta.url), 'utf8')).keys;
+const privateOf = (jwk) => createPrivateKey({ key: jwk, format: 'jwk' });
+const rsa = { privateKey: privateOf(testKeys.find((k) => k.kty === 'RSA')) };
+rsa.publicKey = createPublicKey(rsa.privateKey);
+const ec = { privateKey: privateOf(testKeys.find((k) => k.kty === 'EC')) };
+ec.publicKey = createPublicKey(ec.privateKey);
 const rsaJwk = { ...rsa.publicKey.export({ format: 'jwk' }), kid: 'rsa1', alg: 'RS256', use: 'sig' };
 const jwks = JSON.stringify({ keys: [rsaJwk] });
 const b64 = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
@@ -297,12 +307,14 @@ if (opt.case === 'hit' || opt.case === 'miss') {
 } else if (opt.case === 'dpop') {
   const tok = token(0, { jkt: thumb });
   const proofs = [];
-  for (let i = 0; i < opt.requests * opt.rounds + 2001; i++) proofs.push(prepared([...auth(tok, 'DPoP').pairs, ['dpop', proof(tok, i)]]));
+  // --proofs P: a fixed pool (P must cover warm-up + one request + requests x rounds).
+  const pool = opt.proofs || opt.requests * opt.rounds + opt.warmup + 1;
+  for (let i = 0; i < pool; i++) proofs.push(prepared([...auth(tok, 'DPoP').pairs, ['dpop', proof(tok, i)]]));
   streams = () => { let i = 0; return () => proofs[i++]; };
 } else if (opt.case === 'zipf') {
   const toks = [];
   for (let i = 0; i < opt.tokens; i++) toks.push(auth(token(i)));
-  const picks = zipf(opt.tokens, opt.requests * opt.rounds + 2001, 12345);
+  const picks = zipf(opt.tokens, opt.requests * opt.rounds + opt.warmup + 1, 12345);
   streams = () => { let i = 0; return () => toks[picks[i++]]; };
 } else {
   throw new Error(`unknown case ${opt.case}`);
@@ -317,7 +329,7 @@ for (const arg of wasms) {
   mods.push({ path: arg, ...m, best: Infinity, next: streams(), hits: 0 });
 }
 // Warm-up (JIT tier-up), then host calls of one request, then interleaved rounds.
-for (const m of mods) for (let i = 0; i < Math.min(opt.requests, 2000); i++) m.request(m.next());
+for (const m of mods) for (let i = 0; i < opt.warmup; i++) m.request(m.next());
 for (const m of mods) {
   m.calls.clear();
   m.request(m.next());

@@ -54,7 +54,60 @@ pub struct VerifiedProof {
 
 /// `base64url(SHA-256(token))`, the `ath` of a proof that accompanies `token`.
 pub fn access_token_hash(token: &str) -> String {
-    b64::encode(&Sha256::digest(token.as_bytes()))
+    ath_memo::recall(token).unwrap_or_else(|| {
+        let ath = b64::encode(&Sha256::digest(token.as_bytes()));
+        ath_memo::remember(token, &ath);
+        ath
+    })
+}
+
+/// The `ath` of recent tokens. A DPoP client sends one access token with every proof, and in Wasm
+/// hashing a 1 KB token was a fifth of a DPoP request's own cost (`docs/performance.md`). A small
+/// direct-mapped table per thread (a worker is one thread): the slot is chosen by the token's last
+/// characters (its signature, so spread out), an entry is used only for the identical token, and
+/// a newer token takes the slot. About 76 KB at most for 1 KB tokens.
+mod ath_memo {
+    use std::cell::RefCell;
+
+    const SLOTS: usize = 64;
+
+    /// A token and its `ath`.
+    type Seen = Option<(Box<str>, String)>;
+
+    thread_local! {
+        static MEMO: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn slot(token: &str) -> usize {
+        let tail = token.as_bytes().iter().rev().take(2);
+        tail.fold(0usize, |acc, &b| {
+            acc.wrapping_mul(31).wrapping_add(usize::from(b))
+        }) % SLOTS
+    }
+
+    pub(super) fn recall(token: &str) -> Option<String> {
+        MEMO.with(|memo| {
+            let memo = memo.try_borrow().ok()?;
+            match memo.get(slot(token)) {
+                Some(Some((seen, ath))) if **seen == *token => Some(ath.clone()),
+                _ => None,
+            }
+        })
+    }
+
+    pub(super) fn remember(token: &str, ath: &str) {
+        MEMO.with(|memo| {
+            let Ok(mut memo) = memo.try_borrow_mut() else {
+                return;
+            };
+            if memo.is_empty() {
+                memo.resize(SLOTS, None);
+            }
+            if let Some(place) = memo.get_mut(slot(token)) {
+                *place = Some((token.into(), ath.to_string()));
+            }
+        });
+    }
 }
 
 /// Checks `proof` (the `DPoP` header value) for `target` at `now` (seconds since the epoch).
@@ -146,4 +199,29 @@ fn string_claim<'c>(
         .get(claim)
         .and_then(Value::as_str)
         .ok_or(DpopError::ClaimMissing { claim })
+}
+
+#[cfg(test)]
+mod ath_tests {
+    use super::*;
+
+    #[test]
+    fn the_memo_never_answers_for_another_token() {
+        let direct = |t: &str| b64::encode(&Sha256::digest(t.as_bytes()));
+        // Same last characters, so the same slot; each must get its own hash, again and again.
+        let tokens = ["aaa.bbb.xyz", "ccc.ddd.xyz", "aaa.bbb.xyzz", "", "z"];
+        for _ in 0..3 {
+            for token in tokens {
+                assert_eq!(access_token_hash(token), direct(token), "{token:?}");
+            }
+        }
+        // RFC 9449 §7.1's example token and `ath`.
+        let token = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
+        for _ in 0..2 {
+            assert_eq!(
+                access_token_hash(token),
+                "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+            );
+        }
+    }
 }
