@@ -8,6 +8,8 @@
 //! caller: that the token's `cnf.jkt` is the proof key's thumbprint and that the `jti` is new
 //! (shared state, `super::replay`).
 
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -110,6 +112,58 @@ mod ath_memo {
     }
 }
 
+/// The proof keys of recent proof headers (see [`verify_proof`]): 16 direct-mapped slots per
+/// thread, chosen by a hash of the header text, an entry used only for the identical text.
+mod key_memo {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use crate::jose::Jwk;
+
+    const SLOTS: usize = 16;
+
+    /// A proof header's text, its key and the key's thumbprint.
+    type Seen = Option<(Box<str>, Rc<Jwk>, String)>;
+
+    thread_local! {
+        static MEMO: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn slot(header: &str) -> usize {
+        // FNV-1a: the slot only spreads headers; equality decides.
+        let hash = header.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        usize::try_from(hash % SLOTS as u64).unwrap_or(0)
+    }
+
+    pub(super) fn recall(header: &str) -> Option<(Rc<Jwk>, String)> {
+        MEMO.with(|memo| {
+            let memo = memo.try_borrow().ok()?;
+            match memo.get(slot(header)) {
+                Some(Some((seen, key, jkt))) if **seen == *header => {
+                    Some((Rc::clone(key), jkt.clone()))
+                }
+                _ => None,
+            }
+        })
+    }
+
+    pub(super) fn remember(header: &str, key: &Rc<Jwk>, jkt: &str) {
+        MEMO.with(|memo| {
+            let Ok(mut memo) = memo.try_borrow_mut() else {
+                return;
+            };
+            if memo.is_empty() {
+                memo.resize(SLOTS, None);
+            }
+            if let Some(place) = memo.get_mut(slot(header)) {
+                *place = Some((header.into(), Rc::clone(key), jkt.to_string()));
+            }
+        });
+    }
+}
+
 /// Checks `proof` (the `DPoP` header value) for `target` at `now` (seconds since the epoch).
 pub fn verify_proof(
     proof: &str,
@@ -145,8 +199,20 @@ pub fn verify_proof(
     if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
         return Err(DpopError::JwkPrivate);
     }
-    let key = Jwk::from_value(&Value::Object(jwk.clone())).map_err(|_| DpopError::JwkInvalid)?;
-    let jkt = thumbprint(jwk).ok_or(DpopError::JwkInvalid)?;
+    // A client signs every proof with one key, so the header (and its `jwk`) repeats: the key
+    // and its thumbprint are remembered by the exact header text.
+    let header_text = proof.split('.').next().unwrap_or_default();
+    let (key, jkt) = match key_memo::recall(header_text) {
+        Some(known) => known,
+        None => {
+            let key = Jwk::from_value(&Value::Object(jwk.clone()))
+                .map_err(|_| DpopError::JwkInvalid)?;
+            let jkt = thumbprint(jwk).ok_or(DpopError::JwkInvalid)?;
+            let key = Rc::new(key);
+            key_memo::remember(header_text, &key, &jkt);
+            (key, jkt)
+        }
+    };
     if key.permits(alg).is_err() {
         return Err(DpopError::JwkInvalid);
     }
