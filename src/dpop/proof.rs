@@ -67,11 +67,13 @@ pub fn access_token_hash(token: &str) -> String {
 /// hashing a 1 KB token was a fifth of a DPoP request's own cost (`docs/performance.md`). A small
 /// direct-mapped table per thread (a worker is one thread): the slot is chosen by the token's last
 /// characters (its signature, so spread out), an entry is used only for the identical token, and
-/// a newer token takes the slot. About 76 KB at most for 1 KB tokens.
+/// a newer token takes the slot. About 70 KB for 1 KB tokens, 260 KB at most.
 mod ath_memo {
     use std::cell::RefCell;
 
     const SLOTS: usize = 64;
+    /// Longer tokens are hashed every time (the memo stays under 64 × 4 KB).
+    const MAX_TOKEN: usize = 4_096;
 
     /// A token and its `ath`.
     type Seen = Option<(Box<str>, String)>;
@@ -98,6 +100,9 @@ mod ath_memo {
     }
 
     pub(super) fn remember(token: &str, ath: &str) {
+        if token.len() > MAX_TOKEN {
+            return;
+        }
         MEMO.with(|memo| {
             let Ok(mut memo) = memo.try_borrow_mut() else {
                 return;
@@ -205,8 +210,8 @@ pub fn verify_proof(
     let (key, jkt) = match key_memo::recall(header_text) {
         Some(known) => known,
         None => {
-            let key = Jwk::from_value(&Value::Object(jwk.clone()))
-                .map_err(|_| DpopError::JwkInvalid)?;
+            let key =
+                Jwk::from_value(&Value::Object(jwk.clone())).map_err(|_| DpopError::JwkInvalid)?;
             let jkt = thumbprint(jwk).ok_or(DpopError::JwkInvalid)?;
             let key = Rc::new(key);
             key_memo::remember(header_text, &key, &jkt);
