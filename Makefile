@@ -171,7 +171,7 @@ lint: rust-target
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) --all-targets -- -D warnings
 
-# The side-by-side load table through Envoy (envoy/bench.sh; about 4 minutes with the defaults
+# The side-by-side load table through Envoy (envoy/bench.sh; about 6 minutes with the defaults
 # BENCH_SECONDS=5 BENCH_ROUNDS=3), writing target/bench/summary.json. BENCH_CRITERION=1 first runs
 # the native criterion microbenchmarks of verification per algorithm: off by default because the
 # bench profile builds every dev-dependency (about 8 minutes from scratch here; the run itself ~30 s).
