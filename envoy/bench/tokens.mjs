@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Benchmark tokens from one token the demo key manager issued (RS256):
 //
-//   node tokens.mjs KEYS_FILE RS256_TOKEN
+//   node tokens.mjs KEYS_FILE RS256_TOKEN [--population N FILE]
 //
 // prints a JSON object {rs256, es256, rs256_forged, es256_forged}. `rs256` is the key manager's token
 // made realistic: its claims (issuer, audience, client, scope, times kept) plus what an RFC 9068
@@ -12,10 +12,14 @@
 // with the EC P-256 key the key manager publishes (it signs RS256 only).
 // The forged tokens name a published kid but are signed by a key generated here, so a filter that
 // really verifies signatures refuses them.
-import { readFileSync } from 'node:fs';
+// `--population N FILE` also writes N distinct valid tokens to FILE, one per line, for the Zipf cases:
+// the same claims, each with its own `jti`, `sub` and `sid`, signed ES256 with the published P-256 key
+// (signing RS256 a hundred thousand times would take minutes; the cache keys by the raw token either
+// way).
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createPrivateKey, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 
-const [keysFile, rsToken] = process.argv.slice(2);
+const [keysFile, rsToken, flag, populationArg, populationFile] = process.argv.slice(2);
 if (!keysFile || !rsToken) {
   process.stderr.write('usage: node tokens.mjs KEYS_FILE RS256_TOKEN\n');
   process.exit(2);
@@ -64,6 +68,23 @@ const esHeader = { ...rsHeader, alg: 'ES256', kid: ec.kid };
 const ecKey = createPrivateKey({ key: ec, format: 'jwk' });
 const strangerRsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
 const strangerEc = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+
+if (flag === '--population') {
+  const n = Number(populationArg);
+  if (!Number.isInteger(n) || n < 1 || !populationFile) {
+    process.stderr.write('tokens: --population N FILE\n');
+    process.exit(2);
+  }
+  const header = Buffer.from(JSON.stringify({ ...rsHeader, alg: 'ES256', kid: ec.kid })).toString('base64url');
+  const lines = [];
+  for (let i = 0; i < n; i++) {
+    const own = { ...claims, jti: randomUUID(), sub: randomUUID(), sid: randomUUID() };
+    const input = `${header}.${Buffer.from(JSON.stringify(own)).toString('base64url')}`;
+    const signature = sign('sha256', Buffer.from(input), { key: ecKey, dsaEncoding: 'ieee-p1363' });
+    lines.push(`${input}.${signature.toString('base64url')}`);
+  }
+  writeFileSync(populationFile, `${lines.join('\n')}\n`);
+}
 
 process.stdout.write(`${JSON.stringify({
   rs256: jws(rsHeader, createPrivateKey({ key: rsa, format: 'jwk' }), 'RS256'),

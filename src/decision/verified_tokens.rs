@@ -10,14 +10,23 @@
 //! A hit is valid only for the same key manager and the same generation, so a key removed from the
 //! JWKS stops verifying as soon as the new set is adopted. Entries are found by a keyed hash of
 //! the token (random key per worker) and confirmed by comparing the token itself, which is stored
-//! once. The cache is bounded both in entries and in (approximate) bytes; the oldest entry leaves
-//! first.
+//! once. The cache is bounded both in entries and in (approximate) bytes.
+//!
+//! # Eviction: SIEVE
+//! Entries sit in one queue, newest first, each with a *visited* bit that a hit sets. When room is
+//! needed, a hand walks from the oldest entry towards the newest: a visited entry has its bit
+//! cleared and stays where it is, the first unvisited one leaves, and the hand stays there for the
+//! next eviction (it wraps to the oldest entry past the newest). A token seen once (a scan, a burst
+//! of new clients) leaves before any token that was hit since the hand last passed it, so a
+//! population of many distinct tokens does not flush the hot ones the way first-in-first-out did
+//! (`docs/performance.md` has the hit rates). A hit costs one bit write; nothing moves.
 //!
 //! An entry stands for the token only. A DPoP-bound token's proof is per request, so
 //! `crate::decision` checks it on every hit before anything remembered is used.
 
+use std::cell::Cell;
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use std::rc::Rc;
@@ -60,16 +69,23 @@ pub struct HitMut<'a> {
 
 struct Entry {
     token: Box<str>,
+    hash: u64,
     key_manager: KeyManagerId,
     generation: u64,
     verdict: Verification,
     bytes: usize,
+    /// Hit since the hand last passed (SIEVE's bit).
+    visited: Cell<bool>,
+    /// The next newer and the next older entry (slot indices).
+    newer: Option<usize>,
+    older: Option<usize>,
 }
 
-/// Approximate memory of an entry: the token, and its claims (decoded from about three quarters of
-/// the token), counted twice for the map's overhead.
+/// Approximate memory of an entry: the token, its claims as a JSON map and the memo of the last
+/// authorization with its identity headers. Measured in V8 (`bench/vm/requests.mjs`, wasm memory
+/// growth over 2,048 entries of 1,050-byte tokens): about 4,550 bytes an entry.
 fn entry_bytes(token: &str) -> usize {
-    token.len().saturating_mul(5) / 2 + 128
+    token.len().saturating_mul(3).saturating_add(1_536)
 }
 
 /// A bounded map from token to verdict.
@@ -78,9 +94,15 @@ pub struct VerifiedTokens {
     max_bytes: usize,
     bytes: usize,
     hasher: RandomState,
-    entries: HashMap<u64, Entry>,
-    /// Hashes in insertion order (a hash may appear for an entry since replaced: skipped).
-    order: VecDeque<u64>,
+    /// Token hash → slot.
+    index: HashMap<u64, usize>,
+    slots: Vec<Option<Entry>>,
+    /// Slots emptied by evictions, reused first.
+    free: Vec<usize>,
+    newest: Option<usize>,
+    oldest: Option<usize>,
+    /// Where the next eviction starts looking (`None`: at the oldest).
+    hand: Option<usize>,
 }
 
 impl VerifiedTokens {
@@ -91,8 +113,12 @@ impl VerifiedTokens {
             max_bytes,
             bytes: 0,
             hasher: RandomState::new(),
-            entries: HashMap::new(),
-            order: VecDeque::new(),
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            newest: None,
+            oldest: None,
+            hand: None,
         }
     }
 
@@ -105,16 +131,27 @@ impl VerifiedTokens {
         self.hasher.hash_one(token)
     }
 
+    fn entry(&self, slot: usize) -> Option<&Entry> {
+        self.slots.get(slot).and_then(Option::as_ref)
+    }
+
+    fn entry_mut(&mut self, slot: usize) -> Option<&mut Entry> {
+        self.slots.get_mut(slot).and_then(Option::as_mut)
+    }
+
     /// What was concluded earlier for exactly this token, if anything.
     pub fn get(&self, token: &str) -> Option<Hit<'_>> {
         if self.capacity == 0 {
             return None;
         }
-        let entry = self.entries.get(&self.hash(token))?;
-        (*entry.token == *token).then_some(Hit {
-            key_manager: entry.key_manager,
-            generation: entry.generation,
-            verdict: &entry.verdict,
+        let entry = self.entry(*self.index.get(&self.hash(token))?)?;
+        (*entry.token == *token).then(|| {
+            entry.visited.set(true);
+            Hit {
+                key_manager: entry.key_manager,
+                generation: entry.generation,
+                verdict: &entry.verdict,
+            }
         })
     }
 
@@ -133,12 +170,15 @@ impl VerifiedTokens {
         if self.capacity == 0 {
             return None;
         }
-        let hash = self.hash(token);
-        let entry = self.entries.get_mut(&hash)?;
-        (*entry.token == *token).then_some(HitMut {
-            key_manager: entry.key_manager,
-            generation: entry.generation,
-            verdict: &mut entry.verdict,
+        let slot = *self.index.get(&self.hash(token))?;
+        let entry = self.entry_mut(slot)?;
+        (*entry.token == *token).then(|| {
+            entry.visited.set(true);
+            HitMut {
+                key_manager: entry.key_manager,
+                generation: entry.generation,
+                verdict: &mut entry.verdict,
+            }
         })
     }
 
@@ -154,35 +194,121 @@ impl VerifiedTokens {
             return;
         }
         let hash = self.hash(token);
+        if let Some(&slot) = self.index.get(&hash) {
+            // Refreshed in place (or a hash collision replaced another token): its place and
+            // its bit stay.
+            if let Some(entry) = self.entry_mut(slot) {
+                let old = std::mem::replace(&mut entry.bytes, bytes);
+                entry.token = token.into();
+                entry.key_manager = key_manager;
+                entry.generation = generation;
+                entry.verdict = verdict;
+                self.bytes = self.bytes.saturating_sub(old).saturating_add(bytes);
+            }
+            self.shrink();
+            return;
+        }
+        // Room first, so the new entry is never its own victim.
+        while !self.index.is_empty()
+            && (self.index.len() >= self.capacity
+                || self.bytes.saturating_add(bytes) > self.max_bytes)
+        {
+            if !self.evict() {
+                break;
+            }
+        }
         let entry = Entry {
             token: token.into(),
+            hash,
             key_manager,
             generation,
             verdict,
             bytes,
+            visited: Cell::new(false),
+            newer: None,
+            older: self.newest,
         };
-        match self.entries.insert(hash, entry) {
-            // Refreshed in place (or a hash collision replaced another token): its age stays.
-            Some(old) => self.bytes = self.bytes.saturating_sub(old.bytes),
-            None => self.order.push_back(hash),
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                if let Some(place) = self.slots.get_mut(slot) {
+                    *place = Some(entry);
+                }
+                slot
+            }
+            None => {
+                self.slots.push(Some(entry));
+                self.slots.len() - 1
+            }
+        };
+        if let Some(previous) = self.newest.and_then(|s| self.entry_mut(s)) {
+            previous.newer = Some(slot);
         }
+        self.newest = Some(slot);
+        if self.oldest.is_none() {
+            self.oldest = Some(slot);
+        }
+        self.index.insert(hash, slot);
         self.bytes = self.bytes.saturating_add(bytes);
-        while self.entries.len() > self.capacity || self.bytes > self.max_bytes {
-            let Some(oldest) = self.order.pop_front() else {
+    }
+
+    /// Evicts until both bounds hold (after an entry grew in place).
+    fn shrink(&mut self) {
+        while self.index.len() > self.capacity || self.bytes > self.max_bytes {
+            if !self.evict() {
                 break;
-            };
-            if let Some(old) = self.entries.remove(&oldest) {
-                self.bytes = self.bytes.saturating_sub(old.bytes);
             }
         }
     }
 
+    /// One SIEVE eviction; false when there was nothing to evict.
+    fn evict(&mut self) -> bool {
+        let mut at = self.hand.or(self.oldest);
+        // Every entry is passed at most twice: once clearing its bit, once evicting it.
+        for _ in 0..=self.index.len().saturating_mul(2) {
+            let Some(slot) = at else {
+                at = self.oldest;
+                continue;
+            };
+            let Some(entry) = self.entry(slot) else {
+                break;
+            };
+            if entry.visited.replace(false) {
+                at = entry.newer;
+                continue;
+            }
+            self.hand = entry.newer;
+            self.remove(slot);
+            return true;
+        }
+        false
+    }
+
+    /// Unlinks and drops the entry in `slot`.
+    fn remove(&mut self, slot: usize) {
+        let Some(entry) = self.slots.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        match entry.newer.and_then(|s| self.entry_mut(s)) {
+            Some(newer) => newer.older = entry.older,
+            None => self.newest = entry.older,
+        }
+        match entry.older.and_then(|s| self.entry_mut(s)) {
+            Some(older) => older.newer = entry.newer,
+            None => self.oldest = entry.newer,
+        }
+        if self.index.get(&entry.hash) == Some(&slot) {
+            self.index.remove(&entry.hash);
+        }
+        self.bytes = self.bytes.saturating_sub(entry.bytes);
+        self.free.push(slot);
+    }
+
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.index.is_empty()
     }
 
     /// Approximate bytes held.
@@ -274,6 +400,90 @@ mod tests {
         cache.insert("t1", KeyManagerId::new(0), 2, valid("b"));
         assert_eq!(cache.bytes(), once);
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_hit_token_outlives_a_scan_of_new_ones() {
+        let mut cache = VerifiedTokens::new(4, 1 << 20);
+        cache.insert("hot", KeyManagerId::new(0), 1, valid("hot"));
+        for round in 0..3 {
+            // Hit once per round; the scan in between is four times the cache.
+            assert!(cache.get("hot").is_some(), "round {round}");
+            for i in 0..16 {
+                cache.insert(
+                    &format!("scan-{round}-{i}"),
+                    KeyManagerId::new(0),
+                    1,
+                    valid("s"),
+                );
+                assert!(cache.len() <= 4);
+            }
+        }
+        assert_eq!(sub_of(cache.get("hot")), Some("hot".into()));
+    }
+
+    #[test]
+    fn sieve_evicts_the_first_unvisited_entry_from_the_hand() {
+        let mut cache = VerifiedTokens::new(3, 1 << 20);
+        for t in ["a", "b", "c"] {
+            cache.insert(t, KeyManagerId::new(0), 1, valid(t));
+        }
+        assert!(cache.get("a").is_some());
+        assert!(cache.get_mut("c").is_some());
+        // From the oldest: a's bit is cleared, b leaves; the hand stays at c.
+        cache.insert("d", KeyManagerId::new(0), 1, valid("d"));
+        let present = |cache: &VerifiedTokens| {
+            ["a", "b", "c", "d", "e"]
+                .into_iter()
+                .filter(|t| cache.index.contains_key(&cache.hash(t)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(present(&cache), ["a", "c", "d"]);
+        // c's bit is cleared, d (never hit) leaves.
+        cache.insert("e", KeyManagerId::new(0), 1, valid("e"));
+        assert_eq!(present(&cache), ["a", "c", "e"]);
+    }
+
+    #[test]
+    fn bounds_and_lookups_hold_under_any_sequence() {
+        use proptest::prelude::*;
+        let ops = proptest::collection::vec((0u8..3, 0usize..12), 0..200);
+        proptest!(|(ops in ops)| {
+            let per = entry_bytes("t00");
+            let mut cache = VerifiedTokens::new(5, per * 4);
+            let mut live = std::collections::BTreeMap::new();
+            for (op, n) in ops {
+                let token = format!("t{n:02}");
+                match op {
+                    0 => {
+                        cache.insert(&token, KeyManagerId::new(0), n as u64, valid(&token));
+                        live.insert(token, n as u64);
+                    }
+                    1 => {
+                        let _ = cache.get(&token);
+                    }
+                    _ => {
+                        let _ = cache.get_mut(&token);
+                    }
+                }
+                prop_assert!(cache.len() <= 4);
+                prop_assert!(cache.bytes() <= per * 4);
+                prop_assert_eq!(cache.bytes(), per * cache.len());
+                let mut linked = 0;
+                let mut at = cache.oldest;
+                while let Some(slot) = at {
+                    linked += 1;
+                    at = cache.entry(slot).and_then(|e| e.newer);
+                }
+                prop_assert_eq!(linked, cache.len());
+            }
+            for (token, generation) in &live {
+                if let Some(hit) = cache.get(token) {
+                    prop_assert_eq!(hit.generation, *generation);
+                    prop_assert_eq!(sub_of(Some(hit)), Some(token.clone()));
+                }
+            }
+        });
     }
 
     #[test]

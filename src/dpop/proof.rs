@@ -8,6 +8,8 @@
 //! caller: that the token's `cnf.jkt` is the proof key's thumbprint and that the `jti` is new
 //! (shared state, `super::replay`).
 
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -54,7 +56,117 @@ pub struct VerifiedProof {
 
 /// `base64url(SHA-256(token))`, the `ath` of a proof that accompanies `token`.
 pub fn access_token_hash(token: &str) -> String {
-    b64::encode(&Sha256::digest(token.as_bytes()))
+    ath_memo::recall(token).unwrap_or_else(|| {
+        let ath = b64::encode(&Sha256::digest(token.as_bytes()));
+        ath_memo::remember(token, &ath);
+        ath
+    })
+}
+
+/// The `ath` of recent tokens. A DPoP client sends one access token with every proof, and in Wasm
+/// hashing a 1 KB token was a fifth of a DPoP request's own cost (`docs/performance.md`). A small
+/// direct-mapped table per thread (a worker is one thread): the slot is chosen by the token's last
+/// characters (its signature, so spread out), an entry is used only for the identical token, and
+/// a newer token takes the slot. About 70 KB for 1 KB tokens, 260 KB at most.
+mod ath_memo {
+    use std::cell::RefCell;
+
+    const SLOTS: usize = 64;
+    /// Longer tokens are hashed every time (the memo stays under 64 × 4 KB).
+    const MAX_TOKEN: usize = 4_096;
+
+    /// A token and its `ath`.
+    type Seen = Option<(Box<str>, String)>;
+
+    thread_local! {
+        static MEMO: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn slot(token: &str) -> usize {
+        let tail = token.as_bytes().iter().rev().take(2);
+        tail.fold(0usize, |acc, &b| {
+            acc.wrapping_mul(31).wrapping_add(usize::from(b))
+        }) % SLOTS
+    }
+
+    pub(super) fn recall(token: &str) -> Option<String> {
+        MEMO.with(|memo| {
+            let memo = memo.try_borrow().ok()?;
+            match memo.get(slot(token)) {
+                Some(Some((seen, ath))) if **seen == *token => Some(ath.clone()),
+                _ => None,
+            }
+        })
+    }
+
+    pub(super) fn remember(token: &str, ath: &str) {
+        if token.len() > MAX_TOKEN {
+            return;
+        }
+        MEMO.with(|memo| {
+            let Ok(mut memo) = memo.try_borrow_mut() else {
+                return;
+            };
+            if memo.is_empty() {
+                memo.resize(SLOTS, None);
+            }
+            if let Some(place) = memo.get_mut(slot(token)) {
+                *place = Some((token.into(), ath.to_string()));
+            }
+        });
+    }
+}
+
+/// The proof keys of recent proof headers (see [`verify_proof`]): 16 direct-mapped slots per
+/// thread, chosen by a hash of the header text, an entry used only for the identical text.
+mod key_memo {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use crate::jose::Jwk;
+
+    const SLOTS: usize = 16;
+
+    /// A proof header's text, its key and the key's thumbprint.
+    type Seen = Option<(Box<str>, Rc<Jwk>, String)>;
+
+    thread_local! {
+        static MEMO: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn slot(header: &str) -> usize {
+        // FNV-1a: the slot only spreads headers; equality decides.
+        let hash = header.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        usize::try_from(hash % SLOTS as u64).unwrap_or(0)
+    }
+
+    pub(super) fn recall(header: &str) -> Option<(Rc<Jwk>, String)> {
+        MEMO.with(|memo| {
+            let memo = memo.try_borrow().ok()?;
+            match memo.get(slot(header)) {
+                Some(Some((seen, key, jkt))) if **seen == *header => {
+                    Some((Rc::clone(key), jkt.clone()))
+                }
+                _ => None,
+            }
+        })
+    }
+
+    pub(super) fn remember(header: &str, key: &Rc<Jwk>, jkt: &str) {
+        MEMO.with(|memo| {
+            let Ok(mut memo) = memo.try_borrow_mut() else {
+                return;
+            };
+            if memo.is_empty() {
+                memo.resize(SLOTS, None);
+            }
+            if let Some(place) = memo.get_mut(slot(header)) {
+                *place = Some((header.into(), Rc::clone(key), jkt.to_string()));
+            }
+        });
+    }
 }
 
 /// Checks `proof` (the `DPoP` header value) for `target` at `now` (seconds since the epoch).
@@ -92,8 +204,20 @@ pub fn verify_proof(
     if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
         return Err(DpopError::JwkPrivate);
     }
-    let key = Jwk::from_value(&Value::Object(jwk.clone())).map_err(|_| DpopError::JwkInvalid)?;
-    let jkt = thumbprint(jwk).ok_or(DpopError::JwkInvalid)?;
+    // A client signs every proof with one key, so the header (and its `jwk`) repeats: the key
+    // and its thumbprint are remembered by the exact header text.
+    let header_text = proof.split('.').next().unwrap_or_default();
+    let (key, jkt) = match key_memo::recall(header_text) {
+        Some(known) => known,
+        None => {
+            let key =
+                Jwk::from_value(&Value::Object(jwk.clone())).map_err(|_| DpopError::JwkInvalid)?;
+            let jkt = thumbprint(jwk).ok_or(DpopError::JwkInvalid)?;
+            let key = Rc::new(key);
+            key_memo::remember(header_text, &key, &jkt);
+            (key, jkt)
+        }
+    };
     if key.permits(alg).is_err() {
         return Err(DpopError::JwkInvalid);
     }
@@ -146,4 +270,29 @@ fn string_claim<'c>(
         .get(claim)
         .and_then(Value::as_str)
         .ok_or(DpopError::ClaimMissing { claim })
+}
+
+#[cfg(test)]
+mod ath_tests {
+    use super::*;
+
+    #[test]
+    fn the_memo_never_answers_for_another_token() {
+        let direct = |t: &str| b64::encode(&Sha256::digest(t.as_bytes()));
+        // Same last characters, so the same slot; each must get its own hash, again and again.
+        let tokens = ["aaa.bbb.xyz", "ccc.ddd.xyz", "aaa.bbb.xyzz", "", "z"];
+        for _ in 0..3 {
+            for token in tokens {
+                assert_eq!(access_token_hash(token), direct(token), "{token:?}");
+            }
+        }
+        // RFC 9449 §7.1's example token and `ath`.
+        let token = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
+        for _ in 0..2 {
+            assert_eq!(
+                access_token_hash(token),
+                "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+            );
+        }
+    }
 }
