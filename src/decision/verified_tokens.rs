@@ -155,17 +155,17 @@ impl VerifiedTokens {
         })
     }
 
-    /// [`VerifiedTokens::get`], mutable.
     /// Forgets every remembered authorization (the application directory changed); the
     /// verdicts on the tokens themselves stay.
     pub fn forget_authorizations(&mut self) {
-        for entry in self.entries.values_mut() {
+        for entry in self.slots.iter_mut().flatten() {
             if let Verification::Valid { allowed, .. } = &mut entry.verdict {
                 *allowed = None;
             }
         }
     }
 
+    /// [`VerifiedTokens::get`], mutable.
     pub fn get_mut(&mut self, token: &str) -> Option<HitMut<'_>> {
         if self.capacity == 0 {
             return None;
