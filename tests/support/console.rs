@@ -42,7 +42,12 @@ impl Console {
         let mut child = Command::new(keygate_bin())
             .args(["console", "--out"])
             .arg(out)
-            .args(["--listen", "127.0.0.1:0", "--oidc-well-known-url"])
+            .args(if extra.contains(&"--listen") {
+                &[][..]
+            } else {
+                &["--listen", "127.0.0.1:0"][..]
+            })
+            .arg("--oidc-well-known-url")
             .arg(km.well_known_url())
             .args(["--api-audience", "https://api.keygate.test"])
             .args(extra)
@@ -62,6 +67,34 @@ impl Console {
             out: out.to_path_buf(),
         }
     }
+}
+
+/// A REST call with a bearer token: (status, body).
+pub fn rest(
+    console: &Console,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let agent = agent();
+    let url = format!("{}{path}", console.url);
+    let auth = format!("Bearer {token}");
+    let mut response = match method {
+        "GET" => agent.get(&url).header("authorization", &auth).call(),
+        "DELETE" => agent.delete(&url).header("authorization", &auth).call(),
+        _ => agent
+            .post(&url)
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .send(body.unwrap_or("{}")),
+    }
+    .unwrap_or_else(|err| panic!("{method} {url}: {err}"));
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
 }
 
 pub struct Reply {
@@ -266,6 +299,17 @@ pub fn unescape(text: &str) -> String {
 /// The admin flow: review the key manager by its well-known URL, add it, enable it in the
 /// developer portal, add API `pets` with `GET /pets` (pets:read) and a public `/health`.
 pub fn admin_setup(console: &Console, admin: &mut Browser, km: &KeyManager, upstream: &str) {
+    admin_setup_with(console, admin, km, upstream, false);
+}
+
+/// As [`admin_setup`]; with `api_keys`, the API accepts API keys as well (**Accepts API keys**).
+pub fn admin_setup_with(
+    console: &Console,
+    admin: &mut Browser,
+    km: &KeyManager,
+    upstream: &str,
+    api_keys: bool,
+) {
     admin.get(&format!("{}/admin/key-managers/new", console.url));
     let review = admin.post(
         &format!("{}/admin/key-managers/review", console.url),
@@ -297,18 +341,21 @@ pub fn admin_setup(console: &Console, admin: &mut Browser, km: &KeyManager, upst
         &[("version", &version), ("enabled", "on")],
     );
     assert_eq!(enabled.status, 303, "{}", enabled.body);
-    let api = admin.post(
-        &format!("{}/admin/apis", console.url),
-        &[
-            ("name", "pets"),
-            ("base_path", "/pets/v1"),
-            ("upstream", upstream),
-            (
-                "resources",
-                "GET /pets; scopes=pets:read\nGET /health; public",
-            ),
-        ],
-    );
+    let mut fields = vec![
+        ("name", "pets"),
+        ("base_path", "/pets/v1"),
+        ("upstream", upstream),
+        (
+            "resources",
+            "GET /pets; scopes=pets:read\nGET /health; public",
+        ),
+    ];
+    if api_keys {
+        // A resource without requirements, which a key can call.
+        fields[3].1 = "GET /pets; scopes=pets:read\nGET /health; public\nGET /toys";
+        fields.push(("api_keys", "on"));
+    }
+    let api = admin.post(&format!("{}/admin/apis", console.url), &fields);
     assert_eq!(api.status, 303, "{}", api.body);
 }
 
