@@ -115,7 +115,9 @@ until [[ "$(http_status "$ADMIN_PORT" /ready 2>/dev/null)" == 200 ]]; do
 done
 
 # 5. The console (keygate console): its own store and output directory, target/demo/console,
-#    signing in at the demo key manager (client keygate-console).
+#    signing in at the demo key manager (client keygate-console). It is also the application
+#    directory of the Envoy it configures (--directory-url: applications, client IDs and
+#    subscriptions reach that Envoy from the console's /keygate/directory, not the plugin config).
 CONSOLE_PORT="${CONSOLE_PORT:-9500}"
 require_free "$CONSOLE_PORT" "console"
 say "starting keygate console on 127.0.0.1:$CONSOLE_PORT"
@@ -123,7 +125,9 @@ mkdir -p "$DEMO/console"
 KEYGATE_CONSOLE_CLIENT_SECRET=keygate-console-secret "$KEYGATE_BIN" console --out "$DEMO/console" \
   --listen "127.0.0.1:$CONSOLE_PORT" --oidc-well-known-url "$ISSUER/.well-known/openid-configuration" \
   --api-audience https://api.keygate.test --gateway-listen "127.0.0.1:$((LISTEN_PORT + 1))" \
-  --gateway-admin "127.0.0.1:$((ADMIN_PORT + 1))" >"$DEMO/console.out" 2>"$DEMO/console.log" &
+  --gateway-admin "127.0.0.1:$((ADMIN_PORT + 1))" \
+  --directory-url "http://127.0.0.1:$CONSOLE_PORT/keygate/directory" \
+  >"$DEMO/console.out" 2>"$DEMO/console.log" &
 PIDS+=("$!")
 wait_for_line "$DEMO/console.out" "CONSOLE READY" "$!"
 
@@ -171,7 +175,8 @@ With the demo API key instead of a token (the catalog API accepts only keys):
 Console: http://127.0.0.1:$CONSOLE_PORT  (docs/console.md)
   administrator carol / carol-pass (group keygate-admins); developers dave / dave-pass, erin / erin-pass
   Its gateway configuration goes to target/demo/console (envoy -c target/demo/console/envoy.yaml
-  runs a second Envoy on 127.0.0.1:$((LISTEN_PORT + 1)) once a key manager and an API are added).
+  runs a second Envoy on 127.0.0.1:$((LISTEN_PORT + 1)) once a key manager and an API are added;
+  that Envoy reads applications from the console's directory, http://127.0.0.1:$CONSOLE_PORT/keygate/directory).
 
 Other demo clients: other-app (not subscribed: 403), blocked-app (subscription blocked: 403),
 orphan-app (no application: 403); secrets are <client>-secret. User bob/bob-pass has no groups.

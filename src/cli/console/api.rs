@@ -54,6 +54,14 @@ struct NewClientId {
 }
 
 #[derive(Deserialize)]
+struct NewApiKey {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    expires: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct NewSubscription {
     api: String,
     #[serde(default)]
@@ -181,6 +189,27 @@ fn route(
         }
         ("DELETE", ["devportal", "applications", id, "subscriptions", api]) => {
             applied(c.unsubscribe(who, parse_id(id)?, api)?)
+        }
+        ("GET", ["devportal", "applications", id, "api-keys"]) => ok(serde_json::to_value(
+            c.application(who, parse_id(id)?)?.application.api_keys,
+        )?),
+        ("POST", ["devportal", "applications", id, "api-keys"]) => {
+            let body: NewApiKey = req.json()?;
+            let (key, entry, applied) =
+                c.create_api_key(who, parse_id(id)?, &body.name, body.expires.as_deref())?;
+            let mut response = Response::json(
+                201,
+                &json!({"key": key, "name": entry.name, "sha256": entry.sha256,
+                        "expires": entry.expires, "applied": true,
+                        "restart_required": applied.restart}),
+            );
+            response
+                .headers
+                .push(("cache-control".into(), "no-store".into()));
+            Ok(response)
+        }
+        ("DELETE", ["devportal", "applications", id, "api-keys", name]) => {
+            applied(c.revoke_api_key(who, parse_id(id)?, name)?)
         }
         ("GET", ["devportal", "applications", id, "instructions"]) => {
             let (_, text) = c.instructions(who, parse_id(id)?)?;

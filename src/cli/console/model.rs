@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cli::discovery::oidc::DiscoveryDocument;
-use crate::config::{ApplicationConfig, ApplicationState, SubscriptionState};
+use crate::config::{ApiKeyConfig, ApplicationConfig, ApplicationState, SubscriptionState};
 
 fn is_false(value: &bool) -> bool {
     !*value
@@ -80,6 +80,9 @@ pub struct Api {
     pub base_path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// The credentials the API accepts (`oauth2`, `api_key`); empty: the default, `[oauth2]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<Resource>,
 }
@@ -121,6 +124,9 @@ pub struct Application {
     pub client_ids: Vec<ClientId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<Subscription>,
+    /// The application's API keys: name and SHA-256 only (the key is shown once, never kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKeyConfig>,
 }
 
 impl Application {
@@ -151,6 +157,7 @@ impl Application {
                     ..Default::default()
                 })
                 .collect(),
+            api_keys: self.api_keys.clone(),
             ..Default::default()
         }
     }

@@ -12,6 +12,7 @@ use crate::cli::declaration::presets::Preset;
 use crate::cli::discover;
 use crate::cli::discovery::oidc::DiscoveryDocument;
 use crate::cli::instructions;
+use crate::config::{ApiKeyConfig, Expiry};
 
 pub struct Console {
     pub store: Store,
@@ -569,6 +570,66 @@ impl Console {
     pub fn unsubscribe(&self, user: &Identity, id: i64, api: &str) -> Result<Applied> {
         let action = format!("unsubscribe application {id} from {api}");
         self.app_change(user, id, &action, |tx, _| store::unsubscribe(tx, id, api))
+    }
+
+    /// A new API key for one of `user`'s applications, made as `keygate api-key new` makes it
+    /// (`kg_` + 32 random bytes, base64url). Returns the key (shown this once; only its SHA-256
+    /// is kept), its entry and what applying did.
+    pub fn create_api_key(
+        &self,
+        user: &Identity,
+        id: i64,
+        name: &str,
+        expires: Option<&str>,
+    ) -> Result<(String, ApiKeyConfig, Applied)> {
+        use crate::policy::api_keys::{expiry_seconds, hash_hex, hash_key};
+        let name = name.trim();
+        if name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(ConsoleError::invalid(
+                "name",
+                "a name of up to 128 characters without control characters",
+            ));
+        }
+        let expires = match expires.map(str::trim).filter(|t| !t.is_empty()) {
+            None => None,
+            Some(text) => {
+                let expiry = match text.parse::<u64>() {
+                    Ok(seconds) => Expiry::Unix(seconds),
+                    Err(_) => Expiry::Text(text.to_string()),
+                };
+                if expiry_seconds(&expiry).is_none() {
+                    return Err(ConsoleError::invalid(
+                        "expires",
+                        "an RFC 3339 date-time (2027-01-31T00:00:00Z) or Unix seconds",
+                    ));
+                }
+                Some(expiry)
+            }
+        };
+        let key = crate::cli::api_key::generate_key().map_err(ConsoleError::Internal)?;
+        let sha256 = hash_hex(&hash_key(&key));
+        let entry = ApiKeyConfig {
+            name: if name.is_empty() {
+                format!("key-{}", sha256.get(..8).unwrap_or_default())
+            } else {
+                name.to_string()
+            },
+            sha256,
+            expires,
+        };
+        let action = format!("add API key {} to application {id}", entry.name);
+        let applied = self.app_change(user, id, &action, |tx, _| {
+            store::add_api_key(tx, id, &entry)
+        })?;
+        Ok((key, entry, applied))
+    }
+
+    /// Revokes one of the application's API keys by name.
+    pub fn revoke_api_key(&self, user: &Identity, id: i64, name: &str) -> Result<Applied> {
+        let action = format!("revoke API key {name} of application {id}");
+        self.app_change(user, id, &action, |tx, _| {
+            store::revoke_api_key(tx, id, name)
+        })
     }
 
     pub fn delete_application(&self, user: &Identity, id: i64, version: i64) -> Result<Applied> {

@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::model::{Api, Application, ClientId, Export, Gateway, KeyManager, Subscription, Tier};
-use crate::config::{ApplicationState, SubscriptionState};
+use crate::config::{ApiKeyConfig, ApplicationState, Expiry, SubscriptionState};
 
 /// The migrations, in order; `schema_migrations` records which ran.
 const MIGRATIONS: &[&str] = &[
@@ -40,6 +40,10 @@ const MIGRATIONS: &[&str] = &[
        name TEXT NOT NULL, body TEXT);
      CREATE TABLE sessions (id TEXT PRIMARY KEY, sub TEXT NOT NULL, name TEXT NOT NULL,
        admin INTEGER NOT NULL, csrf TEXT NOT NULL, expires INTEGER NOT NULL);",
+    // 2: API keys of applications (the SHA-256 of the key only; a hash is in one application).
+    "CREATE TABLE api_keys (application_id INTEGER NOT NULL
+       REFERENCES applications(id) ON DELETE CASCADE, name TEXT NOT NULL,
+       sha256 TEXT NOT NULL UNIQUE, expires TEXT, PRIMARY KEY (application_id, name));",
 ];
 
 /// How many directory changes are kept for `/v1/changes` (older `since` values get 410).
@@ -516,6 +520,7 @@ pub fn applications(conn: &Connection, owner: Option<&str>) -> Result<Vec<Applic
                 state: app_state(&state),
                 client_ids: client_ids(conn, id)?,
                 subscriptions: subscriptions(conn, id)?,
+                api_keys: api_keys(conn, id)?,
             },
         });
     }
@@ -549,6 +554,90 @@ fn subscriptions(conn: &Connection, app: i64) -> Result<Vec<Subscription>> {
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
+fn api_keys(conn: &Connection, app: i64) -> Result<Vec<ApiKeyConfig>> {
+    let mut stmt = conn.prepare(
+        "SELECT name, sha256, expires FROM api_keys WHERE application_id = ?1 ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map(params![app], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, sha256, expires) = row?;
+        out.push(ApiKeyConfig {
+            name,
+            sha256,
+            expires: expires.map(|text| expiry_from_text(&text)),
+        });
+    }
+    Ok(out)
+}
+
+/// An expiry as stored: Unix seconds as digits, else the RFC 3339 text.
+fn expiry_from_text(text: &str) -> Expiry {
+    match text.parse::<u64>() {
+        Ok(seconds) => Expiry::Unix(seconds),
+        Err(_) => Expiry::Text(text.to_string()),
+    }
+}
+
+fn expiry_text(expiry: &Expiry) -> String {
+    match expiry {
+        Expiry::Unix(seconds) => seconds.to_string(),
+        Expiry::Text(text) => text.clone(),
+    }
+}
+
+/// Adds an API key (by hash) to an application; a name is used once per application and a
+/// hash once in the whole store.
+pub fn add_api_key(conn: &Connection, app: i64, key: &ApiKeyConfig) -> Result<()> {
+    let named = conn
+        .query_row(
+            "SELECT 1 FROM api_keys WHERE application_id = ?1 AND name = ?2",
+            params![app, key.name],
+            |_| Ok(()),
+        )
+        .optional()?;
+    if named.is_some() {
+        return Err(ConsoleError::invalid(
+            "name",
+            format!(
+                "this application already has an API key named `{}`",
+                key.name
+            ),
+        ));
+    }
+    conn.execute(
+        "INSERT INTO api_keys (application_id, name, sha256, expires) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            app,
+            key.name,
+            key.sha256,
+            key.expires.as_ref().map(expiry_text)
+        ],
+    )
+    .map_err(|_| ConsoleError::invalid("sha256", "this API key is already in an application"))?;
+    touch_application(conn, app, None)
+}
+
+/// Revokes (removes) an application's API key by name.
+pub fn revoke_api_key(conn: &Connection, app: i64, name: &str) -> Result<()> {
+    let changed = conn.execute(
+        "DELETE FROM api_keys WHERE application_id = ?1 AND name = ?2",
+        params![app, name],
+    )?;
+    if changed == 0 {
+        return Err(ConsoleError::NotFound(format!(
+            "no API key named `{name}` in this application"
+        )));
+    }
+    touch_application(conn, app, None)
+}
+
 /// One application, only for its owner (`owner: None`: any, for administrators). Another
 /// owner's application is "not found", so ids cannot be probed.
 pub fn application(conn: &Connection, id: i64, owner: Option<&str>) -> Result<ApplicationRow> {
@@ -574,6 +663,7 @@ pub fn application(conn: &Connection, id: i64, owner: Option<&str>) -> Result<Ap
             state: app_state(&state),
             client_ids: client_ids(conn, id)?,
             subscriptions: subscriptions(conn, id)?,
+            api_keys: api_keys(conn, id)?,
         },
     })
 }
@@ -748,7 +838,8 @@ pub fn replace_all(conn: &Connection, export: &Export) -> Result<()> {
         .map(|row| row.application.name)
         .collect();
     conn.execute_batch(
-        "DELETE FROM subscriptions; DELETE FROM client_ids; DELETE FROM applications;
+        "DELETE FROM api_keys; DELETE FROM subscriptions; DELETE FROM client_ids;
+         DELETE FROM applications;
          DELETE FROM key_managers; DELETE FROM apis; DELETE FROM tiers;",
     )?;
     set_gateway(conn, &export.gateway)?;
@@ -797,6 +888,18 @@ pub fn replace_all(conn: &Connection, export: &Export) -> Result<()> {
                 "INSERT INTO subscriptions (application_id, api, state, tier) VALUES (?1, ?2, ?3, ?4)",
                 params![id, s.api, state_text(&s.state), s.tier],
             )?;
+        }
+        for k in &app.api_keys {
+            conn.execute(
+                "INSERT INTO api_keys (application_id, name, sha256, expires) VALUES (?1, ?2, ?3, ?4)",
+                params![id, k.name, k.sha256, k.expires.as_ref().map(expiry_text)],
+            )
+            .map_err(|_| {
+                ConsoleError::invalid(
+                    "api_keys",
+                    format!("API key `{}` of `{}` appears twice", k.name, app.name),
+                )
+            })?;
         }
     }
     for name in before {

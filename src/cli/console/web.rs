@@ -86,6 +86,8 @@ pub struct Flash {
     pub notice: Option<String>,
     /// A client ID just added: (key manager, client ID), for the connection-data dialog.
     pub added: Option<(String, String)>,
+    /// An API key just created: (name, the key), shown on this one page only.
+    pub new_key: Option<(String, String)>,
 }
 
 fn identity(session: &Session) -> Identity {
@@ -461,6 +463,9 @@ impl Web {
                         context! {
                             id, app => row.application, version => row.version,
                             key_managers, clients, added,
+                            new_key => flash.new_key.as_ref().map(|(name, key)| {
+                                context! { name, key }
+                            }),
                         },
                     ),
                 )
@@ -526,6 +531,7 @@ impl Web {
                 Flash {
                     notice: Some(applied),
                     added: None,
+                    new_key: None,
                 },
             );
             Response::redirect(to)
@@ -614,6 +620,11 @@ impl Web {
                         version: form.text("api_version"),
                         base_path: form.text("base_path"),
                         upstream: (!upstream.is_empty()).then_some(upstream),
+                        security: if form.get("api_keys").is_some() {
+                            vec!["oauth2".into(), "api_key".into()]
+                        } else {
+                            Vec::new()
+                        },
                         resources: match form.get("openapi").map(str::trim) {
                             Some(doc) if !doc.is_empty() => ops::resources_from_openapi(doc)?,
                             _ => parse_resources(form.get("resources").unwrap_or_default())?,
@@ -673,6 +684,7 @@ impl Web {
                         Flash {
                             notice: Some(applied.summary()),
                             added: Some((km, client)),
+                            new_key: None,
                         },
                     );
                     Response::redirect(&format!("/devportal/applications/{id}"))
@@ -685,6 +697,30 @@ impl Web {
                         &form.text("key_manager"),
                         &form.text("client_id"),
                     )?;
+                    done(applied.summary(), &format!("/devportal/applications/{id}"))
+                }
+                ["devportal", "applications", id, "api-keys"] => {
+                    let id = parse_id(id)?;
+                    let expires = form.text("expires");
+                    let (key, entry, applied) = c.create_api_key(
+                        user,
+                        id,
+                        &form.text("name"),
+                        (!expires.is_empty()).then_some(expires.as_str()),
+                    )?;
+                    self.set_flash(
+                        session,
+                        Flash {
+                            notice: Some(applied.summary()),
+                            added: None,
+                            new_key: Some((entry.name, key)),
+                        },
+                    );
+                    Response::redirect(&format!("/devportal/applications/{id}"))
+                }
+                ["devportal", "applications", id, "api-keys", "remove"] => {
+                    let id = parse_id(id)?;
+                    let applied = c.revoke_api_key(user, id, &form.text("name"))?;
                     done(applied.summary(), &format!("/devportal/applications/{id}"))
                 }
                 ["devportal", "applications", id, "subscriptions"] => {
