@@ -127,6 +127,19 @@ fn console_is_the_directory_source_of_a_real_envoy() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(call(), 403, "a client ID without a subscription");
+    // API keys are not carried by the directory yet: refused, naming the field.
+    let (status, body) = rest(
+        &console,
+        &dave,
+        "POST",
+        &format!("{app}/api-keys"),
+        Some("{}"),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["field"],
+        "api_keys"
+    );
 
     let mut seconds = Vec::new();
     for round in 0..3 {
