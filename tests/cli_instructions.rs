@@ -142,7 +142,7 @@ fn block(text: &str, title: &str) -> String {
 }
 
 /// The variables the printed commands read; cleared before each run so only `env` counts.
-const READ: [&str; 9] = [
+const READ: [&str; 10] = [
     "TOKEN",
     "CLIENT_SECRET",
     "CLIENT_SECRET_2",

@@ -696,7 +696,14 @@ fn an_upstream_path_is_left_to_the_istio_route_with_a_warning() {
 fn the_backend_jwt_jwks_is_published_as_a_config_map() {
     let public = support::signers::public_jwk("p256", "unused");
     let (x, y) = (public["x"].as_str().unwrap(), public["y"].as_str().unwrap());
-    let text = declaration(&["selector: {app: pets}", "namespace: shop"], "idp.example.com")
+    let text = declaration(
+        &[
+            "selector: {app: pets}",
+            "namespace: shop",
+            "image: r.example/keygate:1",
+        ],
+        "idp.example.com",
+    )
         .replace(
             "gateway: {environment: production}",
             &format!(
@@ -753,7 +760,10 @@ fn the_backend_jwt_jwks_is_published_as_a_config_map() {
     );
 
     // Without backend_jwt: no ConfigMap.
-    let (out, _) = generated(&["selector: {app: pets}"], &[]);
+    let (out, _) = generated(
+        &["selector: {app: pets}", "image: r.example/keygate:1"],
+        &[],
+    );
     assert!(!out
         .join("istio/workload/configmap-keygate-backend-jwks.yaml")
         .exists());
