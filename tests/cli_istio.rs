@@ -759,6 +759,20 @@ fn the_backend_jwt_jwks_is_published_as_a_config_map() {
         "{spec}"
     );
 
+    // docs/backend-jwt.md names the file, the ConfigMap and its key as written here.
+    let docs = read(&project_root().join("docs/backend-jwt.md"));
+    use keygate::cli::render::istio::{BACKEND_JWKS_CONFIG_MAP, BACKEND_JWKS_FILE};
+    for literal in [
+        format!("`istio/workload/configmap-{BACKEND_JWKS_CONFIG_MAP}.yaml`"),
+        format!("name `{BACKEND_JWKS_CONFIG_MAP}`, one key `{BACKEND_JWKS_FILE}`"),
+        format!("configMap: {{name: {BACKEND_JWKS_CONFIG_MAP}}}"),
+    ] {
+        assert!(
+            docs.contains(&literal),
+            "docs/backend-jwt.md lacks {literal}"
+        );
+    }
+
     // Without backend_jwt: no ConfigMap.
     let (out, _) = generated(
         &["selector: {app: pets}", "image: r.example/keygate:1"],
