@@ -16,6 +16,13 @@
 #   keygate-nocache-{rs,es}256 keygate, settings.token_cache_entries: 0 (signature checked every request)
 #   keygate-public          keygate, public resource, no token
 #   keygate-apikey          keygate, an API key (the demo key, /catalog/v1/items): one SHA-256, one lookup
+#   keygate-backendjwt      keygate, cache hit (RS256) on an API with backend_jwt (/pets-jwt/v1, added
+#                           to the demo declaration here): the cached backend JWT is forwarded again
+#   keygate-backendjwt-miss the same with the cache off: every request verifies the token and signs
+#                           a backend JWT (Envoy's `sign`)
+#   The table's "of hit" column sets the API-key and backend-JWT rows against keygate-cache-rs256
+#   (req/s over req/s); "cpu µs/req" is the Envoy under test's CPU time per request, steadier than
+#   req/s when the machine is shared and that Envoy does not get its whole CPU.
 #   {keygate,native}-zipf-{10k,100k}  a population: each request carries one of 10,000 (100,000)
 #                           distinct valid tokens, drawn Zipf (s = 1) by envoy/bench/zipf.lua, with
 #                           each filter's default cache (hit rate reported)
@@ -58,7 +65,7 @@ READY_SECONDS=60
 
 ALL_CASES="noauth floor native-cache-rs256 native-cache-es256 native-nocache-rs256 native-nocache-es256
   keygate-cache-rs256 keygate-cache-es256 keygate-nocache-rs256 keygate-nocache-es256 keygate-public
-  keygate-apikey native-zipf-10k keygate-zipf-10k native-zipf-100k keygate-zipf-100k"
+  keygate-apikey keygate-backendjwt keygate-backendjwt-miss native-zipf-10k keygate-zipf-10k native-zipf-100k keygate-zipf-100k"
 CASES="${BENCH_CASES:-$ALL_CASES}"
 
 say() { printf 'bench: %s\n' "$*"; }
@@ -134,6 +141,37 @@ ISSUER="http://127.0.0.1:$KM_PORT"
 # 2. Plugin config from the demo declaration (its ports replaced), by the keygate CLI.
 sed -e "s#127.0.0.1:9000#127.0.0.1:$KM_PORT#g" -e "s#127.0.0.1:3000#127.0.0.1:$UPSTREAM_PORT#g" \
   "$ROOT/envoy/demo.keygate.yaml" >"$RUN/keygate.yaml"
+# The backend-JWT API: a copy of pets with backend_jwt, a signing key made here (its private JWK
+# goes only into the environment of the Envoys under test, below).
+BACKEND_KEY_ENV=KEYGATE_BENCH_BACKEND_KEY
+"$KEYGATE_BIN" backend-key new --env "$BACKEND_KEY_ENV" >"$RUN/backend-key.txt" || die "keygate backend-key new failed"
+BACKEND_KEY=$(sed -n "s/^$BACKEND_KEY_ENV='\(.*\)'\$/\1/p" "$RUN/backend-key.txt")
+BACKEND_ENTRY=$(grep '^- {env' "$RUN/backend-key.txt")
+[[ -n "$BACKEND_KEY" && -n "$BACKEND_ENTRY" ]] || die "keygate backend-key new printed no key"
+rm -f "$RUN/backend-key.txt"
+python3 - "$RUN/keygate.yaml" "$BACKEND_ENTRY" "$UPSTREAM_PORT" <<'PY'
+import sys
+path, entry, port = sys.argv[1:]
+text = open(path, encoding="utf-8").read()
+edits = [
+    ("\nkey_managers:\n", f"  backend_jwt:\n    keys:\n      {entry}\n\nkey_managers:\n"),
+    ("\n# Client ids match", f"""  - name: pets-jwt
+    version: v1
+    base_path: /pets-jwt/v1
+    upstream: http://127.0.0.1:{port}
+    backend_jwt: {{}}
+    resources:
+      - {{method: GET, path: /pets, scopes: [pets:read]}}
+
+# Client ids match"""),
+    ("      - {api: catalog}\n", "      - {api: catalog}\n      - {api: pets-jwt}\n"),
+]
+for old, new in edits:
+    if old not in text:
+        sys.exit(f"bench: the demo declaration changed: no {old!r} to extend")
+    text = text.replace(old, new, 1)
+open(path, "w", encoding="utf-8").write(text)
+PY
 "$KEYGATE_BIN" generate --input "$RUN/keygate.yaml" --out "$RUN/generated" >"$RUN/generate.log" 2>&1 \
   || { cat "$RUN/generate.log" >&2; die "keygate generate failed"; }
 
@@ -152,7 +190,7 @@ ready() { [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/read
 declare -A ENVOY_PID
 start_envoy() { # name cpus concurrency
   local name=$1 cpus=$2 workers=$3
-  taskset -c "$cpus" "$ENVOY_BIN" -c "$RUN/envoy-$name.json" --concurrency "$workers" \
+  KEYGATE_BENCH_BACKEND_KEY=$BACKEND_KEY taskset -c "$cpus" "$ENVOY_BIN" -c "$RUN/envoy-$name.json" --concurrency "$workers" \
     --use-dynamic-base-id --base-id-path "$RUN/$name.base-id" -l warn >"$RUN/envoy-$name.log" 2>&1 &
   ENVOY_PID[$name]=$!
   PIDS+=($!)
@@ -207,6 +245,8 @@ PUBLIC=/pets/v1/health
 # The demo declaration's API-key API and its public demo key (envoy/demo.keygate.yaml).
 KEYED=/catalog/v1/items
 API_KEY=kg_MRNQcG-fEvMzRYn7Gad0yxqJ4bKRuFT1VqUA1bV2nkU
+# The same resource as $API on the API with backend_jwt.
+SIGNED=/pets-jwt/v1/pets
 # What a browser-backed or SDK API client sends besides the token (wrk adds Host).
 REQUEST_HEADERS=(
   -H "User-Agent: shop-backend/4.2.1 (okhttp/4.12.0; Linux x86_64)"
@@ -260,6 +300,14 @@ for e in keygate keygate-nocache; do
     else printf '  FAIL %-16s %-34s %s, expected %s\n' "$e" "${k##*:}" "$got" "$want"; FAILED=1; fi
   done
 done
+for e in keygate keygate-nocache; do
+  # The upstream answers with the first characters of the x-jwt-assertion it received.
+  jwt=$(curl -s -o /dev/null -D - "${REQUEST_HEADERS[@]}" -H "Authorization: Bearer $RS256" -H "x-jwt-assertion: forged" \
+    "http://127.0.0.1:${LISTEN[$e]}$SIGNED" | tr -d '\r' | sed -n 's/^x-bench-backend-jwt: //Ip')
+  if [[ "$jwt" == eyJ* ]]; then printf '  ok   %-16s %-34s %s\n' "$e" "backend JWT forwarded" "${jwt:0:12}..."
+  else printf '  FAIL %-16s %-34s %s\n' "$e" "backend JWT forwarded" "upstream saw '${jwt}'"; FAILED=1; fi
+  expect "$e" 403 "$SIGNED" "$NO_SCOPE" "backend-JWT API, no pets:read"
+done
 ((FAILED == 0)) || die "a case did not answer as it should; not measuring (logs in $RUN)"
 
 # 7. Load.
@@ -268,8 +316,8 @@ case_envoy() {
     noauth | floor) echo "$1" ;;
     native-cache-* | native-zipf-*) echo native-cache ;;
     native-nocache-*) echo native-nocache ;;
-    keygate-cache-* | keygate-public | keygate-apikey | keygate-zipf-*) echo keygate ;;
-    keygate-nocache-*) echo keygate-nocache ;;
+    keygate-cache-* | keygate-public | keygate-apikey | keygate-zipf-* | keygate-backendjwt) echo keygate ;;
+    keygate-nocache-* | keygate-backendjwt-miss) echo keygate-nocache ;;
   esac
 }
 case_token() {
@@ -289,6 +337,8 @@ case_label() {
     keygate-nocache-*) echo "keygate, cache off, ${1##*-}" ;;
     keygate-public) echo "keygate, public resource" ;;
     keygate-apikey) echo "keygate, API key" ;;
+    keygate-backendjwt) echo "keygate, cache hit + backend JWT, rs256" ;;
+    keygate-backendjwt-miss) echo "keygate, cache off + backend JWT signed, rs256" ;;
     native-zipf-*) echo "native, cache, Zipf over ${1##*-} tokens" ;;
     keygate-zipf-*) echo "keygate, cache, Zipf over ${1##*-} tokens" ;;
   esac
@@ -316,6 +366,7 @@ load() { # case seconds round (round 0: warm-up, not recorded)
   local path=$API script=("$HERE/report.lua") cache_before cache_after
   [[ "$name" == keygate-public ]] && path=$PUBLIC
   [[ "$name" == keygate-apikey ]] && path=$KEYED && auth=(-H "apikey: $API_KEY")
+  [[ "$name" == keygate-backendjwt* ]] && path=$SIGNED
   case $name in
     *-zipf-*) auth=() script=("$HERE/zipf.lua" "http://127.0.0.1:$port$path" -- "$path" "$RUN/population-${name##*-}.txt") ;;
     *) script+=("http://127.0.0.1:$port$path") ;;

@@ -570,3 +570,147 @@ fn an_opaque_token_cannot_be_explained_offline() {
     let t = es256(&shop_claims("pets:read"));
     assert_eq!(ask(&setup, "GET", "/pets/v1/pets/7", Some(&t)).status, 0);
 }
+
+/// A self-signed client certificate made here: (PEM, DER).
+fn client_certificate(name: &str) -> (String, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), cert.der().to_vec())
+}
+
+/// base64url(SHA-256(DER)), the token's `cnf.x5t#S256` (RFC 8705 §3.1), and its hex.
+fn thumbprint(der: &[u8]) -> (String, String) {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(der);
+    let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
+    (
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest),
+        hex,
+    )
+}
+
+#[test]
+fn a_certificate_bound_token_is_explained_with_the_client_certificate() {
+    let setup = setup("cert");
+    let (pem, der) = client_certificate("shop client");
+    let (other_pem, _) = client_certificate("someone else");
+    let (x5t, hex) = thumbprint(&der);
+    let mut claims = shop_claims("pets:read");
+    claims["cnf"] = json!({ "x5t#S256": x5t });
+    let t = es256(&claims);
+    let pem_file = write(
+        "client.pem",
+        format!("{pem}\n(a chain may follow)\n").as_bytes(),
+    );
+    let der_file = write("client.der", &der);
+    let other_file = write("other.pem", other_pem.as_bytes());
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "--input",
+            s(&setup.input),
+            "--jwks",
+            s(&setup.jwks),
+            "--at",
+            AT,
+            "--path",
+            "/pets/v1/pets/7",
+        ];
+        args.extend_from_slice(extra);
+        args.push(&t);
+        run(&args, None)
+    };
+
+    // The certificate the token names, as PEM, DER or Envoy's hex digest: forwarded.
+    for flags in [
+        vec!["--client-cert", s(&pem_file)],
+        vec!["--client-cert", s(&der_file)],
+        vec!["--client-cert-sha256", &hex],
+        vec!["--client-cert-sha256", &hex.to_uppercase()],
+    ] {
+        let r = explain(&flags);
+        assert_eq!(r.status, 0, "{flags:?}: {} {}", r.stdout, r.stderr);
+        let v = r.verdict();
+        assert_eq!(v["code"], "allowed");
+        assert_eq!(v["client_certificate"]["x5t#S256"], json!(x5t));
+        assert_eq!(v["client_certificate"]["sha256"], json!(hex));
+    }
+
+    // Another certificate, or none: the filter's 401s.
+    for (flags, code) in [
+        (
+            vec!["--client-cert", s(&other_file)],
+            "client_certificate_mismatch",
+        ),
+        (vec![], "client_certificate_missing"),
+    ] {
+        let r = explain(&flags);
+        assert_eq!(r.status, 1, "{flags:?}: {} {}", r.stdout, r.stderr);
+        let v = r.verdict();
+        assert_eq!(v["status"], 401);
+        assert_eq!(v["code"], code);
+        assert_eq!(v["error"], "invalid_token");
+        assert!(
+            v["headers"]["www-authenticate"]
+                .as_str()
+                .unwrap()
+                .contains("error=\"invalid_token\""),
+            "{v}"
+        );
+    }
+
+    // Inputs that are no certificate: usage errors, nothing decided.
+    let garbage = write("garbage.pem", b"not a certificate");
+    for (flags, said) in [
+        (vec!["--client-cert", s(&garbage)], "no certificate in it"),
+        (
+            vec!["--client-cert", "/nonexistent/client.pem"],
+            "--client-cert /nonexistent/client.pem",
+        ),
+        (vec!["--client-cert-sha256", "abcd"], "64 hex digits"),
+        (
+            vec!["--client-cert", s(&pem_file), "--client-cert-sha256", &hex],
+            "cannot be used with",
+        ),
+    ] {
+        let r = explain(&flags);
+        assert_eq!(r.status, 2, "{flags:?}: {} {}", r.stdout, r.stderr);
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+        assert!(r.stderr.contains(said), "{flags:?}: {}", r.stderr);
+    }
+
+    // An API that requires bound tokens refuses an unbound one even with a certificate.
+    let required = write(
+        "cert-required.yaml",
+        DECLARATION
+            .replacen(
+                "    base_path: /pets/v1\n",
+                "    base_path: /pets/v1\n    mtls_bound_tokens: required\n",
+                1,
+            )
+            .as_bytes(),
+    );
+    let unbound = es256(&shop_claims("pets:read"));
+    let r = run(
+        &[
+            "--input",
+            s(&required),
+            "--jwks",
+            s(&setup.jwks),
+            "--at",
+            AT,
+            "--path",
+            "/pets/v1/pets/7",
+            "--client-cert",
+            s(&pem_file),
+            &unbound,
+        ],
+        None,
+    );
+    assert_eq!(r.status, 1, "{} {}", r.stdout, r.stderr);
+    assert_eq!(r.verdict()["code"], "token_not_certificate_bound");
+}

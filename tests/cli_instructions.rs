@@ -35,6 +35,12 @@ apis:
     base_path: /orders
     resources:
       - {{method: GET, path: /orders, scopes: [orders:read]}}
+  - name: catalog
+    base_path: /catalog/v1
+    security: [api_key]
+    api_key: {{header: X-Catalog-Key, query: key}}
+    resources:
+      - {{method: GET, path: \"/items/{{id}}\"}}
 tiers:
   - {{name: bronze, requests: 1000, per: minute}}
 applications:
@@ -45,6 +51,12 @@ applications:
       - {{api: pets, tier: bronze}}
       - {{api: orders, state: blocked}}
   - name: empty
+  - name: kiosk
+    subscriptions:
+      - {{api: pets}}
+      - {{api: catalog}}
+    api_keys:
+      - {{name: kiosk-2026, sha256: {KIOSK_KEY_SHA256}, expires: \"2027-01-31T00:00:00Z\"}}
 "
     )
 }
@@ -130,7 +142,7 @@ fn block(text: &str, title: &str) -> String {
 }
 
 /// The variables the printed commands read; cleared before each run so only `env` counts.
-const READ: [&str; 9] = [
+const READ: [&str; 10] = [
     "TOKEN",
     "CLIENT_SECRET",
     "CLIENT_SECRET_2",
@@ -140,6 +152,7 @@ const READ: [&str; 9] = [
     "CLIENT_SECRET_6",
     "SIGNIN_USER",
     "SIGNIN_PASSWORD",
+    "API_KEY",
 ];
 
 /// `sh -c script` with only `env` of the variables the instructions read set.
@@ -472,4 +485,67 @@ fn the_token_request_names_the_audience_the_gateway_checks() {
     let text = stdout(&out);
     assert!(!text.contains("resource="), "{text}");
     drop(server);
+}
+
+/// SHA-256 of a key nobody holds: the declaration carries only hashes.
+const KIOSK_KEY_SHA256: &str = "5d0c6c1e5d0c6c1e5d0c6c1e5d0c6c1e5d0c6c1e5d0c6c1e5d0c6c1e5d0c6c1e";
+
+#[test]
+fn an_application_with_api_keys_learns_where_the_key_goes() {
+    let (out, _server) = instructions("kiosk");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("\n## API keys\n"), "{text}");
+    assert!(
+        text.contains("1 API key(s): kiosk-2026 (expires 2027-01-31T00:00:00Z)"),
+        "{text}"
+    );
+    // Per API that accepts keys: the header (lower case), the opted-in query parameter, and a
+    // call that reads the key from $API_KEY; never a key or a hash.
+    assert!(
+        text.contains(
+            "# API catalog takes the key in the header x-catalog-key (or the query parameter key"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "curl -sS -X 'GET' 'http://127.0.0.1:18080/catalog/v1/items/1' \\\n  -H 'x-catalog-key: '\"${API_KEY:?set API_KEY"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("kg_"), "{text}");
+    assert!(!text.contains(KIOSK_KEY_SHA256), "{text}");
+    // pets takes only tokens and kiosk has no client id: no key line and no token call for it.
+    assert!(!text.contains("API pets takes the key"), "{text}");
+    assert!(!text.contains("Authorization: Bearer"), "{text}");
+
+    // The printed call, pasted into sh with API_KEY set, sends the key in that header.
+    let call = text
+        .lines()
+        .skip_while(|l| !l.starts_with("curl -sS -X 'GET' 'http://127.0.0.1:18080/catalog"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let script = format!("curl() {{ for a in \"$@\"; do printf '%s\\n' \"$a\"; done; }}\n{call}\n");
+    let ran = sh(&script, &[("API_KEY", "kg_example")]);
+    assert_eq!(ran.status.code(), Some(0), "{}", stderr(&ran));
+    assert!(
+        stdout(&ran)
+            .lines()
+            .any(|l| l == "x-catalog-key: kg_example"),
+        "{}",
+        stdout(&ran)
+    );
+    // Without the variable the call does not run.
+    let ran = sh(&script, &[]);
+    assert_ne!(ran.status.code(), Some(0));
+    assert!(stderr(&ran).contains("set API_KEY"), "{}", stderr(&ran));
+}
+
+#[test]
+fn an_application_without_api_keys_gets_no_key_section() {
+    let (out, _server) = instructions("shop");
+    let text = stdout(&out);
+    assert!(!text.contains("## API keys"), "{text}");
 }

@@ -690,3 +690,95 @@ fn an_upstream_path_is_left_to_the_istio_route_with_a_warning() {
         "/pets/v1"
     );
 }
+
+// Backend JWTs: the gateway's public keys are published as a ConfigMap upstreams mount.
+#[test]
+fn the_backend_jwt_jwks_is_published_as_a_config_map() {
+    let public = support::signers::public_jwk("p256", "unused");
+    let (x, y) = (public["x"].as_str().unwrap(), public["y"].as_str().unwrap());
+    let text = declaration(
+        &[
+            "selector: {app: pets}",
+            "namespace: shop",
+            "image: r.example/keygate:1",
+        ],
+        "idp.example.com",
+    )
+        .replace(
+            "gateway: {environment: production}",
+            &format!(
+                "gateway: {{environment: production, backend_jwt: {{keys: [{{env: KG_BACKEND_KEY, x: \"{x}\", y: \"{y}\"}}]}}}}"
+            ),
+        )
+        .replace(
+            "    base_path: /pets/v1\n",
+            "    base_path: /pets/v1\n    backend_jwt: {}\n",
+        );
+    let (out, result) = run(&text, &["--wasm", &wasm_arg()]);
+    assert_eq!(result.status.code(), Some(0), "{}", stderr(&result));
+    // The Istio resources still pass Istio's schemas; the ConfigMap is not one of them.
+    let files = schema_checked(&out.join("istio"));
+    assert!(files
+        .iter()
+        .all(|f| !f.to_string_lossy().contains("configmap")));
+    let file = out.join("istio/workload/configmap-keygate-backend-jwks.yaml");
+    let map = yaml(&file);
+    assert_eq!(map["apiVersion"], "v1");
+    assert_eq!(map["kind"], "ConfigMap");
+    assert_eq!(map["metadata"]["name"], "keygate-backend-jwks");
+    assert_eq!(map["metadata"]["namespace"], "shop");
+    let jwks: Value =
+        serde_json::from_str(map["data"]["backend-jwks.json"].as_str().unwrap()).unwrap();
+    // The same document the standalone gateway serves at /.well-known/keygate/jwks.json.
+    let standalone: Value = serde_json::from_str(&read(&out.join("backend-jwks.json"))).unwrap();
+    assert_eq!(jwks, standalone);
+    let key = &jwks["keys"][0];
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str()),
+        (Some("EC"), Some("P-256"))
+    );
+    assert_eq!((key["x"].as_str(), key["y"].as_str()), (Some(x), Some(y)));
+    assert!(key.get("d").is_none(), "public keys only");
+    let comment = read(&file);
+    assert!(
+        comment.contains("kubectl apply -n shop -f configmap-keygate-backend-jwks.yaml"),
+        "{comment}"
+    );
+    assert!(
+        comment.contains("/etc/keygate/backend-jwks.json"),
+        "{comment}"
+    );
+    // The signing key's variable reaches the VM by name, never its value.
+    let spec = &of_kind(&files, "WasmPlugin")[0]["spec"];
+    assert!(
+        spec["vmConfig"]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "KG_BACKEND_KEY", "valueFrom": "HOST"})),
+        "{spec}"
+    );
+
+    // docs/backend-jwt.md names the file, the ConfigMap and its key as written here.
+    let docs = read(&project_root().join("docs/backend-jwt.md"));
+    use keygate::cli::render::istio::{BACKEND_JWKS_CONFIG_MAP, BACKEND_JWKS_FILE};
+    for literal in [
+        format!("`istio/workload/configmap-{BACKEND_JWKS_CONFIG_MAP}.yaml`"),
+        format!("name `{BACKEND_JWKS_CONFIG_MAP}`, one key `{BACKEND_JWKS_FILE}`"),
+        format!("configMap: {{name: {BACKEND_JWKS_CONFIG_MAP}}}"),
+    ] {
+        assert!(
+            docs.contains(&literal),
+            "docs/backend-jwt.md lacks {literal}"
+        );
+    }
+
+    // Without backend_jwt: no ConfigMap.
+    let (out, _) = generated(
+        &["selector: {app: pets}", "image: r.example/keygate:1"],
+        &[],
+    );
+    assert!(!out
+        .join("istio/workload/configmap-keygate-backend-jwks.yaml")
+        .exists());
+}

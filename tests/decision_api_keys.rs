@@ -119,6 +119,11 @@ fn bad_configurations_are_refused_naming_the_field() {
         ),
         (
             "/apis/1/api_key/header",
+            json!("X-Keygate-Api-Key"),
+            "apis[1].api_key.header: invalid",
+        ),
+        (
+            "/apis/1/api_key/header",
             json!("x key"),
             "apis[1].api_key.header: invalid",
         ),

@@ -5,7 +5,8 @@
 //! (`--plugin-config`), one JWKS file per key manager the token may need (`--jwks NAME=FILE`, or
 //! `--jwks FILE` when there is one key manager), the clock (`--at`), the request line (`--method`,
 //! `--path`) and the token (argument, `-` for stdin, or none for a request without
-//! `Authorization`). The policy's own settings apply (leeway, realm, `unknown_api`).
+//! `Authorization`), and the TLS client certificate (`--client-cert`, `--client-cert-sha256`) a
+//! certificate-bound token must match. The policy's own settings apply (leeway, realm, `unknown_api`).
 //!
 //! Output: one JSON object on stdout, `{"decision", "status", "code", ...}`: for a forwarded
 //! request (`allowed`, `public`, `pass`) the status is 200 and `allowed` adds the `identity` and the
@@ -15,12 +16,15 @@
 
 use std::path::PathBuf;
 
+use base64::Engine as _;
 use serde_json::{json, Map, Value};
+use sha2::{Digest as _, Sha256};
 
 use crate::cli::check_token::{parse_unix_seconds, read_token};
 use crate::cli::generate::{self, GenerateError};
 use crate::decision::reply;
-use crate::decision::{decide, DpopRequest, Outcome, Request};
+use crate::decision::{decide_with_cert, CertDigest, DpopRequest, Outcome, Request};
+use crate::jose::b64;
 use crate::jose::KeySet;
 use crate::policy::{Policy, Route, RouteMatch};
 
@@ -56,6 +60,14 @@ pub struct Args {
     /// An API key, sent in the API's key header (`apis[].api_key.header`, default `apikey`).
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
+    /// The client certificate of the TLS connection (PEM, the first certificate in the file, or
+    /// DER): a certificate-bound token (`cnf.x5t#S256`, RFC 8705) must match it.
+    #[arg(long, value_name = "PEM_FILE", conflicts_with = "client_cert_sha256")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate as Envoy gives it, the hex SHA-256 of its DER
+    /// (`connection.sha256_peer_certificate_digest`, an XFCC `Hash=`).
+    #[arg(long, value_name = "HEX")]
+    pub client_cert_sha256: Option<String>,
     /// The access token (sent as `Authorization: Bearer TOKEN`), `-` to read it from stdin (one
     /// trailing newline removed); omitted: a request without `Authorization`.
     #[arg(value_name = "TOKEN", allow_hyphen_values = true)]
@@ -102,6 +114,7 @@ fn explain(args: &Args) -> Result<(Value, bool), Usage> {
     };
     let authorization = token.map(|t| format!("Bearer {t}"));
     let headers = api_key_header(&policy, args);
+    let cert = client_cert(args)?;
     let request = Request {
         method: &args.method,
         path: &args.path,
@@ -110,13 +123,66 @@ fn explain(args: &Args) -> Result<(Value, bool), Usage> {
         dpop: DpopRequest::default(),
         headers: &headers,
     };
-    let outcome = decide(
+    let outcome = decide_with_cert(
         &policy,
         &request,
+        cert,
         |km| keys.get(km.index()).and_then(Option::as_ref),
         args.at,
     );
-    verdict(&policy, &request, outcome)
+    let (mut verdict, forwarded) = verdict(&policy, &request, outcome)?;
+    if let (Some(digest), Some(object)) = (cert, verdict.as_object_mut()) {
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        object.insert(
+            "client_certificate".into(),
+            json!({"sha256": hex, "x5t#S256": b64::encode(&digest)}),
+        );
+    }
+    Ok((verdict, forwarded))
+}
+
+/// `--client-cert` (PEM or DER) or `--client-cert-sha256` as the digest Envoy would give.
+fn client_cert(args: &Args) -> Result<Option<CertDigest>, Usage> {
+    if let Some(hex) = &args.client_cert_sha256 {
+        return crate::decision::client_cert(Some(hex.trim()), None, false)
+            .map(Some)
+            .ok_or_else(|| {
+                Usage("--client-cert-sha256: expected 64 hex digits (a SHA-256)".to_string())
+            });
+    }
+    let Some(path) = &args.client_cert else {
+        return Ok(None);
+    };
+    let bytes =
+        std::fs::read(path).map_err(|e| Usage(format!("--client-cert {}: {e}", path.display())))?;
+    let der = certificate_der(&bytes).ok_or_else(|| {
+        Usage(format!(
+            "--client-cert {}: no certificate in it (PEM \
+            -----BEGIN CERTIFICATE----- or DER expected)",
+            path.display()
+        ))
+    })?;
+    Ok(Some(Sha256::digest(der.as_slice()).into()))
+}
+
+/// The DER of the first `CERTIFICATE` block of a PEM file, or the file itself when it is DER
+/// (an ASN.1 SEQUENCE).
+fn certificate_der(bytes: &[u8]) -> Option<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return (bytes.first() == Some(&0x30)).then(|| bytes.to_vec());
+    };
+    let Some(start) = text.find(BEGIN) else {
+        return (bytes.first() == Some(&0x30)).then(|| bytes.to_vec());
+    };
+    let body = text.get(start + BEGIN.len()..)?;
+    let body = body.get(..body.find(END)?)?;
+    let body: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()
+        .filter(|der| !der.is_empty())
 }
 
 /// `--api-key` as the request header of the API the path routes to (`apikey` when none).

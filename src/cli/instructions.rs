@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use crate::cli::declaration::model::{ApiDecl, ApplicationDecl, DEFAULT_LISTEN};
 use crate::cli::declaration::presets::Preset;
 use crate::cli::generate::{self, GenerateError, Loaded};
-use crate::config::SubscriptionState;
+use crate::config::{Expiry, Security, SubscriptionState};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -205,9 +205,10 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
         );
     }
     let call = subscribed_apis(loaded, application)
+        .filter(|api| accepts(api, Security::Oauth2))
         .find_map(|api| api.resources.iter().find(|r| !r.public).map(|r| (api, r)));
     match call {
-        Some((api, resource)) => {
+        Some((api, resource)) if !app.client_ids.is_empty() => {
             let path = example_path(&api.base_path.value, &resource.path.value);
             let method = resource.method.value.to_ascii_uppercase();
             let method = if method == "*" || method == "ANY" {
@@ -227,14 +228,106 @@ pub fn render(loaded: &Loaded, application: &str) -> Option<String> {
                 shell_quote(&format!("http://{listen}{path}"))
             );
         }
+        Some(_) => {}
         None => {
             let _ = writeln!(
                 out,
-                "\n# No active subscription to an API with protected resources."
+                "\n# No active subscription to an API with protected resources that accepts tokens."
             );
         }
     }
+    write_api_keys(&mut out, loaded, app, &listen);
     Some(out)
+}
+
+/// Whether an API accepts a credential (`security` omitted: tokens only).
+fn accepts(api: &ApiDecl, security: Security) -> bool {
+    if api.security.is_empty() {
+        security == Security::Oauth2
+    } else {
+        api.security.contains(&security)
+    }
+}
+
+/// The variable the API-key call reads the key from.
+const API_KEY_VARIABLE: &str = "API_KEY";
+
+/// For an application with API keys: their names (never a key: only hashes are declared), and
+/// per subscribed API that accepts keys, where the key goes and a call with it.
+fn write_api_keys(out: &mut String, loaded: &Loaded, app: &ApplicationDecl, listen: &str) {
+    if app.api_keys.is_empty() {
+        return;
+    }
+    let names: Vec<String> = app
+        .api_keys
+        .iter()
+        .map(|key| {
+            let expires = key
+                .expires
+                .as_ref()
+                .map(|e| match e {
+                    Expiry::Unix(at) => format!(" (expires at Unix time {at})"),
+                    Expiry::Text(at) => format!(" (expires {})", comment_safe(at)),
+                })
+                .unwrap_or_default();
+            format!("{}{expires}", comment_safe(&key.name.value))
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n## API keys\n# This application has {} API key(s): {}. The gateway keeps only their \
+         SHA-256: a key is shown once, by `keygate api-key new`, to whoever made it; ask them. Set \
+         {API_KEY_VARIABLE} to the key first.",
+        app.api_keys.len(),
+        names.join(", ")
+    );
+    let keyed: Vec<&ApiDecl> = subscribed_apis(loaded, &app.name.value)
+        .filter(|api| accepts(api, Security::ApiKey))
+        .collect();
+    if keyed.is_empty() {
+        let _ = writeln!(
+            out,
+            "# None of its active subscriptions is to an API that accepts API keys."
+        );
+        return;
+    }
+    for api in keyed {
+        let header = api.api_key.header.to_ascii_lowercase();
+        let query = api
+            .api_key
+            .query
+            .as_ref()
+            .map(|q| {
+                format!(
+                    " (or the query parameter {}, removed before the request is forwarded)",
+                    comment_safe(q)
+                )
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\n# API {} takes the key in the header {}{query}; never in Authorization.",
+            comment_safe(&api.name.value),
+            comment_safe(&header)
+        );
+        let Some(resource) = api.resources.iter().find(|r| !r.public) else {
+            continue;
+        };
+        let path = example_path(&api.base_path.value, &resource.path.value);
+        let method = resource.method.value.to_ascii_uppercase();
+        let method = if method == "*" || method == "ANY" {
+            "GET".to_string()
+        } else {
+            method
+        };
+        let _ = writeln!(
+            out,
+            "curl -sS -X {} {} \\\n  -H {}\"${{{API_KEY_VARIABLE}:?set {API_KEY_VARIABLE} to an API key of the application first}}\"",
+            shell_quote(&method),
+            shell_quote(&format!("http://{listen}{path}")),
+            shell_quote(&format!("{header}: "))
+        );
+    }
 }
 
 /// The variables the password grant reads the user's sign-in from.

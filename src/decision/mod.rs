@@ -531,9 +531,21 @@ pub fn decide<'k>(
     keys: impl Fn(KeyManagerId) -> Option<&'k KeySet>,
     now: f64,
 ) -> Outcome {
+    decide_with_cert(policy, request, None, keys, now)
+}
+
+/// [`decide`] for a request that came with a client certificate (its SHA-256 digest), which a
+/// certificate-bound token must match (RFC 8705; `keygate explain --client-cert`).
+pub fn decide_with_cert<'k>(
+    policy: &Policy,
+    request: &Request<'_>,
+    client_cert: Option<CertDigest>,
+    keys: impl Fn(KeyManagerId) -> Option<&'k KeySet>,
+    now: f64,
+) -> Outcome {
     let started = match start(policy, request).next {
         Ok(started) if started.is_api_key() => return decide_api_key(policy, &started, now),
-        Ok(started) => started,
+        Ok(started) => started.with_client_cert(client_cert),
         Err(outcome) => return outcome,
     };
     match parse(policy, started) {

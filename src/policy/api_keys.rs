@@ -305,8 +305,14 @@ impl Policy {
     }
 }
 
-/// `apis[i].security` and `apis[i].api_key` (`at` is the API's path).
-pub(super) fn compile_credentials(c: &mut Checker, at: &str, api: &ApiConfig) -> ApiCredentials {
+/// `apis[i].security` and `apis[i].api_key` (`at` is the API's path; `prefix` the identity
+/// headers' prefix, `settings.header_prefix`).
+pub(super) fn compile_credentials(
+    c: &mut Checker,
+    at: &str,
+    api: &ApiConfig,
+    prefix: &str,
+) -> ApiCredentials {
     let mut oauth2 = api.security.is_empty();
     let mut api_key = false;
     for (k, security) in api.security.iter().enumerate() {
@@ -362,6 +368,15 @@ pub(super) fn compile_credentials(c: &mut Checker, at: &str, api: &ApiConfig) ->
             &location.header,
             "this header has another meaning; choose another name",
         );
+    } else {
+        let prefix = prefix.to_ascii_lowercase();
+        if !prefix.is_empty() && header.starts_with(&prefix) {
+            c.invalid(
+                format!("{at}.api_key.header"),
+                &location.header,
+                "a name under settings.header_prefix is an identity header the gateway sets; choose another name",
+            );
+        }
     }
     if let Some(query) = &location.query {
         let ok = !query.is_empty()

@@ -383,7 +383,7 @@ fn apis(c: &mut Checker, cfg: &PluginConfig, kms: &[KeyManager]) -> (Vec<Api>, R
                 Some(base)
             }
         };
-        let credentials = compile_credentials(c, &at, api);
+        let credentials = compile_credentials(c, &at, api, &cfg.settings.header_prefix);
         // (resource index, method, template) of the resources that parsed, in declaration order.
         let mut routes: Vec<(usize, MethodMatch, PathTemplate)> = Vec::new();
         let mut resources = Vec::with_capacity(api.resources.len());

@@ -31,6 +31,10 @@ use crate::config::PluginConfig;
 pub const SECRET_NAME: &str = "keygate-introspection";
 /// The ConfigMap a `file://` module is mounted from (`workload/deployment-patch.yaml`).
 pub const WASM_CONFIG_MAP: &str = "keygate-wasm";
+/// The ConfigMap that publishes the backend-JWT JWKS (`workload/configmap-keygate-backend-jwks.yaml`).
+pub const BACKEND_JWKS_CONFIG_MAP: &str = "keygate-backend-jwks";
+/// Its one key: the file upstreams read when they mount it.
+pub const BACKEND_JWKS_FILE: &str = "backend-jwks.json";
 /// The label the Gateway API puts on a Gateway's (and a waypoint's) pods.
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 
@@ -259,6 +263,7 @@ pub fn manifests(
         }
     }
     out.extend(workload(istio, &secret_keys, wasm, &metadata));
+    out.extend(backend_jwks_config_map(istio, plugin, &metadata));
     Ok(out)
 }
 
@@ -323,6 +328,41 @@ fn workload(
         out.push(patch);
     }
     out
+}
+
+/// With `backend_jwt`: the gateway's public keys as a ConfigMap (docs/backend-jwt.md, "Under
+/// Istio"). Upstreams mount it and read the JWKS as a file, so no request for it crosses a
+/// proxy that runs the filter; the kubelet refreshes a mounted ConfigMap, which is what key
+/// rotation needs (publish the new key before it signs).
+fn backend_jwks_config_map(
+    istio: &IstioDecl,
+    plugin: &PluginConfig,
+    metadata: &dyn Fn(&str) -> Value,
+) -> Option<Manifest> {
+    let jwks = crate::cli::render::envoy::backend_jwks(plugin)?;
+    let text = serde_json::to_string_pretty(&jwks).ok()? + "\n";
+    let mut map = Manifest::new(
+        format!("workload/configmap-{BACKEND_JWKS_CONFIG_MAP}.yaml"),
+        json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata(BACKEND_JWKS_CONFIG_MAP),
+            "data": {BACKEND_JWKS_FILE: text},
+        }),
+    );
+    let ns = namespace_flag(istio);
+    map.notes = vec![
+        "The public keys upstreams verify backend JWTs with (x-jwt-assertion by default): no secret.".into(),
+        format!("  kubectl apply{ns} -f configmap-{BACKEND_JWKS_CONFIG_MAP}.yaml"),
+        "Mount it in each upstream's pod and read the JWKS from the file, e.g. with".into(),
+        format!("  volumes: [{{name: {BACKEND_JWKS_CONFIG_MAP}, configMap: {{name: {BACKEND_JWKS_CONFIG_MAP}}}}}]"),
+        format!("  volumeMounts: [{{name: {BACKEND_JWKS_CONFIG_MAP}, mountPath: /etc/keygate, readOnly: true}}]"),
+        format!("  -> /etc/keygate/{BACKEND_JWKS_FILE}; re-read it when a kid is unknown (the kubelet updates"),
+        "  the mounted file after each apply, within about a minute; not with subPath).".into(),
+        "To serve it over HTTP (/.well-known/keygate/jwks.json) instead, mount it into a static file".into(),
+        "server whose pods the keygate WasmPlugin does not select.".into(),
+    ];
+    Some(map)
 }
 
 /// ` -n NAMESPACE` for the kubectl lines of the comments (empty without a namespace).
