@@ -5,7 +5,8 @@
 //! indices refer to, so a reconfigured gateway never reads entries of another configuration):
 //! - `.state`: [`State`] (JSON): the version held, the epoch, the generation, the fetch lease,
 //!   the time of the last successful refresh;
-//! - `.a.<n>`: application buckets, `.c.<n>`: client-id buckets ([`super::buckets`]).
+//! - `.a.<n>`: application buckets, `.c.<n>`: client-id buckets, `.k.<n>`: API-key buckets
+//!   ([`super::buckets`]).
 //!
 //! **Epochs.** A snapshot writes every bucket it fills with the next epoch, then publishes the
 //! state with that epoch. A bucket older than the state's epoch reads as empty, so what a snapshot
@@ -22,12 +23,18 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::buckets::{app_bucket, client_bucket, fnv1a, Bucket, StoredApp, StoredClient, NO_TIER};
+use super::buckets::{
+    app_bucket, client_bucket, fnv1a, key_bucket, Bucket, StoredApp, StoredClient, StoredKey,
+    NO_TIER,
+};
 use super::wire::Entry;
 use crate::config::{ApplicationConfig, DirectoryConfig};
 use crate::dpop::Slots;
 use crate::keys::{Expect, SlotError};
-use crate::policy::applications::{Application, ApplicationLookup, Lookup, Subscription};
+use crate::policy::api_keys::{expiry_seconds, parse_hash_hex, KeyHash};
+use crate::policy::applications::{
+    Application, ApplicationLookup, KeyLookup, KeyOwner, Lookup, Subscription,
+};
 use crate::policy::{KeyManagerId, Policy};
 
 /// The directory's shared state, one small record per Envoy.
@@ -76,7 +83,8 @@ impl State {
 /// The shared-data key prefix of `policy`'s directory.
 pub fn prefix(policy: &Policy, config: &DirectoryConfig) -> String {
     let catalog = policy.catalog();
-    let mut parts: Vec<&[u8]> = vec![config.url.as_bytes(), b"|km"];
+    // `|kd2`: the bucket format, so a module with another format starts from a snapshot.
+    let mut parts: Vec<&[u8]> = vec![config.url.as_bytes(), b"|kd2", b"|km"];
     parts.extend(catalog.key_managers.iter().map(|s| s.as_bytes()));
     parts.push(b"|api");
     parts.extend(catalog.apis.iter().map(|s| s.as_bytes()));
@@ -95,6 +103,10 @@ fn app_key(prefix: &str, name: &str) -> String {
 
 fn client_key(prefix: &str, km: u16, client_id: &str) -> String {
     format!("{prefix}.c.{}", client_bucket(km, client_id))
+}
+
+fn key_key(prefix: &str, hash: &KeyHash) -> String {
+    format!("{prefix}.k.{}", key_bucket(hash))
 }
 
 /// The state record and its CAS value (`None`: no worker wrote it yet).
@@ -131,45 +143,88 @@ pub struct SharedLookup<'a> {
     pub now_ms: u64,
 }
 
+impl SharedLookup<'_> {
+    /// The state when the directory may be served, with the key prefix; else the answer.
+    fn usable(&self) -> Result<(String, State), u64> {
+        let Some(config) = self.policy.directory() else {
+            return Err(0);
+        };
+        let retry_after = config.refresh_seconds.max(1);
+        let prefix = prefix(self.policy, config);
+        match read_state(self.slots, &prefix) {
+            (Some(state), _) if state.usable(self.now_ms, config.stale_seconds) => {
+                Ok((prefix, state))
+            }
+            _ => Err(retry_after),
+        }
+    }
+
+    /// A bucket of the current epoch.
+    fn read(&self, state: &State, key: &str) -> Option<Bucket> {
+        self.slots
+            .get(key)
+            .and_then(|(bytes, _)| Bucket::decode(&bytes))
+            .filter(|bucket| bucket.epoch >= state.epoch)
+    }
+
+    fn app(&self, prefix: &str, state: &State, name: &str) -> Option<StoredApp> {
+        self.read(state, &app_key(prefix, name))
+            .and_then(|bucket| bucket.find_app(name))
+            .map(|(_, app)| app)
+    }
+}
+
 impl ApplicationLookup for SharedLookup<'_> {
     fn find(&self, key_manager: KeyManagerId, client_id: &str) -> Lookup<'_> {
-        let Some(config) = self.policy.directory() else {
-            return Lookup::Unknown;
-        };
-        let unavailable = Lookup::Unavailable {
-            retry_after: config.refresh_seconds.max(1),
-        };
-        let prefix = prefix(self.policy, config);
-        let state = match read_state(self.slots, &prefix) {
-            (Some(state), _) if state.usable(self.now_ms, config.stale_seconds) => state,
-            _ => return unavailable,
+        let (prefix, state) = match self.usable() {
+            Ok(usable) => usable,
+            Err(0) => return Lookup::Unknown,
+            Err(retry_after) => return Lookup::Unavailable { retry_after },
         };
         let Ok(km) = u16::try_from(key_manager.index()) else {
             return Lookup::Unknown;
         };
-        let read = |key: &str| {
-            self.slots
-                .get(key)
-                .and_then(|(bytes, _)| Bucket::decode(&bytes))
-                .filter(|bucket| bucket.epoch >= state.epoch)
-        };
-        let owner = read(&client_key(&prefix, km, client_id))
+        let owner = self
+            .read(&state, &client_key(&prefix, km, client_id))
             .and_then(|bucket| bucket.find_client(km, client_id))
             .map(|(_, client)| client.application);
         let Some(name) = owner else {
             return Lookup::Unknown;
         };
-        let found = read(&app_key(&prefix, &name))
-            .and_then(|bucket| bucket.find_app(&name))
-            .map(|(_, app)| app)
-            .filter(|app| {
-                app.client_ids
-                    .iter()
-                    .any(|(k, c)| *k == km && c == client_id)
-            });
+        let found = self.app(&prefix, &state, &name).filter(|app| {
+            app.client_ids
+                .iter()
+                .any(|(k, c)| *k == km && c == client_id)
+        });
         match found {
             Some(app) => Lookup::Found(Cow::Owned(application(self.policy, app))),
             None => Lookup::Unknown,
+        }
+    }
+
+    /// The key bucket, then the application's bucket (which must still list the key).
+    fn find_key(&self, hash: &[u8; 32]) -> KeyLookup<'_> {
+        let (prefix, state) = match self.usable() {
+            Ok(usable) => usable,
+            Err(0) => return KeyLookup::Unknown,
+            Err(retry_after) => return KeyLookup::Unavailable { retry_after },
+        };
+        let Some((_, key)) = self
+            .read(&state, &key_key(&prefix, hash))
+            .and_then(|bucket| bucket.find_key(hash))
+        else {
+            return KeyLookup::Unknown;
+        };
+        let found = self
+            .app(&prefix, &state, &key.application)
+            .filter(|app| app.api_keys.contains(hash));
+        match found {
+            Some(app) => KeyLookup::Found(KeyOwner {
+                key_name: Cow::Owned(key.name),
+                expires: key.expires,
+                application: Cow::Owned(application(self.policy, app)),
+            }),
+            None => KeyLookup::Unknown,
         }
     }
 }
@@ -184,6 +239,8 @@ pub enum Refusal {
     ClientIdTaken,
     /// A snapshot names it twice.
     DuplicateName,
+    /// One of its API-key hashes belongs to another application.
+    ApiKeyTaken,
 }
 
 impl Refusal {
@@ -192,6 +249,7 @@ impl Refusal {
             Refusal::Invalid => "invalid",
             Refusal::ClientIdTaken => "client_id_taken",
             Refusal::DuplicateName => "duplicate_name",
+            Refusal::ApiKeyTaken => "api_key_taken",
         }
     }
 }
@@ -292,7 +350,7 @@ impl<'a> Applier<'a> {
     }
 
     /// Compiles an application with the policy's rules into its stored form.
-    fn stored(&mut self, app: &ApplicationConfig) -> Option<StoredApp> {
+    fn stored(&mut self, app: &ApplicationConfig) -> Option<(StoredApp, Vec<StoredKey>)> {
         let catalog = self.policy.catalog();
         let mut errors = Vec::new();
         let compiled = catalog.compile("application", app, &mut errors);
@@ -319,21 +377,33 @@ impl<'a> Applier<'a> {
             };
             subscriptions.push((api, sub.state, tier));
         }
-        if client_ids.len() > usize::from(u16::MAX) || subscriptions.len() > usize::from(u16::MAX) {
-            let detail = "more than 65535 client ids or subscriptions".to_string();
+        let keys = match entry_keys(app) {
+            Ok(keys) => keys,
+            Err(detail) => {
+                self.refuse(Some(app.name.clone()), Refusal::Invalid, detail);
+                return None;
+            }
+        };
+        let max = usize::from(u16::MAX);
+        if client_ids.len() > max || subscriptions.len() > max || keys.len() > max {
+            let detail = "more than 65535 client ids, subscriptions or API keys".to_string();
             self.refuse(Some(app.name.clone()), Refusal::Invalid, detail);
             return None;
         }
-        Some(StoredApp {
-            name: app.name.clone(),
-            blocked: compiled.application.blocked,
-            client_ids,
-            subscriptions,
-        })
+        Some((
+            StoredApp {
+                name: app.name.clone(),
+                blocked: compiled.application.blocked,
+                client_ids,
+                subscriptions,
+                api_keys: keys.iter().map(|k| k.hash).collect(),
+            },
+            keys,
+        ))
     }
 
     fn upsert(&mut self, app: &ApplicationConfig) {
-        let Some(new) = self.stored(app) else {
+        let Some((new, keys)) = self.stored(app) else {
             return;
         };
         let prefix = self.prefix.clone();
@@ -360,17 +430,42 @@ impl<'a> Applier<'a> {
                 return;
             }
         }
-        let old_clients = match &old {
+        // So must every API-key hash.
+        for key in &keys {
+            let owner = self
+                .bucket(key_key(&prefix, &key.hash))
+                .find_key(&key.hash)
+                .map(|(_, k)| k.application);
+            if let Some(owner) = owner.filter(|o| *o != new.name) {
+                let detail = format!(
+                    "the API key {:?} (its SHA-256) belongs to application {owner:?}",
+                    key.name
+                );
+                self.refuse(Some(new.name.clone()), Refusal::ApiKeyTaken, detail);
+                return;
+            }
+        }
+        let (old_clients, old_keys) = match &old {
             Some((range, app)) => {
-                let clients = app.client_ids.clone();
+                let held = (app.client_ids.clone(), app.api_keys.clone());
                 self.bucket(akey.clone()).remove(range.clone());
-                clients
+                held
             }
             None => {
                 self.applications += 1;
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
+        // Keys are rewritten whole (a kept hash may have a new name or expiry).
+        for hash in &old_keys {
+            let bucket = self.bucket(key_key(&prefix, hash));
+            if let Some((range, _)) = bucket.find_key(hash) {
+                bucket.remove(range);
+            }
+        }
+        for key in &keys {
+            self.bucket(key_key(&prefix, &key.hash)).push_key(key);
+        }
         for (km, id) in old_clients.iter().filter(|c| !new.client_ids.contains(c)) {
             let bucket = self.bucket(client_key(&prefix, *km, id));
             if let Some((range, _)) = bucket.find_client(*km, id) {
@@ -404,6 +499,12 @@ impl<'a> Applier<'a> {
                 bucket.remove(range);
             }
         }
+        for hash in &old.api_keys {
+            let bucket = self.bucket(key_key(&prefix, hash));
+            if let Some((range, _)) = bucket.find_key(hash) {
+                bucket.remove(range);
+            }
+        }
         self.applications = self.applications.saturating_sub(1);
         true
     }
@@ -426,6 +527,37 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
+}
+
+/// An entry's `api_keys` with the plugin config's rules (`docs/api-keys.md`): a name, 64
+/// lower-case hex digits, an expiry that is a date-time or Unix seconds, no hash twice.
+fn entry_keys(app: &ApplicationConfig) -> Result<Vec<StoredKey>, String> {
+    let mut keys: Vec<StoredKey> = Vec::with_capacity(app.api_keys.len());
+    for (k, key) in app.api_keys.iter().enumerate() {
+        let at = format!("api_keys[{k}]");
+        if key.name.is_empty() || key.name.chars().any(char::is_control) {
+            return Err(format!("{at}.name: empty or with control characters"));
+        }
+        let Some(hash) = parse_hash_hex(&key.sha256) else {
+            return Err(format!("{at}.sha256: not 64 lower-case hex digits"));
+        };
+        let expires = match &key.expires {
+            None => None,
+            Some(expiry) => Some(expiry_seconds(expiry).ok_or_else(|| {
+                format!("{at}.expires: not an RFC 3339 date-time or Unix seconds")
+            })?),
+        };
+        if keys.iter().any(|other| other.hash == hash) {
+            return Err(format!("{at}.sha256: the same hash twice"));
+        }
+        keys.push(StoredKey {
+            hash,
+            name: key.name.clone(),
+            expires,
+            application: app.name.clone(),
+        });
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]
