@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use super::http::{Request, Response};
+use crate::directory::{page_query, PageRefusal};
 use super::ops::Console;
 use super::store::{self, ConsoleError};
 use super::web::same_token;
@@ -53,10 +54,31 @@ fn snapshot(console: &Console, req: &Request) -> Result<Response, ConsoleError> 
     })?;
     let v = version(console, seq);
     let etag = format!("\"{v}\"");
-    if req.header("if-none-match") == Some(etag.as_str()) {
+    // Paging (docs/directory.md): `limit` and `after`, by position in name order.
+    let after = req.query("after");
+    let page = match page_query(req.query("limit"), after, &v) {
+        Ok(page) => page,
+        Err(PageRefusal::BadRequest(why)) => return Ok(error(400, "invalid_request", why)),
+        Err(PageRefusal::Gone) => {
+            return Ok(error(
+                410,
+                "version_unknown",
+                "the applications changed since this cursor: fetch /v1/snapshot again",
+            ))
+        }
+    };
+    if after.is_none() && req.header("if-none-match") == Some(etag.as_str()) {
         return Ok(Response::empty(304).with_header("etag", etag));
     }
-    Ok(Response::json(200, &json!({"version": v, "applications": apps})).with_header("etag", etag))
+    let mut apps = apps;
+    apps.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let (range, next) = page.range(apps.len(), &v);
+    let apps: Vec<Value> = apps.drain(range).collect();
+    let mut body = json!({"version": v, "applications": apps});
+    if let Some(next) = next {
+        body["next"] = json!(next);
+    }
+    Ok(Response::json(200, &body).with_header("etag", etag))
 }
 
 fn changes(console: &Console, req: &Request) -> Result<Response, ConsoleError> {
