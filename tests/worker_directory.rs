@@ -70,7 +70,7 @@ fn two_workers_share_one_fetch_one_copy_and_every_change() {
     w2.on_tick(&mut h2);
     let first = fetches(&h1, 0);
     assert_eq!(first.len(), 1, "{:?}", h1.dispatched);
-    assert_eq!(first[0].1, "/base/v1/snapshot");
+    assert_eq!(first[0].1, "/base/v1/snapshot?limit=1000");
     assert!(
         fetches(&h2, 0).is_empty(),
         "the other worker lost the lease"
@@ -136,7 +136,7 @@ fn two_workers_share_one_fetch_one_copy_and_every_change() {
     let n1 = h1.dispatched.len();
     w1.on_tick(&mut h1);
     let again = fetches(&h1, n1);
-    assert_eq!(again[0].1, "/base/v1/snapshot");
+    assert_eq!(again[0].1, "/base/v1/snapshot?limit=1000");
     let snapshot = json!({"version": "w1", "applications": [shop(json!([{"api": "pets"}]))]});
     h1.answer(&mut w1, again[0].0, 200, snapshot.to_string().as_bytes());
     w2.on_tick(&mut h2);
@@ -182,7 +182,7 @@ fn api_keys_come_from_the_directory() {
     w1.on_tick(&mut h1);
     w2.on_tick(&mut h2);
     let first = fetches(&h1, 0);
-    assert_eq!(first[0].1, "/base/v1/snapshot");
+    assert_eq!(first[0].1, "/base/v1/snapshot?limit=1000");
 
     // Never loaded: a key cannot be looked up: 503, never forwarded.
     assert_eq!(
@@ -249,4 +249,49 @@ fn api_keys_come_from_the_directory() {
         get_with_key(&mut w2, &mut h2, 8, "kg_live"),
         "api_key_unknown"
     );
+}
+
+#[test]
+fn a_paged_snapshot_is_served_only_when_its_last_page_arrived() {
+    let mut w1 = Worker::new(policy(), 1);
+    let mut h1 = FakeHost::new(NOW_MS);
+    w1.on_tick(&mut h1);
+    let first = fetches(&h1, 0);
+    assert_eq!(first[0].1, "/base/v1/snapshot?limit=1000");
+    let jwks_call = h1
+        .dispatched
+        .iter()
+        .find(|d| d.cluster != "dir")
+        .unwrap()
+        .token;
+    h1.answer(&mut w1, jwks_call, 200, &jwks(&[public_jwk("p256", "k1")]));
+    let other = json!({"name": "other", "client_ids": [{"key_manager": "idp", "client_id": "x"}]});
+    let page = json!({"version": "v1", "applications": [other], "next": "v1/1"});
+    let n = h1.dispatched.len();
+    h1.answer(&mut w1, first[0].0, 200, page.to_string().as_bytes());
+    // Half a snapshot is never served; the next page is asked for at once.
+    assert_eq!(get(&mut w1, &mut h1, 1), "directory_unavailable");
+    let second = fetches(&h1, n);
+    assert_eq!(second[0].1, "/base/v1/snapshot?limit=1000&after=v1%2F1");
+    // The source changed meanwhile: 410, and the snapshot starts again.
+    h1.answer(
+        &mut w1,
+        second[0].0,
+        410,
+        br#"{"error": "version_unknown"}"#,
+    );
+    let n = h1.dispatched.len();
+    w1.on_tick(&mut h1);
+    let again = fetches(&h1, n);
+    assert_eq!(again[0].1, "/base/v1/snapshot?limit=1000");
+    let page = json!({"version": "v2", "applications": [shop(json!([]))], "next": "v2/1"});
+    let n = h1.dispatched.len();
+    h1.answer(&mut w1, again[0].0, 200, page.to_string().as_bytes());
+    let last = fetches(&h1, n);
+    let other = json!({"name": "other", "client_ids": [{"key_manager": "idp", "client_id": "x"}]});
+    let page = json!({"version": "v2", "applications": [other]});
+    h1.answer(&mut w1, last[0].0, 200, page.to_string().as_bytes());
+    w1.on_tick(&mut h1);
+    // Both pages applied: shop (from page one) is known, not subscribed to pets.
+    assert_eq!(get(&mut w1, &mut h1, 2), "not_subscribed");
 }

@@ -58,6 +58,13 @@ pub struct State {
     pub failures: u32,
     /// Applications held.
     pub applications: u64,
+    /// A paged snapshot in progress: the cursor of its next page (`""`: none), the epoch its
+    /// pages are written in (the other namespace than `epoch`'s) and the applications so far.
+    pub cursor: String,
+    pub staging_epoch: u64,
+    pub staging_applications: u64,
+    /// The epoch of the namespace a finished snapshot left behind, emptied at a later fetch.
+    pub retired: u64,
 }
 
 impl State {
@@ -97,16 +104,26 @@ pub fn state_key(prefix: &str) -> String {
     format!("{prefix}.state")
 }
 
-fn app_key(prefix: &str, name: &str) -> String {
-    format!("{prefix}.a.{}", app_bucket(name))
+/// Buckets live in two namespaces, by the parity of their epoch: a paged snapshot fills the one
+/// not served, and the state's epoch switches to it when the last page is applied.
+fn app_key(prefix: &str, epoch: u64, name: &str) -> String {
+    format!("{prefix}.{}.a.{}", epoch % 2, app_bucket(name))
 }
 
-fn client_key(prefix: &str, km: u16, client_id: &str) -> String {
-    format!("{prefix}.c.{}", client_bucket(km, client_id))
+fn client_key(prefix: &str, epoch: u64, km: u16, client_id: &str) -> String {
+    format!("{prefix}.{}.c.{}", epoch % 2, client_bucket(km, client_id))
 }
 
-fn key_key(prefix: &str, hash: &KeyHash) -> String {
-    format!("{prefix}.k.{}", key_bucket(hash))
+/// Every bucket key of the namespace of `epoch`.
+pub fn namespace_keys(prefix: &str, epoch: u64) -> impl Iterator<Item = String> + '_ {
+    let ns = epoch % 2;
+    ["a", "c", "k"].into_iter().flat_map(move |kind| {
+        (0..super::buckets::BUCKETS).map(move |n| format!("{prefix}.{ns}.{kind}.{n}"))
+    })
+}
+
+fn key_key(prefix: &str, epoch: u64, hash: &KeyHash) -> String {
+    format!("{prefix}.{}.k.{}", epoch % 2, key_bucket(hash))
 }
 
 /// The state record and its CAS value (`None`: no worker wrote it yet).
@@ -168,7 +185,7 @@ impl SharedLookup<'_> {
     }
 
     fn app(&self, prefix: &str, state: &State, name: &str) -> Option<StoredApp> {
-        self.read(state, &app_key(prefix, name))
+        self.read(state, &app_key(prefix, state.epoch, name))
             .and_then(|bucket| bucket.find_app(name))
             .map(|(_, app)| app)
     }
@@ -185,7 +202,7 @@ impl ApplicationLookup for SharedLookup<'_> {
             return Lookup::Unknown;
         };
         let owner = self
-            .read(&state, &client_key(&prefix, km, client_id))
+            .read(&state, &client_key(&prefix, state.epoch, km, client_id))
             .and_then(|bucket| bucket.find_client(km, client_id))
             .map(|(_, client)| client.application);
         let Some(name) = owner else {
@@ -210,7 +227,7 @@ impl ApplicationLookup for SharedLookup<'_> {
             Err(retry_after) => return KeyLookup::Unavailable { retry_after },
         };
         let Some((_, key)) = self
-            .read(&state, &key_key(&prefix, hash))
+            .read(&state, &key_key(&prefix, state.epoch, hash))
             .and_then(|bucket| bucket.find_key(hash))
         else {
             return KeyLookup::Unknown;
@@ -279,8 +296,8 @@ pub struct Applier<'a> {
 }
 
 impl<'a> Applier<'a> {
-    /// Applies on top of what `state` holds (changes), or from nothing (a snapshot, into the
-    /// next epoch).
+    /// Applies on top of what `state` holds (changes), or a snapshot page: the first into a new
+    /// epoch of the namespace not served, the next ones on top of the pages before.
     pub fn new(
         policy: &'a Policy,
         slots: &'a dyn Slots,
@@ -292,16 +309,25 @@ impl<'a> Applier<'a> {
             policy,
             slots,
             prefix: prefix.to_string(),
-            epoch: if snapshot {
-                state.epoch.wrapping_add(1).max(1)
-            } else {
+            epoch: if !snapshot {
                 state.epoch
+            } else if !state.cursor.is_empty() {
+                state.staging_epoch
+            } else if state.staging_epoch > state.epoch {
+                // A snapshot abandoned halfway: a new epoch of the same namespace.
+                state.staging_epoch.wrapping_add(2)
+            } else {
+                state.epoch.wrapping_add(1).max(1)
             },
             snapshot,
             buckets: BTreeMap::new(),
             refused: Vec::new(),
             applied: 0,
-            applications: if snapshot { 0 } else { state.applications },
+            applications: match (snapshot, state.cursor.is_empty()) {
+                (false, _) => state.applications,
+                (true, true) => 0,
+                (true, false) => state.staging_applications,
+            },
         }
     }
 
@@ -312,14 +338,18 @@ impl<'a> Applier<'a> {
     fn bucket(&mut self, key: String) -> &mut Bucket {
         let (slots, epoch, snapshot) = (self.slots, self.epoch, self.snapshot);
         let (bucket, _) = self.buckets.entry(key).or_insert_with_key(|key| {
-            if snapshot {
-                return (Bucket::empty(epoch), None);
-            }
             match slots.get(key) {
                 None => (Bucket::empty(epoch), Some(Expect::Absent)),
                 Some((bytes, cas)) => {
+                    // A snapshot page builds on its own epoch's pages only.
                     let bucket = Bucket::decode(&bytes)
-                        .filter(|b| b.epoch >= epoch)
+                        .filter(|b| {
+                            if snapshot {
+                                b.epoch == epoch
+                            } else {
+                                b.epoch >= epoch
+                            }
+                        })
                         .map(|b| Bucket { epoch, ..b })
                         .unwrap_or_else(|| Bucket::empty(epoch));
                     (bucket, Some(Expect::Cas(cas)))
@@ -407,7 +437,8 @@ impl<'a> Applier<'a> {
             return;
         };
         let prefix = self.prefix.clone();
-        let akey = app_key(&prefix, &new.name);
+        let epoch = self.epoch;
+        let akey = app_key(&prefix, epoch, &new.name);
         let old = self.bucket(akey.clone()).find_app(&new.name);
         if self.snapshot && old.is_some() {
             let detail = "the snapshot names this application twice".to_string();
@@ -417,7 +448,7 @@ impl<'a> Applier<'a> {
         // Every client id must be free or already this application's.
         for (km, id) in &new.client_ids {
             let owner = self
-                .bucket(client_key(&prefix, *km, id))
+                .bucket(client_key(&prefix, epoch, *km, id))
                 .find_client(*km, id)
                 .map(|(_, c)| c.application);
             if let Some(owner) = owner.filter(|o| *o != new.name) {
@@ -433,7 +464,7 @@ impl<'a> Applier<'a> {
         // So must every API-key hash.
         for key in &keys {
             let owner = self
-                .bucket(key_key(&prefix, &key.hash))
+                .bucket(key_key(&prefix, epoch, &key.hash))
                 .find_key(&key.hash)
                 .map(|(_, k)| k.application);
             if let Some(owner) = owner.filter(|o| *o != new.name) {
@@ -458,16 +489,17 @@ impl<'a> Applier<'a> {
         };
         // Keys are rewritten whole (a kept hash may have a new name or expiry).
         for hash in &old_keys {
-            let bucket = self.bucket(key_key(&prefix, hash));
+            let bucket = self.bucket(key_key(&prefix, epoch, hash));
             if let Some((range, _)) = bucket.find_key(hash) {
                 bucket.remove(range);
             }
         }
         for key in &keys {
-            self.bucket(key_key(&prefix, &key.hash)).push_key(key);
+            self.bucket(key_key(&prefix, epoch, &key.hash))
+                .push_key(key);
         }
         for (km, id) in old_clients.iter().filter(|c| !new.client_ids.contains(c)) {
-            let bucket = self.bucket(client_key(&prefix, *km, id));
+            let bucket = self.bucket(client_key(&prefix, epoch, *km, id));
             if let Some((range, _)) = bucket.find_client(*km, id) {
                 bucket.remove(range);
             }
@@ -478,7 +510,7 @@ impl<'a> Applier<'a> {
                 client_id: id.clone(),
                 application: new.name.clone(),
             };
-            self.bucket(client_key(&prefix, *km, id))
+            self.bucket(client_key(&prefix, epoch, *km, id))
                 .push_client(&client);
         }
         self.bucket(akey).push_app(&new);
@@ -488,19 +520,20 @@ impl<'a> Applier<'a> {
     /// Removes an application and its client ids; false when it was not held.
     fn remove(&mut self, name: &str) -> bool {
         let prefix = self.prefix.clone();
-        let akey = app_key(&prefix, name);
+        let epoch = self.epoch;
+        let akey = app_key(&prefix, epoch, name);
         let Some((range, old)) = self.bucket(akey.clone()).find_app(name) else {
             return false;
         };
         self.bucket(akey).remove(range);
         for (km, id) in &old.client_ids {
-            let bucket = self.bucket(client_key(&prefix, *km, id));
+            let bucket = self.bucket(client_key(&prefix, epoch, *km, id));
             if let Some((range, _)) = bucket.find_client(*km, id) {
                 bucket.remove(range);
             }
         }
         for hash in &old.api_keys {
-            let bucket = self.bucket(key_key(&prefix, hash));
+            let bucket = self.bucket(key_key(&prefix, epoch, hash));
             if let Some((range, _)) = bucket.find_key(hash) {
                 bucket.remove(range);
             }
@@ -509,13 +542,10 @@ impl<'a> Applier<'a> {
         true
     }
 
-    /// Writes every bucket touched. A snapshot writes only the buckets it filled: the others
-    /// are older than its epoch once the state is published, so they read as empty.
+    /// Writes every bucket touched. A snapshot writes only the buckets it filled: the others of
+    /// its namespace are of another epoch, so they read as empty.
     pub fn flush(self) -> Result<(), SlotError> {
         for (key, (bucket, expect)) in self.buckets {
-            if self.snapshot && bucket.entries.is_empty() {
-                continue;
-            }
             let expect = match expect {
                 Some(expect) => expect,
                 None => match self.slots.get(&key) {

@@ -67,10 +67,14 @@ pub fn page_query(
         None => 0,
         Some(cursor) => {
             let Some((of, offset)) = cursor.rsplit_once('/') else {
-                return Err(PageRefusal::BadRequest("`after` is not a cursor of this source"));
+                return Err(PageRefusal::BadRequest(
+                    "`after` is not a cursor of this source",
+                ));
             };
             let Ok(offset) = offset.parse::<usize>() else {
-                return Err(PageRefusal::BadRequest("`after` is not a cursor of this source"));
+                return Err(PageRefusal::BadRequest(
+                    "`after` is not a cursor of this source",
+                ));
             };
             if of != version {
                 return Err(PageRefusal::Gone);
@@ -279,11 +283,25 @@ mod tests {
         assert_eq!(first.range(5, "v1"), (0..2, Some("v1/2".to_string())));
         let last = page_query(Some("2"), Some("v1/4"), "v1").unwrap();
         assert_eq!(last.range(5, "v1"), (4..5, None));
-        assert_eq!(page_query(Some("2"), Some("v0/2"), "v1"), Err(PageRefusal::Gone));
-        for (limit, after) in [(Some("0"), None), (Some("x"), None), (Some("2"), Some("v1")), (None, Some("v1/2"))] {
-            assert!(matches!(page_query(limit, after, "v1"), Err(PageRefusal::BadRequest(_))));
+        assert_eq!(
+            page_query(Some("2"), Some("v0/2"), "v1"),
+            Err(PageRefusal::Gone)
+        );
+        for (limit, after) in [
+            (Some("0"), None),
+            (Some("x"), None),
+            (Some("2"), Some("v1")),
+            (None, Some("v1/2")),
+        ] {
+            assert!(matches!(
+                page_query(limit, after, "v1"),
+                Err(PageRefusal::BadRequest(_))
+            ));
         }
-        assert_eq!(page_query(Some("99999"), None, "v").unwrap().limit, Some(MAX_PAGE));
+        assert_eq!(
+            page_query(Some("99999"), None, "v").unwrap().limit,
+            Some(MAX_PAGE)
+        );
     }
 
     #[test]

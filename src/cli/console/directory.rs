@@ -6,10 +6,10 @@
 use serde_json::{json, Value};
 
 use super::http::{Request, Response};
-use crate::directory::{page_query, PageRefusal};
 use super::ops::Console;
 use super::store::{self, ConsoleError};
 use super::web::same_token;
+use crate::directory::{page_query, PageRefusal};
 
 fn error(status: u16, error: &str, description: &str) -> Response {
     Response::json(
