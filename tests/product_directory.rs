@@ -286,7 +286,7 @@ fn a_gap_beyond_the_source_history_is_closed_with_a_full_snapshot() {
     assert!(
         served[gone + 1..]
             .iter()
-            .any(|s| s.target.ends_with("/v1/snapshot") && s.status == 200),
+            .any(|s| s.target.contains("/v1/snapshot?limit=") && s.status == 200),
         "a snapshot after the 410: {served:?}"
     );
     assert!(
@@ -445,4 +445,36 @@ fn an_api_key_added_to_the_source_works_and_removed_stops() {
     gw.edit_raw(&with_keys(&[("added", added, None)]));
     gw.until_key("/keys/v1/items", live, 401, "api_key_unknown");
     assert_eq!(gw.get_key("/keys/v1/items", added).status, 200);
+}
+
+#[test]
+fn a_snapshot_larger_than_a_page_is_fetched_in_pages() {
+    // 1,200 applications: the gateway asks 1,000 per page, so two pages of one version.
+    let names: Vec<(String, String)> = (0..1200)
+        .map(|i| (format!("app{i:04}"), format!("dir-{i:04}")))
+        .collect();
+    let apps: Vec<App> = names
+        .iter()
+        .map(|(name, client)| (name.as_str(), client.as_str(), &["pets"][..]))
+        .collect();
+    let gw = Gateway::start(&apps, "", &[], 1);
+    // The last application in name order is on the second page.
+    gw.until("/pets/v1/pets", "dir-1199", 200, "");
+    assert_eq!(gw.get("/pets/v1/pets", "dir-0000").status, 200);
+    let served = gw.source.served();
+    let pages: Vec<_> = served
+        .iter()
+        .filter(|s| s.target.contains("/v1/snapshot"))
+        .collect();
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(
+        pages[0].target.ends_with("/v1/snapshot?limit=1000"),
+        "{pages:?}"
+    );
+    assert!(pages[1].target.contains("&after="), "{pages:?}");
+    assert!(
+        gw.envoy
+            .stat_sum("wasmcustom.keygate_directory_fetches.outcome.snapshot_page")
+            >= 1
+    );
 }
