@@ -264,12 +264,12 @@ impl Policy {
     /// Decision steps 2-7 for an API key (its SHA-256, [`hash_key`]) at `now` (Unix seconds): the
     /// key and its application (found by `applications`: inline or the directory), expiry, the
     /// subscription to the API of `route`, and the resource's requirements.
-    pub fn authorize_key_with<'p, 'l>(
+    pub fn authorize_key_with<'p>(
         &'p self,
         route: &RouteMatch,
         key: &KeyHash,
         now: f64,
-        applications: &'l dyn ApplicationLookup,
+        applications: &dyn ApplicationLookup,
     ) -> Result<KeyAccess<'p>, KeyRefusal> {
         let (api, resource) = self
             .resource(route)

@@ -74,10 +74,10 @@ fn snapshot(console: &Console, req: &Request) -> Result<Response, ConsoleError> 
     apps.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     let (range, next) = page.range(apps.len(), &v);
     let apps: Vec<Value> = apps.drain(range).collect();
-    let mut body = json!({"version": v, "applications": apps});
-    if let Some(next) = next {
-        body["next"] = json!(next);
-    }
+    let body = match next {
+        Some(next) => json!({"version": v, "applications": apps, "next": next}),
+        None => json!({"version": v, "applications": apps}),
+    };
     Ok(Response::json(200, &body).with_header("etag", etag))
 }
 
