@@ -154,6 +154,24 @@ function vmRss(pid) {
   return kb / 1024;
 }
 
+// Where Envoy's memory is: tcmalloc's view from the admin /memory (allocated: live objects,
+// heap_size: what the allocator holds) and the kernel's anonymous pages (smaps_rollup).
+async function memoryDetail(pid, adminPort) {
+  const mb = (n) => Number(n) / 1048576;
+  const out = {};
+  try {
+    const m = JSON.parse((await get(adminPort, '/memory')).body);
+    out.allocated = mb(m.allocated);
+    out.heap = mb(m.heap_size);
+    out.unmapped = mb(m.pageheap_unmapped);
+  } catch { /* admin unavailable */ }
+  try {
+    const smaps = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    out.anonymous = Number(/Anonymous:\s+(\d+)/.exec(smaps)[1]) / 1024;
+  } catch { /* no smaps_rollup */ }
+  return out;
+}
+
 async function startEnvoy(config, workers, tag, cpus) {
   const args = ['-c', config, '--concurrency', String(workers), '--use-dynamic-base-id', '-l', 'info'];
   const cmd = cpus ? 'taskset' : ENVOY;
@@ -224,6 +242,9 @@ async function main() {
       await sleep(2000);
       const rss = vmRss(envoy.pid);
       s[`rss_${workers}`] = rss;
+      const detail = await memoryDetail(envoy.pid, s.ports.admin);
+      s[`mem_${workers}`] = detail;
+      say(`${tag}: ${workers} worker(s): memory ${JSON.stringify(detail)}`);
       s[`loaded_${workers}_s`] = loaded;
       say(`${tag}: ${workers} worker(s): directory loaded and first request allowed after ${loaded.toFixed(2)} s, VmRSS ${rss.toFixed(1)} MB`);
       if (tag === 'big' && workers === 4) {
@@ -299,6 +320,8 @@ async function main() {
     ['`directory serve` ready (JSON)', `${m.serve_ready_s.toFixed(2)} s`, `${b.serve_ready_s.toFixed(2)} s`, ''],
     ['Envoy start to first allowed request, 1 / 4 workers', `${m.loaded_1_s.toFixed(1)} / ${m.loaded_4_s.toFixed(1)} s`, `${b.loaded_1_s.toFixed(1)} / ${b.loaded_4_s.toFixed(1)} s`, ''],
     ['Envoy VmRSS, 1 worker', `${m.rss_1.toFixed(0)} MB`, `${b.rss_1.toFixed(0)} MB (+${(b.rss_1 - m.rss_1).toFixed(0)})`, '< +40 MB'],
+    ['Envoy heap allocated (admin /memory), 1 / 4 workers', `${m.mem_1.allocated?.toFixed(0)} / ${m.mem_4.allocated?.toFixed(0)} MB`, `${b.mem_1.allocated?.toFixed(0)} / ${b.mem_4.allocated?.toFixed(0)} MB`, ''],
+    ['Envoy anonymous memory (smaps_rollup), 1 / 4 workers', `${m.mem_1.anonymous?.toFixed(0)} / ${m.mem_4.anonymous?.toFixed(0)} MB`, `${b.mem_1.anonymous?.toFixed(0)} / ${b.mem_4.anonymous?.toFixed(0)} MB`, ''],
     ['Envoy VmRSS, 4 workers', `${m.rss_4.toFixed(0)} MB`, `${b.rss_4.toFixed(0)} MB (+${(b.rss_4 - m.rss_4).toFixed(0)})`, '< +40 MB'],
     ['subscription change in the file to enforced (4 workers)', '', `${result.change_enforced_s.toFixed(2)} s (all workers ${result.change_everywhere_s.toFixed(2)} s)`, '< 5 s'],
     ['requests failed meanwhile (steady load)', '', `${result.load_failed} of ${result.load_requests}`, '0'],

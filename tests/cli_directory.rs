@@ -200,3 +200,59 @@ fn the_plugin_configs_directory_is_refused_naming_the_field() {
         ["directory.stale_seconds: out_of_range"]
     );
 }
+
+/// `keygate directory serve`'s paging (docs/directory.md, "Pages"), with the docs' literal values.
+#[test]
+fn the_source_pages_its_snapshot_as_documented() {
+    use keygate::cli::directory_history::Served;
+    use keygate::directory::{Refusal, Snapshot, MAX_PAGE, SNAPSHOT_PAGE};
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/directory.md")).unwrap();
+    assert!(doc.contains("the gateway asks `limit=1000`"));
+    assert_eq!(SNAPSHOT_PAGE, 1000);
+    assert!(doc.contains("serve at most 10,000 per page"));
+    assert_eq!(MAX_PAGE, 10_000);
+    assert!(doc.contains(r#""api_key_taken""#));
+    assert_eq!(Refusal::ApiKeyTaken.code(), "api_key_taken");
+    assert!(doc.contains("`snapshot_page`"));
+
+    let app = |name: &str| serde_json::from_value(json!({"name": name})).unwrap();
+    let mut served = Served::new("run".into(), vec![app("c"), app("a"), app("b")], 10);
+    let page = |s: &mut Served, target: &str| {
+        let answer = s.answer("GET", target, None, None);
+        let body: Option<Snapshot> = serde_json::from_slice(&answer.body).ok();
+        (answer.status, body)
+    };
+    let (status, first) = page(&mut served, "/d/v1/snapshot?limit=2");
+    let first = first.unwrap();
+    assert_eq!(status, 200);
+    let names: Vec<_> = first.applications.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"], "name order");
+    let next = first.next.clone().unwrap();
+    assert_eq!(next, format!("{}/2", first.version));
+    let after = next.replace('/', "%2F");
+    let (_, last) = page(
+        &mut served,
+        &format!("/d/v1/snapshot?limit=2&after={after}"),
+    );
+    let last = last.unwrap();
+    assert_eq!(
+        (last.version.as_str(), last.next.as_deref()),
+        (first.version.as_str(), None)
+    );
+    assert_eq!(last.applications.len(), 1);
+    // Unpaged: everything, no `next`.
+    let (_, all) = page(&mut served, "/d/v1/snapshot");
+    assert_eq!(all.unwrap().applications.len(), 3);
+    assert_eq!(page(&mut served, "/d/v1/snapshot?limit=0").0, 400);
+    // The applications changed: the old cursor is gone.
+    served.update(vec![app("a")]);
+    assert_eq!(
+        page(
+            &mut served,
+            &format!("/d/v1/snapshot?limit=2&after={after}")
+        )
+        .0,
+        410
+    );
+}

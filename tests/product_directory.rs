@@ -92,10 +92,17 @@ impl Gateway {
     upstream: http://127.0.0.1:{}
     resources:
       - {{method: GET, path: /orders}}
+  - name: keys
+    base_path: /keys/v1
+    upstream: http://127.0.0.1:{}
+    security: [api_key]
+    resources:
+      - {{method: GET, path: /items}}
 directory:
   url: {url}
 {directory}",
             gateway_and_key_manager(&Options::default(), &issuer, &jwks_uri, port, admin),
+            echo.port(),
             echo.port(),
             echo.port(),
         );
@@ -122,6 +129,38 @@ directory:
         let temp = self.dir.path().join("keygate.yaml.tmp");
         std::fs::write(&temp, text).unwrap();
         std::fs::rename(&temp, &self.input).unwrap();
+    }
+
+    /// Rewrites the declaration's applications with `tail` (YAML from `applications:` on).
+    fn edit_raw(&mut self, tail: &str) {
+        let temp = self.dir.path().join("keygate.yaml.tmp");
+        std::fs::write(&temp, format!("{}{tail}", self.head)).unwrap();
+        std::fs::rename(&temp, &self.input).unwrap();
+    }
+
+    /// GET `path` with `key` in the `apikey` header.
+    fn get_key(&self, path: &str, key: &str) -> Response {
+        http(
+            self.port,
+            "GET",
+            path,
+            &[("apikey", key), ("connection", "close")],
+        )
+    }
+
+    /// Polls until `path` with `key` answers `status` (and `code`, when given).
+    fn until_key(&self, path: &str, key: &str, status: u16, code: &str) -> Response {
+        let found = poll_until(ENFORCED_WITHIN, || {
+            let r = self.get_key(path, key);
+            (r.status == status && (code.is_empty() || r.code() == code)).then_some(r)
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "{path} with a key: not {status} {code} within {ENFORCED_WITHIN:?} (last: {:?})\nsource:\n{}",
+                self.get_key(path, key),
+                self.source.log()
+            )
+        })
     }
 
     fn token(&self, client: &str) -> String {
@@ -247,7 +286,7 @@ fn a_gap_beyond_the_source_history_is_closed_with_a_full_snapshot() {
     assert!(
         served[gone + 1..]
             .iter()
-            .any(|s| s.target.ends_with("/v1/snapshot") && s.status == 200),
+            .any(|s| s.target.contains("/v1/snapshot?limit=") && s.status == 200),
         "a snapshot after the 410: {served:?}"
     );
     assert!(
@@ -351,4 +390,91 @@ fn two_workers_share_one_copy_and_one_fetch_per_refresh() {
         .filter(|s| s.target.contains("/v1/snapshot"))
         .count();
     assert_eq!(snapshots, 1);
+}
+
+/// The application `shop` subscribed to `keys`, with `keys` as its `api_keys` entries (name,
+/// key, expiry).
+fn with_keys(keys: &[(&str, &str, Option<&str>)]) -> String {
+    use keygate::policy::api_keys::{hash_hex, hash_key};
+    let mut out = String::from(
+        "applications:\n  - name: shop\n    subscriptions: [{api: keys}]\n    api_keys:\n",
+    );
+    if keys.is_empty() {
+        out = out.replace("    api_keys:\n", "    api_keys: []\n");
+    }
+    for (name, key, expires) in keys {
+        out.push_str(&format!(
+            "      - {{name: {name}, sha256: {}{}}}\n",
+            hash_hex(&hash_key(key)),
+            expires.map_or(String::new(), |e| format!(", expires: \"{e}\""))
+        ));
+    }
+    out
+}
+
+#[test]
+fn an_api_key_added_to_the_source_works_and_removed_stops() {
+    let live = "kg_directoryLiveKey0123456789abcdefghijklmnopqrstu";
+    let added = "kg_directoryAddedKey0123456789abcdefghijklmnopqrst";
+    let old = "kg_directoryOldKey0123456789abcdefghijklmnopqrstuv";
+    let mut gw = Gateway::start(&[("other", "dir-other", &["pets"])], "", &[], 2);
+    gw.edit_raw(&with_keys(&[
+        ("live", live, None),
+        ("old", old, Some("2020-01-01T00:00:00Z")),
+    ]));
+    let allowed = gw.until_key("/keys/v1/items", live, 200, "");
+    assert!(
+        allowed.body.contains("x-keygate-api-key"),
+        "{}",
+        allowed.body
+    );
+    assert!(!allowed.body.contains(live), "the key never goes upstream");
+    let expired = gw.get_key("/keys/v1/items", old);
+    assert_eq!(
+        (expired.status, expired.code().as_str()),
+        (401, "api_key_expired")
+    );
+    assert_eq!(
+        gw.get_key("/keys/v1/items", added).code(),
+        "api_key_unknown"
+    );
+
+    // Added: works within 5 s; removed: refused within 5 s.
+    gw.edit_raw(&with_keys(&[("live", live, None), ("added", added, None)]));
+    gw.until_key("/keys/v1/items", added, 200, "");
+    gw.edit_raw(&with_keys(&[("added", added, None)]));
+    gw.until_key("/keys/v1/items", live, 401, "api_key_unknown");
+    assert_eq!(gw.get_key("/keys/v1/items", added).status, 200);
+}
+
+#[test]
+fn a_snapshot_larger_than_a_page_is_fetched_in_pages() {
+    // 1,200 applications: the gateway asks 1,000 per page, so two pages of one version.
+    let names: Vec<(String, String)> = (0..1200)
+        .map(|i| (format!("app{i:04}"), format!("dir-{i:04}")))
+        .collect();
+    let apps: Vec<App> = names
+        .iter()
+        .map(|(name, client)| (name.as_str(), client.as_str(), &["pets"][..]))
+        .collect();
+    let gw = Gateway::start(&apps, "", &[], 1);
+    // The last application in name order is on the second page.
+    gw.until("/pets/v1/pets", "dir-1199", 200, "");
+    assert_eq!(gw.get("/pets/v1/pets", "dir-0000").status, 200);
+    let served = gw.source.served();
+    let pages: Vec<_> = served
+        .iter()
+        .filter(|s| s.target.contains("/v1/snapshot"))
+        .collect();
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(
+        pages[0].target.ends_with("/v1/snapshot?limit=1000"),
+        "{pages:?}"
+    );
+    assert!(pages[1].target.contains("&after="), "{pages:?}");
+    assert!(
+        gw.envoy
+            .stat_sum("wasmcustom.keygate_directory_fetches.outcome.snapshot_page")
+            >= 1
+    );
 }

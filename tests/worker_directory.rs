@@ -70,7 +70,7 @@ fn two_workers_share_one_fetch_one_copy_and_every_change() {
     w2.on_tick(&mut h2);
     let first = fetches(&h1, 0);
     assert_eq!(first.len(), 1, "{:?}", h1.dispatched);
-    assert_eq!(first[0].1, "/base/v1/snapshot");
+    assert_eq!(first[0].1, "/base/v1/snapshot?limit=1000");
     assert!(
         fetches(&h2, 0).is_empty(),
         "the other worker lost the lease"
@@ -136,9 +136,162 @@ fn two_workers_share_one_fetch_one_copy_and_every_change() {
     let n1 = h1.dispatched.len();
     w1.on_tick(&mut h1);
     let again = fetches(&h1, n1);
-    assert_eq!(again[0].1, "/base/v1/snapshot");
+    assert_eq!(again[0].1, "/base/v1/snapshot?limit=1000");
     let snapshot = json!({"version": "w1", "applications": [shop(json!([{"api": "pets"}]))]});
     h1.answer(&mut w1, again[0].0, 200, snapshot.to_string().as_bytes());
     w2.on_tick(&mut h2);
     assert_eq!(get(&mut w2, &mut h2, 6), "allowed");
+}
+
+/// The policy with an API `keys` at `/keys` that accepts only API keys.
+fn key_policy() -> Policy {
+    let mut cfg = config(json!({}));
+    cfg.as_object_mut().unwrap().remove("applications");
+    cfg["apis"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "keys", "base_path": "/keys",
+        "security": ["api_key"], "resources": [{"method": "GET", "path": "/items"}]}));
+    cfg["directory"] = json!({"url": "http://dir.example/base", "cluster": "dir",
+        "authority": "dir.example", "path": "/base"});
+    compile(&cfg)
+}
+
+/// The code of the reply to a GET of /keys/items with `key` in `apikey`.
+fn get_with_key(worker: &mut Worker, host: &mut FakeHost, stream: u32, key: &str) -> String {
+    let headers = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":path".to_string(), "/keys/items".to_string()),
+        (":authority".to_string(), "api.example".to_string()),
+        ("apikey".to_string(), key.to_string()),
+    ];
+    worker.on_request(host, stream, &headers);
+    match host.reply_of(stream) {
+        Some(sent) => sent.code().unwrap_or_default(),
+        None => "allowed".to_string(),
+    }
+}
+
+#[test]
+fn api_keys_come_from_the_directory() {
+    use keygate::policy::api_keys::{hash_hex, hash_key};
+    let sha = |key: &str| hash_hex(&hash_key(key));
+    let (mut w1, mut w2) = (Worker::new(key_policy(), 1), Worker::new(key_policy(), 2));
+    let mut h1 = FakeHost::new(NOW_MS);
+    let mut h2 = h1.sibling();
+    w1.on_tick(&mut h1);
+    w2.on_tick(&mut h2);
+    let first = fetches(&h1, 0);
+    assert_eq!(first[0].1, "/base/v1/snapshot?limit=1000");
+
+    // Never loaded: a key cannot be looked up: 503, never forwarded.
+    assert_eq!(
+        get_with_key(&mut w1, &mut h1, 1, "kg_live"),
+        "directory_unavailable"
+    );
+    assert_eq!(h1.reply_of(1).unwrap().status, 503);
+
+    let shop =
+        |keys: Value| json!({"name": "shop", "subscriptions": [{"api": "keys"}], "api_keys": keys});
+    // NOW_MS is in 2026: an expiry in 2020 has passed.
+    let keys = json!([{"name": "live", "sha256": sha("kg_live")},
+                      {"name": "old", "sha256": sha("kg_old"), "expires": "2020-01-01T00:00:00Z"}]);
+    let thief = json!({"name": "thief", "subscriptions": [{"api": "keys"}],
+                       "api_keys": [{"name": "mine", "sha256": sha("kg_live")}]});
+    let bad = json!({"name": "bad", "api_keys": [{"name": "x", "sha256": "ABC"}]});
+    let snapshot = json!({"version": "v1", "applications": [shop(keys), thief, bad]});
+    h1.answer(&mut w1, first[0].0, 200, snapshot.to_string().as_bytes());
+    let refused =
+        |reason: &str| h1.counter_where("keygate_directory_refused_entries", &[("reason", reason)]);
+    assert_eq!(refused("api_key_taken"), 1, "the second claim of a hash");
+    assert_eq!(refused("invalid"), 1, "a malformed hash");
+
+    w2.on_tick(&mut h2);
+    assert_eq!(get_with_key(&mut w2, &mut h2, 2, "kg_live"), "allowed");
+    assert_eq!(
+        get_with_key(&mut w1, &mut h1, 3, "kg_old"),
+        "api_key_expired"
+    );
+    assert_eq!(
+        get_with_key(&mut w1, &mut h1, 4, "kg_never"),
+        "api_key_unknown"
+    );
+
+    // The key removed from the application: both workers refuse it after their next tick.
+    h1.now_ms += 1_000;
+    h2.now_ms += 1_000;
+    let n1 = h1.dispatched.len();
+    w1.on_tick(&mut h1);
+    let next = fetches(&h1, n1);
+    assert_eq!(next[0].1, "/base/v1/changes?since=v1");
+    let changes = json!({"version": "v2", "changes": [
+        {"op": "upsert", "application": shop(json!([{"name": "new", "sha256": sha("kg_new")}]))},
+        {"op": "upsert", "application": {"name": "thief", "subscriptions": [{"api": "keys"}],
+            "api_keys": [{"name": "mine", "sha256": sha("kg_live")}]}}]});
+    h1.answer(&mut w1, next[0].0, 200, changes.to_string().as_bytes());
+    w2.on_tick(&mut h2);
+    assert_eq!(get_with_key(&mut w2, &mut h2, 5, "kg_new"), "allowed");
+    // The hash was freed by shop, so thief's claim now applies.
+    assert_eq!(get_with_key(&mut w2, &mut h2, 6, "kg_live"), "allowed");
+    assert_eq!(
+        get_with_key(&mut w1, &mut h1, 7, "kg_old"),
+        "api_key_unknown"
+    );
+    let changes = json!({"version": "v3", "changes": [{"op": "remove", "name": "thief"}]});
+    h1.now_ms += 1_000;
+    h2.now_ms += 1_000;
+    let n1 = h1.dispatched.len();
+    w1.on_tick(&mut h1);
+    let next = fetches(&h1, n1);
+    h1.answer(&mut w1, next[0].0, 200, changes.to_string().as_bytes());
+    w2.on_tick(&mut h2);
+    assert_eq!(
+        get_with_key(&mut w2, &mut h2, 8, "kg_live"),
+        "api_key_unknown"
+    );
+}
+
+#[test]
+fn a_paged_snapshot_is_served_only_when_its_last_page_arrived() {
+    let mut w1 = Worker::new(policy(), 1);
+    let mut h1 = FakeHost::new(NOW_MS);
+    w1.on_tick(&mut h1);
+    let first = fetches(&h1, 0);
+    assert_eq!(first[0].1, "/base/v1/snapshot?limit=1000");
+    let jwks_call = h1
+        .dispatched
+        .iter()
+        .find(|d| d.cluster != "dir")
+        .unwrap()
+        .token;
+    h1.answer(&mut w1, jwks_call, 200, &jwks(&[public_jwk("p256", "k1")]));
+    let other = json!({"name": "other", "client_ids": [{"key_manager": "idp", "client_id": "x"}]});
+    let page = json!({"version": "v1", "applications": [other], "next": "v1/1"});
+    let n = h1.dispatched.len();
+    h1.answer(&mut w1, first[0].0, 200, page.to_string().as_bytes());
+    // Half a snapshot is never served; the next page is asked for at once.
+    assert_eq!(get(&mut w1, &mut h1, 1), "directory_unavailable");
+    let second = fetches(&h1, n);
+    assert_eq!(second[0].1, "/base/v1/snapshot?limit=1000&after=v1%2F1");
+    // The source changed meanwhile: 410, and the snapshot starts again.
+    h1.answer(
+        &mut w1,
+        second[0].0,
+        410,
+        br#"{"error": "version_unknown"}"#,
+    );
+    let n = h1.dispatched.len();
+    w1.on_tick(&mut h1);
+    let again = fetches(&h1, n);
+    assert_eq!(again[0].1, "/base/v1/snapshot?limit=1000");
+    let page = json!({"version": "v2", "applications": [shop(json!([]))], "next": "v2/1"});
+    let n = h1.dispatched.len();
+    h1.answer(&mut w1, again[0].0, 200, page.to_string().as_bytes());
+    let last = fetches(&h1, n);
+    let other = json!({"name": "other", "client_ids": [{"key_manager": "idp", "client_id": "x"}]});
+    let page = json!({"version": "v2", "applications": [other]});
+    h1.answer(&mut w1, last[0].0, 200, page.to_string().as_bytes());
+    w1.on_tick(&mut h1);
+    // Both pages applied: shop (from page one) is known, not subscribed to pets.
+    assert_eq!(get(&mut w1, &mut h1, 2), "not_subscribed");
 }

@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::config::ApplicationConfig;
-use crate::directory::{Change, Changes, ErrorBody, Snapshot, CHANGES_PATH, SNAPSHOT_PATH};
+use crate::directory::{
+    page_query, Change, Changes, ErrorBody, PageQuery, PageRefusal, Snapshot, CHANGES_PATH,
+    SNAPSHOT_PATH,
+};
 
 /// An answer: status, headers, body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,10 +170,33 @@ impl Served {
         let version = self.version();
         let unchanged = if_none_match.is_some_and(|tags| etag_matches(tags, &version));
         if path.ends_with(SNAPSHOT_PATH) {
-            if unchanged {
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                    .map(percent_decode)
+            };
+            let (limit, after) = (param("limit"), param("after"));
+            let page = match page_query(limit.as_deref(), after.as_deref(), &version) {
+                Ok(page) => page,
+                Err(PageRefusal::BadRequest(why)) => {
+                    return Answer::error(400, "invalid_request", why)
+                }
+                Err(PageRefusal::Gone) => {
+                    return Answer::error(
+                        410,
+                        "version_unknown",
+                        "the applications changed since this cursor: fetch /v1/snapshot again",
+                    )
+                }
+            };
+            if unchanged && after.is_none() {
                 return Answer::not_modified(&version);
             }
-            let body = self.snapshot_body();
+            let body = match page.limit {
+                Some(_) => self.snapshot_page(page),
+                None => self.snapshot_body(),
+            };
             return Answer {
                 status: 200,
                 headers: vec![
@@ -195,6 +221,24 @@ impl Served {
         )
     }
 
+    /// One page of the snapshot (serialized each time: pages are small).
+    fn snapshot_page(&self, page: PageQuery) -> Arc<Vec<u8>> {
+        let version = self.version();
+        let (range, next) = page.range(self.applications.len(), &version);
+        let snapshot = Snapshot {
+            version,
+            applications: self
+                .applications
+                .values()
+                .skip(range.start)
+                .take(range.len())
+                .cloned()
+                .collect(),
+            next,
+        };
+        Arc::new(serde_json::to_vec(&snapshot).unwrap_or_default())
+    }
+
     fn snapshot_body(&mut self) -> Arc<Vec<u8>> {
         if let Some(body) = &self.snapshot {
             return Arc::clone(body);
@@ -202,6 +246,7 @@ impl Served {
         let snapshot = Snapshot {
             version: self.version(),
             applications: self.applications.values().cloned().collect(),
+            next: None,
         };
         let body = Arc::new(serde_json::to_vec(&snapshot).unwrap_or_default());
         self.snapshot = Some(Arc::clone(&body));

@@ -257,19 +257,27 @@ pub struct KeyGrants {
 impl KeyGrants {
     /// Grants remembered at most (then the map starts over).
     const MAX: usize = 4_096;
+
+    /// Forgets every grant (the directory changed: a key's name or tier may have).
+    pub fn clear(&mut self) {
+        self.by.clear();
+    }
 }
 
 /// The decision for a request that presents an API key, at `now` (Unix seconds).
 pub fn decide_api_key(policy: &Policy, started: &Started<'_>, now: f64) -> Outcome {
-    decide_api_key_with(policy, started, now, &mut KeyGrants::default())
+    let slots = crate::dpop::MemorySlots::default();
+    decide_api_key_with(policy, started, now, &mut KeyGrants::default(), &slots)
 }
 
-/// [`decide_api_key`], reusing the identity of an earlier grant of `grants`.
+/// [`decide_api_key`], reusing the identity of an earlier grant of `grants` (which the caller
+/// forgets when the directory changes), with the directory (when configured) in `slots`.
 pub fn decide_api_key_with(
     policy: &Policy,
     started: &Started<'_>,
     now: f64,
     grants: &mut KeyGrants,
+    slots: &dyn crate::dpop::Slots,
 ) -> Outcome {
     let header = || {
         policy
@@ -278,7 +286,18 @@ pub fn decide_api_key_with(
             .map_or_else(String::new, |source| source.header.clone())
     };
     let hash = hash_key(started.token);
-    match policy.authorize_key(&started.route, &hash, now) {
+    let access = match policy.directory() {
+        None => policy.authorize_key(&started.route, &hash, now),
+        Some(_) => {
+            let lookup = crate::directory::SharedLookup {
+                policy,
+                slots,
+                now_ms: (now * 1000.0) as u64,
+            };
+            policy.authorize_key_with(&started.route, &hash, now, &lookup)
+        }
+    };
+    match access {
         Ok(access) => {
             let at = (hash, started.route.api.index(), started.route.resource);
             if let Some(allowed) = grants.by.get(&at) {

@@ -1,14 +1,16 @@
 //! The directory's shared-data encoding: hashed buckets of compact binary entries.
 //!
-//! A bucket is one shared-data entry: `KD1`, the epoch it was written in (u64 LE), then entries
-//! back to back. Strings are a u32 LE length and UTF-8 bytes. Two kinds, more to come (API-key
-//! hashes, issue 25, are one more kind keyed the same way):
+//! A bucket is one shared-data entry: `KD2`, the epoch it was written in (u64 LE), then entries
+//! back to back. Strings are a u32 LE length and UTF-8 bytes. Three kinds:
 //! - **application** buckets, by a hash of the name: `name`, `blocked` (u8), the client ids
 //!   (u16 count; key manager index u16, client id), the subscriptions (u16 count; API index u16,
-//!   state u8, tier index u16 or `NO_TIER`). Indices are the policy's (the shared-data key carries
+//!   state u8, tier index u16 or `NO_TIER`), the API-key hashes (u16 count; 32 bytes each).
+//!   Indices are the policy's (the shared-data key carries
 //!   a fingerprint of the names they index, so another configuration never reads them).
 //! - **client** buckets, by a hash of (key manager index, client id): key manager index u16,
 //!   client id, application name.
+//! - **key** buckets, by a hash of the API key's SHA-256: the SHA-256 (32 bytes), the expiry
+//!   (u64 LE Unix seconds, `u64::MAX`: never), the key's name, application name.
 
 use crate::config::SubscriptionState;
 
@@ -17,7 +19,7 @@ use crate::config::SubscriptionState;
 /// directory writes only the buckets it fills.
 pub const BUCKETS: u64 = 4096;
 
-const MAGIC: &[u8; 3] = b"KD1";
+const MAGIC: &[u8; 3] = b"KD2";
 pub const NO_TIER: u16 = u16::MAX;
 
 /// FNV-1a, 64 bit: stable across workers and builds (not for security).
@@ -39,6 +41,10 @@ pub fn client_bucket(key_manager: u16, client_id: &str) -> u64 {
     fnv1a(&[b"c", &key_manager.to_le_bytes(), client_id.as_bytes()]) % BUCKETS
 }
 
+pub fn key_bucket(hash: &[u8; 32]) -> u64 {
+    fnv1a(&[b"k", hash]) % BUCKETS
+}
+
 /// An application as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredApp {
@@ -47,6 +53,18 @@ pub struct StoredApp {
     pub client_ids: Vec<(u16, String)>,
     /// (API index, state, tier index or [`NO_TIER`]).
     pub subscriptions: Vec<(u16, SubscriptionState, u16)>,
+    /// The SHA-256 of each of its API keys.
+    pub api_keys: Vec<[u8; 32]>,
+}
+
+/// An API key's owner as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub hash: [u8; 32],
+    pub name: String,
+    /// Unix seconds; `None`: never.
+    pub expires: Option<u64>,
+    pub application: String,
 }
 
 /// A client id's owner as stored.
@@ -135,6 +153,18 @@ impl Bucket {
         None
     }
 
+    pub fn find_key(&self, hash: &[u8; 32]) -> Option<(std::ops::Range<usize>, StoredKey)> {
+        let mut reader = Reader::new(&self.entries);
+        while !reader.done() {
+            let start = reader.pos;
+            let key = read_key(&mut reader)?;
+            if key.hash == *hash {
+                return Some((start..reader.pos, key));
+            }
+        }
+        None
+    }
+
     pub fn remove(&mut self, range: std::ops::Range<usize>) {
         if range.end <= self.entries.len() && range.start <= range.end {
             self.entries.drain(range);
@@ -160,6 +190,18 @@ impl Bucket {
             });
             out.extend_from_slice(&tier.to_le_bytes());
         }
+        put_u16(out, app.api_keys.len());
+        for hash in &app.api_keys {
+            out.extend_from_slice(hash);
+        }
+    }
+
+    pub fn push_key(&mut self, key: &StoredKey) {
+        let out = &mut self.entries;
+        out.extend_from_slice(&key.hash);
+        out.extend_from_slice(&key.expires.unwrap_or(u64::MAX).to_le_bytes());
+        put_str(out, &key.name);
+        put_str(out, &key.application);
     }
 
     pub fn push_client(&mut self, client: &StoredClient) {
@@ -211,6 +253,14 @@ impl<'a> Reader<'a> {
         Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
     }
 
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn hash(&mut self) -> Option<[u8; 32]> {
+        self.take(32)?.try_into().ok()
+    }
+
     fn string(&mut self) -> Option<String> {
         let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
         let bytes = self.take(usize::try_from(len).ok()?)?;
@@ -238,11 +288,28 @@ fn read_app(r: &mut Reader<'_>) -> Option<StoredApp> {
         };
         subscriptions.push((api, state, r.u16()?));
     }
+    let keys = r.u16()?;
+    let mut api_keys = Vec::with_capacity(usize::from(keys));
+    for _ in 0..keys {
+        api_keys.push(r.hash()?);
+    }
     Some(StoredApp {
         name,
         blocked,
         client_ids,
         subscriptions,
+        api_keys,
+    })
+}
+
+fn read_key(r: &mut Reader<'_>) -> Option<StoredKey> {
+    let hash = r.hash()?;
+    let expires = Some(r.u64()?).filter(|at| *at != u64::MAX);
+    Some(StoredKey {
+        hash,
+        expires,
+        name: r.string()?,
+        application: r.string()?,
     })
 }
 
@@ -266,6 +333,7 @@ mod tests {
             blocked: false,
             client_ids: vec![(0, format!("{name}-c"))],
             subscriptions: vec![(1, SubscriptionState::ProductionOnlyBlocked, NO_TIER)],
+            api_keys: vec![[name.len() as u8; 32]],
         };
         bucket.push_app(&app("a"));
         bucket.push_app(&app("b"));
@@ -285,7 +353,23 @@ mod tests {
         clients.push_client(&client);
         assert_eq!(clients.find_client(2, "x").unwrap().1, client);
         assert!(clients.find_client(1, "x").is_none());
-        assert!(Bucket::decode(b"KD1\x01").is_none());
+        let mut keys = Bucket::empty(1);
+        let key = |hash: u8, expires| StoredKey {
+            hash: [hash; 32],
+            name: format!("k{hash}"),
+            expires,
+            application: "a".into(),
+        };
+        keys.push_key(&key(1, None));
+        keys.push_key(&key(2, Some(1_800_000_000)));
+        let keys = Bucket::decode(&keys.encode()).unwrap();
+        assert_eq!(keys.find_key(&[1; 32]).unwrap().1, key(1, None));
+        assert_eq!(
+            keys.find_key(&[2; 32]).unwrap().1,
+            key(2, Some(1_800_000_000))
+        );
+        assert!(keys.find_key(&[3; 32]).is_none());
+        assert!(Bucket::decode(b"KD2\x01").is_none());
         // Truncated entries end the walk instead of panicking.
         let mut cut = bucket.encode();
         cut.truncate(cut.len() - 3);

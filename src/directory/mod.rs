@@ -16,5 +16,6 @@ pub mod wire;
 
 pub use store::{prefix, read_state, state_key, Applier, Refusal, Refused, SharedLookup, State};
 pub use wire::{
-    read_answer, Change, Changes, Entry, ErrorBody, Snapshot, CHANGES_PATH, SNAPSHOT_PATH,
+    page_cursor, page_query, read_answer, read_page, Change, Changes, Entry, ErrorBody, PageQuery,
+    PageRefusal, Snapshot, CHANGES_PATH, MAX_PAGE, SNAPSHOT_PAGE, SNAPSHOT_PATH,
 };

@@ -5,7 +5,8 @@
 //! indices refer to, so a reconfigured gateway never reads entries of another configuration):
 //! - `.state`: [`State`] (JSON): the version held, the epoch, the generation, the fetch lease,
 //!   the time of the last successful refresh;
-//! - `.a.<n>`: application buckets, `.c.<n>`: client-id buckets ([`super::buckets`]).
+//! - `.a.<n>`: application buckets, `.c.<n>`: client-id buckets, `.k.<n>`: API-key buckets
+//!   ([`super::buckets`]).
 //!
 //! **Epochs.** A snapshot writes every bucket it fills with the next epoch, then publishes the
 //! state with that epoch. A bucket older than the state's epoch reads as empty, so what a snapshot
@@ -22,12 +23,18 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::buckets::{app_bucket, client_bucket, fnv1a, Bucket, StoredApp, StoredClient, NO_TIER};
+use super::buckets::{
+    app_bucket, client_bucket, fnv1a, key_bucket, Bucket, StoredApp, StoredClient, StoredKey,
+    NO_TIER,
+};
 use super::wire::Entry;
 use crate::config::{ApplicationConfig, DirectoryConfig};
 use crate::dpop::Slots;
 use crate::keys::{Expect, SlotError};
-use crate::policy::applications::{Application, ApplicationLookup, Lookup, Subscription};
+use crate::policy::api_keys::{expiry_seconds, parse_hash_hex, KeyHash};
+use crate::policy::applications::{
+    Application, ApplicationLookup, KeyLookup, KeyOwner, Lookup, Subscription,
+};
 use crate::policy::{KeyManagerId, Policy};
 
 /// The directory's shared state, one small record per Envoy.
@@ -51,6 +58,13 @@ pub struct State {
     pub failures: u32,
     /// Applications held.
     pub applications: u64,
+    /// A paged snapshot in progress: the cursor of its next page (`""`: none), the epoch its
+    /// pages are written in (the other namespace than `epoch`'s) and the applications so far.
+    pub cursor: String,
+    pub staging_epoch: u64,
+    pub staging_applications: u64,
+    /// The epoch of the namespace a finished snapshot left behind, emptied at a later fetch.
+    pub retired: u64,
 }
 
 impl State {
@@ -76,7 +90,8 @@ impl State {
 /// The shared-data key prefix of `policy`'s directory.
 pub fn prefix(policy: &Policy, config: &DirectoryConfig) -> String {
     let catalog = policy.catalog();
-    let mut parts: Vec<&[u8]> = vec![config.url.as_bytes(), b"|km"];
+    // `|kd2`: the bucket format, so a module with another format starts from a snapshot.
+    let mut parts: Vec<&[u8]> = vec![config.url.as_bytes(), b"|kd2", b"|km"];
     parts.extend(catalog.key_managers.iter().map(|s| s.as_bytes()));
     parts.push(b"|api");
     parts.extend(catalog.apis.iter().map(|s| s.as_bytes()));
@@ -89,12 +104,26 @@ pub fn state_key(prefix: &str) -> String {
     format!("{prefix}.state")
 }
 
-fn app_key(prefix: &str, name: &str) -> String {
-    format!("{prefix}.a.{}", app_bucket(name))
+/// Buckets live in two namespaces, by the parity of their epoch: a paged snapshot fills the one
+/// not served, and the state's epoch switches to it when the last page is applied.
+fn app_key(prefix: &str, epoch: u64, name: &str) -> String {
+    format!("{prefix}.{}.a.{}", epoch % 2, app_bucket(name))
 }
 
-fn client_key(prefix: &str, km: u16, client_id: &str) -> String {
-    format!("{prefix}.c.{}", client_bucket(km, client_id))
+fn client_key(prefix: &str, epoch: u64, km: u16, client_id: &str) -> String {
+    format!("{prefix}.{}.c.{}", epoch % 2, client_bucket(km, client_id))
+}
+
+/// Every bucket key of the namespace of `epoch`.
+pub fn namespace_keys(prefix: &str, epoch: u64) -> impl Iterator<Item = String> + '_ {
+    let ns = epoch % 2;
+    ["a", "c", "k"].into_iter().flat_map(move |kind| {
+        (0..super::buckets::BUCKETS).map(move |n| format!("{prefix}.{ns}.{kind}.{n}"))
+    })
+}
+
+fn key_key(prefix: &str, epoch: u64, hash: &KeyHash) -> String {
+    format!("{prefix}.{}.k.{}", epoch % 2, key_bucket(hash))
 }
 
 /// The state record and its CAS value (`None`: no worker wrote it yet).
@@ -131,45 +160,88 @@ pub struct SharedLookup<'a> {
     pub now_ms: u64,
 }
 
+impl SharedLookup<'_> {
+    /// The state when the directory may be served, with the key prefix; else the answer.
+    fn usable(&self) -> Result<(String, State), u64> {
+        let Some(config) = self.policy.directory() else {
+            return Err(0);
+        };
+        let retry_after = config.refresh_seconds.max(1);
+        let prefix = prefix(self.policy, config);
+        match read_state(self.slots, &prefix) {
+            (Some(state), _) if state.usable(self.now_ms, config.stale_seconds) => {
+                Ok((prefix, state))
+            }
+            _ => Err(retry_after),
+        }
+    }
+
+    /// A bucket of the current epoch.
+    fn read(&self, state: &State, key: &str) -> Option<Bucket> {
+        self.slots
+            .get(key)
+            .and_then(|(bytes, _)| Bucket::decode(&bytes))
+            .filter(|bucket| bucket.epoch >= state.epoch)
+    }
+
+    fn app(&self, prefix: &str, state: &State, name: &str) -> Option<StoredApp> {
+        self.read(state, &app_key(prefix, state.epoch, name))
+            .and_then(|bucket| bucket.find_app(name))
+            .map(|(_, app)| app)
+    }
+}
+
 impl ApplicationLookup for SharedLookup<'_> {
     fn find(&self, key_manager: KeyManagerId, client_id: &str) -> Lookup<'_> {
-        let Some(config) = self.policy.directory() else {
-            return Lookup::Unknown;
-        };
-        let unavailable = Lookup::Unavailable {
-            retry_after: config.refresh_seconds.max(1),
-        };
-        let prefix = prefix(self.policy, config);
-        let state = match read_state(self.slots, &prefix) {
-            (Some(state), _) if state.usable(self.now_ms, config.stale_seconds) => state,
-            _ => return unavailable,
+        let (prefix, state) = match self.usable() {
+            Ok(usable) => usable,
+            Err(0) => return Lookup::Unknown,
+            Err(retry_after) => return Lookup::Unavailable { retry_after },
         };
         let Ok(km) = u16::try_from(key_manager.index()) else {
             return Lookup::Unknown;
         };
-        let read = |key: &str| {
-            self.slots
-                .get(key)
-                .and_then(|(bytes, _)| Bucket::decode(&bytes))
-                .filter(|bucket| bucket.epoch >= state.epoch)
-        };
-        let owner = read(&client_key(&prefix, km, client_id))
+        let owner = self
+            .read(&state, &client_key(&prefix, state.epoch, km, client_id))
             .and_then(|bucket| bucket.find_client(km, client_id))
             .map(|(_, client)| client.application);
         let Some(name) = owner else {
             return Lookup::Unknown;
         };
-        let found = read(&app_key(&prefix, &name))
-            .and_then(|bucket| bucket.find_app(&name))
-            .map(|(_, app)| app)
-            .filter(|app| {
-                app.client_ids
-                    .iter()
-                    .any(|(k, c)| *k == km && c == client_id)
-            });
+        let found = self.app(&prefix, &state, &name).filter(|app| {
+            app.client_ids
+                .iter()
+                .any(|(k, c)| *k == km && c == client_id)
+        });
         match found {
             Some(app) => Lookup::Found(Cow::Owned(application(self.policy, app))),
             None => Lookup::Unknown,
+        }
+    }
+
+    /// The key bucket, then the application's bucket (which must still list the key).
+    fn find_key(&self, hash: &[u8; 32]) -> KeyLookup<'_> {
+        let (prefix, state) = match self.usable() {
+            Ok(usable) => usable,
+            Err(0) => return KeyLookup::Unknown,
+            Err(retry_after) => return KeyLookup::Unavailable { retry_after },
+        };
+        let Some((_, key)) = self
+            .read(&state, &key_key(&prefix, state.epoch, hash))
+            .and_then(|bucket| bucket.find_key(hash))
+        else {
+            return KeyLookup::Unknown;
+        };
+        let found = self
+            .app(&prefix, &state, &key.application)
+            .filter(|app| app.api_keys.contains(hash));
+        match found {
+            Some(app) => KeyLookup::Found(KeyOwner {
+                key_name: Cow::Owned(key.name),
+                expires: key.expires,
+                application: Cow::Owned(application(self.policy, app)),
+            }),
+            None => KeyLookup::Unknown,
         }
     }
 }
@@ -184,6 +256,8 @@ pub enum Refusal {
     ClientIdTaken,
     /// A snapshot names it twice.
     DuplicateName,
+    /// One of its API-key hashes belongs to another application.
+    ApiKeyTaken,
 }
 
 impl Refusal {
@@ -192,6 +266,7 @@ impl Refusal {
             Refusal::Invalid => "invalid",
             Refusal::ClientIdTaken => "client_id_taken",
             Refusal::DuplicateName => "duplicate_name",
+            Refusal::ApiKeyTaken => "api_key_taken",
         }
     }
 }
@@ -221,8 +296,8 @@ pub struct Applier<'a> {
 }
 
 impl<'a> Applier<'a> {
-    /// Applies on top of what `state` holds (changes), or from nothing (a snapshot, into the
-    /// next epoch).
+    /// Applies on top of what `state` holds (changes), or a snapshot page: the first into a new
+    /// epoch of the namespace not served, the next ones on top of the pages before.
     pub fn new(
         policy: &'a Policy,
         slots: &'a dyn Slots,
@@ -234,16 +309,25 @@ impl<'a> Applier<'a> {
             policy,
             slots,
             prefix: prefix.to_string(),
-            epoch: if snapshot {
-                state.epoch.wrapping_add(1).max(1)
-            } else {
+            epoch: if !snapshot {
                 state.epoch
+            } else if !state.cursor.is_empty() {
+                state.staging_epoch
+            } else if state.staging_epoch > state.epoch {
+                // A snapshot abandoned halfway: a new epoch of the same namespace.
+                state.staging_epoch.wrapping_add(2)
+            } else {
+                state.epoch.wrapping_add(1).max(1)
             },
             snapshot,
             buckets: BTreeMap::new(),
             refused: Vec::new(),
             applied: 0,
-            applications: if snapshot { 0 } else { state.applications },
+            applications: match (snapshot, state.cursor.is_empty()) {
+                (false, _) => state.applications,
+                (true, true) => 0,
+                (true, false) => state.staging_applications,
+            },
         }
     }
 
@@ -254,14 +338,18 @@ impl<'a> Applier<'a> {
     fn bucket(&mut self, key: String) -> &mut Bucket {
         let (slots, epoch, snapshot) = (self.slots, self.epoch, self.snapshot);
         let (bucket, _) = self.buckets.entry(key).or_insert_with_key(|key| {
-            if snapshot {
-                return (Bucket::empty(epoch), None);
-            }
             match slots.get(key) {
                 None => (Bucket::empty(epoch), Some(Expect::Absent)),
                 Some((bytes, cas)) => {
+                    // A snapshot page builds on its own epoch's pages only.
                     let bucket = Bucket::decode(&bytes)
-                        .filter(|b| b.epoch >= epoch)
+                        .filter(|b| {
+                            if snapshot {
+                                b.epoch == epoch
+                            } else {
+                                b.epoch >= epoch
+                            }
+                        })
                         .map(|b| Bucket { epoch, ..b })
                         .unwrap_or_else(|| Bucket::empty(epoch));
                     (bucket, Some(Expect::Cas(cas)))
@@ -292,7 +380,7 @@ impl<'a> Applier<'a> {
     }
 
     /// Compiles an application with the policy's rules into its stored form.
-    fn stored(&mut self, app: &ApplicationConfig) -> Option<StoredApp> {
+    fn stored(&mut self, app: &ApplicationConfig) -> Option<(StoredApp, Vec<StoredKey>)> {
         let catalog = self.policy.catalog();
         let mut errors = Vec::new();
         let compiled = catalog.compile("application", app, &mut errors);
@@ -319,25 +407,38 @@ impl<'a> Applier<'a> {
             };
             subscriptions.push((api, sub.state, tier));
         }
-        if client_ids.len() > usize::from(u16::MAX) || subscriptions.len() > usize::from(u16::MAX) {
-            let detail = "more than 65535 client ids or subscriptions".to_string();
+        let keys = match entry_keys(app) {
+            Ok(keys) => keys,
+            Err(detail) => {
+                self.refuse(Some(app.name.clone()), Refusal::Invalid, detail);
+                return None;
+            }
+        };
+        let max = usize::from(u16::MAX);
+        if client_ids.len() > max || subscriptions.len() > max || keys.len() > max {
+            let detail = "more than 65535 client ids, subscriptions or API keys".to_string();
             self.refuse(Some(app.name.clone()), Refusal::Invalid, detail);
             return None;
         }
-        Some(StoredApp {
-            name: app.name.clone(),
-            blocked: compiled.application.blocked,
-            client_ids,
-            subscriptions,
-        })
+        Some((
+            StoredApp {
+                name: app.name.clone(),
+                blocked: compiled.application.blocked,
+                client_ids,
+                subscriptions,
+                api_keys: keys.iter().map(|k| k.hash).collect(),
+            },
+            keys,
+        ))
     }
 
     fn upsert(&mut self, app: &ApplicationConfig) {
-        let Some(new) = self.stored(app) else {
+        let Some((new, keys)) = self.stored(app) else {
             return;
         };
         let prefix = self.prefix.clone();
-        let akey = app_key(&prefix, &new.name);
+        let epoch = self.epoch;
+        let akey = app_key(&prefix, epoch, &new.name);
         let old = self.bucket(akey.clone()).find_app(&new.name);
         if self.snapshot && old.is_some() {
             let detail = "the snapshot names this application twice".to_string();
@@ -347,7 +448,7 @@ impl<'a> Applier<'a> {
         // Every client id must be free or already this application's.
         for (km, id) in &new.client_ids {
             let owner = self
-                .bucket(client_key(&prefix, *km, id))
+                .bucket(client_key(&prefix, epoch, *km, id))
                 .find_client(*km, id)
                 .map(|(_, c)| c.application);
             if let Some(owner) = owner.filter(|o| *o != new.name) {
@@ -360,19 +461,45 @@ impl<'a> Applier<'a> {
                 return;
             }
         }
-        let old_clients = match &old {
+        // So must every API-key hash.
+        for key in &keys {
+            let owner = self
+                .bucket(key_key(&prefix, epoch, &key.hash))
+                .find_key(&key.hash)
+                .map(|(_, k)| k.application);
+            if let Some(owner) = owner.filter(|o| *o != new.name) {
+                let detail = format!(
+                    "the API key {:?} (its SHA-256) belongs to application {owner:?}",
+                    key.name
+                );
+                self.refuse(Some(new.name.clone()), Refusal::ApiKeyTaken, detail);
+                return;
+            }
+        }
+        let (old_clients, old_keys) = match &old {
             Some((range, app)) => {
-                let clients = app.client_ids.clone();
+                let held = (app.client_ids.clone(), app.api_keys.clone());
                 self.bucket(akey.clone()).remove(range.clone());
-                clients
+                held
             }
             None => {
                 self.applications += 1;
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
+        // Keys are rewritten whole (a kept hash may have a new name or expiry).
+        for hash in &old_keys {
+            let bucket = self.bucket(key_key(&prefix, epoch, hash));
+            if let Some((range, _)) = bucket.find_key(hash) {
+                bucket.remove(range);
+            }
+        }
+        for key in &keys {
+            self.bucket(key_key(&prefix, epoch, &key.hash))
+                .push_key(key);
+        }
         for (km, id) in old_clients.iter().filter(|c| !new.client_ids.contains(c)) {
-            let bucket = self.bucket(client_key(&prefix, *km, id));
+            let bucket = self.bucket(client_key(&prefix, epoch, *km, id));
             if let Some((range, _)) = bucket.find_client(*km, id) {
                 bucket.remove(range);
             }
@@ -383,7 +510,7 @@ impl<'a> Applier<'a> {
                 client_id: id.clone(),
                 application: new.name.clone(),
             };
-            self.bucket(client_key(&prefix, *km, id))
+            self.bucket(client_key(&prefix, epoch, *km, id))
                 .push_client(&client);
         }
         self.bucket(akey).push_app(&new);
@@ -393,14 +520,21 @@ impl<'a> Applier<'a> {
     /// Removes an application and its client ids; false when it was not held.
     fn remove(&mut self, name: &str) -> bool {
         let prefix = self.prefix.clone();
-        let akey = app_key(&prefix, name);
+        let epoch = self.epoch;
+        let akey = app_key(&prefix, epoch, name);
         let Some((range, old)) = self.bucket(akey.clone()).find_app(name) else {
             return false;
         };
         self.bucket(akey).remove(range);
         for (km, id) in &old.client_ids {
-            let bucket = self.bucket(client_key(&prefix, *km, id));
+            let bucket = self.bucket(client_key(&prefix, epoch, *km, id));
             if let Some((range, _)) = bucket.find_client(*km, id) {
+                bucket.remove(range);
+            }
+        }
+        for hash in &old.api_keys {
+            let bucket = self.bucket(key_key(&prefix, epoch, hash));
+            if let Some((range, _)) = bucket.find_key(hash) {
                 bucket.remove(range);
             }
         }
@@ -408,13 +542,10 @@ impl<'a> Applier<'a> {
         true
     }
 
-    /// Writes every bucket touched. A snapshot writes only the buckets it filled: the others
-    /// are older than its epoch once the state is published, so they read as empty.
+    /// Writes every bucket touched. A snapshot writes only the buckets it filled: the others of
+    /// its namespace are of another epoch, so they read as empty.
     pub fn flush(self) -> Result<(), SlotError> {
         for (key, (bucket, expect)) in self.buckets {
-            if self.snapshot && bucket.entries.is_empty() {
-                continue;
-            }
             let expect = match expect {
                 Some(expect) => expect,
                 None => match self.slots.get(&key) {
@@ -426,6 +557,37 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
+}
+
+/// An entry's `api_keys` with the plugin config's rules (`docs/api-keys.md`): a name, 64
+/// lower-case hex digits, an expiry that is a date-time or Unix seconds, no hash twice.
+fn entry_keys(app: &ApplicationConfig) -> Result<Vec<StoredKey>, String> {
+    let mut keys: Vec<StoredKey> = Vec::with_capacity(app.api_keys.len());
+    for (k, key) in app.api_keys.iter().enumerate() {
+        let at = format!("api_keys[{k}]");
+        if key.name.is_empty() || key.name.chars().any(char::is_control) {
+            return Err(format!("{at}.name: empty or with control characters"));
+        }
+        let Some(hash) = parse_hash_hex(&key.sha256) else {
+            return Err(format!("{at}.sha256: not 64 lower-case hex digits"));
+        };
+        let expires = match &key.expires {
+            None => None,
+            Some(expiry) => Some(expiry_seconds(expiry).ok_or_else(|| {
+                format!("{at}.expires: not an RFC 3339 date-time or Unix seconds")
+            })?),
+        };
+        if keys.iter().any(|other| other.hash == hash) {
+            return Err(format!("{at}.sha256: the same hash twice"));
+        }
+        keys.push(StoredKey {
+            hash,
+            name: key.name.clone(),
+            expires,
+            application: app.name.clone(),
+        });
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]

@@ -10,7 +10,11 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::applications::{Application, Subscription};
+use std::borrow::Cow;
+
+use super::applications::{
+    Application, ApplicationLookup, KeyLookup, KeyOwner, Lookup, Subscription,
+};
 use super::compile::Checker;
 use super::refusal::AccessRefusal;
 use super::requirements::needs_token;
@@ -216,44 +220,73 @@ pub enum KeyRefusal {
 /// What an API key is granted on a resource.
 #[derive(Debug, Clone)]
 pub struct KeyAccess<'p> {
-    pub application: &'p str,
+    pub application: Cow<'p, str>,
     /// The key's configured name.
-    pub key_name: &'p str,
+    pub key_name: Cow<'p, str>,
     pub api: &'p Api,
     pub resource: &'p Resource,
     pub budget: Option<std::sync::Arc<super::tier::Budget>>,
 }
 
 impl Policy {
-    /// The application a key hash belongs to, with the key's entry (its name and expiry).
+    /// The inline application a key hash belongs to, with the key's entry (its name and expiry).
     pub fn application_for_key(&self, hash: &KeyHash) -> Option<(&KeyEntry, &str)> {
-        self.key_owner(hash)
-            .map(|(entry, application)| (entry, application.name.as_str()))
-    }
-
-    /// The one lookup from a key's hash to its entry and application: where applications live
-    /// (today the compiled policy) is known here only.
-    fn key_owner(&self, hash: &KeyHash) -> Option<(&KeyEntry, &Application)> {
         let entry = self.api_keys.by_hash.get(hash)?;
-        Some((entry, self.applications.get(entry.application)?))
+        let application = self.inline_applications().get(entry.application)?;
+        Some((entry, application.name.as_str()))
     }
 
-    /// Decision steps 2-7 for an API key (its SHA-256, [`hash_key`]) at `now` (Unix seconds): the
-    /// key, its application, the subscription to the API of `route`, and the resource's
-    /// requirements.
+    /// The owner of a key hash among the plugin config's own applications.
+    pub(super) fn inline_key_owner(&self, hash: &KeyHash) -> KeyLookup<'_> {
+        let Some(entry) = self.api_keys.by_hash.get(hash) else {
+            return KeyLookup::Unknown;
+        };
+        match self.inline_applications().get(entry.application) {
+            Some(application) => KeyLookup::Found(KeyOwner {
+                key_name: Cow::Borrowed(&entry.name),
+                expires: entry.expires,
+                application: Cow::Borrowed(application),
+            }),
+            None => KeyLookup::Unknown,
+        }
+    }
+
+    /// Decision steps 2-7 for an API key with the plugin config's own applications.
     pub fn authorize_key<'p>(
         &'p self,
         route: &RouteMatch,
         key: &KeyHash,
         now: f64,
     ) -> Result<KeyAccess<'p>, KeyRefusal> {
+        self.authorize_key_with(route, key, now, self)
+    }
+
+    /// Decision steps 2-7 for an API key (its SHA-256, [`hash_key`]) at `now` (Unix seconds): the
+    /// key and its application (found by `applications`: inline or the directory), expiry, the
+    /// subscription to the API of `route`, and the resource's requirements.
+    pub fn authorize_key_with<'p>(
+        &'p self,
+        route: &RouteMatch,
+        key: &KeyHash,
+        now: f64,
+        applications: &dyn ApplicationLookup,
+    ) -> Result<KeyAccess<'p>, KeyRefusal> {
         let (api, resource) = self
             .resource(route)
             .ok_or(KeyRefusal::Access(AccessRefusal::ResourceNotFound))?;
-        let (entry, application) = self.key_owner(key).ok_or(KeyRefusal::Unknown)?;
-        if entry.expires.is_some_and(|at| now >= at as f64) {
+        let owner = match applications.find_key(key) {
+            KeyLookup::Found(owner) => owner,
+            KeyLookup::Unknown => return Err(KeyRefusal::Unknown),
+            KeyLookup::Unavailable { retry_after } => {
+                return Err(KeyRefusal::Access(AccessRefusal::DirectoryUnavailable {
+                    retry_after,
+                }))
+            }
+        };
+        if owner.expires.is_some_and(|at| now >= at as f64) {
             return Err(KeyRefusal::Expired);
         }
+        let application = &*owner.application;
         let subscription = self
             .key_subscription(application, api, route)
             .map_err(KeyRefusal::Access)?;
@@ -262,23 +295,24 @@ impl Policy {
             scopes.extend(resource.scopes_all.iter().cloned());
             return Err(KeyRefusal::NeedsToken { scopes });
         }
+        let budget = subscription.budget.clone();
         Ok(KeyAccess {
-            application: &application.name,
-            key_name: &entry.name,
+            application: Cow::Owned(application.name.clone()),
+            key_name: Cow::Owned(owner.key_name.into_owned()),
             api,
             resource,
-            budget: subscription.budget.clone(),
+            budget,
         })
     }
 
     /// The application's active subscription to the API (the checks [`Policy::authorize`] makes
     /// for a token).
-    fn key_subscription<'p>(
+    fn key_subscription<'a>(
         &self,
-        application: &'p Application,
+        application: &'a Application,
         api: &Api,
         route: &RouteMatch,
-    ) -> Result<&'p Subscription, AccessRefusal> {
+    ) -> Result<&'a Subscription, AccessRefusal> {
         if application.blocked {
             return Err(AccessRefusal::ApplicationBlocked {
                 application: application.name.clone(),
@@ -302,6 +336,17 @@ impl Policy {
             });
         }
         Ok(subscription)
+    }
+}
+
+/// The inline applications: the plugin config's own client ids and keys.
+impl ApplicationLookup for Policy {
+    fn find(&self, key_manager: super::KeyManagerId, client_id: &str) -> Lookup<'_> {
+        self.inline_applications().find(key_manager, client_id)
+    }
+
+    fn find_key(&self, hash: &[u8; 32]) -> KeyLookup<'_> {
+        self.inline_key_owner(hash)
     }
 }
 

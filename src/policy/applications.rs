@@ -44,9 +44,34 @@ pub enum Lookup<'a> {
     },
 }
 
-/// Where the decision finds the application of a verified client id.
+/// An API key's entry and the application it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyOwner<'a> {
+    /// The key's configured name (`<prefix>api-key` upstream).
+    pub key_name: Cow<'a, str>,
+    /// Unix seconds after which the key is refused; `None`: never.
+    pub expires: Option<u64>,
+    pub application: Cow<'a, Application>,
+}
+
+/// What a lookup by API-key hash found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyLookup<'a> {
+    Found(KeyOwner<'a>),
+    /// No application has a key with this hash.
+    Unknown,
+    /// As [`Lookup::Unavailable`].
+    Unavailable {
+        retry_after: u64,
+    },
+}
+
+/// Where the decision finds applications: the owner of a verified client id, and the owner of
+/// an API key (by the key's SHA-256). Inline applications (the [`super::Policy`] itself) and
+/// the directory in shared data (`crate::directory::SharedLookup`) both answer it.
 pub trait ApplicationLookup {
     fn find(&self, key_manager: KeyManagerId, client_id: &str) -> Lookup<'_>;
+    fn find_key(&self, hash: &[u8; 32]) -> KeyLookup<'_>;
 }
 
 /// The names applications refer to, resolved to the policy's indices: what an application is
@@ -255,8 +280,9 @@ impl InlineApplications {
     }
 }
 
-impl ApplicationLookup for InlineApplications {
-    fn find(&self, key_manager: KeyManagerId, client_id: &str) -> Lookup<'_> {
+impl InlineApplications {
+    /// The application of a verified client id.
+    pub fn find(&self, key_manager: KeyManagerId, client_id: &str) -> Lookup<'_> {
         match self.owner(key_manager.index(), client_id) {
             Some(app) => Lookup::Found(Cow::Borrowed(app)),
             None => Lookup::Unknown,

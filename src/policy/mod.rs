@@ -407,7 +407,7 @@ impl Policy {
         km: KeyManagerId,
         claims: &Map<String, Value>,
     ) -> Result<Access<'p>, AccessRefusal> {
-        self.authorize_with(route, km, claims, &self.applications)
+        self.authorize_with(route, km, claims, self)
     }
 
     /// Steps 6–7 on verified claims: application (found by `applications`: inline or the

@@ -9,8 +9,8 @@
 //! `stale_seconds` after the last good refresh) and retries after `refresh_seconds`.
 
 use crate::config::{ConfigError, ConfigErrors, ConfigProblem, DirectoryConfig};
-use crate::directory::{self, read_answer, read_state, state_key, Applier, State};
-use crate::directory::{CHANGES_PATH, SNAPSHOT_PATH};
+use crate::directory::{self, read_page, read_state, state_key, Applier, State};
+use crate::directory::{CHANGES_PATH, SNAPSHOT_PAGE, SNAPSHOT_PATH};
 use crate::keys::{made_by_proxy, SlotError};
 use crate::policy::Policy;
 
@@ -121,6 +121,11 @@ impl DirectoryClient {
         leased.lease_until_ms = now_ms
             .saturating_add(self.config.timeout_ms)
             .saturating_add(LEASE_GRACE_MS);
+        let retired = if leased.cursor.is_empty() {
+            std::mem::take(&mut leased.retired)
+        } else {
+            0
+        };
         match slots
             .0
             .shared_set(&state_key(&self.prefix), &leased.encode(), expect)
@@ -132,14 +137,36 @@ impl DirectoryClient {
                 return changed;
             }
         }
-        let asked = if state.version.is_empty() {
+        if retired != 0 {
+            // The namespace a snapshot left behind a refresh ago: no lookup reads it any more.
+            for key in directory::store::namespace_keys(&self.prefix, retired) {
+                if let Some((_, cas)) = host.shared_get(&key) {
+                    let empty = directory::buckets::Bucket::empty(0).encode();
+                    let _ = host.shared_set(&key, &empty, crate::keys::Expect::Cas(cas));
+                }
+            }
+        }
+        self.dispatch(host, now_ms, &state);
+        changed
+    }
+
+    /// Asks for what `state` needs: the next snapshot page (none held, or a paged snapshot in
+    /// progress) or the changes since the version held.
+    fn dispatch(&mut self, host: &mut impl Host, now_ms: u64, state: &State) {
+        let asked = if state.version.is_empty() || !state.cursor.is_empty() {
             Asked::Snapshot
         } else {
             Asked::Changes
         };
         let base = self.config.path.trim_end_matches('/');
         let path = match asked {
-            Asked::Snapshot => format!("{base}{SNAPSHOT_PATH}"),
+            Asked::Snapshot if state.cursor.is_empty() => {
+                format!("{base}{SNAPSHOT_PATH}?limit={SNAPSHOT_PAGE}")
+            }
+            Asked::Snapshot => format!(
+                "{base}{SNAPSHOT_PATH}?limit={SNAPSHOT_PAGE}&after={}",
+                encode_query(&state.cursor)
+            ),
             Asked::Changes => format!(
                 "{base}{CHANGES_PATH}?since={}",
                 encode_query(&state.version)
@@ -147,7 +174,7 @@ impl DirectoryClient {
         };
         let etag = format!("\"{}\"", state.version);
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2);
-        if !state.version.is_empty() {
+        if !state.version.is_empty() && state.cursor.is_empty() {
             headers.push(("if-none-match", &etag));
         }
         if let Some(authorization) = &self.authorization {
@@ -161,13 +188,16 @@ impl DirectoryClient {
             post: None,
             headers: &headers,
         };
+        let since = match asked {
+            Asked::Snapshot => state.cursor.clone(),
+            Asked::Changes => state.version.clone(),
+        };
         match host.dispatch(&fetch) {
-            Some(token) => self.callout = Some((token, asked, state.version.clone())),
+            Some(token) => self.callout = Some((token, asked, since)),
             None => {
                 self.failed(host, now_ms, "dispatch_failed");
             }
         }
-        changed
     }
 
     /// Ends this worker's lease with `update` applied to the newest state (retried on a lost
@@ -238,6 +268,18 @@ impl DirectoryClient {
                 count_fetch(host, "not_modified");
                 false
             }
+            410 if asked == Asked::Snapshot && !since.is_empty() => {
+                log::info!(
+                    "keygate: directory {}: the source changed during a paged snapshot; starting it again",
+                    self.config.url
+                );
+                self.publish(&*host, |s| {
+                    s.cursor.clear();
+                    s.next_ms = now_ms;
+                });
+                count_fetch(host, "gone");
+                false
+            }
             410 | 400 if asked == Asked::Changes => {
                 log::info!(
                     "keygate: directory {}: version {since:?} unknown to the source; fetching a snapshot",
@@ -299,9 +341,9 @@ impl DirectoryClient {
                 size: body_size,
             },
         );
-        let version = read_answer(body, snapshot, &mut |entry| applier.apply(entry));
-        let version = match version {
-            Ok(version) if !version.is_empty() => version,
+        let page = read_page(body, snapshot, &mut |entry| applier.apply(entry));
+        let (version, next) = match page {
+            Ok((version, next)) if !version.is_empty() => (version, next),
             Ok(_) | Err(_) => {
                 self.failed(host, now_ms, "malformed");
                 return false;
@@ -324,9 +366,48 @@ impl DirectoryClient {
             let name = StatName::new(DIRECTORY_REFUSED).label("reason", Some(r.refusal.code()));
             host.count(name.as_str());
         }
+        if let Some(cursor) = next {
+            // A page of a paged snapshot: staged in the namespace not served; the next page is
+            // asked for at once, under a renewed lease.
+            count_fetch(host, "snapshot_page");
+            let lease_until = now_ms
+                .saturating_add(self.config.timeout_ms)
+                .saturating_add(LEASE_GRACE_MS);
+            let mut staged = None;
+            let owner = self.worker_id;
+            let slots = SharedSlots(&*host, self.worker_id);
+            for _ in 0..4 {
+                let (current, expect) = read_state(&slots, &self.prefix);
+                let mut current = current.unwrap_or_default();
+                if current.lease_owner != owner {
+                    break;
+                }
+                current.cursor = cursor.clone();
+                current.staging_epoch = epoch;
+                current.staging_applications = applications;
+                current.lease_until_ms = lease_until;
+                match host.shared_set(&state_key(&self.prefix), &current.encode(), expect) {
+                    Ok(()) => {
+                        staged = Some(current);
+                        break;
+                    }
+                    Err(SlotError::CasMismatch) => continue,
+                    Err(SlotError::Host) => break,
+                }
+            }
+            if let Some(state) = staged {
+                self.dispatch(host, now_ms, &state);
+            }
+            return false;
+        }
         let next = now_ms.saturating_add(self.refresh_ms());
         let changed = snapshot || applied > 0;
         let published = self.publish(&*host, |s| {
+            if snapshot && s.epoch != 0 && s.epoch != epoch {
+                s.retired = s.epoch;
+            }
+            s.cursor.clear();
+            s.staging_epoch = epoch;
             s.version = version.clone();
             s.epoch = epoch;
             s.applications = applications;

@@ -280,7 +280,10 @@ impl Worker {
             Ok(started) if started.is_api_key() => {
                 answering.api_key = true;
                 let now = seconds(now_ms);
-                decision::decide_api_key_with(&self.policy, &started, now, &mut self.key_grants)
+                let (policy, grants) = (&self.policy, &mut self.key_grants);
+                with_dpop(&*host, self.seed, |dpop| {
+                    decision::decide_api_key_with(policy, &started, now, grants, dpop.slots)
+                })
             }
             Ok(started) => {
                 answering.dpop = started.scheme() == AuthScheme::Dpop;
@@ -410,6 +413,7 @@ impl Worker {
             let changed = directory.answered(host, &self.policy, now_ms, &headers, body_size);
             if changed {
                 self.verified.forget_authorizations();
+                self.key_grants.clear();
             }
             return;
         }
@@ -450,6 +454,7 @@ impl Worker {
         if let Some(directory) = self.directory.as_mut() {
             if directory.tick(host, now_ms) {
                 self.verified.forget_authorizations();
+                self.key_grants.clear();
             }
         }
         self.dispatch_wanted(host, now_ms);

@@ -9,6 +9,7 @@ use super::http::{Request, Response};
 use super::ops::Console;
 use super::store::{self, ConsoleError};
 use super::web::same_token;
+use crate::directory::{page_query, PageRefusal};
 
 fn error(status: u16, error: &str, description: &str) -> Response {
     Response::json(
@@ -53,10 +54,31 @@ fn snapshot(console: &Console, req: &Request) -> Result<Response, ConsoleError> 
     })?;
     let v = version(console, seq);
     let etag = format!("\"{v}\"");
-    if req.header("if-none-match") == Some(etag.as_str()) {
+    // Paging (docs/directory.md): `limit` and `after`, by position in name order.
+    let after = req.query("after");
+    let page = match page_query(req.query("limit"), after, &v) {
+        Ok(page) => page,
+        Err(PageRefusal::BadRequest(why)) => return Ok(error(400, "invalid_request", why)),
+        Err(PageRefusal::Gone) => {
+            return Ok(error(
+                410,
+                "version_unknown",
+                "the applications changed since this cursor: fetch /v1/snapshot again",
+            ))
+        }
+    };
+    if after.is_none() && req.header("if-none-match") == Some(etag.as_str()) {
         return Ok(Response::empty(304).with_header("etag", etag));
     }
-    Ok(Response::json(200, &json!({"version": v, "applications": apps})).with_header("etag", etag))
+    let mut apps = apps;
+    apps.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let (range, next) = page.range(apps.len(), &v);
+    let apps: Vec<Value> = apps.drain(range).collect();
+    let body = match next {
+        Some(next) => json!({"version": v, "applications": apps, "next": next}),
+        None => json!({"version": v, "applications": apps}),
+    };
+    Ok(Response::json(200, &body).with_header("etag", etag))
 }
 
 fn changes(console: &Console, req: &Request) -> Result<Response, ConsoleError> {
