@@ -213,12 +213,10 @@ fn walk(text: &[u8], syntax: bool) -> (Vec<Frame>, bool) {
                     }
                 }
             }
-            _ if token => {
-                if !in_scalar {
-                    begin(&mut frames);
-                    in_scalar = true;
-                    scalar_start = i - 1;
-                }
+            _ if token && !in_scalar => {
+                begin(&mut frames);
+                in_scalar = true;
+                scalar_start = i - 1;
             }
             _ => {}
         }
