@@ -141,7 +141,7 @@ impl ConfigError {
             return ConfigError::new(join(field), ConfigProblem::Missing);
         }
         if let Some(field) = backticked(message, "unknown field `") {
-            // serde_path_to_error already ends the path with the unknown key.
+            // The path (`json_path::error_path`) already ends with the unknown key.
             let at_field = path.rsplit('.').next() == Some(field);
             return ConfigError::new(
                 if at_field { path.clone() } else { join(field) },

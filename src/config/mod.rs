@@ -7,6 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 mod error;
+mod json_path;
+
+pub(crate) use json_path::error_path;
 
 pub use error::{ConfigError, ConfigErrors, ConfigProblem};
 
@@ -25,8 +28,8 @@ impl PluginConfig {
     /// [`crate::policy::Policy::compile`], the one place that judges a configuration.
     pub fn parse(bytes: &[u8]) -> Result<PluginConfig, ConfigError> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let config: PluginConfig = serde_path_to_error::deserialize(&mut deserializer)
-            .map_err(|e| ConfigError::from_serde(e.path().to_string(), e.inner()))?;
+        let config = PluginConfig::deserialize(&mut deserializer)
+            .map_err(|e| ConfigError::from_serde(error_path(bytes, &e), &e))?;
         deserializer
             .end()
             .map_err(|e| ConfigError::from_serde(".".to_string(), &e))?;

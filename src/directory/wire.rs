@@ -140,12 +140,22 @@ fn entry_from_application(value: Value) -> Entry {
         .get("name")
         .and_then(Value::as_str)
         .map(str::to_string);
-    match serde_path_to_error::deserialize::<_, ApplicationConfig>(value) {
+    match ApplicationConfig::deserialize(&value) {
         Ok(app) => Entry::Upsert(app),
         Err(err) => Entry::Bad {
             name,
-            reason: format!("{}: {}", err.path(), err.inner()),
+            reason: format!("{}: {err}", refused_path(&value)),
         },
+    }
+}
+
+/// The field path of an entry that does not deserialize, found again from its text (only for a
+/// refused entry: `crate::config::error_path`).
+fn refused_path(value: &Value) -> String {
+    let text = serde_json::to_vec(value).unwrap_or_default();
+    match serde_json::from_slice::<ApplicationConfig>(&text) {
+        Ok(_) => ".".to_string(),
+        Err(err) => crate::config::error_path(&text, &err),
     }
 }
 
