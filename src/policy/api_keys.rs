@@ -12,16 +12,12 @@ use sha2::{Digest, Sha256};
 
 use std::borrow::Cow;
 
-use super::applications::{
-    Application, ApplicationLookup, KeyLookup, KeyOwner, Lookup, Subscription,
-};
+use super::applications::{ApplicationLookup, KeyLookup, KeyOwner, Lookup};
 use super::compile::Checker;
 use super::refusal::AccessRefusal;
 use super::requirements::needs_token;
-use super::{Api, Policy, Resource, RouteMatch, PRODUCTION};
-use crate::config::{
-    ApiConfig, ApiKeyConfig, ApiKeyLocation, ConfigProblem, Expiry, Security, SubscriptionState,
-};
+use super::{Api, Policy, Resource, RouteMatch};
+use crate::config::{ApiConfig, ApiKeyConfig, ApiKeyLocation, ConfigProblem, Expiry, Security};
 
 /// What every keygate API key starts with (secret scanners look for it).
 pub const API_KEY_PREFIX: &str = "kg_";
@@ -288,7 +284,7 @@ impl Policy {
         }
         let application = &*owner.application;
         let subscription = self
-            .key_subscription(application, api, route)
+            .active_subscription(application, api, route)
             .map_err(KeyRefusal::Access)?;
         if needs_token(resource) {
             let mut scopes = resource.scopes.clone();
@@ -303,39 +299,6 @@ impl Policy {
             resource,
             budget,
         })
-    }
-
-    /// The application's active subscription to the API (the checks [`Policy::authorize`] makes
-    /// for a token).
-    fn key_subscription<'a>(
-        &self,
-        application: &'a Application,
-        api: &Api,
-        route: &RouteMatch,
-    ) -> Result<&'a Subscription, AccessRefusal> {
-        if application.blocked {
-            return Err(AccessRefusal::ApplicationBlocked {
-                application: application.name.clone(),
-            });
-        }
-        let Some(subscription) = application.subscriptions.get(&route.api.index()) else {
-            return Err(AccessRefusal::NotSubscribed {
-                application: application.name.clone(),
-                api: api.name.clone(),
-            });
-        };
-        let blocked = match subscription.state {
-            SubscriptionState::Active => false,
-            SubscriptionState::Blocked => true,
-            SubscriptionState::ProductionOnlyBlocked => self.environment == PRODUCTION,
-        };
-        if blocked {
-            return Err(AccessRefusal::SubscriptionBlocked {
-                application: application.name.clone(),
-                api: api.name.clone(),
-            });
-        }
-        Ok(subscription)
     }
 }
 

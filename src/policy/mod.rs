@@ -27,7 +27,9 @@ use crate::config::{
 };
 use crate::jose::claims::Validation;
 use crate::policy::api_keys::{ApiCredentials, ApiKeys};
-use crate::policy::applications::{ApplicationLookup, Catalog, InlineApplications, Lookup};
+use crate::policy::applications::{
+    Application, ApplicationLookup, Catalog, InlineApplications, Lookup, Subscription,
+};
 use crate::policy::issuer::{IssuerFit, IssuerPattern};
 use crate::policy::mapping::Mapping;
 use crate::policy::path::CanonicalPath;
@@ -443,28 +445,7 @@ impl Policy {
                 return Err(AccessRefusal::DirectoryUnavailable { retry_after })
             }
         };
-        if application.blocked {
-            return Err(AccessRefusal::ApplicationBlocked {
-                application: application.name.clone(),
-            });
-        }
-        let Some(subscription) = application.subscriptions.get(&route.api.index()) else {
-            return Err(AccessRefusal::NotSubscribed {
-                application: application.name.clone(),
-                api: api.name.clone(),
-            });
-        };
-        let blocked = match subscription.state {
-            SubscriptionState::Active => false,
-            SubscriptionState::Blocked => true,
-            SubscriptionState::ProductionOnlyBlocked => self.environment == PRODUCTION,
-        };
-        if blocked {
-            return Err(AccessRefusal::SubscriptionBlocked {
-                application: application.name.clone(),
-                api: api.name.clone(),
-            });
-        }
+        let subscription = self.active_subscription(&application, api, route)?;
         let scopes = key_manager.mapping.scopes(claims);
         if !resource.scopes.is_empty() && !resource.scopes.iter().any(|s| scopes.contains(s)) {
             return Err(AccessRefusal::InsufficientScope {
@@ -491,6 +472,39 @@ impl Policy {
             resource,
             budget: subscription.budget.clone(),
         })
+    }
+
+    /// Step 6 after the lookup, for a token or an API key: the application is not blocked and
+    /// holds a subscription to the route's API that is active in this environment.
+    pub(crate) fn active_subscription<'a>(
+        &self,
+        application: &'a Application,
+        api: &Api,
+        route: &RouteMatch,
+    ) -> Result<&'a Subscription, AccessRefusal> {
+        if application.blocked {
+            return Err(AccessRefusal::ApplicationBlocked {
+                application: application.name.clone(),
+            });
+        }
+        let Some(subscription) = application.subscriptions.get(&route.api.index()) else {
+            return Err(AccessRefusal::NotSubscribed {
+                application: application.name.clone(),
+                api: api.name.clone(),
+            });
+        };
+        let blocked = match subscription.state {
+            SubscriptionState::Active => false,
+            SubscriptionState::Blocked => true,
+            SubscriptionState::ProductionOnlyBlocked => self.environment == PRODUCTION,
+        };
+        if blocked {
+            return Err(AccessRefusal::SubscriptionBlocked {
+                application: application.name.clone(),
+                api: api.name.clone(),
+            });
+        }
+        Ok(subscription)
     }
 }
 
