@@ -3,7 +3,9 @@
 //! in DIR carries no applications and a real Envoy started from DIR pulls them from the console's
 //! own `/keygate/directory` (with the gateways' bearer token). A developer's REST calls
 //! (subscribe, unsubscribe) reach Envoy through the directory alone: 403 -> 200 -> 403, each within
-//! 5 s, no other answer in between, and the plugin config in DIR never changes.
+//! 5 s, no other answer in between, and the plugin config in DIR never changes. API keys too: a
+//! key created in the console is 200 once subscribed and 401 once revoked, each within 5 s, and a
+//! key created while no Envoy runs arrives in the next Envoy's first snapshot.
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(
     clippy::unwrap_used,
@@ -17,7 +19,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::console::{admin_setup, rest, Browser, Console, ADMIN, CONSOLE_SECRET, DEV};
+use support::console::{admin_setup_with, rest, Browser, Console, ADMIN, CONSOLE_SECRET, DEV};
 use support::{free_port, http, wasm_path, EchoUpstream, Envoy, KeyManager, TempDir};
 
 const TOKEN_ENV: &str = "KEYGATE_DIRECTORY_TOKEN";
@@ -51,11 +53,12 @@ fn console_is_the_directory_source_of_a_real_envoy() {
         &[(TOKEN_ENV, TOKEN)],
     );
     let mut admin = Browser::sign_in(&console, ADMIN);
-    admin_setup(
+    admin_setup_with(
         &console,
         &mut admin,
         &km,
         &format!("http://127.0.0.1:{}", echo.port()),
+        true,
     );
 
     // The declaration written names the directory; the plugin config has no applications.
@@ -127,19 +130,23 @@ fn console_is_the_directory_source_of_a_real_envoy() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(call(), 403, "a client ID without a subscription");
-    // API keys are not carried by the directory yet: refused, naming the field.
+    // An API key made in the console reaches Envoy through the directory: 403 while the
+    // application has no subscription, 200 once subscribed (below), 401 once revoked.
     let (status, body) = rest(
         &console,
         &dave,
         "POST",
         &format!("{app}/api-keys"),
-        Some("{}"),
+        Some(r#"{"name": "ci"}"#),
     );
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["field"],
-        "api_keys"
-    );
+    assert_eq!(status, 201, "{body}");
+    let key = serde_json::from_str::<Value>(&body).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key_call = || http(listen, "GET", "/pets/v1/toys", &[("apikey", &key)]).status;
+    let sent = Instant::now();
+    until_status(&key_call, 403, &[401, 403], sent);
 
     let mut seconds = Vec::new();
     for round in 0..3 {
@@ -152,7 +159,7 @@ fn console_is_the_directory_source_of_a_real_envoy() {
             Some(r#"{"api": "pets"}"#),
         );
         assert_eq!(status, 200, "round {round}: {body}");
-        let allowed = until_status(&call, 200, sent);
+        let allowed = until_status(&call, 200, &[403, 200], sent);
         let sent = Instant::now();
         let (status, body) = rest(
             &console,
@@ -162,10 +169,36 @@ fn console_is_the_directory_source_of_a_real_envoy() {
             None,
         );
         assert_eq!(status, 200, "round {round}: {body}");
-        let refused = until_status(&call, 403, sent);
+        let refused = until_status(&call, 403, &[403, 200], sent);
         seconds.push((allowed.as_secs_f64(), refused.as_secs_f64()));
     }
     eprintln!("console directory: REST call to enforcement in Envoy (subscribe, unsubscribe) s: {seconds:.2?}");
+
+    // The API key: subscribed, 200 within 5 s; revoked, 401 within 5 s.
+    let (status, body) = rest(
+        &console,
+        &dave,
+        "POST",
+        &format!("{app}/subscriptions"),
+        Some(r#"{"api": "pets"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let key_allowed = until_status(&key_call, 200, &[403, 200], Instant::now());
+    let sent = Instant::now();
+    let (status, body) = rest(
+        &console,
+        &dave,
+        "DELETE",
+        &format!("{app}/api-keys/ci"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let key_revoked = until_status(&key_call, 401, &[200, 401], sent);
+    eprintln!(
+        "console directory: API key subscribed -> 200 in {:.2} s, revoked -> 401 in {:.2} s",
+        key_allowed.as_secs_f64(),
+        key_revoked.as_secs_f64()
+    );
 
     // Only the directory carried the changes: the plugin config in DIR is what it was.
     assert_eq!(
@@ -179,18 +212,43 @@ fn console_is_the_directory_source_of_a_real_envoy() {
         "Envoy fetched the changes from the console: {fetched}"
     );
     drop(envoy);
+
+    // Keys travel in the (paged) snapshot too: a key made while no Envoy runs is accepted by
+    // the next Envoy from its first snapshot, the revoked one is not.
+    let (status, body) = rest(
+        &console,
+        &dave,
+        "POST",
+        &format!("{app}/api-keys"),
+        Some(r#"{"name": "late"}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    let late = serde_json::from_str::<Value>(&body).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let envoy = Envoy::start_with_env(&console.out.join("envoy.yaml"), 2, &[(TOKEN_ENV, TOKEN)]);
+    assert!(
+        envoy.wait_for_log(": snapshot (", Duration::from_secs(10)),
+        "no snapshot from the console's directory:\n{}",
+        envoy.log()
+    );
+    let late_call = || http(listen, "GET", "/pets/v1/toys", &[("apikey", &late)]).status;
+    assert_eq!(late_call(), 200, "the key from the snapshot");
+    assert_eq!(key_call(), 401, "the revoked key");
+    drop(envoy);
 }
 
 /// Calls until `want` answers steadily (the next 15 calls, about 0.3 s, answer it too: with two
 /// workers, one may answer from its previous directory generation for up to one 200 ms timer
-/// tick), within 5 s of `since`; every answer must be 403 or 200 (no failed request while the
-/// directory changes). Returns the time from `since` to the first of the steady answers.
-fn until_status(call: &dyn Fn() -> u16, want: u16, since: Instant) -> Duration {
+/// tick), within 5 s of `since`; every answer must be one of `allowed` (no failed request while
+/// the directory changes). Returns the time from `since` to the first of the steady answers.
+fn until_status(call: &dyn Fn() -> u16, want: u16, allowed: &[u16], since: Instant) -> Duration {
     let mut first: Option<Duration> = None;
     let mut streak = 0;
     loop {
         let status = call();
-        assert!(status == 403 || status == 200, "a failed request: {status}");
+        assert!(allowed.contains(&status), "a failed request: {status}");
         if status == want {
             first.get_or_insert(since.elapsed());
             streak += 1;

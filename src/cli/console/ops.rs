@@ -583,16 +583,6 @@ impl Console {
         expires: Option<&str>,
     ) -> Result<(String, ApiKeyConfig, Applied)> {
         use crate::policy::api_keys::{expiry_seconds, hash_hex, hash_key};
-        if self.applier.directory.is_some() {
-            // The gateway's directory does not index API keys yet (protocol v1 carries
-            // applications by client ID): a key would be stored but never accepted.
-            return Err(ConsoleError::invalid(
-                "api_keys",
-                "API keys are not served through the application directory yet; this console \
-                 runs with --directory-url, so it cannot create them (without --directory-url \
-                 they are applied inline)",
-            ));
-        }
         let name = name.trim();
         if name.len() > 128 || name.chars().any(char::is_control) {
             return Err(ConsoleError::invalid(
