@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::console::{
-    admin_setup_with, rest, Browser, Console, ADMIN, CONSOLE_SECRET, DEV, DEV2,
+    admin_setup_with, rest, rest_app, user_token, Browser, GatewayConsole, ADMIN, DEV, DEV2,
 };
-use support::{free_port, http, keygate_bin, wasm_path, EchoUpstream, Envoy, KeyManager, TempDir};
+use support::{http, keygate_bin, EchoUpstream, Envoy, KeyManager, TempDir};
 
 fn run(args: &[&str]) -> String {
     let output = Command::new(keygate_bin()).args(args).output().unwrap();
@@ -45,20 +45,9 @@ fn console_api_keys_create_list_revoke_export() {
     let km = KeyManager::start();
     let echo = EchoUpstream::start();
     let tmp = TempDir::new("console-api-keys");
-    let (listen, admin_port) = (free_port(), free_port());
-    let wasm = wasm_path();
-    let console = Console::start(
-        &km,
-        &tmp.join("out"),
-        &[
-            "--wasm",
-            wasm.to_str().unwrap(),
-            "--gateway-listen",
-            &format!("127.0.0.1:{listen}"),
-            "--gateway-admin",
-            &format!("127.0.0.1:{admin_port}"),
-        ],
-    );
+    let GatewayConsole {
+        console, listen, ..
+    } = GatewayConsole::start(&km, &tmp.join("out"), &[], &[]);
     let mut admin = Browser::sign_in(&console, ADMIN);
     admin_setup_with(
         &console,
@@ -69,20 +58,9 @@ fn console_api_keys_create_list_revoke_export() {
     );
     let envoy = Envoy::start(&console.out.join("envoy.yaml"));
 
-    let dave = km.token_password("keygate-console", CONSOLE_SECRET, DEV.0, DEV.1, "");
-    let erin = km.token_password("keygate-console", CONSOLE_SECRET, DEV2.0, DEV2.1, "");
-    let (status, body) = rest(
-        &console,
-        &dave,
-        "POST",
-        "/api/devportal/applications",
-        Some(r#"{"name": "dave-keys"}"#),
-    );
-    assert_eq!(status, 201, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    let app = format!("/api/devportal/applications/{id}");
+    let dave = user_token(&km, DEV);
+    let erin = user_token(&km, DEV2);
+    let (id, app) = rest_app(&console, &dave, "dave-keys");
 
     // Create: the key once, in `keygate api-key new`'s format; its SHA-256 is what is kept.
     let (status, body) = rest(

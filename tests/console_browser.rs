@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{json, Value};
-use support::console::{Console, ADMIN, DEV};
+use support::console::{Console, GatewayConsole, ADMIN, DEV};
 use support::{
-    free_port, http, project_root, wasm_path, EchoUpstream, Envoy, KeyManager, ProcessGuard,
-    TempDir,
+    free_port, http, project_root, EchoUpstream, Envoy, KeyManager, ProcessGuard, TempDir,
 };
 
 /// The W3C WebDriver element reference key.
@@ -244,20 +243,9 @@ fn console_browser_admin_and_developer_flows() {
     let km = KeyManager::start();
     let echo = EchoUpstream::start();
     let tmp = TempDir::new("console-browser");
-    let (listen, admin_port) = (free_port(), free_port());
-    let wasm = wasm_path();
-    let console = Console::start(
-        &km,
-        &tmp.join("out"),
-        &[
-            "--wasm",
-            wasm.to_str().unwrap(),
-            "--gateway-listen",
-            &format!("127.0.0.1:{listen}"),
-            "--gateway-admin",
-            &format!("127.0.0.1:{admin_port}"),
-        ],
-    );
+    let GatewayConsole {
+        console, listen, ..
+    } = GatewayConsole::start(&km, &tmp.join("out"), &[], &[]);
     let browser = Driver::start(&tmp.join("profile"), &tmp.join("screenshots"));
     let c = &console.url;
 

@@ -19,8 +19,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::console::{admin_setup_with, rest, Browser, Console, ADMIN, CONSOLE_SECRET, DEV};
-use support::{free_port, http, wasm_path, EchoUpstream, Envoy, KeyManager, TempDir};
+use support::console::{
+    admin_setup_with, rest, rest_app, user_token, Browser, GatewayConsole, ADMIN, DEV,
+};
+use support::{free_port, http, EchoUpstream, Envoy, KeyManager, TempDir};
 
 const TOKEN_ENV: &str = "KEYGATE_DIRECTORY_TOKEN";
 const TOKEN: &str = "console-directory-test-token";
@@ -30,21 +32,16 @@ fn console_is_the_directory_source_of_a_real_envoy() {
     let km = KeyManager::start();
     let echo = EchoUpstream::start();
     let tmp = TempDir::new("console-directory");
-    let (port, listen, admin_port) = (free_port(), free_port(), free_port());
-    let wasm = wasm_path();
+    let port = free_port();
     let directory_url = format!("http://127.0.0.1:{port}/keygate/directory");
-    let console = Console::start_with_env(
+    let GatewayConsole {
+        console, listen, ..
+    } = GatewayConsole::start(
         &km,
         &tmp.join("out"),
         &[
             "--listen",
             &format!("127.0.0.1:{port}"),
-            "--wasm",
-            wasm.to_str().unwrap(),
-            "--gateway-listen",
-            &format!("127.0.0.1:{listen}"),
-            "--gateway-admin",
-            &format!("127.0.0.1:{admin_port}"),
             "--directory-url",
             &directory_url,
             "--directory-token-env",
@@ -108,19 +105,8 @@ fn console_is_the_directory_source_of_a_real_envoy() {
     assert_eq!(http(listen, "GET", "/pets/v1/health", &[]).status, 200);
 
     // The developer, over the REST API: an application with shop-app's client ID.
-    let dave = km.token_password("keygate-console", CONSOLE_SECRET, DEV.0, DEV.1, "");
-    let (status, body) = rest(
-        &console,
-        &dave,
-        "POST",
-        "/api/devportal/applications",
-        Some(r#"{"name": "dave-shop"}"#),
-    );
-    assert_eq!(status, 201, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    let app = format!("/api/devportal/applications/{id}");
+    let dave = user_token(&km, DEV);
+    let (_, app) = rest_app(&console, &dave, "dave-shop");
     let (status, body) = rest(
         &console,
         &dave,

@@ -238,7 +238,7 @@ fn console_security_rules() {
         &[
             ("version", &version),
             ("description", "first"),
-            ("environments", ""),
+            ("all_environments", "on"),
             ("audiences", "https://api.keygate.test"),
         ],
     );
@@ -248,7 +248,7 @@ fn console_security_rules() {
         &[
             ("version", &version),
             ("description", "second"),
-            ("environments", ""),
+            ("all_environments", "on"),
             ("audiences", ""),
         ],
     );

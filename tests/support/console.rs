@@ -69,6 +69,63 @@ impl Console {
     }
 }
 
+/// A console that writes a gateway for a real Envoy: the module, Envoy's listener and admin
+/// ports, plus `extra` arguments and environment variables.
+pub struct GatewayConsole {
+    pub console: Console,
+    /// Envoy's listener (the requests under test go there).
+    pub listen: u16,
+    pub admin_port: u16,
+}
+
+impl GatewayConsole {
+    pub fn start(km: &KeyManager, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let (listen, admin_port) = (super::free_port(), super::free_port());
+        let wasm = super::wasm_path();
+        let (listen_arg, admin_arg) = (
+            format!("127.0.0.1:{listen}"),
+            format!("127.0.0.1:{admin_port}"),
+        );
+        let mut args = vec![
+            "--wasm",
+            wasm.to_str().unwrap(),
+            "--gateway-listen",
+            &listen_arg,
+            "--gateway-admin",
+            &admin_arg,
+        ];
+        args.extend_from_slice(extra);
+        GatewayConsole {
+            console: Console::start_with_env(km, out, &args, env),
+            listen,
+            admin_port,
+        }
+    }
+}
+
+/// A bearer access token of the console's key manager for a demo user (password grant).
+pub fn user_token(km: &KeyManager, user: (&str, &str)) -> String {
+    km.token_password("keygate-console", CONSOLE_SECRET, user.0, user.1, "")
+}
+
+/// Creates an application over REST (`POST /api/devportal/applications`, 201); returns its id
+/// and its REST path (`/api/devportal/applications/{id}`).
+pub fn rest_app(console: &Console, token: &str, name: &str) -> (i64, String) {
+    let body = serde_json::json!({ "name": name }).to_string();
+    let (status, answer) = rest(
+        console,
+        token,
+        "POST",
+        "/api/devportal/applications",
+        Some(&body),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let id = serde_json::from_str::<serde_json::Value>(&answer).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    (id, format!("/api/devportal/applications/{id}"))
+}
+
 /// A REST call with a bearer token: (status, body).
 pub fn rest(
     console: &Console,
@@ -83,6 +140,11 @@ pub fn rest(
     let mut response = match method {
         "GET" => agent.get(&url).header("authorization", &auth).call(),
         "DELETE" => agent.delete(&url).header("authorization", &auth).call(),
+        "PUT" => agent
+            .put(&url)
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .send(body.unwrap_or("{}")),
         _ => agent
             .post(&url)
             .header("authorization", &auth)

@@ -10,6 +10,7 @@ use super::auth::Identity;
 use super::http::{Request, Response};
 use super::model::{Api, Tier};
 use super::ops::{Console, NewKeyManager};
+use super::preview::KeyManagerEdit;
 use super::store::{self, ConsoleError, Doc};
 use super::web::parse_id;
 
@@ -40,6 +41,20 @@ struct SaveApi {
     openapi: Option<String>,
     #[serde(flatten)]
     api: Api,
+}
+
+#[derive(Deserialize)]
+struct EditKeyManager {
+    version: i64,
+    #[serde(flatten)]
+    edit: KeyManagerEdit,
+}
+
+#[derive(Deserialize)]
+struct EditTier {
+    version: i64,
+    requests: u64,
+    per: String,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +135,10 @@ fn route(
     if rest.first() == Some(&"admin") {
         super::ops::require_admin(who)?;
     }
+    if matches!(req.query("preview"), Some("true" | "1")) {
+        let changes = preview(c, req, rest, who)?;
+        return ok(json!({"preview": true, "changes": changes}));
+    }
     match (req.method.as_str(), rest) {
         ("GET", ["openapi.json"]) => Ok(Response {
             status: 200,
@@ -138,6 +157,18 @@ fn route(
         }
         ("DELETE", ["admin", "key-managers", name]) => {
             applied(c.remove_key_manager(who, name, version_query(req)?)?)
+        }
+        ("PUT", ["admin", "key-managers", name]) => {
+            let body: EditKeyManager = req.json()?;
+            let e = body.edit;
+            applied(c.update_key_manager(
+                who,
+                name,
+                body.version,
+                e.description,
+                e.environments,
+                e.audiences,
+            )?)
         }
         ("PUT", ["admin", "key-managers", name, "developer-portal"]) => {
             let body: DeveloperPortal = req.json()?;
@@ -161,6 +192,15 @@ fn route(
             c.store.read(|conn| store::list::<Tier>(conn, Doc::Tiers))?,
         )?),
         ("POST", ["admin", "tiers"]) => applied(c.add_tier(who, req.json::<Tier>()?)?),
+        ("PUT", ["admin", "tiers", name]) => {
+            let body: EditTier = req.json()?;
+            let tier = Tier {
+                name: name.to_string(),
+                requests: body.requests,
+                per: body.per,
+            };
+            applied(c.update_tier(who, body.version, tier)?)
+        }
         ("DELETE", ["admin", "tiers", name]) => {
             applied(c.remove_tier(who, name, version_query(req)?)?)
         }
@@ -216,5 +256,59 @@ fn route(
             Ok(Response::text(200, text))
         }
         _ => Err(ConsoleError::NotFound("no such API route".into())),
+    }
+}
+
+/// `?preview=true`: what the change would do (`{"preview": true, "changes": [...]}`), nothing
+/// applied; the same body and rules as the change itself.
+fn preview(
+    c: &Console,
+    req: &Request,
+    rest: &[&str],
+    who: &Identity,
+) -> Result<Vec<String>, ConsoleError> {
+    match (req.method.as_str(), rest) {
+        ("PUT", ["admin", "key-managers", name]) => {
+            let body: EditKeyManager = req.json()?;
+            c.preview_edit_key_manager(who, name, body.version, &body.edit)
+        }
+        ("DELETE", ["admin", "key-managers", name]) => {
+            c.preview_remove_key_manager(who, name, version_query(req)?)
+        }
+        ("POST", ["admin", "apis"]) => {
+            let mut body: SaveApi = req.json()?;
+            if let Some(doc) = &body.openapi {
+                body.api.resources = super::ops::resources_from_openapi(doc)?;
+            }
+            c.preview_api(who, body.version, &body.api)
+        }
+        ("DELETE", ["admin", "apis", name]) => c.preview_remove_api(who, name, version_query(req)?),
+        ("POST", ["admin", "tiers"]) => c.preview_save_tier(who, None, &req.json::<Tier>()?),
+        ("PUT", ["admin", "tiers", name]) => {
+            let body: EditTier = req.json()?;
+            let tier = Tier {
+                name: name.to_string(),
+                requests: body.requests,
+                per: body.per,
+            };
+            c.preview_save_tier(who, Some(body.version), &tier)
+        }
+        ("DELETE", ["admin", "tiers", name]) => {
+            c.preview_remove_tier(who, name, version_query(req)?)
+        }
+        ("DELETE", ["devportal", "applications", id]) => {
+            c.preview_delete_application(who, parse_id(id)?, version_query(req)?)
+        }
+        ("POST", ["devportal", "applications", id, "subscriptions"]) => {
+            let body: NewSubscription = req.json()?;
+            c.preview_subscribe(who, parse_id(id)?, &body.api, body.tier.as_deref())
+        }
+        ("DELETE", ["devportal", "applications", id, "subscriptions", api]) => {
+            c.preview_unsubscribe(who, parse_id(id)?, api)
+        }
+        _ => Err(ConsoleError::invalid(
+            "preview",
+            "this route has no preview",
+        )),
     }
 }

@@ -150,23 +150,36 @@ pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// What each application may call: `application A: API X: METHOD /path` for every resource of
-/// every API it is actively subscribed to, when the application is active and has a client ID
-/// of a declared key manager (public resources are open to everyone and left out).
+/// What each application may call and how: `application A: API X: METHOD /path` for every
+/// resource of every API it is actively subscribed to, when the application is active and has a
+/// client ID of a key manager enabled in the gateway's environment (or, for a resource without
+/// scopes and groups of an API that accepts API keys, an API key); `application A: client ID C
+/// of key manager K` for each client ID that key manager would accept; and `application A: API
+/// X: tier T (N per P)` for each subscription with a tier. Public resources are open to everyone
+/// and left out.
 pub fn access(export: &Export) -> std::collections::BTreeSet<String> {
     use crate::config::{ApplicationState, SubscriptionState};
+    let environment = export.gateway.environment.as_str();
+    let enabled = |name: &str| {
+        export.key_managers.iter().any(|km| {
+            km.name == name
+                && (km.environments.is_empty() || km.environments.iter().any(|e| e == environment))
+        })
+    };
     let mut out = std::collections::BTreeSet::new();
     for app in &export.applications {
-        let usable = app.state == ApplicationState::Active
-            && app.client_ids.iter().any(|c| {
-                export
-                    .key_managers
-                    .iter()
-                    .any(|km| km.name == c.key_manager)
-            });
-        if !usable {
+        if app.state != ApplicationState::Active {
             continue;
         }
+        let mut tokens = false;
+        for c in app.client_ids.iter().filter(|c| enabled(&c.key_manager)) {
+            tokens = true;
+            out.insert(format!(
+                "application {}: client ID {} of key manager {}",
+                app.name, c.client_id, c.key_manager
+            ));
+        }
+        let keys = !app.api_keys.is_empty();
         for sub in app
             .subscriptions
             .iter()
@@ -175,15 +188,31 @@ pub fn access(export: &Export) -> std::collections::BTreeSet<String> {
             let Some(api) = export.apis.iter().find(|a| a.name == sub.api) else {
                 continue;
             };
-            for r in api.resources.iter().filter(|r| !r.public) {
+            if let Some(tier) = &sub.tier {
+                let limit = export
+                    .tiers
+                    .iter()
+                    .find(|t| &t.name == tier)
+                    .map(|t| format!(" ({} per {})", t.requests, t.per))
+                    .unwrap_or_default();
                 out.insert(format!(
-                    "application {}: API {}: {} {}{}",
-                    app.name,
-                    api.name,
-                    r.method,
-                    api.base_path.trim_end_matches('/'),
-                    r.path
+                    "application {}: API {}: tier {tier}{limit}",
+                    app.name, api.name
                 ));
+            }
+            let by_key = keys && api.security.iter().any(|s| s == "api_key");
+            for r in api.resources.iter().filter(|r| !r.public) {
+                let open_to_key = by_key && r.scopes.is_empty() && r.groups.is_empty();
+                if tokens || open_to_key {
+                    out.insert(format!(
+                        "application {}: API {}: {} {}{}",
+                        app.name,
+                        api.name,
+                        r.method,
+                        api.base_path.trim_end_matches('/'),
+                        r.path
+                    ));
+                }
             }
         }
     }

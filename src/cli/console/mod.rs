@@ -12,6 +12,7 @@ pub mod directory;
 pub mod http;
 pub mod model;
 pub mod ops;
+pub mod preview;
 pub mod store;
 pub mod web;
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::apply::{self, Applied, Applier};
 use super::auth::{Auth, Identity};
 use super::model::{Api, Application, KeyManager, Resource, Tier};
+use super::preview;
 use super::store::{self, ConsoleError, Doc, Result, Store};
 use crate::cli::declaration::presets::Preset;
 use crate::cli::discover;
@@ -388,12 +389,13 @@ impl Console {
     ) -> Result<Applied> {
         require_admin(user)?;
         let action = format!("edit key manager {name}");
+        let edit = preview::KeyManagerEdit {
+            description,
+            environments,
+            audiences,
+        };
         self.change(user, &action, |tx| {
-            let mut km = store::get::<KeyManager>(tx, Doc::KeyManagers, name)?.item;
-            km.description = description.filter(|d| !d.is_empty());
-            km.environments = environments;
-            km.audiences = audiences;
-            store::update(tx, Doc::KeyManagers, name, version, &km)
+            preview::edit_key_manager(tx, name, version, &edit)
         })
         .map(|(_, applied)| applied)
     }
@@ -402,7 +404,7 @@ impl Console {
         require_admin(user)?;
         let action = format!("remove key manager {name}");
         self.change(user, &action, |tx| {
-            store::remove(tx, Doc::KeyManagers, name, version)
+            preview::remove_key_manager(tx, name, version)
         })
         .map(|(_, applied)| applied)
     }
@@ -444,29 +446,22 @@ impl Console {
     pub fn remove_api(&self, user: &Identity, name: &str, version: i64) -> Result<Applied> {
         require_admin(user)?;
         let action = format!("remove API {name}");
-        self.change(user, &action, |tx| {
-            store::remove(tx, Doc::Apis, name, version)
-        })
-        .map(|(_, applied)| applied)
+        self.change(user, &action, |tx| preview::remove_api(tx, name, version))
+            .map(|(_, applied)| applied)
     }
 
     pub fn add_tier(&self, user: &Identity, tier: Tier) -> Result<Applied> {
         require_admin(user)?;
-        check_name("name", &tier.name)?;
         let action = format!("add tier {}", tier.name);
-        self.change(user, &action, |tx| {
-            store::insert(tx, Doc::Tiers, &tier.name, &tier)
-        })
-        .map(|(_, applied)| applied)
+        self.change(user, &action, |tx| preview::save_tier(tx, None, &tier))
+            .map(|(_, applied)| applied)
     }
 
     pub fn remove_tier(&self, user: &Identity, name: &str, version: i64) -> Result<Applied> {
         require_admin(user)?;
         let action = format!("remove tier {name}");
-        self.change(user, &action, |tx| {
-            store::remove(tx, Doc::Tiers, name, version)
-        })
-        .map(|(_, applied)| applied)
+        self.change(user, &action, |tx| preview::remove_tier(tx, name, version))
+            .map(|(_, applied)| applied)
     }
 
     // ---- applications --------------------------------------------------------------------------------
@@ -560,16 +555,16 @@ impl Console {
         tier: Option<&str>,
     ) -> Result<Applied> {
         let action = format!("subscribe application {id} to {api}");
-        self.app_change(user, id, &action, |tx, _| {
-            store::get::<Api>(tx, Doc::Apis, api)
-                .map_err(|_| ConsoleError::invalid("api", format!("no API named `{api}`")))?;
-            store::subscribe(tx, id, api, tier.filter(|t| !t.is_empty()))
+        self.change(user, &action, |tx| {
+            preview::subscribe(tx, user, id, api, tier)
         })
+        .map(|(_, applied)| applied)
     }
 
     pub fn unsubscribe(&self, user: &Identity, id: i64, api: &str) -> Result<Applied> {
         let action = format!("unsubscribe application {id} from {api}");
-        self.app_change(user, id, &action, |tx, _| store::unsubscribe(tx, id, api))
+        self.change(user, &action, |tx| preview::unsubscribe(tx, user, id, api))
+            .map(|(_, applied)| applied)
     }
 
     /// A new API key for one of `user`'s applications, made as `keygate api-key new` makes it
@@ -635,9 +630,7 @@ impl Console {
     pub fn delete_application(&self, user: &Identity, id: i64, version: i64) -> Result<Applied> {
         let action = format!("remove application {id}");
         self.change(user, &action, |tx| {
-            let row = store::application(tx, id, Some(&user.sub))?;
-            store::delete_application(tx, id, version)?;
-            store::record_change(tx, "remove", &row.application.name, None)
+            preview::delete_application(tx, user, id, version)
         })
         .map(|(_, applied)| applied)
     }

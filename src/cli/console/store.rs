@@ -800,6 +800,45 @@ pub fn unsubscribe(conn: &Connection, app: i64, api: &str) -> Result<()> {
     touch_application(conn, app, None)
 }
 
+/// Removes every client ID of a key manager (the key manager is being removed); returns the
+/// applications that held one, each with its version bumped.
+pub fn remove_key_manager_client_ids(conn: &Connection, key_manager: &str) -> Result<Vec<i64>> {
+    let held = ids(
+        conn,
+        "SELECT DISTINCT application_id FROM client_ids WHERE key_manager = ?1 ORDER BY 1",
+        key_manager,
+    )?;
+    conn.execute(
+        "DELETE FROM client_ids WHERE key_manager = ?1",
+        params![key_manager],
+    )?;
+    for id in &held {
+        touch_application(conn, *id, None)?;
+    }
+    Ok(held)
+}
+
+/// Removes every subscription to an API (the API is being removed); returns the applications
+/// that had one, each with its version bumped.
+pub fn remove_api_subscriptions(conn: &Connection, api: &str) -> Result<Vec<i64>> {
+    let held = ids(
+        conn,
+        "SELECT DISTINCT application_id FROM subscriptions WHERE api = ?1 ORDER BY 1",
+        api,
+    )?;
+    conn.execute("DELETE FROM subscriptions WHERE api = ?1", params![api])?;
+    for id in &held {
+        touch_application(conn, *id, None)?;
+    }
+    Ok(held)
+}
+
+fn ids(conn: &Connection, sql: &str, name: &str) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params![name], |r| r.get::<_, i64>(0))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
 // ---- the whole state ----------------------------------------------------------------------------
 
 /// The store as a declaration.

@@ -14,6 +14,8 @@ use super::ops::{self, format_resources, parse_resources, split_list, Console, N
 use super::store::{self, ConsoleError, Doc, Session};
 use super::{api, directory};
 
+mod forms;
+
 /// The session cookie.
 pub const COOKIE: &str = "keygate_console";
 /// The cookie holding a started sign-in's `state`.
@@ -335,28 +337,25 @@ impl Web {
                 )
             }
             ["admin", "key-managers", "new"] => {
-                let gateway = c.store.read(store::gateway)?.unwrap_or_default();
+                let known = forms::known_environments(self)?;
                 self.render(
                     200,
                     "key_manager_new.html",
-                    self.with(
-                        session,
-                        &flash,
-                        context! { environment => gateway.environment },
-                    ),
+                    self.with(session, &flash, context! { known }),
                 )
             }
             ["admin", "key-managers", name, "edit"] => {
                 let row = c
                     .store
                     .read(|conn| store::get::<KeyManager>(conn, Doc::KeyManagers, name))?;
+                let known = forms::known_environments(self)?;
                 self.render(
                     200,
                     "key_manager_edit.html",
                     self.with(
                         session,
                         &flash,
-                        context! { km => row.item, version => row.version },
+                        context! { km => row.item, version => row.version, known },
                     ),
                 )
             }
@@ -537,6 +536,16 @@ impl Web {
             Response::redirect(to)
         };
         let result: Result<Response, ConsoleError> = (|| {
+            if form.get("preview").is_some() && parts != ["admin", "apis"] {
+                return self
+                    .preview_post(session, user, parts, form)
+                    .unwrap_or_else(|| {
+                        Err(ConsoleError::invalid(
+                            "preview",
+                            "this change has no preview",
+                        ))
+                    });
+            }
             Ok(match parts {
                 ["auth", "signout"] => {
                     c.store
@@ -547,12 +556,8 @@ impl Web {
                     ops::require_admin(user)?;
                     let name = form.text("name");
                     ops::check_name("name", &name)?;
+                    let environments = forms::chosen_environments(form)?;
                     let review = c.discover(&form.text("well_known_url"))?;
-                    let environments = if form.get("all_environments").is_some() {
-                        Vec::new()
-                    } else {
-                        split_list(&form.text("environments"))
-                    };
                     self.render(
                         200,
                         "key_manager_review.html",
@@ -601,7 +606,7 @@ impl Web {
                         name,
                         form.version()?,
                         Some(form.text("description")),
-                        split_list(&form.text("environments")),
+                        forms::chosen_environments(form)?,
                         split_list(&form.text("audiences")),
                     )?;
                     done(applied.summary(), "/admin/key-managers")
@@ -632,19 +637,8 @@ impl Web {
                     };
                     if form.get("preview").is_some() {
                         let changes = c.preview_api(user, version, &api)?;
-                        let fields: Vec<(String, String)> = form
-                            .0
-                            .iter()
-                            .filter(|(k, _)| k != "preview" && k != "csrf")
-                            .cloned()
-                            .collect();
-                        return Ok(self.render(
-                            200,
-                            "preview.html",
-                            self.with(session, &Flash::default(),
-                                context! { changes, fields, action => "/admin/apis", what => format!("API {}", api.name) },
-                            ),
-                        ));
+                        let what = format!("API {}", api.name);
+                        return Ok(self.preview_page(session, form, "/admin/apis", what, changes));
                     }
                     let applied = c.save_api(user, version, api)?;
                     done(applied.summary(), "/admin/apis")
@@ -654,20 +648,16 @@ impl Web {
                     done(applied.summary(), "/admin/apis")
                 }
                 ["admin", "tiers"] => {
-                    let requests = form
-                        .text("requests")
-                        .parse()
-                        .map_err(|_| ConsoleError::invalid("requests", "not a whole number"))?;
-                    let tier = Tier {
-                        name: form.text("name"),
-                        requests,
-                        per: form.text("per"),
-                    };
-                    let applied = c.add_tier(user, tier)?;
+                    let applied = c.add_tier(user, forms::tier_of(form, &form.text("name"))?)?;
                     done(applied.summary(), "/admin/tiers")
                 }
                 ["admin", "tiers", name, "remove"] => {
                     let applied = c.remove_tier(user, name, form.version()?)?;
+                    done(applied.summary(), "/admin/tiers")
+                }
+                ["admin", "tiers", name] => {
+                    let tier = forms::tier_of(form, name)?;
+                    let applied = c.update_tier(user, form.version()?, tier)?;
                     done(applied.summary(), "/admin/tiers")
                 }
                 ["devportal", "applications"] => {
