@@ -13,6 +13,7 @@ pub mod http;
 pub mod model;
 pub mod ops;
 pub mod preview;
+pub mod resources;
 pub mod store;
 pub mod web;
 

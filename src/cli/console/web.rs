@@ -15,64 +15,19 @@ use super::store::{self, ConsoleError, Doc, Session};
 use super::{api, directory};
 
 mod forms;
+mod render;
+mod session;
+mod templates;
+
+pub use render::Flash;
+use session::{identity, security_headers};
+pub use session::{parse_id, same_token};
+pub use templates::templates;
 
 /// The session cookie.
 pub const COOKIE: &str = "keygate_console";
 /// The cookie holding a started sign-in's `state`.
 pub const SIGNIN_COOKIE: &str = "keygate_console_signin";
-
-const TEMPLATES: &[(&str, &str)] = &[
-    ("layout.html", include_str!("templates/layout.html")),
-    ("signin.html", include_str!("templates/signin.html")),
-    ("error.html", include_str!("templates/error.html")),
-    (
-        "key_managers.html",
-        include_str!("templates/key_managers.html"),
-    ),
-    (
-        "key_manager_new.html",
-        include_str!("templates/key_manager_new.html"),
-    ),
-    (
-        "key_manager_review.html",
-        include_str!("templates/key_manager_review.html"),
-    ),
-    (
-        "key_manager_edit.html",
-        include_str!("templates/key_manager_edit.html"),
-    ),
-    ("apis.html", include_str!("templates/apis.html")),
-    ("api_form.html", include_str!("templates/api_form.html")),
-    ("tiers.html", include_str!("templates/tiers.html")),
-    ("audit.html", include_str!("templates/audit.html")),
-    (
-        "applications.html",
-        include_str!("templates/applications.html"),
-    ),
-    (
-        "application_new.html",
-        include_str!("templates/application_new.html"),
-    ),
-    (
-        "application.html",
-        include_str!("templates/application.html"),
-    ),
-    ("subscribe.html", include_str!("templates/subscribe.html")),
-    (
-        "instructions.html",
-        include_str!("templates/instructions.html"),
-    ),
-    ("preview.html", include_str!("templates/preview.html")),
-];
-
-pub fn templates() -> Result<Environment<'static>, String> {
-    let mut env = Environment::new();
-    for (name, source) in TEMPLATES {
-        env.add_template(name, source)
-            .map_err(|err| format!("template {name}: {err}"))?;
-    }
-    Ok(env)
-}
 
 pub struct Web {
     pub console: Console,
@@ -80,33 +35,6 @@ pub struct Web {
     /// What the page after a redirect shows once, per session (never carried in the URL, so no
     /// link can make the console display text of someone else's choosing).
     pub flash: Mutex<HashMap<String, Flash>>,
-}
-
-/// A message for the next page of a session.
-#[derive(Debug, Clone, Default)]
-pub struct Flash {
-    pub notice: Option<String>,
-    /// A client ID just added: (key manager, client ID), for the connection-data dialog.
-    pub added: Option<(String, String)>,
-    /// An API key just created: (name, the key), shown on this one page only.
-    pub new_key: Option<(String, String)>,
-}
-
-fn identity(session: &Session) -> Identity {
-    Identity {
-        sub: session.sub.clone(),
-        name: session.name.clone(),
-        admin: session.admin,
-    }
-}
-
-/// Constant-time comparison of two tokens.
-pub fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 impl Web {
@@ -121,70 +49,6 @@ impl Web {
             _ => self.page(req, &parts),
         };
         security_headers(response)
-    }
-
-    fn render(&self, status: u16, name: &str, ctx: Value) -> Response {
-        match self
-            .templates
-            .get_template(name)
-            .and_then(|t| t.render(ctx))
-        {
-            Ok(body) => Response::html(status, body),
-            Err(err) => Response::text(500, format!("template {name}: {err}")),
-        }
-    }
-
-    fn error_page(&self, session: Option<&Session>, err: &ConsoleError, back: &str) -> Response {
-        let heading = match err {
-            ConsoleError::Conflict(_) => "Changed by someone else",
-            ConsoleError::Forbidden(_) => "Not allowed",
-            ConsoleError::NotFound(_) => "Not found",
-            ConsoleError::Invalid { .. } => "Refused: nothing changed",
-            _ => "Something failed",
-        };
-        let user = session.map(|s| context! { name => s.name, admin => s.admin });
-        self.render(
-            err.status(),
-            "error.html",
-            context! {
-                user => user,
-                csrf => session.map(|s| s.csrf.clone()),
-                heading => heading,
-                field => err.field(),
-                message => err.to_string(),
-                back => back,
-            },
-        )
-    }
-
-    fn session(&self, req: &Request) -> Option<Session> {
-        let id = req.cookie(COOKIE)?;
-        self.console
-            .store
-            .read(|conn| store::session(conn, &id))
-            .ok()
-            .flatten()
-    }
-
-    fn cookie(&self, value: &str, max_age: i64) -> String {
-        let secure = if self.console.secure_cookies {
-            "; Secure"
-        } else {
-            ""
-        };
-        format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
-    }
-
-    /// The cookie binding a started sign-in (its `state`) to this browser.
-    fn signin_cookie(&self, state: &str, max_age: i64) -> String {
-        let secure = if self.console.secure_cookies {
-            "; Secure"
-        } else {
-            ""
-        };
-        format!(
-            "{SIGNIN_COOKIE}={state}; Path=/auth; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
-        )
     }
 
     fn page(&self, req: &Request, parts: &[&str]) -> Response {
@@ -229,77 +93,6 @@ impl Web {
             Ok(response) => response,
             Err(err) => self.error_page(Some(&session), &err, "/"),
         }
-    }
-
-    fn callback(&self, req: &Request) -> Response {
-        if let Some(error) = req.query("error") {
-            let err =
-                ConsoleError::Forbidden(format!("the key manager did not sign you in: {error}"));
-            return self.error_page(None, &err, "/signin");
-        }
-        let (Some(state), Some(code)) = (req.query("state"), req.query("code")) else {
-            return self.error_page(None, &ConsoleError::Forbidden("no code".into()), "/signin");
-        };
-        // The sign-in must have been started in this browser.
-        let started_here = req
-            .cookie(SIGNIN_COOKIE)
-            .is_some_and(|kept| same_token(&kept, state));
-        if !started_here {
-            let err = ConsoleError::Forbidden(
-                "this sign-in was not started in this browser: sign in again".into(),
-            );
-            return self.error_page(None, &err, "/signin");
-        }
-        let result = self.console.auth.finish(state, code).and_then(|who| {
-            self.console.store.read(|conn| {
-                store::create_session(
-                    conn,
-                    &who.sub,
-                    &who.name,
-                    who.admin,
-                    self.console.session_ttl_seconds,
-                )
-            })
-        });
-        match result {
-            Ok(session) => Response::redirect("/")
-                .with_header(
-                    "set-cookie",
-                    self.cookie(&session.id, self.console.session_ttl_seconds),
-                )
-                .with_header("set-cookie", self.signin_cookie("", 0)),
-            Err(err) => self.error_page(None, &err, "/signin"),
-        }
-    }
-
-    fn base(&self, session: &Session, notice: Option<&str>) -> Value {
-        context! {
-            user => context! { name => session.name, admin => session.admin },
-            csrf => session.csrf,
-            notice => notice,
-        }
-    }
-
-    fn with(&self, session: &Session, flash: &Flash, extra: Value) -> Value {
-        context! { ..extra, ..self.base(session, flash.notice.as_deref()) }
-    }
-
-    fn set_flash(&self, session: &Session, flash: Flash) {
-        if let Ok(mut all) = self.flash.lock() {
-            // Bounded: one entry per session, and sessions that never come back are dropped.
-            if all.len() > 10_000 {
-                all.clear();
-            }
-            all.insert(session.id.clone(), flash);
-        }
-    }
-
-    fn take_flash(&self, session: &Session) -> Flash {
-        self.flash
-            .lock()
-            .ok()
-            .and_then(|mut all| all.remove(&session.id))
-            .unwrap_or_default()
     }
 
     fn get(
@@ -742,17 +535,4 @@ impl Web {
             Err(err) => self.error_page(Some(session), &err, &back),
         }
     }
-}
-
-pub fn parse_id(text: &str) -> Result<i64, ConsoleError> {
-    text.parse()
-        .map_err(|_| ConsoleError::NotFound(format!("no application {text}")))
-}
-
-fn security_headers(response: Response) -> Response {
-    response
-        .with_header("x-content-type-options", "nosniff".into())
-        .with_header("x-frame-options", "DENY".into())
-        .with_header("referrer-policy", "same-origin".into())
-        .with_header("cache-control", "no-store".into())
 }
