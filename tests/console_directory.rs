@@ -180,10 +180,28 @@ fn console_is_the_directory_source_of_a_real_envoy() {
     );
     assert_eq!(status, 200, "{body}");
     let key_revoked = until_status(&key_call, 401, &[200, 401], sent);
+    // A key created while the application is subscribed: 200 within 5 s of its creation.
+    let sent = Instant::now();
+    let (status, body) = rest(
+        &console,
+        &dave,
+        "POST",
+        &format!("{app}/api-keys"),
+        Some(r#"{"name": "ci2"}"#),
+    );
+    assert_eq!(status, 201, "{body}");
+    let key2 = serde_json::from_str::<Value>(&body).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key2_call = || http(listen, "GET", "/pets/v1/toys", &[("apikey", &key2)]).status;
+    let key_created = until_status(&key2_call, 200, &[401, 200], sent);
     eprintln!(
-        "console directory: API key subscribed -> 200 in {:.2} s, revoked -> 401 in {:.2} s",
+        "console directory: API key subscribed -> 200 in {:.2} s, revoked -> 401 in {:.2} s, \
+         created -> 200 in {:.2} s",
         key_allowed.as_secs_f64(),
-        key_revoked.as_secs_f64()
+        key_revoked.as_secs_f64(),
+        key_created.as_secs_f64()
     );
 
     // Only the directory carried the changes: the plugin config in DIR is what it was.
