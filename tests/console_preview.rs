@@ -228,6 +228,19 @@ fn console_previews_changes_and_environments() {
     let lines = changes(status, &body);
     assert!(has(&lines, &format!("loses {PETS}")), "{lines:?}");
     assert!(!has(&lines, &format!("loses {CLIENT}")), "{lines:?}");
+    // A change without a preview is not applied by mistake: 422 naming `preview`.
+    let (status, body) = rest(
+        &console,
+        &dave,
+        "POST",
+        &format!("{app}/client-ids?preview=true"),
+        Some(r#"{"key_manager": "demo", "client_id": "other-app"}"#),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["field"],
+        "preview"
+    );
     // Previews keep the rules: a developer previewing an admin change is refused, another
     // developer previewing dave's application finds nothing.
     let path = format!("/api/admin/key-managers/demo?version={v}&preview=true");
