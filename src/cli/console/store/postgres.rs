@@ -1,0 +1,191 @@
+//! The PostgreSQL backend (the sync `postgres` crate) for several console replicas on one
+//! database: every store call is one transaction (READ COMMITTED) on the process's connection,
+//! reconnected when it was lost. Versioned edits conflict rather than overwrite because the
+//! `UPDATE … WHERE version = ?` of the second writer waits for the first one's row lock and then
+//! matches no row; a unique key two replicas insert at once fails one of them, reported as a
+//! conflict. The connection is plain TCP or a Unix socket (no TLS): keep the database on a
+//! private network or the same host.
+
+use std::error::Error;
+use std::sync::Mutex;
+
+use ::postgres::error::SqlState;
+use ::postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use ::postgres::{Client, NoTls, Transaction};
+use bytes::BytesMut;
+
+use super::db::{Db, Lock, Param, Row, Value};
+use super::{ConsoleError, Result};
+
+/// Whether a `--db` value names a PostgreSQL database rather than a SQLite file.
+pub fn is_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// The advisory lock keys (any two constants of this application).
+fn lock_key(lock: Lock) -> i64 {
+    match lock {
+        Lock::Migrations => 0x6b67_0001,
+        Lock::Directory => 0x6b67_0002,
+    }
+}
+
+impl From<::postgres::Error> for ConsoleError {
+    fn from(err: ::postgres::Error) -> Self {
+        let code = err.code();
+        if code == Some(&SqlState::UNIQUE_VIOLATION)
+            || code == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+            || code == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+        {
+            return ConsoleError::Conflict(
+                "someone else made a conflicting change at the same time; nothing was saved: \
+                 reload and make your change again"
+                    .into(),
+            );
+        }
+        match err.as_db_error() {
+            Some(db) => {
+                ConsoleError::Internal(format!("store: {}: {}", db.severity(), db.message()))
+            }
+            None => ConsoleError::Internal(format!("store: {err}")),
+        }
+    }
+}
+
+impl ToSql for Param<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self {
+            Param::Null => Ok(IsNull::Yes),
+            Param::Int(v) => match *ty {
+                Type::INT8 => v.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+                _ => Err(format!("an integer given for a parameter of type {ty}").into()),
+            },
+            Param::Text(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// `?N` placeholders as PostgreSQL's `$N` (the store's SQL has no `?` anywhere else).
+pub fn placeholders(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+fn refs<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+pub fn execute(tx: &mut Transaction<'_>, sql: &str, params: &[Param<'_>]) -> Result<usize> {
+    let changed = tx.execute(placeholders(sql).as_str(), &refs(params))?;
+    Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+}
+
+pub fn query(tx: &mut Transaction<'_>, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>> {
+    let rows = tx.query(placeholders(sql).as_str(), &refs(params))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut values = Vec::with_capacity(row.len());
+        for (i, column) in row.columns().iter().enumerate() {
+            let value = match *column.type_() {
+                Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+                Type::INT4 => row
+                    .try_get::<_, Option<i32>>(i)?
+                    .map(|v| Value::Int(i64::from(v))),
+                Type::INT2 => row
+                    .try_get::<_, Option<i16>>(i)?
+                    .map(|v| Value::Int(i64::from(v))),
+                Type::BOOL => row
+                    .try_get::<_, Option<bool>>(i)?
+                    .map(|v| Value::Int(i64::from(v))),
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+                    row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+                }
+                ref other => {
+                    return Err(ConsoleError::Internal(format!(
+                        "store: column {i} has the unexpected type {other}"
+                    )))
+                }
+            };
+            values.push(value.unwrap_or(Value::Null));
+        }
+        out.push(Row(values));
+    }
+    Ok(out)
+}
+
+pub fn batch(tx: &mut Transaction<'_>, sql: &str) -> Result<()> {
+    Ok(tx.batch_execute(sql)?)
+}
+
+pub fn lock(tx: &mut Transaction<'_>, lock: Lock) -> Result<()> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(lock)])?;
+    Ok(())
+}
+
+/// The process's connection to the database at `url`.
+pub struct Postgres {
+    url: String,
+    client: Mutex<Option<Client>>,
+}
+
+impl Postgres {
+    pub fn connect(url: &str) -> Result<Postgres> {
+        let client = Client::connect(url, NoTls).map_err(|err| connect_error(url, &err))?;
+        Ok(Postgres {
+            url: url.to_string(),
+            client: Mutex::new(Some(client)),
+        })
+    }
+
+    /// Runs `f` in one transaction: committed when `commit` and `f` succeeded, else rolled back.
+    pub fn run<T>(&self, commit: bool, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        let mut guard = self
+            .client
+            .lock()
+            .map_err(|_| ConsoleError::Internal("store lock poisoned".into()))?;
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            *guard = None;
+            *guard = Some(
+                Client::connect(&self.url, NoTls).map_err(|err| connect_error(&self.url, &err))?,
+            );
+        }
+        let client = guard
+            .as_mut()
+            .ok_or_else(|| ConsoleError::Internal("store: not connected".into()))?;
+        let db = Db::postgres(client.transaction()?);
+        let value = f(&db);
+        let tx = db
+            .into_postgres()
+            .ok_or_else(|| ConsoleError::Internal("store: not a PostgreSQL transaction".into()))?;
+        match value {
+            Ok(value) if commit => {
+                tx.commit()?;
+                Ok(value)
+            }
+            other => {
+                tx.rollback()?;
+                other
+            }
+        }
+    }
+}
+
+/// A connection error naming the server but not the URL's password.
+fn connect_error(url: &str, err: &::postgres::Error) -> ConsoleError {
+    let host = url
+        .split_once("://")
+        .map(|(_, rest)| rest.rsplit_once('@').map_or(rest, |(_, host)| host))
+        .unwrap_or("");
+    ConsoleError::Internal(format!("PostgreSQL at {host}: {err}"))
+}
