@@ -279,7 +279,7 @@ impl Store {
     pub fn tx<T>(&self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
         match &self.backend {
             Backend::Sqlite(conn) => Store::sqlite(conn, Some(true), f),
-            Backend::Postgres(pg) => pg.run(true, f),
+            Backend::Postgres(pg) => pg.run(true, false, f),
         }
     }
 
@@ -287,7 +287,17 @@ impl Store {
     pub fn preview<T>(&self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
         match &self.backend {
             Backend::Sqlite(conn) => Store::sqlite(conn, Some(false), f),
-            Backend::Postgres(pg) => pg.run(false, f),
+            Backend::Postgres(pg) => pg.run(false, false, f),
+        }
+    }
+
+    /// Runs `f` on one consistent state of the store, read only: its queries all see the same
+    /// committed changes (the directory's version and its changes). SQLite: a transaction
+    /// rolled back at the end; PostgreSQL: a read-only REPEATABLE READ transaction.
+    pub fn snapshot<T>(&self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite(conn) => Store::sqlite(conn, Some(false), f),
+            Backend::Postgres(pg) => pg.run(false, true, f),
         }
     }
 
@@ -296,7 +306,7 @@ impl Store {
     pub fn read<T>(&self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
         match &self.backend {
             Backend::Sqlite(conn) => Store::sqlite(conn, None, f),
-            Backend::Postgres(pg) => pg.run(true, f),
+            Backend::Postgres(pg) => pg.run(true, false, f),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use ::postgres::error::SqlState;
 use ::postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use ::postgres::{Client, NoTls, Transaction};
+use ::postgres::{Client, IsolationLevel, NoTls, Transaction};
 use bytes::BytesMut;
 
 use super::db::{Db, Lock, Param, Row, Value};
@@ -149,7 +149,13 @@ impl Postgres {
     }
 
     /// Runs `f` in one transaction: committed when `commit` and `f` succeeded, else rolled back.
-    pub fn run<T>(&self, commit: bool, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+    /// `snapshot`: a read-only REPEATABLE READ transaction, whose statements all see one state.
+    pub fn run<T>(
+        &self,
+        commit: bool,
+        snapshot: bool,
+        f: impl FnOnce(&Db) -> Result<T>,
+    ) -> Result<T> {
         let mut guard = self
             .client
             .lock()
@@ -163,7 +169,16 @@ impl Postgres {
         let client = guard
             .as_mut()
             .ok_or_else(|| ConsoleError::Internal("store: not connected".into()))?;
-        let db = Db::postgres(client.transaction()?);
+        let tx = if snapshot {
+            client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?
+        } else {
+            client.transaction()?
+        };
+        let db = Db::postgres(tx);
         let value = f(&db);
         let tx = db
             .into_postgres()
