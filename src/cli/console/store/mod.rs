@@ -174,7 +174,7 @@ pub struct Store {
 
 enum Backend {
     Sqlite(Mutex<rusqlite::Connection>),
-    Postgres(postgres::Postgres),
+    Postgres(Box<postgres::Postgres>),
 }
 
 pub fn now() -> i64 {
@@ -207,7 +207,7 @@ impl Store {
     /// the migrations it has not run yet.
     pub fn open_postgres(url: &str) -> Result<Store> {
         let store = Store {
-            backend: Backend::Postgres(postgres::Postgres::connect(url)?),
+            backend: Backend::Postgres(Box::new(postgres::Postgres::connect(url)?)),
             store_id: String::new(),
         };
         store.init()

@@ -196,11 +196,37 @@ impl Postgres {
     }
 }
 
-/// A connection error naming the server but not the URL's password.
+/// A connection error naming the server (host, port, database) but neither the user's password
+/// nor the URL's parameters (which may hold one).
 fn connect_error(url: &str, err: &::postgres::Error) -> ConsoleError {
-    let host = url
-        .split_once("://")
-        .map(|(_, rest)| rest.rsplit_once('@').map_or(rest, |(_, host)| host))
-        .unwrap_or("");
-    ConsoleError::Internal(format!("PostgreSQL at {host}: {err}"))
+    ConsoleError::Internal(format!("PostgreSQL at {}: {err}", server_of(url)))
+}
+
+fn server_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+    let rest = rest.split('?').next().unwrap_or("");
+    rest.rsplit_once('@').map_or(rest, |(_, server)| server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_what_errors_name() {
+        assert!(is_url("postgres://u@h/db") && is_url("postgresql:///db?host=/run/postgresql"));
+        assert!(!is_url("out/console.sqlite") && !is_url("/srv/postgres/console.sqlite"));
+        assert_eq!(
+            server_of("postgres://u:secret@db.internal:5432/console"),
+            "db.internal:5432/console"
+        );
+        assert_eq!(
+            server_of("postgresql:///console?user=u&password=secret"),
+            "/console"
+        );
+        assert_eq!(
+            placeholders("WHERE a = ?1 AND b = ?12"),
+            "WHERE a = $1 AND b = $12"
+        );
+    }
 }
