@@ -426,3 +426,39 @@ fn console_store_postgres_two_replicas() {
     );
     assert!(turn > 1, "the reader polled while the writers ran");
 }
+
+/// A PostgreSQL store that cannot be reached: the commands fail naming the server, never the
+/// password, and the console does not start.
+#[test]
+fn console_store_postgres_unreachable_fails_without_the_password() {
+    let port = support::free_port();
+    let url = format!("postgres://keygate:s3cret-pw@127.0.0.1:{port}/console");
+    let export = Command::new(keygate_bin())
+        .args(["console", "export", "--db", &url])
+        .output()
+        .unwrap();
+    assert!(!export.status.success());
+    let stderr = String::from_utf8_lossy(&export.stderr);
+    assert!(
+        stderr.contains(&format!("PostgreSQL at 127.0.0.1:{port}/console")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+    let tmp = TempDir::new("console-store-pg-down");
+    let serve = Command::new(keygate_bin())
+        .args(["console", "--listen", "127.0.0.1:0", "--out"])
+        .arg(tmp.join("out"))
+        .args(["--store", &url])
+        .args([
+            "--oidc-well-known-url",
+            "http://127.0.0.1:9/.well-known/openid-configuration",
+        ])
+        .env("KEYGATE_CONSOLE_CLIENT_SECRET", "x")
+        .output()
+        .unwrap();
+    assert!(!serve.status.success());
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(stderr.contains("PostgreSQL at 127.0.0.1:"), "{stderr}");
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+    assert!(!tmp.join("out/console.sqlite").exists());
+}
