@@ -243,7 +243,7 @@ fn scenario(tmp: &TempDir, extra: &[&str], db: &str, other: &str) {
 /// other is refused (409).
 #[test]
 fn console_store_postgres_two_replicas() {
-    let pg = Postgres::start();
+    let mut pg = Postgres::start();
     let km = KeyManager::start();
     let tmp = TempDir::new("console-replicas");
     let db = pg.create_database("fleet");
@@ -425,6 +425,17 @@ fn console_store_postgres_two_replicas() {
         all.len()
     );
     assert!(turn > 1, "the reader polled while the writers ran");
+
+    // The database restarts under the running replicas: each reconnects on its next call, and
+    // nothing was lost.
+    let (_, _, before) = get_json(&format!("{dir_a}/snapshot"), &[]);
+    pg.restart();
+    for dir in [&dir_a, &dir_b, &dir_c] {
+        let (status, _, after) = get_json(&format!("{dir}/snapshot"), &[]);
+        assert_eq!((status, &after), (200, &before));
+    }
+    let page = erin_b.get(&format!("{}/devportal/applications/{erin_app}", b.url));
+    assert_eq!(page.status, 200);
 }
 
 /// A PostgreSQL store that cannot be reached: the commands fail naming the server, never the

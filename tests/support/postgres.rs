@@ -22,6 +22,7 @@ pub struct Postgres {
     process: ProcessGuard,
     pub port: u16,
     dir: PathBuf,
+    root: bool,
 }
 
 fn is_root() -> bool {
@@ -43,6 +44,39 @@ fn command(program: &str, root: bool) -> Command {
     } else {
         Command::new(path)
     }
+}
+
+/// `postgres` on `dir/data`, 127.0.0.1:`port`, its socket in `dir`, logging to `dir/postgres.log`.
+fn spawn(dir: &Path, port: u16, root: bool) -> ProcessGuard {
+    let log = dir.join("postgres.log");
+    let child = command("postgres", root)
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(dir)
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=20",
+            "-c",
+            "shared_buffers=16MB",
+        ])
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap(),
+        )
+        .spawn()
+        .expect("start postgres");
+    ProcessGuard::new("postgres", child, Some(log))
 }
 
 impl Postgres {
@@ -84,46 +118,51 @@ impl Postgres {
             String::from_utf8_lossy(&init.stderr)
         );
         let port = free_port();
-        let log = dir.join("postgres.log");
-        let child = command("postgres", root)
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(&dir)
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=20",
-                "-c",
-                "shared_buffers=16MB",
-            ])
-            .env("LC_ALL", "C")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start postgres");
+        let process = spawn(&dir, port, root);
         let mut pg = Postgres {
-            process: ProcessGuard::new("postgres", child, Some(log)),
+            process,
             port,
             dir,
+            root,
         };
+        pg.wait_ready();
+        pg
+    }
+
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if postgres::Client::connect(&pg.url("postgres"), postgres::NoTls).is_ok() {
+            if postgres::Client::connect(&self.url("postgres"), postgres::NoTls).is_ok() {
                 break;
             }
             assert!(
-                pg.process.is_running() && Instant::now() < deadline,
+                self.process.is_running() && Instant::now() < deadline,
                 "postgres did not start:\n{}",
-                pg.process.log()
+                self.process.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        pg
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected) and starts it again on the
+    /// same data and port.
+    pub fn restart(&mut self) {
+        self.shut_down();
+        self.process = spawn(&self.dir, self.port, self.root);
+        self.wait_ready();
+    }
+
+    fn shut_down(&mut self) {
+        if let Some(pid) = self.process.pid() {
+            let _ = Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.process.is_running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.process.stop();
     }
 
     /// The URL of database `db` (`postgres` exists from the start).
@@ -147,16 +186,7 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        if let Some(pid) = self.process.pid() {
-            let _ = Command::new("kill")
-                .args(["-INT", &pid.to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while self.process.is_running() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        self.process.stop();
+        self.shut_down();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

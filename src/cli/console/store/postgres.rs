@@ -141,11 +141,20 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn connect(url: &str) -> Result<Postgres> {
-        let client = Client::connect(url, NoTls).map_err(|err| connect_error(url, &err))?;
-        Ok(Postgres {
+        let pg = Postgres {
             url: url.to_string(),
-            client: Mutex::new(Some(client)),
-        })
+            client: Mutex::new(None),
+        };
+        let client = pg.new_client()?;
+        pg.client
+            .lock()
+            .map_err(|_| ConsoleError::Internal("store lock poisoned".into()))?
+            .replace(client);
+        Ok(pg)
+    }
+
+    fn new_client(&self) -> Result<Client> {
+        Client::connect(&self.url, NoTls).map_err(|err| connect_error(&self.url, &err))
     }
 
     /// Runs `f` in one transaction: committed when `commit` and `f` succeeded, else rolled back.
@@ -162,38 +171,58 @@ impl Postgres {
             .map_err(|_| ConsoleError::Internal("store lock poisoned".into()))?;
         if guard.as_ref().is_none_or(Client::is_closed) {
             *guard = None;
-            *guard = Some(
-                Client::connect(&self.url, NoTls).map_err(|err| connect_error(&self.url, &err))?,
-            );
+            *guard = Some(self.new_client()?);
         }
-        let client = guard
-            .as_mut()
-            .ok_or_else(|| ConsoleError::Internal("store: not connected".into()))?;
-        let tx = if snapshot {
-            client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?
-        } else {
-            client.transaction()?
+        // A connection the server closed (a restart) shows when the transaction begins: connect
+        // again once; `f` has not run yet.
+        let err = match begin(guard.as_mut(), snapshot) {
+            Ok(tx) => return finish(tx, commit, f),
+            Err(err) => err,
         };
-        let db = Db::postgres(tx);
-        let value = f(&db);
-        let tx = db
-            .into_postgres()
-            .ok_or_else(|| ConsoleError::Internal("store: not a PostgreSQL transaction".into()))?;
-        match value {
-            Ok(value) if commit => {
-                tx.commit()?;
-                Ok(value)
-            }
-            other => {
-                tx.rollback()?;
-                other
-            }
+        if !guard.as_ref().is_none_or(Client::is_closed) {
+            return Err(err);
+        }
+        *guard = None;
+        *guard = Some(self.new_client()?);
+        let tx = begin(guard.as_mut(), snapshot)?;
+        // Bound first: the transaction borrows `guard`, which must outlive it.
+        #[allow(clippy::let_and_return)]
+        let value = finish(tx, commit, f);
+        value
+    }
+}
+
+/// Runs `f` in `tx`: committed when `commit` and `f` succeeded, else rolled back.
+fn finish<T>(tx: Transaction<'_>, commit: bool, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+    let db = Db::postgres(tx);
+    let value = f(&db);
+    let tx = db
+        .into_postgres()
+        .ok_or_else(|| ConsoleError::Internal("store: not a PostgreSQL transaction".into()))?;
+    match value {
+        Ok(value) if commit => {
+            tx.commit()?;
+            Ok(value)
+        }
+        other => {
+            tx.rollback()?;
+            other
         }
     }
+}
+
+/// Begins a transaction: READ COMMITTED, or a read-only REPEATABLE READ `snapshot`.
+fn begin(client: Option<&mut Client>, snapshot: bool) -> Result<Transaction<'_>> {
+    let client = client.ok_or_else(|| ConsoleError::Internal("store: not connected".into()))?;
+    Ok(if snapshot {
+        client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?
+    } else {
+        client.transaction()?
+    })
 }
 
 /// A connection error naming the server (host, port, database) but neither the user's password
