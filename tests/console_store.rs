@@ -359,12 +359,48 @@ fn console_store_postgres_two_replicas() {
         "{form}"
     );
 
+    // Two developers create an application of the same name at once, one on each replica: one
+    // is created, the other refused (409 when the inserts raced, 422 when the name was already
+    // there), never a 500; the name exists once.
+    let mut erin_b = Browser::sign_in(&b, DEV2);
+    erin_b.get(&format!("{}/devportal/applications/new", b.url));
+    dave_a.get(&format!("{}/devportal/applications/new", a.url));
+    for round in 0..5 {
+        let name = format!("race-{round}");
+        let creators: Vec<_> = [
+            (dave_a.clone(), a.url.clone()),
+            (erin_b.clone(), b.url.clone()),
+        ]
+        .into_iter()
+        .map(|(mut browser, url)| {
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let reply =
+                    browser.post(&format!("{url}/devportal/applications"), &[("name", &name)]);
+                (reply.status, reply.body)
+            })
+        })
+        .collect();
+        let mut replies: Vec<(u16, String)> =
+            creators.into_iter().map(|t| t.join().unwrap()).collect();
+        replies.sort_by_key(|r| r.0);
+        assert_eq!(replies[0].0, 303, "{replies:?}");
+        assert!(matches!(replies[1].0, 409 | 422), "{replies:?}");
+        let (_, _, snapshot) = get_json(&format!("{dir_b}/snapshot"), &[]);
+        let named = snapshot["applications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|app| app["name"] == name.as_str())
+            .count();
+        assert_eq!(named, 1, "{snapshot}");
+    }
+
     // The feed is one sequence while both replicas write at once: a reader following it on a
     // third replica (each step `since` the last version it saw) collects exactly the full
     // history, in order, with nothing skipped or repeated.
     let c = Console::start(&km, &tmp.join("c"), &["--db", &db]);
     let dir_c = format!("{}/keygate/directory/v1", c.url);
-    let mut erin_b = Browser::sign_in(&b, DEV2);
     let erin_app = create_app(&b, &mut erin_b, "erin-shop");
     erin_b.get(&format!("{}/devportal/applications/{erin_app}", b.url));
     let (_, _, start) = get_json(&format!("{dir_a}/snapshot"), &[]);
