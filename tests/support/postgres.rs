@@ -106,7 +106,15 @@ impl Postgres {
         let init = command("initdb", root)
             .arg("-D")
             .arg(&data)
-            .args(["-U", "keygate", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .args([
+                "-U",
+                "keygate",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--wal-segsize=1",
+            ])
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
             .output()
