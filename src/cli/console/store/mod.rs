@@ -7,8 +7,9 @@
 //! silently. Applications have the same counter; their client ids are a table whose primary key
 //! is (key manager, client id), so a client id belongs to one application only.
 //!
-//! Callers run queries through [`Store::tx`], [`Store::preview`] and [`Store::read`], whose
-//! closures get a [`Db`], and the functions re-exported here (`store::export(db)`, …).
+//! Callers run queries through [`Store::tx`], [`Store::preview`], [`Store::snapshot`] and
+//! [`Store::read`], whose closures get a [`Db`], with the functions re-exported here
+//! (`store.tx(|db| store::export(db))`); no caller names rusqlite or postgres.
 
 mod apps;
 pub mod db;
@@ -29,8 +30,9 @@ pub use apps::{
     remove_client_id, revoke_api_key, subscribe, touch_application, unsubscribe,
 };
 pub use db::Db;
-pub use docs::gateway;
-pub use docs::{get, insert, key_managers, list, remove, set_devportal, set_gateway, update, Doc};
+pub use docs::{
+    gateway, get, insert, key_managers, list, remove, set_devportal, set_gateway, update, Doc,
+};
 pub use state::{
     audit, audit_log, create_session, delete_session, directory_changes, directory_oldest,
     directory_seq, export, record_application, record_change, replace_all, session,
@@ -240,14 +242,6 @@ impl Store {
             }
         })?;
         Ok(self)
-    }
-
-    /// Which backend this store is ("sqlite" or "postgres").
-    pub fn backend(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
-        }
     }
 
     fn sqlite<T>(
