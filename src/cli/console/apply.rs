@@ -5,10 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
-
 use super::model::Export;
-use super::store::{self, ConsoleError, Result};
+use super::store::{self, ConsoleError, Db, Result};
 use crate::cli::generate::{self, GenerateError, Loaded};
 use crate::cli::live;
 
@@ -117,7 +115,7 @@ pub fn compile(export: &Export, allow_http: bool) -> Result<Loaded> {
 
 impl Applier {
     /// Compiles the store's current state and writes it; refused: nothing is written.
-    pub fn apply(&self, conn: &Connection) -> Result<Applied> {
+    pub fn apply(&self, conn: &Db) -> Result<Applied> {
         let export = store::export(conn)?;
         let mut text = export.to_yaml().map_err(ConsoleError::Internal)?;
         let mut loaded = generate::resolve(&text, self.allow_http)

@@ -44,7 +44,7 @@ fn version(console: &Console, seq: i64) -> String {
 }
 
 fn snapshot(console: &Console, req: &Request) -> Result<Response, ConsoleError> {
-    let (seq, apps) = console.store.read(|conn| {
+    let (seq, apps) = console.store.snapshot(|conn| {
         let seq = store::directory_seq(conn)?;
         let apps: Vec<Value> = store::applications(conn, None)?
             .into_iter()
@@ -103,7 +103,7 @@ fn changes(console: &Console, req: &Request) -> Result<Response, ConsoleError> {
     if store_id != console.store.store_id {
         return Ok(gone());
     }
-    let (current, oldest, list) = console.store.read(|conn| {
+    let (current, oldest, list) = console.store.snapshot(|conn| {
         let current = store::directory_seq(conn)?;
         let oldest = store::directory_oldest(conn)?;
         let list = if since_seq < current {

@@ -52,8 +52,9 @@ pub enum Action {
 
 #[derive(Debug, clap::Args)]
 pub struct StoreArgs {
-    /// The store (SQLite file); default: DIR/console.sqlite of --out.
-    #[arg(long)]
+    /// The store: a SQLite file (default: DIR/console.sqlite of --out) or a PostgreSQL URL
+    /// (postgres://user@host:port/database).
+    #[arg(long, visible_alias = "store")]
     pub db: Option<PathBuf>,
     /// The console's output directory.
     #[arg(long)]
@@ -79,8 +80,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: String,
-    /// The store (SQLite file); default: DIR/console.sqlite.
-    #[arg(long)]
+    /// The store: a SQLite file (default: DIR/console.sqlite) or a PostgreSQL URL
+    /// (postgres://user@host:port/database).
+    #[arg(long, visible_alias = "store")]
     pub db: Option<PathBuf>,
     /// The filter module the bootstrap names (default as `generate`).
     #[arg(long)]
@@ -158,6 +160,9 @@ pub fn run(args: Args) -> i32 {
 
 fn open(store: &StoreArgs) -> Result<Store, String> {
     let path = db_path(&store.db, &store.out)?;
+    if path.to_str().is_some_and(store::postgres::is_url) {
+        return Store::open_location(&path).map_err(|err| err.to_string());
+    }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|err| format!("{}: {err}", parent.display()))?;
     }

@@ -1,7 +1,6 @@
 //! The console's operations, shared by the pages and the REST API: who may do what, and every
 //! change as one transaction that is compiled and applied before it commits.
 
-use rusqlite::Transaction;
 use serde::Serialize;
 
 use super::apply::{self, Applied, Applier};
@@ -9,7 +8,7 @@ use super::auth::{Auth, Identity};
 use super::model::{Api, Application, KeyManager, Tier};
 use super::preview;
 pub use super::resources::{format_resources, parse_resources, resources_from_openapi, split_list};
-use super::store::{self, ConsoleError, Doc, Result, Store};
+use super::store::{self, ConsoleError, Db, Doc, Result, Store};
 use crate::cli::declaration::presets::Preset;
 use crate::cli::discover;
 use crate::cli::discovery::oidc::DiscoveryDocument;
@@ -95,7 +94,7 @@ impl Console {
         &self,
         user: &Identity,
         action: &str,
-        f: impl FnOnce(&Transaction) -> Result<T>,
+        f: impl FnOnce(&Db) -> Result<T>,
     ) -> Result<(T, Applied)> {
         let result = self.store.tx(|tx| {
             let before = store::export(tx)?;
@@ -117,7 +116,7 @@ impl Console {
     /// What a change would do, without doing it: it runs in a transaction that is rolled back,
     /// compiled by the filter's compiler (a refusal is returned as it would be on applying);
     /// returns who gains or loses access to what.
-    pub fn preview(&self, f: impl FnOnce(&Transaction) -> Result<()>) -> Result<Vec<String>> {
+    pub fn preview(&self, f: impl FnOnce(&Db) -> Result<()>) -> Result<Vec<String>> {
         self.store.preview(|tx| {
             let before = store::export(tx)?;
             f(tx)?;
@@ -335,7 +334,7 @@ impl Console {
         user: &Identity,
         id: i64,
         action: &str,
-        f: impl FnOnce(&Transaction, &Application) -> Result<()>,
+        f: impl FnOnce(&Db, &Application) -> Result<()>,
     ) -> Result<Applied> {
         self.change(user, action, |tx| {
             let row = store::application(tx, id, Some(&user.sub))?;

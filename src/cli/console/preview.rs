@@ -4,12 +4,10 @@
 //! is exactly what applying would do: the same checks, the same compiler, the same refusals.
 //! A preview answers who gains or loses what ([`super::apply::access_changes`]).
 
-use rusqlite::Transaction;
-
 use super::auth::Identity;
 use super::model::{Api, KeyManager, Tier};
 use super::ops::{check_name, require_admin, Console};
-use super::store::{self, ConsoleError, Doc, Result};
+use super::store::{self, ConsoleError, Db, Doc, Result};
 
 /// A key manager's editable fields.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -22,12 +20,7 @@ pub struct KeyManagerEdit {
     pub audiences: Vec<String>,
 }
 
-pub fn edit_key_manager(
-    tx: &Transaction,
-    name: &str,
-    version: i64,
-    edit: &KeyManagerEdit,
-) -> Result<()> {
+pub fn edit_key_manager(tx: &Db, name: &str, version: i64, edit: &KeyManagerEdit) -> Result<()> {
     let mut km = store::get::<KeyManager>(tx, Doc::KeyManagers, name)?.item;
     km.description = edit.description.clone().filter(|d| !d.is_empty());
     km.environments = edit.environments.clone();
@@ -36,7 +29,7 @@ pub fn edit_key_manager(
 }
 
 /// Removes a key manager and every client ID of it (those applications lose it).
-pub fn remove_key_manager(tx: &Transaction, name: &str, version: i64) -> Result<()> {
+pub fn remove_key_manager(tx: &Db, name: &str, version: i64) -> Result<()> {
     store::remove(tx, Doc::KeyManagers, name, version)?;
     for id in store::remove_key_manager_client_ids(tx, name)? {
         store::record_application(tx, id)?;
@@ -45,7 +38,7 @@ pub fn remove_key_manager(tx: &Transaction, name: &str, version: i64) -> Result<
 }
 
 /// Removes an API and every subscription to it (those applications lose it).
-pub fn remove_api(tx: &Transaction, name: &str, version: i64) -> Result<()> {
+pub fn remove_api(tx: &Db, name: &str, version: i64) -> Result<()> {
     store::remove(tx, Doc::Apis, name, version)?;
     for id in store::remove_api_subscriptions(tx, name)? {
         store::record_application(tx, id)?;
@@ -54,7 +47,7 @@ pub fn remove_api(tx: &Transaction, name: &str, version: i64) -> Result<()> {
 }
 
 /// Adds a tier (`version` None) or changes one still at `version`.
-pub fn save_tier(tx: &Transaction, version: Option<i64>, tier: &Tier) -> Result<()> {
+pub fn save_tier(tx: &Db, version: Option<i64>, tier: &Tier) -> Result<()> {
     check_name("name", &tier.name)?;
     match version {
         Some(version) => store::update(tx, Doc::Tiers, &tier.name, version, tier),
@@ -62,25 +55,19 @@ pub fn save_tier(tx: &Transaction, version: Option<i64>, tier: &Tier) -> Result<
     }
 }
 
-pub fn remove_tier(tx: &Transaction, name: &str, version: i64) -> Result<()> {
+pub fn remove_tier(tx: &Db, name: &str, version: i64) -> Result<()> {
     store::remove(tx, Doc::Tiers, name, version)
 }
 
 /// Removes one of `user`'s applications.
-pub fn delete_application(tx: &Transaction, user: &Identity, id: i64, version: i64) -> Result<()> {
+pub fn delete_application(tx: &Db, user: &Identity, id: i64, version: i64) -> Result<()> {
     let row = store::application(tx, id, Some(&user.sub))?;
     store::delete_application(tx, id, version)?;
     store::record_change(tx, "remove", &row.application.name, None)
 }
 
 /// Subscribes one of `user`'s applications to an API.
-pub fn subscribe(
-    tx: &Transaction,
-    user: &Identity,
-    id: i64,
-    api: &str,
-    tier: Option<&str>,
-) -> Result<()> {
+pub fn subscribe(tx: &Db, user: &Identity, id: i64, api: &str, tier: Option<&str>) -> Result<()> {
     store::application(tx, id, Some(&user.sub))?;
     store::get::<Api>(tx, Doc::Apis, api)
         .map_err(|_| ConsoleError::invalid("api", format!("no API named `{api}`")))?;
@@ -89,7 +76,7 @@ pub fn subscribe(
 }
 
 /// Unsubscribes one of `user`'s applications from an API.
-pub fn unsubscribe(tx: &Transaction, user: &Identity, id: i64, api: &str) -> Result<()> {
+pub fn unsubscribe(tx: &Db, user: &Identity, id: i64, api: &str) -> Result<()> {
     store::application(tx, id, Some(&user.sub))?;
     store::unsubscribe(tx, id, api)?;
     store::record_application(tx, id)
