@@ -9,6 +9,7 @@
 //!   (`dpop_binding`).
 
 mod error;
+mod flat;
 mod htu;
 mod proof;
 mod replay;
