@@ -171,19 +171,10 @@ impl ReplayStore {
 
     /// A proof's slot, fingerprint and key tag under `secret`.
     fn locate(&self, secret: &[u8], jkt: &str, jti: &str, expires_at: u64) -> ProofUse {
-        let mut hasher = Sha256::new();
-        hasher.update(b"keygate dpop jti\0");
-        hasher.update(secret);
-        hasher.update(jkt.as_bytes());
-        hasher.update(b"\0");
+        let (tag, mut hasher) = key_hash::of(secret, jkt);
         hasher.update(jti.as_bytes());
         let digest = hasher.finalize();
         let (chooser, fingerprint) = (word::<8>(&digest, 0), word::<8>(&digest, 8));
-        let mut hasher = Sha256::new();
-        hasher.update(b"keygate dpop key\0");
-        hasher.update(secret);
-        hasher.update(jkt.as_bytes());
-        let tag = word::<4>(&hasher.finalize(), 0);
         let slots = u64::try_from(self.slots.max(1)).unwrap_or(u64::MAX);
         let slot = usize::try_from(u64::from_be_bytes(chooser) % slots).unwrap_or(0);
         ProofUse {
@@ -214,6 +205,65 @@ impl ReplayStore {
             return full(&mut own);
         }
         Ok(())
+    }
+}
+
+/// What a proof key contributes to its proofs' places, computed once per key and secret (a client
+/// signs every proof with one key): its tag, and the fingerprint's hash state after the key. A few
+/// direct-mapped slots per thread, an entry used only for the identical secret and key.
+mod key_hash {
+    use std::cell::RefCell;
+
+    use sha2::{Digest, Sha256};
+
+    const SLOTS: usize = 8;
+
+    type Seen = Option<(Box<[u8]>, Box<str>, [u8; 4], Sha256)>;
+
+    thread_local! {
+        static MEMO: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The key's tag and the fingerprint hasher with everything but the `jti` taken in.
+    pub(super) fn of(secret: &[u8], jkt: &str) -> ([u8; 4], Sha256) {
+        let at = jkt.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        }) % SLOTS;
+        let known = MEMO.with(|memo| match memo.try_borrow().ok()?.get(at) {
+            Some(Some((s, k, tag, state))) if **s == *secret && **k == *jkt => {
+                Some((*tag, state.clone()))
+            }
+            _ => None,
+        });
+        if let Some(known) = known {
+            return known;
+        }
+        let fresh = compute(secret, jkt);
+        MEMO.with(|memo| {
+            let Ok(mut memo) = memo.try_borrow_mut() else {
+                return;
+            };
+            if memo.is_empty() {
+                memo.resize(SLOTS, None);
+            }
+            if let Some(place) = memo.get_mut(at) {
+                *place = Some((secret.into(), jkt.into(), fresh.0, fresh.1.clone()));
+            }
+        });
+        fresh
+    }
+
+    pub(super) fn compute(secret: &[u8], jkt: &str) -> ([u8; 4], Sha256) {
+        let mut fingerprint = Sha256::new();
+        fingerprint.update(b"keygate dpop jti\0");
+        fingerprint.update(secret);
+        fingerprint.update(jkt.as_bytes());
+        fingerprint.update(b"\0");
+        let mut hasher = Sha256::new();
+        hasher.update(b"keygate dpop key\0");
+        hasher.update(secret);
+        hasher.update(jkt.as_bytes());
+        (super::word::<4>(&hasher.finalize(), 0), fingerprint)
     }
 }
 
@@ -560,7 +610,10 @@ mod tests {
         let slots = Counting::default();
         assert_eq!(STORE.first_use(&slots, "k", "j0", 1_300, 1_000), Ok(()));
         let kept = slots.kept.get();
-        assert_eq!(kept.map(|k| k.to_vec()), slots.inner.get(SECRET_KEY).map(|(b, _)| b));
+        assert_eq!(
+            kept.map(|k| k.to_vec()),
+            slots.inner.get(SECRET_KEY).map(|(b, _)| b)
+        );
         slots.reads.borrow_mut().clear();
         for i in 1..3 {
             assert_eq!(
@@ -588,6 +641,43 @@ mod tests {
             Err(DpopError::Replayed)
         );
         assert_eq!(other.kept.get(), kept);
+    }
+
+    /// The places of proofs are those of the plain hashes, whether the key's part is remembered
+    /// or not (another secret or key in the same memo slot never answers).
+    #[test]
+    fn remembered_key_hashes_place_proofs_as_computed_ones() {
+        let direct = |secret: &[u8], jkt: &str, jti: &str| {
+            let mut h = Sha256::new();
+            h.update(b"keygate dpop jti\0");
+            h.update(secret);
+            h.update(jkt.as_bytes());
+            h.update(b"\0");
+            h.update(jti.as_bytes());
+            let digest = h.finalize();
+            let mut t = Sha256::new();
+            t.update(b"keygate dpop key\0");
+            t.update(secret);
+            t.update(jkt.as_bytes());
+            (
+                word::<8>(&digest, 8),
+                word::<4>(&t.finalize(), 0),
+                u64::from_be_bytes(word::<8>(&digest, 0)) % 4,
+            )
+        };
+        for _ in 0..2 {
+            for secret in [&[1u8; 32][..], &[2u8; 32][..], &[1u8; 7][..]] {
+                for jkt in ["k", "k2", "a-longer-key-thumbprint-0123456789abcdefghijk"] {
+                    for jti in ["j", "j2"] {
+                        let placed = STORE.locate(secret, jkt, jti, 1_300);
+                        let (fingerprint, tag, slot) = direct(secret, jkt, jti);
+                        assert_eq!(placed.fingerprint, fingerprint);
+                        assert_eq!(placed.tag, tag);
+                        assert_eq!(placed.slot as u64, slot);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
