@@ -178,6 +178,13 @@ for old, new in edits:
     if old not in text:
         sys.exit(f"bench: the demo declaration changed: no {old!r} to extend")
     text = text.replace(old, new, 1)
+# keygate-dpop sends every proof of one client key, tens of thousands a run, all remembered for
+# dpop_max_age_seconds (300): the default replay store (4,096 slots x 32, one key at most half a
+# slot) refuses some of them as full (503, as documented), which would fail the run. Room for
+# about a million proofs per window (at most 32 MiB of shared data, about 16 bytes per proof used).
+if "\nsettings:" in text:
+    sys.exit("bench: the demo declaration has settings now: merge dpop_replay_slots into them")
+text += "\nsettings:\n  dpop_replay_slots: 65536\n"
 open(path, "w", encoding="utf-8").write(text)
 PY
 "$KEYGATE_BIN" generate --input "$RUN/keygate.yaml" --out "$RUN/generated" >"$RUN/generate.log" 2>&1 \
