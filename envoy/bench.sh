@@ -23,6 +23,12 @@
 #   The table's "of hit" column sets the API-key and backend-JWT rows against keygate-cache-rs256
 #   (req/s over req/s); "cpu µs/req" is the Envoy under test's CPU time per request, steadier than
 #   req/s when the machine is shared and that Envoy does not get its whole CPU.
+#   keygate-dpop            keygate, a DPoP-bound token (verified-token cache hit) with a fresh ES256
+#                           proof on every request (envoy/bench/dpop-proofs.mjs makes them just
+#                           before each run, BENCH_DPOP_RATE per second of the run, distinct jti,
+#                           iat then: a run stays well inside the 300 s window; envoy/bench/dpop.lua
+#                           sends each once): signature on the host, htm/htu/iat/ath, jti recorded;
+#                           its "of hit" column is set against keygate-cache-es256
 #   {keygate,native}-zipf-{10k,100k}  a population: each request carries one of 10,000 (100,000)
 #                           distinct valid tokens, drawn Zipf (s = 1) by envoy/bench/zipf.lua, with
 #                           each filter's default cache (hit rate reported)
@@ -41,6 +47,7 @@
 #   BENCH_UPSTREAM     envoy (default: a second Envoy answering 200 itself) or echo (the node echo
 #                      upstream of the demo, tests/keymanager/echo.mjs; costlier per request)
 #   BENCH_CPU_ENVOY (0), BENCH_CPU_LOAD (1)
+#   BENCH_DPOP_RATE (30000)  proofs made per second of a keygate-dpop run (more than it can answer)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,6 +60,7 @@ WARMUP="${BENCH_WARMUP:-1}"
 UPSTREAM_KIND="${BENCH_UPSTREAM:-envoy}"
 CPU_ENVOY="${BENCH_CPU_ENVOY:-0}"
 CPU_LOAD="${BENCH_CPU_LOAD:-1}"
+DPOP_RATE="${BENCH_DPOP_RATE:-30000}"
 ENVOY_BIN="${KEYGATE_ENVOY:-$ROOT/.venv/bin/envoy}"
 KEYGATE_BIN="${KEYGATE_BIN:-$ROOT/target/release/keygate}"
 WASM="$ROOT/target/wasm32-wasip1/release/keygate.wasm"
@@ -65,7 +73,7 @@ READY_SECONDS=60
 
 ALL_CASES="noauth floor native-cache-rs256 native-cache-es256 native-nocache-rs256 native-nocache-es256
   keygate-cache-rs256 keygate-cache-es256 keygate-nocache-rs256 keygate-nocache-es256 keygate-public
-  keygate-apikey keygate-backendjwt keygate-backendjwt-miss native-zipf-10k keygate-zipf-10k native-zipf-100k keygate-zipf-100k"
+  keygate-apikey keygate-backendjwt keygate-backendjwt-miss keygate-dpop native-zipf-10k keygate-zipf-10k native-zipf-100k keygate-zipf-100k"
 CASES="${BENCH_CASES:-$ALL_CASES}"
 
 say() { printf 'bench: %s\n' "$*"; }
@@ -170,6 +178,13 @@ for old, new in edits:
     if old not in text:
         sys.exit(f"bench: the demo declaration changed: no {old!r} to extend")
     text = text.replace(old, new, 1)
+# keygate-dpop sends every proof of one client key, tens of thousands a run, all remembered for
+# dpop_max_age_seconds (300): the default replay store (4,096 slots x 32, one key at most half a
+# slot) refuses some of them as full (503, as documented), which would fail the run. Room for
+# about a million proofs per window (at most 32 MiB of shared data, about 16 bytes per proof used).
+if "\nsettings:" in text:
+    sys.exit("bench: the demo declaration has settings now: merge dpop_replay_slots into them")
+text += "\nsettings:\n  dpop_replay_slots: 65536\n"
 open(path, "w", encoding="utf-8").write(text)
 PY
 "$KEYGATE_BIN" generate --input "$RUN/keygate.yaml" --out "$RUN/generated" >"$RUN/generate.log" 2>&1 \
@@ -308,6 +323,24 @@ for e in keygate keygate-nocache; do
   else printf '  FAIL %-16s %-34s %s\n' "$e" "backend JWT forwarded" "upstream saw '${jwt}'"; FAILED=1; fi
   expect "$e" 403 "$SIGNED" "$NO_SCOPE" "backend-JWT API, no pets:read"
 done
+# DPoP: a bound token with a proof for the gateway's public URL (the plugin config's origin of
+# the pets API), accepted once; the same proof again is a replay.
+DPOP_DIR="$RUN/dpop"
+mkdir -p "$DPOP_DIR"
+DPOP_HTU="$(python3 "$HERE/bench.py" origin --plugin-config "$RUN/generated/plugin-config.json" --api pets)$API"
+node "$HERE/dpop-proofs.mjs" "$ISSUER" "$DPOP_HTU" 1 "$DPOP_DIR" || die "no DPoP-bound token from the key manager"
+for e in keygate keygate-nocache; do
+  for want in 200 401; do
+    got=$(curl -s -o /dev/null -w '%{http_code}' "${REQUEST_HEADERS[@]}" -H "Authorization: DPoP $(cat "$DPOP_DIR/token")" \
+      -H "DPoP: $(head -n 1 "$DPOP_DIR/proofs")" "http://127.0.0.1:${LISTEN[$e]}$API")
+    what="DPoP token + proof"; [[ $want == 401 ]] && what="the same proof again (replay)"
+    if [[ "$got" == "$want" ]]; then printf '  ok   %-16s %-34s %s\n' "$e" "$what" "$got"
+    else printf '  FAIL %-16s %-34s %s, expected %s\n' "$e" "$what" "$got" "$want"; FAILED=1; fi
+  done
+  # A fresh proof for the next Envoy (the first is spent there, and would be here too: one store
+  # per Envoy, but keep the check honest).
+  node "$HERE/dpop-proofs.mjs" --again "$DPOP_HTU" 1 "$DPOP_DIR"
+done
 ((FAILED == 0)) || die "a case did not answer as it should; not measuring (logs in $RUN)"
 
 # 7. Load.
@@ -316,14 +349,14 @@ case_envoy() {
     noauth | floor) echo "$1" ;;
     native-cache-* | native-zipf-*) echo native-cache ;;
     native-nocache-*) echo native-nocache ;;
-    keygate-cache-* | keygate-public | keygate-apikey | keygate-zipf-* | keygate-backendjwt) echo keygate ;;
+    keygate-cache-* | keygate-public | keygate-apikey | keygate-zipf-* | keygate-backendjwt | keygate-dpop) echo keygate ;;
     keygate-nocache-* | keygate-backendjwt-miss) echo keygate-nocache ;;
   esac
 }
 case_token() {
   case $1 in
     *-es256) echo "$ES256" ;;
-    keygate-public | keygate-apikey) echo "" ;;
+    keygate-public | keygate-apikey | keygate-dpop) echo "" ;;
     *) echo "$RS256" ;;
   esac
 }
@@ -339,6 +372,7 @@ case_label() {
     keygate-apikey) echo "keygate, API key" ;;
     keygate-backendjwt) echo "keygate, cache hit + backend JWT, rs256" ;;
     keygate-backendjwt-miss) echo "keygate, cache off + backend JWT signed, rs256" ;;
+    keygate-dpop) echo "keygate, cache hit + fresh DPoP proof, es256" ;;
     native-zipf-*) echo "native, cache, Zipf over ${1##*-} tokens" ;;
     keygate-zipf-*) echo "keygate, cache, Zipf over ${1##*-} tokens" ;;
   esac
@@ -369,6 +403,10 @@ load() { # case seconds round (round 0: warm-up, not recorded)
   [[ "$name" == keygate-backendjwt* ]] && path=$SIGNED
   case $name in
     *-zipf-*) auth=() script=("$HERE/zipf.lua" "http://127.0.0.1:$port$path" -- "$path" "$RUN/population-${name##*-}.txt") ;;
+    keygate-dpop)
+      # Fresh proofs (iat now) for this run only, made before the clock of the run starts.
+      node "$HERE/dpop-proofs.mjs" --again "$DPOP_HTU" $((secs * DPOP_RATE)) "$DPOP_DIR" || die "could not make DPoP proofs"
+      script=("$HERE/dpop.lua" "http://127.0.0.1:$port$path" -- "$path" "$DPOP_DIR/token" "$DPOP_DIR/proofs" "$THREADS") ;;
     *) script+=("http://127.0.0.1:$port$path") ;;
   esac
   cache_before=$(cache_counts "$envoy")

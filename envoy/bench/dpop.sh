@@ -3,7 +3,8 @@
 # keygate (--concurrency 1, pinned to CPU 0) loaded by wrk (CPU 1) for DPOP_SECONDS twice: a plain
 # bearer token (verified-token cache hit) and a DPoP-bound token of the same client with a fresh
 # ES256 proof on every request (token: cache hit; proof: verified, htu/ath/iat checked, jti recorded
-# in shared data). Both tokens come from the demo key manager. Not part of `make bench`.
+# in shared data). Both tokens come from the demo key manager. A quick two-case run; `make bench`
+# has the same case as `keygate-dpop` (against `keygate-cache-es256`).
 #
 #   envoy/bench/dpop.sh     DPOP_SECONDS (5)  DPOP_CONNECTIONS (16)  DPOP_PROOFS (60000)
 set -euo pipefail
@@ -82,6 +83,8 @@ applications:
   - name: shop
     client_ids: [{key_manager: demo, client_id: shop-app}]
     subscriptions: [{api: pets}]
+# One client key sends every proof: room for them (the default store refuses some as full).
+settings: {dpop_replay_slots: 65536}
 YAML
 "$KEYGATE_BIN" generate --input "$RUN/keygate.yaml" --out "$RUN/generated" >"$RUN/generate.log" 2>&1 \
   || { cat "$RUN/generate.log" >&2; die "keygate generate failed"; }

@@ -16,7 +16,60 @@ pub fn request_uri(origin: &str, path: &str) -> Option<String> {
     if origin.is_empty() || !path.starts_with('/') {
         return None;
     }
-    normalize(&format!("{origin}{path}"))
+    recent::normalize(&format!("{origin}{path}"))
+}
+
+/// [`normalize`] of the same texts again and again (a gateway's origins with the paths its
+/// clients call, and each client's `htu`): the last results per thread (a worker is one thread),
+/// eight direct-mapped slots by a hash of the text, an entry used only for the identical text.
+pub(super) mod recent {
+    use std::cell::RefCell;
+
+    const SLOTS: usize = 8;
+    /// Longer texts are normalized every time.
+    const MAX_TEXT: usize = 512;
+
+    type Seen = Option<(Box<str>, Option<String>)>;
+
+    thread_local! {
+        static MEMO: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn slot(text: &str) -> usize {
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        usize::try_from(hash % SLOTS as u64).unwrap_or(0)
+    }
+
+    pub fn normalize(text: &str) -> Option<String> {
+        if text.len() > MAX_TEXT {
+            return super::normalize(text);
+        }
+        let at = slot(text);
+        let known = MEMO.with(|memo| match memo.try_borrow().ok()?.get(at) {
+            Some(Some((seen, normal))) if crate::dpop::proof::same_text(seen, text) => {
+                Some(normal.clone())
+            }
+            _ => None,
+        });
+        if let Some(normal) = known {
+            return normal;
+        }
+        let normal = super::normalize(text);
+        MEMO.with(|memo| {
+            let Ok(mut memo) = memo.try_borrow_mut() else {
+                return;
+            };
+            if memo.is_empty() {
+                memo.resize(SLOTS, None);
+            }
+            if let Some(place) = memo.get_mut(at) {
+                *place = Some((text.into(), normal.clone()));
+            }
+        });
+        normal
+    }
 }
 
 /// The comparable form of an absolute http(s) URI, without its query and fragment.
@@ -223,6 +276,26 @@ mod tests {
         }
         // Path case is significant.
         assert_ne!(normalize("https://h/Pets"), normalize("https://h/pets"));
+    }
+
+    #[test]
+    fn remembered_results_are_the_results() {
+        let texts = [
+            "HTTPS://API.Example.COM:443/pets",
+            "https://h/a/./b/../c",
+            "https://user@h/pets",
+            "https://h/a%zz",
+            "http://h:80",
+            "http://h:81",
+        ];
+        // Several rounds, so that later ones answer from the memo (and slots are shared).
+        for _ in 0..3 {
+            for text in texts {
+                assert_eq!(recent::normalize(text), normalize(text), "{text}");
+            }
+        }
+        let long = format!("https://h/{}", "a".repeat(600));
+        assert_eq!(recent::normalize(&long), normalize(&long));
     }
 
     #[test]

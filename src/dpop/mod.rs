@@ -9,6 +9,7 @@
 //!   (`dpop_binding`).
 
 mod error;
+mod flat;
 mod htu;
 mod proof;
 mod replay;
@@ -20,5 +21,5 @@ mod tests;
 pub use error::{DpopError, DpopErrorKind};
 pub use htu::{normalize as normalize_uri, request_uri};
 pub use proof::{access_token_hash, verify_proof, ProofRules, ProofTarget, VerifiedProof};
-pub use replay::{MemorySlots, ProofUse, ReplayStore, Slots};
+pub use replay::{vm_secret, MemorySlots, ProofUse, ReplayStore, Slots, SECRET_BYTES};
 pub use thumbprint::thumbprint;

@@ -14,9 +14,11 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::DpopError;
+use super::flat::{self, Claims};
 use super::htu;
 use super::thumbprint::thumbprint;
-use crate::jose::{b64, signed_by, Alg, HostCrypto, Jwk, UntrustedToken};
+use crate::jose::token::{MAX_HEADER_BYTES, MAX_SIGNATURE_BYTES, MAX_TOKEN_BYTES};
+use crate::jose::{b64, signature_valid, signed_by, Alg, HostCrypto, Jwk, UntrustedToken};
 
 /// JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2; §6.4 for `oct`).
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
@@ -63,6 +65,22 @@ pub fn access_token_hash(token: &str) -> String {
     })
 }
 
+/// Whether two texts are equal, compared eight bytes at a time: the memos below compare whole
+/// tokens and headers on every proof, and in Wasm the byte-wise `memcmp` made that a tenth of a
+/// DPoP request's own work (`docs/performance.md`).
+pub(super) fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    let words = x.by_ref().zip(y.by_ref()).all(|(p, q)| {
+        let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+        word(p) == word(q)
+    });
+    words && x.remainder() == y.remainder()
+}
+
 /// The `ath` of recent tokens. A DPoP client sends one access token with every proof, and in Wasm
 /// hashing a 1 KB token was a fifth of a DPoP request's own cost (`docs/performance.md`). A small
 /// direct-mapped table per thread (a worker is one thread): the slot is chosen by the token's last
@@ -93,7 +111,7 @@ mod ath_memo {
         MEMO.with(|memo| {
             let memo = memo.try_borrow().ok()?;
             match memo.get(slot(token)) {
-                Some(Some((seen, ath))) if **seen == *token => Some(ath.clone()),
+                Some(Some((seen, ath))) if super::same_text(seen, token) => Some(ath.clone()),
                 _ => None,
             }
         })
@@ -123,12 +141,13 @@ mod key_memo {
     use std::cell::RefCell;
     use std::rc::Rc;
 
-    use crate::jose::Jwk;
+    use crate::jose::{Alg, Jwk};
 
     const SLOTS: usize = 16;
 
-    /// A proof header's text, its key and the key's thumbprint.
-    type Seen = Option<(Box<str>, Rc<Jwk>, String)>;
+    /// A proof header's text (one that passed every header check), its `alg`, its key and the
+    /// key's thumbprint.
+    type Seen = Option<(Box<str>, Alg, Rc<Jwk>, String)>;
 
     thread_local! {
         static MEMO: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
@@ -142,19 +161,19 @@ mod key_memo {
         usize::try_from(hash % SLOTS as u64).unwrap_or(0)
     }
 
-    pub(super) fn recall(header: &str) -> Option<(Rc<Jwk>, String)> {
+    pub(super) fn recall(header: &str) -> Option<(Alg, Rc<Jwk>, String)> {
         MEMO.with(|memo| {
             let memo = memo.try_borrow().ok()?;
             match memo.get(slot(header)) {
-                Some(Some((seen, key, jkt))) if **seen == *header => {
-                    Some((Rc::clone(key), jkt.clone()))
+                Some(Some((seen, alg, key, jkt))) if super::same_text(seen, header) => {
+                    Some((*alg, Rc::clone(key), jkt.clone()))
                 }
                 _ => None,
             }
         })
     }
 
-    pub(super) fn remember(header: &str, key: &Rc<Jwk>, jkt: &str) {
+    pub(super) fn remember(header: &str, alg: Alg, key: &Rc<Jwk>, jkt: &str) {
         MEMO.with(|memo| {
             let Ok(mut memo) = memo.try_borrow_mut() else {
                 return;
@@ -163,7 +182,7 @@ mod key_memo {
                 memo.resize(SLOTS, None);
             }
             if let Some(place) = memo.get_mut(slot(header)) {
-                *place = Some((header.into(), Rc::clone(key), jkt.to_string()));
+                *place = Some((header.into(), alg, Rc::clone(key), jkt.to_string()));
             }
         });
     }
@@ -171,6 +190,58 @@ mod key_memo {
 
 /// Checks `proof` (the `DPoP` header value) for `target` at `now` (seconds since the epoch).
 pub fn verify_proof(
+    proof: &str,
+    target: &ProofTarget<'_>,
+    rules: &ProofRules<'_>,
+    now: f64,
+    host: Option<&dyn HostCrypto>,
+) -> Result<VerifiedProof, DpopError> {
+    match known_header(proof, target, rules, now, host) {
+        Some(decided) => decided,
+        None => full_check(proof, target, rules, now, host),
+    }
+}
+
+/// The common case, decided without a JSON tree: a proof whose header text is one the full check
+/// passed before (the key memo: a client signs every proof with one key, so its header repeats)
+/// and whose payload is a flat object of plain members ([`flat::claims`]). The same checks run in
+/// the same order on the same values as in [`full_check`]; `None` (an unknown header, anything
+/// unusual in the payload, an `alg` the rules no longer allow) leaves the proof to it.
+pub(super) fn known_header(
+    proof: &str,
+    target: &ProofTarget<'_>,
+    rules: &ProofRules<'_>,
+    now: f64,
+    host: Option<&dyn HostCrypto>,
+) -> Option<Result<VerifiedProof, DpopError>> {
+    if proof.len() > MAX_TOKEN_BYTES {
+        return None;
+    }
+    let mut parts = proof.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    if header.len() > MAX_HEADER_BYTES || signature.len() > MAX_SIGNATURE_BYTES {
+        return None;
+    }
+    let (alg, key, jkt) = key_memo::recall(header)?;
+    if !rules.algorithms.iter().any(|a| a == alg.name()) || key.permits(alg).is_err() {
+        return None;
+    }
+    let payload_bytes = b64::decode(payload)?;
+    let claims = flat::claims(&payload_bytes)?;
+    let signature = b64::decode(signature)?;
+    let message = proof.as_bytes().get(..header.len() + 1 + payload.len())?;
+    if !signature_valid(message, &signature, alg, &key, host) {
+        return Some(Err(DpopError::SignatureInvalid));
+    }
+    Some(judge(&claims, jkt, target, rules, now))
+}
+
+/// The whole check, from the parsed token.
+pub(super) fn full_check(
     proof: &str,
     target: &ProofTarget<'_>,
     rules: &ProofRules<'_>,
@@ -208,13 +279,13 @@ pub fn verify_proof(
     // and its thumbprint are remembered by the exact header text.
     let header_text = proof.split('.').next().unwrap_or_default();
     let (key, jkt) = match key_memo::recall(header_text) {
-        Some(known) => known,
+        Some((_, key, jkt)) => (key, jkt),
         None => {
             let key =
                 Jwk::from_value(&Value::Object(jwk.clone())).map_err(|_| DpopError::JwkInvalid)?;
             let jkt = thumbprint(jwk).ok_or(DpopError::JwkInvalid)?;
             let key = Rc::new(key);
-            key_memo::remember(header_text, &key, &jkt);
+            key_memo::remember(header_text, alg, &key, &jkt);
             (key, jkt)
         }
     };
@@ -226,14 +297,34 @@ pub fn verify_proof(
     }
 
     let claims = token.claims();
-    let jti = string_claim(claims, "jti")?;
-    let htm = string_claim(claims, "htm")?;
-    let htu = string_claim(claims, "htu")?;
-    let iat = claims
-        .get("iat")
-        .and_then(Value::as_f64)
-        .ok_or(DpopError::ClaimMissing { claim: "iat" })?;
-    let ath = string_claim(claims, "ath")?;
+    let claims = Claims {
+        jti: string_claim(claims, "jti")?,
+        htm: string_claim(claims, "htm")?,
+        htu: string_claim(claims, "htu")?,
+        iat: claims
+            .get("iat")
+            .and_then(Value::as_f64)
+            .ok_or(DpopError::ClaimMissing { claim: "iat" })?,
+        ath: string_claim(claims, "ath")?,
+    };
+    judge(&claims, jkt, target, rules, now)
+}
+
+/// The claim checks of a proof whose signature verified (RFC 9449 §4.3 checks 8-12).
+fn judge(
+    claims: &Claims<'_>,
+    jkt: String,
+    target: &ProofTarget<'_>,
+    rules: &ProofRules<'_>,
+    now: f64,
+) -> Result<VerifiedProof, DpopError> {
+    let Claims {
+        jti,
+        htm,
+        htu,
+        iat,
+        ath,
+    } = *claims;
     if jti.is_empty() {
         return Err(DpopError::ClaimMissing { claim: "jti" });
     }
@@ -241,7 +332,7 @@ pub fn verify_proof(
     if htm != target.method {
         return Err(DpopError::HtmMismatch);
     }
-    match htu::normalize(htu) {
+    match htu::recent::normalize(htu) {
         Some(claimed) if target.uris.contains(&claimed) => {}
         _ => return Err(DpopError::HtuMismatch),
     }
@@ -275,6 +366,30 @@ fn string_claim<'c>(
 #[cfg(test)]
 mod ath_tests {
     use super::*;
+
+    #[test]
+    fn same_text_is_equality() {
+        let texts = [
+            "",
+            "a",
+            "abcdefgh",
+            "abcdefgi",
+            "abcdefghi",
+            "abcdefghj",
+            "bbcdefghi",
+            "abcdefgh ",
+        ];
+        for a in texts {
+            for b in texts {
+                assert_eq!(same_text(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+        let long = "x".repeat(1_025);
+        let mut other = long.clone();
+        other.replace_range(1_000..1_001, "y");
+        assert!(same_text(&long, &long.clone()));
+        assert!(!same_text(&long, &other));
+    }
 
     #[test]
     fn the_memo_never_answers_for_another_token() {

@@ -45,6 +45,8 @@ const KEY_PREFIX: &str = "keygate.dpop.";
 /// The per-Envoy secret the slots, fingerprints and key tags are keyed with.
 const SECRET_KEY: &str = "keygate.dpop.secret";
 const ENTRY_BYTES: usize = 16;
+/// The secret's length (a SHA-256).
+pub const SECRET_BYTES: usize = 32;
 /// Compare-and-swap rounds before giving up (each lost round means another worker wrote the
 /// same slot in between; a handful covers any real contention).
 const CAS_ATTEMPTS: usize = 8;
@@ -60,6 +62,14 @@ pub trait Slots {
     fn seed(&self) -> u64 {
         0
     }
+    /// The store's secret, when this caller already read or wrote it. Once written the secret
+    /// never changes (it is written only when absent and shared data has no delete), so a caller
+    /// whose memory lives no longer than its shared data may keep it and save a read per proof.
+    fn known_secret(&self) -> Option<[u8; SECRET_BYTES]> {
+        None
+    }
+    /// Keeps the secret read or written (see [`known_secret`](Self::known_secret)).
+    fn keep_secret(&self, _secret: [u8; SECRET_BYTES]) {}
 }
 
 /// The replay store's shape (from the settings).
@@ -77,6 +87,10 @@ pub struct ProofUse {
     fingerprint: [u8; 8],
     tag: [u8; 4],
     expires_at: u32,
+    /// The slot's record as the check read it, and how to write over exactly that version:
+    /// [`ReplayStore::record`] tries its first write on it without reading again (a record
+    /// written meanwhile fails the compare-and-swap, and it reads again).
+    seen: (Vec<u8>, Expect),
 }
 
 /// One live entry of a record.
@@ -106,9 +120,9 @@ impl ReplayStore {
         now: u64,
     ) -> Result<ProofUse, DpopError> {
         let secret = secret(slots)?;
-        let proof = self.locate(&secret, jkt, jti, expires_at);
-        let record = slots.get(&slot_key(proof.slot)).unwrap_or_default().0;
-        self.admit(&live(&record, now), &proof, now)?;
+        let mut proof = self.locate(&secret, jkt, jti, expires_at);
+        proof.seen = read(slots, &slot_key(proof.slot));
+        self.admit(&live(&proof.seen.0, now), &proof, now)?;
         Ok(proof)
     }
 
@@ -117,12 +131,15 @@ impl ReplayStore {
     /// recorded the same proof (a replay) or filled the slot in between.
     pub fn record(&self, slots: &dyn Slots, proof: &ProofUse, now: u64) -> Result<(), DpopError> {
         let key = slot_key(proof.slot);
-        for _ in 0..CAS_ATTEMPTS {
-            let (record, expect) = match slots.get(&key) {
-                Some((bytes, cas)) => (bytes, Expect::Cas(cas)),
-                None => (Vec::new(), Expect::Absent),
+        for attempt in 0..CAS_ATTEMPTS {
+            let fresh;
+            let (record, expect) = if attempt == 0 {
+                (&proof.seen.0, proof.seen.1)
+            } else {
+                fresh = read(slots, &key);
+                (&fresh.0, fresh.1)
             };
-            let mut live = live(&record, now);
+            let mut live = live(record, now);
             self.admit(&live, proof, now)?;
             live.push(Entry {
                 fingerprint: proof.fingerprint,
@@ -154,19 +171,10 @@ impl ReplayStore {
 
     /// A proof's slot, fingerprint and key tag under `secret`.
     fn locate(&self, secret: &[u8], jkt: &str, jti: &str, expires_at: u64) -> ProofUse {
-        let mut hasher = Sha256::new();
-        hasher.update(b"keygate dpop jti\0");
-        hasher.update(secret);
-        hasher.update(jkt.as_bytes());
-        hasher.update(b"\0");
+        let (tag, mut hasher) = key_hash::of(secret, jkt);
         hasher.update(jti.as_bytes());
         let digest = hasher.finalize();
         let (chooser, fingerprint) = (word::<8>(&digest, 0), word::<8>(&digest, 8));
-        let mut hasher = Sha256::new();
-        hasher.update(b"keygate dpop key\0");
-        hasher.update(secret);
-        hasher.update(jkt.as_bytes());
-        let tag = word::<4>(&hasher.finalize(), 0);
         let slots = u64::try_from(self.slots.max(1)).unwrap_or(u64::MAX);
         let slot = usize::try_from(u64::from_be_bytes(chooser) % slots).unwrap_or(0);
         ProofUse {
@@ -174,6 +182,7 @@ impl ReplayStore {
             fingerprint,
             tag,
             expires_at: u32::try_from(expires_at).unwrap_or(u32::MAX),
+            seen: (Vec::new(), Expect::Absent),
         }
     }
 
@@ -199,6 +208,73 @@ impl ReplayStore {
     }
 }
 
+/// What a proof key contributes to its proofs' places, computed once per key and secret (a client
+/// signs every proof with one key): its tag, and the fingerprint's hash state after the key. A few
+/// direct-mapped slots per thread, an entry used only for the identical secret and key.
+mod key_hash {
+    use std::cell::RefCell;
+
+    use sha2::{Digest, Sha256};
+
+    const SLOTS: usize = 8;
+
+    type Seen = Option<(Box<[u8]>, Box<str>, [u8; 4], Sha256)>;
+
+    thread_local! {
+        static MEMO: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The key's tag and the fingerprint hasher with everything but the `jti` taken in.
+    pub(super) fn of(secret: &[u8], jkt: &str) -> ([u8; 4], Sha256) {
+        let at = jkt.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        }) % SLOTS;
+        let known = MEMO.with(|memo| match memo.try_borrow().ok()?.get(at) {
+            Some(Some((s, k, tag, state))) if **s == *secret && **k == *jkt => {
+                Some((*tag, state.clone()))
+            }
+            _ => None,
+        });
+        if let Some(known) = known {
+            return known;
+        }
+        let fresh = compute(secret, jkt);
+        MEMO.with(|memo| {
+            let Ok(mut memo) = memo.try_borrow_mut() else {
+                return;
+            };
+            if memo.is_empty() {
+                memo.resize(SLOTS, None);
+            }
+            if let Some(place) = memo.get_mut(at) {
+                *place = Some((secret.into(), jkt.into(), fresh.0, fresh.1.clone()));
+            }
+        });
+        fresh
+    }
+
+    pub(super) fn compute(secret: &[u8], jkt: &str) -> ([u8; 4], Sha256) {
+        let mut fingerprint = Sha256::new();
+        fingerprint.update(b"keygate dpop jti\0");
+        fingerprint.update(secret);
+        fingerprint.update(jkt.as_bytes());
+        fingerprint.update(b"\0");
+        let mut hasher = Sha256::new();
+        hasher.update(b"keygate dpop key\0");
+        hasher.update(secret);
+        hasher.update(jkt.as_bytes());
+        (super::word::<4>(&hasher.finalize(), 0), fingerprint)
+    }
+}
+
+/// A slot's record and the expectation that writes over exactly it.
+fn read(slots: &dyn Slots, key: &str) -> (Vec<u8>, Expect) {
+    match slots.get(key) {
+        Some((bytes, cas)) => (bytes, Expect::Cas(cas)),
+        None => (Vec::new(), Expect::Absent),
+    }
+}
+
 fn slot_key(slot: usize) -> String {
     format!("{KEY_PREFIX}{slot}")
 }
@@ -214,16 +290,26 @@ fn word<const N: usize>(digest: &[u8], at: usize) -> [u8; N] {
 /// The per-Envoy secret: read, or written by the first worker that needs it (a worker that loses
 /// the race reads the winner's).
 fn secret(slots: &dyn Slots) -> Result<Vec<u8>, DpopError> {
+    if let Some(known) = slots.known_secret() {
+        return Ok(known.to_vec());
+    }
     for _ in 0..CAS_ATTEMPTS {
         if let Some((bytes, _)) = slots.get(SECRET_KEY).filter(|(b, _)| !b.is_empty()) {
+            // Any other length (a foreign writer) is used as it is, never kept.
+            if let Ok(kept) = <[u8; SECRET_BYTES]>::try_from(bytes.as_slice()) {
+                slots.keep_secret(kept);
+            }
             return Ok(bytes);
         }
         let mut hasher = Sha256::new();
         hasher.update(b"keygate dpop secret\0");
         hasher.update(slots.seed().to_be_bytes());
-        let fresh = hasher.finalize().to_vec();
+        let fresh: [u8; SECRET_BYTES] = hasher.finalize().into();
         match slots.set(SECRET_KEY, &fresh, Expect::Absent) {
-            Ok(()) => return Ok(fresh),
+            Ok(()) => {
+                slots.keep_secret(fresh);
+                return Ok(fresh.to_vec());
+            }
             Err(SlotError::CasMismatch) => continue,
             Err(SlotError::Host) => return Err(DpopError::ReplayStoreUnavailable),
         }
@@ -253,6 +339,27 @@ fn encode(entries: &[Entry]) -> Vec<u8> {
         out.extend_from_slice(&e.until.to_be_bytes());
     }
     out
+}
+
+/// The secret kept for the life of a Wasm VM ([`Slots::known_secret`]): a VM is one thread, and
+/// Envoy's shared data lives as long as the Envoy process, longer than any VM. Native callers
+/// (tests, the CLI) do not use it: there several stores may share a thread.
+pub mod vm_secret {
+    use std::cell::Cell;
+
+    use super::SECRET_BYTES;
+
+    thread_local! {
+        static KEPT: Cell<Option<[u8; SECRET_BYTES]>> = const { Cell::new(None) };
+    }
+
+    pub fn known() -> Option<[u8; SECRET_BYTES]> {
+        KEPT.with(Cell::get)
+    }
+
+    pub fn keep(secret: [u8; SECRET_BYTES]) {
+        KEPT.with(|kept| kept.set(Some(secret)));
+    }
 }
 
 /// Shared data in memory, for callers without a host (`decide`, `keygate explain`, tests).
@@ -454,24 +561,141 @@ mod tests {
         }));
     }
 
-    /// Another worker writes the same slot between this worker's read and write (the read of
-    /// `record`, the second read of the slot after `check`'s).
+    /// Another worker writes the same slot between this worker's read and its write (here: just
+    /// before the first write of a slot, whichever read it was based on).
     struct Racing {
         inner: MemorySlots,
-        reads: Cell<usize>,
+        raced: Cell<bool>,
     }
 
     impl Slots for Racing {
         fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-            let seen = self.inner.get(key);
-            if key != SECRET_KEY && self.reads.replace(self.reads.get() + 1) == 1 {
+            self.inner.get(key)
+        }
+        fn set(&self, key: &str, bytes: &[u8], expect: Expect) -> Result<(), SlotError> {
+            if key != SECRET_KEY && !self.raced.replace(true) {
                 // The other worker records the same proof first.
                 let _ = STORE.first_use(&self.inner, "k", "same", 1_300, 1_000);
             }
-            seen
+            self.inner.set(key, bytes, expect)
+        }
+    }
+
+    /// Counts reads per key and keeps the secret like a worker does.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemorySlots,
+        reads: std::cell::RefCell<Vec<String>>,
+        kept: Cell<Option<[u8; SECRET_BYTES]>>,
+    }
+
+    impl Slots for Counting {
+        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+            self.reads.borrow_mut().push(key.to_string());
+            self.inner.get(key)
         }
         fn set(&self, key: &str, bytes: &[u8], expect: Expect) -> Result<(), SlotError> {
             self.inner.set(key, bytes, expect)
+        }
+        fn known_secret(&self) -> Option<[u8; SECRET_BYTES]> {
+            self.kept.get()
+        }
+        fn keep_secret(&self, secret: [u8; SECRET_BYTES]) {
+            self.kept.set(Some(secret));
+        }
+    }
+
+    #[test]
+    fn a_kept_secret_and_the_checks_read_leave_one_read_per_proof() {
+        let slots = Counting::default();
+        assert_eq!(STORE.first_use(&slots, "k", "j0", 1_300, 1_000), Ok(()));
+        let kept = slots.kept.get();
+        assert_eq!(
+            kept.map(|k| k.to_vec()),
+            slots.inner.get(SECRET_KEY).map(|(b, _)| b)
+        );
+        slots.reads.borrow_mut().clear();
+        for i in 1..3 {
+            assert_eq!(
+                STORE.first_use(&slots, "k", &format!("j{i}"), 1_300, 1_000),
+                Ok(())
+            );
+        }
+        // One read of the slot per proof (the check's; the record writes over what it read),
+        // none of the secret.
+        let reads = slots.reads.borrow().clone();
+        assert_eq!(reads.len(), 2, "{reads:?}");
+        assert!(reads.iter().all(|k| k != SECRET_KEY), "{reads:?}");
+        // Still exact: every one is a replay now.
+        for i in 0..3 {
+            assert_eq!(
+                STORE.first_use(&slots, "k", &format!("j{i}"), 1_300, 1_000),
+                Err(DpopError::Replayed)
+            );
+        }
+        // A second worker that reads the secret keeps the first one's, and agrees on slots.
+        let other = Counting::default();
+        other.inner.data.replace(slots.inner.data.borrow().clone());
+        assert_eq!(
+            STORE.first_use(&other, "k", "j1", 1_300, 1_000),
+            Err(DpopError::Replayed)
+        );
+        assert_eq!(other.kept.get(), kept);
+    }
+
+    /// The places of proofs are those of the plain hashes, whether the key's part is remembered
+    /// or not (another secret or key in the same memo slot never answers).
+    #[test]
+    fn remembered_key_hashes_place_proofs_as_computed_ones() {
+        let direct = |secret: &[u8], jkt: &str, jti: &str| {
+            let mut h = Sha256::new();
+            h.update(b"keygate dpop jti\0");
+            h.update(secret);
+            h.update(jkt.as_bytes());
+            h.update(b"\0");
+            h.update(jti.as_bytes());
+            let digest = h.finalize();
+            let mut t = Sha256::new();
+            t.update(b"keygate dpop key\0");
+            t.update(secret);
+            t.update(jkt.as_bytes());
+            (
+                word::<8>(&digest, 8),
+                word::<4>(&t.finalize(), 0),
+                u64::from_be_bytes(word::<8>(&digest, 0)) % 4,
+            )
+        };
+        for _ in 0..2 {
+            for secret in [&[1u8; 32][..], &[2u8; 32][..], &[1u8; 7][..]] {
+                for jkt in ["k", "k2", "a-longer-key-thumbprint-0123456789abcdefghijk"] {
+                    for jti in ["j", "j2"] {
+                        let placed = STORE.locate(secret, jkt, jti, 1_300);
+                        let (fingerprint, tag, slot) = direct(secret, jkt, jti);
+                        assert_eq!(placed.fingerprint, fingerprint);
+                        assert_eq!(placed.tag, tag);
+                        assert_eq!(placed.slot as u64, slot);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_slot_written_between_check_and_record_keeps_both_proofs() {
+        let one = ReplayStore {
+            slots: 1,
+            entries: 8,
+        };
+        let slots = MemorySlots::default();
+        let mine = one.check(&slots, "k", "mine", 1_300, 1_000).unwrap();
+        // Another worker records another proof in the same (only) slot meanwhile.
+        assert_eq!(one.first_use(&slots, "k2", "theirs", 1_300, 1_000), Ok(()));
+        assert_eq!(one.record(&slots, &mine, 1_000), Ok(()));
+        for (key, jti) in [("k", "mine"), ("k2", "theirs")] {
+            assert_eq!(
+                one.check(&slots, key, jti, 1_300, 1_000),
+                Err(DpopError::Replayed)
+            );
         }
     }
 
@@ -479,7 +703,7 @@ mod tests {
     fn a_lost_race_rereads_and_finds_the_replay() {
         let racing = Racing {
             inner: MemorySlots::default(),
-            reads: Cell::new(0),
+            raced: Cell::new(false),
         };
         assert_eq!(
             STORE.first_use(&racing, "k", "same", 1_300, 1_000),

@@ -281,3 +281,75 @@ fn a_proof_without_a_request_uri_never_matches() {
         Err(DpopError::ProofExpired)
     );
 }
+
+/// A proof whose header the key memo knows is decided without a JSON tree; every outcome must be
+/// the full check's.
+#[test]
+fn a_known_header_is_decided_like_a_new_one() {
+    let algs = algorithms();
+    let key = p256_key(7);
+    let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": p256_jwk(&key)});
+    // Clients write `iat` as whole seconds (a fraction is read by the full check only).
+    let claims = || edit(super::tests::claims(), "iat", json!(1_700_000_000_i64));
+    let warm = sign_with(&key, &header, &claims());
+    assert!(check(&warm).is_ok());
+    let fast = |p: &str| proof::known_header(p, &target(), &rules(&algs), NOW, None);
+    let full = |p: &str| proof::full_check(p, &target(), &rules(&algs), NOW, None);
+    assert_eq!(
+        fast(&warm),
+        Some(full(&warm)),
+        "an ordinary proof takes the quick path"
+    );
+    let variants = [
+        claims(),
+        edit(claims(), "htm", json!("POST")),
+        edit(claims(), "htu", json!("https://api.example.com/other")),
+        edit(
+            claims(),
+            "htu",
+            json!("HTTPS://API.example.com:443/pets/v1/pets?x"),
+        ),
+        edit(claims(), "iat", json!(1_699_999_699_i64)),
+        edit(claims(), "iat", json!(1_700_000_006_i64)),
+        edit(claims(), "iat", json!(NOW + 0.5)),
+        edit(claims(), "iat", json!("1700000000")),
+        edit(claims(), "ath", json!("x")),
+        edit(claims(), "jti", json!("")),
+        edit(claims(), "jti", Value::Null),
+        edit(claims(), "jti", json!("quote\"d")),
+        edit(claims(), "cnf", json!({"jkt": "k"})),
+        edit(claims(), "nonce", json!("n-1")),
+    ];
+    let mut quick = 0;
+    for claims in &variants {
+        let proof = sign_with(&key, &header, claims);
+        let decided = full(&proof);
+        if let Some(fast) = fast(&proof) {
+            assert_eq!(fast, decided, "{claims}");
+            quick += 1;
+        }
+        assert_eq!(check(&proof), decided, "{claims}");
+    }
+    // All but the five unusual payloads (iat a string or a fraction, no jti, an escape, nesting).
+    assert_eq!(quick, variants.len() - 5);
+    // Another proof's signature: refused on both paths.
+    let other = sign_with(&key, &header, &edit(claims(), "jti", json!("other")));
+    let forged = format!(
+        "{}.{}",
+        warm.rsplit_once('.').unwrap().0,
+        other.rsplit_once('.').unwrap().1
+    );
+    assert_eq!(fast(&forged), Some(Err(DpopError::SignatureInvalid)));
+    assert_eq!(full(&forged), Err(DpopError::SignatureInvalid));
+    // A known header whose alg the rules no longer allow goes to the full check, which refuses.
+    let eddsa_only = ["EdDSA".to_string()];
+    let rules_now = rules(&eddsa_only);
+    assert_eq!(
+        proof::known_header(&warm, &target(), &rules_now, NOW, None),
+        None
+    );
+    assert!(matches!(
+        verify_proof(&warm, &target(), &rules_now, NOW, None),
+        Err(DpopError::AlgNotAllowed { .. })
+    ));
+}

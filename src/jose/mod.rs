@@ -23,4 +23,4 @@ pub use json::parse_object;
 pub use jwk::{Jwk, KeyMaterial, KeySet, SkipReason, SkippedKey};
 pub use offload::HostCrypto;
 pub use token::UntrustedToken;
-pub use verify::{signed_by, verify, verify_with, VerifiedToken, MAX_KEYS_TRIED};
+pub use verify::{signature_valid, signed_by, verify, verify_with, VerifiedToken, MAX_KEYS_TRIED};

@@ -114,7 +114,18 @@ pub fn signed_by(
     key: &Jwk,
     host: Option<&dyn HostCrypto>,
 ) -> bool {
-    let signature = token.signature();
+    signature_valid(token.signing_input(), token.signature(), alg, key, host)
+}
+
+/// [`signed_by`] on a signing input and signature already split out of a compact JWS (a DPoP
+/// proof whose header was checked before).
+pub fn signature_valid(
+    message: &[u8],
+    signature: &[u8],
+    alg: Alg,
+    key: &Jwk,
+    host: Option<&dyn HostCrypto>,
+) -> bool {
     if key.permits(alg).is_err()
         || alg
             .signature_len()
@@ -122,7 +133,6 @@ pub fn signed_by(
     {
         return false;
     }
-    let message = token.signing_input();
     let checked = host
         .and_then(|host| offload::check(host, alg, key, message, signature))
         .unwrap_or_else(|| backends::check(alg, &key.material, message, signature));

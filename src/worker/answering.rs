@@ -141,8 +141,10 @@ impl Worker {
                 // request is allowed and its tier spent.
                 if let Some(proof) = proof {
                     let slots = SharedSlots(&*host, self.seed);
-                    let recorded =
-                        record_proof(&self.policy, proof, &slots, seconds(host.now_ms()));
+                    // The clock read at the start of this callback, as the decision's (one
+                    // read less; an earlier `now` only keeps entries longer).
+                    let now = seconds(answering.since_us / 1_000);
+                    let recorded = record_proof(&self.policy, proof, &slots, now);
                     if let Err(denial) = recorded {
                         self.budgets.remove(&stream);
                         self.deny(host, stream, &denial, answering);

@@ -94,6 +94,17 @@ impl<H: Host> Slots for SharedSlots<'_, H> {
     fn seed(&self) -> u64 {
         self.1 ^ self.0.now_us()
     }
+
+    // In Wasm one VM is one thread and shared data outlives it: the store's secret is read once.
+    #[cfg(target_arch = "wasm32")]
+    fn known_secret(&self) -> Option<[u8; crate::dpop::SECRET_BYTES]> {
+        crate::dpop::vm_secret::known()
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn keep_secret(&self, secret: [u8; crate::dpop::SECRET_BYTES]) {
+        crate::dpop::vm_secret::keep(secret);
+    }
 }
 
 /// Runs `f` with the host as the DPoP checks' crypto and `jti` replay store.
