@@ -21,6 +21,9 @@
 //! by the configuration. A name is reduced to `[A-Za-z0-9_-]` (anything else becomes `_`): a `.`
 //! would split the stat name.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
 use super::answering::Answering;
 use super::Host;
 use crate::policy::Policy;
@@ -74,7 +77,7 @@ pub fn labels_of(metric: &str) -> &'static [&'static str] {
 }
 
 /// What happened to a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RequestOutcome {
     /// Forwarded with an identity.
     Allowed,
@@ -252,7 +255,17 @@ pub mod counters {
 pub(super) struct Labels {
     key_managers: Vec<String>,
     apis: Vec<String>,
+    /// `keygate_requests` names already built for verdicts without a reason (allowed, public,
+    /// passed: the common ones), so a request does not build its counter's name again.
+    names: RefCell<BTreeMap<NameKey, String>>,
 }
+
+/// Outcome, key manager index, API index, API key.
+type NameKey = (RequestOutcome, Option<usize>, Option<usize>, bool);
+
+/// At most this many remembered names (more only when a configuration has thousands of APIs; the
+/// rest are built per request, as before).
+const MAX_NAMES: usize = 4096;
 
 impl Labels {
     pub(super) fn new(policy: &Policy) -> Labels {
@@ -267,6 +280,7 @@ impl Labels {
                 .iter()
                 .map(|api| label_value(&api.name))
                 .collect(),
+            names: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -290,17 +304,32 @@ impl Labels {
         fn label(labels: &[String], index: Option<usize>) -> Option<&str> {
             index.and_then(|i| labels.get(i)).map(String::as_str)
         }
-        let name = request(
-            outcome,
-            reason,
-            label(
-                &self.key_managers,
-                answering.key_manager.map(KeyManagerId::index),
-            ),
-            label(&self.apis, answering.api.map(ApiId::index)),
-        )
-        .label("credential", answering.api_key.then_some("api_key"));
-        host.count(name.as_str());
+        let km = answering.key_manager.map(KeyManagerId::index);
+        let api = answering.api.map(ApiId::index);
+        let build = || {
+            request(
+                outcome,
+                reason,
+                label(&self.key_managers, km),
+                label(&self.apis, api),
+            )
+            .label("credential", answering.api_key.then_some("api_key"))
+        };
+        let key = (outcome, km, api, answering.api_key);
+        let names = self.names.try_borrow_mut().ok();
+        match names {
+            Some(mut names) if reason.is_none() => match names.get(&key) {
+                Some(name) => host.count(name),
+                None => {
+                    let name = build();
+                    host.count(name.as_str());
+                    if names.len() < MAX_NAMES {
+                        names.insert(key, name.0);
+                    }
+                }
+            },
+            _ => host.count(build().as_str()),
+        }
         let spent = answering.spent(host.now_us());
         host.record(FILTER_TIME_US, spent);
     }
