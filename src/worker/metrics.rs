@@ -22,7 +22,6 @@
 //! would split the stat name.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 use super::answering::Answering;
 use super::Host;
@@ -77,7 +76,7 @@ pub fn labels_of(metric: &str) -> &'static [&'static str] {
 }
 
 /// What happened to a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestOutcome {
     /// Forwarded with an identity.
     Allowed,
@@ -256,16 +255,16 @@ pub(super) struct Labels {
     key_managers: Vec<String>,
     apis: Vec<String>,
     /// `keygate_requests` names already built for verdicts without a reason (allowed, public,
-    /// passed: the common ones), so a request does not build its counter's name again.
-    names: RefCell<BTreeMap<NameKey, String>>,
+    /// passed: the common ones), so a request does not build its counter's name again: per API
+    /// (index + 1; 0 for no API), by outcome, key manager and API key.
+    names: RefCell<Vec<Vec<(NameKey, String)>>>,
 }
 
-/// Outcome, key manager index, API index, API key.
-type NameKey = (RequestOutcome, Option<usize>, Option<usize>, bool);
+/// Outcome, key manager index, API key.
+type NameKey = (RequestOutcome, Option<usize>, bool);
 
-/// At most this many remembered names (more only when a configuration has thousands of APIs; the
-/// rest are built per request, as before).
-const MAX_NAMES: usize = 4096;
+/// At most this many remembered names per API (the rest are built per request).
+const MAX_NAMES: usize = 32;
 
 impl Labels {
     pub(super) fn new(policy: &Policy) -> Labels {
@@ -280,7 +279,7 @@ impl Labels {
                 .iter()
                 .map(|api| label_value(&api.name))
                 .collect(),
-            names: RefCell::new(BTreeMap::new()),
+            names: RefCell::new(vec![Vec::new(); policy.apis().len().saturating_add(1)]),
         }
     }
 
@@ -315,20 +314,24 @@ impl Labels {
             )
             .label("credential", answering.api_key.then_some("api_key"))
         };
-        let key = (outcome, km, api, answering.api_key);
-        let names = self.names.try_borrow_mut().ok();
-        match names {
-            Some(mut names) if reason.is_none() => match names.get(&key) {
-                Some(name) => host.count(name),
+        let key = (outcome, km, answering.api_key);
+        let mut names = self.names.try_borrow_mut().ok();
+        let bucket = names
+            .as_mut()
+            .filter(|_| reason.is_none())
+            .and_then(|names| names.get_mut(api.map_or(0, |i| i.saturating_add(1))));
+        match bucket {
+            Some(bucket) => match bucket.iter().find(|(k, _)| *k == key) {
+                Some((_, name)) => host.count(name),
                 None => {
                     let name = build();
                     host.count(name.as_str());
-                    if names.len() < MAX_NAMES {
-                        names.insert(key, name.0);
+                    if bucket.len() < MAX_NAMES {
+                        bucket.push((key, name.0));
                     }
                 }
             },
-            _ => host.count(build().as_str()),
+            None => host.count(build().as_str()),
         }
         let spent = answering.spent(host.now_us());
         host.record(FILTER_TIME_US, spent);
