@@ -336,3 +336,39 @@ fn the_documented_codes_and_defaults_are_the_codes_and_defaults() {
     assert!(mtls.contains("| `settings.trusted_client_cert_header` | `false` |"));
     assert!(mtls.contains("| `apis[].mtls_bound_tokens` | `when_bound` |"));
 }
+
+#[test]
+fn the_connection_certificate_is_read_only_for_a_bound_token() {
+    let (mut w, mut host) = warmed(compile(&config(json!({}))), &jwks());
+    let plain = token(None, NOW as u64 + 600);
+    let ok = (200, String::new());
+    // First seen (parsed and verified): read once; a cache hit of an unbound token: not at all.
+    assert_eq!(send(&mut w, &mut host, 1, &plain, Some(CERT_A), &[]), ok);
+    assert_eq!(host.peer_certificate_reads.get(), 1);
+    assert_eq!(send(&mut w, &mut host, 2, &plain, Some(CERT_A), &[]), ok);
+    assert_eq!(host.peer_certificate_reads.get(), 1);
+    // A bound token's hit reads it every time (the binding is per request).
+    let bound = token(Some(json!({"x5t#S256": x5t(CERT_A)})), NOW as u64 + 600);
+    assert_eq!(send(&mut w, &mut host, 3, &bound, Some(CERT_A), &[]), ok);
+    assert_eq!(send(&mut w, &mut host, 4, &bound, Some(CERT_A), &[]), ok);
+    assert_eq!(host.peer_certificate_reads.get(), 3);
+    let mismatch = (401, "client_certificate_mismatch".to_string());
+    assert_eq!(
+        send(&mut w, &mut host, 5, &bound, Some(CERT_B), &[]),
+        mismatch
+    );
+    // Where the API requires bound tokens, an unbound hit is refused without reading it.
+    let mut cfg = config(json!({}));
+    cfg["apis"][0]["mtls_bound_tokens"] = json!("required");
+    let (mut w, mut host) = warmed(compile(&cfg), &jwks());
+    let unbound = (401, "token_not_certificate_bound".to_string());
+    assert_eq!(
+        send(&mut w, &mut host, 1, &plain, Some(CERT_A), &[]),
+        unbound
+    );
+    assert_eq!(
+        send(&mut w, &mut host, 2, &plain, Some(CERT_A), &[]),
+        unbound
+    );
+    assert_eq!(host.peer_certificate_reads.get(), 1);
+}

@@ -5,7 +5,7 @@
 // Not a substitute for `make bench` (no Envoy: header maps, stats and signatures are this file's
 // JavaScript), but it runs the module exactly as built, without noise from a network stack.
 //
-//   node bench/vm/requests.mjs [--case hit|miss|dpop|zipf] [--requests N] [--rounds R]
+//   node bench/vm/requests.mjs [--case hit|miss|public|dpop|zipf] [--requests N] [--rounds R]
 //                              [--tokens T] [--cache C] [--cache-bytes B] [--skip-verify 1]
 //                              [--warmup W] [--proofs P]
 //                              WASM[@ENTRIES] [WASM...]
@@ -30,7 +30,7 @@ for (let i = 0; i < args.length; i++) {
   else wasms.push(a);
 }
 if (wasms.length === 0) {
-  process.stderr.write('usage: node bench/vm/requests.mjs [--case hit|miss|dpop|zipf] [--requests N] [--rounds R] WASM...\n');
+  process.stderr.write('usage: node bench/vm/requests.mjs [--case hit|miss|public|dpop|zipf] [--requests N] [--rounds R] WASM...\n');
   process.exit(2);
 }
 
@@ -303,6 +303,10 @@ const auth = (tok, scheme = 'Bearer') => prepared([...baseHeaders, ['authorizati
 let streams;
 if (opt.case === 'hit' || opt.case === 'miss') {
   const h = auth(token(0));
+  streams = () => () => h;
+} else if (opt.case === 'public') {
+  // A public resource, no token (as envoy/bench.sh's keygate-public sends it).
+  const h = prepared(baseHeaders.map(([n, v]) => [n, n === ':path' ? '/pets/v1/health' : v]));
   streams = () => () => h;
 } else if (opt.case === 'dpop') {
   const tok = token(0, { jkt: thumb });

@@ -17,6 +17,35 @@ use crate::policy::{Policy, RouteMatch};
 /// The SHA-256 digest of the client certificate's DER, when the request came with one.
 pub type CertDigest = [u8; 32];
 
+/// A request's client certificate as the decision sees it: known, or read only when a
+/// certificate-bound token (or an API that requires one) needs it, so a request whose token is not
+/// bound never asks the host for its connection's certificate.
+#[derive(Clone, Copy)]
+pub enum ClientCert<'r> {
+    Known(Option<CertDigest>),
+    /// Reads it (the shell: Envoy's connection property, or the trusted XFCC header).
+    Lazy(&'r dyn Fn() -> Option<CertDigest>),
+}
+
+impl ClientCert<'_> {
+    /// The digest, read now if it was not yet.
+    pub fn get(self) -> Option<CertDigest> {
+        match self {
+            ClientCert::Known(cert) => cert,
+            ClientCert::Lazy(read) => read(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientCert<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientCert::Known(cert) => write!(f, "Known({})", cert.is_some()),
+            ClientCert::Lazy(_) => f.write_str("Lazy"),
+        }
+    }
+}
+
 /// The forwarded-certificate header a front proxy sets (Envoy's XFCC).
 pub const XFCC: &str = "x-forwarded-client-cert";
 
@@ -63,7 +92,7 @@ pub(super) fn check_cert(
     policy: &Policy,
     route: &RouteMatch,
     claims: &Map<String, Value>,
-    cert: Option<&CertDigest>,
+    cert: ClientCert<'_>,
 ) -> Result<(), CertError> {
     let bound = claims.get("cnf").and_then(|cnf| cnf.get("x5t#S256"));
     let Some(bound) = bound else {
@@ -81,7 +110,7 @@ pub(super) fn check_cert(
         .and_then(b64::decode)
         .filter(|digest| digest.len() == 32)
         .ok_or(CertError::Invalid)?;
-    match cert {
+    match cert.get() {
         None => Err(CertError::Missing),
         Some(cert) if cert.as_slice() == bound.as_slice() => Ok(()),
         Some(_) => Err(CertError::Mismatch),

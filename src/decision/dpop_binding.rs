@@ -70,7 +70,7 @@ pub(super) struct Presented<'p> {
     pub(super) token: &'p str,
     pub(super) presentation: &'p Presentation,
     /// The request's client certificate (`cert_binding`).
-    pub(super) client_cert: Option<super::CertDigest>,
+    pub(super) client_cert: super::ClientCert<'p>,
 }
 
 /// A proof that passed [`verify_proof`] for the token's key, before the replay store is asked.

@@ -34,7 +34,7 @@ pub use api_key::{
     KeyGrants,
 };
 pub use backend_jwt::{backend_jwt, BackendJwt, BackendSigner};
-pub use cert_binding::{client_cert, CertDigest, CertError, XFCC};
+pub use cert_binding::{client_cert, CertDigest, CertError, ClientCert, XFCC};
 pub use credentials::{
     authorization, bearer_token, credentials, dpop_proofs, AuthScheme, AuthorizationProblem,
 };
@@ -161,10 +161,10 @@ pub struct Started<'r> {
     scheme: AuthScheme,
     request: Request<'r>,
     api_key: bool,
-    client_cert: Option<CertDigest>,
+    client_cert: ClientCert<'r>,
 }
 
-impl Started<'_> {
+impl<'r> Started<'r> {
     /// The request presents an API key ([`decide_api_key`] decides it), not a token.
     pub fn is_api_key(&self) -> bool {
         self.api_key
@@ -173,6 +173,11 @@ impl Started<'_> {
     /// The client certificate the request came with (the shell reads it only for requests that
     /// carry a token): a certificate-bound token must match it.
     pub fn with_client_cert(self, client_cert: Option<CertDigest>) -> Self {
+        self.with_client_cert_from(ClientCert::Known(client_cert))
+    }
+
+    /// [`Self::with_client_cert`], read only if the decision needs it (a certificate-bound token).
+    pub fn with_client_cert_from(self, client_cert: ClientCert<'r>) -> Self {
         Started {
             client_cert,
             ..self
@@ -230,7 +235,7 @@ pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Start<'r> {
             scheme: AuthScheme::Bearer,
             request: *request,
             api_key: true,
-            client_cert: None,
+            client_cert: ClientCert::Known(None),
         }),
         Ok(None) => credentials(request.authorization)
             .map_err(Outcome::Deny)
@@ -240,7 +245,7 @@ pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Start<'r> {
                 scheme,
                 request: *request,
                 api_key: false,
-                client_cert: None,
+                client_cert: ClientCert::Known(None),
             }),
     };
     Start { api, next }
@@ -301,9 +306,7 @@ fn recall_presented(
                 ));
             }
             // Per request: a remembered token never stands in for its proof or certificate.
-            if let Err(err) =
-                check_cert(policy, &started.route, claims, started.client_cert.as_ref())
-            {
+            if let Err(err) = check_cert(policy, &started.route, claims, started.client_cert) {
                 let refusal = TokenRefusal::Certificate(err);
                 return Some((key_manager, refuse(policy, started.presentation, refusal)));
             }
@@ -364,7 +367,7 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
         key_manager,
         validation,
         presentation,
-        client_cert: started.client_cert,
+        client_cert: started.client_cert.get(),
         recheck_cache: false,
     })
 }
@@ -413,7 +416,7 @@ pub fn finish(
         route: pending.route,
         token: pending.token.as_str(),
         presentation: &pending.presentation,
-        client_cert: pending.client_cert,
+        client_cert: ClientCert::Known(pending.client_cert),
     };
     if pending.recheck_cache {
         let generation = |_| Some(keys.generation);
@@ -435,7 +438,7 @@ pub fn finish(
                 policy,
                 &pending.route,
                 &verified.claims,
-                pending.client_cert.as_ref(),
+                ClientCert::Known(pending.client_cert),
             );
             let bound =
                 cert.map(|()| check_dpop(policy, &presented, km, &verified.claims, now, dpop));

@@ -8,7 +8,7 @@ use crate::jose::claims::{check, Validation};
 use crate::jose::TokenError;
 use crate::policy::{IssuerRefusal, KeyManagerId, Policy, RouteMatch};
 
-use super::cert_binding::{check_cert, CertDigest};
+use super::cert_binding::{check_cert, CertDigest, ClientCert};
 use super::dpop_binding::{
     admit_proof, check_dpop, dpop_denial, refuse, DpopHost, Presentation, Presented,
 };
@@ -50,7 +50,7 @@ pub(super) fn opaque(policy: &Policy, started: &Started<'_>) -> Option<Outcome> 
         hash,
         asked,
         presentation: started.presentation(),
-        client_cert: started.client_cert,
+        client_cert: started.client_cert.get(),
     })))
 }
 
@@ -116,14 +116,19 @@ pub fn introspected(
     }
     // Per request, like a JWT's binding: the certificate, the scheme, the proof and (once
     // authorized) its single use.
-    if let Err(err) = check_cert(policy, &opaque.route, claims, opaque.client_cert.as_ref()) {
+    if let Err(err) = check_cert(
+        policy,
+        &opaque.route,
+        claims,
+        ClientCert::Known(opaque.client_cert),
+    ) {
         return refuse(policy, presentation, TokenRefusal::Certificate(err));
     }
     let presented = Presented {
         route: opaque.route,
         token: &opaque.token,
         presentation,
-        client_cert: opaque.client_cert,
+        client_cert: ClientCert::Known(opaque.client_cert),
     };
     let proven = match check_dpop(policy, &presented, key_manager, claims, now, dpop) {
         Ok(proven) => proven,

@@ -104,9 +104,12 @@ impl Worker {
             Outcome::Allow { allowed, proof } => {
                 // The gateway's own JWT for the upstream, if the API wants one: before the tier
                 // is spent, so a request that cannot get one costs nothing.
+                // The request's time is the one read when this callback started: a verdict is
+                // reached within it, so no second clock read.
+                let now_ms = answering.since_us / 1000;
                 let mut upstream_jwt = None;
                 if let Some(api) = answering.api {
-                    let now_s = host.now_ms() / 1000;
+                    let now_s = now_ms / 1000;
                     let signer = self.backend_signer();
                     match backend_jwt(&self.policy, api, allowed, signer, &*host, now_s) {
                         Ok(jwt) => upstream_jwt = jwt,
@@ -120,7 +123,6 @@ impl Worker {
                 if let (Some(budget), Limiter::Local) =
                     (&allowed.identity.budget, self.policy.limiter())
                 {
-                    let now_ms = host.now_ms();
                     match limiter::spend(host, budget, now_ms) {
                         Ok(left) => {
                             let limit = budget.tier.limit_header(left.remaining, left.reset);

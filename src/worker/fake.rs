@@ -87,6 +87,8 @@ pub struct FakeHost {
     pub refuse_dispatch: bool,
     /// The TLS client certificate digest (hex) requests come with.
     pub peer_certificate: Option<String>,
+    /// Times the worker asked for that certificate.
+    pub peer_certificate_reads: Cell<u64>,
     next_token: u32,
     /// The callout response the next `on_fetch_answer` reads.
     answer_headers: Vec<(String, String)>,
@@ -247,6 +249,8 @@ impl Host for FakeHost {
 
     fn peer_certificate_sha256(&self) -> Option<String> {
         self.call();
+        self.peer_certificate_reads
+            .set(self.peer_certificate_reads.get().wrapping_add(1));
         self.peer_certificate.clone()
     }
 

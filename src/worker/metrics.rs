@@ -21,6 +21,8 @@
 //! by the configuration. A name is reduced to `[A-Za-z0-9_-]` (anything else becomes `_`): a `.`
 //! would split the stat name.
 
+use std::cell::RefCell;
+
 use super::answering::Answering;
 use super::Host;
 use crate::policy::Policy;
@@ -252,7 +254,17 @@ pub mod counters {
 pub(super) struct Labels {
     key_managers: Vec<String>,
     apis: Vec<String>,
+    /// `keygate_requests` names already built for verdicts without a reason (allowed, public,
+    /// passed: the common ones), so a request does not build its counter's name again: per API
+    /// (index + 1; 0 for no API), by outcome, key manager and API key.
+    names: RefCell<Vec<Vec<(NameKey, String)>>>,
 }
+
+/// Outcome, key manager index, API key.
+type NameKey = (RequestOutcome, Option<usize>, bool);
+
+/// At most this many remembered names per API (the rest are built per request).
+const MAX_NAMES: usize = 32;
 
 impl Labels {
     pub(super) fn new(policy: &Policy) -> Labels {
@@ -267,6 +279,7 @@ impl Labels {
                 .iter()
                 .map(|api| label_value(&api.name))
                 .collect(),
+            names: RefCell::new(vec![Vec::new(); policy.apis().len().saturating_add(1)]),
         }
     }
 
@@ -290,17 +303,36 @@ impl Labels {
         fn label(labels: &[String], index: Option<usize>) -> Option<&str> {
             index.and_then(|i| labels.get(i)).map(String::as_str)
         }
-        let name = request(
-            outcome,
-            reason,
-            label(
-                &self.key_managers,
-                answering.key_manager.map(KeyManagerId::index),
-            ),
-            label(&self.apis, answering.api.map(ApiId::index)),
-        )
-        .label("credential", answering.api_key.then_some("api_key"));
-        host.count(name.as_str());
+        let km = answering.key_manager.map(KeyManagerId::index);
+        let api = answering.api.map(ApiId::index);
+        let build = || {
+            request(
+                outcome,
+                reason,
+                label(&self.key_managers, km),
+                label(&self.apis, api),
+            )
+            .label("credential", answering.api_key.then_some("api_key"))
+        };
+        let key = (outcome, km, answering.api_key);
+        let mut names = self.names.try_borrow_mut().ok();
+        let bucket = names
+            .as_mut()
+            .filter(|_| reason.is_none())
+            .and_then(|names| names.get_mut(api.map_or(0, |i| i.saturating_add(1))));
+        match bucket {
+            Some(bucket) => match bucket.iter().find(|(k, _)| *k == key) {
+                Some((_, name)) => host.count(name),
+                None => {
+                    let name = build();
+                    host.count(name.as_str());
+                    if bucket.len() < MAX_NAMES {
+                        bucket.push((key, name.0));
+                    }
+                }
+            },
+            None => host.count(build().as_str()),
+        }
         let spent = answering.spent(host.now_us());
         host.record(FILTER_TIME_US, spent);
     }

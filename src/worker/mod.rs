@@ -39,7 +39,7 @@ use crate::decision::is_identity_header;
 use crate::decision::VerifiedTokens;
 use crate::decision::{self, DpopHost, DpopRequest, Outcome, Pending, Request, SigningKeys};
 use crate::decision::{authorization, dpop_proofs, AuthScheme};
-use crate::decision::{client_cert, XFCC};
+use crate::decision::{client_cert, ClientCert, XFCC};
 use crate::dpop::Slots;
 use crate::introspection::Secrets;
 use crate::jose::HostCrypto;
@@ -253,9 +253,7 @@ impl Worker {
         let method = header(headers, ":method").unwrap_or_default();
         let path = header(headers, ":path").unwrap_or_default();
         let ready_path = &self.policy.settings().ready_path;
-        if !ready_path.is_empty()
-            && path == *ready_path
-            && matches!(method.as_str(), "GET" | "HEAD")
+        if !ready_path.is_empty() && path == ready_path.as_str() && matches!(method, "GET" | "HEAD")
         {
             // Configured, so able to decide (a refused configuration never gets here: Envoy
             // answers 500). Not an API request: not counted in `keygate_requests`.
@@ -269,8 +267,8 @@ impl Worker {
         let authorization = authorization(headers);
         let proofs = dpop_proofs(headers);
         let request = Request {
-            method: &method,
-            path: &path,
+            method,
+            path,
             authorization: authorization.as_deref(),
             dpop: DpopRequest { proofs: &proofs },
             headers,
@@ -284,7 +282,7 @@ impl Worker {
         answering.api = start.api;
         if let Some(api) = start.api {
             // An API key never goes upstream, whatever the outcome (header and query string).
-            self.strip_api_key(host, stream, api, headers, &path);
+            self.strip_api_key(host, stream, api, headers, path);
         }
         let outcome = match start.next {
             Err(outcome) => outcome,
@@ -298,11 +296,14 @@ impl Worker {
             }
             Ok(started) => {
                 answering.dpop = started.scheme() == AuthScheme::Dpop;
-                // RFC 8705: the certificate this request came with, for a bound token.
-                let xfcc = header(headers, XFCC);
-                let connection = host.peer_certificate_sha256();
-                let cert = client_cert(connection.as_deref(), xfcc.as_deref(), trusted_xfcc);
-                let started = started.with_client_cert(cert);
+                // RFC 8705: the certificate this request came with, read only for a bound token
+                // (or an API that requires one), so most requests never ask Envoy for it.
+                let read_cert = || {
+                    let xfcc = header(headers, XFCC);
+                    let connection = host.peer_certificate_sha256();
+                    client_cert(connection.as_deref(), xfcc, trusted_xfcc)
+                };
+                let started = started.with_client_cert_from(ClientCert::Lazy(&read_cert));
                 let stores = &self.stores;
                 let generation = |km: KeyManagerId| {
                     stores
@@ -319,8 +320,8 @@ impl Worker {
                         dpop,
                     )
                 });
-                host.count(metrics::token_cache(recalled.is_some()));
-                match recalled {
+                let hit = recalled.is_some();
+                let outcome = match recalled {
                     Some((km, outcome)) => {
                         answering.key_manager = Some(km);
                         outcome
@@ -333,7 +334,9 @@ impl Worker {
                         }
                         Err(outcome) => outcome,
                     },
-                }
+                };
+                host.count(metrics::token_cache(hit));
+                outcome
             }
         };
         let verdict = match outcome {
@@ -562,9 +565,9 @@ fn seconds(ms: u64) -> f64 {
 }
 
 /// The value of a header that must appear at most once (names compared ASCII case-insensitively).
-fn header(headers: &[(String, String)], name: &str) -> Option<String> {
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
     headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| v.as_str())
 }
