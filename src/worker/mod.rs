@@ -157,7 +157,7 @@ impl Worker {
             .iter()
             .filter_map(|api| Some(api.backend_jwt.as_ref()?.header.clone()))
             .collect();
-        reserved_headers.sort();
+        reserved_headers.sort_unstable();
         reserved_headers.dedup();
         Worker {
             directory,
