@@ -658,7 +658,7 @@ mod tests {
         match found {
             Lookup::Found(app) => {
                 let mut apis: Vec<usize> = app.subscriptions.keys().copied().collect();
-                apis.sort();
+                apis.sort_unstable();
                 apis
             }
             other => panic!("not found: {other:?}"),

@@ -585,7 +585,7 @@ impl Router {
         if allow.iter().any(|m| m == "GET") && !allow.iter().any(|m| m == "HEAD") {
             allow.push("HEAD".to_string());
         }
-        allow.sort();
+        allow.sort_unstable();
         RouteOutcome::MethodNotAllowed {
             api: api.api,
             allow,

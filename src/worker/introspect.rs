@@ -31,7 +31,7 @@
 //! after the other; the first `active: true` wins. A token every one calls inactive is refused
 //! 401; if a call failed and none said active, the request is answered 503.
 
-use std::collections::{BTreeMap, BTreeSet};
+use super::sorted_map::{SortedMap, SortedSet};
 
 use crate::decision::Denial;
 use crate::decision::{self, Opaque, Outcome};
@@ -183,10 +183,10 @@ pub(super) struct Introspector {
     worker_id: u64,
     /// This worker's calls in the current second.
     calls: Calls,
-    inflight: BTreeMap<TokenHash, InFlight>,
-    wanted: BTreeSet<TokenHash>,
-    callouts: BTreeMap<u32, TokenHash>,
-    parked: BTreeMap<StreamId, Waiting>,
+    inflight: SortedMap<TokenHash, InFlight>,
+    wanted: SortedSet<TokenHash>,
+    callouts: SortedMap<u32, TokenHash>,
+    parked: SortedMap<StreamId, Waiting>,
 }
 
 impl Introspector {
@@ -195,10 +195,10 @@ impl Introspector {
             secrets: Secrets::default(),
             worker_id,
             calls: Calls::default(),
-            inflight: BTreeMap::new(),
-            wanted: BTreeSet::new(),
-            callouts: BTreeMap::new(),
-            parked: BTreeMap::new(),
+            inflight: SortedMap::new(),
+            wanted: SortedSet::new(),
+            callouts: SortedMap::new(),
+            parked: SortedMap::new(),
         }
     }
 
@@ -574,7 +574,7 @@ impl Introspector {
         now_ms: u64,
     ) -> Vec<(StreamId, Settled)> {
         let mut ready = self.dispatch_wanted(policy, host, now_ms);
-        let waiting: BTreeSet<TokenHash> = self
+        let waiting: SortedSet<TokenHash> = self
             .parked
             .values()
             .map(|w| w.opaque.hash)

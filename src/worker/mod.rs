@@ -29,11 +29,12 @@ mod jwks_client;
 mod limiter;
 pub mod metrics;
 mod parking;
+mod sorted_map;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod fake;
 
-use std::collections::{BTreeMap, BTreeSet};
+use sorted_map::{SortedMap, SortedSet};
 
 use crate::decision::is_identity_header;
 use crate::decision::VerifiedTokens;
@@ -120,13 +121,13 @@ fn with_dpop<H: Host, R>(host: &H, seed: u64, f: impl FnOnce(DpopHost<'_>) -> R)
 pub struct Worker {
     policy: Policy,
     stores: Vec<JwksClient>,
-    parked: BTreeMap<StreamId, Parked>,
+    parked: SortedMap<StreamId, Parked>,
     /// `RateLimit-Policy` and `RateLimit` for the responses of allowed streams with a tier.
-    budgets: BTreeMap<StreamId, [(&'static str, String); 2]>,
+    budgets: SortedMap<StreamId, [(&'static str, String); 2]>,
     /// Callout token → key manager index.
-    callouts: BTreeMap<u32, KeyManagerId>,
+    callouts: SortedMap<u32, KeyManagerId>,
     /// Key managers whose fetch this worker took the lease for and has not dispatched yet.
-    wanted: BTreeSet<KeyManagerId>,
+    wanted: SortedSet<KeyManagerId>,
     /// A root wake-up was asked for and has not run yet.
     wakeup_asked: bool,
     verified: VerifiedTokens,
@@ -135,7 +136,7 @@ pub struct Worker {
     /// Opaque tokens: the shared introspection cache, calls and the requests waiting for them.
     introspector: Introspector,
     /// Metric labels and filter time so far of the requests waiting for introspection.
-    introspecting: BTreeMap<StreamId, Answering>,
+    introspecting: SortedMap<StreamId, Answering>,
     /// This worker's random id, the seed of the DPoP replay store's secret if it draws it.
     seed: u64,
     /// The identities granted to API keys, per key and resource.
@@ -168,21 +169,21 @@ impl Worker {
             .iter()
             .filter_map(|api| Some(api.backend_jwt.as_ref()?.header.clone()))
             .collect();
-        reserved_headers.sort();
+        reserved_headers.sort_unstable();
         reserved_headers.dedup();
         Worker {
             directory,
             policy,
             stores,
-            parked: BTreeMap::new(),
-            budgets: BTreeMap::new(),
-            callouts: BTreeMap::new(),
-            wanted: BTreeSet::new(),
+            parked: SortedMap::new(),
+            budgets: SortedMap::new(),
+            callouts: SortedMap::new(),
+            wanted: SortedSet::new(),
             wakeup_asked: false,
             verified,
             labels,
             introspector: Introspector::new(worker_id),
-            introspecting: BTreeMap::new(),
+            introspecting: SortedMap::new(),
             seed: worker_id,
             key_grants: decision::KeyGrants::default(),
             backend: None,
