@@ -15,6 +15,9 @@
 #   keygate-cache-{rs,es}256  keygate, verified-token cache hit
 #   keygate-nocache-{rs,es}256 keygate, settings.token_cache_entries: 0 (signature checked every request)
 #   keygate-public          keygate, public resource, no token
+#   keygate-wide            keygate-cache-rs256 with 1,000 APIs of 20 resources each in the plugin
+#                           config (bench.py's WIDE_APIS; the route table unchanged): routing must
+#                           not grow with the configuration (its "of hit": at least 0.97)
 #   keygate-apikey          keygate, an API key (the demo key, /catalog/v1/items): one SHA-256, one lookup
 #   keygate-backendjwt      keygate, cache hit (RS256) on an API with backend_jwt (/pets-jwt/v1, added
 #                           to the demo declaration here): the cached backend JWT is forwarded again
@@ -72,7 +75,7 @@ RUN="$OUT/run"
 READY_SECONDS=60
 
 ALL_CASES="noauth floor native-cache-rs256 native-cache-es256 native-nocache-rs256 native-nocache-es256
-  keygate-cache-rs256 keygate-cache-es256 keygate-nocache-rs256 keygate-nocache-es256 keygate-public
+  keygate-cache-rs256 keygate-cache-es256 keygate-nocache-rs256 keygate-nocache-es256 keygate-public keygate-wide
   keygate-apikey keygate-backendjwt keygate-backendjwt-miss keygate-dpop native-zipf-10k keygate-zipf-10k native-zipf-100k keygate-zipf-100k"
 CASES="${BENCH_CASES:-$ALL_CASES}"
 
@@ -131,8 +134,8 @@ cargo build --quiet --manifest-path "$ROOT/bench/floor/Cargo.toml" --release --t
   --target-dir "$FLOOR_TARGET"
 
 # Ports: key manager, upstream, upstream admin, then listener + admin per Envoy under test.
-ENVOYS="noauth floor native-cache native-nocache keygate keygate-nocache keygate-2w"
-mapfile -t PORTS < <(python3 "$HERE/bench.py" ports 17)
+ENVOYS="noauth floor native-cache native-nocache keygate keygate-nocache keygate-wide keygate-2w"
+mapfile -t PORTS < <(python3 "$HERE/bench.py" ports 19)
 KM_PORT=${PORTS[0]} UPSTREAM_PORT=${PORTS[1]} UPSTREAM_ADMIN=${PORTS[2]}
 declare -A LISTEN ADMIN
 i=3
@@ -307,6 +310,10 @@ for e in native-cache native-nocache keygate keygate-nocache; do
   expect "$e" 403 "$API" "$NO_SCOPE" "token without pets:read"
   expect "$e" 200 "$PUBLIC" "" "public resource, no token"
 done
+expect keygate-wide 200 "$API" "$RS256" "RS256 token, 1,000 APIs"
+expect keygate-wide 403 "$API" "$OTHER_APP" "client not subscribed, 1,000 APIs"
+expect keygate-wide 401 "$API" "" "no token, 1,000 APIs"
+expect keygate-wide 200 "$PUBLIC" "" "public resource, 1,000 APIs"
 for e in keygate keygate-nocache; do
   for k in "$API_KEY:200:API key" "kg_unknown:401:unknown API key"; do
     got=$(curl -s -o /dev/null -w '%{http_code}' "${REQUEST_HEADERS[@]}" -H "apikey: ${k%%:*}" "http://127.0.0.1:${LISTEN[$e]}$KEYED")
@@ -346,7 +353,7 @@ done
 # 7. Load.
 case_envoy() {
   case $1 in
-    noauth | floor) echo "$1" ;;
+    noauth | floor | keygate-wide) echo "$1" ;;
     native-cache-* | native-zipf-*) echo native-cache ;;
     native-nocache-*) echo native-nocache ;;
     keygate-cache-* | keygate-public | keygate-apikey | keygate-zipf-* | keygate-backendjwt | keygate-dpop) echo keygate ;;
@@ -369,6 +376,7 @@ case_label() {
     keygate-cache-*) echo "keygate, cache hit, ${1##*-}" ;;
     keygate-nocache-*) echo "keygate, cache off, ${1##*-}" ;;
     keygate-public) echo "keygate, public resource" ;;
+    keygate-wide) echo "keygate, cache hit, 1,000 APIs x 20 resources, rs256" ;;
     keygate-apikey) echo "keygate, API key" ;;
     keygate-backendjwt) echo "keygate, cache hit + backend JWT, rs256" ;;
     keygate-backendjwt-miss) echo "keygate, cache off + backend JWT signed, rs256" ;;
