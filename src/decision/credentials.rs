@@ -90,11 +90,23 @@ fn token_of<'a>(authorization: Option<&'a str>, scheme: &str) -> Result<&'a str,
 /// RFC 7235 token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn is_token68(token: &str) -> bool {
     let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+    !body.is_empty() && body.bytes().all(|b| b < 128 && (TOKEN68 >> b) & 1 == 1)
 }
+
+/// Which bytes a token68 is made of (all ASCII): bit `b` set for byte `b`, so a byte is checked
+/// with one shift (a search of the six punctuation characters per byte was a fifth of a cache
+/// hit's own time in Wasm for a 1 KB token).
+const TOKEN68: u128 = {
+    let mut mask: u128 = 0;
+    let mut c: u8 = 0;
+    while c < 128 {
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/') {
+            mask |= 1 << c;
+        }
+        c += 1;
+    }
+    mask
+};
 
 /// `Authorization`, with repeated headers joined by commas as HTTP does (RFC 9110 §5.3): a
 /// request carrying two is then refused as malformed instead of being decided on either one.
@@ -124,6 +136,20 @@ pub fn dpop_proofs(headers: &[(String, String)]) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token68_bytes_are_exactly_rfc_7235s() {
+        for b in 0..=u8::MAX {
+            let spec = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+            let mut token = vec![b'a', b];
+            token.push(b'z');
+            let text = String::from_utf8_lossy(&token);
+            assert_eq!(is_token68(&text), spec, "byte {b:#04x}");
+        }
+        assert!(is_token68("abc=="));
+        assert!(!is_token68("=="));
+        assert!(!is_token68("a=b"));
+    }
 
     #[test]
     fn credentials_tell_bearer_from_dpop() {

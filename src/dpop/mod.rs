@@ -12,6 +12,7 @@ mod error;
 mod flat;
 mod htu;
 mod proof;
+pub(crate) use proof::same_text;
 mod replay;
 mod thumbprint;
 

@@ -67,8 +67,9 @@ pub fn access_token_hash(token: &str) -> String {
 
 /// Whether two texts are equal, compared eight bytes at a time: the memos below compare whole
 /// tokens and headers on every proof, and in Wasm the byte-wise `memcmp` made that a tenth of a
-/// DPoP request's own work (`docs/performance.md`).
-pub(super) fn same_text(a: &str, b: &str) -> bool {
+/// DPoP request's own work (`docs/performance.md`); the verified-token cache compares the whole
+/// token on every hit the same way.
+pub(crate) fn same_text(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;
