@@ -389,7 +389,10 @@ mod tests {
         assert!(cache.get_mut(&b).is_none());
         cache.insert(&b, KeyManagerId::new(0), 1, valid("b"));
         assert!(cache.get(&b).is_some());
-        assert!(cache.get(&a).is_none(), "they share a slot: the newer one holds it");
+        assert!(
+            cache.get(&a).is_none(),
+            "they share a slot: the newer one holds it"
+        );
     }
 
     #[test]
