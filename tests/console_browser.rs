@@ -293,18 +293,19 @@ fn console_browser_admin_and_developer_flows() {
     // Envoy runs what the console wrote (a new key manager and API change the bootstrap, so it
     // starts now); shop-app's token belongs to no application yet: 403.
     let envoy = Envoy::start(&console.out.join("envoy.yaml"));
-    let token = km.token_client_credentials("shop-app", "shop-app-secret", "pets:read");
-    let bearer = format!("Bearer {token}");
-    let call = || {
+    // Before any application holds shop-app: its token (from the key manager directly) is 403.
+    let direct = km.token_client_credentials("shop-app", "shop-app-secret", "pets:read");
+    let call_with = |token: &str| {
+        let bearer = format!("Bearer {token}");
         http(
             listen,
             "GET",
             "/pets/v1/pets",
-            &[("authorization", &bearer)],
+            &[("authorization", bearer.as_str())],
         )
         .status
     };
-    assert_eq!(call(), 403);
+    assert_eq!(call_with(&direct), 403);
     assert_eq!(http(listen, "GET", "/pets/v1/health", &[]).status, 200);
 
     // Developer: Applications -> +Create -> Create -> + Add Client ID -> Instructions -> Subscribe.
@@ -313,6 +314,7 @@ fn console_browser_admin_and_developer_flows() {
     browser.type_in("#name", "dave-shop");
     browser.click("#create-application");
     browser.wait_url("/devportal/applications/");
+    let application = browser.current();
     browser.type_in("#client_id", "shop-app");
     browser.click("#add-client");
     browser.wait_notice("applied");
@@ -325,24 +327,68 @@ fn console_browser_admin_and_developer_flows() {
     let instructions = browser.text("#instructions");
     assert!(instructions.contains("-u 'shop-app:'"), "{instructions}");
     browser.screenshot("instructions");
-    browser.go(&browser.current().replace("/instructions", ""));
-    assert_eq!(call(), 403, "a client ID without a subscription");
+    // The instructions run as shown (the developer's secret in CLIENT_SECRET) get a token.
+    let token = run_token_block(&instructions, "shop-app-secret");
+    browser.go(&application);
+    assert_eq!(call_with(&token), 403, "a client ID without a subscription");
+
+    browser.click("#subscribe-more");
+    browser.click("#subscribe-pets");
+    browser.wait_notice("gains application dave-shop: API pets: GET /pets/v1/pets");
+    // Subscribed, the instructions ask for the API's scopes: run them again for the token to use.
+    browser.go(&format!("{application}/instructions"));
+    let instructions = browser.text("#instructions");
+    assert!(instructions.contains("pets:read"), "{instructions}");
+    let token = run_token_block(&instructions, "shop-app-secret");
+    browser.go(&application);
+    let call = || call_with(&token);
+    until_status(&call, 200, Instant::now());
+    browser.screenshot("application");
+
+    // Timed: unsubscribe -> 403, subscribe again -> 200, each within 5 s of the click with no
+    // failed request in between.
+    let clicked = Instant::now();
+    browser.click("#unsubscribe-pets");
+    let refused = until_status(&call, 403, clicked);
+    browser.wait_notice("loses application dave-shop: API pets: GET /pets/v1/pets");
     browser.click("#subscribe-more");
     let clicked = Instant::now();
     browser.click("#subscribe-pets");
     let allowed = until_status(&call, 200, clicked);
     browser.wait_notice("gains application dave-shop: API pets: GET /pets/v1/pets");
     assert!(browser.source().contains("unsubscribe-pets"));
-    browser.screenshot("application");
-    let clicked = Instant::now();
-    browser.click("#unsubscribe-pets");
-    let refused = until_status(&call, 403, clicked);
     eprintln!(
         "console: click to enforcement in Envoy: subscribe {:.2} s, unsubscribe {:.2} s",
         allowed.as_secs_f64(),
         refused.as_secs_f64()
     );
     drop(envoy);
+}
+
+/// Runs the block of the shown instructions that gets a token with the client credentials grant,
+/// as shown, with `secret` in `CLIENT_SECRET` (what the instructions tell the developer to set),
+/// and returns the `$TOKEN` it sets.
+fn run_token_block(instructions: &str, secret: &str) -> String {
+    let block = instructions
+        .split("\n\n")
+        .find(|block| block.contains("grant_type=client_credentials"))
+        .unwrap_or_else(|| panic!("no client credentials block in:\n{instructions}"));
+    let script = format!("set -e\n{block}\nprintf '\\n%s' \"$TOKEN\"\n");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("CLIENT_SECRET", secret)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = stdout.lines().last().unwrap_or_default().to_string();
+    assert!(!token.is_empty(), "no token from:\n{script}\n{stdout}");
+    token
 }
 
 /// Calls until `want` answers, within 5 s of `since`; every answer before must be 403 or 200
