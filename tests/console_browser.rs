@@ -313,8 +313,19 @@ fn console_browser_admin_and_developer_flows() {
     browser.click("#create");
     browser.type_in("#name", "dave-shop");
     browser.click("#create-application");
-    browser.wait_url("/devportal/applications/");
-    let application = browser.current();
+    // The new application's own page (its URL ends in its id; the create form's is `.../new`).
+    browser.find("#client_id");
+    let current = browser.current();
+    let application = current
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let id = application.rsplit('/').next().unwrap_or_default();
+    assert!(
+        !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()),
+        "not an application's page: {application}"
+    );
     browser.type_in("#client_id", "shop-app");
     browser.click("#add-client");
     browser.wait_notice("applied");
