@@ -470,6 +470,27 @@ def summarize(args):
                  else f"  {'-' if hits is None else 0:>10}  {'-' if misses is None else 0:>8}  {'-':>8}")
         print(f"{c['label']:<{width}}  {c['rps']:>8,.0f}  {ratio:>10}  {of_hit:>6}  {c['p50_ms']:>7.2f}  {c['p99_ms']:>7.2f}"
               f"  {c['envoy_cpu']:>9.2f}  {c.get('cpu_us_per_request', '-'):>10}{cache}  {' '.join(f'{r:,}' for r in c['rounds_rps'])}")
+    # Issue 23's targets, each pair from this run: keygate over native (req/s), the public
+    # resource over the floor, and p99 (keygate's at most native's).
+    by_name = {c["name"]: c for c in best}
+    targets = []
+    for alg in ("rs256", "es256"):
+        for kind, least in (("cache", 1.05), ("nocache", 1.0)):
+            k, n = by_name.get(f"keygate-{kind}-{alg}"), by_name.get(f"native-{kind}-{alg}")
+            if k and n and n["rps"]:
+                ratio = k["rps"] / n["rps"]
+                p99 = "ok" if k["p99_ms"] <= n["p99_ms"] else "over"
+                label = "cache hit" if kind == "cache" else "cache off"
+                targets.append(f"{label} {alg}: {ratio:.3f}x native (target {least:.2f}: "
+                               f"{'met' if ratio >= least else 'missed'}), p99 {k['p99_ms']:.2f} vs "
+                               f"{n['p99_ms']:.2f} ms ({p99})")
+    public, floor = by_name.get("keygate-public"), by_name.get("floor")
+    if public and floor and floor["rps"]:
+        ratio = public["rps"] / floor["rps"]
+        targets.append(f"public resource: {ratio:.3f} of the floor (target at least 0.97: "
+                       f"{'met' if ratio >= 0.97 else 'missed'})")
+    for line in targets:
+        print(f"target: {line}")
     wide = next((c for c in best if c["name"] == "keygate-wide"), None)
     if wide and "vs_cache_hit" in wide:
         print(f"{WIDE_APIS:,} APIs x {WIDE_RESOURCES} resources against the demo's few APIs (RS256 cache hit):"
