@@ -14,12 +14,13 @@
 mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::console::{
-    admin_setup_with, rest, rest_app, user_token, Browser, GatewayConsole, ADMIN, DEV, DEV2,
+    admin_setup_with, rest, rest_app, until_status, user_token, Browser, GatewayConsole, ADMIN,
+    DEV, DEV2,
 };
 use support::{http, keygate_bin, EchoUpstream, Envoy, KeyManager, TempDir};
 
@@ -206,20 +207,4 @@ fn console_api_keys_create_list_revoke_export() {
     );
     assert_eq!(status, 404);
     drop(envoy);
-}
-
-/// Calls until `want` answers, within 5 s of `since`; every answer before must be in `allowed`.
-fn until_status(call: &dyn Fn() -> u16, want: u16, allowed: &[u16], since: Instant) {
-    loop {
-        let status = call();
-        if status == want {
-            return;
-        }
-        assert!(allowed.contains(&status), "unexpected answer {status}");
-        assert!(
-            since.elapsed() < Duration::from_secs(5),
-            "not {want} within 5 s (last {status})"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

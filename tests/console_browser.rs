@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{json, Value};
-use support::console::{Console, GatewayConsole, ADMIN, DEV};
+use support::console::{until_status, Console, GatewayConsole, ADMIN, DEV};
+use support::shell::run_block;
 use support::{
     free_port, http, project_root, EchoUpstream, Envoy, KeyManager, ProcessGuard, TempDir,
 };
@@ -353,19 +354,19 @@ fn console_browser_admin_and_developer_flows() {
     let token = run_token_block(&instructions, "shop-app-secret");
     browser.go(&application);
     let call = || call_with(&token);
-    until_status(&call, 200, Instant::now());
+    until_status(&call, 200, &[403, 200], Instant::now());
     browser.screenshot("application");
 
     // Timed: unsubscribe -> 403, subscribe again -> 200, each within 5 s of the click with no
     // failed request in between.
     let clicked = Instant::now();
     browser.click("#unsubscribe-pets");
-    let refused = until_status(&call, 403, clicked);
+    let refused = until_status(&call, 403, &[403, 200], clicked);
     browser.wait_notice("loses application dave-shop: API pets: GET /pets/v1/pets");
     browser.click("#subscribe-more");
     let clicked = Instant::now();
     browser.click("#subscribe-pets");
-    let allowed = until_status(&call, 200, clicked);
+    let allowed = until_status(&call, 200, &[403, 200], clicked);
     browser.wait_notice("gains application dave-shop: API pets: GET /pets/v1/pets");
     assert!(browser.source().contains("unsubscribe-pets"));
     eprintln!(
@@ -376,45 +377,18 @@ fn console_browser_admin_and_developer_flows() {
     drop(envoy);
 }
 
-/// Runs the block of the shown instructions that gets a token with the client credentials grant,
-/// as shown, with `secret` in `CLIENT_SECRET` (what the instructions tell the developer to set),
-/// and returns the `$TOKEN` it sets.
+/// The token from the block of the shown instructions that uses the client credentials grant,
+/// run as shown with `secret` in `CLIENT_SECRET` (what the instructions tell the developer to set).
 fn run_token_block(instructions: &str, secret: &str) -> String {
     let block = instructions
         .split("\n\n")
         .find(|block| block.contains("grant_type=client_credentials"))
         .unwrap_or_else(|| panic!("no client credentials block in:\n{instructions}"));
-    let script = format!("set -e\n{block}\nprintf '\\n%s' \"$TOKEN\"\n");
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .env("CLIENT_SECRET", secret)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = run_block(block, &[("CLIENT_SECRET", secret)]);
+    // An answer without a token leaves the instructions' report as the last line, not a token.
     assert!(
-        out.status.success(),
-        "{script}\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        !token.is_empty() && !token.contains(' '),
+        "no token from:\n{block}\n{token}"
     );
-    let token = stdout.lines().last().unwrap_or_default().to_string();
-    assert!(!token.is_empty(), "no token from:\n{script}\n{stdout}");
     token
-}
-
-/// Calls until `want` answers, within 5 s of `since`; every answer before must be 403 or 200
-/// (no failed request while the configuration changes). Returns the time from `since`.
-fn until_status(call: &dyn Fn() -> u16, want: u16, since: Instant) -> Duration {
-    loop {
-        let status = call();
-        assert!(status == 403 || status == 200, "a failed request: {status}");
-        if status == want {
-            return since.elapsed();
-        }
-        assert!(
-            since.elapsed() < Duration::from_secs(5),
-            "not {want} within 5 s of the click"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::keymanager::KeyManager;
 use super::paths::keygate_bin;
@@ -437,4 +437,27 @@ pub fn create_app(console: &Console, dev: &mut Browser, name: &str) -> i64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// Calls `call` until it answers `want`, within 5 s of `since`; every answer before must be one of
+/// `allowed` (no failed request while a change reaches the gateway). Returns the time from
+/// `since` to the first `want`.
+pub fn until_status(
+    call: &dyn Fn() -> u16,
+    want: u16,
+    allowed: &[u16],
+    since: Instant,
+) -> Duration {
+    loop {
+        let status = call();
+        if status == want {
+            return since.elapsed();
+        }
+        assert!(allowed.contains(&status), "unexpected answer {status}");
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "not {want} within 5 s (last {status})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

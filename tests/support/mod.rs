@@ -32,6 +32,7 @@ pub mod policies;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod postgres;
 pub mod process;
+pub mod shell;
 pub mod signers;
 pub mod stack;
 pub mod tempdir;
