@@ -103,7 +103,7 @@ impl Identity {
             scopes: access.scopes,
             api: access.api.name.clone(),
             api_version: access.api.version.clone(),
-            resource: format!("{} {}", access.resource.method, access.resource.path),
+            resource: [access.resource.method.as_str(), " ", &access.resource.path].concat(),
             budget: access.budget,
             credential: Credential::OAuth2,
             api_key: None,
@@ -121,7 +121,7 @@ impl Identity {
             scopes: Vec::new(),
             api: access.api.name.clone(),
             api_version: access.api.version.clone(),
-            resource: format!("{} {}", access.resource.method, access.resource.path),
+            resource: [access.resource.method.as_str(), " ", &access.resource.path].concat(),
             budget: access.budget,
             credential: Credential::ApiKey,
             api_key: Some(access.key_name.to_string()),
@@ -136,46 +136,46 @@ impl Identity {
         if let Some(name) = &self.api_key {
             let mut headers = vec![
                 (
-                    format!("{prefix}application"),
+                    named(&prefix, "application"),
                     header_value(&self.application),
                 ),
-                (format!("{prefix}api-key"), header_value(name)),
-                (format!("{prefix}api"), header_value(&self.api)),
+                (named(&prefix, "api-key"), header_value(name)),
+                (named(&prefix, "api"), header_value(&self.api)),
             ];
             if let Some(budget) = &self.budget {
-                headers.push((format!("{prefix}tier"), header_value(&budget.tier.name)));
+                headers.push((named(&prefix, "tier"), header_value(&budget.tier.name)));
             }
             headers.push((
-                format!("{prefix}credential"),
+                named(&prefix, "credential"),
                 self.credential.label().to_string(),
             ));
             return headers;
         }
         let mut headers = vec![
             (
-                format!("{prefix}application"),
+                named(&prefix, "application"),
                 header_value(&self.application),
             ),
-            (format!("{prefix}client-id"), header_value(&self.client_id)),
+            (named(&prefix, "client-id"), header_value(&self.client_id)),
         ];
         if let Some(subject) = &self.subject {
-            headers.push((format!("{prefix}subject"), header_value(subject)));
+            headers.push((named(&prefix, "subject"), header_value(subject)));
         }
         headers.push((
-            format!("{prefix}key-manager"),
+            named(&prefix, "key-manager"),
             header_value(&self.key_manager),
         ));
         headers.push((
-            format!("{prefix}scopes"),
+            named(&prefix, "scopes"),
             header_value(&self.scopes.join(" ")),
         ));
-        headers.push((format!("{prefix}api"), header_value(&self.api)));
+        headers.push((named(&prefix, "api"), header_value(&self.api)));
         // Envoy's rate-limit filter (fleet mode) builds its descriptors from these three.
         if let Some(budget) = &self.budget {
-            headers.push((format!("{prefix}tier"), header_value(&budget.tier.name)));
+            headers.push((named(&prefix, "tier"), header_value(&budget.tier.name)));
         }
         headers.push((
-            format!("{prefix}credential"),
+            named(&prefix, "credential"),
             self.credential.label().to_string(),
         ));
         headers
@@ -211,6 +211,14 @@ fn header_value(text: &str) -> String {
         }
     }
     out
+}
+
+/// `prefix` then `name`, built without the formatting machinery (once per authorization).
+fn named(prefix: &str, name: &str) -> String {
+    let mut header = String::with_capacity(prefix.len() + name.len());
+    header.push_str(prefix);
+    header.push_str(name);
+    header
 }
 
 #[cfg(test)]

@@ -46,12 +46,13 @@ pub use reply::{reply, Reply};
 pub use verified_tokens::VerifiedTokens;
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use crate::dpop::{MemorySlots, ProofUse};
 use crate::jose::claims::{check_time, times, Validation};
-use crate::jose::{verify_with, HostCrypto, KeySet, TokenError, UntrustedToken};
+use crate::jose::{verify_in_place, HostCrypto, KeySet, TokenError, UntrustedToken};
 use crate::policy::{ApiId, IssuerRefusal, KeyManagerId, Policy, Route, RouteMatch};
 use verified_tokens::Verification;
 
@@ -125,7 +126,7 @@ pub struct Pending {
     route: RouteMatch,
     token: UntrustedToken,
     key_manager: KeyManagerId,
-    validation: Validation,
+    validation: Arc<Validation>,
     presentation: Presentation,
     /// The request's client certificate (RFC 8705), checked against a bound token.
     client_cert: Option<CertDigest>,
@@ -426,25 +427,31 @@ pub fn finish(
             return outcome;
         }
     }
-    match verify_with(
+    match verify_in_place(
         &pending.token,
         keys.set,
         &pending.validation,
         now,
         keys.crypto,
     ) {
-        Ok(verified) => {
+        Ok(_) => {
+            let claims = pending.token.take_claims();
+            let presented = Presented {
+                route: pending.route,
+                token: pending.token.as_str(),
+                presentation: &pending.presentation,
+                client_cert: ClientCert::Known(pending.client_cert),
+            };
             let cert = check_cert(
                 policy,
                 &pending.route,
-                &verified.claims,
+                &claims,
                 ClientCert::Known(pending.client_cert),
             );
-            let bound =
-                cert.map(|()| check_dpop(policy, &presented, km, &verified.claims, now, dpop));
+            let bound = cert.map(|()| check_dpop(policy, &presented, km, &claims, now, dpop));
             let (outcome, proven) = match bound {
                 Ok(Ok(proven)) => (
-                    authorized(policy, &pending.route, km, &verified.claims, now, dpop),
+                    authorized(policy, &pending.route, km, &claims, now, dpop),
                     proven,
                 ),
                 Ok(Err(err)) => (dpop_denial(policy, err), None),
@@ -453,13 +460,13 @@ pub fn finish(
                     (refuse(policy, &pending.presentation, refusal), None)
                 }
             };
-            let (exp, nbf) = times(&verified.claims);
+            let (exp, nbf) = times(&claims);
             let allowed = match &outcome {
                 Outcome::Allow { allowed, .. } => Some((pending.route, Rc::clone(allowed))),
                 _ => None,
             };
             let verdict = Verification::Valid {
-                claims: verified.claims,
+                claims,
                 exp,
                 nbf,
                 allowed,

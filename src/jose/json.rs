@@ -12,8 +12,21 @@ use std::fmt;
 use super::error::Malformation;
 
 /// Parses `bytes` as one JSON value that must be an object.
+/// Plain JSON (no escapes, whole numbers) is read by [`super::plain_json`]; everything else, and
+/// every refusal, by serde with the checks below.
 pub fn parse_object(bytes: &[u8], max_depth: usize) -> Result<Map<String, Value>, Malformation> {
     let text = std::str::from_utf8(bytes).map_err(|_| Malformation::NotUtf8)?;
+    match super::plain_json::object(text, max_depth) {
+        Some(map) => Ok(map),
+        None => parse_with_serde(text, max_depth),
+    }
+}
+
+/// [`parse_object`]'s full path.
+pub(super) fn parse_with_serde(
+    text: &str,
+    max_depth: usize,
+) -> Result<Map<String, Value>, Malformation> {
     let fault = Cell::new(None);
     let seed = StrictValue {
         depth: 0,

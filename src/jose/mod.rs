@@ -12,6 +12,7 @@ mod error;
 mod json;
 pub mod jwk;
 pub mod offload;
+mod plain_json;
 pub mod sign;
 pub mod token;
 mod verify;
@@ -23,4 +24,6 @@ pub use json::parse_object;
 pub use jwk::{Jwk, KeyMaterial, KeySet, SkipReason, SkippedKey};
 pub use offload::HostCrypto;
 pub use token::UntrustedToken;
-pub use verify::{signature_valid, signed_by, verify, verify_with, VerifiedToken, MAX_KEYS_TRIED};
+pub use verify::{
+    signature_valid, signed_by, verify, verify_in_place, verify_with, VerifiedToken, MAX_KEYS_TRIED,
+};

@@ -118,6 +118,12 @@ impl UntrustedToken {
         &self.claims
     }
 
+    /// Moves the claims out (leaving none): for the owner of a token that has just been verified
+    /// ([`super::verify_in_place`]), so they are not copied.
+    pub fn take_claims(&mut self) -> Map<String, Value> {
+        std::mem::take(&mut self.claims)
+    }
+
     /// The unverified `iss` claim when it is a string.
     pub fn issuer(&self) -> Option<&str> {
         self.claims.get("iss").and_then(Value::as_str)

@@ -50,6 +50,23 @@ pub fn verify_with(
     now: f64,
     host: Option<&dyn HostCrypto>,
 ) -> Result<VerifiedToken, TokenError> {
+    let alg = verify_in_place(token, keys, validation, now, host)?;
+    Ok(VerifiedToken {
+        claims: token.claims().clone(),
+        kid: token.kid().map(str::to_owned),
+        alg: alg.name().to_owned(),
+    })
+}
+
+/// [`verify_with`] without copying anything out of `token`: the caller that owns it takes the
+/// claims ([`UntrustedToken::take_claims`]). Returns the algorithm that verified it.
+pub fn verify_in_place(
+    token: &UntrustedToken,
+    keys: &KeySet,
+    validation: &Validation,
+    now: f64,
+    host: Option<&dyn HostCrypto>,
+) -> Result<Alg, TokenError> {
     let alg = allowed_alg(token.alg(), validation)?;
     let signature = token.signature();
     if let Some(expected) = alg.signature_len() {
@@ -74,11 +91,7 @@ pub fn verify_with(
         match checked {
             SigCheck::Valid => {
                 claims::check(token.claims(), validation, now)?;
-                return Ok(VerifiedToken {
-                    claims: token.claims().clone(),
-                    kid: token.kid().map(str::to_owned),
-                    alg: alg.name().to_owned(),
-                });
+                return Ok(alg);
             }
             SigCheck::Malformed { expected } => wrong_length = Some(expected),
             SigCheck::Invalid => right_length = true,

@@ -12,6 +12,7 @@
 //! are unambiguous, templates compile.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::api_keys::{check_key_only_resource, compile_credentials, compile_keys, ApiKeys};
 use super::applications::{Catalog, InlineApplications};
@@ -186,6 +187,13 @@ fn key_managers(c: &mut Checker, config: &PluginConfig) -> Vec<KeyManager> {
             self::introspection(c, &at, introspection);
         }
         let mapping = claims(c, &at, &km.claims);
+        let validation = Validation {
+            issuer: None,
+            audiences: km.audiences.clone(),
+            leeway_seconds: config.settings.leeway_seconds,
+            require_exp: true,
+            algorithms,
+        };
         compiled.push(KeyManager {
             name: km.name.clone(),
             issuer: km.issuer.clone(),
@@ -197,13 +205,14 @@ fn key_managers(c: &mut Checker, config: &PluginConfig) -> Vec<KeyManager> {
             dpop: km.dpop,
             mapping,
             introspection: km.introspection.clone(),
-            validation: Validation {
-                issuer: None,
-                audiences: km.audiences.clone(),
-                leeway_seconds: config.settings.leeway_seconds,
-                require_exp: true,
-                algorithms,
+            exact_validation: match &pattern {
+                IssuerPattern::Exact(issuer) => Some(Arc::new(Validation {
+                    issuer: Some(issuer.clone()),
+                    ..validation.clone()
+                })),
+                IssuerPattern::Tenant { .. } => None,
             },
+            validation,
             pattern,
         });
     }

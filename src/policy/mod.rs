@@ -64,16 +64,22 @@ pub struct KeyManager {
     /// What this key manager's tokens must pass, built once at compile time; the exact issuer
     /// is filled in per token ([`KeyManager::validation`]).
     validation: Validation,
+    /// [`Self::validation`] for the one issuer of an exact pattern, built once and shared by
+    /// every token of it.
+    exact_validation: Option<Arc<Validation>>,
     pattern: IssuerPattern,
 }
 
 impl KeyManager {
     /// The checks a token of this key manager must pass, for the exact `iss` that
     /// [`Policy::key_manager_for`] resolved.
-    pub fn validation(&self, issuer: String) -> Validation {
-        Validation {
-            issuer: Some(issuer),
-            ..self.validation.clone()
+    pub fn validation(&self, issuer: String) -> Arc<Validation> {
+        match &self.exact_validation {
+            Some(exact) if exact.issuer.as_deref() == Some(issuer.as_str()) => Arc::clone(exact),
+            _ => Arc::new(Validation {
+                issuer: Some(issuer),
+                ..self.validation.clone()
+            }),
         }
     }
 
