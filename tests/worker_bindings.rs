@@ -342,16 +342,17 @@ fn the_connection_certificate_is_read_only_for_a_bound_token() {
     let (mut w, mut host) = warmed(compile(&config(json!({}))), &jwks());
     let plain = token(None, NOW as u64 + 600);
     let ok = (200, String::new());
-    // First seen (parsed and verified): read once; a cache hit of an unbound token: not at all.
+    // An unbound token: not read when first seen (parsed and verified), nor on a cache hit.
     assert_eq!(send(&mut w, &mut host, 1, &plain, Some(CERT_A), &[]), ok);
-    assert_eq!(host.peer_certificate_reads.get(), 1);
+    assert_eq!(host.peer_certificate_reads.get(), 0);
     assert_eq!(send(&mut w, &mut host, 2, &plain, Some(CERT_A), &[]), ok);
-    assert_eq!(host.peer_certificate_reads.get(), 1);
-    // A bound token's hit reads it every time (the binding is per request).
+    assert_eq!(host.peer_certificate_reads.get(), 0);
+    // A bound token: read when first seen and on every hit (the binding is per request).
     let bound = token(Some(json!({"x5t#S256": x5t(CERT_A)})), NOW as u64 + 600);
     assert_eq!(send(&mut w, &mut host, 3, &bound, Some(CERT_A), &[]), ok);
+    assert_eq!(host.peer_certificate_reads.get(), 1);
     assert_eq!(send(&mut w, &mut host, 4, &bound, Some(CERT_A), &[]), ok);
-    assert_eq!(host.peer_certificate_reads.get(), 3);
+    assert_eq!(host.peer_certificate_reads.get(), 2);
     let mismatch = (401, "client_certificate_mismatch".to_string());
     assert_eq!(
         send(&mut w, &mut host, 5, &bound, Some(CERT_B), &[]),
@@ -370,5 +371,5 @@ fn the_connection_certificate_is_read_only_for_a_bound_token() {
         send(&mut w, &mut host, 2, &plain, Some(CERT_A), &[]),
         unbound
     );
-    assert_eq!(host.peer_certificate_reads.get(), 1);
+    assert_eq!(host.peer_certificate_reads.get(), 0);
 }
