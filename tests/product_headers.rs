@@ -41,8 +41,14 @@ fn start(settings: &str) -> Gateway {
 /// [`start`]; with `underscores` the listener accepts header names with `_`, as Istio sidecars
 /// do (the generated bootstrap rejects them: `headers_with_underscores_action: REJECT_REQUEST`).
 fn start_with(settings: &str, underscores: bool) -> Gateway {
+    start_serving(settings, underscores, b"")
+}
+
+/// [`start_with`], the JWKS response carrying `jwks_header` (raw header lines).
+fn start_serving(settings: &str, underscores: bool, jwks_header: &[u8]) -> Gateway {
     let jwks = String::from_utf8(signers::jwks(&[signers::public_jwk("p256", "k-p256")])).unwrap();
-    let server = canned::Server::start(vec![("/jwks".to_string(), 200, jwks)]);
+    let routes = vec![("/jwks".to_string(), 200, jwks)];
+    let server = canned::Server::start_with_header_bytes(routes, jwks_header);
     let issuer = server.base.clone();
     let echo = EchoUpstream::start();
     let (listen, admin) = (free_port(), free_port());
@@ -320,4 +326,99 @@ fn authorization_stays_at_the_gateway_unless_configured_otherwise() {
         assert_eq!(gateway.echo.request_count(), 4);
     }
     assert!(stripping.envoy.admin_port() != keeping.envoy.admin_port());
+}
+
+/// Envoy passes header values that are not UTF-8 (obs-text bytes) to the filter. They are only
+/// bytes to keygate: the request is decided like any other, the filter keeps serving, and a
+/// forged identity header carrying such a value is still removed.
+#[test]
+fn header_values_that_are_not_utf8_are_decided_like_any_other() {
+    let gateway = start("");
+    let bearer = format!("Bearer {}", token(&gateway, "a"));
+    let request = |extra: &[u8], authorization: &str| {
+        let mut raw = format!(
+            "GET /pets/v1/pets HTTP/1.1\r\nhost: 127.0.0.1:{}\r\nauthorization: {authorization}\r\n",
+            gateway.port
+        )
+        .into_bytes();
+        raw.extend_from_slice(extra);
+        raw.extend_from_slice(b"connection: close\r\n\r\n");
+        support::http_raw(gateway.port, &raw).expect("a response")
+    };
+    let odd: &[&[u8]] = &[
+        b"x-odd: \xff\xfe\r\n",
+        b"user-agent: caf\xe9\r\n",
+        b"x-keygate-application: \xc3\x28admin\r\n",
+        b"x-odd: \x80\r\nx-odd-2: \xed\xa0\x80\r\n",
+    ];
+    for extra in odd {
+        let before = gateway.echo.request_count();
+        let allowed = request(extra, &bearer);
+        assert_eq!(allowed.status, 200, "{}", allowed.body);
+        assert_eq!(gateway.echo.request_count(), before + 1);
+        let seen = gateway.echo.last_request().expect("the upstream saw it");
+        assert_eq!(
+            identity_like(&seen)
+                .iter()
+                .filter(|(name, _)| name == "x-keygate-application")
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>(),
+            vec!["shop"],
+            "only keygate's own identity header goes upstream"
+        );
+        let refused = request(extra, "Bearer junk");
+        expect_reply(
+            &refused,
+            401,
+            "malformed_token",
+            "a bad token with an odd header",
+        );
+    }
+    // An Authorization value that is not UTF-8 is a malformed credential, never forwarded.
+    let before = gateway.echo.request_count();
+    let raw = format!(
+        "GET /pets/v1/pets HTTP/1.1\r\nhost: 127.0.0.1:{}\r\nconnection: close\r\n",
+        gateway.port
+    );
+    let mut raw = raw.into_bytes();
+    raw.extend_from_slice(b"authorization: Bearer ");
+    raw.extend_from_slice(bearer.trim_start_matches("Bearer ").as_bytes());
+    raw.extend_from_slice(b"\xff\r\n\r\n");
+    let odd_token = support::http_raw(gateway.port, &raw).expect("a response");
+    assert!(
+        matches!(odd_token.status, 400 | 401),
+        "{} {}",
+        odd_token.status,
+        odd_token.body
+    );
+    assert_eq!(gateway.echo.request_count(), before);
+    // The filter still answers ordinary requests on the same worker.
+    let plain = http(
+        gateway.port,
+        "GET",
+        "/pets/v1/pets",
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(plain.status, 200, "{}", plain.body);
+}
+
+/// A key manager's JWKS answer whose headers hold bytes that are not UTF-8 is read like any other
+/// (the SDK's reader of callout headers stopped the VM on them, as it did for request headers).
+#[test]
+fn a_jwks_answer_with_header_values_that_are_not_utf8_is_read() {
+    let gateway = start_serving(
+        "",
+        false,
+        b"x-odd: \xff\xfe\r\ncache-control: max-age=\xe9\r\n",
+    );
+    let bearer = format!("Bearer {}", token(&gateway, "a"));
+    for _ in 0..3 {
+        let r = http(
+            gateway.port,
+            "GET",
+            "/pets/v1/pets",
+            &[("authorization", &bearer)],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
 }

@@ -364,7 +364,10 @@ pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> 
     let validation = manager.validation(found.issuer);
     // Only a token whose `cnf` names a certificate makes `check_cert` read the request's (the
     // claims verified later are these same claims), so an unbound one never asks the host.
-    let bound = token.claims().get("cnf").and_then(|cnf| cnf.get("x5t#S256"));
+    let bound = token
+        .claims()
+        .get("cnf")
+        .and_then(|cnf| cnf.get("x5t#S256"));
     let client_cert = bound.and_then(|_| started.client_cert.get());
     Ok(Pending {
         route: started.route,

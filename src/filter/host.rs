@@ -14,7 +14,9 @@ use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
 use crate::jose::{offload, sign, HostCrypto};
 use crate::keys::{Expect, SlotError};
-use crate::worker::{Fetch, Host, StreamId};
+use crate::worker::{decode_header_map, Fetch, Host, StreamId};
+
+use super::raw::{self, HeaderMap};
 
 /// The host as seen from one callback: `current` is the context Envoy called into.
 pub struct ProxyHost<'m> {
@@ -259,7 +261,8 @@ impl Host for ProxyHost<'_> {
     }
 
     fn fetch_headers(&self) -> Vec<(String, String)> {
-        hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default()
+        let bytes = raw::header_map_bytes(HeaderMap::CallResponse);
+        decode_header_map(&bytes).unwrap_or_default()
     }
 
     fn fetch_body(&self, size: usize) -> Vec<u8> {
@@ -353,9 +356,10 @@ pub fn plugin_configuration() -> Option<Vec<u8>> {
         .flatten()
 }
 
-/// The current stream's request headers, pseudo-headers included.
-pub fn request_headers() -> Vec<(String, String)> {
-    hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+/// The current stream's request headers, pseudo-headers included (values that are not UTF-8
+/// read with U+FFFD for their bad bytes); `None` for a map that is not well-formed.
+pub fn request_headers() -> Option<Vec<(String, String)>> {
+    decode_header_map(&raw::header_map_bytes(HeaderMap::Request))
 }
 
 /// Last resort when the worker is unavailable (re-entrant call, failed configuration): fail closed.

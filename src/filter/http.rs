@@ -38,7 +38,10 @@ impl HttpContext for Http {
             host::reply_internal_error();
             return Action::Pause;
         };
-        let headers = host::request_headers();
+        let Some(headers) = host::request_headers() else {
+            host::reply_internal_error();
+            return Action::Pause;
+        };
         let (worker, mut host) = state.host(self.context_id);
         match worker.on_request(&mut host, self.context_id, &headers) {
             RequestAction::Continue => Action::Continue,

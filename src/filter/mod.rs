@@ -3,6 +3,7 @@
 
 mod host;
 mod http;
+mod raw;
 mod root;
 
 use std::collections::BTreeMap;

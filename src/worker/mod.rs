@@ -23,6 +23,7 @@
 mod answering;
 mod api_key;
 mod directory_client;
+mod header_map;
 mod host;
 mod introspect;
 mod jwks_client;
@@ -56,6 +57,7 @@ pub use metrics::counters;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use fake::{Crypto, Dispatched, FakeHost, Interleaved, Sent, SharedData, StreamLog};
+pub use header_map::{decode_header_map, encode_header_map};
 pub use host::{Fetch, Host, Post, StreamId};
 
 use directory_client::DirectoryClient;

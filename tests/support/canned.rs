@@ -28,6 +28,13 @@ impl Server {
     pub fn start(routes: Vec<(String, u16, String)>) -> Server {
         Server::start_with(TcpListener::bind("127.0.0.1:0").unwrap(), routes)
     }
+
+    /// [`Server::start`], every response carrying `extra` (raw header lines, each ending in CRLF:
+    /// bytes a `&str` cannot hold).
+    pub fn start_with_header_bytes(routes: Vec<(String, u16, String)>, extra: &[u8]) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Server::serve(listener, routes, extra.to_vec())
+    }
 }
 
 pub fn project_root() -> PathBuf {
@@ -60,6 +67,10 @@ pub fn serve_fixture(name: &str, prefix: &str) -> (Server, String) {
 
 impl Server {
     pub fn start_with(listener: TcpListener, routes: Vec<(String, u16, String)>) -> Server {
+        Server::serve(listener, routes, Vec::new())
+    }
+
+    fn serve(listener: TcpListener, routes: Vec<(String, u16, String)>, extra: Vec<u8>) -> Server {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let routes: BTreeMap<String, (u16, String)> =
             routes.into_iter().map(|(p, s, b)| (p, (s, b))).collect();
@@ -83,11 +94,15 @@ impl Server {
                     .get(&path)
                     .cloned()
                     .unwrap_or((404, "{\"error\":\"not found\"}".to_string()));
-                let reply = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
                     body.len()
                 );
-                let _ = stream.write_all(reply.as_bytes());
+                let mut reply = head.into_bytes();
+                reply.extend_from_slice(&extra);
+                reply.extend_from_slice(b"\r\n");
+                reply.extend_from_slice(body.as_bytes());
+                let _ = stream.write_all(&reply);
             }
         });
         Server { base, hits }

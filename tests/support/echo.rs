@@ -131,7 +131,7 @@ fn serve(stream: TcpStream, received: &Mutex<Vec<EchoedRequest>>) {
 
 fn read_request(reader: &mut BufReader<TcpStream>) -> Option<EchoedRequest> {
     let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
+    if read_line_lossy(reader, &mut line).ok()? == 0 {
         return None;
     }
     let mut parts = line.split_whitespace();
@@ -140,7 +140,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<EchoedRequest> {
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let mut h = String::new();
-        if reader.read_line(&mut h).ok()? == 0 {
+        if read_line_lossy(reader, &mut h).ok()? == 0 {
             return None;
         }
         let h = h.trim_end_matches(['\r', '\n']);
@@ -185,14 +185,14 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let mut size_line = String::new();
-        reader.read_line(&mut size_line).ok()?;
+        read_line_lossy(reader, &mut size_line).ok()?;
         let size_hex = size_line.split(';').next()?.trim();
         let size = usize::from_str_radix(size_hex, 16).ok()?;
         if size == 0 {
             // Trailers (none expected) end with an empty line.
             loop {
                 let mut t = String::new();
-                reader.read_line(&mut t).ok()?;
+                read_line_lossy(reader, &mut t).ok()?;
                 if t.trim().is_empty() {
                     return Some(body);
                 }
@@ -203,4 +203,13 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
         chunk.truncate(size);
         body.extend_from_slice(&chunk);
     }
+}
+
+/// A line of the request as text, bytes that are not UTF-8 replaced (a header value may hold
+/// obs-text, which Envoy forwards).
+fn read_line_lossy(reader: &mut impl BufRead, line: &mut String) -> std::io::Result<usize> {
+    let mut bytes = Vec::new();
+    let n = reader.read_until(b'\n', &mut bytes)?;
+    line.push_str(&String::from_utf8_lossy(&bytes));
+    Ok(n)
 }

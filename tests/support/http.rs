@@ -88,11 +88,6 @@ pub fn try_http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> io::Result<Response> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-
     let mut head = format!("{method} {path} HTTP/1.1\r\n");
     let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
     if !has("host") {
@@ -105,8 +100,19 @@ pub fn try_http(
         head.push_str(&format!("content-length: {}\r\n", body.len()));
     }
     head.push_str("connection: close\r\n\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    http_raw(port, &request)
+}
+
+/// A request written to 127.0.0.1:`port` exactly as given (bytes a `&str` cannot hold, such as
+/// a header value that is not UTF-8); the response.
+pub fn http_raw(port: u16, request: &[u8]) -> io::Result<Response> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.write_all(request)?;
     stream.flush()?;
 
     // Read until the response is complete rather than until EOF: after a local reply Envoy may

@@ -40,7 +40,7 @@ pub mod tempdir;
 pub use cli::{keygate, CliRun};
 pub use echo::{EchoUpstream, EchoedRequest};
 pub use envoy::Envoy;
-pub use http::{expect_reply, http, http_with_body, try_http, Response};
+pub use http::{expect_reply, http, http_raw, http_with_body, try_http, Response};
 pub use jwt::{ath, decode_jwt_claims, decode_jwt_header, DpopKey};
 pub use keymanager::KeyManager;
 pub use paths::{envoy_bin, free_port, keygate_bin, project_root, wasm_path};
