@@ -2,7 +2,8 @@
 //!
 //! [`start`] settles what needs neither keys nor token parsing: the route and the bearer token.
 //! [`recall`] then answers from the verified-token cache by the raw token string, with no base64
-//! or JSON work, when this worker has already verified (or refused) exactly that token under the
+//! or JSON work (nor the token68 check of its characters, which [`parse`] makes: every cached
+//! token passed it), when this worker has already verified (or refused) exactly that token under the
 //! key manager's current key set. Otherwise [`parse`] reads the token and finds its key manager
 //! by issuer, and [`finish`] completes the check once the key manager's keys are at hand. Between
 //! the two the worker may park the request while it fetches a JWKS; `finish` may be called again
@@ -238,7 +239,7 @@ pub fn start<'r>(policy: &Policy, request: &Request<'r>) -> Start<'r> {
             api_key: true,
             client_cert: ClientCert::Known(None),
         }),
-        Ok(None) => credentials(request.authorization)
+        Ok(None) => credentials::presented(request.authorization)
             .map_err(Outcome::Deny)
             .map(|(scheme, token)| Started {
                 route,
@@ -341,6 +342,8 @@ fn recall_presented(
 /// Second phase without keys: the token's syntax and its key manager (by issuer). A bearer token
 /// that is not a compact JWS goes to introspection when a key manager trusted here has it.
 pub fn parse(policy: &Policy, started: Started<'_>) -> Result<Pending, Outcome> {
+    // Deferred from `start` ([`credentials::presented`]): no cached token needs it.
+    credentials::token68(started.token).map_err(Outcome::Deny)?;
     let presentation = started.presentation();
     let token = UntrustedToken::parse(started.token).map_err(|err| {
         opaque(policy, &started)
