@@ -231,7 +231,7 @@ bench-backend-jwt: deps wasm
 # by git); the committed seeds in fuzz/corpus/<target> are read, never written. `make test`
 # replays those seeds on stable (tests/fuzz_corpora.rs).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= token jwks policy declaration route dpop introspection
+FUZZ_TARGETS ?= token jwks policy declaration route dpop introspection headers
 FUZZ_TOOLCHAIN ?= nightly
 
 fuzz:

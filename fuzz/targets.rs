@@ -8,11 +8,13 @@
 
 use std::sync::OnceLock;
 
+use keygate::decision::{authorization, decide, dpop_proofs, DpopRequest, Request};
 use keygate::dpop::{normalize_uri, thumbprint, verify_proof, ProofRules, ProofTarget};
 use keygate::introspection::{parse_answer, Answer, CallFailure};
 use keygate::jose::{verify, KeySet, UntrustedToken, Validation};
 use keygate::policy::path::CanonicalPath;
 use keygate::policy::{Policy, Route};
+use keygate::worker::{decode_header_map, encode_header_map};
 
 /// The fixed clock: inside the validity window of the tokens in `tests/vectors/interop.json`.
 pub const NOW: f64 = 1_700_000_000.0;
@@ -228,4 +230,40 @@ fn check_canonical(canonical: &CanonicalPath) {
         }
         assert_eq!(CanonicalPath::parse(&written).as_ref(), Ok(canonical));
     }
+}
+
+/// A request header map as Envoy serializes it for the filter, then the decision on the request it
+/// describes under the fixed policy and keys. Decoding never panics; when no value needed a
+/// replacement character, the decoded pairs encode back to the input (up to bytes after the last
+/// pair, which the decoder ignores).
+pub fn headers(data: &[u8]) {
+    let Some(pairs) = decode_header_map(data) else {
+        return;
+    };
+    if !pairs.iter().any(|(_, value)| value.contains('\u{fffd}')) {
+        let bytes: Vec<(&[u8], &[u8])> = pairs
+            .iter()
+            .map(|(name, value)| (name.as_bytes(), value.as_bytes()))
+            .collect();
+        assert!(data.starts_with(&encode_header_map(&bytes)), "{pairs:?}");
+    }
+    let (Some(policy), Some(keys)) = (fixed_policy(), fixed_keys()) else {
+        return;
+    };
+    let value = |name: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let auth = authorization(&pairs);
+    let proofs = dpop_proofs(&pairs);
+    let request = Request {
+        method: value(":method"),
+        path: value(":path"),
+        authorization: auth.as_deref(),
+        dpop: DpopRequest { proofs: &proofs },
+        headers: &pairs,
+    };
+    let _ = decide(policy, &request, |_| Some(keys), NOW);
 }

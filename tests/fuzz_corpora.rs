@@ -117,6 +117,11 @@ fn declaration_corpus() {
 }
 
 #[test]
+fn headers_corpus() {
+    replay("headers", targets::headers);
+}
+
+#[test]
 fn route_corpus() {
     replay("route", targets::route);
 }
