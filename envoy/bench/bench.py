@@ -481,8 +481,12 @@ def summarize(args):
                 ratio = k["rps"] / n["rps"]
                 p99 = "ok" if k["p99_ms"] <= n["p99_ms"] else "over"
                 label = "cache hit" if kind == "cache" else "cache off"
+                # The same ratio from the Envoy's CPU time per request (native's over keygate's),
+                # steadier between runs than req/s on a shared machine.
+                kc, nc = k.get("cpu_us_per_request"), n.get("cpu_us_per_request")
+                by_cpu = f", {nc / kc:.3f}x by CPU per request" if kc and nc else ""
                 targets.append(f"{label} {alg}: {ratio:.3f}x native (target {least:.2f}: "
-                               f"{'met' if ratio >= least else 'missed'}), p99 {k['p99_ms']:.2f} vs "
+                               f"{'met' if ratio >= least else 'missed'}){by_cpu}, p99 {k['p99_ms']:.2f} vs "
                                f"{n['p99_ms']:.2f} ms ({p99})")
     public, floor = by_name.get("keygate-public"), by_name.get("floor")
     if public and floor and floor["rps"]:
