@@ -1,5 +1,5 @@
 //! The authorization decision: the configuration compiled once into indexed structures
-//! ([`Policy::compile`], in `compile.rs`), and the steps the shell calls in order
+//! ([`Policy::compile`], in `compile/`), and the steps the shell calls in order
 //! (ARCHITECTURE.md §3):
 //! [`Policy::route`] → (bearer token) → [`Policy::key_manager_for`] → (keys, signature, time,
 //! audience: the jose layer) → [`Policy::authorize`].
