@@ -235,12 +235,12 @@ fn check_canonical(canonical: &CanonicalPath) {
 /// A request header map as Envoy serializes it for the filter, then the decision on the request it
 /// describes under the fixed policy and keys. Decoding never panics; when no value needed a
 /// replacement character, the decoded pairs encode back to the input (up to bytes after the last
-/// pair, which the decoder ignores).
+/// pair, which the decoder ignores; an empty input is an empty map without a count).
 pub fn headers(data: &[u8]) {
     let Some(pairs) = decode_header_map(data) else {
         return;
     };
-    if !pairs.iter().any(|(_, value)| value.contains('\u{fffd}')) {
+    if !data.is_empty() && !pairs.iter().any(|(_, value)| value.contains('\u{fffd}')) {
         let bytes: Vec<(&[u8], &[u8])> = pairs
             .iter()
             .map(|(name, value)| (name.as_bytes(), value.as_bytes()))
