@@ -25,49 +25,30 @@ pub fn request_uri(origin: &str, path: &str) -> Option<String> {
 pub(super) mod recent {
     use std::cell::RefCell;
 
+    use crate::dpop::memo::{self, Memo};
+
     const SLOTS: usize = 8;
     /// Longer texts are normalized every time.
     const MAX_TEXT: usize = 512;
 
-    type Seen = Option<(Box<str>, Option<String>)>;
-
     thread_local! {
-        static MEMO: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
-    }
-
-    fn slot(text: &str) -> usize {
-        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        usize::try_from(hash % SLOTS as u64).unwrap_or(0)
+        static MEMO: RefCell<Memo<(Box<str>, Option<String>), SLOTS>> =
+            const { RefCell::new(Memo::new()) };
     }
 
     pub fn normalize(text: &str) -> Option<String> {
         if text.len() > MAX_TEXT {
             return super::normalize(text);
         }
-        let at = slot(text);
-        let known = MEMO.with(|memo| match memo.try_borrow().ok()?.get(at) {
-            Some(Some((seen, normal))) if crate::dpop::proof::same_text(seen, text) => {
-                Some(normal.clone())
-            }
-            _ => None,
+        let at = memo::fnv(text);
+        let known = memo::recall(&MEMO, at, |(seen, normal)| {
+            crate::dpop::proof::same_text(seen, text).then(|| normal.clone())
         });
         if let Some(normal) = known {
             return normal;
         }
         let normal = super::normalize(text);
-        MEMO.with(|memo| {
-            let Ok(mut memo) = memo.try_borrow_mut() else {
-                return;
-            };
-            if memo.is_empty() {
-                memo.resize(SLOTS, None);
-            }
-            if let Some(place) = memo.get_mut(at) {
-                *place = Some((text.into(), normal.clone()));
-            }
-        });
+        memo::remember(&MEMO, at, (text.into(), normal.clone()));
         normal
     }
 }

@@ -11,6 +11,7 @@
 mod error;
 mod flat;
 mod htu;
+mod memo;
 mod proof;
 pub(crate) use proof::same_text;
 mod replay;

@@ -90,49 +90,34 @@ pub(crate) fn same_text(a: &str, b: &str) -> bool {
 mod ath_memo {
     use std::cell::RefCell;
 
+    use crate::dpop::memo::{self, Memo};
+
     const SLOTS: usize = 64;
     /// Longer tokens are hashed every time (the memo stays under 64 × 4 KB).
     const MAX_TOKEN: usize = 4_096;
 
-    /// A token and its `ath`.
-    type Seen = Option<(Box<str>, String)>;
-
     thread_local! {
-        static MEMO: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
+        /// A token and its `ath`.
+        static MEMO: RefCell<Memo<(Box<str>, String), SLOTS>> = const { RefCell::new(Memo::new()) };
     }
 
     fn slot(token: &str) -> usize {
         let tail = token.as_bytes().iter().rev().take(2);
         tail.fold(0usize, |acc, &b| {
             acc.wrapping_mul(31).wrapping_add(usize::from(b))
-        }) % SLOTS
+        })
     }
 
     pub(super) fn recall(token: &str) -> Option<String> {
-        MEMO.with(|memo| {
-            let memo = memo.try_borrow().ok()?;
-            match memo.get(slot(token)) {
-                Some(Some((seen, ath))) if super::same_text(seen, token) => Some(ath.clone()),
-                _ => None,
-            }
+        memo::recall(&MEMO, slot(token), |(seen, ath)| {
+            super::same_text(seen, token).then(|| ath.clone())
         })
     }
 
     pub(super) fn remember(token: &str, ath: &str) {
-        if token.len() > MAX_TOKEN {
-            return;
+        if token.len() <= MAX_TOKEN {
+            memo::remember(&MEMO, slot(token), (token.into(), ath.to_string()));
         }
-        MEMO.with(|memo| {
-            let Ok(mut memo) = memo.try_borrow_mut() else {
-                return;
-            };
-            if memo.is_empty() {
-                memo.resize(SLOTS, None);
-            }
-            if let Some(place) = memo.get_mut(slot(token)) {
-                *place = Some((token.into(), ath.to_string()));
-            }
-        });
     }
 }
 
@@ -142,50 +127,28 @@ mod key_memo {
     use std::cell::RefCell;
     use std::rc::Rc;
 
+    use crate::dpop::memo::{self, Memo};
     use crate::jose::{Alg, Jwk};
 
     const SLOTS: usize = 16;
 
     /// A proof header's text (one that passed every header check), its `alg`, its key and the
     /// key's thumbprint.
-    type Seen = Option<(Box<str>, Alg, Rc<Jwk>, String)>;
+    type Seen = (Box<str>, Alg, Rc<Jwk>, String);
 
     thread_local! {
-        static MEMO: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
-    }
-
-    fn slot(header: &str) -> usize {
-        // FNV-1a: the slot only spreads headers; equality decides.
-        let hash = header.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        usize::try_from(hash % SLOTS as u64).unwrap_or(0)
+        static MEMO: RefCell<Memo<Seen, SLOTS>> = const { RefCell::new(Memo::new()) };
     }
 
     pub(super) fn recall(header: &str) -> Option<(Alg, Rc<Jwk>, String)> {
-        MEMO.with(|memo| {
-            let memo = memo.try_borrow().ok()?;
-            match memo.get(slot(header)) {
-                Some(Some((seen, alg, key, jkt))) if super::same_text(seen, header) => {
-                    Some((*alg, Rc::clone(key), jkt.clone()))
-                }
-                _ => None,
-            }
+        memo::recall(&MEMO, memo::fnv(header), |(seen, alg, key, jkt)| {
+            super::same_text(seen, header).then(|| (*alg, Rc::clone(key), jkt.clone()))
         })
     }
 
     pub(super) fn remember(header: &str, alg: Alg, key: &Rc<Jwk>, jkt: &str) {
-        MEMO.with(|memo| {
-            let Ok(mut memo) = memo.try_borrow_mut() else {
-                return;
-            };
-            if memo.is_empty() {
-                memo.resize(SLOTS, None);
-            }
-            if let Some(place) = memo.get_mut(slot(header)) {
-                *place = Some((header.into(), alg, Rc::clone(key), jkt.to_string()));
-            }
-        });
+        let seen = (header.into(), alg, Rc::clone(key), jkt.to_string());
+        memo::remember(&MEMO, memo::fnv(header), seen);
     }
 }
 

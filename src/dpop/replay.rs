@@ -216,40 +216,30 @@ mod key_hash {
 
     use sha2::{Digest, Sha256};
 
+    use crate::dpop::memo::{self, Memo};
+
     const SLOTS: usize = 8;
 
-    type Seen = Option<(Box<[u8]>, Box<str>, [u8; 4], Sha256)>;
+    type Seen = (Box<[u8]>, Box<str>, [u8; 4], Sha256);
 
     thread_local! {
-        static MEMO: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
+        static MEMO: RefCell<Memo<Seen, SLOTS>> = const { RefCell::new(Memo::new()) };
     }
 
     /// The key's tag and the fingerprint hasher with everything but the `jti` taken in.
     pub(super) fn of(secret: &[u8], jkt: &str) -> ([u8; 4], Sha256) {
         let at = jkt.bytes().fold(0usize, |h, b| {
             h.wrapping_mul(31).wrapping_add(usize::from(b))
-        }) % SLOTS;
-        let known = MEMO.with(|memo| match memo.try_borrow().ok()?.get(at) {
-            Some(Some((s, k, tag, state))) if **s == *secret && **k == *jkt => {
-                Some((*tag, state.clone()))
-            }
-            _ => None,
+        });
+        let known = memo::recall(&MEMO, at, |(s, k, tag, state)| {
+            (**s == *secret && **k == *jkt).then(|| (*tag, state.clone()))
         });
         if let Some(known) = known {
             return known;
         }
         let fresh = compute(secret, jkt);
-        MEMO.with(|memo| {
-            let Ok(mut memo) = memo.try_borrow_mut() else {
-                return;
-            };
-            if memo.is_empty() {
-                memo.resize(SLOTS, None);
-            }
-            if let Some(place) = memo.get_mut(at) {
-                *place = Some((secret.into(), jkt.into(), fresh.0, fresh.1.clone()));
-            }
-        });
+        let seen = (secret.into(), jkt.into(), fresh.0, fresh.1.clone());
+        memo::remember(&MEMO, at, seen);
         fresh
     }
 
