@@ -57,6 +57,18 @@ struct EditTier {
     per: String,
 }
 
+impl EditTier {
+    /// The version the edit is for, and the tier `name` it makes.
+    fn named(self, name: &str) -> (i64, Tier) {
+        let tier = Tier {
+            name: name.to_string(),
+            requests: self.requests,
+            per: self.per,
+        };
+        (self.version, tier)
+    }
+}
+
 #[derive(Deserialize)]
 struct NewApplication {
     name: String,
@@ -193,13 +205,8 @@ fn route(
         )?),
         ("POST", ["admin", "tiers"]) => applied(c.add_tier(who, req.json::<Tier>()?)?),
         ("PUT", ["admin", "tiers", name]) => {
-            let body: EditTier = req.json()?;
-            let tier = Tier {
-                name: name.to_string(),
-                requests: body.requests,
-                per: body.per,
-            };
-            applied(c.update_tier(who, body.version, tier)?)
+            let (version, tier) = req.json::<EditTier>()?.named(name);
+            applied(c.update_tier(who, version, tier)?)
         }
         ("DELETE", ["admin", "tiers", name]) => {
             applied(c.remove_tier(who, name, version_query(req)?)?)
@@ -285,13 +292,8 @@ fn preview(
         ("DELETE", ["admin", "apis", name]) => c.preview_remove_api(who, name, version_query(req)?),
         ("POST", ["admin", "tiers"]) => c.preview_save_tier(who, None, &req.json::<Tier>()?),
         ("PUT", ["admin", "tiers", name]) => {
-            let body: EditTier = req.json()?;
-            let tier = Tier {
-                name: name.to_string(),
-                requests: body.requests,
-                per: body.per,
-            };
-            c.preview_save_tier(who, Some(body.version), &tier)
+            let (version, tier) = req.json::<EditTier>()?.named(name);
+            c.preview_save_tier(who, Some(version), &tier)
         }
         ("DELETE", ["admin", "tiers", name]) => {
             c.preview_remove_tier(who, name, version_query(req)?)
