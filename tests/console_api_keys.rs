@@ -19,8 +19,8 @@ use std::time::Instant;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::console::{
-    admin_setup_with, rest, rest_app, until_status, user_token, Browser, GatewayConsole, ADMIN,
-    DEV, DEV2,
+    admin_setup_with, rest, rest_app, rest_expect, until_status, user_token, Browser,
+    GatewayConsole, ADMIN, DEV, DEV2,
 };
 use support::{http, keygate_bin, EchoUpstream, Envoy, KeyManager, TempDir};
 
@@ -64,14 +64,14 @@ fn console_api_keys_create_list_revoke_export() {
     let (id, app) = rest_app(&console, &dave, "dave-keys");
 
     // Create: the key once, in `keygate api-key new`'s format; its SHA-256 is what is kept.
-    let (status, body) = rest(
+    let body = rest_expect(
         &console,
         &dave,
         "POST",
         &format!("{app}/api-keys"),
         Some(r#"{"name": "ci"}"#),
+        201,
     );
-    assert_eq!(status, 201, "{body}");
     let created: Value = serde_json::from_str(&body).unwrap();
     let key = created["key"].as_str().unwrap().to_string();
     assert!(key.starts_with("kg_") && key.len() == 3 + 43, "{key}");
@@ -102,14 +102,14 @@ fn console_api_keys_create_list_revoke_export() {
     }
 
     // A second key with the same name is refused, naming the field; another developer gets 404.
-    let (status, body) = rest(
+    let body = rest_expect(
         &console,
         &dave,
         "POST",
         &format!("{app}/api-keys"),
         Some(r#"{"name": "ci"}"#),
+        422,
     );
-    assert_eq!(status, 422, "{body}");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["field"],
         "name"
@@ -126,14 +126,14 @@ fn console_api_keys_create_list_revoke_export() {
     // Envoy: the key of an application without a subscription is 403; subscribed, 200.
     let call = || http(listen, "GET", "/pets/v1/toys", &[("apikey", &key)]).status;
     until_status(&call, 403, &[401, 403], Instant::now());
-    let (status, body) = rest(
+    rest_expect(
         &console,
         &dave,
         "POST",
         &format!("{app}/subscriptions"),
         Some(r#"{"api": "pets"}"#),
+        200,
     );
-    assert_eq!(status, 200, "{body}");
     until_status(&call, 200, &[403, 200], Instant::now());
 
     // The page: + API Key shows the key once, the next view does not.
@@ -184,14 +184,14 @@ fn console_api_keys_create_list_revoke_export() {
     );
 
     // Revoke: gone from the list, refused by Envoy within 5 s.
-    let (status, body) = rest(
+    rest_expect(
         &console,
         &dave,
         "DELETE",
         &format!("{app}/api-keys/ci"),
         None,
+        200,
     );
-    assert_eq!(status, 200, "{body}");
     let (_, body) = rest(&console, &dave, "GET", &format!("{app}/api-keys"), None);
     assert!(
         !body.contains("\"ci\"") && body.contains("\"web\""),

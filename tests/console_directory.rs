@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::console::{
-    admin_setup_with, rest, rest_app, user_token, Browser, GatewayConsole, ADMIN, DEV,
+    admin_setup_with, rest_app, rest_expect, user_token, Browser, GatewayConsole, ADMIN, DEV,
 };
 use support::{free_port, http, EchoUpstream, Envoy, KeyManager, TempDir};
 
@@ -107,25 +107,25 @@ fn console_is_the_directory_source_of_a_real_envoy() {
     // The developer, over the REST API: an application with shop-app's client ID.
     let dave = user_token(&km, DEV);
     let (_, app) = rest_app(&console, &dave, "dave-shop");
-    let (status, body) = rest(
+    rest_expect(
         &console,
         &dave,
         "POST",
         &format!("{app}/client-ids"),
         Some(r#"{"key_manager": "demo", "client_id": "shop-app"}"#),
+        200,
     );
-    assert_eq!(status, 200, "{body}");
     assert_eq!(call(), 403, "a client ID without a subscription");
     // An API key made in the console reaches Envoy through the directory: 403 while the
     // application has no subscription, 200 once subscribed (below), 401 once revoked.
-    let (status, body) = rest(
+    let body = rest_expect(
         &console,
         &dave,
         "POST",
         &format!("{app}/api-keys"),
         Some(r#"{"name": "ci"}"#),
+        201,
     );
-    assert_eq!(status, 201, "{body}");
     let key = serde_json::from_str::<Value>(&body).unwrap()["key"]
         .as_str()
         .unwrap()
@@ -135,61 +135,61 @@ fn console_is_the_directory_source_of_a_real_envoy() {
     until_status(&key_call, 403, &[401, 403], sent);
 
     let mut seconds = Vec::new();
-    for round in 0..3 {
+    for _ in 0..3 {
         let sent = Instant::now();
-        let (status, body) = rest(
+        rest_expect(
             &console,
             &dave,
             "POST",
             &format!("{app}/subscriptions"),
             Some(r#"{"api": "pets"}"#),
+            200,
         );
-        assert_eq!(status, 200, "round {round}: {body}");
         let allowed = until_status(&call, 200, &[403, 200], sent);
         let sent = Instant::now();
-        let (status, body) = rest(
+        rest_expect(
             &console,
             &dave,
             "DELETE",
             &format!("{app}/subscriptions/pets"),
             None,
+            200,
         );
-        assert_eq!(status, 200, "round {round}: {body}");
         let refused = until_status(&call, 403, &[403, 200], sent);
         seconds.push((allowed.as_secs_f64(), refused.as_secs_f64()));
     }
     eprintln!("console directory: REST call to enforcement in Envoy (subscribe, unsubscribe) s: {seconds:.2?}");
 
     // The API key: subscribed, 200 within 5 s; revoked, 401 within 5 s.
-    let (status, body) = rest(
+    rest_expect(
         &console,
         &dave,
         "POST",
         &format!("{app}/subscriptions"),
         Some(r#"{"api": "pets"}"#),
+        200,
     );
-    assert_eq!(status, 200, "{body}");
     let key_allowed = until_status(&key_call, 200, &[403, 200], Instant::now());
     let sent = Instant::now();
-    let (status, body) = rest(
+    rest_expect(
         &console,
         &dave,
         "DELETE",
         &format!("{app}/api-keys/ci"),
         None,
+        200,
     );
-    assert_eq!(status, 200, "{body}");
     let key_revoked = until_status(&key_call, 401, &[200, 401], sent);
     // A key created while the application is subscribed: 200 within 5 s of its creation.
     let sent = Instant::now();
-    let (status, body) = rest(
+    let body = rest_expect(
         &console,
         &dave,
         "POST",
         &format!("{app}/api-keys"),
         Some(r#"{"name": "ci2"}"#),
+        201,
     );
-    assert_eq!(status, 201, "{body}");
     let key2 = serde_json::from_str::<Value>(&body).unwrap()["key"]
         .as_str()
         .unwrap()
@@ -219,14 +219,14 @@ fn console_is_the_directory_source_of_a_real_envoy() {
 
     // Keys travel in the (paged) snapshot too: a key made while no Envoy runs is accepted by
     // the next Envoy from its first snapshot, the revoked one is not.
-    let (status, body) = rest(
+    let body = rest_expect(
         &console,
         &dave,
         "POST",
         &format!("{app}/api-keys"),
         Some(r#"{"name": "late"}"#),
+        201,
     );
-    assert_eq!(status, 201, "{body}");
     let late = serde_json::from_str::<Value>(&body).unwrap()["key"]
         .as_str()
         .unwrap()

@@ -18,7 +18,8 @@ mod support;
 
 use serde_json::{json, Value};
 use support::console::{
-    admin_setup, hidden, rest, rest_app, unescape, user_token, Browser, Console, ADMIN, DEV, DEV2,
+    admin_setup, hidden, rest, rest_app, rest_expect, unescape, user_token, Browser, Console,
+    ADMIN, DEV, DEV2,
 };
 use support::{KeyManager, TempDir};
 
@@ -125,14 +126,14 @@ fn console_previews_changes_and_environments() {
     let carol = user_token(&km, ADMIN);
     let dave = user_token(&km, DEV);
     let (id, app) = rest_app(&console, &dave, "dave-shop");
-    let (status, body) = rest(
+    rest_expect(
         &console,
         &dave,
         "POST",
         &format!("{app}/client-ids"),
         Some(r#"{"key_manager": "demo", "client_id": "shop-app"}"#),
+        200,
     );
-    assert_eq!(status, 200, "{body}");
     // Subscribing: a preview first (gains), then the change.
     let sub = r#"{"api": "pets", "tier": "gold"}"#;
     let path = format!("{app}/subscriptions?preview=true");
@@ -142,14 +143,14 @@ fn console_previews_changes_and_environments() {
     assert!(has(&lines, &format!("gains {GOLD}")), "{lines:?}");
     let (_, body) = rest(&console, &dave, "GET", &app, None);
     assert!(!body.contains("\"pets\""), "a preview subscribed: {body}");
-    let (status, body) = rest(
+    rest_expect(
         &console,
         &dave,
         "POST",
         &format!("{app}/subscriptions"),
         Some(sub),
+        200,
     );
-    assert_eq!(status, 200, "{body}");
 
     let before = files(&out);
     let km_version = || {
@@ -199,8 +200,7 @@ fn console_previews_changes_and_environments() {
     );
     // A tier in use cannot go: the compiler's refusal, as applying would answer it.
     let path = format!("/api/admin/tiers/gold?version={tv}&preview=true");
-    let (status, body) = rest(&console, &carol, "DELETE", &path, None);
-    assert_eq!(status, 422, "{body}");
+    let body = rest_expect(&console, &carol, "DELETE", &path, None, 422);
     assert!(body.contains("gold"), "{body}");
     // Removing the API: its subscribers lose it.
     let (_, body) = rest(&console, &carol, "GET", "/api/admin/apis", None);
@@ -229,14 +229,14 @@ fn console_previews_changes_and_environments() {
     assert!(has(&lines, &format!("loses {PETS}")), "{lines:?}");
     assert!(!has(&lines, &format!("loses {CLIENT}")), "{lines:?}");
     // A change without a preview is not applied by mistake: 422 naming `preview`.
-    let (status, body) = rest(
+    let body = rest_expect(
         &console,
         &dave,
         "POST",
         &format!("{app}/client-ids?preview=true"),
         Some(r#"{"key_manager": "demo", "client_id": "other-app"}"#),
+        422,
     );
-    assert_eq!(status, 422, "{body}");
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["field"],
         "preview"
@@ -371,19 +371,18 @@ fn console_previews_changes_and_environments() {
         .unwrap()
         .to_string();
     let path = format!("/api/admin/key-managers/demo?version={}", km_version());
-    let (status, body) = rest(&console, &carol, "DELETE", &path, None);
-    assert_eq!(status, 200, "{body}");
+    rest_expect(&console, &carol, "DELETE", &path, None, 200);
     let (_, body) = rest(&console, &dave, "GET", &app, None);
     let row: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(row["application"]["client_ids"], json!(null), "{body}");
-    let (status, body) = rest(
+    let body = rest_expect(
         &console,
         &carol,
         "GET",
         &format!("/keygate/directory/v1/changes?since={since}"),
         None,
+        200,
     );
-    assert_eq!(status, 200, "{body}");
     let feed: Value = serde_json::from_str(&body).unwrap();
     let last = feed["changes"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["op"], "upsert", "{body}");
@@ -395,8 +394,7 @@ fn console_previews_changes_and_environments() {
         .as_i64()
         .unwrap();
     let path = format!("/api/admin/apis/pets?version={av}");
-    let (status, body) = rest(&console, &carol, "DELETE", &path, None);
-    assert_eq!(status, 200, "{body}");
+    rest_expect(&console, &carol, "DELETE", &path, None, 200);
     let (_, body) = rest(&console, &dave, "GET", &app, None);
     assert!(!body.contains("\"pets\""), "{body}");
 }

@@ -112,14 +112,14 @@ pub fn user_token(km: &KeyManager, user: (&str, &str)) -> String {
 /// and its REST path (`/api/devportal/applications/{id}`).
 pub fn rest_app(console: &Console, token: &str, name: &str) -> (i64, String) {
     let body = serde_json::json!({ "name": name }).to_string();
-    let (status, answer) = rest(
+    let answer = rest_expect(
         console,
         token,
         "POST",
         "/api/devportal/applications",
         Some(&body),
+        201,
     );
-    assert_eq!(status, 201, "{answer}");
     let id = serde_json::from_str::<serde_json::Value>(&answer).unwrap()["id"]
         .as_i64()
         .unwrap();
@@ -157,6 +157,20 @@ pub fn rest(
         status,
         response.body_mut().read_to_string().unwrap_or_default(),
     )
+}
+
+/// [`rest`], asserting the status it must answer; the body.
+pub fn rest_expect(
+    console: &Console,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    status: u16,
+) -> String {
+    let (got, answer) = rest(console, token, method, path, body);
+    assert_eq!(got, status, "{method} {path}: {answer}");
+    answer
 }
 
 pub struct Reply {
