@@ -152,6 +152,16 @@ impl Pending {
     pub fn is_dpop(&self) -> bool {
         matches!(self.presentation, Presentation::Dpop(_))
     }
+
+    /// The token as this request presented it, for the binding checks and the cache.
+    fn presented(&self) -> Presented<'_> {
+        Presented {
+            route: self.route,
+            token: self.token.as_str(),
+            presentation: &self.presentation,
+            client_cert: ClientCert::Known(self.client_cert),
+        }
+    }
 }
 
 /// A request whose route needs a token, with the token it carries.
@@ -423,12 +433,7 @@ pub fn finish(
         };
     };
     let km = pending.key_manager;
-    let presented = Presented {
-        route: pending.route,
-        token: pending.token.as_str(),
-        presentation: &pending.presentation,
-        client_cert: ClientCert::Known(pending.client_cert),
-    };
+    let presented = pending.presented();
     if pending.recheck_cache {
         let generation = |_| Some(keys.generation);
         if let Some((_, outcome)) =
@@ -446,12 +451,7 @@ pub fn finish(
     ) {
         Ok(_) => {
             let claims = pending.token.take_claims();
-            let presented = Presented {
-                route: pending.route,
-                token: pending.token.as_str(),
-                presentation: &pending.presentation,
-                client_cert: ClientCert::Known(pending.client_cert),
-            };
+            let presented = pending.presented();
             let cert = check_cert(
                 policy,
                 &pending.route,
